@@ -1,0 +1,173 @@
+"""The ``mpi-viewer`` command line.
+
+The command line and the napari docks call the same core. Bad input (an
+:class:`~mpi_viewer.errors.InputError`) ends the program with exit status 2 and one
+line on stderr naming the file or value and what is wrong; no traceback.
+
+Each sub-command has its own ``_cmd_<name>`` function taking the parsed arguments
+and returning an exit status, and its own ``_add_<name>`` function declaring its
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import InputError, MPIViewerError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (exit status 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_vector(text: str, *, n: int | None = 3, what: str = "value") -> tuple[float, ...]:
+    """``"1.5,-2,3"`` → ``(1.5, -2.0, 3.0)``; InputError naming ``what`` otherwise."""
+    import math
+
+    try:
+        values = tuple(float(v) for v in text.replace(";", ",").split(","))
+    except ValueError:
+        raise InputError(f"{what} {text!r}: expected comma-separated numbers") from None
+    if n is not None and len(values) != n:
+        raise InputError(f"{what} {text!r}: expected {n} comma-separated numbers, got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} {text!r}: values must be finite")
+    return values
+
+
+# -- gui / demo ---------------------------------------------------------------------------
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="open napari with the synthetic demo study, loaded and registered")
+    p.add_argument("--write", metavar="DIR", help="write the demo study's files to DIR instead of opening napari")
+    p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
+    p.add_argument("--ndisplay", type=int, choices=(2, 3), default=3, help="2-D or 3-D view (default 3)")
+
+
+def _cmd_demo(args) -> int:
+    if args.write:
+        from .demo import write_demo_study
+
+        paths = write_demo_study(args.write)
+        for key, p in paths.items():
+            print(f"{key}: {p}")
+        return 0
+    return _run_gui(demo=True, screenshot=args.screenshot, ndisplay=args.ndisplay)
+
+
+def _run_gui(*, demo: bool = False, files: Sequence[str] = (), screenshot: str | None = None,
+             ndisplay: int = 2) -> int:
+    try:
+        from .plugins import _launch  # installed as mpi_viewer.plugins
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise InputError(f"the napari plugin is not installed ({exc}); run: pip install -e .") from None
+    return _launch.run(demo=demo, files=list(files), screenshot=screenshot, ndisplay=ndisplay)
+
+
+# -- register -------------------------------------------------------------------------------
+def _add_register(sub) -> None:
+    p = sub.add_parser("register", help="register MOVING (MPI) to FIXED (MRI/CT) from landmarks or a mold template")
+    p.add_argument("fixed", metavar="FIXED", help="fixed image (MRI or CT)")
+    p.add_argument("moving", metavar="MOVING", help="moving image (MPI)")
+    p.add_argument("--fixed-points", metavar="CSV", help="fiducials in the fixed image (name,x,y,z in mm)")
+    p.add_argument("--moving-points", metavar="CSV", help="fiducials in the moving image (name,x,y,z in mm)")
+    p.add_argument("--template", metavar="NAME", help="mold template name or JSON file (automatic fiducial detection)")
+    p.add_argument("--model", choices=("rigid", "similarity", "affine"), default="rigid", help="transform model (default rigid)")
+    p.add_argument("-o", "--output", metavar="OUT.tfm", required=True, help="ITK transform file to write (fixed → moving)")
+
+
+def _cmd_register(args) -> int:
+    raise InputError("register: not available yet")
+
+
+# -- quantify -------------------------------------------------------------------------------
+def _add_quantify(sub) -> None:
+    p = sub.add_parser("quantify", help="ROIs, signal, iron and cells of an MPI image")
+    p.add_argument("mpi", metavar="MPI", help="MPI image")
+    p.add_argument("--seed", action="append", default=[], metavar="X,Y,Z",
+                   help="a point near a hot spot, physical mm in the MPI's frame (repeatable; use --seed=X,Y,Z for negative values)")
+    p.add_argument("--method", choices=("halfmax", "nsd", "kmeans"), default="halfmax", help="ROI method (default halfmax)")
+    p.add_argument("-o", "--output", metavar="OUT.csv", required=True, help="results table to write")
+
+
+def _cmd_quantify(args) -> int:
+    raise InputError("quantify: not available yet")
+
+
+# -- replay / report ------------------------------------------------------------------------
+def _add_replay(sub) -> None:
+    p = sub.add_parser("replay", help="recompute saved sessions and compare with their stored results")
+    p.add_argument("sessions", nargs="+", metavar="SESSION", help="session JSON files")
+    p.add_argument("-o", "--output", metavar="OUT.csv", help="write the recomputed results")
+
+
+def _cmd_replay(args) -> int:
+    raise InputError("replay: not available yet")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="write a study report (CSV, masks, transform, plots, HTML)")
+    p.add_argument("session", metavar="SESSION", help="session JSON file")
+    p.add_argument("-o", "--output", metavar="DIR", required=True, help="report folder (new or empty)")
+
+
+def _cmd_report(args) -> int:
+    raise InputError("report: not available yet")
+
+
+COMMANDS = {
+    "demo": (_add_demo, _cmd_demo),
+    "register": (_add_register, _cmd_register),
+    "quantify": (_add_quantify, _cmd_quantify),
+    "replay": (_add_replay, _cmd_replay),
+    "report": (_add_report, _cmd_report),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mpi-viewer",
+        description="MPI cell-tracking studies: coregistration, half-maximum ROIs, calibration, iron and cells. "
+        "Without a command, opens napari with the mpi-viewer docks.",
+    )
+    parser.add_argument("--version", action="version", version=f"mpi-viewer {__version__}")
+    parser.add_argument("files", nargs="*", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # "mpi-viewer scan.nii" opens files in the GUI; anything that names a command is a command
+    parser = build_parser()
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        files = argv
+        argv = []
+    else:
+        files = []
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            return _run_gui(files=files)
+        return COMMANDS[args.command][1](args)
+    except MPIViewerError as exc:
+        print(f"mpi-viewer: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        print("mpi-viewer: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

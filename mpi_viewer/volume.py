@@ -1,0 +1,376 @@
+"""Volumes: an image with its physical geometry, modality and acquisition metadata.
+
+A :class:`Volume` wraps a SimpleITK image (spacing, origin and direction kept as read)
+with what the rest of the program needs to know about it: the modality (``"MPI"``,
+``"MRI"``, ``"CT"`` or ``"unknown"``), the unit of its values and, for MPI, the
+acquisition parameters that a calibration must match.
+
+:func:`read_volume` is the one reader for every format; the napari reader is a thin
+wrapper over it. Format-specific code lives in :mod:`mpi_viewer._formats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .coords import image_to_world_affine, xyz_to_zyx, zyx_to_xyz
+from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import SimpleITK as sitk
+
+MODALITIES = ("MPI", "MRI", "CT", "unknown")
+DEFAULT_UNITS = {"MPI": "a.u.", "MRI": "a.u.", "CT": "HU", "unknown": "a.u."}
+
+
+@dataclass
+class Acquisition:
+    """MPI acquisition parameters, each ``None`` when the file does not say.
+
+    A calibration is valid only for images acquired with the same tracer and scan
+    parameters (Sehl et al., Tomography 2020, doi:10.18383/j.tom.2020.00043); these
+    fields are what :mod:`mpi_viewer.calibration` compares.
+    """
+
+    tracer: str | None = None
+    tracer_lot: str | None = None
+    mode: str | None = None  # "2D" or "3D"
+    gradient_T_per_m: float | None = None
+    drive_amplitude_mT: float | None = None
+    drive_frequency_kHz: float | None = None
+    averages: int | None = None
+    scanner: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Acquisition:
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        for k in ("gradient_T_per_m", "drive_amplitude_mT", "drive_frequency_kHz"):
+            if kwargs.get(k) is not None:
+                kwargs[k] = float(kwargs[k])
+        if kwargs.get("averages") is not None:
+            kwargs["averages"] = int(kwargs["averages"])
+        return cls(**kwargs)
+
+
+@dataclass
+class Volume:
+    """An image in physical space.
+
+    Attributes
+    ----------
+    image : SimpleITK.Image
+        Pixel data with spacing (mm), origin (mm) and direction, as read.
+    modality : str
+        ``"MPI"``, ``"MRI"``, ``"CT"`` or ``"unknown"``.
+    units : str
+        Unit of the pixel values (``"a.u."`` for MPI signal, ``"HU"`` for CT).
+    acquisition : Acquisition
+        MPI acquisition parameters (empty for other modalities).
+    metadata : dict
+        Other header fields worth showing (JSON-serialisable).
+    name : str
+        Short name for layers and tables.
+    source : str or None
+        Path the volume was read from.
+    """
+
+    image: sitk.Image
+    modality: str = "unknown"
+    units: str = "a.u."
+    acquisition: Acquisition = field(default_factory=Acquisition)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    name: str = "volume"
+    source: str | None = None
+    _array: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    # -- geometry -------------------------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return self.image.GetDimension()
+
+    @property
+    def spacing_mm(self) -> tuple[float, ...]:
+        """Voxel size in mm, ITK order (x, y, z)."""
+        return tuple(self.image.GetSpacing())
+
+    @property
+    def origin_mm(self) -> tuple[float, ...]:
+        """Physical position (mm) of voxel 0's centre, ITK order (x, y, z)."""
+        return tuple(self.image.GetOrigin())
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Direction cosines as a (d, d) matrix acting on (x, y, z)."""
+        d = self.ndim
+        return np.asarray(self.image.GetDirection(), dtype=float).reshape(d, d)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Array shape in numpy order (z, y, x)."""
+        return tuple(self.image.GetSize())[::-1]
+
+    @property
+    def voxel_volume_mm(self) -> float:
+        """Volume of one voxel in mm³ (area in mm² for a 2-D image)."""
+        return float(np.prod(self.spacing_mm))
+
+    @property
+    def array(self) -> np.ndarray:
+        """Pixel data in numpy order (z, y, x); one copy, made on first use and kept."""
+        if self._array is None:
+            import SimpleITK as sitk
+
+            self._array = sitk.GetArrayFromImage(self.image)
+        return self._array
+
+    def index_to_world_affine(self) -> np.ndarray:
+        """Homogeneous map from array index (z, y, x) to physical mm (z, y, x)."""
+        return image_to_world_affine(self.spacing_mm, self.origin_mm, self.image.GetDirection())
+
+    def physical_to_index(self, points_xyz) -> np.ndarray:
+        """Continuous array indices (z, y, x) of physical points given in mm (x, y, z)."""
+        pts = np.atleast_2d(np.asarray(points_xyz, dtype=float))
+        a = self.index_to_world_affine()
+        d = self.ndim
+        zyx = xyz_to_zyx(pts)
+        idx = np.linalg.solve(a[:d, :d], (zyx - a[:d, d]).T).T
+        return idx
+
+    def index_to_physical(self, index_zyx) -> np.ndarray:
+        """Physical mm (x, y, z) of continuous array indices given in (z, y, x)."""
+        idx = np.atleast_2d(np.asarray(index_zyx, dtype=float))
+        a = self.index_to_world_affine()
+        d = self.ndim
+        return zyx_to_xyz(idx @ a[:d, :d].T + a[:d, d])
+
+    def contains_physical(self, points_xyz, *, margin_voxels: float = 0.5) -> np.ndarray:
+        """Whether each physical point lies inside the image (voxel edges + margin)."""
+        idx = self.physical_to_index(points_xyz)
+        shape = np.asarray(self.shape, dtype=float)
+        return np.all((idx >= -margin_voxels) & (idx <= shape - 1 + margin_voxels), axis=1)
+
+    def with_array(self, array: np.ndarray, *, name: str | None = None, units: str | None = None) -> Volume:
+        """A new Volume with the same geometry and metadata and other pixel data."""
+        import SimpleITK as sitk
+
+        img = sitk.GetImageFromArray(np.asarray(array))
+        img.CopyInformation(self.image)
+        return dataclasses.replace(
+            self, image=img, name=name or self.name, units=units or self.units, _array=None
+        )
+
+    # -- napari ----------------------------------------------------------------------
+    def layer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``viewer.add_image`` that place the data in world mm.
+
+        napari world coordinates are physical mm in (z, y, x). ``scale`` carries the
+        spacing; ``translate`` the origin when the direction is the identity; any other
+        direction (flips, obliques) goes into ``affine``.
+        """
+        d = self.ndim
+        scale = list(xyz_to_zyx(self.spacing_mm))
+        direction = self.direction
+        kwargs: dict[str, Any] = {"scale": scale, "name": self.name}
+        if np.allclose(direction, np.eye(d)):
+            kwargs["translate"] = list(xyz_to_zyx(self.origin_mm))
+        else:
+            a = image_to_world_affine([1.0] * d, self.origin_mm, direction.ravel())
+            kwargs["affine"] = a
+        kwargs["metadata"] = self.layer_metadata()
+        return kwargs
+
+    def layer_metadata(self) -> dict[str, Any]:
+        return {
+            "mpi_viewer": {
+                "modality": self.modality,
+                "units": self.units,
+                "spacing_mm": list(self.spacing_mm),
+                "origin_mm": list(self.origin_mm),
+                "direction": list(self.image.GetDirection()),
+                "acquisition": self.acquisition.to_dict(),
+                "source": self.source,
+                **({"header": self.metadata} if self.metadata else {}),
+            }
+        }
+
+
+def validate_image_data(array: np.ndarray, what: str) -> None:
+    """Refuse data no analysis can use: empty, more than 3-D, all-NaN or infinite."""
+    if array.size == 0:
+        raise InputError(f"{what}: the image is empty")
+    squeezed_ndim = sum(1 for s in array.shape if s > 1)
+    if array.ndim > 3 and squeezed_ndim > 3:
+        raise InputError(f"{what}: {array.ndim}-D data of shape {array.shape}; a 2-D or 3-D image is expected")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise InputError(f"{what}: complex data; a real-valued (magnitude) image is expected")
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)
+        if not finite.any():
+            raise InputError(f"{what}: no finite values (all NaN or infinite)")
+        if np.isinf(array).any():
+            raise InputError(f"{what}: contains infinite values")
+
+
+def validate_geometry(spacing, what: str) -> None:
+    sp = np.asarray(spacing, dtype=float)
+    if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise InputError(f"{what}: spacing {tuple(sp)} mm is not positive and finite")
+
+
+def image_from_array(
+    array: np.ndarray,
+    *,
+    spacing_mm=None,
+    origin_mm=None,
+    direction=None,
+) -> sitk.Image:
+    """A SimpleITK image from a numpy array in (z, y, x) order with ITK-order geometry."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    d = img.GetDimension()
+    if spacing_mm is not None:
+        img.SetSpacing([float(s) for s in spacing_mm][:d])
+    if origin_mm is not None:
+        img.SetOrigin([float(o) for o in origin_mm][:d])
+    if direction is not None:
+        img.SetDirection([float(v) for v in np.asarray(direction, dtype=float).ravel()])
+    return img
+
+
+def guess_modality(path: str | Path) -> str:
+    """Modality from a file name, when nothing in the file says (``mpi``, ``mri``/``mr``/``t1``/``t2``, ``ct``)."""
+    import re
+
+    stem = Path(path).name.lower()
+    tokens = set(re.split(r"[^a-z0-9]+", stem))
+    if "mpi" in tokens or stem.startswith("mpi"):
+        return "MPI"
+    if tokens & {"mri", "mr", "t1", "t2", "t1w", "t2w", "flash", "rare"}:
+        return "MRI"
+    if tokens & {"ct", "microct", "cbct"}:
+        return "CT"
+    return "unknown"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``scan.json`` beside ``scan.npy`` / ``scan.nii.gz`` / ``scan.mat``…"""
+    p = Path(path)
+    name = p.name
+    for ext in (".nii.gz", ".ome.tif", ".ome.tiff"):
+        if name.lower().endswith(ext):
+            return p.with_name(name[: -len(ext)] + ".json")
+    return p.with_suffix(".json")
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar JSON beside ``path`` (empty dict when there is none)."""
+    sc = sidecar_path(path)
+    if Path(path).is_dir() or not sc.is_file() or sc == Path(path):
+        return {}
+    try:
+        with open(sc, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{sc}: not a readable JSON sidecar ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{sc}: a sidecar must be a JSON object")
+    return data
+
+
+def read_volume(
+    path: str | Path,
+    *,
+    modality: str | None = None,
+    spacing_mm=None,
+    origin_mm=None,
+    name: str | None = None,
+) -> Volume:
+    """Read any supported image file (or DICOM folder) into a :class:`Volume`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A NIfTI, NRRD, MetaImage, DICOM file or series folder, MDF (HDF5), MATLAB
+        ``.mat``, ``.npy`` or TIFF file.
+    modality : str, optional
+        Overrides what the file (or its name) says.
+    spacing_mm, origin_mm : sequence of float, optional
+        Geometry in mm, ITK order, for plain arrays without a sidecar JSON.
+    name : str, optional
+        Layer name; the file name by default.
+
+    Raises
+    ------
+    InputError
+        Unreadable, truncated, empty or unknown files, data that is not 2-D or 3-D,
+        all-NaN or infinite data, plain arrays with no spacing.
+    """
+    from . import _formats
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    vol = _formats.read(p, spacing_mm=spacing_mm, origin_mm=origin_mm)
+    sidecar = read_sidecar(p)
+    if sidecar.get("modality") and vol.modality == "unknown":
+        vol.modality = str(sidecar["modality"])
+    if sidecar.get("acquisition"):
+        merged = {**sidecar["acquisition"], **vol.acquisition.to_dict()}
+        vol.acquisition = Acquisition.from_dict(merged)
+    if modality is not None:
+        if modality not in MODALITIES:
+            raise InputError(f"modality {modality!r}: expected one of {', '.join(MODALITIES)}")
+        vol.modality = modality
+    if vol.modality == "unknown":
+        vol.modality = guess_modality(p)
+    if sidecar.get("units"):
+        vol.units = str(sidecar["units"])
+    elif vol.units in ("", None):
+        vol.units = DEFAULT_UNITS[vol.modality]
+    vol.name = name or vol.name or display_name(p)
+    vol.source = str(p)
+    validate_image_data(vol.array, str(p))
+    validate_geometry(vol.spacing_mm, str(p))
+    return vol
+
+
+def display_name(path: str | Path) -> str:
+    n = Path(path).name
+    for ext in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".mdf", ".h5", ".hdf5", ".mat", ".npy", ".tif", ".tiff"):
+        if n.lower().endswith(ext):
+            return n[: -len(ext)]
+    return n
+
+
+def write_volume(volume: Volume, path: str | Path, *, sidecar: bool = True) -> Path:
+    """Write a volume with SimpleITK (format from the extension) and its sidecar JSON.
+
+    The sidecar keeps modality, units and acquisition metadata, which NIfTI and
+    friends have no place for.
+    """
+    import SimpleITK as sitk
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(volume.image, str(p), useCompression=str(p).endswith((".gz", ".mha", ".nrrd")))
+    if sidecar:
+        data = {
+            "modality": volume.modality,
+            "units": volume.units,
+            "acquisition": volume.acquisition.to_dict(),
+        }
+        with open(sidecar_path(p), "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+    return p
