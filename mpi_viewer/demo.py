@@ -296,7 +296,7 @@ def make_demo_study(params: DemoParams | None = None, **overrides) -> DemoStudy:
     return _make_cached(params)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _make_cached(params: DemoParams) -> DemoStudy:
     template = load_template(TEMPLATE_NAME)
     fids = [(f["name"], np.asarray(f["position_mm"], dtype=float), float(f["diameter_mm"])) for f in template["fiducials"]]
@@ -305,17 +305,15 @@ def _make_cached(params: DemoParams) -> DemoStudy:
     pose_mri = _pose(params.mri_rotation_deg, params.mri_translation_mm)
     pose_mpi = _pose(params.mpi_rotation_deg, params.mpi_translation_mm)
     pose_ct = _pose(params.ct_rotation_deg, params.ct_translation_mm)
-    rng = np.random.default_rng(params.seed)
     corners = np.array(np.meshgrid(*zip(ext_min, ext_max, strict=True), indexing="ij")).reshape(3, -1).T
 
-    # --- MRI ---------------------------------------------------------------------------
-    mri = _render_anatomy("MRI", params.mri_spacing_mm, params.mri_direction_deg, pose_mri, corners,
-                          fids, ext_min, ext_max, params, rng)
-    # --- CT ----------------------------------------------------------------------------
+    # anatomy depends on neither the MPI pose nor the MPI noise: cached on its own
+    mri = _anatomy("MRI", params.mri_spacing_mm, params.mri_direction_deg, params.mri_rotation_deg,
+                   params.mri_translation_mm, params.seed, params.extra_hot_spots)
     ct = None
     if params.include_ct:
-        ct = _render_anatomy("CT", params.ct_spacing_mm, (0.0, 0.0, 0.0), pose_ct, corners,
-                             fids, ext_min, ext_max, params, rng)
+        ct = _anatomy("CT", params.ct_spacing_mm, (0.0, 0.0, 0.0), params.ct_rotation_deg,
+                      params.ct_translation_mm, params.seed + 1, params.extra_hot_spots)
 
     # --- MPI ---------------------------------------------------------------------------
     hot_in_mold = [np.asarray(v["mold_mm"]) for v in VIALS] if params.include_vials else []
@@ -397,7 +395,15 @@ def _make_cached(params: DemoParams) -> DemoStudy:
     return DemoStudy(mri=mri, mpi=mpi, ct=ct, truth=truth, params=params)
 
 
-def _render_anatomy(modality, spacing, direction_deg, pose, corners, fids, ext_min, ext_max, params, rng) -> Volume:
+@functools.lru_cache(maxsize=6)
+def _anatomy(modality, spacing, direction_deg, rotation_deg, translation_mm, seed, extra_hot_spots) -> Volume:
+    template = load_template(TEMPLATE_NAME)
+    fids = [(f["name"], np.asarray(f["position_mm"], dtype=float), float(f["diameter_mm"])) for f in template["fiducials"]]
+    ext_min = np.asarray(template["extent_mm"]["min"])
+    ext_max = np.asarray(template["extent_mm"]["max"])
+    corners = np.array(np.meshgrid(*zip(ext_min, ext_max, strict=True), indexing="ij")).reshape(3, -1).T
+    pose = _pose(rotation_deg, translation_mm)
+    rng = np.random.default_rng(seed)
     origin, direction, size = _grid_covering(_apply(pose, corners), spacing, direction_deg, 2.0)
     sp = np.asarray(spacing, dtype=float)
     m, c = _index_to_mold(origin, direction, sp, pose)
@@ -414,7 +420,7 @@ def _render_anatomy(modality, spacing, direction_deg, pose, corners, fids, ext_m
         for s in SOURCES:
             radius = 0.6 + 0.25 * math.log10(max(s["cells"], 1e4) / 1e4)
             _darken(img, s["mold_mm"], radius, m, c)
-        for e in EXTRA_HOT_SPOTS[: params.extra_hot_spots]:
+        for e in EXTRA_HOT_SPOTS[:extra_hot_spots]:
             _darken(img, e["mold_mm"], 0.8, m, c)
         n1 = rng.normal(0.0, 12.0, img.shape).astype(np.float32)
         n2 = rng.normal(0.0, 12.0, img.shape).astype(np.float32)
