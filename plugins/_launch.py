@@ -1,0 +1,71 @@
+"""Start napari with the mpi-viewer docks (``mpi-viewer``, ``mpi-viewer demo``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+DOCKS = ("Fiducial registration", "MPI ROIs", "Calibration", "Cells and report", "Session")
+
+
+def _check_display() -> None:
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        from mpi_viewer.errors import InputError
+
+        raise InputError(
+            "no display: run it under a virtual screen, e.g. `xvfb-run -a mpi-viewer demo --screenshot demo.png`"
+        )
+
+
+def open_docks(viewer) -> list:
+    """Add every mpi-viewer dock the manifest declares; returns the widgets."""
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    manifest = pm.get_manifest("mpi-viewer")
+    names = [w.display_name for w in (manifest.contributions.widgets or [])]
+    widgets = []
+    ordered = [n for n in DOCKS if n in names] + [n for n in names if n not in DOCKS]
+    for i, name in enumerate(ordered):
+        dock, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", name, tabify=i > 0)
+        widgets.append(widget)
+    return widgets
+
+
+def load_demo(viewer):
+    """Load the demo study into a viewer, registered; returns the DemoStudy."""
+    from mpi_viewer.demo import make_demo_study
+
+    from ._sample_data import demo_layer_data, demo_registration
+
+    study = make_demo_study()
+    for data, kwargs, kind in demo_layer_data(study, transform=demo_registration(study)):
+        viewer._add_layer_from_data(data, kwargs, kind)
+    return study
+
+
+def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay: int = 2) -> int:
+    _check_display()
+    import napari
+
+    viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
+    viewer.scale_bar.visible = True
+    viewer.scale_bar.unit = "mm"
+    open_docks(viewer)
+    if demo:
+        load_demo(viewer)
+    for f in files:
+        viewer.open(f, plugin="mpi-viewer")
+    viewer.dims.ndisplay = ndisplay
+    viewer.reset_view()
+    if screenshot:
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()
+        viewer.window._qt_window.resize(1600, 1000)
+        QApplication.processEvents()
+        viewer.screenshot(screenshot, canvas_only=False)
+        viewer.close()
+        return 0
+    napari.run()
+    return 0

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: set up (idempotent), then run the whole suite under a virtual screen.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export MPLBACKEND=Agg
+exec xvfb-run -a -s "-screen 0 1920x1200x24" python3 -m pytest -p no:cacheprovider "$@"
