@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
+#: A 3-D view from above and the side, head to the right.
+DEMO_CAMERA_ANGLES = (0.0, -60.0, 30.0)
+
 DOCKS = ("Fiducial registration", "MPI ROIs", "Calibration", "Cells and report", "Session")
 
 
@@ -58,6 +61,8 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
         viewer.open(f, plugin="mpi-viewer")
     viewer.dims.ndisplay = ndisplay
     viewer.reset_view()
+    if ndisplay == 3:
+        viewer.camera.angles = DEMO_CAMERA_ANGLES
     if screenshot:
         from qtpy.QtWidgets import QApplication
 

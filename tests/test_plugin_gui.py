@@ -49,7 +49,7 @@ def test_open_sample_places_mpi_sources_on_the_mri(make_napari_viewer):
 
 
 def test_three_d_screenshot_shows_hot_spots_over_anatomy(make_napari_viewer):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # the GL canvas renders only when shown
     viewer.open_sample("mpi-viewer", "demo")
     viewer.dims.ndisplay = 3
     viewer.reset_view()
