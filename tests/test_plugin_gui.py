@@ -56,7 +56,8 @@ def test_three_d_screenshot_shows_hot_spots_over_anatomy(make_napari_viewer):
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot.ndim == 3 and shot.shape[2] == 4
     rgb = shot[..., :3].astype(int)
-    grey = (np.abs(rgb[..., 0] - rgb[..., 1]) < 8) & (rgb[..., 0] > 40)
+    # anatomy: grey (g ≈ b), possibly tinted red by the additive MPI background
+    grey = (np.abs(rgb[..., 1] - rgb[..., 2]) < 10) & (rgb[..., 1] > 40)
     hot = (rgb[..., 0] > 180) & (rgb[..., 0] - rgb[..., 2] > 100)
     assert grey.mean() > 0.02, "anatomy not visible"
     assert hot.sum() > 20, "no MPI hot spots visible"
