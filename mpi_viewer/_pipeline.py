@@ -1,0 +1,452 @@
+"""Recompute a session's numbers: the one path shared by ``quantify --save-session``,
+``replay``, ``report`` and the napari session dock.
+
+Each step is one function calling exactly one core function, so the science stays in
+its own module:
+
+- :func:`run_registration` → :func:`mpi_viewer.registration.fit_landmarks` or
+  :func:`mpi_viewer.molds.register_with_template`;
+- :func:`run_rois` → :func:`mpi_viewer.roi.measure`;
+- :func:`run_calibration` → :func:`mpi_viewer.calibration.measure_phantoms` and
+  :meth:`~mpi_viewer.calibration.Calibration.from_points` (phantoms measured with the
+  targets' ROI method), or a stored calibration;
+- :func:`run_cells` → :class:`mpi_viewer.cells.IronPerCell`;
+- :func:`run_quantities` → :func:`mpi_viewer.calibration.apply_calibration` (iron by
+  inverse prediction, cells by :func:`mpi_viewer.cells.cells_from_iron`).
+
+:func:`recompute` runs them in order and returns the results rows;
+:func:`compare` says which stored numbers differ (relative difference > 1e-9);
+:func:`replay_path` does both for one session file and never raises for bad input
+(it returns status 2 with the message), so it can run in a worker process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, MPIViewerError
+from .session import (
+    CalibrationSection,
+    CellsSection,
+    Landmarks,
+    RegistrationSection,
+    ROISection,
+    Session,
+    input_file,
+    load_session,
+    save_session,
+)
+
+#: Replay tolerance: largest relative difference between a stored and a recomputed number.
+RTOL = 1e-9
+#: Keys whose values legitimately change between runs (dates) and are not compared.
+_VOLATILE = frozenset({"date", "created", "modified", "timestamp", "software", "schema_version"})
+
+
+@dataclass
+class Recomputed:
+    """Everything a session's recomputation produced."""
+
+    volumes: dict[str, Any] = field(default_factory=dict)
+    fit: Any = None
+    registration: Any = None  # MoldRegistration for a template registration
+    rois: list[tuple[ROISection, list]] = field(default_factory=list)
+    calibration: Any = None
+    iron_per_cell: Any = None
+    quantities: list = field(default_factory=list)  # calibration.QuantityResult per ROI
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def transform(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(matrix, translation) fixed → moving, or None without a registration."""
+        if self.fit is None:
+            return None
+        return np.asarray(self.fit.matrix, dtype=float), np.asarray(self.fit.translation, dtype=float)
+
+
+def _wrap(step: str, fn, *args, **kwargs):
+    """Call a core function; anything a malformed session could provoke becomes InputError."""
+    try:
+        return fn(*args, **kwargs)
+    except MPIViewerError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+            ZeroDivisionError, np.linalg.LinAlgError) as exc:
+        raise InputError(f"{step}: {type(exc).__name__}: {exc}") from None
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def read_inputs(session: Session, roles=("mri", "ct", "mpi")) -> dict[str, Any]:
+    """The session's images as Volumes, read through :func:`mpi_viewer.volume.read_volume`."""
+    from .volume import read_volume
+
+    out = {}
+    for inp in session.inputs:
+        if inp.role in roles:
+            out[inp.role] = read_volume(session.resolve(inp.path), modality=inp.modality,
+                                        name=inp.name)
+    return out
+
+
+# -- steps -------------------------------------------------------------------------------------
+def run_registration(session: Session, volumes: dict[str, Any]):
+    """The fixed → moving fit of the session's registration (None without one).
+
+    Returns
+    -------
+    (LandmarkFit, MoldRegistration or None)
+    """
+    reg = session.registration
+    if reg is None:
+        return None, None
+    if reg.method == "template":
+        from .molds import register_with_template
+
+        fixed, moving = volumes[reg.fixed], volumes[reg.moving]
+        mold = _wrap("registration", register_with_template, fixed, moving, reg.template, model=reg.model)
+        return mold.fit, mold
+    from .registration import fit_landmarks
+
+    lm = reg.landmarks
+    kwargs = {"model": reg.model, "names": lm.names, "exclude": lm.excluded}
+    if reg.fle_mm is not None:
+        kwargs["fle_mm"] = reg.fle_mm
+    fit = _wrap("registration", fit_landmarks, np.asarray(lm.fixed_xyz_mm, dtype=float),
+                np.asarray(lm.moving_xyz_mm, dtype=float), **kwargs)
+    return fit, None
+
+
+def roi_params(d: dict[str, Any]):
+    from .roi import ROIParams
+
+    return _wrap("ROI parameters", ROIParams.from_dict, dict(d))
+
+
+def run_rois(session: Session, volumes: dict[str, Any]) -> list[tuple[ROISection, list]]:
+    """ROIs of every ROI section, measured on the native MPI grid."""
+    from .roi import measure
+
+    out = []
+    for sec in session.rois:
+        vol = volumes[sec.image]
+        params = roi_params(sec.params)
+        names = sec.names or None
+        results = _wrap("ROIs", measure, vol, np.asarray(sec.seeds_xyz_mm, dtype=float), params, names=names)
+        out.append((sec, list(results)))
+    return out
+
+
+def run_calibration(session: Session, volumes: dict[str, Any]):
+    """The calibration (None without a calibration section).
+
+    ``source="phantoms"``: the phantoms input measured with the targets' ROI method
+    (:func:`mpi_viewer.calibration.measure_phantoms`), then fitted with the section's
+    options (:meth:`mpi_viewer.calibration.Calibration.from_points`). ``"file"``: the
+    calibration input file. ``"stored"``: the calibration held in the session.
+    """
+    sec = session.calibration
+    if sec is None:
+        return None
+    from . import calibration as cal
+
+    if sec.source == "stored":
+        return _wrap("calibration", cal.Calibration.from_dict, dict(sec.calibration),
+                     source=f"session {session.path}: calibration")
+    if sec.source == "file":
+        return cal.load_calibration(session.resolve(session.input("calibration").path))
+    phantoms = cal.read_phantoms_csv(session.resolve(session.input("phantoms").path))
+    mpi = volumes["mpi"]
+    params = roi_params(sec.roi_params if sec.roi_params is not None else session.rois[0].params)
+    points = _wrap("phantoms", cal.measure_phantoms, mpi, phantoms, params)
+    options = dict(sec.options)
+    bad = sorted(set(options) - _CAL_OPTIONS)
+    if bad:
+        raise InputError(f"calibration options: unknown option(s) {', '.join(bad)}")
+    options.setdefault("name", "session")
+    return _wrap("calibration", cal.Calibration.from_points, points=points, roi=params.to_dict(),
+                 acquisition=mpi.acquisition.to_dict(), **options)
+
+
+_CAL_OPTIONS = {"name", "kind", "through_origin", "weighting", "mode", "reference", "tracer", "tracer_lot",
+                "environment", "preparation", "notes"}
+
+
+def run_cells(session: Session):
+    """The iron per cell (pg Fe/cell, mean ± SD) or None: validated by
+    :class:`mpi_viewer.cells.IronPerCell`; the cell numbers themselves come with the
+    iron (:func:`run_quantities`, which calls :func:`mpi_viewer.cells.cells_from_iron`)."""
+    if session.cells is None:
+        return None
+    from .cells import IronPerCell
+
+    return _wrap("iron per cell", IronPerCell, session.cells.mean_pg, session.cells.sd_pg)
+
+
+def run_quantities(session: Session, volumes: dict[str, Any], calibration, rois, iron_per_cell) -> list:
+    """Iron (µg) and cells of every ROI with intervals, detection-limit flags and warnings
+    (:func:`mpi_viewer.calibration.apply_calibration`)."""
+    if calibration is None:
+        return []
+    from .calibration import apply_calibration
+
+    out = []
+    for sec, results in rois:
+        vol = volumes[sec.image]
+        out += _wrap("iron", apply_calibration, results, calibration, acquisition=vol.acquisition,
+                     roi_params=roi_params(sec.params), voxel_volume_mm3=vol.voxel_volume_mm,
+                     iron_per_cell=iron_per_cell)
+    return out
+
+
+#: Columns a calibration adds (numbers, not formatted text: replay compares to 1e-9).
+QUANTITY_COLUMNS = ("iron_ug", "iron_ci_low_ug", "iron_ci_high_ug", "below_lod", "lod",
+                    "cells", "cells_ci_low", "cells_ci_high", "warnings")
+
+
+def result_rows(rec: Recomputed) -> list[dict[str, Any]]:
+    """One row per ROI: the ROI's columns, then iron and cell columns when calibrated."""
+    from .results import rows_from_results
+
+    rows = rows_from_results([r for _, rs in rec.rois for r in rs])
+    for row, q in zip(rows, rec.quantities, strict=False):
+        for col in QUANTITY_COLUMNS:
+            v = getattr(q, col, None)
+            if col == "warnings":
+                v = "; ".join(v or [])
+            elif col == "lod":
+                col = "lod_ug" if getattr(rec.calibration, "kind", "iron") == "iron" else "lod_cells"
+            row[col] = v
+    return rows
+
+
+def recompute(session: Session, *, volumes: dict[str, Any] | None = None) -> Recomputed:
+    """Recompute every number of a session from its inputs (headless).
+
+    Inputs are read, never written. Pass ``volumes`` (role → Volume) to reuse images
+    already in memory (the GUI does).
+    """
+    rec = Recomputed(volumes=dict(volumes) if volumes is not None else read_inputs(session))
+    rec.fit, rec.registration = run_registration(session, rec.volumes)
+    rec.rois = run_rois(session, rec.volumes)
+    rec.calibration = run_calibration(session, rec.volumes)
+    rec.iron_per_cell = run_cells(session)
+    rec.quantities = run_quantities(session, rec.volumes, rec.calibration, rec.rois, rec.iron_per_cell)
+    rec.rows = result_rows(rec)
+    return rec
+
+
+def store(session: Session, rec: Recomputed) -> Session:
+    """Write a recomputation's numbers into the session (results, fit, calibration)."""
+    session.results = [dict(r) for r in rec.rows]
+    if session.registration is not None and rec.fit is not None:
+        m, t = rec.transform()
+        session.registration.matrix = m.tolist()
+        session.registration.translation = t.tolist()
+        rms = getattr(rec.fit, "rms_fre_mm", None)
+        session.registration.rms_fre_mm = None if rms is None else float(rms)
+    if session.calibration is not None and rec.calibration is not None:
+        session.calibration.calibration = rec.calibration.to_dict()
+    return session
+
+
+# -- comparison --------------------------------------------------------------------------------
+def _num(v) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None if v is None else float(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    return None
+
+
+def same_value(a, b, *, rtol: float = RTOL) -> bool:
+    """Equal strings; numbers within ``rtol`` (relative); NaN equals NaN (and null)."""
+    if a is None:
+        a = math.nan
+    if b is None:
+        b = math.nan
+    x, y = _num(a), _num(b)
+    if x is None or y is None:
+        return a == b
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    if x == y:
+        return True
+    return abs(x - y) <= rtol * max(abs(x), abs(y))
+
+
+def _flatten(v, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if str(k).lower() in _VOLATILE:
+                continue
+            _flatten(x, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(v, (list, tuple, np.ndarray)):
+        for i, x in enumerate(list(v)):
+            _flatten(x, f"{prefix}[{i}]", out)
+    else:
+        out[prefix] = v
+    return out
+
+
+def compare(session: Session, rec: Recomputed, *, rtol: float = RTOL) -> list[str]:
+    """Differences between a session's stored numbers and a recomputation, one line each."""
+    diffs: list[str] = []
+
+    def cmp(what: str, stored, new) -> None:
+        s, n = _flatten(stored, "", {}), _flatten(new, "", {})
+        for key in sorted(set(s) | set(n), key=str):
+            if key not in n:
+                diffs.append(f"{what}{key}: stored {s[key]!r}, not recomputed")
+            elif key not in s:
+                diffs.append(f"{what}{key}: recomputed {n[key]!r}, not stored")
+            elif not same_value(s[key], n[key], rtol=rtol):
+                diffs.append(f"{what}{key}: stored {s[key]!r}, recomputed {n[key]!r}")
+
+    if len(session.results) != len(rec.rows):
+        diffs.append(f"results: {len(session.results)} rows stored, {len(rec.rows)} recomputed")
+    for i, (old, new) in enumerate(zip(session.results, rec.rows, strict=False)):
+        name = old.get("name", i)
+        cmp(f"row {name}: ", old, new)
+    reg = session.registration
+    if reg is not None and rec.fit is not None and reg.matrix is not None:
+        m, t = rec.transform()
+        cmp("transform.", {"matrix": reg.matrix, "translation": reg.translation,
+                           "rms_fre_mm": reg.rms_fre_mm},
+            {"matrix": m.tolist(), "translation": t.tolist(),
+             "rms_fre_mm": getattr(rec.fit, "rms_fre_mm", None)})
+    cal = session.calibration
+    if cal is not None and rec.calibration is not None and cal.calibration:
+        cmp("calibration.", cal.calibration, rec.calibration.to_dict())
+    return diffs
+
+
+# -- one session file ---------------------------------------------------------------------------
+@dataclass
+class ReplayOutcome:
+    """What replaying one session file gave (picklable: it comes back from workers).
+
+    ``status`` is 0 (every number matches), 1 (differences) or 2 (bad input).
+    """
+
+    path: str
+    status: int
+    differences: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def replay_session(session: Session, *, allow_changed_inputs: bool = False) -> tuple[Recomputed, list[str], list[str]]:
+    """Verify the inputs' hashes, recompute and compare; returns (recomputed, differences, notes).
+
+    Raises
+    ------
+    InputError
+        A missing input, or one whose SHA-256 changed (unless ``allow_changed_inputs``).
+    """
+    notes = session.verify_inputs(allow_changed=allow_changed_inputs)
+    rec = recompute(session)
+    return rec, compare(session, rec), notes
+
+
+def replay_path(path: str | Path, allow_changed_inputs: bool = False) -> ReplayOutcome:
+    """Replay one session file; never raises for bad input (status 2 with the message)."""
+    t0 = time.perf_counter()
+    out = ReplayOutcome(path=str(path), status=2)
+    try:
+        session = load_session(path)
+        out.warnings = list(session.warnings)
+        rec, diffs, notes = replay_session(session, allow_changed_inputs=allow_changed_inputs)
+        out.warnings += notes
+        out.rows = rec.rows
+        out.differences = diffs
+        out.status = 1 if diffs else 0
+    except MPIViewerError as exc:
+        out.message = " ".join(str(exc).split())
+        out.status = 2
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+# -- building sessions ---------------------------------------------------------------------------
+def new_session(session_path: str | Path, *, mpi: str | Path, mri: str | Path | None = None,
+                ct: str | Path | None = None, phantoms: str | Path | None = None,
+                calibration_file: str | Path | None = None) -> Session:
+    """A session whose inputs are the given files (hashed now, paths relative to the session)."""
+    from .volume import read_sidecar
+
+    s = Session()
+    acq = {}
+    try:
+        acq = dict(read_sidecar(mpi).get("acquisition") or {})
+    except InputError:
+        pass
+    s.inputs.append(input_file(mpi, session_path, role="mpi", modality="MPI", acquisition=acq))
+    if mri is not None:
+        s.inputs.append(input_file(mri, session_path, role="mri", modality="MRI"))
+    if ct is not None:
+        s.inputs.append(input_file(ct, session_path, role="ct", modality="CT"))
+    if phantoms is not None:
+        s.inputs.append(input_file(phantoms, session_path, role="phantoms"))
+    if calibration_file is not None:
+        s.inputs.append(input_file(calibration_file, session_path, role="calibration"))
+    return s
+
+
+def compute_and_save(session: Session, session_path: str | Path, *,
+                     volumes: dict[str, Any] | None = None) -> tuple[Path, Recomputed]:
+    """Recompute a session, store its numbers and the ``.tfm`` beside it, save atomically."""
+    from .session import relative_path, sha256_file
+
+    session.path = Path(session_path).resolve()
+    rec = recompute(session, volumes=volumes)
+    store(session, rec)
+    if session.registration is not None and rec.fit is not None:
+        from .registration import write_transform
+
+        tfm = Path(session_path).with_suffix(".tfm")
+        _wrap("transform", write_transform, tfm, rec.fit)
+        session.registration.transform_file = relative_path(tfm, session_path)
+        session.registration.transform_sha256 = sha256_file(tfm)
+    return save_session(session, session_path), rec
+
+
+def make_demo_session(folder: str | Path, *, name: str = "demo_session.json",
+                      write_study: bool = True) -> Path:
+    """The demo study's files and a session analysing them, built through the real pipeline.
+
+    Mold-template registration of the MPI to the MRI, four half-maximum ROIs seeded at
+    the demo's sources (isolated, strong, weak, faint; seeds are the source positions
+    rounded to 1 mm, as a user's click would be), a calibration from the in-image vials
+    measured with the same ROI method, and cells from the demo's iron per cell.
+    """
+    import json
+
+    from . import demo
+
+    folder = Path(folder)
+    if write_study or not (folder / "truth.json").exists():
+        demo.write_demo_study(folder)
+    truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    path = folder / name
+    s = new_session(path, mpi=folder / "mpi.nii.gz", mri=folder / "mri.nii.gz",
+                    phantoms=folder / "phantoms.csv")
+    s.registration = RegistrationSection(fixed="mri", moving="mpi", method="template",
+                                         template=truth.get("template", demo.TEMPLATE_NAME),
+                                         model="rigid", landmarks=Landmarks())
+    sources = truth["sources"]
+    from .roi import ROIParams
+
+    s.rois = [ROISection(method="halfmax", params=ROIParams().to_dict(),
+                         seeds_xyz_mm=[[round(float(c)) for c in src["mpi_mm"]] for src in sources],
+                         names=[src["name"] for src in sources])]
+    s.calibration = CalibrationSection(source="phantoms", roi_params=None)
+    s.cells = CellsSection(mean_pg=float(truth["iron_per_cell_pg"]), sd_pg=float(truth["iron_per_cell_sd_pg"]))
+    compute_and_save(s, path)
+    return path

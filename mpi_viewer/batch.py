@@ -1,0 +1,162 @@
+"""Replay many sessions in parallel: local processes by default, or a Dask cluster.
+
+:func:`replay_many` runs :func:`mpi_viewer._pipeline.replay_path` for every session
+file, in a :class:`concurrent.futures.ProcessPoolExecutor` (``jobs`` processes, one
+SimpleITK thread each so that processes do not fight for the cores), or on a
+``dask.distributed`` scheduler when ``scheduler`` is given (an address such as
+``tcp://10.0.0.5:8786``, or a ``Client``/``LocalCluster``). A ``progress`` callback
+hears about every finished session.
+
+Outcomes come back in the order of ``paths``; a session with bad input gives an
+outcome of status 2, it never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._pipeline import ReplayOutcome, replay_path
+from .errors import InputError
+
+Progress = Callable[[int, int, ReplayOutcome], None]
+
+
+def _init_worker() -> None:
+    """One SimpleITK thread per worker process: the processes share out the cores."""
+    try:
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def _replay_in_worker(path: str, allow_changed_inputs: bool) -> ReplayOutcome:
+    _init_worker()
+    return replay_path(path, allow_changed_inputs)
+
+
+def _context():
+    """Worker start method: ``forkserver`` with the science modules preloaded where it
+    exists (safe in a process that already runs threads: Qt, ITK's thread pool), else
+    the platform's default."""
+    import multiprocessing as mp
+
+    try:
+        ctx = mp.get_context("forkserver")
+    except ValueError:  # pragma: no cover - Windows
+        return mp.get_context()
+    ctx.set_forkserver_preload(["mpi_viewer._pipeline", "mpi_viewer.roi", "mpi_viewer.calibration",
+                                "mpi_viewer.molds", "mpi_viewer.registration", "SimpleITK",
+                                "scipy.ndimage"])
+    return ctx
+
+
+def default_jobs() -> int:
+    """Worker processes by default: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def replay_many(paths: Sequence[str | Path], *, jobs: int | None = None, scheduler: Any = None,
+                allow_changed_inputs: bool = False, progress: Progress | None = None) -> list[ReplayOutcome]:
+    """Replay session files in parallel.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Session JSON files.
+    jobs : int, optional
+        Local worker processes (default: the usable cores). ``1`` runs in this process.
+    scheduler : str or dask.distributed.Client or LocalCluster, optional
+        Run on a Dask distributed cluster instead of local processes.
+    allow_changed_inputs : bool
+        Replay sessions whose input files changed (noted in each outcome's warnings).
+    progress : callable(done, total, outcome), optional
+        Called as each session finishes.
+
+    Returns
+    -------
+    list of ReplayOutcome
+        In the order of ``paths``.
+    """
+    paths = [str(p) for p in paths]
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs {jobs}: expected a positive number of processes")
+    if scheduler is not None:
+        return _replay_dask(paths, scheduler, allow_changed_inputs, progress)
+    n = min(jobs or default_jobs(), len(paths))
+    out: list[ReplayOutcome | None] = [None] * len(paths)
+    if n <= 1:
+        for i, p in enumerate(paths):
+            out[i] = replay_path(p, allow_changed_inputs)
+            if progress:
+                progress(i + 1, len(paths), out[i])
+        return out  # type: ignore[return-value]
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=n, initializer=_init_worker, mp_context=_context()) as pool:
+        futures = {pool.submit(replay_path, p, allow_changed_inputs): i for i, p in enumerate(paths)}
+        for done, fut in enumerate(as_completed(futures), 1):
+            i = futures[fut]
+            out[i] = fut.result()
+            if progress:
+                progress(done, len(paths), out[i])
+    return out  # type: ignore[return-value]
+
+
+def _replay_dask(paths: list[str], scheduler: Any, allow_changed_inputs: bool,
+                 progress: Progress | None) -> list[ReplayOutcome]:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise InputError("--scheduler needs dask.distributed: pip install 'mpi-viewer[distributed]'") from None
+    own = not isinstance(scheduler, Client)
+    try:
+        client = Client(scheduler, timeout=20) if own else scheduler
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+    try:
+        # session paths must be valid on the workers: send absolute ones
+        abs_paths = [str(Path(p).resolve()) for p in paths]
+        futures = client.map(_replay_in_worker, abs_paths, [allow_changed_inputs] * len(paths), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        out: list[ReplayOutcome | None] = [None] * len(paths)
+        for done, fut in enumerate(as_completed(futures), 1):
+            i = index[fut.key]
+            o = fut.result()
+            o.path = paths[i]
+            out[i] = o
+            if progress:
+                progress(done, len(paths), o)
+        return out  # type: ignore[return-value]
+    finally:
+        if own:
+            client.close()
+
+
+class TextProgress:
+    """A progress bar on a text stream (stderr): redrawn in place on a terminal, one
+    line per session otherwise."""
+
+    def __init__(self, stream=None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __call__(self, done: int, total: int, outcome: ReplayOutcome) -> None:
+        filled = int(self.width * done / max(total, 1))
+        bar = "#" * filled + "-" * (self.width - filled)
+        state = {0: "matches", 1: "DIFFERS", 2: "ERROR"}.get(outcome.status, "?")
+        text = f"[{bar}] {done}/{total} {Path(outcome.path).name}: {state} ({outcome.seconds:.1f} s)"
+        if self.tty:
+            self.stream.write("\r" + text + ("\n" if done == total else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
