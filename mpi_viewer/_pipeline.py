@@ -450,3 +450,29 @@ def make_demo_session(folder: str | Path, *, name: str = "demo_session.json",
     s.cells = CellsSection(mean_pg=float(truth["iron_per_cell_pg"]), sd_pg=float(truth["iron_per_cell_sd_pg"]))
     compute_and_save(s, path)
     return path
+
+
+# -- report -----------------------------------------------------------------------------------------
+def write_session_report(session: Session, folder: str | Path, *, overwrite: bool = False,
+                         allow_changed_inputs: bool = False) -> Path:
+    """Recompute a session and write its report folder (:func:`mpi_viewer.report.write_report`).
+
+    Raises
+    ------
+    InputError
+        Changed or missing inputs (unless ``allow_changed_inputs``), a report folder
+        that exists and is not empty (unless ``overwrite``), or any bad input.
+    """
+    from .report import write_report
+    from .roi import rois_to_label_image
+
+    session.verify_inputs(allow_changed=allow_changed_inputs)
+    rec = recompute(session)
+    mpi = rec.volumes.get("mpi")
+    anatomy = rec.volumes.get(session.registration.fixed) if session.registration else (
+        rec.volumes.get("mri") or rec.volumes.get("ct"))
+    labels = rois_to_label_image(mpi, [r for _, rs in rec.rois for r in rs]) if mpi is not None else None
+    inputs = [{"role": i.role, "path": i.path, "sha256": i.sha256} for i in session.inputs]
+    return Path(write_report(folder, results_rows=rec.rows, mpi=mpi, anatomy=anatomy,
+                             transform=rec.fit, roi_labels=labels, calibration=rec.calibration,
+                             inputs=inputs, overwrite=overwrite))

@@ -104,10 +104,41 @@ def _add_replay(sub) -> None:
     p = sub.add_parser("replay", help="recompute saved sessions and compare with their stored results")
     p.add_argument("sessions", nargs="+", metavar="SESSION", help="session JSON files")
     p.add_argument("-o", "--output", metavar="OUT.csv", help="write the recomputed results")
+    p.add_argument("--allow-changed-inputs", action="store_true",
+                   help="replay even when an input file's SHA-256 differs from the session's")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask distributed scheduler (e.g. tcp://host:8786) instead of local processes")
+    p.add_argument("--jobs", type=int, metavar="N", help="local worker processes (default: the usable cores)")
 
 
 def _cmd_replay(args) -> int:
-    raise InputError("replay: not available yet")
+    """Exit 0: every number matches (relative difference ≤ 1e-9); 1: differences
+    (listed on stdout); 2: bad input (one line per session on stderr)."""
+    from .batch import TextProgress, replay_many
+
+    progress = TextProgress(sys.stderr) if len(args.sessions) > 1 else None
+    outcomes = replay_many(args.sessions, jobs=args.jobs, scheduler=args.scheduler,
+                           allow_changed_inputs=args.allow_changed_inputs, progress=progress)
+    for o in outcomes:
+        for w in o.warnings:
+            print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
+        if o.status == 2:
+            print(f"mpi-viewer: error: {_one_line(o.message)}", file=sys.stderr)
+        elif o.status == 1:
+            print(f"{o.path}: {len(o.differences)} difference(s)")
+            for d in o.differences:
+                print(f"  {d}")
+        else:
+            print(f"{o.path}: every number matches")
+    if args.output and any(o.status != 2 for o in outcomes):
+        from .results import write_csv
+
+        rows = [{"session": o.path, **r} for o in outcomes if o.status != 2 for r in o.rows]
+        write_csv(args.output, rows)
+    if len(outcomes) > 1:
+        counts = [sum(o.status == s for o in outcomes) for s in (0, 1, 2)]
+        print(f"{len(outcomes)} sessions: {counts[0]} match, {counts[1]} differ, {counts[2]} bad input")
+    return max(o.status for o in outcomes)
 
 
 def _add_report(sub) -> None:
@@ -117,7 +148,15 @@ def _add_report(sub) -> None:
 
 
 def _cmd_report(args) -> int:
-    raise InputError("report: not available yet")
+    from ._pipeline import write_session_report
+    from .session import load_session
+
+    session = load_session(args.session)
+    for w in session.warnings:
+        print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
+    out = write_session_report(session, args.output)
+    print(f"report: {out}")
+    return 0
 
 
 COMMANDS = {
