@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _landmarks
 from .coords import affine_xyz_to_zyx
-from .errors import CancelledError, InputError
+from .errors import InputError
 from .points import PointSet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .volume import Volume
 
 MODELS = _landmarks.MODELS
+_AXES = ("x", "y", "z")
 
 __all__ = [
     "MODELS",
@@ -53,6 +54,7 @@ __all__ = [
     "matrix_to_sitk",
     "resample_to_fixed",
     "project",
+    "project_points",
     "refine_intensity",
 ]
 
@@ -640,7 +642,62 @@ def project(volume: Volume, axis: str, *, method: str = "mean") -> Volume:
         Mean (MRI/CT), maximum intensity, or sum × spacing along the axis
         (signal integrated along the line, a.u.·mm, like a 2-D MPI acquisition).
     """
-    raise NotImplementedError("project: TODO")  # filled in below this commit
+    import SimpleITK as sitk
+
+    if volume.ndim != 3:
+        raise InputError(f"{volume.name}: projection needs a 3-D image, got {volume.ndim}-D")
+    if axis not in _AXES:
+        raise InputError(f"projection axis {axis!r}: expected 'x', 'y' or 'z'")
+    if method not in ("mean", "max", "sum"):
+        raise InputError(f"projection method {method!r}: expected 'mean', 'max' or 'sum'")
+    img = volume.image
+    direction = volume.direction
+    if not np.allclose(direction, np.eye(3), atol=1e-9):
+        # resample onto an axis-aligned grid covering the image; each physical axis
+        # gets the spacing of the grid axis most aligned with it
+        sp = np.asarray(volume.spacing_mm, dtype=float)
+        spacing = sp[np.argmax(np.abs(direction), axis=1)]
+        size = np.asarray(img.GetSize(), dtype=float)
+        corners = np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in size[::-1]], indexing="ij")).reshape(3, -1).T
+        phys = volume.index_to_physical(corners)
+        lo = phys.min(axis=0) + spacing / 2
+        hi = phys.max(axis=0) - spacing / 2
+        new_size = [max(1, int(np.floor((h - lo_) / s)) + 1) for lo_, h, s in zip(lo, hi, spacing, strict=True)]
+        ref = sitk.Image(new_size, img.GetPixelID())
+        ref.SetSpacing(spacing.tolist())
+        ref.SetOrigin(lo.tolist())
+        arr_min = float(np.min(volume.array))
+        img = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, arr_min, sitk.sitkFloat32)
+    arr = sitk.GetArrayViewFromImage(img).astype(np.float64)
+    k = _AXES.index(axis)
+    np_axis = 2 - k  # numpy order (z, y, x)
+    spacing = np.asarray(img.GetSpacing(), dtype=float)
+    if method == "mean":
+        out = arr.mean(axis=np_axis)
+    elif method == "max":
+        out = arr.max(axis=np_axis)
+    else:
+        out = arr.sum(axis=np_axis) * spacing[k]
+    keep = [j for j in range(3) if j != k]
+    img2 = sitk.GetImageFromArray(out.astype(np.float32))
+    img2.SetSpacing(spacing[keep].tolist())
+    img2.SetOrigin(np.asarray(img.GetOrigin(), dtype=float)[keep].tolist())
+    units = volume.units if method != "sum" else f"{volume.units}·mm"
+    from .volume import Volume
+
+    return Volume(image=img2, modality=volume.modality, units=units, acquisition=volume.acquisition,
+                  metadata={**volume.metadata, "projection": {"axis": axis, "method": method,
+                                                             "kept_axes": [_AXES[j] for j in keep]}},
+                  name=f"{volume.name} ({method} along {axis})", source=None)
+
+
+def project_points(xyz, axis: str) -> np.ndarray:
+    """Drop the ``axis`` coordinate of 3-D points: the 2-D coordinates :func:`project` uses (mm)."""
+    if axis not in _AXES:
+        raise InputError(f"projection axis {axis!r}: expected 'x', 'y' or 'z'")
+    p = np.asarray(xyz, dtype=float)
+    keep = [j for j in range(3) if j != _AXES.index(axis)]
+    return p[..., keep].copy()
 
 
 def refine_intensity(
@@ -651,6 +708,12 @@ def refine_intensity(
     model: str = "rigid",
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    shrink_factors: Sequence[int] = (4, 2, 1),
+    smoothing_sigmas_vox: Sequence[float] = (2.0, 1.0, 0.0),
+    working_spacing_mm: float | None = None,
+    iterations: int = 100,
+    sampling_fraction: float = 0.1,
+    seed: int = 1,
 ) -> sitk.Transform:
     """Refine a fixed → moving transform by Mattes mutual information (multi-resolution).
 
@@ -669,13 +732,29 @@ def refine_intensity(
     should_stop : callable() -> bool, optional
         Checked at each iteration; when it returns True the registration stops and
         :class:`~mpi_viewer.errors.CancelledError` is raised.
+    shrink_factors, smoothing_sigmas_vox : sequence
+        The multi-resolution pyramid: shrink factor and Gaussian sigma (voxels) per level.
+    working_spacing_mm : float, optional
+        Smooth and resample both images to this isotropic spacing (mm) first, for
+        speed (e.g. 1.0 for a 0.3 mm MRI); native grids by default.
+    iterations : int
+        Optimiser iterations per level at most.
+    sampling_fraction : float
+        Fraction of fixed-image voxels sampled (randomly, with ``seed``) by the metric.
 
     Returns
     -------
     SimpleITK.Transform
         The refined fixed → moving transform.
     """
-    raise NotImplementedError("refine_intensity: TODO")
+    from . import _intensity
 
-
-_ = CancelledError  # used by refine_intensity
+    if fixed.ndim != 3 or moving.ndim != 3:
+        raise InputError("intensity refinement needs two 3-D images")
+    m, t = transform_to_matrix(initial_transform)
+    if m.shape != (3, 3):
+        raise InputError("intensity refinement needs a 3-D initial transform")
+    return _intensity.refine(fixed.image, moving.image, m, t, model=model, shrink_factors=shrink_factors,
+                             smoothing_sigmas_vox=smoothing_sigmas_vox, working_spacing_mm=working_spacing_mm,
+                             iterations=iterations, sampling_fraction=sampling_fraction, seed=seed,
+                             progress=progress, should_stop=should_stop)
