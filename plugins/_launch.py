@@ -29,8 +29,14 @@ def open_docks(viewer) -> list:
     names = [w.display_name for w in (manifest.contributions.widgets or [])]
     widgets = []
     ordered = [n for n in DOCKS if n in names] + [n for n in names if n not in DOCKS]
-    for i, name in enumerate(ordered):
-        dock, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", name, tabify=i > 0)
+    for name in ordered:
+        try:
+            _dock, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", name, tabify=bool(widgets))
+        except Exception as exc:  # noqa: BLE001 - one broken dock must not stop the others
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"mpi-viewer: the {name!r} dock could not be opened ({exc})")
+            continue
         widgets.append(widget)
     return widgets
 
