@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+pytestmark = pytest.mark.gui
+
+
+def test_geometry_dock_places_a_bare_array(make_napari_viewer):
+    from mpi_viewer.plugins._geometry_dock import GeometryDock
+    from mpi_viewer.plugins._layers import volume_from_layer
+
+    viewer = make_napari_viewer()
+    data = np.zeros((4, 5, 6), dtype=np.float32)
+    data[2, 3, 4] = 1.0
+    layer = viewer.add_image(data, name="bare")
+    dock = GeometryDock(viewer)
+    dock.layer_combo.setCurrentText("bare")
+    dock.modality.setCurrentText("MPI")
+    for box, v in zip(dock.spacing, (0.3125, 0.5, 2.0), strict=True):
+        box.setValue(v)
+    for box, v in zip(dock.origin, (-10.0, 5.0, 1.5), strict=True):
+        box.setValue(v)
+    dock.tracer.setText("Synomag")
+    dock.apply()
+    vol = volume_from_layer(layer)
+    assert vol.modality == "MPI" and vol.acquisition.tracer == "Synomag"
+    assert_allclose(vol.spacing_mm, (0.3125, 0.5, 2.0))
+    # the bright voxel (x=4, y=3, z=2) is at origin + index·spacing, in world and in the volume
+    expected_xyz = np.array([-10 + 4 * 0.3125, 5 + 3 * 0.5, 1.5 + 2 * 2.0])
+    assert_allclose(layer.data_to_world((2, 3, 4)), expected_xyz[::-1])
+    assert_allclose(vol.index_to_physical((2, 3, 4))[0], expected_xyz)
