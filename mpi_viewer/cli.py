@@ -168,14 +168,15 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, with_files: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mpi-viewer",
         description="MPI cell-tracking studies: coregistration, half-maximum ROIs, calibration, iron and cells. "
         "Without a command, opens napari with the mpi-viewer docks.",
     )
     parser.add_argument("--version", action="version", version=f"mpi-viewer {__version__}")
-    parser.add_argument("files", nargs="*", help=argparse.SUPPRESS)
+    if with_files:  # a positional before the sub-commands would swallow the command's name
+        parser.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)
@@ -185,12 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # "mpi-viewer scan.nii" opens files in the GUI; anything that names a command is a command
-    parser = build_parser()
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         files = argv
         argv = []
     else:
         files = []
+    parser = build_parser(with_files=not argv or argv[0] not in COMMANDS)
     args = parser.parse_args(argv)
     try:
         if args.command is None:
