@@ -79,10 +79,80 @@ def _add_register(sub) -> None:
     p.add_argument("--template", metavar="NAME", help="mold template name or JSON file (automatic fiducial detection)")
     p.add_argument("--model", choices=("rigid", "similarity", "affine"), default="rigid", help="transform model (default rigid)")
     p.add_argument("-o", "--output", metavar="OUT.tfm", required=True, help="ITK transform file to write (fixed → moving)")
+    p.add_argument("--exclude", action="append", default=[], metavar="NAME",
+                   help="leave the fiducial NAME out of the fit (repeatable); its residual is still printed")
+    p.add_argument("--fle-mm", type=float, default=None, metavar="MM",
+                   help="fiducial localisation error in mm for the expected TRE (default 0.15)")
+    p.add_argument("--fre-tolerance-mm", type=float, default=None, metavar="MM",
+                   help="warn when the RMS FRE exceeds this, in mm (default 1.0)")
 
 
 def _cmd_register(args) -> int:
-    raise InputError("register: not available yet")
+    from pathlib import Path
+
+    from .registration import RegistrationParams, write_transform
+    from .volume import read_volume
+
+    defaults = RegistrationParams()
+    params = RegistrationParams(
+        model=args.model,
+        fle_mm=defaults.fle_mm if args.fle_mm is None else args.fle_mm,
+        fre_tolerance_mm=defaults.fre_tolerance_mm if args.fre_tolerance_mm is None else args.fre_tolerance_mm,
+        exclude=list(args.exclude),
+    )
+    has_points = bool(args.fixed_points or args.moving_points)
+    if has_points and args.template:
+        raise InputError("register: give either --fixed-points/--moving-points or --template, not both")
+    if not has_points and not args.template:
+        raise InputError("register: give --fixed-points and --moving-points, or --template NAME")
+    if has_points and not (args.fixed_points and args.moving_points):
+        missing = "--moving-points" if args.fixed_points else "--fixed-points"
+        raise InputError(f"register: {missing} is missing (landmark registration needs both point files)")
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: folder {out.parent} does not exist")
+    fixed = read_volume(args.fixed)
+    moving = read_volume(args.moving)
+    if args.template:
+        from .molds import register_with_template
+
+        result = register_with_template(fixed, moving, args.template, model=params.model)
+        fit = result.fit
+        lines = [*result.report_lines(), *fit.report_lines()]
+    else:
+        fit = _register_points(args, fixed, moving, params)
+        lines = fit.report_lines()
+    write_transform(out, fit)
+    for line in lines:
+        print(line)
+    print(f"wrote {out} (ITK transform, fixed → moving: {Path(args.fixed).name} → {Path(args.moving).name})")
+    return 0
+
+
+def _register_points(args, fixed, moving, params):
+    """Landmark fit for ``register`` from two point files, checked against both images."""
+    import numpy as np
+
+    from .points import read_points_csv
+    from .registration import fit_landmarks, pair_points
+
+    fixed_pts = read_points_csv(args.fixed_points)
+    moving_pts = read_points_csv(args.moving_points)
+    for pts, vol, path in ((fixed_pts, fixed, args.fixed_points), (moving_pts, moving, args.moving_points)):
+        if pts.ndim != vol.ndim:
+            raise InputError(f"{path}: {pts.ndim}-D points for a {vol.ndim}-D image {vol.name!r}")
+        inside = vol.contains_physical(pts.xyz_mm)
+        if not np.all(inside):
+            bad = [n for n, ok in zip(pts.names, inside, strict=True) if not ok]
+            raise InputError(f"{path}: point(s) {', '.join(bad)} lie outside the image {vol.source or vol.name} "
+                             "(are the coordinates physical mm in that image's frame?)")
+    unknown = [n for n in params.exclude if n not in fixed_pts.names and n not in moving_pts.names]
+    if unknown:
+        raise InputError(f"--exclude: no fiducial named {', '.join(unknown)} in either point file")
+    names, fx, mv, _ = pair_points(fixed_pts, moving_pts, strict=True, exclude=params.exclude)
+    return fit_landmarks(fx, mv, model=params.model, names=names,
+                         exclude=[n for n in params.exclude if n in names],
+                         fle_mm=params.fle_mm, fre_tolerance_mm=params.fre_tolerance_mm)
 
 
 # -- quantify -------------------------------------------------------------------------------
