@@ -912,16 +912,18 @@ class QuantityResult:
     lod: float | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def row(self) -> dict[str, Any]:
-        """CSV columns (empty strings for values not reported)."""
-        def fmt(v):
-            return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6g}"
-        return {
-            "iron_ug": fmt(self.iron_ug), "iron_ci_low_ug": fmt(self.iron_ci_low_ug),
-            "iron_ci_high_ug": fmt(self.iron_ci_high_ug), "below_lod": "yes" if self.below_lod else "no",
-            "cells": fmt(self.cells), "cells_ci_low": fmt(self.cells_ci_low), "cells_ci_high": fmt(self.cells_ci_high),
-            "warnings": "; ".join(self.warnings),
-        }
+    def columns(self, *, include_cells: bool = True) -> dict[str, Any]:
+        """The table columns (numbers; ``None`` for values not reported, e.g. below the
+        detection limit). ``warnings`` holds every warning of the ROI, ``; ``-separated."""
+        def num(v):
+            return None if v is None or not math.isfinite(v) else float(v)
+        d: dict[str, Any] = {"iron_ug": num(self.iron_ug), "iron_ci_low_ug": num(self.iron_ci_low_ug),
+                             "iron_ci_high_ug": num(self.iron_ci_high_ug), "below_lod": bool(self.below_lod)}
+        if include_cells:
+            d.update({"cells": num(self.cells), "cells_ci_low": num(self.cells_ci_low),
+                      "cells_ci_high": num(self.cells_ci_high)})
+        d["warnings"] = "; ".join(self.warnings)
+        return d
 
 
 QUANTITY_COLUMNS = ("iron_ug", "iron_ci_low_ug", "iron_ci_high_ug", "below_lod",

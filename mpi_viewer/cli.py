@@ -163,10 +163,148 @@ def _add_quantify(sub) -> None:
                    help="a point near a hot spot, physical mm in the MPI's frame (repeatable; use --seed=X,Y,Z for negative values)")
     p.add_argument("--method", choices=("halfmax", "nsd", "kmeans"), default="halfmax", help="ROI method (default halfmax)")
     p.add_argument("-o", "--output", metavar="OUT.csv", required=True, help="results table to write")
+    _add_calibration_flags(p)
 
 
 def _cmd_quantify(args) -> int:
     raise InputError("quantify: not available yet")
+
+
+# -- calibration and cells (quantify's calibration hook; the calibrate command) -------------------
+def _add_calibration_flags(p) -> None:
+    """quantify's calibration and cell flags (issue 6/7)."""
+    g = p.add_argument_group("calibration → iron (µg Fe) and cells")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--phantoms", metavar="CSV",
+                     help="phantoms in this image (name,x,y,z,iron_ug; MPI mm), measured with the same ROI method")
+    src.add_argument("--calibration", metavar="JSON", help="a saved calibration (mpi-viewer calibrate, or the library)")
+    _add_fit_flags(g)
+    g.add_argument("--iron-per-cell", type=float, metavar="PG", help="iron per labelled cell, pg Fe/cell (adds cells)")
+    g.add_argument("--iron-per-cell-sd", type=float, metavar="PG", help="SD of the iron per cell, pg Fe/cell (default 0)")
+    g.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals (default 0.95)")
+
+
+def _add_fit_flags(g) -> None:
+    g.add_argument("--through-origin", action="store_true", help="force the calibration line through the origin")
+    g.add_argument("--weighting", choices=("ols", "relative"), default="ols",
+                   help="ordinary least squares or relative (1/signal²) weights (default ols)")
+    g.add_argument("--reference-phantom", metavar="NAME",
+                   help="single-reference mode: slope from this one phantom (signal / iron)")
+    g.add_argument("--calibration-kind", choices=("iron", "cells"), default="iron",
+                   help="phantoms hold iron (µg, default) or labelled cells (the iron_ug column then counts cells)")
+
+
+def _iron_per_cell_from_args(args):
+    if getattr(args, "iron_per_cell", None) is None:
+        if getattr(args, "iron_per_cell_sd", None) is not None:
+            raise InputError("--iron-per-cell-sd needs --iron-per-cell")
+        return None
+    from .cells import IronPerCell
+
+    return IronPerCell(args.iron_per_cell, args.iron_per_cell_sd or 0.0)
+
+
+def _calibration_from_args(args, mpi, roi_params):
+    """The calibration quantify applies (None without --phantoms/--calibration)."""
+    from . import calibration as cal
+
+    if getattr(args, "calibration", None):
+        return cal.load_calibration(args.calibration)
+    if not getattr(args, "phantoms", None):
+        return None
+    mode = "single_reference" if args.reference_phantom else "line"
+    phantoms = cal.read_phantoms_csv(args.phantoms, min_count=1 if mode == "single_reference" else 2)
+    points = cal.measure_phantoms(mpi, phantoms, roi_params, kind=args.calibration_kind)
+    return cal.Calibration.from_points(
+        _stem(args.phantoms), points, kind=args.calibration_kind, through_origin=args.through_origin,
+        weighting=args.weighting, mode=mode, reference=args.reference_phantom,
+        tracer=mpi.acquisition.tracer, tracer_lot=mpi.acquisition.tracer_lot,
+        acquisition=mpi.acquisition.to_dict(), roi=roi_params.to_dict(),
+        notes=f"phantoms {args.phantoms} measured in {mpi.source or mpi.name}")
+
+
+def _stem(path) -> str:
+    from pathlib import Path
+
+    return Path(path).name.split(".")[0]
+
+
+def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
+    """quantify's hook: add iron/cell columns to ``rows`` (one per ROI result) in place.
+
+    Checks the iron per cell first, so bad input fails before any measuring; returns
+    the calibration (or None).
+    """
+    ipc = _iron_per_cell_from_args(args)
+    calibration = _calibration_from_args(args, mpi, roi_params)
+    if calibration is None:
+        if ipc is not None:
+            raise InputError("--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)")
+        return None
+    from .calibration import apply_calibration
+
+    quantities = apply_calibration(roi_results, calibration, acquisition=mpi.acquisition, roi_params=roi_params,
+                                   voxel_volume_mm3=mpi.voxel_volume_mm, iron_per_cell=ipc,
+                                   confidence=args.confidence)
+    for row, q in zip(rows, quantities, strict=True):
+        row.update(q.columns(include_cells=ipc is not None or calibration.kind == "cells"))
+    return calibration
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="build a calibration (JSON) from phantoms in an MPI image")
+    p.add_argument("mpi", metavar="MPI", help="MPI image holding the phantoms")
+    p.add_argument("--phantoms", metavar="CSV", required=True, help="phantoms: name,x,y,z,iron_ug (MPI mm, µg Fe)")
+    p.add_argument("--method", choices=("halfmax", "nsd", "kmeans"), default="halfmax",
+                   help="ROI method (default halfmax): use the one you will quantify with")
+    p.add_argument("--fraction", type=float, default=0.5, help="halfmax: threshold fraction of the peak (default 0.5)")
+    p.add_argument("--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)")
+    p.add_argument("--noise-sd", type=float, metavar="AU", help="noise SD in a.u. (default: estimated)")
+    _add_fit_flags(p)
+    p.add_argument("--name", help="calibration name (default: the phantom file's name)")
+    p.add_argument("--tracer", help="tracer (default: the image's metadata)")
+    p.add_argument("--tracer-lot", help="tracer lot")
+    p.add_argument("--environment", choices=("solution", "cells"), help="phantoms in solution or labelled cells")
+    p.add_argument("--preparation", choices=("fixed_concentration", "fixed_volume"), default="fixed_concentration",
+                   help="how the phantoms were made (default fixed_concentration)")
+    p.add_argument("--notes", default="", help="free text kept with the calibration")
+    p.add_argument("--library", metavar="DIR", help="also add the calibration to this library folder")
+    p.add_argument("-o", "--output", metavar="OUT.json", required=True, help="calibration JSON to write")
+
+
+def _cmd_calibrate(args) -> int:
+    from pathlib import Path
+
+    from . import calibration as cal
+    from .roi import ROIParams
+    from .volume import read_volume
+
+    params = ROIParams(method=args.method, fraction=args.fraction, n_sd=args.n_sd, noise_sd=args.noise_sd)
+    out = Path(args.output)
+    if Path(args.phantoms).resolve() == out.resolve():
+        raise InputError(f"{out}: refusing to overwrite the phantom file")
+    mode = "single_reference" if args.reference_phantom else "line"
+    phantoms = cal.read_phantoms_csv(args.phantoms, min_count=1 if mode == "single_reference" else 2)
+    mpi = read_volume(args.mpi, modality="MPI")
+    points = cal.measure_phantoms(mpi, phantoms, params, kind=args.calibration_kind)
+    acq = mpi.acquisition
+    c = cal.Calibration.from_points(
+        args.name or _stem(args.phantoms), points, kind=args.calibration_kind, through_origin=args.through_origin,
+        weighting=args.weighting, mode=mode, reference=args.reference_phantom, tracer=args.tracer or acq.tracer,
+        tracer_lot=args.tracer_lot or acq.tracer_lot, environment=args.environment,
+        preparation=args.preparation, acquisition=acq.to_dict(), roi=params.to_dict(), notes=args.notes)
+    if args.library:
+        cal.CalibrationLibrary(args.library).add(c)
+    cal.save_calibration(c, out)
+    f = c.fit
+    print(c.summary())
+    if f.mode == "line":
+        print(f"slope {f.slope:.6g} ± {f.se_slope:.3g} a.u.·mm³/{c.x_unit}, intercept {f.intercept:.6g} ± "
+              f"{f.se_intercept:.3g} a.u.·mm³, R² {f.r_squared:.5f}, residual SD {f.residual_sd:.4g}, dof {f.dof}")
+    for w in cal.compatibility_warnings(c, acq, params):
+        print(f"warning: {w}")
+    print(f"calibration: {out}")
+    return 0
 
 
 # -- replay / report ------------------------------------------------------------------------
@@ -233,6 +371,7 @@ COMMANDS = {
     "demo": (_add_demo, _cmd_demo),
     "register": (_add_register, _cmd_register),
     "quantify": (_add_quantify, _cmd_quantify),
+    "calibrate": (_add_calibrate, _cmd_calibrate),
     "replay": (_add_replay, _cmd_replay),
     "report": (_add_report, _cmd_report),
 }
