@@ -555,35 +555,9 @@ class MoldRegistration:
         return lines
 
 
-@dataclass
-class _KabschFit:
-    """Stand-in for ``registration.LandmarkFit`` (rigid only) when that module is absent."""
-
-    matrix: np.ndarray
-    translation: np.ndarray
-    residuals_mm: np.ndarray
-    rms_fre_mm: float
-
-    def transform_points(self, xyz) -> np.ndarray:
-        return np.atleast_2d(np.asarray(xyz, dtype=float)) @ self.matrix.T + self.translation
-
-
-def _fit(fixed_xyz, moving_xyz, model: str, names):
-    try:
-        from .registration import fit_landmarks
-    except ImportError:
-        if model != "rigid":
-            raise InputError(f"model {model!r}: only rigid is available in this build") from None
-        from ._fiducial_match import kabsch
-
-        r, t = kabsch(fixed_xyz, moving_xyz)
-        res = np.linalg.norm(fixed_xyz @ r.T + t - moving_xyz, axis=1)
-        return _KabschFit(r, t, res, float(np.sqrt(np.mean(res**2))))
-    return fit_landmarks(fixed_xyz, moving_xyz, model=model, names=names)
-
-
 def register_with_template(fixed: Volume, moving: Volume, template: str | Template, *, model: str = "rigid",
                            tolerance_mm: float = 1.5, min_matches: int = 3, max_candidates: int = 30,
+                           exclude=(), fle_mm: float | None = None, fre_tolerance_mm: float | None = None,
                            search_dirs=(), progress=None) -> MoldRegistration:
     """Register two images of an animal in the same mold from its fiducial wells.
 
@@ -600,6 +574,9 @@ def register_with_template(fixed: Volume, moving: Volume, template: str | Templa
     model : {"rigid", "similarity", "affine"}
     tolerance_mm, min_matches, max_candidates
         See :func:`match_fiducials` and :func:`detect_fiducials`.
+    exclude, fle_mm, fre_tolerance_mm
+        Passed to :func:`~mpi_viewer.registration.fit_landmarks` (fiducial names left
+        out of the fit; localisation error and FRE warning level, mm).
     progress : callable, optional
         Called with a short message before each step (for progress bars).
 
@@ -629,6 +606,13 @@ def register_with_template(fixed: Volume, moving: Volume, template: str | Templa
     mx = np.array([mm.positions_mm[n] for n in names])
     if progress is not None:
         progress("fitting the transform")
-    fit = _fit(fx, mx, model, names)
+    from .registration import fit_landmarks
+
+    unknown = [n for n in exclude if n not in names]
+    if unknown:
+        raise InputError(f"exclude: {', '.join(unknown)} not among the fiducials found in both images "
+                         f"({', '.join(names)})")
+    fit = fit_landmarks(fx, mx, model=model, names=names, exclude=list(exclude), fle_mm=fle_mm,
+                        fre_tolerance_mm=fre_tolerance_mm)
     return MoldRegistration(fit=fit, fixed_match=fm, moving_match=mm, matched_names=names,
                             fixed_xyz_mm=fx, moving_xyz_mm=mx, template=tpl.name)
