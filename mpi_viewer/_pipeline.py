@@ -418,12 +418,12 @@ def compute_and_save(session: Session, session_path: str | Path, *,
 
 
 def make_demo_session(folder: str | Path, *, name: str = "demo_session.json",
-                      write_study: bool = True) -> Path:
+                      write_study: bool = True, sources=("isolated", "strong", "weak", "faint")) -> Path:
     """The demo study's files and a session analysing them, built through the real pipeline.
 
     Mold-template registration of the MPI to the MRI, four half-maximum ROIs seeded at
     the demo's sources (isolated, strong, weak, faint; seeds are the source positions
-    rounded to 1 mm, as a user's click would be), a calibration from the in-image vials
+    rounded to 0.1 mm, as a careful click would be), a calibration from the in-image vials
     measured with the same ROI method, and cells from the demo's iron per cell.
     """
     import json
@@ -440,11 +440,11 @@ def make_demo_session(folder: str | Path, *, name: str = "demo_session.json",
     s.registration = RegistrationSection(fixed="mri", moving="mpi", method="template",
                                          template=truth.get("template", demo.TEMPLATE_NAME),
                                          model="rigid", landmarks=Landmarks())
-    sources = truth["sources"]
+    sources = [src for src in truth["sources"] if src["name"] in sources]
     from .roi import ROIParams
 
     s.rois = [ROISection(method="halfmax", params=ROIParams().to_dict(),
-                         seeds_xyz_mm=[[round(float(c)) for c in src["mpi_mm"]] for src in sources],
+                         seeds_xyz_mm=[[round(float(c), 1) for c in src["mpi_mm"]] for src in sources],
                          names=[src["name"] for src in sources])]
     s.calibration = CalibrationSection(source="phantoms", roi_params=None)
     s.cells = CellsSection(mean_pg=float(truth["iron_per_cell_pg"]), sd_pg=float(truth["iron_per_cell_sd_pg"]))

@@ -118,6 +118,8 @@ def _replay_dask(paths: list[str], scheduler: Any, allow_changed_inputs: bool,
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'mpi-viewer[distributed]'") from None
     own = not isinstance(scheduler, Client)
+    if own and isinstance(scheduler, str):
+        _check_reachable(scheduler)
     try:
         client = Client(scheduler, timeout=20) if own else scheduler
     except (OSError, TimeoutError, ValueError) as exc:
@@ -139,6 +141,21 @@ def _replay_dask(paths: list[str], scheduler: Any, allow_changed_inputs: bool,
     finally:
         if own:
             client.close()
+
+
+def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, in one line, when a tcp:// scheduler does not answer."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(address if "://" in address else f"tcp://{address}")
+    if u.scheme not in ("tcp", "tls") or not u.hostname:
+        return
+    try:
+        with socket.create_connection((u.hostname, u.port or 8786), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise InputError(f"--scheduler {address}: cannot connect ({exc.strerror or exc})") from None
 
 
 class TextProgress:
