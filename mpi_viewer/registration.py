@@ -412,8 +412,15 @@ def fit_landmarks(
         warnings.append(f"only {nu} pairs: the {model} fit passes through every fiducial, so the FRE says nothing "
                         "about the accuracy; add fiducials")
     elif nu > need and rms > 0:
-        big = [f"{nm} ({r:.2f} mm)" for nm, r, u in zip(names, residuals, used, strict=True)
-               if u and r > 3.0 * rms and r > fle]
+        # a fiducial whose residual is 3× the RMS of the other used ones (and above 2 FLE)
+        ru = residuals[used]
+        total = float(np.sum(ru**2))
+        big = []
+        for nm, r, u in zip(names, residuals, used, strict=True):
+            if u:
+                rms_others = np.sqrt(max(total - r**2, 0.0) / (nu - 1))
+                if r > 3.0 * rms_others and r > 2.0 * fle:
+                    big.append(f"{nm} ({r:.2f} mm)")
         if big:
             warnings.append(f"fiducial(s) {', '.join(big)} fit much worse than the others: check or exclude them")
     if model == "rigid":
