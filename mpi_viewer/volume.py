@@ -26,7 +26,16 @@ if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
 
 MODALITIES = ("MPI", "MRI", "CT", "unknown")
+
+
+class MissingSpacingError(InputError):
+    """A file without voxel spacing (plain arrays, some DICOM): the user must give it.
+
+    The message says how (a sidecar JSON or ``--spacing-mm``); a GUI can catch this
+    class to ask for spacing and origin and read again with ``spacing_mm=``.
+    """
 DEFAULT_UNITS = {"MPI": "a.u.", "MRI": "a.u.", "CT": "HU", "unknown": "a.u."}
+PLAIN_ARRAY_EXTENSIONS = (".mat", ".npy", ".tif", ".tiff")
 
 
 @dataclass
@@ -93,6 +102,7 @@ class Volume:
     name: str = "volume"
     source: str | None = None
     _array: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _range: tuple[float, float] | None = field(default=None, repr=False, compare=False)
 
     # -- geometry -------------------------------------------------------------------
     @property
@@ -134,6 +144,16 @@ class Volume:
             self._array = sitk.GetArrayFromImage(self.image)
         return self._array
 
+    def value_range(self) -> tuple[float, float]:
+        """(min, max) of the finite pixel values, in :attr:`units`; computed once and kept.
+
+        Readers fill it while validating the data, so display code (contrast limits at
+        the full dynamic range) does not scan the array again.
+        """
+        if self._range is None:
+            self._range = finite_range(self.array)
+        return self._range
+
     def index_to_world_affine(self) -> np.ndarray:
         """Homogeneous map from array index (z, y, x) to physical mm (z, y, x)."""
         return image_to_world_affine(self.spacing_mm, self.origin_mm, self.image.GetDirection())
@@ -167,7 +187,8 @@ class Volume:
         img = sitk.GetImageFromArray(np.asarray(array))
         img.CopyInformation(self.image)
         return dataclasses.replace(
-            self, image=img, name=name or self.name, units=units or self.units, _array=None
+            self, image=img, name=name or self.name, units=units or self.units, _array=None,
+            _range=None,
         )
 
     # -- napari ----------------------------------------------------------------------
@@ -205,8 +226,20 @@ class Volume:
         }
 
 
-def validate_image_data(array: np.ndarray, what: str) -> None:
-    """Refuse data no analysis can use: empty, more than 3-D, all-NaN or infinite."""
+def validate_image_data(array: np.ndarray, what: str) -> tuple[float, float]:
+    """Refuse data no analysis can use: empty, more than 3-D, all-NaN or infinite.
+
+    Returns
+    -------
+    (float, float)
+        Minimum and maximum of the finite values (NaN voxels are allowed beside
+        finite ones; they mean "outside the reconstruction").
+
+    Notes
+    -----
+    Two vectorised passes (min and max) settle the common case of clean data; the
+    slower NaN/infinity scans run only when min or max is not finite.
+    """
     if array.size == 0:
         raise InputError(f"{what}: the image is empty")
     squeezed_ndim = sum(1 for s in array.shape if s > 1)
@@ -214,12 +247,58 @@ def validate_image_data(array: np.ndarray, what: str) -> None:
         raise InputError(f"{what}: {array.ndim}-D data of shape {array.shape}; a 2-D or 3-D image is expected")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise InputError(f"{what}: complex data; a real-valued (magnitude) image is expected")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError(f"{what}: data of type {array.dtype}; a numeric image is expected")
     if np.issubdtype(array.dtype, np.floating):
-        finite = np.isfinite(array)
-        if not finite.any():
-            raise InputError(f"{what}: no finite values (all NaN or infinite)")
+        lo, hi = array.min(), array.max()
+        if np.isfinite(lo) and np.isfinite(hi):
+            return float(lo), float(hi)
         if np.isinf(array).any():
+            if not np.isfinite(array).any():
+                raise InputError(f"{what}: no finite values (all NaN or infinite)")
             raise InputError(f"{what}: contains infinite values")
+        if np.isnan(array).all():
+            raise InputError(f"{what}: no finite values (all NaN)")
+        return float(np.nanmin(array)), float(np.nanmax(array))
+    return float(array.min()), float(array.max())
+
+
+def finite_range(array: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the finite values of ``array``; (0, 0) when there are none."""
+    a = np.asarray(array)
+    if a.size == 0:
+        return 0.0, 0.0
+    if np.issubdtype(a.dtype, np.floating):
+        lo, hi = a.min(), a.max()
+        if np.isfinite(lo) and np.isfinite(hi):
+            return float(lo), float(hi)
+        finite = a[np.isfinite(a)]
+        return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return float(a.min()), float(a.max())
+
+
+class _ImageBuffer:
+    """A SimpleITK image's pixel buffer exposed to numpy; keeps the image alive."""
+
+    def __init__(self, image) -> None:
+        import SimpleITK as sitk
+
+        view = sitk.GetArrayViewFromImage(image)  # calls image.MakeUnique() first
+        self.image = image
+        self.__array_interface__ = dict(view.__array_interface__)
+
+
+def array_view(image) -> np.ndarray:
+    """Read-only numpy view (z, y, x) of a SimpleITK image's pixels, without a copy.
+
+    Unlike :func:`SimpleITK.GetArrayViewFromImage`, the returned array holds a
+    reference to the image, so the view stays valid however long it is kept. Volumes
+    read from files use it: the pixels live once in memory, shared by ``.image`` and
+    ``.array`` (treat them as immutable; :meth:`Volume.with_array` makes new data).
+    """
+    arr = np.asarray(_ImageBuffer(image))
+    arr.flags.writeable = False
+    return arr
 
 
 def validate_geometry(spacing, what: str) -> None:
@@ -325,7 +404,9 @@ def read_volume(
     vol = _formats.read(p, spacing_mm=spacing_mm, origin_mm=origin_mm)
     sidecar = read_sidecar(p)
     if sidecar.get("modality") and vol.modality == "unknown":
-        vol.modality = str(sidecar["modality"])
+        vol.modality = {"MR": "MRI"}.get(str(sidecar["modality"]), str(sidecar["modality"]))
+        if vol.modality not in MODALITIES:
+            raise InputError(f"{sidecar_path(p)}: modality {sidecar['modality']!r}: expected one of {', '.join(MODALITIES)}")
     if sidecar.get("acquisition"):
         merged = {**sidecar["acquisition"], **vol.acquisition.to_dict()}
         vol.acquisition = Acquisition.from_dict(merged)
@@ -335,13 +416,20 @@ def read_volume(
         vol.modality = modality
     if vol.modality == "unknown":
         vol.modality = guess_modality(p)
+    if vol.modality == "unknown" and p.name.lower().endswith(PLAIN_ARRAY_EXTENSIONS):
+        vol.modality = "MPI"  # plain arrays come from MPI reconstruction pipelines
+    if vol.modality == "MPI" and vol.acquisition.mode is None:
+        vol.acquisition.mode = "2D" if min(vol.image.GetSize()) == 1 or vol.ndim == 2 else "3D"
     if sidecar.get("units"):
         vol.units = str(sidecar["units"])
     elif vol.units in ("", None):
         vol.units = DEFAULT_UNITS[vol.modality]
     vol.name = name or vol.name or display_name(p)
     vol.source = str(p)
-    validate_image_data(vol.array, str(p))
+    if vol._array is None:
+        vol._array = array_view(vol.image)
+    if vol._range is None:
+        vol._range = validate_image_data(vol.array, str(p))
     validate_geometry(vol.spacing_mm, str(p))
     return vol
 
