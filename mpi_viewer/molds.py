@@ -578,7 +578,9 @@ def register_with_template(fixed: Volume, moving: Volume, template: str | Templa
         Passed to :func:`~mpi_viewer.registration.fit_landmarks` (fiducial names left
         out of the fit; localisation error and FRE warning level, mm).
     progress : callable, optional
-        Called with a short message before each step (for progress bars).
+        ``progress(fraction, message)`` before each step (fraction 0–1 done), for
+        progress bars; it may raise (e.g. :class:`~mpi_viewer.errors.CancelledError`)
+        to stop the work between steps.
 
     Raises
     ------
@@ -589,10 +591,12 @@ def register_with_template(fixed: Volume, moving: Volume, template: str | Templa
     """
     tpl = load_template(template, search_dirs=search_dirs)
     matches = []
-    for role, vol in (("fixed", fixed), ("moving", moving)):
+    for k, (role, vol) in enumerate((("fixed", fixed), ("moving", moving))):
         if progress is not None:
-            progress(f"detecting {tpl.name} fiducials in the {role} image")
+            progress(0.45 * k, f"detecting {tpl.name} fiducials in the {role} image")
         cands = detect_fiducials(vol, tpl, max_candidates=max_candidates)
+        if progress is not None:
+            progress(0.45 * k + 0.35, f"matching {len(cands)} candidates of the {role} image")
         try:
             matches.append(match_fiducials(cands, tpl, tolerance_mm=tolerance_mm, min_matches=min_matches))
         except InputError as exc:
@@ -605,7 +609,7 @@ def register_with_template(fixed: Volume, moving: Volume, template: str | Templa
     fx = np.array([fm.positions_mm[n] for n in names])
     mx = np.array([mm.positions_mm[n] for n in names])
     if progress is not None:
-        progress("fitting the transform")
+        progress(0.95, "fitting the transform")
     from .registration import fit_landmarks
 
     unknown = [n for n in exclude if n not in names]

@@ -1,0 +1,274 @@
+"""Mold registration panel: detect a mold's fiducial wells in two images, automatically.
+
+Thin: it reads two image layers, calls :func:`mpi_viewer.molds.register_with_template`
+off the GUI thread, and writes two named Points layers ("mold fiducials (fixed)" and
+"mold fiducials (moving)") placed where each image is drawn. The matched pairs (each
+image's own physical mm, ITK x, y, z) go to ``on_pairs(names, fixed_xyz_mm,
+moving_xyz_mm)``: in the registration dock's "Mold" mode that is the landmark
+workflow (residuals, excludes, preview, save). Used alone, the panel shows the fit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mpi_viewer.errors import CancelledError, MPIViewerError
+
+from ._layers import modality_of, physical_to_world, volume_from_layer
+
+BROWSE = "Browse…"
+FIXED_POINTS = "mold fiducials (fixed)"
+MOVING_POINTS = "mold fiducials (moving)"
+
+
+class _Relay(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued signal)."""
+
+    step = Signal(float, str)
+
+
+class MoldPanel(QWidget):
+    """Pick a mold template and two images; detect, match and pair their fiducial wells.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+    on_pairs : callable, optional
+        ``on_pairs(names, fixed_xyz_mm, moving_xyz_mm)`` with the fiducials found in
+        both images (mm, each image's own physical frame, ITK x, y, z).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, on_pairs=None):  # noqa: F821 - napari injects by this name
+        super().__init__()
+        self.viewer = viewer
+        self.on_pairs = on_pairs
+        self.result = None  # MoldRegistration of the last detection
+        self.error: str | None = None  # message of the last failure
+        self._worker = None
+        self._cancel = False
+        self._relay = _Relay()
+        self._relay.step.connect(self._on_step)
+        self._build()
+        ev = self.viewer.layers.events
+        for e in (ev.inserted, ev.removed, ev.reordered):
+            e.connect(self._sync_layers)
+        self._sync_layers()
+
+    # ------------------------------------------------------------------ UI
+    def _build(self) -> None:
+        from mpi_viewer.molds import list_templates
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout()
+        self.template_combo = QComboBox(toolTip="Mold or phantom-holder template (fiducial wells, mm)")
+        for name in list_templates():
+            self.template_combo.addItem(name, name)
+        self.template_combo.addItem(BROWSE, None)
+        idx = self.template_combo.findText("mouse_mold_v1")
+        self.template_combo.setCurrentIndex(max(idx, 0))
+        self._last_template = self.template_combo.currentIndex()
+        self.template_combo.activated.connect(self._on_template)
+        self.fixed_combo = QComboBox(toolTip="Anatomical image (MRI or CT)")
+        self.moving_combo = QComboBox(toolTip="Image that moves (MPI)")
+        self.tol_spin = QDoubleSpinBox(minimum=0.1, maximum=10.0, singleStep=0.1, value=1.5, decimals=1,
+                                       suffix=" mm", toolTip="Largest accepted residual of a matched well")
+        form.addRow("Template:", self.template_combo)
+        form.addRow("Fixed image:", self.fixed_combo)
+        form.addRow("Moving image:", self.moving_combo)
+        form.addRow("Tolerance:", self.tol_spin)
+        lay.addLayout(form)
+        row = QHBoxLayout()
+        self.detect_btn = QPushButton("Detect", toolTip="Find the wells in both images and pair them by name")
+        self.detect_btn.clicked.connect(lambda: self.detect())
+        self.cancel_btn = QPushButton("Cancel", enabled=False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        row.addWidget(self.detect_btn)
+        row.addWidget(self.cancel_btn)
+        lay.addLayout(row)
+        self.progress = QProgressBar(minimum=0, maximum=100, value=0, textVisible=True)
+        self.progress.setFormat("%p %")
+        self.progress.setVisible(False)
+        lay.addWidget(self.progress)
+        self.status = QLabel("Pick the template and the two images, then Detect.", wordWrap=True)
+        self.status.setMinimumWidth(260)
+        lay.addWidget(self.status)
+
+    def _sync_layers(self, event=None) -> None:
+        images = [lyr for lyr in self.viewer.layers if lyr._type_string == "image"]
+        for combo, wanted in ((self.fixed_combo, ("MRI", "CT")), (self.moving_combo, ("MPI",))):
+            current = combo.currentText()
+            names = [lyr.name for lyr in images]
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            else:
+                for mod in wanted:
+                    hit = next((lyr.name for lyr in images if modality_of(lyr) == mod), None)
+                    if hit is not None:
+                        combo.setCurrentText(hit)
+                        break
+            combo.blockSignals(False)
+
+    def _on_template(self, index: int) -> None:
+        if self.template_combo.itemData(index) is not None or self.template_combo.itemText(index) != BROWSE:
+            self._last_template = index
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Mold template", "", "Template (*.json)")
+        if not path or not self.add_template_file(path):
+            self.template_combo.setCurrentIndex(self._last_template)
+
+    def add_template_file(self, path) -> bool:
+        """Validate a template file and select it; False (and a notification) if it is bad."""
+        from mpi_viewer.molds import load_template
+
+        try:
+            tpl = load_template(Path(path))
+        except MPIViewerError as exc:
+            show_error(str(exc))
+            return False
+        at = self.template_combo.count() - 1  # before "Browse…"
+        self.template_combo.insertItem(at, f"{tpl.name} ({Path(path).name})", str(path))
+        self.template_combo.setCurrentIndex(at)
+        self._last_template = at
+        return True
+
+    def template(self) -> str:
+        """The selected template: a shipped name or a file path."""
+        return self.template_combo.currentData() or self.template_combo.currentText()
+
+    # ------------------------------------------------------------------ work
+    def _layer(self, combo):
+        name = combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def detect(self, *, block: bool = False):
+        """Detect, match and pair the wells; returns the worker (None when ``block`` or refused)."""
+        from mpi_viewer.molds import register_with_template
+
+        fixed_layer, moving_layer = self._layer(self.fixed_combo), self._layer(self.moving_combo)
+        if fixed_layer is None or moving_layer is None or fixed_layer is moving_layer:
+            self._fail("Mold registration: choose two different image layers (fixed and moving)")
+            return None
+        try:
+            fixed, moving = volume_from_layer(fixed_layer), volume_from_layer(moving_layer)
+        except MPIViewerError as exc:
+            self._fail(str(exc))
+            return None
+        template, tol = self.template(), float(self.tol_spin.value())
+        self._cancel = False
+
+        def step(fraction, message):
+            if self._cancel:
+                raise CancelledError("mold detection cancelled")
+            self._relay.step.emit(float(fraction), str(message))
+
+        def run():
+            return register_with_template(fixed, moving, template, tolerance_mm=tol, progress=step)
+
+        layers = (fixed_layer, moving_layer)
+        if block:
+            try:
+                result = run()
+            except MPIViewerError as exc:
+                self._on_error(exc)
+            else:
+                self._on_done(result, layers)
+            return None
+
+        from napari.qt.threading import thread_worker
+
+        worker = thread_worker(run)()
+        worker.returned.connect(lambda result: self._on_done(result, layers))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.detect_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop the running detection at its next step."""
+        self._cancel = True
+        self.status.setText("Cancelling…")
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def _on_step(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(round(100 * fraction)))
+        self.status.setText(message[:1].upper() + message[1:] + "…")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.detect_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        self.progress.setVisible(False)
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.status.setText(message)
+        show_error(message)
+
+    def _on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, CancelledError):
+            self.error = None
+            self.status.setText("Cancelled.")
+            show_info("Mold detection cancelled")
+        elif isinstance(exc, MPIViewerError):
+            self._fail(str(exc))
+        else:  # a bug: still a notification, never an exception into Qt
+            self._fail(f"Mold registration failed: {type(exc).__name__}: {exc}")
+
+    def _on_done(self, result, layers) -> None:
+        fixed_layer, moving_layer = layers
+        self.result, self.error = result, None
+        names = list(result.matched_names)
+        for layer_name, image_layer, xyz in ((FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
+                                             (MOVING_POINTS, moving_layer, result.moving_xyz_mm)):
+            world = physical_to_world(image_layer, xyz)
+            self._put_points(layer_name, world, names, image_layer)
+        lines = result.report_lines()
+        self.status.setText("\n".join(lines))
+        if self.on_pairs is not None:
+            self.on_pairs(names, np.asarray(result.fixed_xyz_mm), np.asarray(result.moving_xyz_mm))
+
+    def _put_points(self, name: str, world_zyx: np.ndarray, names: list[str], image_layer) -> None:
+        """Create or update a Points layer of named wells at world (z, y, x) positions (mm)."""
+        data = np.asarray(world_zyx, dtype=float)[:, -3:]
+        features = {"name": np.asarray(names, dtype=object)}
+        colour = "cyan" if name == FIXED_POINTS else "lime"
+        text = {"string": "{name}", "color": colour, "size": 11, "anchor": "upper_left"}
+        if name in self.viewer.layers:
+            lyr = self.viewer.layers[name]
+            lyr.scale, lyr.translate, lyr.affine = (1, 1, 1), (0, 0, 0), np.eye(4)
+            lyr.data = data
+            lyr.features = features
+            lyr.text = text
+        else:
+            self.viewer.add_points(data, name=name, features=features, text=text, size=3.0,
+                                   face_color="transparent", border_color=colour, border_width=0.15,
+                                   projection_mode="rescale_spherical", metadata={"mpi_viewer": {
+                                       "role": "mold fiducials", "image": image_layer.name}})

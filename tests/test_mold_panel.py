@@ -1,0 +1,100 @@
+"""The Mold registration panel as a user meets it, against the demo study's truth.
+
+Runs under Xvfb: ``xvfb-run -a python -m pytest tests/test_mold_panel.py``.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+pytestmark = pytest.mark.gui
+
+SMALL = dict(include_ct=False, mri_spacing_mm=(0.5, 0.5, 0.5), extra_hot_spots=2)
+
+
+@pytest.fixture
+def setup(make_napari_viewer):
+    """Demo MRI and MPI (M3 left empty in the MPI) added unregistered; the panel docked."""
+    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.plugins._layers import add_volume
+    from mpi_viewer.plugins._mold_panel import MoldPanel
+
+    study = make_demo_study(missing_fiducials=("M3",), **SMALL)
+    viewer = make_napari_viewer()
+    add_volume(viewer, study.mri, name="MRI")
+    add_volume(viewer, study.mpi, name="MPI")
+    calls = []
+    panel = MoldPanel(viewer, on_pairs=lambda *a: calls.append(a))
+    viewer.window.add_dock_widget(panel, name="Mold registration")
+    assert panel.fixed_combo.currentText() == "MRI" and panel.moving_combo.currentText() == "MPI"
+    assert panel.template() == "mouse_mold_v1"
+    return viewer, panel, study, calls
+
+
+def _truth(study, key):
+    return {f["name"]: np.asarray(f[key]) for f in study.truth["fiducials"]}
+
+
+def test_detect_in_a_worker_gives_named_points_on_the_wells(setup, qtbot):
+    from mpi_viewer.coords import xyz_to_zyx
+    from mpi_viewer.plugins._mold_panel import FIXED_POINTS, MOVING_POINTS
+
+    viewer, panel, study, calls = setup
+    worker = panel.detect()
+    assert worker is not None and panel.busy
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
+    assert panel.error is None
+    expected = [f"M{i}" for i in (1, 2, 4, 5, 6, 7)]
+    mri_truth, mpi_truth = _truth(study, "mri_mm"), _truth(study, "mpi_mm")
+    fixed_pts, moving_pts = viewer.layers[FIXED_POINTS], viewer.layers[MOVING_POINTS]
+    for layer, truth in ((fixed_pts, mri_truth), (moving_pts, mpi_truth)):
+        assert list(layer.features["name"]) == expected
+        # unregistered: world is each image's own physical mm in (z, y, x)
+        want = np.array([xyz_to_zyx(truth[n]) for n in expected])
+        assert np.linalg.norm(layer.data - want, axis=1).max() < 0.5
+    # the registration dock gets each image's own physical mm (x, y, z)
+    (names, fixed_xyz, moving_xyz), = calls
+    assert list(names) == expected
+    assert np.linalg.norm(fixed_xyz - np.array([mri_truth[n] for n in names]), axis=1).max() < 0.5
+    assert np.linalg.norm(moving_xyz - np.array([mpi_truth[n] for n in names]), axis=1).max() < 0.5
+    assert "M3" in panel.status.text()  # reported as not found
+
+
+def test_moving_points_follow_a_registered_moving_layer(setup):
+    from mpi_viewer.coords import xyz_to_zyx
+    from mpi_viewer.plugins._layers import apply_registration
+    from mpi_viewer.plugins._mold_panel import MOVING_POINTS
+
+    viewer, panel, study, calls = setup
+    t = study.truth["transform_fixed_to_moving"]
+    apply_registration(viewer.layers["MPI"], t["matrix"], t["translation"], fixed_name="MRI")
+    panel.detect(block=True)
+    # the MPI is now drawn in the MRI's space: its wells sit on the MRI's wells
+    mri_truth = _truth(study, "mri_mm")
+    layer = viewer.layers[MOVING_POINTS]
+    want = np.array([xyz_to_zyx(mri_truth[n]) for n in layer.features["name"]])
+    assert_allclose(layer.data, want, atol=0.5)
+    # while on_pairs still receives the MPI's own physical mm
+    names, _, moving_xyz = calls[-1]
+    mpi_truth = _truth(study, "mpi_mm")
+    assert_allclose(moving_xyz, np.array([mpi_truth[n] for n in names]), atol=0.5)
+
+
+def test_wrong_template_is_a_notification_and_adds_nothing(setup, monkeypatch, tmp_path):
+    import json
+
+    import mpi_viewer.plugins._mold_panel as mp
+
+    viewer, panel, study, calls = setup
+    errors = []
+    monkeypatch.setattr(mp, "show_error", errors.append)
+    panel.template_combo.setCurrentText("rat_mold_v1")
+    n_layers = len(viewer.layers)
+    panel.detect(block=True)
+    assert len(errors) == 1 and "rat_mold_v1" in errors[0] and not calls
+    assert len(viewer.layers) == n_layers
+    # a bad template file chosen with Browse… is refused with the field named
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "x", "units": "mm", "appearance": {}}), encoding="utf-8")
+    assert not panel.add_template_file(bad)
+    assert "'fiducials'" in errors[-1]
