@@ -134,7 +134,7 @@ def _register_points(args, fixed, moving, params):
     import numpy as np
 
     from .points import read_points_csv
-    from .registration import fit_landmarks, pair_points
+    from .registration import fit_pointsets
 
     fixed_pts = read_points_csv(args.fixed_points)
     moving_pts = read_points_csv(args.moving_points)
@@ -149,10 +149,7 @@ def _register_points(args, fixed, moving, params):
     unknown = [n for n in params.exclude if n not in fixed_pts.names and n not in moving_pts.names]
     if unknown:
         raise InputError(f"--exclude: no fiducial named {', '.join(unknown)} in either point file")
-    names, fx, mv, _ = pair_points(fixed_pts, moving_pts, strict=True, exclude=params.exclude)
-    return fit_landmarks(fx, mv, model=params.model, names=names,
-                         exclude=[n for n in params.exclude if n in names],
-                         fle_mm=params.fle_mm, fre_tolerance_mm=params.fre_tolerance_mm)
+    return fit_pointsets(fixed_pts, moving_pts, params, strict=True)
 
 
 # -- quantify -------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ __all__ = [
     "RegistrationParams",
     "fit_landmarks",
     "pair_points",
+    "fit_pointsets",
     "napari_affine_for_moving",
     "write_transform",
     "read_transform",
@@ -432,6 +433,23 @@ def fit_landmarks(
     return LandmarkFit(model=model, matrix=matrix, translation=translation, names=names,
                        fixed_xyz=fx.copy(), moving_xyz=mv.copy(), used=used, residuals_mm=residuals,
                        rms_fre_mm=rms, fle_mm=fle, fre_tolerance_mm=tol, warnings=warnings)
+
+
+def fit_pointsets(fixed: PointSet, moving: PointSet, params: RegistrationParams | None = None, *,
+                  strict: bool = False) -> LandmarkFit:
+    """Pair two named point sets by name and fit them with ``params`` (the dock's one call).
+
+    Unpaired names become warnings of the fit (``strict=False``) or an
+    :class:`InputError` (``strict=True``); names in ``params.exclude`` need no partner.
+    Excluded names that are paired are left out of the fit but keep their residual.
+    """
+    params = params or RegistrationParams()
+    names, fx, mv, pair_warnings = pair_points(fixed, moving, strict=strict, exclude=params.exclude)
+    fit = fit_landmarks(fx, mv, model=params.model, names=names,
+                        exclude=[n for n in params.exclude if n in names],
+                        fle_mm=params.fle_mm, fre_tolerance_mm=params.fre_tolerance_mm)
+    fit.warnings = pair_warnings + fit.warnings
+    return fit
 
 
 # -- SimpleITK transforms --------------------------------------------------------------------

@@ -408,3 +408,17 @@ def test_refine_intensity_can_be_cancelled(study):
         refine_intensity(study.mri, study.ct, (m, t), working_spacing_mm=1.0, shrink_factors=(2, 1),
                          smoothing_sigmas_vox=(1.0, 0.0), should_stop=should_stop)
     assert len(polls) <= 4  # stopped at once, not after the remaining iterations and levels
+
+
+def test_fit_pointsets_pairs_by_name_and_reports_unpaired(study):
+    from mpi_viewer.registration import fit_pointsets
+
+    m, t, names, fx, mv, *_ = _truth(study)
+    fixed = PointSet(names, fx)
+    moving = PointSet(names[::-1][:-1], mv[::-1][:-1])  # reversed order, M1 missing
+    fit = fit_pointsets(fixed, moving, RegistrationParams(model="rigid", exclude=["M2"]))
+    assert fit.names == names[1:] and fit.used.tolist() == [False] + [True] * 5
+    assert_allclose(fit.matrix, m, atol=1e-9)
+    assert any("M1" in w for w in fit.warnings)
+    with pytest.raises(InputError, match="M1"):
+        fit_pointsets(fixed, moving, strict=True)
