@@ -53,6 +53,7 @@ __all__ = [
     "read_transform",
     "transform_to_matrix",
     "matrix_to_sitk",
+    "as_sitk_transform",
     "resample_to_fixed",
     "project",
     "project_points",
@@ -519,7 +520,8 @@ def transform_to_matrix(transform) -> tuple[np.ndarray, np.ndarray]:
     return m, t
 
 
-def _as_sitk(transform) -> sitk.Transform:
+def as_sitk_transform(transform) -> sitk.Transform:
+    """A SimpleITK transform from a :class:`LandmarkFit`, a SimpleITK transform or ``(matrix, translation)``."""
     import SimpleITK as sitk
 
     if isinstance(transform, LandmarkFit):
@@ -529,6 +531,9 @@ def _as_sitk(transform) -> sitk.Transform:
     if isinstance(transform, tuple) and len(transform) == 2:
         return matrix_to_sitk(*transform)
     raise InputError(f"not a transform: {type(transform).__name__}")
+
+
+_as_sitk = as_sitk_transform  # older private name, used by mpi_viewer.report
 
 
 def write_transform(path: str | os.PathLike, transform) -> Path:
