@@ -21,8 +21,8 @@ def test_round_trip_keeps_names_order_and_mm(tmp_path):
 def test_reads_demo_fiducials_and_2d_files(tmp_path):
     from mpi_viewer.demo import make_demo_study, write_demo_study
 
-    paths = write_demo_study(tmp_path / "d")
-    truth = make_demo_study().truth
+    paths = write_demo_study(tmp_path / "d", include_ct=False)
+    truth = make_demo_study(include_ct=False).truth
     got = read_points_csv(paths["fiducials_mri"])
     assert got.names == [f["name"] for f in truth["fiducials"]]
     assert_allclose(got.xyz_mm, [f["mri_mm"] for f in truth["fiducials"]], atol=1e-4)  # file has 4 decimals
