@@ -69,6 +69,19 @@ class Recomputed:
         return np.asarray(self.fit.matrix, dtype=float), np.asarray(self.fit.translation, dtype=float)
 
 
+@dataclass
+class GivenTransform:
+    """A transform used as given (registration method ``"transform"``): fixed → moving."""
+
+    matrix: np.ndarray
+    translation: np.ndarray
+    model: str = "affine"
+    rms_fre_mm: float | None = None
+
+    def transform_points(self, xyz) -> np.ndarray:
+        return np.atleast_2d(np.asarray(xyz, dtype=float)) @ self.matrix.T + self.translation
+
+
 def _wrap(step: str, fn, *args, **kwargs):
     """Call a core function; anything a malformed session could provoke becomes InputError."""
     try:
@@ -104,6 +117,9 @@ def run_registration(session: Session, volumes: dict[str, Any]):
     reg = session.registration
     if reg is None:
         return None, None
+    if reg.method == "transform":
+        return GivenTransform(np.asarray(reg.matrix, dtype=float), np.asarray(reg.translation, dtype=float),
+                              reg.model), None
     if reg.method == "template":
         from .molds import register_with_template
 
@@ -411,7 +427,7 @@ def compute_and_save(session: Session, session_path: str | Path, *,
         from .registration import write_transform
 
         tfm = Path(session_path).with_suffix(".tfm")
-        _wrap("transform", write_transform, tfm, rec.fit)
+        _wrap("transform", write_transform, tfm, rec.transform())
         session.registration.transform_file = relative_path(tfm, session_path)
         session.registration.transform_sha256 = sha256_file(tfm)
     return save_session(session, session_path), rec

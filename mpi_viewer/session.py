@@ -342,8 +342,9 @@ class Landmarks:
 class RegistrationSection:
     """How the MPI (moving) was registered to the anatomy (fixed), and the result.
 
-    ``method`` is ``"landmarks"`` (the stored landmarks are fitted) or ``"template"``
-    (fiducials detected and matched to ``template``, then fitted). ``matrix`` and
+    ``method`` is ``"landmarks"`` (the stored landmarks are fitted), ``"template"``
+    (fiducials detected and matched to ``template``, then fitted) or ``"transform"``
+    (a given transform, e.g. a saved mold/bed ``.tfm``, used as stored). ``matrix`` and
     ``translation`` are the fitted ITK fixed → moving transform (mm), ``transform_file``
     the ``.tfm`` written beside the session.
     """
@@ -373,7 +374,7 @@ class RegistrationSection:
         out = cls(
             fixed=f("fixed", _choice(ROLES), "mri"),
             moving=f("moving", _choice(ROLES), "mpi"),
-            method=f("method", _choice(("landmarks", "template"))),
+            method=f("method", _choice(("landmarks", "template", "transform"))),
             model=f("model", _choice(("rigid", "similarity", "affine")), "rigid"),
             template=f("template", _opt(_str), None),
             landmarks=f("landmarks", lambda v, w: Landmarks.from_dict(v, where=w, warnings=warnings),
@@ -390,6 +391,8 @@ class RegistrationSection:
             raise InputError(f"{where}: method 'template' needs a template name")
         if out.method == "landmarks" and not out.landmarks.names:
             raise InputError(f"{where}: method 'landmarks' needs landmarks")
+        if out.method == "transform" and (out.matrix is None or out.translation is None):
+            raise InputError(f"{where}: method 'transform' needs the matrix and translation")
         return out
 
 
@@ -934,3 +937,47 @@ def input_file(path: str | Path, session_path: str | Path, *, role: str, modalit
         raise InputError(f"input role {role!r}: expected one of {', '.join(ROLES)}")
     return InputFile(role=role, path=relative_path(path, session_path), sha256=sha256_file(path),
                      modality=modality, name=name, acquisition=dict(acquisition or {}))
+
+
+# -- crash recovery ------------------------------------------------------------------------------
+RECOVERY_ENV = "MPI_VIEWER_RECOVERY_DIR"
+
+
+def recovery_dir() -> Path:
+    """Where autosaved recovery sessions go: ``$MPI_VIEWER_RECOVERY_DIR`` or
+    ``~/.cache/mpi-viewer/recovery``."""
+    env = os.environ.get(RECOVERY_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "mpi-viewer" / "recovery"
+
+
+def recovery_path(pid: int | None = None) -> Path:
+    """This process's recovery file (one per running viewer process)."""
+    return recovery_dir() / f"recovery-{os.getpid() if pid is None else int(pid)}.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def pending_recoveries() -> list[Path]:
+    """Recovery files left by processes that are no longer running (newest first)."""
+    folder = recovery_dir()
+    out = []
+    if not folder.is_dir():
+        return out
+    for p in folder.glob("recovery-*.json"):
+        try:
+            pid = int(p.stem.split("-", 1)[1])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            out.append(p)
+    return sorted(out, key=lambda p: p.stat().st_mtime, reverse=True)
