@@ -75,7 +75,7 @@ class MoldPanel(QWidget):
         from mpi_viewer.molds import list_templates
 
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setContentsMargins(4, 6, 4, 4)
         form = QFormLayout()
         self.template_combo = QComboBox(toolTip="Mold or phantom-holder template (fiducial wells, mm)")
         for name in list_templates():
@@ -260,7 +260,9 @@ class MoldPanel(QWidget):
         data = np.asarray(world_zyx, dtype=float)[:, -3:]
         features = {"name": np.asarray(names, dtype=object)}
         colour = "cyan" if name == FIXED_POINTS else "lime"
-        text = {"string": "{name}", "color": colour, "size": 11, "anchor": "upper_left"}
+        # label beside the 3 mm marker (offset in world mm, z, y, x), not on top of it
+        text = {"string": "{name}", "color": colour, "size": 12, "anchor": "lower_left",
+                "translation": [0.0, -1.6, 1.6]}
         if name in self.viewer.layers:
             lyr = self.viewer.layers[name]
             lyr.scale, lyr.translate, lyr.affine = (1, 1, 1), (0, 0, 0), np.eye(4)

@@ -15,9 +15,10 @@ SMALL = dict(include_ct=False, mri_spacing_mm=(0.5, 0.5, 0.5), extra_hot_spots=2
 @pytest.fixture
 def setup(make_napari_viewer):
     """Demo MRI and MPI (M3 left empty in the MPI) added unregistered; the panel docked."""
-    from mpi_viewer.demo import make_demo_study
     from mpi_viewer.plugins._layers import add_volume
     from mpi_viewer.plugins._mold_panel import MoldPanel
+
+    from mpi_viewer.demo import make_demo_study
 
     study = make_demo_study(missing_fiducials=("M3",), **SMALL)
     viewer = make_napari_viewer()
@@ -36,8 +37,9 @@ def _truth(study, key):
 
 
 def test_detect_in_a_worker_gives_named_points_on_the_wells(setup, qtbot):
-    from mpi_viewer.coords import xyz_to_zyx
     from mpi_viewer.plugins._mold_panel import FIXED_POINTS, MOVING_POINTS
+
+    from mpi_viewer.coords import xyz_to_zyx
 
     viewer, panel, study, calls = setup
     worker = panel.detect()
@@ -61,9 +63,10 @@ def test_detect_in_a_worker_gives_named_points_on_the_wells(setup, qtbot):
 
 
 def test_moving_points_follow_a_registered_moving_layer(setup):
-    from mpi_viewer.coords import xyz_to_zyx
     from mpi_viewer.plugins._layers import apply_registration
     from mpi_viewer.plugins._mold_panel import MOVING_POINTS
+
+    from mpi_viewer.coords import xyz_to_zyx
 
     viewer, panel, study, calls = setup
     t = study.truth["transform_fixed_to_moving"]
@@ -98,3 +101,17 @@ def test_wrong_template_is_a_notification_and_adds_nothing(setup, monkeypatch, t
     bad.write_text(json.dumps({"name": "x", "units": "mm", "appearance": {}}), encoding="utf-8")
     assert not panel.add_template_file(bad)
     assert "'fiducials'" in errors[-1]
+
+
+def test_cancel_stops_the_worker_and_adds_nothing(setup, qtbot, monkeypatch):
+    import mpi_viewer.plugins._mold_panel as mp
+
+    viewer, panel, study, calls = setup
+    infos = []
+    monkeypatch.setattr(mp, "show_info", infos.append)
+    n_layers = len(viewer.layers)
+    panel.detect()
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
+    assert panel.status.text() == "Cancelled." and infos and not calls
+    assert len(viewer.layers) == n_layers and panel.detect_btn.isEnabled()
