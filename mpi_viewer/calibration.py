@@ -745,6 +745,9 @@ def save_calibration(calibration: Calibration, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text + "\n")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -956,9 +959,11 @@ def apply_calibration(roi_results, calibration: Calibration, *, acquisition=None
 
     Notes
     -----
-    An ROI is ``below_lod`` when its estimated amount is below
-    :func:`detection_limit` or its peak is below ``n_sd`` × noise SD; its iron and
-    cell columns are then left empty. Results with a negative amount are flagged.
+    An ROI is ``below_lod`` when its peak is below ``n_sd`` × noise SD — the
+    definition of :func:`detection_limit` applied to the measured peak, which does
+    not depend on the calibration's intercept — or, when the ROI has no peak or
+    noise, when its estimated amount is below the detection limit. Its iron and cell
+    columns are then left empty. Results with a negative amount are flagged.
     """
     from .cells import cells_from_iron
 
@@ -979,9 +984,11 @@ def apply_calibration(roi_results, calibration: Calibration, *, acquisition=None
         x, lo, hi = inverse_predict(fit, y0, confidence=confidence, signal_sd=ssd)
         lod = detection_limit(ppu, sd_noise, roi_params)
         peak = getattr(r, "peak_au", None)
-        below = bool((lod is not None and x < lod)
-                     or (peak is not None and sd_noise is not None and np.isfinite(sd_noise)
-                         and peak < n_sd * sd_noise))
+        if peak is not None and sd_noise is not None and np.isfinite(sd_noise) and np.isfinite(peak):
+            # the definition of the detection limit, applied to the measured peak
+            below = bool(peak < n_sd * sd_noise)
+        else:
+            below = bool(lod is not None and x < lod)
         if not np.isfinite(y0):
             below = True
         if len(fit.y) > 1 and (y0 < lo_sig or y0 > hi_sig) and not below:

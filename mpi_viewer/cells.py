@@ -113,8 +113,7 @@ def cells_from_iron(iron_ug: float, low_ug: float, high_ug: float, ipc: IronPerC
     if bounds_known:
         s_lo = max(iron_ug - low_ug, 0.0) / q
         s_hi = max(high_ug - iron_ug, 0.0) / q
-        u = rng.uniform(size=draws)
-        t = dist.ppf(u)
+        t = rng.standard_normal(draws) if not np.isfinite(dof) else rng.standard_t(dof, size=draws)
         iron = iron_ug + np.where(t < 0, t * s_lo, t * s_hi)
     else:  # interval unknown: carry the iron-per-cell part only
         iron = np.full(draws, float(iron_ug))
