@@ -10,6 +10,12 @@ import numpy as np
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 
+def _unit(label: str) -> str:
+    """``"total signal (a.u.·mm³)"`` → ``"(a.u.·mm³)"``."""
+    i = label.rfind("(")
+    return label[i:] if i >= 0 else ""
+
+
 class PlotPanel(QWidget):
     """A placeholder label that becomes a ``FigureCanvasQTAgg`` on the first plot.
 
@@ -94,7 +100,7 @@ class PlotPanel(QWidget):
                             label="95 % prediction band")
         ax.plot(line_x, line_y, color="#4c8bf5", lw=1.5, label="fit")
         ax.plot(x, y, "o", color="#ffb000", ms=6, label="phantoms")
-        if names is not None:
+        if names is not None and len(names) <= 4:  # more would crowd the low end; the table names them
             for xi, yi, n in zip(x, y, names, strict=False):
                 ax.annotate(str(n), (xi, yi), xytext=(4, -10), textcoords="offset points",
                             fontsize=7, color=fg)
@@ -112,7 +118,7 @@ class PlotPanel(QWidget):
         if axr is not None:
             axr.axhline(0.0, color="#4c8bf5", lw=1)
             axr.plot(x, residuals, "o", color="#ffb000", ms=5)
-            axr.set_ylabel("residual", color=fg, fontsize=8)
+            axr.set_ylabel(f"residual\n{_unit(y_label)}", color=fg, fontsize=8)
             axr.set_xlabel(x_label, color=fg, fontsize=9)
             r = np.asarray(residuals, dtype=float)
             lim = float(np.nanmax(np.abs(r))) * 1.3 if r.size and np.isfinite(r).any() else 1.0
