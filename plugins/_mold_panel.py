@@ -196,7 +196,8 @@ class MoldPanel(QWidget):
 
         from napari.qt.threading import thread_worker
 
-        worker = thread_worker(run)()
+        # errors go to our handler (a notification), not re-raised into Qt
+        worker = thread_worker(run, ignore_errors=True)()
         worker.returned.connect(lambda result: self._on_done(result, layers))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)

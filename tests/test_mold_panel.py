@@ -83,7 +83,7 @@ def test_moving_points_follow_a_registered_moving_layer(setup):
     assert_allclose(moving_xyz, np.array([mpi_truth[n] for n in names]), atol=0.5)
 
 
-def test_wrong_template_is_a_notification_and_adds_nothing(setup, monkeypatch, tmp_path):
+def test_wrong_template_is_a_notification_and_adds_nothing(setup, monkeypatch, tmp_path, qtbot):
     import json
 
     import mpi_viewer.plugins._mold_panel as mp
@@ -93,7 +93,8 @@ def test_wrong_template_is_a_notification_and_adds_nothing(setup, monkeypatch, t
     monkeypatch.setattr(mp, "show_error", errors.append)
     panel.template_combo.setCurrentText("rat_mold_v1")
     n_layers = len(viewer.layers)
-    panel.detect(block=True)
+    panel.detect()  # the error happens in the worker thread and comes back as a notification
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
     assert len(errors) == 1 and "rat_mold_v1" in errors[0] and not calls
     assert len(viewer.layers) == n_layers
     # a bad template file chosen with Browse… is refused with the field named
