@@ -963,7 +963,9 @@ def apply_calibration(roi_results, calibration: Calibration, *, acquisition=None
     definition of :func:`detection_limit` applied to the measured peak, which does
     not depend on the calibration's intercept — or, when the ROI has no peak or
     noise, when its estimated amount is below the detection limit. Its iron and cell
-    columns are then left empty. Results with a negative amount are flagged.
+    columns are then left empty. Results with a negative amount are flagged; lower
+    bounds are clipped at 0 (iron and cells cannot be negative; clipping keeps the
+    coverage of the interval).
     """
     from .cells import cells_from_iron
 
@@ -1008,15 +1010,20 @@ def apply_calibration(roi_results, calibration: Calibration, *, acquisition=None
             else:
                 warn.append("below detection limit")
         elif calibration.kind == "iron":
-            res.iron_ug, res.iron_ci_low_ug, res.iron_ci_high_ug = x, lo, hi
+            res.iron_ug, res.iron_ci_low_ug, res.iron_ci_high_ug = x, _clip0(lo), hi
             if iron_per_cell is not None:
                 dof = fit.dof if fit.mode == "line" else float("inf")
-                res.cells, res.cells_ci_low, res.cells_ci_high = cells_from_iron(
-                    x, lo, hi, iron_per_cell, confidence=confidence, dof=dof)
+                n, nlo, nhi = cells_from_iron(x, lo, hi, iron_per_cell, confidence=confidence, dof=dof)
+                res.cells, res.cells_ci_low, res.cells_ci_high = n, _clip0(nlo), nhi
         else:
-            res.cells, res.cells_ci_low, res.cells_ci_high = x, lo, hi
+            res.cells, res.cells_ci_low, res.cells_ci_high = x, _clip0(lo), hi
             if iron_per_cell is not None:
                 f = iron_per_cell.mean_pg * 1e-6
-                res.iron_ug, res.iron_ci_low_ug, res.iron_ci_high_ug = x * f, lo * f, hi * f
+                res.iron_ug, res.iron_ci_low_ug, res.iron_ci_high_ug = x * f, _clip0(lo) * f, hi * f
         out.append(res)
     return out
+
+
+def _clip0(v: float) -> float:
+    """Lower bounds of iron and cells are clipped at 0 (NaN and −inf kept as they are)."""
+    return max(v, 0.0) if np.isfinite(v) else v

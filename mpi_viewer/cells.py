@@ -130,28 +130,26 @@ def cells_from_iron(iron_ug: float, low_ug: float, high_ug: float, ipc: IronPerC
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
-def _mantissa(v: float, exp: int, digits: int) -> str:
-    return f"{v / 10**exp:.{digits}f}"
-
-
 def format_cells(n: float | None, lo: float | None = None, hi: float | None = None, *,
                  digits: int = 1, unit: str = "cells") -> str:
     """``2.4 × 10⁵ cells [1.9–2.9 × 10⁵]``: a label with one shared power of ten.
 
-    Below 10 000 the numbers are written out (``850 cells [600–1100]``). Missing
-    bounds are left out; a missing ``n`` gives ``"—"``.
+    Below 1000 the numbers are written out (``850 cells [600–1100]``). Missing or
+    infinite bounds are left out; a missing ``n`` gives ``"—"``.
     """
-    if n is None or (isinstance(n, float) and math.isnan(n)):
+    if n is None or not np.isfinite(n):
         return "—"
     has_ci = lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi)
-    exp = int(math.floor(math.log10(abs(n)))) if n != 0 else 0
-    if abs(n) < 1e4:
+    if abs(n) < 1e3:
         text = f"{n:.0f} {unit}"
         return text + (f" [{lo:.0f}–{hi:.0f}]" if has_ci else "")
+    exp = int(math.floor(math.log10(abs(n))))
+    if round(abs(n) / 10**exp, digits) >= 10:  # 9.99e4 → 1.0 × 10⁵, not 10.0 × 10⁴
+        exp += 1
     p10 = f"10{str(exp).translate(_SUPERSCRIPT)}"
-    text = f"{_mantissa(n, exp, digits)} × {p10} {unit}"
+    text = f"{n / 10**exp:.{digits}f} × {p10} {unit}"
     if has_ci:
-        text += f" [{_mantissa(lo, exp, digits)}–{_mantissa(hi, exp, digits)} × {p10}]"
+        text += f" [{lo / 10**exp:.{digits}f}–{hi / 10**exp:.{digits}f} × {p10}]"
     return text
 
 

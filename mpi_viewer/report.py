@@ -251,7 +251,7 @@ class _Scene:
             self.noise = float(estimate_noise_sd(mpi))
         except InputError:
             self.noise = 0.0
-        self.display_min = max(5.0 * self.noise, 0.02 * self.mpi_max)
+        self.display_min = 5.0 * self.noise if self.noise > 0 else 0.02 * self.mpi_max
         ref = anatomy if anatomy is not None else mpi
         self.bounds = _physical_bounds(ref)
         if anatomy is not None:
@@ -315,7 +315,8 @@ class _Scene:
             ax.set_ylabel(yl)
         fig.suptitle(roi_label_text(row), fontsize=15, fontweight="bold")
         fig.text(0.5, 0.005, _frame_note(self.anatomy), ha="center", va="bottom", fontsize=8, color="0.3")
-        fig.tight_layout(rect=(0, 0.05, 1, 0.93))
+        fig.tight_layout(rect=(0, 0.07, 1, 0.93))
+        fig.subplots_adjust(bottom=0.17)
         canvas.print_png(str(path))
         return True
 
@@ -327,7 +328,7 @@ class _Scene:
             ax.set_facecolor("black")
         vmax = max(vmax or float(np.nanmax(mpi)), 2 * self.display_min)
         shown = np.ma.masked_less(mpi, self.display_min)
-        im = ax.imshow(shown, cmap="hot", vmin=self.display_min, vmax=vmax, origin="lower", extent=ext,
+        im = ax.imshow(shown, cmap=_hot(), vmin=self.display_min, vmax=vmax, origin="lower", extent=ext,
                        alpha=0.7, interpolation="bilinear")
         if lab is not None and np.any(lab):
             ny, nx = lab.shape
@@ -374,16 +375,20 @@ class _Scene:
                 ax.imshow(img_anat, cmap="gray", vmin=vlo, vmax=vhi, origin="lower", extent=ext)
             else:
                 ax.set_facecolor("black")
-            ax.imshow(np.ma.masked_less(img_mpi, self.display_min), cmap="hot", vmin=self.display_min,
-                      vmax=self.mpi_max, origin="lower", extent=ext, alpha=0.8)
+            from matplotlib.colors import PowerNorm
+
+            ax.imshow(np.ma.masked_less(img_mpi, self.display_min), cmap=_hot(), origin="lower", extent=ext,
+                      alpha=0.8, norm=PowerNorm(0.5, vmin=self.display_min, vmax=self.mpi_max))
             for k, row in enumerate(self.rows):
                 p = _roi_position_mpi(row)
                 if p is None:
                     continue
                 q = self.to_fixed(p)
                 ax.plot([q[hor]], [q[ver]], marker="o", mfc="none", mec="cyan", markersize=12, mew=1.5)
-                ax.annotate(str(row.get("name", k + 1)), (q[hor], q[ver]), xytext=(10, 10 - 14 * (k % 3)),
-                            textcoords="offset points", fontsize=9, color="black",
+                right = k % 2 == 0
+                ax.annotate(str(row.get("name", k + 1)), (q[hor], q[ver]),
+                            xytext=(10 if right else -10, 8 if right else -14), textcoords="offset points",
+                            ha="left" if right else "right", fontsize=9, color="black",
                             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "cyan", "alpha": 0.85})
             ax.set_xlabel(f"{names[hor]} (mm)")
             ax.set_ylabel(f"{names[ver]} (mm)")
@@ -398,6 +403,14 @@ class _Scene:
         fig.text(0.5, 0.005, _frame_note(self.anatomy), ha="center", va="bottom", fontsize=8, color="0.3")
         fig.tight_layout(rect=(0, 0.06 + 0.03 * n_lines, 1, 0.95))
         canvas.print_png(str(path))
+
+
+def _hot():
+    """'hot' from dark red to yellow, without the white top (a saturated source stays coloured)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(colormaps["hot"](np.linspace(0.3, 0.85, 256)), name="hot_no_white")
 
 
 def _frame_note(anatomy) -> str:
