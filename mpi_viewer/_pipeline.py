@@ -490,5 +490,5 @@ def write_session_report(session: Session, folder: str | Path, *, overwrite: boo
     labels = rois_to_label_image(mpi, [r for _, rs in rec.rois for r in rs]) if mpi is not None else None
     inputs = [{"role": i.role, "path": i.path, "sha256": i.sha256} for i in session.inputs]
     return Path(write_report(folder, results_rows=rec.rows, mpi=mpi, anatomy=anatomy,
-                             transform=rec.fit, roi_labels=labels, calibration=rec.calibration,
-                             inputs=inputs, overwrite=overwrite))
+                             transform=rec.transform(), roi_labels=labels, calibration=rec.calibration,
+                             inputs=inputs, overwrite=overwrite, iron_per_cell=rec.iron_per_cell))

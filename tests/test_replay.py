@@ -132,3 +132,24 @@ def test_unreachable_scheduler_is_bad_input(demo, capsys):
     pytest.importorskip("dask.distributed", reason="dask.distributed is not installed")
     assert main(["replay", "--scheduler", "tcp://127.0.0.1:9", str(demo[0])]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_report_from_a_session(demo, tmp_path, capsys):
+    path, truth = demo
+    out = tmp_path / "report"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    files = {p.name for p in out.rglob("*")}
+    assert "index.html" in files and any(f.endswith(".csv") for f in files) and any(f.endswith(".tfm") for f in files)
+    csv_path = next(p for p in out.rglob("*.csv"))
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    stored = S.load_session(path).results
+    assert [r["name"] for r in rows] == [r["name"] for r in stored]
+    iso = next(src for src in truth["sources"] if src["name"] == "isolated")
+    assert float(rows[0]["cells"]) == pytest.approx(iso["cells"], rel=0.05)
+    capsys.readouterr()
+    # a folder that is not empty is refused, nothing overwritten
+    before = _snapshot(out)
+    assert main(["report", str(path), "-o", str(out)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert _snapshot(out) == before
