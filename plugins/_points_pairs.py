@@ -231,6 +231,6 @@ class PairedPoints:
                 feats = feats.copy()
                 feats["label"] = labels
                 layer.features = feats
-            if not np.array_equal(np.asarray(layer.face_color), colors):
+            current = np.asarray(layer.face_color)
+            if current.shape != colors.shape or not np.allclose(current, colors, atol=1e-3):
                 layer.face_color = colors
-            layer.current_face_color = "#999999"

@@ -13,6 +13,7 @@ doi:10.1109/42.736021
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -39,13 +40,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from mpi_viewer.coords import matrix_xyz_to_zyx, zyx_to_xyz
+from mpi_viewer.coords import matrix_xyz_to_zyx, xyz_to_zyx, zyx_to_xyz
 from mpi_viewer.errors import CancelledError, MPIViewerError
 
 from ._layers import (
     add_volume,
     apply_registration,
+    meta,
     modality_of,
+    registered_affine,
     volume_from_layer,
     world_to_physical,
 )
@@ -98,6 +101,8 @@ class RegistrationDock(QWidget):
         self._build()
         self._preview_timer = QTimer(self, singleShot=True, interval=150)
         self._preview_timer.timeout.connect(self.update_preview)
+        self._extent_timer = QTimer(self, singleShot=True, interval=300)
+        self._extent_timer.timeout.connect(self._update_extent)
         self._poll = QTimer(self, interval=100)
         self._poll.timeout.connect(self._poll_progress)
         ev = self.viewer.layers.events
@@ -511,9 +516,35 @@ class RegistrationDock(QWidget):
             d = len(g) - 1
             g_lin, g_t = matrix_xyz_to_zyx(g[:d, :d]), zyx_to_xyz(g[:d, d])
             m, t = m @ g_lin, m @ g_t + t
-        apply_registration(moving, m, t, fixed_name=fixed.name)
-        self.pairs.follow_images()
+        vol = volume_from_layer(moving)
+        placed = np.allclose(moving.scale[-vol.ndim:], xyz_to_zyx(vol.spacing_mm)) and not np.any(moving.translate)
+        if not placed:
+            apply_registration(moving, m, t, fixed_name=fixed.name)
+            self.pairs.follow_images()
+        else:
+            # fast path for live edits: only the affines of the MPI and of its markers
+            # change; the viewer's world-extent update (a third of each napari affine
+            # set) is deferred and done once after the edits settle
+            aff = registered_affine(vol, m, t)
+            extent_update = getattr(self.viewer, "_on_layers_change", None)
+            layers = (moving, self.pairs.moving)
+            with contextlib.ExitStack() as stack:
+                if extent_update is not None:
+                    for lyr in layers:
+                        stack.enter_context(lyr.events.affine.blocker(extent_update))
+                if not np.allclose(moving.affine.affine_matrix, aff, rtol=0, atol=1e-12):
+                    moving.affine = aff
+                self.pairs.follow_images()
+            if extent_update is not None:
+                self._extent_timer.start()
+            meta(moving)["transform_fixed_to_moving"] = {"matrix": m.tolist(), "translation": t.tolist(),
+                                                         "fixed": fixed.name}
         self.transform = (np.asarray(matrix, float), np.asarray(translation, float), source)
+
+    def _update_extent(self) -> None:
+        update = getattr(self.viewer, "_on_layers_change", None)
+        if update is not None:
+            update()
 
     def _set_warnings(self, warnings: list[str], notify: bool) -> None:
         self.warnings = warnings
