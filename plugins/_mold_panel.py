@@ -28,9 +28,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from mpi_viewer.coords import xyz_to_zyx
 from mpi_viewer.errors import CancelledError, MPIViewerError
 
-from ._layers import modality_of, physical_to_world, volume_from_layer
+from ._layers import modality_of, volume_from_layer
+from ._points_pairs import world_from_physical_affine
 
 BROWSE = "Browse…"
 FIXED_POINTS = "mold fiducials (fixed)"
@@ -62,6 +64,7 @@ class MoldPanel(QWidget):
         self.error: str | None = None  # message of the last failure
         self._worker = None
         self._cancel = False
+        self._followers: dict[str, tuple] = {}  # points layer name → (image layer, callback)
         self._relay = _Relay()
         self._relay.step.connect(self._on_step)
         self._build()
@@ -249,29 +252,55 @@ class MoldPanel(QWidget):
         names = list(result.matched_names)
         for layer_name, image_layer, xyz in ((FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
                                              (MOVING_POINTS, moving_layer, result.moving_xyz_mm)):
-            world = physical_to_world(image_layer, xyz)
-            self._put_points(layer_name, world, names, image_layer)
+            self._put_points(layer_name, xyz, names, image_layer)
         lines = result.report_lines()
         self.status.setText("\n".join(lines))
         if self.on_pairs is not None:
             self.on_pairs(names, np.asarray(result.fixed_xyz_mm), np.asarray(result.moving_xyz_mm))
 
-    def _put_points(self, name: str, world_zyx: np.ndarray, names: list[str], image_layer) -> None:
-        """Create or update a Points layer of named wells at world (z, y, x) positions (mm)."""
-        data = np.asarray(world_zyx, dtype=float)[:, -3:]
+    def _put_points(self, name: str, xyz_mm: np.ndarray, names: list[str], image_layer) -> None:
+        """Create or update a Points layer of named wells attached to ``image_layer``.
+
+        The points are kept in the image's own physical frame (mm, z, y, x) with the
+        image's physical → world map as the layer's ``affine``, so they are drawn where
+        the image is drawn, now and after a registration moves it.
+        """
+        data = xyz_to_zyx(np.asarray(xyz_mm, dtype=float))
         features = {"name": np.asarray(names, dtype=object)}
         colour = "cyan" if name == FIXED_POINTS else "lime"
-        # label beside the 3 mm marker (offset in world mm, z, y, x), not on top of it
+        # label beside the 3 mm marker (offset in mm, z, y, x), not on top of it
         text = {"string": "{name}", "color": colour, "size": 12, "anchor": "lower_left",
                 "translation": [0.0, -1.6, 1.6]}
+        affine = world_from_physical_affine(image_layer)
+        meta = {"mpi_viewer": {"role": "mold fiducials", "fiducials_of": image_layer.name,
+                               "frame": "physical zyx mm of the image"}}
         if name in self.viewer.layers:
             lyr = self.viewer.layers[name]
-            lyr.scale, lyr.translate, lyr.affine = (1, 1, 1), (0, 0, 0), np.eye(4)
+            lyr.data = np.zeros((0, 3))
+            lyr.affine = affine
             lyr.data = data
             lyr.features = features
             lyr.text = text
+            lyr.metadata.update(meta)
         else:
-            self.viewer.add_points(data, name=name, features=features, text=text, size=3.0,
-                                   face_color="transparent", border_color=colour, border_width=0.15,
-                                   projection_mode="rescale_spherical", metadata={"mpi_viewer": {
-                                       "role": "mold fiducials", "image": image_layer.name}})
+            lyr = self.viewer.add_points(data, name=name, features=features, text=text, size=3.0,
+                                         affine=affine, face_color="transparent", border_color=colour,
+                                         border_width=0.15, projection_mode="rescale_spherical",
+                                         metadata=meta)
+        self._follow(lyr, image_layer)
+
+    def _follow(self, points_layer, image_layer) -> None:
+        """Keep ``points_layer`` on ``image_layer`` when its placement changes."""
+        old = self._followers.pop(points_layer.name, None)
+        if old is not None:
+            old_image, callback = old
+            for ev in (old_image.events.affine, old_image.events.scale, old_image.events.translate):
+                ev.disconnect(callback)
+
+        def callback(event=None, pts=points_layer, img=image_layer):
+            if pts in self.viewer.layers and img in self.viewer.layers:
+                pts.affine = world_from_physical_affine(img)
+
+        for ev in (image_layer.events.affine, image_layer.events.scale, image_layer.events.translate):
+            ev.connect(callback)
+        self._followers[points_layer.name] = (image_layer, callback)

@@ -32,6 +32,11 @@ def setup(make_napari_viewer):
     return viewer, panel, study, calls
 
 
+def _world(layer):
+    """World (z, y, x) positions of a Points layer's points, whatever its affine."""
+    return np.array([np.asarray(layer.data_to_world(p)) for p in layer.data])
+
+
 def _truth(study, key):
     return {f["name"]: np.asarray(f[key]) for f in study.truth["fiducials"]}
 
@@ -53,7 +58,7 @@ def test_detect_in_a_worker_gives_named_points_on_the_wells(setup, qtbot):
         assert list(layer.features["name"]) == expected
         # unregistered: world is each image's own physical mm in (z, y, x)
         want = np.array([xyz_to_zyx(truth[n]) for n in expected])
-        assert np.linalg.norm(layer.data - want, axis=1).max() < 0.5
+        assert np.linalg.norm(_world(layer) - want, axis=1).max() < 0.5
     # the registration dock gets each image's own physical mm (x, y, z)
     (names, fixed_xyz, moving_xyz), = calls
     assert list(names) == expected
@@ -69,17 +74,20 @@ def test_moving_points_follow_a_registered_moving_layer(setup):
     from mpi_viewer.coords import xyz_to_zyx
 
     viewer, panel, study, calls = setup
+    panel.detect(block=True)  # unregistered first
     t = study.truth["transform_fixed_to_moving"]
     apply_registration(viewer.layers["MPI"], t["matrix"], t["translation"], fixed_name="MRI")
-    panel.detect(block=True)
-    # the MPI is now drawn in the MRI's space: its wells sit on the MRI's wells
-    mri_truth = _truth(study, "mri_mm")
+    # the MPI is now drawn in the MRI's space: its markers moved with it onto the MRI's wells
+    mri_truth, mpi_truth = _truth(study, "mri_mm"), _truth(study, "mpi_mm")
     layer = viewer.layers[MOVING_POINTS]
     want = np.array([xyz_to_zyx(mri_truth[n]) for n in layer.features["name"]])
-    assert_allclose(layer.data, want, atol=0.5)
+    assert_allclose(_world(layer), want, atol=0.5)
+    # detecting again on the registered layer puts them in the same place
+    panel.detect(block=True)
+    assert viewer.layers[MOVING_POINTS] is layer and len(layer.data) == 6
+    assert_allclose(_world(layer), want, atol=0.5)
     # while on_pairs still receives the MPI's own physical mm
     names, _, moving_xyz = calls[-1]
-    mpi_truth = _truth(study, "mpi_mm")
     assert_allclose(moving_xyz, np.array([mpi_truth[n] for n in names]), atol=0.5)
 
 
