@@ -412,7 +412,6 @@ class CalibrationDock(QWidget):
             feature_defaults={"name": "", "amount": np.nan, "x_mm": np.nan, "y_mm": np.nan, "z_mm": np.nan},
             size=3.0, face_color="transparent", border_color="cyan", border_width=0.15,
             text={"string": "{name}", "size": 10, "color": "cyan", "anchor": "upper_left"},
-            out_of_slice_display=True,
         )
         layer.events.data.connect(self._on_points_changed)
         self._phantom_layer = layer
@@ -441,7 +440,8 @@ class CalibrationDock(QWidget):
             return
         feats = layer.features
         idx = list(getattr(event, "data_indices", ()) or range(len(layer.data)))
-        idx = [i for i in idx if 0 <= i < len(layer.data)]
+        n = len(layer.data)
+        idx = sorted({int(i) + n if int(i) < 0 else int(i) for i in idx} & set(range(n)))
         if not idx:
             self._refresh_phantom_table()
             return

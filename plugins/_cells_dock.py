@@ -352,12 +352,16 @@ class CellsDock(QWidget):
         shown = np.array([self.visible.get(r.name, True) for r in self.results], dtype=bool)
         layer = self._layer(LABEL_LAYER)
         if layer is None:
-            layer = self.viewer.add_points(
-                world, ndim=3, name=LABEL_LAYER, features=feats, size=4.0, symbol="disc",
-                face_color="transparent", border_color="transparent", out_of_slice_display=True,
-                text={"string": "{label}", "size": 12, "color": "white", "anchor": "center",
-                      "translation": [0.0, -3.2, 0.0]},
-            )
+            import warnings
+
+            with warnings.catch_warnings():  # out_of_slice_display: deprecated in napari 0.9, still the
+                warnings.simplefilter("ignore", FutureWarning)  # way to see a label ±2 mm around its peak
+                layer = self.viewer.add_points(
+                    world, ndim=3, name=LABEL_LAYER, features=feats, size=4.0, symbol="disc",
+                    face_color="transparent", border_color="transparent", out_of_slice_display=True,
+                    text={"string": "{label}", "size": 12, "color": "white", "anchor": "center",
+                          "translation": [0.0, -3.2, 0.0]},
+                )
         else:
             layer.data = world
             layer.features = feats

@@ -1,0 +1,134 @@
+"""Calibration dock on the demo study: phantoms from the CSV, fit, library, iron per ROI.
+
+Truths: the demo's vials and sources (``make_demo_study().truth``) and the slope an
+ideal half-maximum ROI gives, computed here from the noise-free point-spread images
+(``study.render_sources``), independently of the dock and of the ROI code.
+"""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages of napari error notifications shown during the test."""
+    import napari.utils.notifications as notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: shown.append(str(msg)))
+    monkeypatch.setattr(notifications, "show_warning", lambda msg: None)
+    return shown
+
+
+@pytest.fixture
+def demo(make_napari_viewer, tmp_path):
+    from mpi_viewer.plugins._calibration_dock import CalibrationDock
+    from mpi_viewer.plugins._launch import load_demo
+
+    from mpi_viewer.demo import write_demo_study
+
+    viewer = make_napari_viewer()
+    study = load_demo(viewer)
+    paths = write_demo_study(tmp_path / "study")
+    dock = CalibrationDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Calibration")
+    return viewer, study, paths, dock
+
+
+def _half_max_slope(study) -> float:
+    """Signal per µg of an ideal half-maximum ROI: the noise-free PSF image of each vial,
+    summed over the voxels at or above half the PSF's true peak (1250 a.u.·mm³/µg over
+    (2π)^1.5·σx·σy·σz)."""
+    vv = float(np.prod(study.mpi.spacing_mm))
+    sigma = np.asarray(study.truth["psf_fwhm_mm"]) / (2 * np.sqrt(2 * np.log(2)))
+    ratios = []
+    for v in study.truth["vials"]:
+        img = study.render_sources([v["mpi_mm"]], [v["iron_ug"]])
+        peak = study.truth["sensitivity_au_mm3_per_ug"] * v["iron_ug"] / ((2 * np.pi) ** 1.5 * np.prod(sigma))
+        ratios.append(img[img >= peak / 2].sum() * vv / v["iron_ug"])
+    return float(np.mean(ratios))
+
+
+def _rois_at_truth(dock, study):
+    from mpi_viewer.plugins._layers import volume_from_layer
+
+    from mpi_viewer import roi
+
+    src = study.truth["sources"]
+    params = roi.ROIParams()
+    vol = volume_from_layer(dock.mpi_layer)
+    return roi.measure(vol, [s["mpi_mm"] for s in src], params, names=[s["name"] for s in src],
+                       on_error="skip"), params
+
+
+def test_csv_fit_slope_and_iron_of_the_isolated_source(demo, errors):
+    viewer, study, paths, dock = demo
+    assert dock.load_phantoms_csv(paths["phantoms"])
+    assert dock.phantom_table.rowCount() == len(study.truth["vials"])
+    assert "defaults" in dock.roi_label.text()  # no ROI dock open: said so
+    dock.fit(block=True)
+    cal = dock.calibration
+    assert cal is not None and not errors
+    expected = _half_max_slope(study)
+    # the ideal half-max ROI captures ~29 % of 1250 a.u.·mm³/µg
+    assert 0.2 < expected / study.truth["sensitivity_au_mm3_per_ug"] < 0.4
+    assert cal.fit.slope == pytest.approx(expected, rel=0.05)
+    assert cal.fit.n == 6 and cal.fit.r_squared > 0.99
+    assert "slope" in dock.fit_label.text() and "R²" in dock.fit_label.text()
+    assert dock.plot.figure is not None and len(dock.plot.figure.axes) == 2  # fit + residuals
+    assert cal.tracer == study.mpi.acquisition.tracer  # prefilled from the MPI layer
+
+    rois, params = _rois_at_truth(dock, study)
+    res = dock.apply_to_rois(rois, params)
+    assert res is dock.iron_results and len(res) == len(rois)
+    iso = next(r for r in res if r.name == "isolated")
+    truth = study.source("isolated")["iron_ug"]
+    assert iso.iron_ug == pytest.approx(truth, rel=0.05)
+    assert iso.iron_ci_low_ug < iso.iron_ug < iso.iron_ci_high_ug
+    assert not iso.below_lod
+    assert dock.iron_table.rowCount() == len(res)
+    headers = [dock.iron_table.horizontalHeaderItem(j).text() for j in range(dock.iron_table.columnCount())]
+    assert any("µg Fe" in h for h in headers) and "warnings" in headers
+
+
+def test_library_save_export_import_and_bad_inputs(demo, errors, tmp_path):
+    viewer, study, paths, dock = demo
+    dock.load_phantoms_csv(paths["phantoms"])
+    dock.fit(block=True)
+    slope = dock.calibration.fit.slope
+    dock.set_library_folder(tmp_path / "library")
+    assert dock.save_to_library() is not None
+    assert dock.library_list.count() == 1
+    out = dock.export_calibration(tmp_path / "exported.json")
+    assert out.is_file()
+    dock.calibration = None
+    cal = dock.import_calibration(out)
+    assert cal.fit.slope == pytest.approx(slope, rel=1e-12)
+    assert not errors
+
+    # bad input: a notification each, nothing crashes, the calibration is kept
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,x,y,iron_ug\nv1,0,0,1\n", encoding="utf-8")
+    assert not dock.load_phantoms_csv(bad)
+    other = tmp_path / "other.json"
+    other.write_text('{"schema_version": 99, "kind": "iron"}', encoding="utf-8")
+    assert dock.import_calibration(other) is None
+    assert len(errors) == 2 and "missing column" in errors[0] and "schema version" in errors[1]
+    assert dock.calibration is cal
+
+
+def test_clicked_phantoms_are_converted_to_mpi_mm(demo, errors):
+    from mpi_viewer.plugins._layers import physical_to_world
+
+    viewer, study, paths, dock = demo
+    dock.start_clicking()
+    layer = viewer.layers["phantoms"]
+    assert layer.mode == "add"
+    vial = study.truth["vials"][3]
+    layer.add(physical_to_world(dock.mpi_layer, vial["mpi_mm"]))  # as a click in world coordinates
+    ph = dock.phantoms()
+    assert len(ph) == 1 and ph[0].name == "phantom_1"
+    np.testing.assert_allclose(ph[0].xyz_mm, vial["mpi_mm"], atol=1e-6)
+    assert dock.phantom_table.rowCount() == 1
