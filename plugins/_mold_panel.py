@@ -54,12 +54,17 @@ class MoldPanel(QWidget):
     on_pairs : callable, optional
         ``on_pairs(names, fixed_xyz_mm, moving_xyz_mm)`` with the fiducials found in
         both images (mm, each image's own physical frame, ITK x, y, z).
+    fixed_combo, moving_combo : QComboBox, optional
+        A host dock's own layer pickers: when given, the panel reads the two image
+        layers from them and hides its own pickers (no duplicate choice).
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, on_pairs=None):  # noqa: F821 - napari injects by this name
+    def __init__(self, viewer: napari.viewer.Viewer, on_pairs=None,  # noqa: F821 - napari injects by this name
+                 fixed_combo=None, moving_combo=None):
         super().__init__()
         self.viewer = viewer
         self.on_pairs = on_pairs
+        self._host_combos = (fixed_combo, moving_combo) if fixed_combo is not None and moving_combo is not None else None
         self.result = None  # MoldRegistration of the last detection
         self.error: str | None = None  # message of the last failure
         self._worker = None
@@ -96,6 +101,10 @@ class MoldPanel(QWidget):
         form.addRow("Fixed image:", self.fixed_combo)
         form.addRow("Moving image:", self.moving_combo)
         form.addRow("Tolerance:", self.tol_spin)
+        if self._host_combos is not None:
+            for combo in (self.fixed_combo, self.moving_combo):
+                form.labelForField(combo).setVisible(False)
+                combo.setVisible(False)
         lay.addLayout(form)
         row = QHBoxLayout()
         self.detect_btn = QPushButton("Detect", toolTip="Find the wells in both images and pair them by name")
@@ -167,7 +176,8 @@ class MoldPanel(QWidget):
         """Detect, match and pair the wells; returns the worker (None when ``block`` or refused)."""
         from mpi_viewer.molds import register_with_template
 
-        fixed_layer, moving_layer = self._layer(self.fixed_combo), self._layer(self.moving_combo)
+        combos = self._host_combos or (self.fixed_combo, self.moving_combo)
+        fixed_layer, moving_layer = (self._layer(c) for c in combos)
         if fixed_layer is None or moving_layer is None or fixed_layer is moving_layer:
             self._fail("Mold registration: choose two different image layers (fixed and moving)")
             return None
@@ -253,10 +263,22 @@ class MoldPanel(QWidget):
         for layer_name, image_layer, xyz in ((FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
                                              (MOVING_POINTS, moving_layer, result.moving_xyz_mm)):
             self._put_points(layer_name, xyz, names, image_layer)
-        lines = result.report_lines()
-        self.status.setText("\n".join(lines))
+        self.status.setText(self._summary(result))
+        self.status.setToolTip("\n".join(result.report_lines()))
         if self.on_pairs is not None:
             self.on_pairs(names, np.asarray(result.fixed_xyz_mm), np.asarray(result.moving_xyz_mm))
+
+    @staticmethod
+    def _summary(result) -> str:
+        """A few short lines: wells matched per image, what is missing, ambiguity, FRE."""
+        lines = []
+        for role, m in (("Fixed", result.fixed_match), ("Moving", result.moving_match)):
+            n = len(m.pairs) + len(m.missing)
+            miss = f"; not found: {', '.join(m.missing)}" if m.missing else ""
+            lines.append(f"{role}: {len(m.pairs)}/{n} wells, RMS residual {m.rms_mm:.2f} mm{miss}")
+        lines.append(f"Paired: {', '.join(result.matched_names)}; RMS FRE "
+                     f"{float(result.fit.rms_fre_mm):.2f} mm; match unambiguous")
+        return "\n".join(lines)
 
     def _put_points(self, name: str, xyz_mm: np.ndarray, names: list[str], image_layer) -> None:
         """Create or update a Points layer of named wells attached to ``image_layer``.

@@ -124,3 +124,46 @@ def test_cancel_stops_the_worker_and_adds_nothing(setup, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
     assert panel.status.text() == "Cancelled." and infos and not calls
     assert len(viewer.layers) == n_layers and panel.detect_btn.isEnabled()
+
+
+def test_host_layer_pickers_are_used_when_given(make_napari_viewer):
+    from mpi_viewer.plugins._layers import add_volume
+    from mpi_viewer.plugins._mold_panel import FIXED_POINTS, MoldPanel
+    from qtpy.QtWidgets import QComboBox
+
+    from mpi_viewer.demo import make_demo_study
+
+    study = make_demo_study(**SMALL)
+    viewer = make_napari_viewer()
+    add_volume(viewer, study.mri, name="anatomy")
+    add_volume(viewer, study.mpi, name="iron")
+    fixed_combo, moving_combo = QComboBox(), QComboBox()
+    fixed_combo.addItems(["iron", "anatomy"])
+    moving_combo.addItems(["iron", "anatomy"])
+    fixed_combo.setCurrentText("anatomy")
+    panel = MoldPanel(viewer, fixed_combo=fixed_combo, moving_combo=moving_combo)
+    assert panel.fixed_combo.isHidden() and panel.moving_combo.isHidden()
+    panel.detect(block=True)
+    assert panel.error is None
+    assert viewer.layers[FIXED_POINTS].metadata["mpi_viewer"]["fiducials_of"] == "anatomy"
+    assert "Moving: 7/7 wells" in panel.status.text()
+
+
+def test_mold_mode_of_the_registration_dock_fits_the_true_transform(make_napari_viewer):
+    from mpi_viewer.plugins._layers import add_volume
+    from mpi_viewer.plugins._registration_dock import RegistrationDock
+
+    from mpi_viewer.demo import make_demo_study
+
+    study = make_demo_study(**SMALL)
+    viewer = make_napari_viewer()
+    add_volume(viewer, study.mri, name="MRI")
+    add_volume(viewer, study.mpi, name="MPI")
+    dock = RegistrationDock(viewer)
+    dock.mode_combo.setCurrentIndex(dock.mode_combo.findText("Mold"))
+    dock.mold_panel.detect(block=True)
+    t = study.truth["transform_fixed_to_moving"]
+    assert dock.fit is not None and list(dock.fit.names) == [f"M{i}" for i in range(1, 8)]
+    src = np.array([s["mri_mm"] for s in study.truth["sources"]])
+    expected = src @ np.asarray(t["matrix"]).T + np.asarray(t["translation"])
+    assert np.linalg.norm(dock.fit.transform_points(src) - expected, axis=1).max() < 0.5
