@@ -298,3 +298,47 @@ def test_compatibility_warnings():
     assert any("R² 0." in s for s in w) and any("fixed-volume" in s for s in w)
     two = Calibration.from_points("two", pts[:2])
     assert any("2 points" in s for s in compatibility_warnings(two, same))
+
+
+# -- applying a calibration to ROI results ------------------------------------------------------------------
+class _ROI:
+    """The ROI-result fields apply_calibration reads (an ROI of 10 mm³ on 0.125 mm³ voxels)."""
+
+    def __init__(self, name, total_signal, peak_au, noise_sd=1.5, size=10.0):
+        self.name, self.total_signal, self.peak_au, self.noise_sd, self.size = name, total_signal, peak_au, noise_sd, size
+        self.flags, self.warnings = [], []
+
+
+def test_apply_iron_calibration_lod_and_range():
+    c = _cal()  # peaks 50 a.u. per µg → LOD = 5 × 1.5 / 50 = 0.15 µg
+    rois = [_ROI("in", SLOPE * 3.0 + INTERCEPT, 150.0), _ROI("tiny", SLOPE * 0.1 + INTERCEPT, 5.0),
+            _ROI("huge", SLOPE * 40 + INTERCEPT, 2000.0)]
+    q = cal.apply_calibration(rois, c, voxel_volume_mm3=0.125)
+    assert q[0].iron_ug == pytest.approx(3.0, rel=0.01) and not q[0].below_lod
+    assert q[0].iron_ci_low_ug < 3.0 < q[0].iron_ci_high_ug
+    assert q[1].below_lod and q[1].iron_ug is None and q[1].lod == pytest.approx(0.15)
+    assert any("below detection limit (0.15 µg)" in w for w in q[1].warnings)
+    assert q[1].columns()["iron_ug"] is None and q[1].columns()["below_lod"] is True
+    assert any("outside the calibrated range" in w for w in q[2].warnings)
+
+
+def test_apply_cell_calibration_gives_cells_directly():
+    n = np.array([1e4, 3e4, 1e5, 3e5, 1e6])
+    per_cell = 0.004  # a.u.·mm³ per cell
+    pts = [CalibrationPoint(f"p{i}", signal=per_cell * v, cells=float(v), peak_au=v * 5e-4) for i, v in enumerate(n)]
+    c = Calibration.from_points("cells", pts, kind="cells")
+    assert c.environment == "cells" and c.x_unit == "cells"
+    q = cal.apply_calibration([_ROI("r", per_cell * 2.4e5, 120.0)], c)
+    assert q[0].cells == pytest.approx(2.4e5, rel=1e-9) and q[0].iron_ug is None
+    assert not any("20–70 %" in w for w in compatibility_warnings(c, {"tracer": "x"}, for_cells=True))
+
+
+def test_apply_single_reference_interval_from_image_noise():
+    pts = [CalibrationPoint("ref", signal=3600.0, iron_ug=10.0, peak_au=500.0, signal_sd=2.0)]
+    c = Calibration.from_points("one", pts, mode="single_reference")
+    q = cal.apply_calibration([_ROI("r", 1800.0, 250.0)], c, voxel_volume_mm3=0.125)
+    # noise SD of the ROI sum: 1.5 × √(10 mm³ × 0.125 mm³) ≈ 1.68 a.u.·mm³
+    rel = np.hypot(1.5 * np.sqrt(10 * 0.125) / 1800, 2.0 / 3600)
+    assert q[0].iron_ug == pytest.approx(5.0)
+    assert q[0].iron_ci_high_ug - q[0].iron_ug == pytest.approx(1.96 * 5.0 * rel, rel=0.01)
+    assert any("single-reference" in w for w in q[0].warnings)
