@@ -290,7 +290,8 @@ def test_image_with_two_wells_is_refused():
 
 # -- command line ---------------------------------------------------------------------------
 def test_cli_register_with_template(tmp_path, capsys):
-    paths = write_demo_study(tmp_path / "demo")
+    small = dict(include_ct=False, mri_spacing_mm=(0.5, 0.5, 0.5))
+    paths = write_demo_study(tmp_path / "demo", **small)
     out = tmp_path / "t.tfm"
     rc = cli.main(["register", str(paths["mri"]), str(paths["mpi"]), "--template", "mouse_mold_v1",
                    "-o", str(out)])
@@ -298,7 +299,7 @@ def test_cli_register_with_template(tmp_path, capsys):
     import SimpleITK as sitk
 
     tx = sitk.ReadTransform(str(out))
-    s = make_demo_study()
+    s = make_demo_study(**small)
     truth = truth_transform(s)
     for src in s.truth["sources"]:
         p = [float(v) for v in src["mri_mm"]]
