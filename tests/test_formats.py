@@ -138,6 +138,43 @@ def test_sitk_formats_keep_geometry_and_values(tmp_path, ext):
     assert vol.name == "mri_scan"
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(5, 6, 7), (6, 7)])
+def test_plain_nii_read_in_one_buffer_equals_simpleitk(tmp_path, dtype, shape):
+    from mpi_viewer._formats._nifti import read_nifti_direct
+
+    rng = np.random.default_rng(3)
+    img = sitk.GetImageFromArray((rng.random(shape) * 100).astype(dtype))
+    d = len(shape)
+    img.SetSpacing([0.3, 0.7, 1.1][:d])
+    img.SetOrigin([4.0, -5.5, 6.25][:d])
+    img.SetDirection(rotation((20, -35, 50))[:d, :d].ravel() if d == 3 else [0, -1, 1, 0])
+    sitk.WriteImage(img, str(tmp_path / "v.nii"))
+    reference = sitk.ReadImage(str(tmp_path / "v.nii"))
+    direct = read_nifti_direct(tmp_path / "v.nii")
+    assert direct is not None  # the one-buffer path handles this file
+    vol = read_volume(tmp_path / "v.nii")
+    assert vol.image.GetPixelID() == reference.GetPixelID()
+    assert_geometry(vol, reference, atol=0)
+    np.testing.assert_array_equal(vol.array, sitk.GetArrayFromImage(reference))
+
+
+def test_nii_that_needs_itk_still_reads_as_itk_says(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    from mpi_viewer._formats._nifti import read_nifti_direct
+
+    data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+    scaled = nib.Nifti1Image(data, np.diag([0.5, 0.5, 2.0, 1.0]))
+    scaled.header.set_slope_inter(2.0, -10.0)
+    nib.save(scaled, str(tmp_path / "scaled.nii"))
+    assert read_nifti_direct(tmp_path / "scaled.nii") is None  # intensity scaling: ITK applies it
+    reference = sitk.ReadImage(str(tmp_path / "scaled.nii"))
+    vol = read_volume(tmp_path / "scaled.nii")
+    assert_geometry(vol, reference, atol=0)
+    np.testing.assert_array_equal(vol.array, sitk.GetArrayFromImage(reference))
+    np.testing.assert_allclose(vol.array, 2.0 * data.T - 10)  # nibabel data is (x, y, z)
+
+
 def test_nibabel_anatomical_matches_nibabel_affine():
     nib = pytest.importorskip("nibabel")
     path = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"

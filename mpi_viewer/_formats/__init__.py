@@ -187,9 +187,13 @@ def read_sitk(path: Path) -> Volume:
     """NIfTI, NRRD or MetaImage through SimpleITK (geometry as the header states it)."""
     import SimpleITK as sitk
 
+    from ._nifti import read_nifti_direct
+
     check_nifti_complete(path)
     try:
-        img = sitk.ReadImage(str(path))
+        img = read_nifti_direct(path)  # one buffer for plain .nii files; None otherwise
+        if img is None:
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "rror" in ln), lines[-1] if lines else "")

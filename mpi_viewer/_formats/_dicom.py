@@ -246,49 +246,88 @@ def read_dicom_file(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
     return _finish(img, ds, path, spacing_mm=spacing_mm, origin_mm=origin_mm, extra=extra)
 
 
-def read_dicom_series(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
-    """A folder holding a DICOM series (the largest one when it holds several)."""
-    import SimpleITK as sitk
-
-    try:
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-    except RuntimeError as exc:
-        raise InputError(f"{path}: cannot scan for DICOM series ({_sitk_detail(exc)})") from None
-    if not ids:
-        raise InputError(f"{path}: no DICOM series in this folder")
-    series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), sid) for sid in ids}
-    chosen = max(series, key=lambda s: len(series[s]))
-    files = list(series[chosen])
-    if not files:
-        raise InputError(f"{path}: no readable DICOM files in this folder")
-    ds = _header(Path(files[0]))
-    extra: dict[str, Any] = {"series_uid": chosen, "files": len(files)}
-    if len(series) > 1:
-        extra["other_series"] = {s: len(f) for s, f in series.items() if s != chosen}
-    if len(files) > 2:
-        _check_even_slices(path, files)
-    img = _sitk_read(path, files)
-    return _finish(img, ds, path, spacing_mm=spacing_mm, origin_mm=origin_mm, extra=extra)
+_SERIES_TAGS = ["SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient", "InstanceNumber",
+                "NumberOfFrames", "Rows"]
 
 
-def _check_even_slices(path: Path, files: list[str]) -> None:
-    """Refuse a series with missing slices (uneven steps), from three headers."""
+def scan_series(path: Path) -> dict[str, list[tuple[str, Any]]]:
+    """DICOM image files directly in ``path``, grouped by Series Instance UID.
+
+    Only the few tags needed to group and sort are parsed (pydicom, pixels skipped).
+    GDCM's own scanner is avoided on purpose: it holds every file's pixels while
+    scanning, which doubles the peak memory of opening a series.
+    """
     import pydicom
 
+    groups: dict[str, list[tuple[str, Any]]] = {}
     try:
-        p = [np.asarray([float(v) for v in pydicom.dcmread(f, stop_before_pixels=True,
-                                                           specific_tags=["ImagePositionPatient"]).ImagePositionPatient])
-             for f in (files[0], files[1], files[-1])]
-    except Exception:  # noqa: BLE001 - no positions: nothing to check, GDCM sorted by other means
-        return
-    n = len(files)
-    step = np.linalg.norm(p[1] - p[0])
-    mean_step = np.linalg.norm(p[2] - p[0]) / (n - 1)
-    if step == 0 or abs(step - mean_step) > max(1e-3, 0.01 * mean_step):
-        raise InputError(
-            f"{path}: slices are not evenly spaced ({step:.4g} mm between the first two, "
-            f"{mean_step:.4g} mm on average); missing or duplicated slices?"
-        )
+        entries = sorted(e.path for e in os.scandir(path) if not e.name.startswith(".") and e.is_file())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot list the folder ({exc.strerror or exc})") from None
+    for f in entries:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_SERIES_TAGS)
+        except Exception:  # noqa: BLE001 - not DICOM or damaged: not part of any series
+            continue
+        if ds.get("Rows") is None:  # DICOMDIR, reports, presentation states…
+            continue
+        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
+    return groups
+
+
+def sort_slices(path: Path, members: list[tuple[str, Any]]) -> list[str]:
+    """File names in slice order: by position along the slice normal, else instance number.
+
+    Raises
+    ------
+    InputError
+        Slices not evenly spaced (missing or duplicated slices).
+    """
+    try:
+        orient = np.asarray([float(v) for v in members[0][1].ImageOrientationPatient])
+        normal = np.cross(orient[:3], orient[3:])
+        pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for _, ds in members])
+    except (AttributeError, TypeError, ValueError):
+        def number(m):
+            try:
+                return int(m[1].get("InstanceNumber") or 0)
+            except (TypeError, ValueError):
+                return 0
+
+        return [f for f, _ in sorted(members, key=number)]
+    order = np.argsort(pos @ normal, kind="stable")
+    pos = pos[order]
+    if len(pos) > 2:
+        steps = np.linalg.norm(np.diff(pos, axis=0), axis=1)
+        mean = float(steps.mean())
+        if mean == 0 or np.abs(steps - mean).max() > max(1e-3, 0.01 * mean):
+            raise InputError(
+                f"{path}: slices are not evenly spaced ({steps.min():.4g} to {steps.max():.4g} mm apart); "
+                "missing or duplicated slices?"
+            )
+    return [members[i][0] for i in order]
+
+
+def read_dicom_series(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
+    """A folder holding a DICOM series (the largest one when it holds several)."""
+    series = scan_series(path)
+    if not series:
+        raise InputError(f"{path}: no DICOM images in this folder")
+    chosen = max(series, key=lambda s: len(series[s]))
+    members = series[chosen]
+    extra: dict[str, Any] = {"series_uid": chosen, "files": len(members)}
+    if len(series) > 1:
+        extra["other_series"] = {s: len(m) for s, m in series.items() if s != chosen}
+    if len(members) == 1:
+        vol = read_dicom_file(Path(members[0][0]), spacing_mm=spacing_mm, origin_mm=origin_mm)
+        vol.metadata.update(extra)
+        return vol
+    if any(int(ds.get("NumberOfFrames") or 1) > 1 for _, ds in members):
+        raise InputError(f"{path}: the series is made of {len(members)} multi-frame files; open one file at a time")
+    files = sort_slices(path, members)
+    ds = _header(Path(files[0]))
+    img = _sitk_read(path, files)
+    return _finish(img, ds, path, spacing_mm=spacing_mm, origin_mm=origin_mm, extra=extra)
 
 
 def _sitk_detail(exc: BaseException) -> str:
