@@ -66,6 +66,7 @@ def test_demo_iron_and_cells_within_tolerance():
     assert any("20–70 %" in w for w in q["isolated"].warnings)
 
 
+@pytest.mark.slow
 def test_coverage_over_noise_realisations(clean):
     """Over 50 realisations: iron within 5 % (isolated) / 10 % (weak) in the median, and the
     95 % iron and cell intervals cover the truth ≥ 90 % of the time for every source that
@@ -102,7 +103,7 @@ def test_strong_source_iron_interval_coverage(clean):
     truth = make_demo_study(include_ct=False).truth
     s = next(x for x in truth["sources"] if x["name"] == "strong")
     hits = []
-    for k in range(10):
+    for k in range(4):  # a fixed bias: every realisation misses
         r = _quantify(_realisation(clean, 1000 + k), truth)["strong"]
         hits.append(r.iron_ci_low_ug <= s["iron_ug"] <= r.iron_ci_high_ug)
     assert np.mean(hits) >= 0.9
