@@ -93,11 +93,11 @@ class PairedPoints:
         self.viewer = viewer
         self.fixed_image = fixed_image
         self.moving_image = moving_image
-        self.fixed = self._make_layer(FIXED_NAME, fixed_image, symbol="disc")
-        self.moving = self._make_layer(MOVING_NAME, moving_image, symbol="ring")
+        self.fixed = self._make_layer(FIXED_NAME, fixed_image, symbol="disc", anchor="upper_left")
+        self.moving = self._make_layer(MOVING_NAME, moving_image, symbol="ring", anchor="lower_right")
 
     # -- layers -------------------------------------------------------------------
-    def _make_layer(self, name, image, *, symbol):
+    def _make_layer(self, name, image, *, symbol, anchor):
         import pandas as pd
 
         d = volume_from_layer(image).ndim
@@ -111,7 +111,7 @@ class PairedPoints:
             affine=world_from_physical_affine(image),
             features=pd.DataFrame({"name": pd.Series([], dtype=object), "label": pd.Series([], dtype=object)}),
             feature_defaults={"name": "", "label": ""},
-            text={"string": "{label}", "size": 10, "color": "white", "anchor": "upper_left"},
+            text={"string": "{label}", "size": 10, "color": "white", "anchor": anchor},
             size=POINT_SIZE_MM,
             symbol=symbol,
             face_color=list(UNPAIRED_RGBA),

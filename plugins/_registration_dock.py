@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QMenu,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
@@ -55,7 +56,8 @@ from ._layers import (
 from ._points_pairs import PairedPoints, PairState, world_from_physical_affine
 
 MODELS = ("rigid", "similarity", "affine")
-COLUMNS = ("#", "name", "fixed x, y, z (mm)", "moving x, y, z (mm)", "FRE (mm)", "use")
+COLUMNS = ("use", "name", "FRE (mm)", "fixed x, y, z (mm)", "moving x, y, z (mm)")
+USE, NAME, FRE = 0, 1, 2  # column indices; rows are numbered by pair in the vertical header
 GREEN, AMBER, RED = QColor(60, 160, 60), QColor(210, 150, 20), QColor(200, 50, 50)
 #: CHANGED events closer than this (s) on the same points are one drag → one undo step.
 DRAG_GAP_S = 0.5
@@ -144,6 +146,7 @@ class RegistrationDock(QWidget):
         menu.addAction("Export fixed points…", lambda: self._ask_export("fixed"))
         menu.addAction("Export moving points…", lambda: self._ask_export("moving"))
         self.csv_btn.setMenu(menu)
+        self.csv_btn.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         for w in (self.start_btn, self.undo_btn, self.csv_btn):
             row.addWidget(w)
         self.stack.addWidget(page)
@@ -151,26 +154,27 @@ class RegistrationDock(QWidget):
         try:
             from ._mold_panel import MoldPanel
 
-            self.mold_panel = MoldPanel(self.viewer, on_pairs=self.load_pairs)
+            self.mold_panel = MoldPanel(self.viewer, on_pairs=self._pairs_from_mold)
             self.stack.addWidget(self.mold_panel)
         except Exception as exc:  # noqa: BLE001 - the mold panel is optional
             item = self.mode_combo.model().item(1)
             item.setEnabled(False)
             item.setToolTip(f"mold detection is not available ({type(exc).__name__})")
         self.mode_combo.currentIndexChanged.connect(self._set_mode)
+        self._set_mode(0)
         lay.addWidget(self.stack)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         hdr = self.table.horizontalHeader()
-        for c, mode in enumerate((QHeaderView.ResizeToContents, QHeaderView.Interactive, QHeaderView.Stretch,
-                                  QHeaderView.Stretch, QHeaderView.ResizeToContents, QHeaderView.ResizeToContents)):
-            hdr.setSectionResizeMode(c, mode)
-        self.table.setColumnWidth(1, 60)
-        self.table.setMinimumHeight(160)
+        hdr.setSectionResizeMode(QHeaderView.ResizeToContents)
+        hdr.setStretchLastSection(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setMinimumHeight(200)
+        self.table.setToolTip("Double-click a name to rename; untick 'use' to exclude a pair from the fit. "
+                              "Coordinates: each image's own physical frame (mm)")
         self.table.itemChanged.connect(self._on_item_changed)
         lay.addWidget(self.table)
         row = QHBoxLayout()
@@ -182,26 +186,28 @@ class RegistrationDock(QWidget):
         lay.addLayout(row)
 
         form = QFormLayout()
-        self.fle_spin = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.05, decimals=2, value=0.5,
+        defaults = _reg().RegistrationParams()
+        self.fle_spin = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.05, decimals=2, value=defaults.fle_mm,
                                        suffix=" mm", toolTip="Fiducial localisation error (RMS, mm)")
-        self.tol_spin = QDoubleSpinBox(minimum=0.01, maximum=50.0, singleStep=0.1, decimals=2, value=1.0,
+        self.tol_spin = QDoubleSpinBox(minimum=0.01, maximum=50.0, singleStep=0.1, decimals=2,
+                                       value=defaults.fre_tolerance_mm,
                                        suffix=" mm", toolTip="FRE above this is flagged")
         self.fle_spin.valueChanged.connect(lambda _: self._update_tre())
         self.tol_spin.valueChanged.connect(lambda _: self.update_preview())
         form.addRow("FLE:", self.fle_spin)
         form.addRow("FRE tolerance:", self.tol_spin)
+        lay.addLayout(form)
         self.rms_label = QLabel("RMS FRE: —")
+        lay.addWidget(self.rms_label)
+        row = QHBoxLayout()
         self.tre_label = QLabel("Expected TRE: —")
         self.tre_label.setWordWrap(True)
-        form.addRow(self.rms_label)
-        row = QHBoxLayout()
         row.addWidget(self.tre_label, 1)
         self.pin_btn = QPushButton("Pin target", checkable=True,
                                    toolTip="Freeze the TRE target at the current cursor position")
         self.pin_btn.toggled.connect(self._pin_target)
         row.addWidget(self.pin_btn)
-        form.addRow(row)
-        lay.addLayout(form)
+        lay.addLayout(row)
         self.warn_label = QLabel("")
         self.warn_label.setWordWrap(True)
         self.warn_label.setStyleSheet("color: rgb(230, 160, 40);")
@@ -233,9 +239,14 @@ class RegistrationDock(QWidget):
         grid.addLayout(row)
         lay.addWidget(box)
         lay.addStretch(1)
+        self.setMinimumWidth(470)
 
     def _set_mode(self, index: int) -> None:
         self.stack.setCurrentIndex(min(index, self.stack.count() - 1))
+        for i in range(self.stack.count()):  # size the stack to the page shown
+            policy = QSizePolicy.Preferred if i == self.stack.currentIndex() else QSizePolicy.Ignored
+            self.stack.widget(i).setSizePolicy(policy, policy)
+        self.stack.adjustSize()
 
     def _image_layers(self):
         return [lyr for lyr in self.viewer.layers if lyr._type_string == "image"]
@@ -305,7 +316,7 @@ class RegistrationDock(QWidget):
     def _ensure_started(self) -> bool:
         return (self.pairs is not None and self.pairs.alive()) or self.start()
 
-    def load_pairs(self, names, fixed_xyz_mm, moving_xyz_mm) -> None:
+    def load_pairs(self, names, fixed_xyz_mm, moving_xyz_mm, *, fixed_layer=None, moving_layer=None) -> None:
         """Replace the fiducials by given pairs and fit.
 
         Parameters
@@ -315,7 +326,17 @@ class RegistrationDock(QWidget):
         fixed_xyz_mm, moving_xyz_mm : array_like, shape (n, d)
             Positions in mm, ITK (x, y, z) order, each in its own image's physical
             frame (moving: the MPI as acquired, whatever its display transform).
+        fixed_layer, moving_layer : napari layer or str, optional
+            The images the points belong to (default: the dock's choice).
         """
+        if fixed_layer is not None:
+            self.fixed_combo.setCurrentText(getattr(fixed_layer, "name", fixed_layer))
+        if moving_layer is not None:
+            self.moving_combo.setCurrentText(getattr(moving_layer, "name", moving_layer))
+        chosen = (self.fixed_combo.currentText(), self.moving_combo.currentText())
+        if self.pairs is not None and self.pairs.alive() and chosen != (self.pairs.fixed_image.name,
+                                                                         self.pairs.moving_image.name):
+            self.pairs = None  # other images chosen: new fiducial layers
         if not self._ensure_started():
             return
         names = [str(n) for n in names]
@@ -330,6 +351,13 @@ class RegistrationDock(QWidget):
             self.pairs.set_state(st)
         finally:
             self._busy = False
+
+    def _pairs_from_mold(self, names, fixed_xyz_mm, moving_xyz_mm) -> None:
+        """The mold panel's matched wells, on the images chosen in the mold panel."""
+        panel = self.mold_panel
+        fixed = getattr(getattr(panel, "fixed_combo", None), "currentText", lambda: None)()
+        moving = getattr(getattr(panel, "moving_combo", None), "currentText", lambda: None)()
+        self.load_pairs(names, fixed_xyz_mm, moving_xyz_mm, fixed_layer=fixed or None, moving_layer=moving or None)
 
     def _replace(self, st: PairState) -> None:
         self._set_state(st)
@@ -589,13 +617,19 @@ class RegistrationDock(QWidget):
             self.tre_label.setText(f"Expected TRE: — ({exc})")
             return
         where = "target" if self.target_xyz is not None else "cursor"
-        self.tre_label.setText(f"Expected TRE at {where} ({_fmt_xyz(target)} mm): {tre:.3f} mm "
-                               f"(FLE {self.fle_spin.value():.2f} mm)")
+        self.tre_label.setText(f"Expected TRE at {where}: {tre:.3f} mm (FLE {self.fle_spin.value():.2f} mm)")
+        self.tre_label.setToolTip(f"{where} at x, y, z = {_fmt_xyz(target)} mm in the fixed image; "
+                                  "Fitzpatrick, West & Maurer 1998, doi:10.1109/42.736021")
 
     def _pin_target(self, on: bool) -> None:
-        self.target_xyz = None
-        if on and self.pairs is not None:
-            self.target_xyz = self._cursor_xyz()
+        self.set_target(self._cursor_xyz() if on and self.pairs is not None else None)
+
+    def set_target(self, target_xyz=None) -> None:
+        """Show the expected TRE at a target (fixed image, mm, x, y, z); ``None``: at the cursor."""
+        self.target_xyz = None if target_xyz is None else np.asarray(target_xyz, dtype=float)
+        self.pin_btn.blockSignals(True)
+        self.pin_btn.setChecked(self.target_xyz is not None)
+        self.pin_btn.blockSignals(False)
         self._update_tre()
 
     # ------------------------------------------------------------------ table
@@ -610,21 +644,20 @@ class RegistrationDock(QWidget):
         self.table.blockSignals(True)
         self.table.setRowCount(len(names))
         for r, name in enumerate(names):
-            cells = [str(r + 1), name, _fmt_xyz(f[r]), _fmt_xyz(m[r]),
-                     "—" if not np.isfinite(res[r]) else f"{res[r]:.3f}", ""]
+            cells = ["", name, "—" if not np.isfinite(res[r]) else f"{res[r]:.3f}", _fmt_xyz(f[r]), _fmt_xyz(m[r])]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 flags = Qt.ItemIsSelectable | Qt.ItemIsEnabled
-                if c == 1:
+                if c == NAME:
                     flags |= Qt.ItemIsEditable
-                if c == 5:
+                if c == USE:
                     flags |= Qt.ItemIsUserCheckable
                     item.setCheckState(Qt.Unchecked if name in self.excluded else Qt.Checked)
-                if c == 4 and np.isfinite(res[r]):
+                if c == FRE and np.isfinite(res[r]):
                     item.setBackground(GREEN if res[r] < tol / 2 else AMBER if res[r] < tol else RED)
                     item.setForeground(QColor("white"))
                     item.setToolTip("green < tolerance/2, amber < tolerance, red above")
-                if c in (0, 4):
+                if c == FRE:
                     item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 item.setFlags(flags)
                 item.setData(Qt.UserRole, name)
@@ -633,9 +666,9 @@ class RegistrationDock(QWidget):
 
     def _on_item_changed(self, item) -> None:
         name = item.data(Qt.UserRole)
-        if item.column() == 1 and item.text() != name:
+        if item.column() == NAME and item.text() != name:
             QTimer.singleShot(0, lambda: self.rename_pair(name, item.text()))
-        elif item.column() == 5:
+        elif item.column() == USE:
             included = item.checkState() == Qt.Checked
             if included == (name in self.excluded):
                 QTimer.singleShot(0, lambda: self.set_included(name, included))
@@ -645,11 +678,11 @@ class RegistrationDock(QWidget):
         if not rows:
             show_info("Fiducial registration: select a pair in the table first")
             return None
-        return self.table.item(rows[0].row(), 1).data(Qt.UserRole)
+        return self.table.item(rows[0].row(), NAME).data(Qt.UserRole)
 
     def _select_row_of(self, name: str) -> None:
         for r in range(self.table.rowCount()):
-            if self.table.item(r, 1).data(Qt.UserRole) == name:
+            if self.table.item(r, NAME).data(Qt.UserRole) == name:
                 self.table.selectRow(r)
 
     # ----------------------------------------------------------------- files

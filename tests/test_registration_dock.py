@@ -10,6 +10,7 @@ from numpy.testing import assert_allclose
 pytestmark = pytest.mark.gui
 
 FLE_MM = 0.15
+USE, NAME, FRE = 0, 1, 2  # the dock's table columns
 
 
 @pytest.fixture
@@ -78,13 +79,13 @@ def test_pairs_fit_the_true_transform_and_the_preview_puts_sources_on_the_mri(do
     assert_allclose(np.asarray(pts.face_color), np.asarray(dock.pairs.fixed.face_color))
     assert len({tuple(c) for c in np.asarray(pts.face_color)}) == len(names)
     assert dock.table.rowCount() == len(names)
-    assert dock.table.horizontalHeaderItem(4).text() == "FRE (mm)"
+    assert dock.table.horizontalHeaderItem(FRE).text() == "FRE (mm)"
     assert "RMS FRE" in dock.rms_label.text() and "mm" in dock.rms_label.text()
     # expected TRE (Fitzpatrick 1998) at a pinned target: about FLE/sqrt(N) near the centroid
-    dock.target_xyz = fixed.mean(axis=0)
     dock.fle_spin.setValue(FLE_MM)
+    dock.set_target(fixed.mean(axis=0))
     assert "Expected TRE at target" in dock.tre_label.text()
-    tre = float(dock.tre_label.text().split("):")[1].split("mm")[0])
+    tre = float(dock.tre_label.text().split(":")[1].split("mm")[0])
     assert tre == pytest.approx(FLE_MM / np.sqrt(len(names)), rel=0.05)
 
 
@@ -93,9 +94,9 @@ def test_an_outlier_is_flagged_red_and_excluding_it_refits(dock, study, qtbot):
     moving[2] += [3.0, 0.0, 0.0]  # a 3 mm mis-click on the third fiducial
     dock.load_pairs(names, fixed, moving)
     assert dock.fit.n_used == len(names) and dock.fit.rms_fre_mm > 1.0
-    assert dock.table.item(2, 4).background().color().red() > 150  # red: above tolerance
+    assert dock.table.item(2, FRE).background().color().red() > 150  # red: above tolerance
     assert any(names[2] in w for w in dock.warnings)
-    dock.table.item(2, 5).setCheckState(0)  # the user unticks "use"
+    dock.table.item(2, USE).setCheckState(0)  # the user unticks "use"
     qtbot.waitUntil(lambda: dock.fit is not None and dock.fit.n_used == len(names) - 1, timeout=2000)
     assert dock.fit.rms_fre_mm < 0.3
     assert dock.fit.residuals_mm[2] == pytest.approx(3.0, abs=0.5)  # still reported
@@ -152,7 +153,7 @@ def test_click_in_pairs_then_undo(dock, study, qtbot):
     assert_allclose(dock.pairs.xyz_of(fx), fixed, atol=1e-9)
     # rename and reorder are undoable edits too
     dock.rename_pair(names[0], "nose")
-    assert dock.pairs.names_of(mv)[0] == "nose" and dock.table.item(0, 1).text() == "nose"
+    assert dock.pairs.names_of(mv)[0] == "nose" and dock.table.item(0, NAME).text() == "nose"
     dock.move_pair("nose", +1)
     assert dock.pairs.pairs()[0][:2] == [names[1], "nose"]
     dock.undo()
