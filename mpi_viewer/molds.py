@@ -270,6 +270,35 @@ def load_template(name_or_path: str | os.PathLike | Template, *, search_dirs=())
                                                      "appearance", "wells", "extent_mm")}, "source": str(p)})
 
 
+def template_self_match(template: Template | str, *, tolerance_mm: float = 1.5) -> tuple[int, dict[str, str]]:
+    """How many of a template's fiducials a *different* pose maps onto other fiducials.
+
+    A mold is safe to match automatically only when no rigid motion other than the
+    identity maps a large subset of its wells onto wells. If the best such motion
+    covers ``k`` wells, an image showing only those ``k`` (or fewer) is ambiguous and
+    :func:`match_fiducials` refuses it; with more wells visible it is not.
+
+    Returns
+    -------
+    k : int
+        Wells in the largest self-congruent subset (0 when no 3 wells have a
+        congruent copy in the template).
+    mapping : dict
+        Well name → the well the motion puts it on, for those ``k`` wells.
+    """
+    from . import _fiducial_match as fm
+
+    t = load_template(template)
+    pos = t.positions_mm
+    ident = fm._Hypothesis(tuple((i, i) for i in range(len(pos))), np.eye(3), np.zeros(3),
+                           np.zeros(len(pos)))
+    hyps, _ = fm.search(pos, pos, tolerance_mm)
+    for h in hyps:
+        if fm.pose_distance(ident, h, pos) > tolerance_mm:
+            return h.n, {t.names[a]: t.names[b] for a, b in h.pairs}
+    return 0, {}
+
+
 # -- detection ----------------------------------------------------------------------------
 @dataclass
 class Candidates:

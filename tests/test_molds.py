@@ -5,6 +5,7 @@ a known rigid motion."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,3 +316,71 @@ def test_cli_register_with_template(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and not out2.exists()
     assert len(err.strip().splitlines()) == 1 and "units" in err
+
+
+# -- self-congruence of templates -----------------------------------------------------------
+def test_template_self_match_finds_a_symmetric_subset(tmp_path):
+    from mpi_viewer._fiducial_match import kabsch
+    from mpi_viewer.molds import template_self_match
+
+    # a rectangle of four wells and one well off it: 180° turns map the rectangle onto itself
+    pts = [[-10, -5, 0], [10, -5, 0], [10, 5, 0], [-10, 5, 0], [3, 1, 7]]
+    fids = [{"name": f"S{i}", "position_mm": p, "diameter_mm": 3.0} for i, p in enumerate(pts)]
+    t = Template.from_dict({"name": "rect", "units": "mm", "fiducials": fids, "appearance": {"MPI": "hot"}})
+    k, mapping = template_self_match(t)
+    assert k == 4 and sorted(mapping) == sorted(mapping.values()) == ["S0", "S1", "S2", "S3"]
+    assert all(a != b for a, b in mapping.items())
+    # the mouse mold's largest self-congruent subset is a real rigid copy (checked by Kabsch)
+    mouse = load_template("mouse_mold_v1")
+    k, mapping = template_self_match(mouse)
+    pos = dict(zip(mouse.names, mouse.positions_mm, strict=True))
+    src = np.array([pos[a] for a in mapping])
+    dst = np.array([pos[b] for b in mapping.values()])
+    r, tr = kabsch(src, dst)
+    assert k == len(mapping) < len(mouse.names) - 1  # so one missing well is never ambiguous
+    assert np.linalg.norm(src @ r.T + tr - dst, axis=1).max() < 1.5
+    assert np.linalg.norm(src @ r.T + tr - src, axis=1).max() > 1.5  # and not the identity
+
+
+# -- real anatomy -----------------------------------------------------------------------------
+REAL_MRI = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "mouse_mri" / "sherm_mouse_t1_1.nii"
+
+
+def _paint_spheres(vol, centres_mm, diameter_mm, value, sub=4):
+    """Partial-volume spheres (sub³ supersampling) painted into a copy of ``vol``."""
+    a = vol.array.astype(np.float32).copy()
+    r = diameter_mm / 2
+    offs = (np.stack(np.meshgrid(*[np.arange(sub)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) / sub - 0.5
+    for c in centres_mm:
+        idx = vol.physical_to_index(c)[0]
+        half = np.ceil((r + 1) / np.asarray(vol.spacing_mm)[::-1]).astype(int)
+        lo = np.maximum(np.floor(idx).astype(int) - half, 0)
+        hi = np.minimum(np.floor(idx).astype(int) + half + 2, a.shape)
+        grid = np.stack(np.meshgrid(*[np.arange(i, j) for i, j in zip(lo, hi, strict=True)], indexing="ij"),
+                        -1).reshape(-1, 3)
+        pts = (grid[:, None, :] + offs[None]).reshape(-1, 3)
+        frac = (np.linalg.norm(vol.index_to_physical(pts) - c, axis=1) <= r).reshape(len(grid), -1).mean(1)
+        g = tuple(grid.T)
+        a[g] = a[g] * (1 - frac) + value * frac
+    return vol.with_array(a)
+
+
+@pytest.mark.skipif(not REAL_MRI.is_file(), reason="real data folder ../shared/data/real is absent")
+def test_wells_in_a_real_mouse_mri_with_thick_flipped_slices():
+    from mpi_viewer.volume import read_volume
+
+    vol = read_volume(REAL_MRI, modality="MRI")  # 0.125 × 0.125 × 0.75 mm, direction diag(-1, -1, 1)
+    # a real head has no wells: the mouse mold is refused
+    with pytest.raises(InputError):
+        match_fiducials(detect_fiducials(vol, "mouse_mold_v1"), "mouse_mold_v1")
+    # five 2.5 mm Gd wells of a small asymmetric holder, posed by a known motion, in the anatomy
+    q = np.array([[-5.0, -4.0, -3.0], [4.0, -4.5, -0.5], [0.5, 5.0, 1.0], [4.5, 2.5, 3.5], [-4.5, 3.0, 2.0]])
+    fids = [{"name": f"T{i + 1}", "position_mm": p.tolist(), "diameter_mm": 2.5} for i, p in enumerate(q)]
+    tpl = Template.from_dict({"name": "tiny", "units": "mm", "fiducials": fids, "appearance": {"MRI": "bright"}})
+    r = rotation_matrix((8.0, -5.0, 12.0))
+    p = q @ r.T + np.array([-8.0, -8.0, 7.5])
+    painted = _paint_spheres(vol, p, 2.5, 1.2 * float(vol.array.max()))
+    m = match_fiducials(detect_fiducials(painted, tpl), tpl, tolerance_mm=0.5)
+    assert m.matched_names == tpl.names
+    assert np.linalg.norm(np.array([m.positions_mm[n] for n in tpl.names]) - p, axis=1).max() < 0.15
+    assert_allclose(m.matrix, r, atol=0.01)
