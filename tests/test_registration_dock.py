@@ -133,19 +133,43 @@ def test_too_few_pairs_warn_and_apply_nothing(dock, study):
     assert not dock.save_transform("/nonexistent/never.tfm")
 
 
-def test_click_in_pairs_then_undo(dock, study, qtbot):
+def click(layer, world_zyx, ndisplay):
+    """A mouse click at a world position through the layer's own napari mouse callbacks."""
+    from types import SimpleNamespace
+
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+    ev = SimpleNamespace(type="mouse_press", is_dragging=False, modifiers=[], position=tuple(world_zyx),
+                         pos=np.array([10.0, 10.0]), view_direction=np.array([1.0, 0, 0]) if ndisplay == 3 else None,
+                         up_direction=None, dims_displayed=[0, 1, 2][-ndisplay:], dims_point=list(world_zyx),
+                         handled=False, button=1, buttons=[1])
+    mouse_press_callbacks(layer, ev)
+    ev.type = "mouse_release"
+    mouse_release_callbacks(layer, ev)
+
+
+def test_click_in_pairs_in_2d_and_3d_then_undo(dock, study, qtbot):
     names, fixed, moving = noisy_fiducials(study)
     dock.load_pairs(names, fixed, moving)
     fx, mv = dock.pairs.fixed, dock.pairs.moving
-    # a click in the fixed layer (in its physical zyx frame) names the point and hands over to moving
-    fx.add(np.asarray(study.truth["sources"][0]["mri_mm"])[::-1])
+    src = study.truth["sources"][0]
+    # a click in the fixed layer (2-D slice) names the point and hands over to the moving layer
+    assert fx.mode == "add"
+    click(fx, np.asarray(src["mri_mm"])[::-1], ndisplay=2)
     assert dock.pairs.names_of(fx)[-1] == "F1"
+    assert_allclose(dock.pairs.xyz_of(fx)[-1], src["mri_mm"], atol=1e-6)
     qtbot.waitUntil(lambda: dock.viewer.layers.selection.active is mv, timeout=2000)
     assert mv.mode == "add"
-    mv.add(np.asarray(study.truth["sources"][0]["mpi_mm"])[::-1])
+    # the partner clicked in 3-D where the (registered) MPI draws the source: stored in MPI mm
+    dock.viewer.dims.ndisplay = 3
+    click(mv, mpi_world_of(dock.viewer.layers["MPI"], src["mpi_mm"]), ndisplay=3)
     assert dock.pairs.names_of(mv)[-1] == "F1"
+    assert_allclose(dock.pairs.xyz_of(mv)[-1], src["mpi_mm"], atol=1e-6)
+    qtbot.waitUntil(lambda: dock.viewer.layers.selection.active is fx, timeout=2000)
     assert dock.fit.n_used == len(names) + 1 and dock.table.rowCount() == len(names) + 1
-    dock.undo()
+    from napari.utils.key_bindings import KeyBinding
+
+    mv.keymap[KeyBinding.from_str("Control-Z")](mv)  # Ctrl+Z in the moving layer
     assert dock.pairs.names_of(mv) == names and dock.pairs.names_of(fx) == names + ["F1"]
     assert any("F1" in w for w in dock.warnings)  # unpaired
     dock.undo()
