@@ -246,88 +246,98 @@ def read_dicom_file(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
     return _finish(img, ds, path, spacing_mm=spacing_mm, origin_mm=origin_mm, extra=extra)
 
 
-_SERIES_TAGS = ["SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient", "InstanceNumber",
-                "NumberOfFrames", "Rows"]
-
-
-def scan_series(path: Path) -> dict[str, list[tuple[str, Any]]]:
-    """DICOM image files directly in ``path``, grouped by Series Instance UID.
-
-    Only the few tags needed to group and sort are parsed (pydicom, pixels skipped).
-    GDCM's own scanner is avoided on purpose: it holds every file's pixels while
-    scanning, which doubles the peak memory of opening a series.
-    """
-    import pydicom
-
-    groups: dict[str, list[tuple[str, Any]]] = {}
+def count_dicom_files(path: Path) -> int:
+    """Files directly in ``path`` that look like DICOM (extension or ``DICM`` signature)."""
+    n = 0
     try:
-        entries = sorted(e.path for e in os.scandir(path) if not e.name.startswith(".") and e.is_file())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot list the folder ({exc.strerror or exc})") from None
-    for f in entries:
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_SERIES_TAGS)
-        except Exception:  # noqa: BLE001 - not DICOM or damaged: not part of any series
-            continue
-        if ds.get("Rows") is None:  # DICOMDIR, reports, presentation states…
-            continue
-        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
-    return groups
+        with os.scandir(path) as it:
+            for e in it:
+                if e.is_file() and (e.name.lower().endswith(DICOM_EXTENSIONS) or is_dicom_file(e.path)):
+                    n += 1
+    except OSError:
+        pass
+    return n
 
 
-def sort_slices(path: Path, members: list[tuple[str, Any]]) -> list[str]:
-    """File names in slice order: by position along the slice normal, else instance number.
+def _release_freed_memory() -> None:
+    """Hand memory freed by GDCM's scanner back to the system (glibc only).
 
-    Raises
-    ------
-    InputError
-        Slices not evenly spaced (missing or duplicated slices).
+    GDCM's file-name scan reads every file, pixels included, and frees it; without
+    this the freed heap stays resident and the series read that follows stacks on
+    top of it, doubling the peak memory of opening a series.
     """
     try:
-        orient = np.asarray([float(v) for v in members[0][1].ImageOrientationPatient])
-        normal = np.cross(orient[:3], orient[3:])
-        pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for _, ds in members])
-    except (AttributeError, TypeError, ValueError):
-        def number(m):
-            try:
-                return int(m[1].get("InstanceNumber") or 0)
-            except (TypeError, ValueError):
-                return 0
+        import ctypes
 
-        return [f for f, _ in sorted(members, key=number)]
-    order = np.argsort(pos @ normal, kind="stable")
-    pos = pos[order]
-    if len(pos) > 2:
-        steps = np.linalg.norm(np.diff(pos, axis=0), axis=1)
-        mean = float(steps.mean())
-        if mean == 0 or np.abs(steps - mean).max() > max(1e-3, 0.01 * mean):
-            raise InputError(
-                f"{path}: slices are not evenly spaced ({steps.min():.4g} to {steps.max():.4g} mm apart); "
-                "missing or duplicated slices?"
-            )
-    return [members[i][0] for i in order]
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def series_files(path: Path) -> tuple[list[str], dict[str, Any]]:
+    """Slice files of the folder's series in order (the largest series when there are several)."""
+    import SimpleITK as sitk
+
+    try:
+        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path)))
+        _release_freed_memory()
+        extra: dict[str, Any] = {}
+        if len(files) != count_dicom_files(path):  # other series, or non-image DICOM files
+            ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+            if len(ids) > 1:
+                series = {}
+                for sid in ids:
+                    series[sid] = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), sid))
+                    _release_freed_memory()
+                chosen = max(series, key=lambda s: len(series[s]))
+                files = series[chosen]
+                extra["series_uid"] = chosen
+                extra["other_series"] = {s: len(f) for s, f in series.items() if s != chosen}
+    except RuntimeError as exc:
+        raise InputError(f"{path}: cannot scan for DICOM series ({_sitk_detail(exc)})") from None
+    return files, extra
 
 
 def read_dicom_series(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
     """A folder holding a DICOM series (the largest one when it holds several)."""
-    series = scan_series(path)
-    if not series:
+    files, extra = series_files(path)
+    if not files:
         raise InputError(f"{path}: no DICOM images in this folder")
-    chosen = max(series, key=lambda s: len(series[s]))
-    members = series[chosen]
-    extra: dict[str, Any] = {"series_uid": chosen, "files": len(members)}
-    if len(series) > 1:
-        extra["other_series"] = {s: len(m) for s, m in series.items() if s != chosen}
-    if len(members) == 1:
-        vol = read_dicom_file(Path(members[0][0]), spacing_mm=spacing_mm, origin_mm=origin_mm)
+    extra["files"] = len(files)
+    if len(files) == 1:
+        vol = read_dicom_file(Path(files[0]), spacing_mm=spacing_mm, origin_mm=origin_mm)
         vol.metadata.update(extra)
         return vol
-    if any(int(ds.get("NumberOfFrames") or 1) > 1 for _, ds in members):
-        raise InputError(f"{path}: the series is made of {len(members)} multi-frame files; open one file at a time")
-    files = sort_slices(path, members)
     ds = _header(Path(files[0]))
+    if int(ds.get("NumberOfFrames") or 1) > 1:
+        raise InputError(f"{path}: the series is made of {len(files)} multi-frame files; open one file at a time")
+    if len(files) > 2:
+        _check_even_slices(path, files)
     img = _sitk_read(path, files)
     return _finish(img, ds, path, spacing_mm=spacing_mm, origin_mm=origin_mm, extra=extra)
+
+
+def _check_even_slices(path: Path, files: list[str]) -> None:
+    """Refuse a series with a missing or duplicated slice, from three headers.
+
+    GDCM sorts slices along their normal; with one slice missing, the step between
+    the first two differs from the mean step over the whole series.
+    """
+    import pydicom
+
+    try:
+        p = [np.asarray([float(v) for v in pydicom.dcmread(
+                 f, stop_before_pixels=True, specific_tags=["ImagePositionPatient"]).ImagePositionPatient])
+             for f in (files[0], files[1], files[-1])]
+    except Exception:  # noqa: BLE001 - no positions: GDCM sorted by other means, nothing to check
+        return
+    step = float(np.linalg.norm(p[1] - p[0]))
+    mean = float(np.linalg.norm(p[2] - p[0])) / (len(files) - 1)
+    if mean == 0 or abs(step - mean) > max(1e-3, 0.01 * mean):
+        raise InputError(
+            f"{path}: slices are not evenly spaced ({step:.4g} mm between the first two, "
+            f"{mean:.4g} mm on average); missing or duplicated slices?"
+        )
 
 
 def _sitk_detail(exc: BaseException) -> str:
