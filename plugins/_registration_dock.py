@@ -14,6 +14,7 @@ doi:10.1109/42.736021
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 
 import numpy as np
@@ -67,6 +68,10 @@ def _reg():
     from mpi_viewer import registration
 
     return registration
+
+
+def _warning_key(text: str) -> str:
+    return re.sub(r"[-+]?\d+(\.\d+)?", "#", text)
 
 
 def _fmt_xyz(p) -> str:
@@ -577,11 +582,12 @@ class RegistrationDock(QWidget):
     def _set_warnings(self, warnings: list[str], notify: bool) -> None:
         self.warnings = warnings
         self.warn_label.setText("\n".join(f"⚠ {w}" for w in warnings))
+        keys = {_warning_key(w) for w in warnings}  # a drag changes the numbers, not the warning
         if notify:
             for w in warnings:
-                if w not in self._notified:
+                if _warning_key(w) not in self._notified:
                     show_warning(f"Fiducial registration: {w}")
-        self._notified = set(warnings) if notify else self._notified & set(warnings)
+        self._notified = keys if notify else self._notified & keys
 
     def _update_labels(self) -> None:
         if self.fit is None:

@@ -35,6 +35,14 @@ def dock(make_napari_viewer, study):
     return widget
 
 
+def test_mold_mode_embeds_the_mold_panel_feeding_the_pairs(dock):
+    from mpi_viewer.plugins._mold_panel import MoldPanel
+
+    dock.mode_combo.setCurrentText("Mold")
+    assert isinstance(dock.stack.currentWidget(), MoldPanel)
+    assert dock.mold_panel.on_pairs == dock._pairs_from_mold
+
+
 def noisy_fiducials(study, seed=0):
     """The demo's true fiducial centres with 0.15 mm RMS (vector) localisation error in each image."""
     rng = np.random.default_rng(seed)
@@ -189,6 +197,14 @@ def test_refine_runs_in_a_worker_and_can_be_cancelled(dock, study, qtbot):
     names, fixed, moving = noisy_fiducials(study)
     dock.load_pairs(names, fixed, moving)
     mpi = dock.viewer.layers["MPI"]
+    # run to the end: the preview follows the refined transform, still on the truth
+    assert dock.refine() is not None and dock.refining
+    qtbot.waitUntil(lambda: not dock.refining, timeout=60000)
+    assert not hasattr(dock.transform[2], "residuals_mm")  # the refined (SimpleITK) transform is drawn
+    for src in study.truth["sources"]:
+        assert np.linalg.norm(mpi_world_of(mpi, src["mpi_mm"]) - np.asarray(src["mri_mm"])[::-1]) <= 0.5
+    # cancelled: the landmark fit stays
+    dock.update_preview()
     landmark_affine = np.asarray(mpi.affine.affine_matrix).copy()
     worker = dock.refine()
     assert worker is not None and dock.refining and dock.cancel_btn.isEnabled()
