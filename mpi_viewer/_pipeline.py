@@ -219,24 +219,16 @@ def run_quantities(session: Session, volumes: dict[str, Any], calibration, rois,
     return out
 
 
-#: Columns a calibration adds (numbers, not formatted text: replay compares to 1e-9).
-QUANTITY_COLUMNS = ("iron_ug", "iron_ci_low_ug", "iron_ci_high_ug", "below_lod", "lod",
-                    "cells", "cells_ci_low", "cells_ci_high", "warnings")
-
-
 def result_rows(rec: Recomputed) -> list[dict[str, Any]]:
-    """One row per ROI: the ROI's columns, then iron and cell columns when calibrated."""
+    """One row per ROI: the ROI's columns (:meth:`ROIResult.to_row`), then the iron and
+    cell columns when calibrated (:meth:`QuantityResult.columns`, numbers, not text:
+    the same columns ``quantify`` writes)."""
     from .results import rows_from_results
 
     rows = rows_from_results([r for _, rs in rec.rois for r in rs])
+    cells = rec.iron_per_cell is not None or getattr(rec.calibration, "kind", "iron") == "cells"
     for row, q in zip(rows, rec.quantities, strict=False):
-        for col in QUANTITY_COLUMNS:
-            v = getattr(q, col, None)
-            if col == "warnings":
-                v = "; ".join(v or [])
-            elif col == "lod":
-                col = "lod_ug" if getattr(rec.calibration, "kind", "iron") == "iron" else "lod_cells"
-            row[col] = v
+        row.update(q.columns(include_cells=cells))
     return rows
 
 

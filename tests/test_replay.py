@@ -16,11 +16,19 @@ from mpi_viewer.batch import replay_many
 from mpi_viewer.cli import main
 
 
+def shared_demo_session(tmp_path_factory) -> Path:
+    """The demo session, built once per test run (shared by the session test files)."""
+    folder = tmp_path_factory.getbasetemp() / "shared_demo_session"
+    path = folder / "demo_session.json"
+    if not path.exists():
+        P.make_demo_session(folder)
+    return path
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo_session")
-    path = P.make_demo_session(folder, sources=("isolated", "strong", "faint"))  # TEMP
-    truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    path = shared_demo_session(tmp_path_factory)
+    truth = json.loads((path.parent / "truth.json").read_text(encoding="utf-8"))
     return path, truth
 
 
@@ -39,7 +47,7 @@ def test_demo_session_holds_the_whole_analysis_and_true_numbers(demo):
     assert s.warnings == []
     assert {i.role for i in s.inputs} == {"mpi", "mri", "phantoms"}
     assert s.registration.method == "template" and s.registration.transform_file == "demo_session.tfm"
-    assert [r["name"] for r in s.results] == ["isolated", "strong", "faint"]
+    assert [r["name"] for r in s.results] == ["isolated", "strong", "weak", "faint"]
     # the stored transform is the demo's true MRI → MPI transform (within registration accuracy)
     import numpy as np
 
@@ -61,13 +69,16 @@ def test_replay_matches_and_is_deterministic(demo, tmp_path, capsys):
     out = tmp_path / "replayed.csv"
     assert main(["replay", str(path), "-o", str(out)]) == 0
     assert "every number matches" in capsys.readouterr().out
-    first = P.replay_path(path)
-    second = P.replay_path(path)
-    assert first.status == second.status == 0
-    assert first.rows == second.rows  # bit-identical, not merely within 1e-9
+    again = P.replay_path(path)  # the third computation (save, CLI, this)
+    assert again.status == 0
+    stored = S.load_session(path).results
+    assert len(again.rows) == len(stored)
+    for old, new in zip(stored, again.rows, strict=True):  # bit-identical, not merely within 1e-9
+        assert old.keys() == new.keys()
+        assert all(P.same_value(old[k], new[k], rtol=0.0) for k in old), (old, new)
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert [r["name"] for r in rows] == ["isolated", "strong", "faint"]
+    assert [r["name"] for r in rows] == ["isolated", "strong", "weak", "faint"]
     assert _snapshot(path.parent) == before  # replay writes no input (nor anything else there)
 
 
@@ -109,7 +120,7 @@ def test_batch_replays_in_parallel_with_progress(demo, tmp_path, capsys):
     bad.write_text("{}", encoding="utf-8")
     seen = []
     outcomes = replay_many(copies + [bad], jobs=2, progress=lambda done, total, o: seen.append((done, total)))
-    assert [o.status for o in outcomes] == [0, 0, 2]
+    assert [o.status for o in outcomes] == [0, 0, 2], [(o.status, o.message, o.differences[:3]) for o in outcomes]
     assert sorted(seen) == [(1, 3), (2, 3), (3, 3)]
     assert outcomes[1].rows == outcomes[0].rows
     # the CLI: a progress bar on stderr, worst status as exit code

@@ -27,8 +27,9 @@ json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=4) | st.
 
 @pytest.fixture(scope="module")
 def valid(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz")
-    path = P.make_demo_session(folder, sources=("isolated", "strong", "faint"))  # TEMP
+    from test_replay import shared_demo_session
+
+    path = shared_demo_session(tmp_path_factory)
     return path, json.loads(path.read_text(encoding="utf-8"))
 
 

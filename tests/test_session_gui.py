@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 
-from mpi_viewer import _pipeline as P
 from mpi_viewer import session as S
 
 pytestmark = pytest.mark.gui
@@ -20,8 +19,9 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture(scope="module")
 def demo_session(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gui_session")
-    return P.make_demo_session(folder, sources=("isolated", "strong", "faint"))  # TEMP
+    from test_replay import shared_demo_session
+
+    return shared_demo_session(tmp_path_factory)
 
 
 @pytest.fixture(autouse=True)
