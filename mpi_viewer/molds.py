@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -265,9 +265,7 @@ def load_template(name_or_path: str | os.PathLike | Template, *, search_dirs=())
         raise InputError(f"{p}: cannot read template ({exc.__class__.__name__})") from None
     except ValueError as exc:
         raise InputError(f"{p}: not valid JSON ({str(exc).splitlines()[0]})") from None
-    t = _validate(data, str(p))
-    return Template(**{**{k: getattr(t, k) for k in ("name", "description", "units", "fiducials",
-                                                     "appearance", "wells", "extent_mm")}, "source": str(p)})
+    return replace(_validate(data, str(p)), source=str(p))
 
 
 def template_self_match(template: Template | str, *, tolerance_mm: float = 1.5) -> tuple[int, dict[str, str]]:
@@ -431,6 +429,16 @@ class MoldMatch:
         r = np.array(list(self.residuals_mm.values()))
         return float(np.sqrt(np.mean(r**2))) if r.size else float("nan")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (for sessions and reports)."""
+        return {"template": self.template, "matrix": np.asarray(self.matrix).tolist(),
+                "translation": np.asarray(self.translation).tolist(), "pairs": dict(self.pairs),
+                "positions_mm": {k: np.asarray(v).tolist() for k, v in self.positions_mm.items()},
+                "residuals_mm": dict(self.residuals_mm), "missing": list(self.missing),
+                "ambiguous": bool(self.ambiguous), "tolerance_mm": self.tolerance_mm,
+                "n_candidates": self.n_candidates, "n_hypotheses": self.n_hypotheses,
+                "runner_up": self.runner_up, "score": self.score, "runner_up_score": self.runner_up_score}
+
     def template_to_image(self, points_mm) -> np.ndarray:
         """Template (mold) points (mm) in the image's physical frame (mm)."""
         return np.atleast_2d(np.asarray(points_mm, dtype=float)) @ self.matrix.T + self.translation
@@ -570,6 +578,15 @@ class MoldRegistration:
     fixed_xyz_mm: np.ndarray
     moving_xyz_mm: np.ndarray
     template: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable record: template, paired fiducials (mm), both matches, the fit."""
+        fit = self.fit.to_dict() if hasattr(self.fit, "to_dict") else None
+        return {"template": self.template, "matched_names": list(self.matched_names),
+                "fixed_xyz_mm": np.asarray(self.fixed_xyz_mm).tolist(),
+                "moving_xyz_mm": np.asarray(self.moving_xyz_mm).tolist(),
+                "fixed_match": self.fixed_match.to_dict(), "moving_match": self.moving_match.to_dict(),
+                "fit": fit}
 
     def report_lines(self) -> list[str]:
         """Human-readable summary: matched fiducials, residuals (mm), ambiguity."""

@@ -266,6 +266,8 @@ def test_missing_well_and_extra_hot_spots_in_mpi():
     reg = register_with_template(s.mri, s.mpi, "mouse_mold_v1")
     assert "M3" not in reg.matched_names and len(reg.matched_names) == 6
     assert reg.moving_match.missing == ["M3"]
+    record = json.loads(json.dumps(reg.to_dict()))  # session-ready
+    assert record["moving_match"]["missing"] == ["M3"] and record["matched_names"] == reg.matched_names
     src = np.array([x["mri_mm"] for x in s.truth["sources"]])
     tx = truth_transform(s)
     expected = np.array([tx.TransformPoint([float(v) for v in p]) for p in src])
