@@ -202,7 +202,7 @@ class Volume:
         d = self.ndim
         scale = list(xyz_to_zyx(self.spacing_mm))
         direction = self.direction
-        kwargs: dict[str, Any] = {"scale": scale, "name": self.name}
+        kwargs: dict[str, Any] = {"scale": scale, "name": self.name, "units": ("mm",) * d}
         if np.allclose(direction, np.eye(d)):
             kwargs["translate"] = list(xyz_to_zyx(self.origin_mm))
         else:

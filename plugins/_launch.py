@@ -8,6 +8,8 @@ import sys
 #: A 3-D view from above and the side, head to the right.
 DEMO_CAMERA_ANGLES = (0.0, -60.0, 30.0)
 
+DOCK_WIDTH_PX = 460
+
 DOCKS = ("Fiducial registration", "MPI ROIs", "Calibration", "Cells and report", "Session")
 
 
@@ -28,6 +30,7 @@ def open_docks(viewer) -> list:
     manifest = pm.get_manifest("mpi-viewer")
     names = [w.display_name for w in (manifest.contributions.widgets or [])]
     widgets = []
+    docks = []
     ordered = [n for n in DOCKS if n in names] + [n for n in names if n not in DOCKS]
     for name in ordered:
         try:
@@ -38,7 +41,20 @@ def open_docks(viewer) -> list:
             show_warning(f"mpi-viewer: the {name!r} dock could not be opened ({exc})")
             continue
         widgets.append(widget)
+        docks.append(_dock)
+    if docks:
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()  # tabs exist only after the event loop has run
+        docks[0].raise_()  # the first step of the workflow is the tab shown
+        viewer.window._qt_window.resizeDocks(docks[:1], [DOCK_WIDTH_PX], _horizontal())
     return widgets
+
+
+def _horizontal():
+    from qtpy.QtCore import Qt
+
+    return Qt.Orientation.Horizontal
 
 
 def load_demo(viewer):
@@ -59,7 +75,8 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
 
     viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
     viewer.scale_bar.visible = True
-    viewer.scale_bar.unit = "mm"
+    if screenshot:
+        viewer.window._qt_window.resize(1600, 1000)
     open_docks(viewer)
     if demo:
         load_demo(viewer)
@@ -73,7 +90,9 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
         from qtpy.QtWidgets import QApplication
 
         QApplication.processEvents()
-        viewer.window._qt_window.resize(1600, 1000)
+        viewer.reset_view()
+        if ndisplay == 3:
+            viewer.camera.angles = DEMO_CAMERA_ANGLES
         QApplication.processEvents()
         viewer.screenshot(screenshot, canvas_only=False)
         viewer.close()
