@@ -321,7 +321,8 @@ class RegistrationDock(QWidget):
     def _ensure_started(self) -> bool:
         return (self.pairs is not None and self.pairs.alive()) or self.start()
 
-    def load_pairs(self, names, fixed_xyz_mm, moving_xyz_mm, *, fixed_layer=None, moving_layer=None) -> None:
+    def load_pairs(self, names, fixed_xyz_mm, moving_xyz_mm, *, fixed_layer=None, moving_layer=None,
+                   excluded=(), model: str | None = None) -> None:
         """Replace the fiducials by given pairs and fit.
 
         Parameters
@@ -333,7 +334,15 @@ class RegistrationDock(QWidget):
             frame (moving: the MPI as acquired, whatever its display transform).
         fixed_layer, moving_layer : napari layer or str, optional
             The images the points belong to (default: the dock's choice).
+        excluded : sequence of str
+            Pairs left out of the fit (still shown, with their residuals).
+        model : {"rigid", "similarity", "affine"}, optional
+            Sets the dock's model first.
         """
+        if model is not None and model in MODELS:
+            self.model_combo.blockSignals(True)
+            self.model_combo.setCurrentText(model)
+            self.model_combo.blockSignals(False)
         if fixed_layer is not None:
             self.fixed_combo.setCurrentText(getattr(fixed_layer, "name", fixed_layer))
         if moving_layer is not None:
@@ -348,7 +357,19 @@ class RegistrationDock(QWidget):
         d = self.pairs.fixed.ndim
         f = np.asarray(fixed_xyz_mm, dtype=float).reshape(len(names), d)
         m = np.asarray(moving_xyz_mm, dtype=float).reshape(len(names), d)
-        self._replace(PairState(names, f, list(names), m, frozenset()))
+        self._replace(PairState(names, f, list(names), m, frozenset(str(n) for n in excluded if str(n) in names)))
+
+    def landmarks(self) -> dict:
+        """The fiducials as the session stores them: names, each image's own physical mm
+        (x, y, z) of the pairs, excluded names, the model and the current fit's RMS FRE (mm)."""
+        if self.pairs is None or not self.pairs.alive():
+            return {"names": [], "fixed_xyz_mm": [], "moving_xyz_mm": [], "excluded": [],
+                    "model": self.model_combo.currentText(), "rms_fre_mm": None}
+        names, f, m = self.pairs.pairs()
+        return {"names": names, "fixed_xyz_mm": f.tolist(), "moving_xyz_mm": m.tolist(),
+                "excluded": [n for n in names if n in self.excluded], "model": self.model_combo.currentText(),
+                "rms_fre_mm": None if self.fit is None else float(self.fit.rms_fre_mm),
+                "fixed": self.pairs.fixed_image.name, "moving": self.pairs.moving_image.name}
 
     def _set_state(self, st: PairState) -> None:
         self._busy = True

@@ -104,7 +104,9 @@ def test_an_outlier_is_flagged_red_and_excluding_it_refits(dock, study, qtbot):
     assert dock.fit.n_used == len(names) and dock.fit.rms_fre_mm > 1.0
     assert dock.table.item(2, FRE).background().color().red() > 150  # red: above tolerance
     assert any(names[2] in w for w in dock.warnings)
-    dock.table.item(2, USE).setCheckState(0)  # the user unticks "use"
+    from qtpy.QtCore import Qt
+
+    dock.table.item(2, USE).setCheckState(Qt.Unchecked)  # the user unticks "use"
     qtbot.waitUntil(lambda: dock.fit is not None and dock.fit.n_used == len(names) - 1, timeout=2000)
     assert dock.fit.rms_fre_mm < 0.3
     assert dock.fit.residuals_mm[2] == pytest.approx(3.0, abs=0.5)  # still reported
@@ -124,6 +126,14 @@ def test_csv_export_import_round_trip(dock, study, tmp_path):
     assert_allclose(got_f, fixed, atol=1e-6)
     assert_allclose(got_m, moving, atol=1e-6)  # the MPI's own frame, not world
     assert dock.fit is not None and dock.fit.n_used == len(names)
+    # what a session stores and gives back (model, exclusions) round-trips too
+    dock.set_included(names[0], False)
+    saved = dock.landmarks()
+    dock.load_pairs([], np.zeros((0, 3)), np.zeros((0, 3)), model="rigid")
+    dock.load_pairs(saved["names"], saved["fixed_xyz_mm"], saved["moving_xyz_mm"], excluded=saved["excluded"],
+                    model="affine")
+    assert dock.model_combo.currentText() == "affine" and dock.fit.model == "affine"
+    assert dock.fit.n_used == len(names) - 1 and saved["excluded"] == [names[0]]
 
 
 def test_too_few_pairs_warn_and_apply_nothing(dock, study):
