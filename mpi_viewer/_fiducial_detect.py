@@ -55,6 +55,20 @@ def _local_maxima(score: np.ndarray, radius_vox, threshold: float, limit: int) -
     return peaks[order[: 4 * limit]]
 
 
+def _laplacian_of_gaussian_mm(a: np.ndarray, sigma_mm: float, spacing_zyx) -> np.ndarray:
+    """Laplacian of Gaussian in physical units (1/mm²): σ in mm, anisotropic voxels allowed."""
+    from scipy import ndimage as ndi
+
+    sp = np.asarray(spacing_zyx, dtype=float)
+    sig = sigma_mm / sp
+    out = np.zeros(a.shape, dtype=np.float32)
+    for ax in range(a.ndim):
+        order = [0] * a.ndim
+        order[ax] = 2
+        out += ndi.gaussian_filter(a, sig, order=order, mode="nearest", output=np.float32) / np.float32(sp[ax] ** 2)
+    return out
+
+
 def _box(centre_idx, half_vox, shape):
     lo = [max(0, int(math.floor(c - h))) for c, h in zip(centre_idx, half_vox, strict=True)]
     hi = [min(s, int(math.ceil(c + h)) + 1) for c, h, s in zip(centre_idx, half_vox, shape, strict=True)]
@@ -126,9 +140,9 @@ def detect_spheres(vol: Volume, diameter_mm: float, max_candidates: int, *, brig
     factors = [max(1, int(round(target / s + 1e-6))) for s in sp]
     img = sitk.Cast(vol.image, sitk.sitkFloat32)
     work = sitk.BinShrink(img, factors) if max(factors) > 1 else img
-    log = sitk.LaplacianRecursiveGaussian(work, sigma=sigma_mm)
-    resp = sitk.GetArrayViewFromImage(log) * np.float32(-(sigma_mm**2) if bright else sigma_mm**2)
     wsp_zyx = np.asarray(work.GetSpacing(), dtype=float)[::-1]
+    log = _laplacian_of_gaussian_mm(sitk.GetArrayFromImage(work), sigma_mm, wsp_zyx)
+    resp = log * np.float32(-(sigma_mm**2) if bright else sigma_mm**2)
     sd = _robust_sd(resp)
     peaks = _local_maxima(resp, radius / wsp_zyx, snr * sd, max_candidates)
 
