@@ -75,25 +75,11 @@ def volume_from_layer(layer) -> Volume:
 
 
 def image_layer_kwargs(volume: Volume) -> dict[str, Any]:
-    """``add_image`` keyword arguments: placement in world mm plus the field's display.
+    """``add_image`` keyword arguments: placement in world mm plus the field's display
+    (the reader's :func:`~mpi_viewer.plugins._reader.layer_data_tuple`, one definition)."""
+    from ._reader import layer_data_tuple
 
-    MPI: ``hot`` colormap, additive blending, contrast limits at the full dynamic
-    range (the convention before half-maximum delineation, Sehl et al. 2020).
-    MRI/CT: grey.
-    """
-    kwargs = volume.layer_kwargs()
-    data = volume.array
-    finite = data[np.isfinite(data)] if np.issubdtype(data.dtype, np.floating) else data
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if hi <= lo:
-        hi = lo + 1.0
-    if volume.modality == "MPI":
-        kwargs.update(colormap="hot", blending="additive", contrast_limits=(lo, hi))
-    else:
-        kwargs.update(colormap="gray", blending="translucent", contrast_limits=(lo, hi))
-        if volume.modality == "CT":
-            kwargs["contrast_limits"] = (max(lo, -1000.0), min(hi, 2000.0))
-    return kwargs
+    return layer_data_tuple(volume)[1]
 
 
 def add_volume(viewer, volume: Volume, **overrides):
