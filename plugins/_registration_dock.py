@@ -291,6 +291,10 @@ class RegistrationDock(QWidget):
     def start(self) -> bool:
         """Make the paired Points layers for the chosen fixed and moving images."""
         fixed, moving = self._layer(self.fixed_combo.currentText()), self._layer(self.moving_combo.currentText())
+        if self.pairs is not None and self.pairs.alive() and (fixed, moving) == (self.pairs.fixed_image,
+                                                                                 self.pairs.moving_image):
+            self._activate(self.pairs.fixed)  # same images: keep the fiducials, click on
+            return True
         if fixed is None or moving is None:
             show_error("Fiducial registration: choose a fixed (MRI/CT) and a moving (MPI) image layer")
             return False
@@ -520,6 +524,12 @@ class RegistrationDock(QWidget):
         if only_f or only_m:
             warnings.append("unpaired: " + ", ".join([f"{n} (fixed only)" for n in only_f]
                                                      + [f"{n} (moving only)" for n in only_m]))
+        for which, xyz, image in (("fixed", f, self.pairs.fixed_image), ("moving", m, self.pairs.moving_image)):
+            if len(names):
+                outside = [n for n, inside in zip(names, volume_from_layer(image).contains_physical(xyz), strict=True)
+                           if not inside]
+                if outside:
+                    warnings.append(f"{', '.join(outside)} outside the {which} image {image.name!r}")
         model = self.model_combo.currentText()
         self.fit = None
         too_few = False

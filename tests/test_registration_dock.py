@@ -148,6 +148,8 @@ def test_too_few_pairs_warn_and_apply_nothing(dock, study):
     assert_allclose(mpi.translate, before[1])
     assert "transform_fixed_to_moving" not in mpi.metadata["mpi_viewer"]
     assert len(dock.pairs.fixed.data) == 2  # the points are kept
+    dock.load_pairs(names[:3], fixed[:3], moving[:3] + [[0.0, 0.0, 500.0]])  # clicked far off the MPI
+    assert any("outside the moving image" in w for w in dock.warnings)
     assert not dock.save_transform("/nonexistent/never.tfm")
 
 
