@@ -75,15 +75,34 @@ def read_layers(path) -> list:
 
     Bad files become error notifications; the good ones are still returned.
     """
-    from mpi_viewer.volume import read_volume
+    from mpi_viewer.volume import MissingSpacingError, read_volume
 
     out = []
     for p in _paths(path) or []:
         try:
             out.append(layer_data_tuple(read_volume(p)))
+        except MissingSpacingError:
+            # ask rather than refuse: open on 1 mm voxels, flagged, and say where to set them
+            try:
+                data, kwargs, kind = layer_data_tuple(read_volume(p, spacing_mm=(1.0, 1.0, 1.0), origin_mm=(0.0, 0.0, 0.0)))
+            except InputError as exc:
+                _notify_error(str(exc))
+                continue
+            kwargs["metadata"]["mpi_viewer"]["geometry_missing"] = True
+            out.append((data, kwargs, kind))
+            _notify_warning(
+                f"{p}: the file gives no voxel spacing; opened with 1 mm voxels. Set the real spacing and "
+                "origin in Plugins > mpi-viewer > Image geometry (or put a sidecar JSON beside the file)."
+            )
         except InputError as exc:
             _notify_error(str(exc))
     return out or NO_LAYERS
+
+
+def _notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
 
 
 def _notify_error(message: str) -> None:

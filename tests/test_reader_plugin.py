@@ -107,22 +107,26 @@ def test_viewer_open_adds_placed_layers(tmp_path, viewer_model):
 
 def test_bad_file_is_a_notification_and_the_viewer_goes_on(tmp_path, viewer_model, notifications):
     (tmp_path / "empty.nii").write_bytes(b"")
+    np.save(tmp_path / "fourd.npy", np.ones((2, 3, 4, 5)))
     np.save(tmp_path / "nospacing.npy", np.ones((3, 4, 5)))
     viewer = viewer_model()
     assert viewer.open(str(tmp_path / "empty.nii"), plugin="mpi-viewer") == []
-    assert viewer.open(str(tmp_path / "nospacing.npy"), plugin="mpi-viewer") == []
+    assert viewer.open(str(tmp_path / "fourd.npy"), plugin="mpi-viewer") == []
     assert len(viewer.layers) == 0
     errors = [m for s, m in notifications if "error" in s.lower()]
-    assert errors == [
-        f"{tmp_path / 'empty.nii'}: the file is empty (0 bytes)",
-        f"{tmp_path / 'nospacing.npy'}: .npy array has no spacing: put spacing_mm in a sidecar JSON "
-        "nospacing.json or pass --spacing-mm X,Y,Z (command line)",
-    ]
+    assert len(errors) == 2
+    assert errors[0] == f"{tmp_path / 'empty.nii'}: the file is empty (0 bytes)"
+    assert errors[1].startswith(f"{tmp_path / 'fourd.npy'}:") and "4-D" in errors[1]
+    # no spacing: the GUI asks instead of refusing (opened on 1 mm voxels, flagged, warned)
+    viewer.open(str(tmp_path / "nospacing.npy"), plugin="mpi-viewer")
+    assert viewer.layers[-1].metadata["mpi_viewer"]["geometry_missing"] is True
+    warnings = [m for s, m in notifications if "warn" in s.lower()]
+    assert any("no voxel spacing" in m and "Image geometry" in m for m in warnings)
     # the viewer still works: a good file opens after the bad ones
     np.save(tmp_path / "good.npy", np.ones((3, 4, 5)))
     (tmp_path / "good.json").write_text(json.dumps({"spacing_mm": [1, 1, 1]}))
     viewer.open(str(tmp_path / "good.npy"), plugin="mpi-viewer")
-    assert [lyr.name for lyr in viewer.layers] == ["good"]
+    assert [lyr.name for lyr in viewer.layers] == ["nospacing", "good"]
 
 
 def test_reader_returns_napari_null_sentinel_for_nothing_read(tmp_path, notifications):
