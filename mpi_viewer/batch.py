@@ -40,6 +40,16 @@ def _replay_in_worker(path: str, allow_changed_inputs: bool) -> ReplayOutcome:
     return replay_path(path, allow_changed_inputs)
 
 
+#: Modules the worker server imports once (missing ones are skipped), so that workers
+#: fork warm instead of importing SciPy, scikit-image and SimpleITK each.
+_PRELOAD = ("mpi_viewer._pipeline", "mpi_viewer.volume", "mpi_viewer._formats", "mpi_viewer.roi",
+            "mpi_viewer._roi_grow", "mpi_viewer._fwhm", "mpi_viewer.calibration", "mpi_viewer.cells",
+            "mpi_viewer.molds", "mpi_viewer._fiducial_detect", "mpi_viewer._fiducial_match",
+            "mpi_viewer.registration", "mpi_viewer.results", "SimpleITK", "scipy.ndimage", "scipy.optimize",
+            "scipy.stats", "scipy.spatial", "skimage.feature", "skimage.measure", "skimage.segmentation",
+            "skimage.morphology")
+
+
 def _context():
     """Worker start method: ``forkserver`` with the science modules preloaded where it
     exists (safe in a process that already runs threads: Qt, ITK's thread pool), else
@@ -50,9 +60,7 @@ def _context():
         ctx = mp.get_context("forkserver")
     except ValueError:  # pragma: no cover - Windows
         return mp.get_context()
-    ctx.set_forkserver_preload(["mpi_viewer._pipeline", "mpi_viewer.roi", "mpi_viewer.calibration",
-                                "mpi_viewer.molds", "mpi_viewer.registration", "SimpleITK",
-                                "scipy.ndimage"])
+    ctx.set_forkserver_preload(list(_PRELOAD))
     return ctx
 
 
