@@ -484,3 +484,57 @@ def write_session_report(session: Session, folder: str | Path, *, overwrite: boo
     return Path(write_report(folder, results_rows=rec.rows, mpi=mpi, anatomy=anatomy,
                              transform=rec.transform(), roi_labels=labels, calibration=rec.calibration,
                              inputs=inputs, overwrite=overwrite, iron_per_cell=rec.iron_per_cell))
+
+
+# -- quantify --save-session ---------------------------------------------------------------------
+def save_quantify_session(session_path: str | Path, *, mpi: str | Path, seeds_xyz_mm, roi_params,
+                          names=None, phantoms: str | Path | None = None,
+                          calibration_file: str | Path | None = None,
+                          calibration_options: dict[str, Any] | None = None,
+                          iron_per_cell=None, rows: list[dict[str, Any]] | None = None) -> tuple[Path, list[str]]:
+    """The session of a ``quantify`` run: inputs hashed, ROI definitions, calibration,
+    iron per cell, and results recomputed through this pipeline.
+
+    Parameters
+    ----------
+    session_path : path
+        The session file to write (atomically); its folder must exist.
+    mpi, phantoms, calibration_file : path
+        quantify's input files.
+    seeds_xyz_mm : (n, 3) array_like
+        Seeds, MPI physical mm.
+    roi_params : ROIParams
+    names : list of str, optional
+        ROI names.
+    calibration_options : dict, optional
+        :meth:`Calibration.from_points` options used with ``phantoms`` (kind,
+        through_origin, weighting, mode, reference, tracer, tracer_lot, name, notes).
+    iron_per_cell : IronPerCell, optional
+    rows : list of dict, optional
+        quantify's own rows: the differences from the session's (there should be none)
+        are returned.
+
+    Returns
+    -------
+    (Path, list of str)
+        The session file and the differences between ``rows`` and the session's rows.
+    """
+    sp = Path(session_path)
+    if not sp.parent.is_dir():
+        raise InputError(f"{sp}: folder {sp.parent} does not exist")
+    s = new_session(sp, mpi=mpi, phantoms=phantoms, calibration_file=calibration_file)
+    seeds = np.atleast_2d(np.asarray(seeds_xyz_mm, dtype=float)).tolist()
+    s.rois = [ROISection(method=roi_params.method, params=roi_params.to_dict(), seeds_xyz_mm=seeds,
+                         names=[str(n) for n in names] if names else [])]
+    if phantoms is not None:
+        s.calibration = CalibrationSection(source="phantoms", options=dict(calibration_options or {}))
+    elif calibration_file is not None:
+        s.calibration = CalibrationSection(source="file")
+    if iron_per_cell is not None:
+        s.cells = CellsSection(mean_pg=float(iron_per_cell.mean_pg), sd_pg=float(iron_per_cell.sd_pg))
+    out, rec = compute_and_save(s, sp)
+    diffs = []
+    if rows is not None:
+        probe = Session(results=[dict(r) for r in rows])
+        diffs = compare(probe, Recomputed(rows=rec.rows))
+    return out, diffs
