@@ -13,8 +13,9 @@ interest (ROI) and its signal statistics:
    - ``"nsd"``: ``n_sd`` (5) × the noise SD (Ureña Horno et al., Nanoscale 17:24060,
      2025, doi:10.1039/d5nr02393a). Takes in more of a faint source's signal;
    - ``"kmeans"``: the voxels not in the lowest of ``kmeans_clusters`` intensity
-     classes of the neighbourhood (k-means segmentation of MPI signal, H. Hayat et
-     al., "Magnetic particle imaging…", 2021);
+     classes of the source's neighbourhood (its half-maximum box widened by its own
+     size on each side), never below ``n_sd`` × noise SD (k-means segmentation of
+     MPI signal, H. Hayat et al., "Magnetic particle imaging…", 2021);
 
 3. when that region holds other peaks (a weak source beside a strong one, Sehl et al.
    2020 fig. 5), fit a Gaussian point-spread model to every peak, subtract the
