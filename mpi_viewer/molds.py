@@ -531,7 +531,8 @@ def match_fiducials(candidates_mm, template: Template | str, *, tolerance_mm: fl
     if ambiguous and strict:
         raise InputError(
             f"{where}: ambiguous match: a different pose fits {runner} fiducials about as well as the best "
-            f"fits {best.n} of {m} (tolerance {tolerance_mm:g} mm); pick the fiducials by hand")
+            f"fits {best.n} of {m} (tolerance {tolerance_mm:g} mm): too few wells visible to tell; "
+            f"pick the fiducials by hand")
     return match
 
 
