@@ -134,10 +134,16 @@ def apply_registration(layer, matrix, translation, *, fixed_name: str | None = N
     """
     vol = volume_from_layer(layer)
     aff = registered_affine(vol, matrix, translation)
+    scale = xyz_to_zyx(vol.spacing_mm)
+    zero = np.zeros(vol.ndim)
     for lyr in (layer, *followers):
-        lyr.scale = list(xyz_to_zyx(vol.spacing_mm))
-        lyr.translate = [0.0] * vol.ndim
-        lyr.affine = aff
+        # each property set costs napari a re-slice: set only what changes
+        if not np.allclose(lyr.scale, scale):
+            lyr.scale = list(scale)
+        if not np.allclose(lyr.translate, zero):
+            lyr.translate = list(zero)
+        if not np.allclose(lyr.affine.affine_matrix, aff):
+            lyr.affine = aff
     meta(layer)["transform_fixed_to_moving"] = {
         "matrix": np.asarray(matrix, dtype=float).tolist(),
         "translation": np.asarray(translation, dtype=float).tolist(),
