@@ -61,6 +61,10 @@ OUTLINE_LAYER = "ROI outlines"
 LABEL_LAYER = "cell counts"
 DENSITY_LAYER = "cell density (cells/mm³)"
 _COLORBAR_NOTE = "colour bar: cells/mm³"
+#: Smallest window (width, height in pixels) while screenshots are taken, and the 3-D
+#: camera (a side view, the body across).
+SHOT_WINDOW_PX = (1800, 1100)
+VIEW_3D_ANGLES = (90.0, -30.0, 0.0)
 
 
 def density_colormap():
@@ -357,8 +361,9 @@ class CellsDock(QWidget):
             with warnings.catch_warnings():  # out_of_slice_display: deprecated in napari 0.9, still the
                 warnings.simplefilter("ignore", FutureWarning)  # way to see a label ±2 mm around its peak
                 layer = self.viewer.add_points(
-                    world, ndim=3, name=LABEL_LAYER, features=feats, size=4.0, symbol="disc",
+                    world, ndim=3, name=LABEL_LAYER, features=feats, size=2.5, symbol="disc",
                     face_color="transparent", border_color="transparent", out_of_slice_display=True,
+                    blending="translucent_no_depth",  # labels drawn over the 3-D rendering, never cut
                     text={"string": "{label}", "size": 12, "color": "white", "anchor": "center",
                           "translation": [0.0, -3.2, 0.0]},
                 )
@@ -489,10 +494,26 @@ class CellsDock(QWidget):
         state = (v.dims.ndisplay, tuple(v.dims.point), v.camera.center, v.camera.zoom, v.camera.angles)
         out: list[tuple[str, Path]] = []
         labels = self._layer(LABEL_LAYER)
+        mixed: list = []
+        hidden = [lyr for lyr in v.layers if lyr.visible and lyr._type_string == "points" and lyr is not labels]
+        for lyr in hidden:  # phantom and landmark markers would crowd the pictures
+            lyr.visible = False
+        qwin = getattr(v.window, "_qt_window", None)  # a canvas large enough beside the docks
+        old_size = qwin.size() if qwin is not None else None
+        if qwin is not None:
+            from qtpy.QtWidgets import QApplication
+
+            qwin.resize(max(old_size.width(), SHOT_WINDOW_PX[0]), max(old_size.height(), SHOT_WINDOW_PX[1]))
+            QApplication.processEvents()
         try:
             v.dims.ndisplay = 2
             v.reset_view()
             zoom0 = v.camera.zoom
+            # napari draws a 2-D slice of a layer whose affine mixes the sliced axis in (the
+            # registered MPI) displaced; the density layer shows the MPI correctly placed
+            mixed = [lyr for lyr in v.layers if lyr.visible and _mixes_sliced_axis(lyr)]
+            for lyr in mixed:
+                lyr.visible = False
             for i, r in enumerate(self.results):
                 if not self.visible.get(r.name, True) or labels is None:
                     continue
@@ -503,17 +524,42 @@ class CellsDock(QWidget):
                 p = folder / f"napari_slice_{_slug(r.name)}.png"
                 v.screenshot(str(p), canvas_only=True, flash=False)
                 out.append((f"{r.name}: slice through the peak (napari, anatomy with overlays)", p))
+            for lyr in mixed:
+                lyr.visible = True
+            mixed = []
             v.dims.ndisplay = 3
             v.reset_view()
-            v.camera.angles = (0.0, -35.0, 60.0)
+            v.camera.angles = VIEW_3D_ANGLES
+            v.camera.zoom *= 1.15
+            _labels_on_top(v, labels)
             p = folder / "napari_3d.png"
             v.screenshot(str(p), canvas_only=True, flash=False)
             out.append(("3-D view (napari, anatomy with overlays)", p))
         finally:
+            for lyr in [*hidden, *mixed]:
+                lyr.visible = True
+            if qwin is not None:
+                qwin.resize(old_size)
             v.dims.ndisplay = state[0]
             v.dims.point = state[1]
             v.camera.center, v.camera.zoom, v.camera.angles = state[2], state[3], state[4]
         return out
+
+
+def _mixes_sliced_axis(layer) -> bool:
+    """Whether the layer's affine mixes the first (sliced) world axis with the others."""
+    a = np.asarray(layer.affine.affine_matrix)[:-1, :-1]
+    return bool(np.any(np.abs(a[0, 1:]) > 1e-6) or np.any(np.abs(a[1:, 0]) > 1e-6))
+
+
+def _labels_on_top(viewer, layer) -> None:
+    """Draw a Points layer's text without the depth test, so a 3-D rendering in front of
+    a label does not cut it (napari has no public switch; skipped if its internals change)."""
+    try:
+        visual = viewer.window._qt_viewer.canvas.layer_to_visual[layer]
+        visual.node.text.set_gl_state(depth_test=False, blend=True)
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
 
 
 def _count(v) -> str:
