@@ -338,7 +338,10 @@ class CellsDock(QWidget):
         labels = np.where(np.isin(labels, self._visible_labels()), labels, 0).astype(np.uint16)
         layer = self._layer(OUTLINE_LAYER)
         if layer is None:
+            from napari.utils.colormaps import DirectLabelColormap
+
             layer = self.viewer.add_labels(labels, name=OUTLINE_LAYER, opacity=1.0, blending="translucent")
+            layer.colormap = DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"})
             layer.contour = 1
         else:
             layer.data = labels
