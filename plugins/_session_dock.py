@@ -308,7 +308,8 @@ class SessionDock(QWidget):
 
     def _show(self, s: S.Session, rec) -> None:
         layers = {}
-        for inp in s.inputs:
+        order = {"mri": 0, "ct": 1, "mpi": 2}  # anatomy below, MPI (additive) above
+        for inp in sorted(s.inputs, key=lambda i: order.get(i.role, 3)):
             vol = rec.volumes.get(inp.role)
             if vol is None:
                 continue
@@ -335,7 +336,7 @@ class SessionDock(QWidget):
         for d in s.layers:
             if d.name in self.viewer.layers:
                 self._apply_display(self.viewer.layers[d.name], d)
-        self._fill_docks(s, rec)
+        self._fill_docks(s, rec, layers)
 
     @staticmethod
     def _apply_display(layer, d: S.LayerDisplay) -> None:
@@ -361,11 +362,16 @@ class SessionDock(QWidget):
                 out.append(w)
         return out
 
-    def _fill_docks(self, s: S.Session, rec) -> None:
+    def _fill_docks(self, s: S.Session, rec, layers: dict) -> None:
         """Hand the session's values to the docks that are open (each step guarded)."""
+        reg = s.registration
         for w in self._docks():
             try:
-                reg = s.registration
+                if reg is not None:  # point the dock at the session's fixed and moving layers
+                    for attr, role in (("fixed_combo", reg.fixed), ("moving_combo", reg.moving)):
+                        combo, layer = getattr(w, attr, None), layers.get(role)
+                        if combo is not None and layer is not None and hasattr(combo, "setCurrentText"):
+                            combo.setCurrentText(layer.name)
                 if hasattr(w, "load_pairs") and reg is not None:
                     names = reg.landmarks.names
                     fx, mv = reg.landmarks.fixed_xyz_mm, reg.landmarks.moving_xyz_mm

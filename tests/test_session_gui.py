@@ -70,10 +70,19 @@ def test_save_and_reopen_in_a_fresh_viewer(make_napari_viewer, demo_session, tmp
     assert resaved.results == stored.results and resaved.registration.matrix == stored.registration.matrix
 
     vb = make_napari_viewer()
+    from mpi_viewer.plugins._registration_dock import RegistrationDock
+
+    reg_dock = RegistrationDock(vb)
+    vb.window.add_dock_widget(reg_dock, name="Fiducial registration")
     b = _dock(vb)
     assert b.open(out)
     assert b.differences == [] and b.rows == stored.results
-    assert _state(vb) == _state(va)
+    state_a, state_b = _state(va), _state(vb)
+    assert {k: state_b[k] for k in state_a} == state_a
+    # the open registration dock got the session's fiducial pairs and fits the same transform
+    assert reg_dock.fit is not None
+    np.testing.assert_allclose(reg_dock.fit.matrix, stored.registration.matrix, atol=1e-9)
+    np.testing.assert_allclose(reg_dock.fit.translation, stored.registration.translation, atol=1e-9)
     assert vb.layers["mpi"].colormap.name == "viridis" and not vb.layers["mri"].visible
 
 
