@@ -116,7 +116,10 @@ def _cmd_register(args) -> int:
     if args.template:
         from .molds import register_with_template
 
-        result = register_with_template(fixed, moving, args.template, model=params.model)
+        result = register_with_template(
+            fixed, moving, args.template, model=params.model, exclude=params.exclude,
+            fle_mm=params.fle_mm, fre_tolerance_mm=params.fre_tolerance_mm,
+        )
         fit = result.fit
         lines = [*result.report_lines(), *fit.report_lines()]
     else:

@@ -159,7 +159,8 @@ class RegistrationDock(QWidget):
         try:
             from ._mold_panel import MoldPanel
 
-            self.mold_panel = MoldPanel(self.viewer, on_pairs=self._pairs_from_mold)
+            self.mold_panel = MoldPanel(self.viewer, on_pairs=self._pairs_from_mold,
+                                        fixed_combo=self.fixed_combo, moving_combo=self.moving_combo)
             self.stack.addWidget(self.mold_panel)
         except Exception as exc:  # noqa: BLE001 - the mold panel is optional
             item = self.mode_combo.model().item(1)
