@@ -175,11 +175,12 @@ def run_calibration(session: Session, volumes: dict[str, Any]):
                      source=f"session {session.path}: calibration")
     if sec.source == "file":
         return cal.load_calibration(session.resolve(session.input("calibration").path))
-    phantoms = cal.read_phantoms_csv(session.resolve(session.input("phantoms").path))
+    options = {k: v for k, v in sec.options.items() if k != "confidence"}
+    single = options.get("mode") == "single_reference"
+    phantoms = cal.read_phantoms_csv(session.resolve(session.input("phantoms").path), min_count=1 if single else 2)
     mpi = volumes["mpi"]
     params = roi_params(sec.roi_params if sec.roi_params is not None else session.rois[0].params)
-    points = _wrap("phantoms", cal.measure_phantoms, mpi, phantoms, params)
-    options = dict(sec.options)
+    points = _wrap("phantoms", cal.measure_phantoms, mpi, phantoms, params, kind=options.get("kind", "iron"))
     bad = sorted(set(options) - _CAL_OPTIONS)
     if bad:
         raise InputError(f"calibration options: unknown option(s) {', '.join(bad)}")
@@ -210,12 +211,13 @@ def run_quantities(session: Session, volumes: dict[str, Any], calibration, rois,
         return []
     from .calibration import apply_calibration
 
+    confidence = session.calibration.options.get("confidence", 0.95)
     out = []
     for sec, results in rois:
         vol = volumes[sec.image]
         out += _wrap("iron", apply_calibration, results, calibration, acquisition=vol.acquisition,
                      roi_params=roi_params(sec.params), voxel_volume_mm3=vol.voxel_volume_mm,
-                     iron_per_cell=iron_per_cell)
+                     iron_per_cell=iron_per_cell, confidence=confidence)
     return out
 
 
@@ -529,7 +531,7 @@ def save_quantify_session(session_path: str | Path, *, mpi: str | Path, seeds_xy
     if phantoms is not None:
         s.calibration = CalibrationSection(source="phantoms", options=dict(calibration_options or {}))
     elif calibration_file is not None:
-        s.calibration = CalibrationSection(source="file")
+        s.calibration = CalibrationSection(source="file", options=dict(calibration_options or {}))
     if iron_per_cell is not None:
         s.cells = CellsSection(mean_pg=float(iron_per_cell.mean_pg), sd_pg=float(iron_per_cell.sd_pg))
     out, rec = compute_and_save(s, sp)
@@ -538,3 +540,38 @@ def save_quantify_session(session_path: str | Path, *, mpi: str | Path, seeds_xy
         probe = Session(results=[dict(r) for r in rows])
         diffs = compare(probe, Recomputed(rows=rec.rows))
     return out, diffs
+
+
+def save_session_of_quantify(args, mpi, seeds, params, rows) -> Path:
+    """``quantify --save-session``: the session of this run (called by the CLI with its
+    parsed arguments). Refuses images whose geometry came from the command line (a
+    session can only name files), and says so when the session's numbers would differ
+    from the CSV's."""
+    import sys
+
+    if getattr(args, "spacing_mm", None) or getattr(args, "origin_mm", None):
+        raise InputError("--save-session: the image's geometry came from --spacing-mm/--origin-mm; "
+                         "put it in a sidecar JSON beside the image so that the session can replay it")
+    options = {"confidence": float(getattr(args, "confidence", 0.95))}
+    phantoms = getattr(args, "phantoms", None)
+    if phantoms:
+        from pathlib import Path as _P
+
+        single = bool(getattr(args, "reference_phantom", None))
+        options |= {"name": _P(phantoms).name.split(".")[0], "kind": args.calibration_kind,
+                   "through_origin": bool(args.through_origin), "weighting": args.weighting,
+                   "mode": "single_reference" if single else "line", "reference": args.reference_phantom,
+                   "tracer": mpi.acquisition.tracer, "tracer_lot": mpi.acquisition.tracer_lot,
+                   "notes": f"phantoms {phantoms} measured in {mpi.source or mpi.name}"}
+    ipc = None
+    if getattr(args, "iron_per_cell", None) is not None:
+        from .cells import IronPerCell
+
+        ipc = IronPerCell(args.iron_per_cell, args.iron_per_cell_sd or 0.0)
+    path, diffs = save_quantify_session(
+        args.save_session, mpi=args.mpi, seeds_xyz_mm=seeds, roi_params=params,
+        phantoms=phantoms, calibration_file=getattr(args, "calibration", None),
+        calibration_options=options, iron_per_cell=ipc, rows=rows)
+    for d in diffs:
+        print(f"mpi-viewer: note: session differs from the CSV: {d}", file=sys.stderr)
+    return path

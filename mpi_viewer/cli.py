@@ -182,6 +182,8 @@ def _add_quantify(sub) -> None:
     p.add_argument("-o", "--output", metavar="OUT.csv", required=True, help="results table to write")
     p.add_argument("--masks", metavar="OUT.nii.gz", help="also write the ROIs as a label image on the MPI grid")
     _add_calibration_flags(p)
+    p.add_argument("--save-session", metavar="S.json",
+                   help="also save the analysis as a session (inputs hashed) that `mpi-viewer replay` recomputes")
 
 
 def _quantify_params(args):
@@ -213,6 +215,10 @@ def _cmd_quantify(args) -> int:
     results = measure(mpi, seeds, params)
     rows = res.rows_from_results(results)
     _quantify_calibration(args, mpi, results, params, rows)
+    if getattr(args, "save_session", None):
+        from ._pipeline import save_session_of_quantify
+
+        print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
     if args.masks:
         write_masks_nifti(args.masks, mpi, results)
     res.write_csv(args.output, rows)
