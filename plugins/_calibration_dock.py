@@ -379,7 +379,7 @@ class CalibrationDock(QWidget):
 
     # -- ROI method of the ROI dock -------------------------------------------------------------
     def roi_dock(self):
-        return find_dock(self.viewer, "results", "params")
+        return find_dock(self.viewer, class_name="ROIDock") or find_dock(self.viewer, "results", "params")
 
     def roi_params(self):
         """ROI parameters of the ROI dock, or the defaults when that dock is absent."""

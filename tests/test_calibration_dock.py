@@ -93,10 +93,11 @@ def test_csv_fit_slope_and_iron_of_the_isolated_source(demo, errors):
     assert any("µg Fe" in h for h in headers) and "warnings" in headers
 
 
-def test_library_save_export_import_and_bad_inputs(demo, errors, tmp_path):
+def test_library_save_export_import_and_bad_inputs(demo, errors, tmp_path, qtbot):
     viewer, study, paths, dock = demo
     dock.load_phantoms_csv(paths["phantoms"])
-    dock.fit(block=True)
+    dock.fit()  # off the GUI thread, as the button does
+    qtbot.waitUntil(lambda: dock.calibration is not None, timeout=60000)
     slope = dock.calibration.fit.slope
     dock.set_library_folder(tmp_path / "library")
     assert dock.save_to_library() is not None
