@@ -1,0 +1,426 @@
+"""MPI ROIs dock: click near a hot spot, get its ROI and signal statistics.
+
+Thin: reads the MPI layer (:func:`volume_from_layer`), calls
+:func:`mpi_viewer.roi.measure` on the seeds, writes a Labels layer on the MPI grid
+(same placement as the MPI layer, so it follows the registration over the MRI) and a
+table with units. Clicks are in world coordinates (the MPI's own or, once
+registered, the MRI's): :func:`world_to_physical` turns them into the MPI's mm.
+
+``ROIDock.results`` (list of ROIResult) and ``ROIDock.params`` (ROIParams) are what
+the calibration dock reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.utils import notifications
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mpi_viewer import results as res
+from mpi_viewer.errors import InputError
+from mpi_viewer.roi import METHODS, ROIParams, measure, rois_to_label_image, write_masks_nifti
+
+from ._layers import (
+    copy_placement,
+    find_layers,
+    physical_to_world,
+    volume_from_layer,
+    world_to_physical,
+)
+
+SEED_LAYER = "ROI seeds"
+LABELS_LAYER = "MPI ROIs"
+
+#: Table columns: (row key, header with unit). Volume/area and total depend on 2-D/3-D.
+_COLUMNS = (
+    ("name", "ROI"),
+    ("TOTAL", ""),
+    ("SIZE", ""),
+    ("peak_au", "peak (a.u.)"),
+    ("mean_au", "mean (a.u.)"),
+    ("snr", "SNR"),
+    ("fwhm_x_mm", "FWHM x (mm)"),
+    ("fwhm_y_mm", "FWHM y (mm)"),
+    ("fwhm_z_mm", "FWHM z (mm)"),
+    ("flags", "flags"),
+)
+
+_METHOD_TEXT = {
+    "halfmax": "half maximum (Sehl 2020)",
+    "nsd": "n × noise SD (Ureña Horno 2025)",
+    "kmeans": "k-means classes (Hayat 2021)",
+}
+
+
+def _spin(lo, hi, value, decimals=2, step=0.1, suffix="", special=None) -> QDoubleSpinBox:
+    s = QDoubleSpinBox()
+    s.setRange(lo, hi)
+    s.setDecimals(decimals)
+    s.setSingleStep(step)
+    s.setValue(value)
+    if suffix:
+        s.setSuffix(suffix)
+    if special:
+        s.setSpecialValueText(special)
+    return s
+
+
+class ROIDock(QWidget):
+    """Quantification ROIs: one click, one ROI, on the native MPI grid."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.results: list = []
+        self.params = ROIParams()
+        self._seeds_mm: list[tuple[float, ...]] = []
+        self._names: list[str] = []
+        self._counter = 0
+        self._seed_layer = None
+        self._labels_layer = None
+        self._syncing = False
+
+        self.layer_combo = QComboBox()
+        self.method = QComboBox()
+        for m in METHODS:
+            self.method.addItem(_METHOD_TEXT[m], m)
+        self.fraction = _spin(0.05, 0.95, 0.5, 2, 0.05, " of peak")
+        self.n_sd = _spin(0.5, 100, 5.0, 1, 0.5, " × SD")
+        self.noise_sd = _spin(0.0, 1e9, 0.0, 4, 0.1, " a.u.", special="automatic")
+        self.radius = _spin(0.1, 100, 3.0, 1, 0.5, " mm")
+        self.split = QCheckBox("split nearby sources (subtract neighbours' PSF)")
+        self.split.setChecked(True)
+        self.status = QLabel("Pick the MPI layer, then click near each hot spot.")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("MPI layer", self.layer_combo)
+        form.addRow("method", self.method)
+        form.addRow("half-max fraction", self.fraction)
+        form.addRow("n·SD threshold", self.n_sd)
+        form.addRow("noise SD", self.noise_sd)
+        form.addRow("search radius", self.radius)
+        form.addRow(self.split)
+
+        self.click_btn = QPushButton("Click seeds")
+        self.click_btn.setToolTip("Add points to the 'ROI seeds' layer: each click near a hot spot makes an ROI")
+        self.click_btn.clicked.connect(self.start_clicking)
+        self.remove_btn = QPushButton("Remove selected")
+        self.remove_btn.clicked.connect(self.remove_selected)
+        self.clear_btn = QPushButton("Clear")
+        self.clear_btn.clicked.connect(self.clear)
+        row1 = QHBoxLayout()
+        for b in (self.click_btn, self.remove_btn, self.clear_btn):
+            row1.addWidget(b)
+
+        self.table = QTableWidget(0, len(_COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setMinimumHeight(160)
+        self._set_headers(3)
+
+        self.csv_btn = QPushButton("Export CSV…")
+        self.csv_btn.clicked.connect(self._export_csv_dialog)
+        self.masks_btn = QPushButton("Save masks (NIfTI)…")
+        self.masks_btn.clicked.connect(self._save_masks_dialog)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.csv_btn)
+        row2.addWidget(self.masks_btn)
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(row1)
+        lay.addWidget(self.table)
+        lay.addLayout(row2)
+        lay.addWidget(self.status)
+
+        for w in (self.fraction, self.n_sd, self.noise_sd, self.radius):
+            w.valueChanged.connect(self._on_params_changed)
+        self.method.currentIndexChanged.connect(self._on_params_changed)
+        self.split.toggled.connect(self._on_params_changed)
+        self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self._update_enabled()
+
+    # -- layers -------------------------------------------------------------------------------
+    @property
+    def mpi_layer(self):
+        name = self.layer_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _refresh_layers(self, event=None) -> None:
+        current = self.layer_combo.currentText()
+        mpi = [lyr.name for lyr in find_layers(self.viewer, "MPI")]
+        others = [lyr.name for lyr in find_layers(self.viewer) if lyr.name not in mpi]
+        names = mpi + others
+        if names == [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())]:
+            return
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+        self.layer_combo.blockSignals(False)
+
+    def _on_layer_changed(self, *_):
+        if self._seeds_mm:
+            self.clear()
+
+    def _volume(self):
+        layer = self.mpi_layer
+        if layer is None:
+            raise InputError("no MPI image layer: open an MPI image (or the demo) first")
+        return volume_from_layer(layer)
+
+    def _ensure_seed_layer(self):
+        if self._seed_layer is not None and self._seed_layer in self.viewer.layers:
+            return self._seed_layer
+        ndim = self.viewer.dims.ndim
+        layer = self.viewer.add_points(np.empty((0, ndim)), ndim=ndim, name=SEED_LAYER, size=1.5,
+                                       face_color="cyan", border_color="white")
+        layer.events.data.connect(self._on_points_changed)
+        self._seed_layer = layer
+        return layer
+
+    def start_clicking(self) -> None:
+        """Select the seed layer in add mode: each click in the canvas makes an ROI."""
+        try:
+            self._volume()
+        except InputError as exc:
+            notifications.show_error(str(exc))
+            return
+        layer = self._ensure_seed_layer()
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+        self.status.setText("Click near each hot spot (in the MPI or the MRI view).")
+
+    def _on_points_changed(self, event=None) -> None:
+        if self._syncing:
+            return
+        action = str(getattr(event, "action", "") or "")
+        if action.endswith("ing"):  # "adding"/"removing": wait for "added"/"removed"
+            return
+        layer = self._seed_layer
+        n_have = len(self._seeds_mm)
+        data = np.asarray(layer.data)
+        if len(data) > n_have:  # clicks added points (world coordinates)
+            for p in data[n_have:]:
+                self.add_seed_world(p, _from_layer=True)
+        elif len(data) < n_have:  # points deleted in the layer
+            world_now = {tuple(np.round(p, 6)) for p in data}
+            keep = [i for i, s in enumerate(self._seeds_world()) if tuple(np.round(s, 6)) in world_now]
+            self._seeds_mm = [self._seeds_mm[i] for i in keep]
+            self._names = [self._names[i] for i in keep]
+            self.recompute()
+
+    # -- seeds ---------------------------------------------------------------------------------
+    def add_seed_world(self, world_zyx, *, _from_layer: bool = False):
+        """Add an ROI from a click in world coordinates (z, y, x); returns its result or None."""
+        try:
+            layer = self.mpi_layer
+            if layer is None:
+                raise InputError("no MPI image layer: open an MPI image (or the demo) first")
+            xyz = tuple(float(v) for v in world_to_physical(layer, np.asarray(world_zyx)[-layer.ndim:])[0])
+        except InputError as exc:
+            notifications.show_error(str(exc))
+            self._sync_points()
+            return None
+        return self.add_seed_mm(xyz, _from_layer=_from_layer)
+
+    def add_seed_mm(self, xyz_mm, *, name: str | None = None, _from_layer: bool = False):
+        """Add an ROI from a seed in the MPI's physical mm (x, y, z); returns its result or None."""
+        name = name or f"roi_{self._counter + 1}"
+        seeds = [*self._seeds_mm, tuple(float(v) for v in xyz_mm)]
+        names = [*self._names, name]
+        try:
+            out = measure(self._volume(), seeds, self.params, names=names, on_error="skip")
+        except InputError as exc:
+            notifications.show_error(str(exc))
+            self._sync_points()
+            return None
+        bad = {i for i, _ in out.errors}
+        for _, msg in out.errors:
+            notifications.show_error(msg)
+        self._seeds_mm = [s for i, s in enumerate(seeds) if i not in bad]
+        self._names = [n for i, n in enumerate(names) if i not in bad]
+        self._set_results(list(out))
+        self._sync_points()
+        if (len(seeds) - 1) in bad:
+            return None
+        self._counter += 1
+        return self.results[-1]
+
+    def recompute(self) -> None:
+        """Measure every seed again (after a parameter or layer change)."""
+        if not self._seeds_mm:
+            self._set_results([])
+            return
+        try:
+            out = measure(self._volume(), self._seeds_mm, self.params, names=self._names, on_error="skip")
+        except InputError as exc:
+            notifications.show_error(str(exc))
+            return
+        for _, msg in out.errors:
+            notifications.show_warning(msg)
+        bad = {i for i, _ in out.errors}
+        self._seeds_mm = [s for i, s in enumerate(self._seeds_mm) if i not in bad]
+        self._names = [n for i, n in enumerate(self._names) if i not in bad]
+        self._set_results(list(out))
+        self._sync_points()
+
+    def remove_selected(self) -> None:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True)
+        for r in rows:
+            del self._seeds_mm[r]
+            del self._names[r]
+        self.recompute()
+
+    def clear(self) -> None:
+        self._seeds_mm, self._names = [], []
+        self._set_results([])
+        self._sync_points()
+
+    def _seeds_world(self) -> list:
+        layer = self.mpi_layer
+        if layer is None or not self._seeds_mm:
+            return []
+        w = physical_to_world(layer, np.asarray(self._seeds_mm))
+        nd = self.viewer.dims.ndim
+        if w.shape[1] < nd:
+            w = np.hstack([np.zeros((len(w), nd - w.shape[1])), w])
+        return list(w)
+
+    def _sync_points(self) -> None:
+        """The seed layer shows exactly the accepted seeds."""
+        if self._seed_layer is None or self._seed_layer not in self.viewer.layers:
+            return
+        self._syncing = True
+        try:
+            w = self._seeds_world()
+            self._seed_layer.data = np.asarray(w) if w else np.empty((0, self._seed_layer.ndim))
+        finally:
+            self._syncing = False
+
+    # -- parameters ----------------------------------------------------------------------------
+    def _on_params_changed(self, *_):
+        try:
+            self.params = ROIParams(
+                method=self.method.currentData(), fraction=self.fraction.value(), n_sd=self.n_sd.value(),
+                noise_sd=self.noise_sd.value() or None, split_sources=self.split.isChecked(),
+                search_radius_mm=self.radius.value(), saturation_curve=self.params.saturation_curve)
+        except InputError as exc:
+            notifications.show_error(str(exc))
+            return
+        self._update_enabled()
+        if self._seeds_mm:
+            self.recompute()
+
+    def _update_enabled(self) -> None:
+        m = self.method.currentData()
+        self.fraction.setEnabled(m == "halfmax")
+        self.n_sd.setEnabled(m in ("nsd", "kmeans"))
+
+    # -- results -------------------------------------------------------------------------------
+    def _set_headers(self, ndim: int) -> None:
+        u = "mm³" if ndim == 3 else "mm²"
+        heads = []
+        for key, head in _COLUMNS:
+            if key == "SIZE":
+                head = f"{'volume' if ndim == 3 else 'area'} ({u})"
+            elif key == "TOTAL":
+                head = f"total signal (a.u.·{u})"
+            heads.append(head)
+        if ndim == 2:
+            heads = [h for (k, _), h in zip(_COLUMNS, heads, strict=True) if k != "fwhm_z_mm"]
+        self.table.setColumnCount(len(heads))
+        self.table.setHorizontalHeaderLabels(heads)
+
+    def _set_results(self, results: list) -> None:
+        self.results = results
+        ndim = results[0].ndim if results else 3
+        self._set_headers(ndim)
+        keys = [k for k, _ in _COLUMNS if not (ndim == 2 and k == "fwhm_z_mm")]
+        self.table.setRowCount(len(results))
+        for i, r in enumerate(results):
+            row = r.to_row()
+            for j, k in enumerate(keys):
+                if k == "SIZE":
+                    v = r.size
+                elif k == "TOTAL":
+                    v = r.total_signal
+                else:
+                    v = row.get(k, "")
+                item = QTableWidgetItem(res.format_value(v) if not isinstance(v, float) else f"{v:.4g}")
+                if r.warnings:
+                    item.setToolTip(" ".join(r.warnings))
+                self.table.setItem(i, j, item)
+        self._update_labels()
+        if results:
+            self.status.setText(f"{len(results)} ROI(s), method {self.params.method}, noise SD "
+                                f"{results[0].noise_sd:.3g} a.u.")
+
+    def _update_labels(self) -> None:
+        layer = self.mpi_layer
+        if layer is None:
+            return
+        vol = volume_from_layer(layer)
+        lab = rois_to_label_image(vol, self.results)
+        if self._labels_layer is None or self._labels_layer not in self.viewer.layers:
+            if not self.results:
+                return
+            self._labels_layer = self.viewer.add_labels(lab, name=LABELS_LAYER, opacity=0.5)
+            self._labels_layer.metadata["mpi_viewer"] = {"modality": "MPI ROIs", "grid_of": layer.name}
+        else:
+            self._labels_layer.data = lab
+        copy_placement(layer, self._labels_layer)
+
+    # -- export --------------------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        return res.rows_from_results(self.results)
+
+    def export_csv(self, path) -> None:
+        if not self.results:
+            raise InputError("no ROIs to export: click the hot spots first")
+        res.write_csv(path, self.rows())
+
+    def save_masks(self, path) -> None:
+        if not self.results:
+            raise InputError("no ROIs to save: click the hot spots first")
+        write_masks_nifti(path, self._volume(), self.results)
+
+    def _export_csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export ROI table", "rois.csv", "CSV (*.csv)")
+        if path:
+            self._guarded(self.export_csv, path, done=f"wrote {path}")
+
+    def _save_masks_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save ROI masks", "rois.nii.gz", "NIfTI (*.nii.gz *.nii)")
+        if path:
+            self._guarded(self.save_masks, path, done=f"wrote {path}")
+
+    def _guarded(self, fn, *args, done: str = "") -> None:
+        try:
+            fn(*args)
+        except (InputError, OSError) as exc:
+            notifications.show_error(str(exc))
+            return
+        if done:
+            notifications.show_info(done)
