@@ -181,6 +181,14 @@ def mpi_layers(viewer) -> list:
     return find_layers(viewer, "MPI", "image")
 
 
+def quantify_rois(calibration, roi_results, roi_params, volume, *, iron_per_cell=None) -> list:
+    """:func:`mpi_viewer.calibration.apply_calibration` with the image's acquisition and voxel size."""
+    from mpi_viewer.calibration import apply_calibration
+
+    return apply_calibration(roi_results, calibration, acquisition=volume.acquisition, roi_params=roi_params,
+                             voxel_volume_mm3=volume.voxel_volume_mm, iron_per_cell=iron_per_cell)
+
+
 # -- the dock -----------------------------------------------------------------------------------
 class CalibrationDock(QWidget):
     """Phantoms, fit, library and iron per ROI (see the module docstring)."""
@@ -801,13 +809,11 @@ class CalibrationDock(QWidget):
             self.export_calibration(path)
 
     # -- iron per ROI ------------------------------------------------------------------------------
-    def quantify(self, roi_results=None, roi_params=None, *, iron_per_cell=None) -> list:
-        """Iron (and cells) of ROIs with the current calibration (:func:`apply_calibration`).
+    def roi_inputs(self, roi_results=None, roi_params=None):
+        """(ROI results, ROI parameters, MPI Volume) to quantify; the ROI dock's by default.
 
-        Defaults to the ROIs and parameters of the ROI dock. Raises InputError.
+        Raises InputError when there is no calibration, MPI image or ROI.
         """
-        from mpi_viewer.calibration import apply_calibration
-
         if self.calibration is None:
             raise InputError("no calibration: fit the phantoms or pick one from the library first")
         mpi = self._need_mpi()
@@ -819,10 +825,16 @@ class CalibrationDock(QWidget):
         if not roi_results:
             raise InputError("no ROIs: click the sources in the MPI ROIs dock first")
         roi_params = roi_params if roi_params is not None else self.roi_params()
-        volume = volume_from_layer(mpi)
-        out = apply_calibration(roi_results, self.calibration, acquisition=volume.acquisition, roi_params=roi_params,
-                                voxel_volume_mm3=volume.voxel_volume_mm, iron_per_cell=iron_per_cell)
-        self.applied_to = (list(roi_results), roi_params, volume)
+        return list(roi_results), roi_params, volume_from_layer(mpi)
+
+    def quantify(self, roi_results=None, roi_params=None, *, iron_per_cell=None) -> list:
+        """Iron (and cells) of ROIs with the current calibration (:func:`quantify_rois`).
+
+        Defaults to the ROIs and parameters of the ROI dock. Raises InputError.
+        """
+        rois, params, volume = self.roi_inputs(roi_results, roi_params)
+        out = quantify_rois(self.calibration, rois, params, volume, iron_per_cell=iron_per_cell)
+        self.applied_to = (rois, params, volume)
         return out
 
     def apply_to_rois(self, roi_results=None, roi_params=None) -> list:

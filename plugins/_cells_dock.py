@@ -53,6 +53,7 @@ from ._calibration_dock import (
     make_table,
     notify_error,
     notify_warning,
+    quantify_rois,
     run_task,
 )
 from ._layers import copy_placement, find_layers, meta, physical_to_world, volume_from_layer
@@ -171,7 +172,7 @@ class CellsDock(QWidget):
                                    "slices and 3-D view, index.html")
         lay.addWidget(self.report_btn)
 
-        self.compute_btn.clicked.connect(lambda: self.compute())
+        self.compute_btn.clicked.connect(lambda: self.compute())  # threaded
         self.table.itemChanged.connect(self._on_item_changed)
         for c in (self.outline_check, self.label_check, self.density_check, self.inside_check):
             c.toggled.connect(lambda *_: self.update_overlays())
@@ -193,8 +194,12 @@ class CellsDock(QWidget):
         self.ipc_radio.setChecked(True)
 
     # -- computing ----------------------------------------------------------------------------------
-    def compute(self, roi_results=None, roi_params=None) -> list:
-        """Cells per ROI with intervals, then the overlays; keeps the previous results on error."""
+    def compute(self, roi_results=None, roi_params=None, *, block: bool = False):
+        """Cells per ROI with intervals, then the overlays; keeps the previous results on error.
+
+        The numbers and the display grids are computed off the GUI thread (``block=True``:
+        here). Returns the results when ``block``, else the worker.
+        """
         try:
             cal_dock = self.calibration_dock()
             if cal_dock is None:
@@ -209,41 +214,44 @@ class CellsDock(QWidget):
             ipc = None if from_cells else self.read_iron_per_cell()
             if roi_results is None:
                 dock = cal_dock.roi_dock()
-                if dock is not None and getattr(dock, "results", None):
-                    roi_results, roi_params = list(dock.results), getattr(dock, "params", None)
-                elif cal_dock.applied_to is not None:
+                if not (dock is not None and getattr(dock, "results", None)) and cal_dock.applied_to is not None:
                     roi_results, roi_params = cal_dock.applied_to[0], cal_dock.applied_to[1]
-            res = cal_dock.quantify(roi_results, roi_params, iron_per_cell=ipc)
-            volume = cal_dock.applied_to[2]
-            used_params = cal_dock.applied_to[1]
+            rois, params, volume = cal_dock.roi_inputs(roi_results, roi_params)
+            mpi_layer = cal_dock.mpi_layer
+            transform = meta(mpi_layer).get("transform_fixed_to_moving")
+            anatomy = self.anatomy_layer(transform.get("fixed") if transform else None) if transform else None
+            fixed = volume_from_layer(anatomy) if anatomy is not None else None
         except InputError as exc:
             notify_error(exc)
-            return self.results
+            return self.results if block else None
         except Exception as exc:  # noqa: BLE001 - never let an error reach Qt
             notify_error(exc, "computing cells")
-            return self.results
-        self.results = res
-        self.iron_per_cell = ipc
-        self._calibration = cal
-        self.roi_results = list(cal_dock.applied_to[0])
-        self._volume = volume
-        self._mpi_layer = cal_dock.mpi_layer
-        self._roi_params = used_params
-        self.visible = {r.name: self.visible.get(r.name, True) for r in self.results}
-        self._fill_table()
-        try:
-            self._prepare_display()
-        except Exception as exc:  # noqa: BLE001 - never let an error reach Qt
-            notify_error(exc, "preparing the overlays")
-        self.update_overlays()
-        ipc_text = (f"iron per cell {ipc.mean_pg:g} ± {ipc.sd_pg:g} pg Fe/cell" if ipc is not None
-                    else "cells from the cell-based calibration")
-        self.info_label.setText(f"Calibration {cal.name} ({cal.kind}), {ipc_text}; density blank below "
-                                f"{fmt(self._threshold_au, 3)} a.u. (the ROI method's noise threshold).")
-        flagged = [r.name for r in res if r.warnings]
-        if flagged:
-            notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the cells table")
-        return res
+            return self.results if block else None
+
+        def work():
+            res = quantify_rois(cal, rois, params, volume, iron_per_cell=ipc)
+            disp = display_arrays(volume, cal, rois, params, ipc, transform if fixed is not None else None, fixed)
+            return res, disp
+
+        def done(out):
+            res, (labels, density, threshold) = out
+            self.results, self.iron_per_cell, self._calibration = res, ipc, cal
+            self.roi_results, self._roi_params, self._volume, self._mpi_layer = rois, params, volume, mpi_layer
+            self._labels_disp, self._density_disp, self._threshold_au = labels, density, threshold
+            self._display_layer = anatomy if fixed is not None else mpi_layer
+            self.visible = {r.name: self.visible.get(r.name, True) for r in res}
+            self._fill_table()
+            self.update_overlays()
+            ipc_text = (f"iron per cell {ipc.mean_pg:g} ± {ipc.sd_pg:g} pg Fe/cell" if ipc is not None
+                        else "cells from the cell-based calibration")
+            self.info_label.setText(f"Calibration {cal.name} ({cal.kind}), {ipc_text}; density blank below "
+                                    f"{fmt(threshold, 3)} a.u. (the ROI method's noise threshold).")
+            flagged = [r.name for r in res if r.warnings]
+            if flagged:
+                notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the cells table")
+
+        self._worker = run_task(work, on_done=done, block=block, desc="computing cells and overlays")
+        return self.results if block else self._worker
 
     def _fill_table(self) -> None:
         rows = []
@@ -299,39 +307,6 @@ class CellsDock(QWidget):
     def _visible_labels(self) -> np.ndarray:
         shown = {r.name for r in self.results if self.visible.get(r.name, True)}
         return np.array([r.label for r in self.roi_results if r.name in shown], dtype=np.uint16)
-
-    def _prepare_display(self) -> None:
-        """ROI labels and cell density on the grid they are drawn on.
-
-        With a registration, both are resampled onto the anatomy's grid through it
-        (labels nearest-neighbour, density linearly) and placed like the anatomy layer:
-        napari draws a 2-D slice of a layer whose affine mixes the sliced axis into the
-        displayed ones (a rotated MPI) without that mixing, i.e. displaced by up to a few
-        mm, whereas the anatomy's own grid is drawn exactly. Display only: every number
-        comes from the native MPI grid.
-        """
-        from mpi_viewer.roi import rois_to_label_image
-
-        vol, cal = self._volume, self._calibration
-        params = self._roi_params
-        noise = next((float(r.noise_sd) for r in self.roi_results if getattr(r, "noise_sd", None)), None)
-        if noise is None:
-            from mpi_viewer.roi import estimate_noise_sd
-
-            noise = estimate_noise_sd(vol)
-        self._threshold_au = float(getattr(params, "n_sd", 5.0) or 5.0) * noise
-        pg = self.iron_per_cell.mean_pg if self.iron_per_cell is not None else None
-        density = cell_density(vol.array, slope=cal.fit.slope, kind=cal.kind, pg_per_cell=pg,
-                               threshold_au=self._threshold_au)
-        labels = rois_to_label_image(vol, self.roi_results)
-        transform = meta(self._mpi_layer).get("transform_fixed_to_moving")
-        anatomy = self.anatomy_layer(transform.get("fixed") if transform else None)
-        if transform and anatomy is not None:
-            labels, density = _to_fixed_grid(vol, volume_from_layer(anatomy), transform, labels, density)
-            self._display_layer = anatomy
-        else:
-            self._display_layer = self._mpi_layer
-        self._labels_disp, self._density_disp = labels, density
 
     def _draw_outlines(self) -> None:
         labels = self._labels_disp
@@ -547,6 +522,32 @@ class CellsDock(QWidget):
             v.dims.point = state[1]
             v.camera.center, v.camera.zoom, v.camera.angles = state[2], state[3], state[4]
         return out
+
+
+def display_arrays(volume, calibration, roi_results, roi_params, iron_per_cell, transform, fixed):
+    """ROI labels, cell density (cells/mm³) and the density threshold (a.u.) for display.
+
+    With a registration (``transform``, fixed → moving, and the ``fixed`` anatomy
+    Volume), labels and density are resampled onto the anatomy's grid through it
+    (labels nearest-neighbour, density linearly), to be placed like the anatomy layer:
+    napari draws a 2-D slice of a layer whose affine mixes the sliced axis into the
+    displayed ones (the registered MPI) without that mixing, i.e. displaced by up to a
+    few mm, whereas the anatomy's own grid is drawn exactly. Display only: every number
+    comes from the native MPI grid. Without a registration they stay on the MPI grid.
+    """
+    from mpi_viewer.roi import estimate_noise_sd, rois_to_label_image
+
+    noise = next((float(r.noise_sd) for r in roi_results if getattr(r, "noise_sd", None)), None)
+    if noise is None:
+        noise = estimate_noise_sd(volume)
+    threshold = float(getattr(roi_params, "n_sd", 5.0) or 5.0) * noise
+    pg = iron_per_cell.mean_pg if iron_per_cell is not None else None
+    density = cell_density(volume.array, slope=calibration.fit.slope, kind=calibration.kind, pg_per_cell=pg,
+                           threshold_au=threshold)
+    labels = rois_to_label_image(volume, roi_results)
+    if transform is not None and fixed is not None:
+        labels, density = _to_fixed_grid(volume, fixed, transform, labels, density)
+    return labels, density, threshold
 
 
 def _mixes_sliced_axis(layer) -> bool:

@@ -43,7 +43,7 @@ def computed(make_napari_viewer, tmp_path, errors):
                        names=[s["name"] for s in src], on_error="skip")
     cal.apply_to_rois(rois, params)
     cells.set_iron_per_cell(study.truth["iron_per_cell_pg"], study.truth["iron_per_cell_sd_pg"])
-    res = cells.compute()
+    res = cells.compute(block=True)
     assert res and not errors
     return viewer, study, cells
 
@@ -86,7 +86,7 @@ def test_bad_iron_per_cell_is_refused_and_results_kept(computed, errors, mean_pg
     viewer, study, cells = computed
     before = [r.cells for r in cells.results]
     cells.set_iron_per_cell(mean_pg, sd_pg)
-    cells.compute()
+    cells.compute(block=True)
     assert len(errors) == 1 and "iron per cell" in errors[0]
     assert [r.cells for r in cells.results] == before
 
@@ -116,3 +116,41 @@ def test_report_folder_with_html_and_pictures(computed, errors, tmp_path):
         assert grey.mean() > 0.02, p
     assert (out / "results.csv").is_file()
     assert viewer.dims.ndisplay == 2  # the view is restored
+
+
+def test_cells_from_a_cell_based_calibration(make_napari_viewer, tmp_path, errors, qtbot):
+    """Vials as labelled-cell phantoms (cells = iron / 15 pg): the isolated source's
+    400 000 cells come straight from the line, no iron per cell needed."""
+    from mpi_viewer.plugins._calibration_dock import CalibrationDock
+    from mpi_viewer.plugins._cells_dock import CellsDock
+    from mpi_viewer.plugins._launch import load_demo
+    from mpi_viewer.plugins._layers import volume_from_layer
+
+    from mpi_viewer import roi
+    from mpi_viewer.demo import make_demo_study
+
+    viewer = make_napari_viewer()
+    study = load_demo(viewer)
+    assert study is make_demo_study()
+    cal = CalibrationDock(viewer)
+    viewer.window.add_dock_widget(cal, name="Calibration")
+    cells = CellsDock(viewer)
+    viewer.window.add_dock_widget(cells, name="Cells and report")
+    pg = study.truth["iron_per_cell_pg"]
+    cal.kind_combo.setCurrentIndex(1)  # phantoms hold cells
+    cal.set_phantoms([(v["name"], v["mpi_mm"], v["iron_ug"] * 1e6 / pg) for v in study.truth["vials"]])
+    cal.fit(block=True)
+    assert cal.calibration.kind == "cells" and cal.calibration.environment == "cells"
+    truth = study.source("isolated")
+    params = roi.ROIParams()
+    rois = roi.measure(volume_from_layer(cal.mpi_layer), [truth["mpi_mm"]], params, names=["isolated"])
+    cal.apply_to_rois(rois, params)
+
+    cells.cellcal_radio.setChecked(True)
+    cells.mean_spin.setValue(0.0)  # not used, so not an error
+    cells.compute()  # off the GUI thread, as the button does
+    qtbot.waitUntil(lambda: bool(cells.results), timeout=60000)
+    assert not errors
+    iso = cells.results[0]
+    assert iso.cells == pytest.approx(truth["cells"], rel=0.05)
+    assert "× 10⁵ cells" in cells.label_texts()[0]
