@@ -93,11 +93,13 @@ def main(argv=None) -> int:
         print(f"{'one by one (reference)':42s} {t_seq:8.2f} {1.0:8.2f}")
         print(f"{f'replay_many, {args.jobs} processes':42s} {t_par:8.2f} {t_seq / t_par:8.2f}x"
               f"   target close to {args.jobs}x")
-        per_seq = statistics.median(o.seconds for o in seq)
-        per_par = statistics.median(o.seconds for o in par)
-        print(f"median seconds per session: one by one {per_seq:.2f}, in workers {per_par:.2f}; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-              "(other work on the machine takes cores from the workers)")
+        cpu_seq = sum(o.cpu_seconds for o in seq)
+        cpu_par = sum(o.cpu_seconds for o in par)
+        print(f"CPU time of the replays: one by one {cpu_seq:.2f} s, in workers {cpu_par:.2f} s; "
+              f"cores the workers got on average: {cpu_par / t_par:.2f} of {args.jobs} "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other work on the machine)")
+        print(f"ratio if the workers had had their {args.jobs} cores: "
+              f"{t_seq / (cpu_par / args.jobs):.2f}x  (one-by-one wall time / (worker CPU time / {args.jobs}))")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -350,6 +350,7 @@ class ReplayOutcome:
     message: str = ""
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def replay_session(session: Session, *, allow_changed_inputs: bool = False) -> tuple[Recomputed, list[str], list[str]]:
@@ -367,7 +368,7 @@ def replay_session(session: Session, *, allow_changed_inputs: bool = False) -> t
 
 def replay_path(path: str | Path, allow_changed_inputs: bool = False) -> ReplayOutcome:
     """Replay one session file; never raises for bad input (status 2 with the message)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = ReplayOutcome(path=str(path), status=2)
     try:
         session = load_session(path)
@@ -381,6 +382,7 @@ def replay_path(path: str | Path, allow_changed_inputs: bool = False) -> ReplayO
         out.message = " ".join(str(exc).split())
         out.status = 2
     out.seconds = time.perf_counter() - t0
+    out.cpu_seconds = time.process_time() - c0
     return out
 
 

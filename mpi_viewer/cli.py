@@ -388,13 +388,23 @@ def _cmd_replay(args) -> int:
     """Exit 0: every number matches (relative difference ≤ 1e-9); 1: differences
     (listed on stdout); 2: bad input (one line per session on stderr)."""
     from .batch import TextProgress, replay_many
+    from .session import load_session
 
+    said = set()
+    for path in args.sessions:  # files outside a session's folder: said before they are opened
+        try:
+            for w in load_session(path).warnings:
+                print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
+                said.add(w)
+        except MPIViewerError:
+            pass  # reported with the outcome
     progress = TextProgress(sys.stderr) if len(args.sessions) > 1 else None
     outcomes = replay_many(args.sessions, jobs=args.jobs, scheduler=args.scheduler,
                            allow_changed_inputs=args.allow_changed_inputs, progress=progress)
     for o in outcomes:
         for w in o.warnings:
-            print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
+            if w not in said:
+                print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
         if o.status == 2:
             print(f"mpi-viewer: error: {_one_line(o.message)}", file=sys.stderr)
         elif o.status == 1:

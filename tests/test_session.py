@@ -238,3 +238,15 @@ def test_a_session_inside_its_folder_has_no_warning(tmp_path):
     s, spath = full_session(tmp_path)
     S.save_session(s, spath)
     assert S.load_session(spath).files_outside_folder() == []
+
+
+def test_cli_replay_announces_outside_files_before_opening_them(tmp_path, capsys):
+    shared = _file(tmp_path / "raw" / "mpi.nii.gz", "raw data elsewhere")
+    spath = tmp_path / "analysis" / "s.json"
+    s = S.Session(inputs=[S.input_file(shared, spath, role="mpi", modality="MPI")],
+                  rois=[S.ROISection("halfmax", {}, [[0, 0, 0]])])
+    S.save_session(s, spath)
+    assert main(["replay", str(spath)]) == 2  # not an image: bad input, after the note
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "outside its folder" in err[0] and "../raw/mpi.nii.gz" in err[0]
+    assert err[-1].startswith("mpi-viewer: error:")
