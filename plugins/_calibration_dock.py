@@ -594,6 +594,7 @@ class CalibrationDock(QWidget):
                 raise InputError("no phantoms: click the vials or load a phantom CSV first")
             params = self.roi_params()
             volume = volume_from_layer(mpi)
+            self._show_roi_source()
         except InputError as exc:
             notify_error(exc)
             return None

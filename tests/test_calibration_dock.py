@@ -51,18 +51,6 @@ def _half_max_slope(study) -> float:
     return float(np.mean(ratios))
 
 
-def _rois_at_truth(dock, study):
-    from mpi_viewer.plugins._layers import volume_from_layer
-
-    from mpi_viewer import roi
-
-    src = study.truth["sources"]
-    params = roi.ROIParams()
-    vol = volume_from_layer(dock.mpi_layer)
-    return roi.measure(vol, [s["mpi_mm"] for s in src], params, names=[s["name"] for s in src],
-                       on_error="skip"), params
-
-
 def test_csv_fit_slope_and_iron_of_the_isolated_source(demo, errors):
     viewer, study, paths, dock = demo
     assert dock.load_phantoms_csv(paths["phantoms"])
@@ -80,9 +68,17 @@ def test_csv_fit_slope_and_iron_of_the_isolated_source(demo, errors):
     assert dock.plot.figure is not None and len(dock.plot.figure.axes) == 2  # fit + residuals
     assert cal.tracer == study.mpi.acquisition.tracer  # prefilled from the MPI layer
 
-    rois, params = _rois_at_truth(dock, study)
-    res = dock.apply_to_rois(rois, params)
-    assert res is dock.iron_results and len(res) == len(rois)
+    # the MPI ROIs dock, seeded at the true sources: "Apply to ROIs" takes its ROIs and method
+    from mpi_viewer.plugins._roi_dock import ROIDock
+
+    roi_dock = ROIDock(viewer)
+    viewer.window.add_dock_widget(roi_dock, name="MPI ROIs")
+    for s in study.truth["sources"]:
+        roi_dock.add_seed_mm(s["mpi_mm"], name=s["name"])
+    assert len(roi_dock.results) >= 3 and not errors
+    res = dock.apply_to_rois()
+    assert res is dock.iron_results and [r.name for r in res] == [r.name for r in roi_dock.results]
+    assert "from the MPI ROIs dock" in dock.roi_label.text()
     iso = next(r for r in res if r.name == "isolated")
     truth = study.source("isolated")["iron_ug"]
     assert iso.iron_ug == pytest.approx(truth, rel=0.05)
