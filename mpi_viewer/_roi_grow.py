@@ -362,7 +362,7 @@ def one_roi(volume, arr, seed, params, noise, structure):
             raise InputError(f"seed {st}: no peak above the noise there (local maximum {g.peak_au:.3g} a.u. "
                              f"= {g.peak_au / noise:.1f} × noise SD {noise:.3g} a.u.; need {params.min_snr:g})")
         sm = _smooth(sub)
-        h = max(3.0 * noise, 0.05 * g.peak_au)
+        h = max(3.0 * noise, 0.1 * g.peak_au)
         peaks = find_peaks(sm, region, h, connectivity=conn)
         near = [k for k, p in enumerate(peaks) if np.all(np.abs(np.asarray(p) - at) <= 1.5)]
         if near:

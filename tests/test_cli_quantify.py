@@ -1,0 +1,119 @@
+"""``mpi-viewer quantify`` on the demo study written to disk: ROI totals against the
+known PSF and iron, the results CSV with units in its columns, label masks on the MPI
+grid, and bad input as exit 2 with one stderr line and nothing written."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mpi_viewer.cli import main
+from mpi_viewer.demo import make_demo_study, write_demo_study
+from mpi_viewer.results import read_csv
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("demo")
+    write_demo_study(d)
+    return d, make_demo_study()
+
+
+def _seed(xyz):
+    return "--seed=" + ",".join(f"{v:.4f}" for v in xyz)
+
+
+def _expected(study, src):
+    sigma = np.asarray(study.truth["psf_fwhm_mm"]) / (2 * math.sqrt(2 * math.log(2)))
+    amp = study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"] / ((2 * math.pi) ** 1.5 * np.prod(sigma))
+    clean = study.render_sources([src["mpi_mm"]], [src["iron_ug"]])
+    return float(clean[clean >= 0.5 * amp].sum()) * study.mpi.voxel_volume_mm
+
+
+def test_quantify_writes_csv_and_masks(demo_dir, tmp_path, capsys):
+    import SimpleITK as sitk
+
+    d, study = demo_dir
+    iso, weak = study.source("isolated"), study.source("weak")
+    out, masks = tmp_path / "r.csv", tmp_path / "m.nii.gz"
+    rc = main(["quantify", str(d / "mpi.nii.gz"), _seed(np.add(iso["mpi_mm"], 0.5)), _seed(weak["mpi_mm"]),
+               "-o", str(out), "--masks", str(masks)])
+    assert rc == 0
+    rows = read_csv(out)
+    assert [r["name"] for r in rows] == ["roi_1", "roi_2"]
+    assert float(rows[0]["total_signal_au_mm3"]) == pytest.approx(_expected(study, iso), rel=0.02)
+    assert "shared_signal" in rows[1]["flags"]
+    for col in ("peak_au", "mean_au", "volume_mm3", "snr", "fwhm_x_mm", "fwhm_y_mm", "fwhm_z_mm", "noise_sd_au"):
+        assert col in rows[0]
+    lab = sitk.ReadImage(str(masks))
+    assert lab.GetSize() == study.mpi.image.GetSize()
+    np.testing.assert_allclose(lab.GetOrigin(), study.mpi.origin_mm, atol=1e-4)
+    a = sitk.GetArrayFromImage(lab)
+    assert int((a == 1).sum()) == int(rows[0]["n_voxels"])
+    assert "roi_1: total signal" in capsys.readouterr().out
+
+
+def test_quantify_nsd_and_noise_sd(demo_dir, tmp_path):
+    d, study = demo_dir
+    iso = study.source("isolated")
+    out = tmp_path / "r.csv"
+    assert main(["quantify", str(d / "mpi.nii.gz"), _seed(iso["mpi_mm"]), "--method", "nsd", "--noise-sd", "1.5",
+                 "-o", str(out)]) == 0
+    row = read_csv(out)[0]
+    assert float(row["threshold_au"]) == pytest.approx(7.5)
+    clean = study.render_sources([iso["mpi_mm"]], [iso["iron_ug"]])
+    assert float(row["total_signal_au_mm3"]) == pytest.approx(clean[clean >= 7.5].sum() * 0.125, rel=0.02)
+
+
+def test_quantify_2d_array_with_spacing_flag(tmp_path, capsys):
+    n = 64
+    y, x = np.mgrid[0:n, 0:n] * 0.3125
+    img = 10 * np.exp(-0.5 * (((x - 10.0) / 0.7) ** 2 + ((y - 8.0) / 0.9) ** 2))
+    img += np.random.default_rng(1).normal(0, 0.1, img.shape)
+    p = tmp_path / "mpi_blob.npy"
+    np.save(p, img.astype(np.float32))
+    out = tmp_path / "r.csv"
+    rc = main(["quantify", str(p), "--seed=10.3,8.2", "--spacing-mm", "0.3125,0.3125", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    row = read_csv(out)[0]
+    assert "area_mm2" in row and "total_signal_au_mm2" in row and "fwhm_z_mm" not in row
+    # half the total signal of a 2-D Gaussian lies inside its half-maximum ellipse
+    total = 10 * 2 * math.pi * 0.7 * 0.9
+    assert float(row["total_signal_au_mm2"]) == pytest.approx(0.5 * total, rel=0.03)
+    # a 3-D seed on the 2-D image
+    assert main(["quantify", str(p), "--seed=10,8,0", "--spacing-mm", "0.3125,0.3125", "-o", str(out)]) == 2
+    assert "expected 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed=1,2"], "expected 3"),
+    (["--seed=500,0,0"], "outside the image"),
+    ([], "at least one --seed"),
+    (["--seed=0,0,0", "--fraction", "2"], "fraction"),
+    (["--seed=0,0,0", "--saturation-curve", "/nonexistent.csv"], "no such saturation-curve"),
+])
+def test_quantify_bad_input_exit_2_one_line_nothing_written(demo_dir, tmp_path, capsys, args, words):
+    d, _ = demo_dir
+    out = tmp_path / "r.csv"
+    capsys.readouterr()
+    assert main(["quantify", str(d / "mpi.nii.gz"), *args, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+    assert not out.exists()
+
+
+def test_quantify_background_click_exit_2(demo_dir, tmp_path, capsys):
+    d, study = demo_dir
+    bg = np.add(study.source("isolated")["mpi_mm"], [0, 0, -12.0])
+    out = tmp_path / "r.csv"
+    assert main(["quantify", str(d / "mpi.nii.gz"), _seed(bg), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no peak above the noise" in err[0]
+    assert not out.exists()
+
+
+def test_quantify_help_names_the_default_method(capsys):
+    with pytest.raises(SystemExit):
+        main(["quantify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default halfmax" in text and "Sehl" in text
