@@ -94,7 +94,7 @@ def test_mutated_sessions_parse_or_give_input_error(valid, data):
     _parse_only_input_error(json.dumps(_mutate(doc, data)))
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_sessions_replay_without_crashing(valid, data, tmp_path_factory):
     """Mutations aimed at the analysis sections; whatever parses is replayed in full."""
