@@ -325,6 +325,9 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--fraction", type=float, default=0.5, help="halfmax: threshold fraction of the peak (default 0.5)")
     p.add_argument("--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)")
     p.add_argument("--noise-sd", type=float, metavar="AU", help="noise SD in a.u. (default: estimated)")
+    p.add_argument("--no-split", action="store_true", help="do not split regions holding several sources")
+    p.add_argument("--saturation-curve", metavar="CSV",
+                   help="receiver response (measured,true signal), applied before any statistic")
     _add_fit_flags(p)
     p.add_argument("--name", help="calibration name (default: the phantom file's name)")
     p.add_argument("--tracer", help="tracer (default: the image's metadata)")
@@ -341,10 +344,9 @@ def _cmd_calibrate(args) -> int:
     from pathlib import Path
 
     from . import calibration as cal
-    from .roi import ROIParams
     from .volume import read_volume
 
-    params = ROIParams(method=args.method, fraction=args.fraction, n_sd=args.n_sd, noise_sd=args.noise_sd)
+    params = _quantify_params(args)  # the same ROI parameters quantify builds from the same flags
     out = Path(args.output)
     if Path(args.phantoms).resolve() == out.resolve():
         raise InputError(f"{out}: refusing to overwrite the phantom file")
