@@ -19,6 +19,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+from napari.viewer import Viewer
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -424,3 +425,28 @@ class SessionDock(QWidget):
                 pass
             self.autosave_now()
         return ok
+
+
+# -- File menu actions ------------------------------------------------------------------------------
+def _session_dock_of(viewer) -> SessionDock:
+    """The viewer's Session dock, opened if it is not."""
+    for w in (viewer.window.dock_widgets.values() if hasattr(viewer.window, "dock_widgets") else []):
+        if isinstance(w, SessionDock):
+            return w
+    _, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", "Session")
+    return widget
+
+
+def open_session_action(viewer: Viewer) -> None:
+    """File ▸ Open mpi-viewer session…"""
+    _session_dock_of(viewer)._open_clicked()
+
+
+def save_session_action(viewer: Viewer) -> None:
+    """File ▸ Save mpi-viewer session"""
+    _session_dock_of(viewer)._save_clicked()
+
+
+def save_session_as_action(viewer: Viewer) -> None:
+    """File ▸ Save mpi-viewer session as…"""
+    _session_dock_of(viewer)._save_as_clicked()

@@ -157,3 +157,22 @@ def test_recovery_after_a_killed_process(make_napari_viewer, demo_session, _reco
     assert viewer.layers["mpi"].opacity == pytest.approx(0.4)
     assert viewer.layers["mpi"].colormap.name == "magma"
     assert dock.rows == S.load_session(demo_session).results and dock.differences == []
+
+
+def test_file_menu_offers_session_open_and_save(make_napari_viewer):
+    from mpi_viewer.plugins._session_dock import SessionDock, _session_dock_of
+
+    viewer = make_napari_viewer()
+    texts = []
+
+    def walk(menu):
+        for a in menu.actions():
+            texts.append(a.text())
+            if a.menu():
+                walk(a.menu())
+
+    walk(viewer.window.file_menu)
+    for title in ("Open mpi-viewer session", "Save mpi-viewer session", "Save mpi-viewer session as"):
+        assert any(t.startswith(title) for t in texts), title
+    dock = _session_dock_of(viewer)  # the menu actions open the dock once and reuse it
+    assert isinstance(dock, SessionDock) and _session_dock_of(viewer) is dock
