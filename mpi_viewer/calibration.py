@@ -149,6 +149,77 @@ def phantoms_outside(volume, phantoms, *, raise_error: bool = True) -> list[str]
     return out
 
 
+def phantoms_from_template(volume, template, iron_ug, *, tolerance_mm: float = 1.5,
+                           min_count: int = 2) -> tuple[list[Phantom], Any]:
+    """Phantom positions from a phantom-holder template found in the MPI image.
+
+    The holder's fiducials are detected as hot spots
+    (:func:`mpi_viewer.molds.detect_fiducials`), matched to the template
+    (:func:`mpi_viewer.molds.match_fiducials`: the template → image pose), and the
+    template's wells are carried into the image by that pose.
+
+    Parameters
+    ----------
+    volume : Volume
+        The MPI image holding the phantom holder.
+    template : str, Path or Template
+        A template with ``wells`` (e.g. ``"phantom_holder_7well_v1"``).
+    iron_ug : dict or sequence
+        Iron per well (µg): ``{well name: µg}`` (wells left out are empty) or one
+        value per well in template order (``None`` for an empty well).
+    tolerance_mm : float
+        Fiducial matching tolerance, mm.
+    min_count : int
+        Fewest filled wells accepted.
+
+    Returns
+    -------
+    phantoms : list of Phantom
+        Filled wells, centres in the MPI's physical frame (mm).
+    match : MoldMatch
+        The pose and its residuals (to show the user).
+
+    Raises
+    ------
+    InputError
+        A template without wells, holder fiducials not found or ambiguous, unknown
+        well names, negative iron, too few filled wells, a well outside the image.
+    """
+    from . import molds
+
+    t = molds.load_template(template)
+    wells = list(t.wells)
+    if not wells:
+        raise InputError(f"template {t.name!r} has no phantom wells")
+    names = [str(w["name"]) for w in wells]
+    if isinstance(iron_ug, dict):
+        unknown = sorted(set(iron_ug) - set(names))
+        if unknown:
+            raise InputError(f"template {t.name!r} has no well(s) {', '.join(unknown)} (wells: {', '.join(names)})")
+        amounts = [iron_ug.get(n) for n in names]
+    else:
+        amounts = list(iron_ug)
+        if len(amounts) != len(names):
+            raise InputError(f"template {t.name!r} has {len(names)} wells, {len(amounts)} iron values given")
+    match = molds.match_fiducials(molds.detect_fiducials(volume, t, modality="MPI"), t, tolerance_mm=tolerance_mm)
+    pos = match.template_to_image([w["position_mm"] for w in wells])
+    phantoms = []
+    for name, p, fe in zip(names, pos, amounts, strict=True):
+        if fe is None:
+            continue
+        try:
+            fe = float(fe)
+        except (TypeError, ValueError):
+            raise InputError(f"well {name}: iron {fe!r} µg is not a number") from None
+        if not math.isfinite(fe) or fe < 0:
+            raise InputError(f"well {name}: iron {fe!r} µg must be a finite number ≥ 0")
+        phantoms.append(Phantom(name, tuple(float(v) for v in p), fe))  # type: ignore[arg-type]
+    if len(phantoms) < min_count:
+        raise InputError(f"template {t.name!r}: {len(phantoms)} filled well(s), at least {min_count} needed")
+    phantoms_outside(volume, phantoms)
+    return phantoms, match
+
+
 # -- calibration points -------------------------------------------------------------------
 @dataclass
 class CalibrationPoint:
