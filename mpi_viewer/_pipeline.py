@@ -149,6 +149,9 @@ def run_rois(session: Session, volumes: dict[str, Any]) -> list[tuple[ROISection
 
     out = []
     for sec in session.rois:
+        if sec.masks:
+            raise InputError(f"ROIs {', '.join(m.name for m in sec.masks)}: painted masks are recorded "
+                             "(with their hashes) but this mpi-viewer cannot measure them in a replay yet")
         vol = volumes[sec.image]
         params = roi_params(sec.params)
         names = sec.names or None
