@@ -102,6 +102,9 @@ class ROIDock(QWidget):
         self.fraction = _spin(0.05, 0.95, 0.5, 2, 0.05, " of peak")
         self.n_sd = _spin(0.5, 100, 5.0, 1, 0.5, " × SD")
         self.noise_sd = _spin(0.0, 1e9, 0.0, 4, 0.1, " a.u.", special="automatic")
+        self.background = QComboBox()
+        self.background.setToolTip("A Labels layer painted on the MPI grid over background only: "
+                                   "the noise SD is the SD of its voxels (Ureña Horno 2025)")
         self.radius = _spin(0.1, 100, 3.0, 1, 0.5, " mm")
         self.split = QCheckBox("split nearby sources (subtract neighbours' PSF)")
         self.split.setChecked(True)
@@ -114,6 +117,7 @@ class ROIDock(QWidget):
         form.addRow("half-max fraction", self.fraction)
         form.addRow("n·SD threshold", self.n_sd)
         form.addRow("noise SD", self.noise_sd)
+        form.addRow("noise from background", self.background)
         form.addRow("search radius", self.radius)
         form.addRow(self.split)
 
@@ -154,6 +158,7 @@ class ROIDock(QWidget):
             w.valueChanged.connect(self._on_params_changed)
         self.method.currentIndexChanged.connect(self._on_params_changed)
         self.split.toggled.connect(self._on_params_changed)
+        self.background.currentIndexChanged.connect(self._on_params_changed)
         self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -167,6 +172,16 @@ class ROIDock(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def _refresh_layers(self, event=None) -> None:
+        bg = self.background.currentText()
+        bg_names = ["(automatic estimate)"] + [lyr.name for lyr in find_layers(self.viewer, kind="labels")
+                                                if lyr.name != LABELS_LAYER]
+        if bg_names != [self.background.itemText(i) for i in range(self.background.count())]:
+            self.background.blockSignals(True)
+            self.background.clear()
+            self.background.addItems(bg_names)
+            if bg in bg_names:
+                self.background.setCurrentText(bg)
+            self.background.blockSignals(False)
         current = self.layer_combo.currentText()
         mpi = [lyr.name for lyr in find_layers(self.viewer, "MPI")]
         others = [lyr.name for lyr in find_layers(self.viewer) if lyr.name not in mpi]
@@ -320,12 +335,26 @@ class ROIDock(QWidget):
             self._syncing = False
 
     # -- parameters ----------------------------------------------------------------------------
+    def _background_mask(self):
+        name = self.background.currentText()
+        if self.background.currentIndex() <= 0 or name not in self.viewer.layers:
+            return None
+        mask = np.asarray(self.viewer.layers[name].data) > 0
+        vol = self._volume()
+        if mask.shape != tuple(vol.shape):
+            raise InputError(f"background layer {name!r} of shape {mask.shape} is not on the MPI grid "
+                             f"{tuple(vol.shape)}: paint it on a Labels layer made from the MPI")
+        if not mask.any():
+            raise InputError(f"background layer {name!r} is empty: paint some background voxels")
+        return mask
+
     def _on_params_changed(self, *_):
         try:
             self.params = ROIParams(
                 method=self.method.currentData(), fraction=self.fraction.value(), n_sd=self.n_sd.value(),
                 noise_sd=self.noise_sd.value() or None, split_sources=self.split.isChecked(),
-                search_radius_mm=self.radius.value(), saturation_curve=self.params.saturation_curve)
+                search_radius_mm=self.radius.value(), saturation_curve=self.params.saturation_curve,
+                background_mask=self._background_mask())
         except InputError as exc:
             notifications.show_error(str(exc))
             return

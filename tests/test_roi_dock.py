@@ -77,6 +77,15 @@ def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_pa
     assert dock.params.method == "nsd" and all(x.method == "nsd" for x in dock.results)
     dock.method.setCurrentIndex(0)
 
+    # noise SD from a background the user paints on the MPI grid (a corner: noise only)
+    bg_lab = np.zeros(study.mpi.shape, np.uint8)
+    bg_lab[:20, :20, :20] = 1
+    viewer.add_labels(bg_lab, name="background")
+    dock.background.setCurrentText("background")
+    assert dock.params.background_mask is not None
+    assert dock.results[0].noise_sd == pytest.approx(study.truth["noise_sd_au"], rel=0.05)
+    assert dock.results[0].noise_sd == pytest.approx(float(study.mpi.array[:20, :20, :20].std(ddof=1)))
+
     dock.export_csv(tmp_path / "rois.csv")
     rows = read_csv(tmp_path / "rois.csv")
     assert len(rows) == 2 and float(rows[0]["total_signal_au_mm3"]) == pytest.approx(r.total_signal, rel=1e-5)
