@@ -194,7 +194,8 @@ def grow_region(arr, peak: tuple[int, ...], params, noise: float, structure, see
         kbox = _box(arr, klo, khi, curve)
         thr = kmeans_threshold(kbox[kbox <= hm.peak_au], int(params.kmeans_clusters))
         # never below the n·SD noise threshold: a faint source's classes are noise
-        thr = max(thr, float(params.n_sd) * noise)
+        if math.isfinite(noise):
+            thr = max(thr, float(params.n_sd) * noise)
         return grow_region(arr, peak, params, noise, structure, seed_text, fixed_threshold=thr)
     ext = np.full(d, 8)
     lo = np.maximum(pk - ext, 0)
@@ -355,14 +356,14 @@ def one_roi(volume, arr, seed, params, noise, structure):
         g = grow_region(arr, own_peak, params, noise, structure, st)
         sub, region = g.sub, g.region
         at = tuple(int(v) for v in np.asarray(own_peak) - g.lo)
-        if g.peak_au < float(params.min_snr) * noise:
+        if g.peak_au <= 0 or g.peak_au < float(params.min_snr) * noise:
             if cand is not None and own_peak == cand:
                 own_peak, cand = signal_peak, None
                 continue
             raise InputError(f"seed {st}: no peak above the noise there (local maximum {g.peak_au:.3g} a.u. "
                              f"= {g.peak_au / noise:.1f} × noise SD {noise:.3g} a.u.; need {params.min_snr:g})")
         sm = _smooth(sub)
-        h = max(3.0 * noise, 0.1 * g.peak_au)
+        h = max(3.0 * noise, 0.1 * g.peak_au) if math.isfinite(noise) else 0.1 * g.peak_au
         peaks = find_peaks(sm, region, h, connectivity=conn)
         near = [k for k, p in enumerate(peaks) if np.all(np.abs(np.asarray(p) - at) <= 1.5)]
         if near:
@@ -379,7 +380,8 @@ def one_roi(volume, arr, seed, params, noise, structure):
             sigma0 = _half_widths(sm, peaks[int(np.argmax([sm[p] for p in peaks]))]) / math.sqrt(2 * math.log(2))
             fit_mask = ndi.binary_dilation(region, structure=structure, iterations=2) & np.isfinite(sub)
             models, amps = fit_gaussians(np.nan_to_num(sub), peaks, fit_mask, sigma0)
-            if cand is not None and own_peak == cand and amps[own] < float(params.min_snr) * noise:
+            floor = float(params.min_snr) * noise if math.isfinite(noise) else 0.05 * g.peak_au
+            if cand is not None and own_peak == cand and amps[own] < floor:
                 own_peak, cand = signal_peak, None  # the "shoulder" was the flank itself
                 continue
         break
@@ -506,9 +508,16 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
 
 
 def _noise_for(arr, params) -> float:
+    """The noise SD; NaN for a noiseless image under half maximum (which needs none)."""
     if params.noise_sd is not None:
         return float(params.noise_sd)
-    return noise_sd(arr, mask=params.background_mask, bbox=params.background_bbox)
+    user_region = params.background_mask is not None or params.background_bbox is not None
+    try:
+        return noise_sd(arr, mask=params.background_mask, bbox=params.background_bbox)
+    except InputError:
+        if params.method != "halfmax" or user_region:
+            raise
+        return float("nan")
 
 
 def _flag_touching(results, d: int, structure) -> None:

@@ -275,3 +275,12 @@ def test_results_csv_has_units_in_columns(study, tmp_path):
     for col in ("peak_au", "mean_au", "volume_mm3", "snr", "fwhm_x_mm", "fwhm_z_mm", "iron_ug"):
         assert col in back[0]
     assert res.header_label("total_signal_au_mm3") == "total signal (a.u.·mm³)"
+
+
+def test_noiseless_image_halfmax_works_without_noise_estimate():
+    vol, amp, img = _gauss_2d(noise=0.0)
+    vol = vol.with_array(np.where(img < 1e-3, 0, img).astype(np.float32))  # zero background: no noise
+    r = grow_roi(vol, (0.2, 0.1))
+    assert r.total_signal == pytest.approx(250.0, rel=0.02) and math.isnan(r.snr)
+    with pytest.raises(InputError, match="noise SD"):
+        grow_roi(vol, (0.2, 0.1), ROIParams(method="nsd"))
