@@ -1,16 +1,20 @@
-"""Nearby sources in one region: find their peaks, model them, split the region.
+"""Nearby sources in one region: find their peaks and model them.
 
-A weak source beside a strong one shares its half-maximum region with it (Sehl et
-al., Tomography 2020, fig. 5, doi:10.18383/j.tom.2020.00043). Here:
+A weak source beside a strong one shares its half-maximum region with it, often
+without a maximum of its own (Sehl et al., Tomography 2020, fig. 5,
+doi:10.18383/j.tom.2020.00043). Here:
 
 1. :func:`find_peaks` — the region's maxima whose dynamic (height above the saddle to
-   a higher peak) exceeds ``h`` (morphological h-maxima of the smoothed signal);
+   a higher peak) exceeds ``h`` (morphological h-maxima of the smoothed signal); the
+   caller adds the clicked source's own peak, found on the curvature (negative
+   Laplacian of Gaussian) when it is only a shoulder;
 2. :func:`fit_gaussians` — a sum of axis-aligned Gaussians (the point-spread model,
    one per peak, own amplitude, centre and widths) plus a constant background,
-   fitted by least squares to the region's neighbourhood;
+   fitted by least squares (analytic Jacobian) to the region's neighbourhood;
 3. the caller subtracts the *other* peaks' models (their tails inside this source's
-   ROI) and :func:`watershed_basin` keeps the ROI inside its own peak's catchment
-   basin, so neighbouring ROIs never overlap.
+   region), thresholds what is left from the source's own peak, and gives voxels in a
+   neighbour's own core, where the neighbour's model dominates, to the neighbour, so
+   neighbouring ROIs never overlap.
 """
 
 from __future__ import annotations
@@ -122,20 +126,3 @@ def fit_gaussians(sub: np.ndarray, peaks: list[tuple[int, ...]], fit_mask: np.nd
         qk = np.concatenate([q[k * (1 + 2 * d) : (k + 1) * (1 + 2 * d)], [0.0]])
         models.append(_model(qk, full, 1, d).astype(np.float32))
     return models, [float(q[k * (1 + 2 * d)]) for k in range(n)]
-
-
-def watershed_basin(smoothed: np.ndarray, mask: np.ndarray, peaks: list[tuple[int, ...]], own: int,
-                    *, connectivity: int) -> np.ndarray:
-    """The part of ``mask`` in peak ``own``'s catchment basin (watershed on −signal)."""
-    from scipy import ndimage as ndi
-    from skimage.segmentation import watershed
-
-    markers = np.zeros(smoothed.shape, dtype=np.int32)
-    for k, p in enumerate(peaks, start=1):
-        markers[p] = k
-    m = mask.copy()
-    for p in peaks:
-        m[p] = True
-    lab = watershed(-smoothed.astype(np.float64), markers=markers, mask=m,
-                    connectivity=ndi.generate_binary_structure(smoothed.ndim, connectivity))
-    return lab == own + 1

@@ -18,9 +18,12 @@ interest (ROI) and its signal statistics:
      MPI signal, H. Hayat et al., "Magnetic particle imaging…", 2021);
 
 3. when that region holds other peaks (a weak source beside a strong one, Sehl et al.
-   2020 fig. 5), fit a Gaussian point-spread model to every peak, subtract the
-   neighbours' models, and split what is left between the peaks by a watershed on the
-   signal; the ROI is flagged ``shared_signal`` and the subtracted signal reported;
+   2020 fig. 5: the weak one is often only a shoulder, found as a maximum of the
+   curvature, the negative Laplacian of Gaussian), fit a Gaussian point-spread model
+   to every peak, subtract the neighbours' models and threshold what is left from the
+   source's own peak; the ROI is flagged ``shared_signal`` and the subtracted signal
+   reported (``neighbour_signal``). Extended structures (rings, vessels) can hold
+   several maxima: turn ``split_sources`` off for them;
 4. statistics: peak (sub-voxel), mean, volume (mm³; area mm² in 2-D), total signal =
    mean × volume (a.u.·mm³), SNR = peak / noise SD, FWHM per axis from a Lorentzian
    fit of the line profile through the peak (Ureña Horno et al. 2025).
