@@ -10,7 +10,8 @@ phantoms, and fit lines *not* forced through the origin.
 
 The pieces, each usable on its own:
 
-- :func:`read_phantoms_csv` → :class:`Phantom` (``name,x,y,z,iron_ug``, MPI mm);
+- :func:`read_phantoms_csv` → :class:`Phantom` (``name,x,y,z,iron_ug``, MPI mm), or
+  :func:`phantoms_from_template` (a phantom-holder template found in the MPI);
 - :func:`measure_phantoms` → :class:`CalibrationPoint` measured with exactly the ROI
   method and parameters used for the targets (:func:`mpi_viewer.roi.measure`);
 - :func:`fit_calibration` → :class:`CalibrationFit`: ``signal = slope × x + intercept``
