@@ -12,6 +12,8 @@ the calibration dock reads.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from napari.utils import notifications
 from qtpy.QtWidgets import (
@@ -106,6 +108,10 @@ class ROIDock(QWidget):
         self.background.setToolTip("A Labels layer painted on the MPI grid over background only: "
                                    "the noise SD is the SD of its voxels (Ureña Horno 2025)")
         self.radius = _spin(0.1, 100, 3.0, 1, 0.5, " mm")
+        self.sat_btn = QPushButton("Saturation curve CSV…")
+        self.sat_btn.setToolTip("Receiver response (measured,true signal), applied before any statistic "
+                                "(Ureña Horno 2025)")
+        self.sat_btn.clicked.connect(self._saturation_dialog)
         self.split = QCheckBox("split nearby sources (subtract neighbours' PSF)")
         self.split.setChecked(True)
         self.status = QLabel("Pick the MPI layer, then click near each hot spot.")
@@ -119,6 +125,7 @@ class ROIDock(QWidget):
         form.addRow("noise SD", self.noise_sd)
         form.addRow("noise from background", self.background)
         form.addRow("search radius", self.radius)
+        form.addRow("receiver saturation", self.sat_btn)
         form.addRow(self.split)
 
         self.click_btn = QPushButton("Click seeds")
@@ -420,6 +427,23 @@ class ROIDock(QWidget):
         else:
             self._labels_layer.data = lab
         copy_placement(layer, self._labels_layer)
+
+    def load_saturation_curve(self, path) -> None:
+        """Correct the MPI for receiver saturation with a measured curve (None: no correction)."""
+        from mpi_viewer.roi import SaturationCurve
+
+        curve = SaturationCurve.from_csv(path) if path else None
+        self.params = ROIParams.from_dict({**self.params.to_dict(), "saturation_curve": None})
+        self.params.saturation_curve = curve
+        self.params.background_mask = self._background_mask()
+        self.sat_btn.setText(f"Saturation: {Path(path).name}" if path else "Saturation curve CSV…")
+        if self._seeds_mm:
+            self.recompute()
+
+    def _saturation_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Receiver saturation curve", "", "CSV (*.csv)")
+        if path:
+            self._guarded(self.load_saturation_curve, path)
 
     # -- export --------------------------------------------------------------------------------
     def rows(self) -> list[dict]:

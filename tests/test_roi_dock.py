@@ -86,6 +86,14 @@ def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_pa
     assert dock.results[0].noise_sd == pytest.approx(study.truth["noise_sd_au"], rel=0.05)
     assert dock.results[0].noise_sd == pytest.approx(float(study.mpi.array[:20, :20, :20].std(ddof=1)))
 
+    # a linear receiver (identity curve) changes nothing
+    before = [x.total_signal for x in dock.results]
+    (tmp_path / "curve.csv").write_text("measured_au,true_au\n-100,-100\n0,0\n5000,5000\n")
+    dock.load_saturation_curve(tmp_path / "curve.csv")
+    assert dock.params.saturation_curve is not None
+    np.testing.assert_allclose([x.total_signal for x in dock.results], before, rtol=1e-5)
+    assert not any("saturated" in x.flags for x in dock.results)
+
     dock.export_csv(tmp_path / "rois.csv")
     rows = read_csv(tmp_path / "rois.csv")
     assert len(rows) == 2 and float(rows[0]["total_signal_au_mm3"]) == pytest.approx(r.total_signal, rel=1e-5)
