@@ -582,6 +582,59 @@ class CalibrationDock(QWidget):
         if path:
             self.load_phantoms_csv(path)
 
+    # -- session ---------------------------------------------------------------------------------------
+    def options(self) -> dict:
+        """The fit options as :meth:`Calibration.from_points` takes them (sessions store them)."""
+        single = self.single_check.isChecked()
+        return {"name": self.name_edit.text() or "calibration", "kind": self._kind(),
+                "through_origin": self.origin_check.isChecked() or single,
+                "weighting": "relative" if self.weight_combo.currentIndex() == 1 else "ols",
+                "mode": "single_reference" if single else "line",
+                "reference": (self.reference_combo.currentText() or None) if single else None,
+                "tracer": self.tracer_edit.text() or None, "tracer_lot": self.lot_edit.text() or None,
+                "environment": self.env_combo.currentText(), "preparation": self.prep_combo.currentText()}
+
+    def state(self) -> dict:
+        """Phantoms (name, MPI mm, amount), fit options, the ROI parameters the phantoms were
+        measured with and the calibration with its raw points (``Calibration.to_dict()``)."""
+        return {"layer": self.mpi_combo.currentText(), "options": self.options(),
+                "phantoms": [[p.name, list(p.xyz_mm), p.iron_ug] for p in self.phantoms()],
+                "roi_params": None if self.roi_params_used is None else self.roi_params_used.to_dict(),
+                "calibration": None if self.calibration is None else self.calibration.to_dict()}
+
+    def restore(self, state: dict) -> None:
+        """Set options, phantoms and calibration of :meth:`state` (no refit; errors: notifications)."""
+        from mpi_viewer.calibration import Calibration
+        from mpi_viewer.roi import ROIParams
+
+        try:
+            o = state.get("options") or {}
+            if state.get("layer"):
+                self.mpi_combo.setCurrentText(state["layer"])
+            self.kind_combo.blockSignals(True)
+            self.kind_combo.setCurrentIndex(0 if o.get("kind", "iron") == "iron" else 1)
+            self.kind_combo.blockSignals(False)
+            self.origin_check.setChecked(bool(o.get("through_origin")) and o.get("mode") != "single_reference")
+            self.weight_combo.setCurrentIndex(1 if o.get("weighting") == "relative" else 0)
+            self.single_check.setChecked(o.get("mode") == "single_reference")
+            self.name_edit.setText(o.get("name") or "calibration")
+            self.tracer_edit.setText(o.get("tracer") or "")
+            self.lot_edit.setText(o.get("tracer_lot") or "")
+            self.env_combo.setCurrentText(o.get("environment") or "solution")
+            self.prep_combo.setCurrentText(o.get("preparation") or "fixed_concentration")
+            if state.get("phantoms") and self.mpi_layer is not None:
+                self.set_phantoms([(n, xyz, a) for n, xyz, a in state["phantoms"]])
+            if o.get("reference"):
+                self.reference_combo.setCurrentText(o["reference"])
+            rp = state.get("roi_params")
+            self.roi_params_used = ROIParams.from_dict(rp) if rp is not None else None
+            if state.get("calibration"):
+                cal = Calibration.from_dict(state["calibration"], source="session calibration")
+                self.points = list(cal.points)
+                self.set_calibration(cal)
+        except (InputError, KeyError, TypeError, ValueError) as exc:
+            notify_error(exc, "calibration not restored")
+
     # -- measuring and fitting ---------------------------------------------------------------------
     def measure(self, *, block: bool = False, then=None):
         """Measure every phantom with the ROI dock's method (off the GUI thread)."""

@@ -193,6 +193,24 @@ class CellsDock(QWidget):
         self.sd_spin.setValue(float(sd_pg))
         self.ipc_radio.setChecked(True)
 
+    def state(self) -> dict:
+        """Iron per cell (``IronPerCell.to_dict()`` keys, pg Fe/cell) or the cell-based choice."""
+        return {"mean_pg": self.mean_spin.value(), "sd_pg": self.sd_spin.value(),
+                "from_cells": self.cellcal_radio.isChecked()}
+
+    def restore(self, state: dict, *, block: bool = False) -> None:
+        """Set the iron per cell of :meth:`state`; recompute cells and overlays when a
+        calibration is there (errors: notifications)."""
+        try:
+            self.set_iron_per_cell(float(state["mean_pg"]), float(state.get("sd_pg", 0.0)))
+            self.cellcal_radio.setChecked(bool(state.get("from_cells")))
+        except (KeyError, TypeError, ValueError) as exc:
+            notify_error(exc, "iron per cell not restored")
+            return
+        cal_dock = self.calibration_dock()
+        if cal_dock is not None and cal_dock.calibration is not None:
+            self.compute(block=block)
+
     # -- computing ----------------------------------------------------------------------------------
     def compute(self, roi_results=None, roi_params=None, *, block: bool = False):
         """Cells per ROI with intervals, then the overlays; keeps the previous results on error.

@@ -376,6 +376,25 @@ class RegistrationDock(QWidget):
                 "rms_fre_mm": None if self.fit is None else float(self.fit.rms_fre_mm),
                 "fixed": self.pairs.fixed_image.name, "moving": self.pairs.moving_image.name}
 
+    def state(self) -> dict:
+        """:meth:`landmarks` plus :attr:`params` (``RegistrationParams.to_dict()``), for sessions."""
+        return {**self.landmarks(), "params": self.params.to_dict()}
+
+    def restore(self, state: dict) -> None:
+        """Set the parameters and the fiducial pairs of :meth:`state`, then fit (errors: notifications)."""
+        try:
+            p = _reg().RegistrationParams.from_dict(state.get("params") or {"model": state.get("model", "rigid")})
+            self.fle_spin.setValue(p.fle_mm)
+            self.tol_spin.setValue(p.fre_tolerance_mm)
+            if state.get("names"):
+                self.load_pairs(state["names"], state["fixed_xyz_mm"], state["moving_xyz_mm"],
+                                fixed_layer=state.get("fixed"), moving_layer=state.get("moving"),
+                                excluded=state.get("excluded", ()), model=state.get("model", p.model))
+            else:
+                self.model_combo.setCurrentText(state.get("model", p.model))
+        except (MPIViewerError, KeyError, TypeError, ValueError) as exc:
+            show_error(f"Fiducial registration: landmarks not restored ({exc})")
+
     def _set_state(self, st: PairState) -> None:
         self._busy = True
         try:

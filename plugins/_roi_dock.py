@@ -445,6 +445,44 @@ class ROIDock(QWidget):
         if path:
             self._guarded(self.load_saturation_curve, path)
 
+    # -- session -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """The dock as the session stores it: MPI layer, ``ROIParams.to_dict()``, seeds
+        (MPI physical mm, x, y, z) and ROI names."""
+        return {"layer": self.layer_combo.currentText(), "params": self.params.to_dict(),
+                "seeds_xyz_mm": [list(s) for s in self._seeds_mm], "names": list(self._names)}
+
+    def restore(self, state: dict) -> None:
+        """Set the widgets from :meth:`state` and measure the seeds again (errors: notifications)."""
+        try:
+            params = ROIParams.from_dict(state.get("params"))
+        except (InputError, TypeError, ValueError) as exc:
+            notifications.show_error(f"ROI parameters not restored: {exc}")
+            return
+        widgets = (self.layer_combo, self.method, self.fraction, self.n_sd, self.noise_sd, self.radius, self.split)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            if state.get("layer"):
+                self.layer_combo.setCurrentText(state["layer"])
+            self.method.setCurrentIndex(max(0, self.method.findData(params.method)))
+            self.fraction.setValue(params.fraction)
+            self.n_sd.setValue(params.n_sd)
+            self.noise_sd.setValue(params.noise_sd or 0.0)
+            self.radius.setValue(params.search_radius_mm)
+            self.split.setChecked(params.split_sources)
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+        self.params = params
+        self._update_enabled()
+        self._seeds_mm = [tuple(float(v) for v in s) for s in state.get("seeds_xyz_mm") or []]
+        self._names = [str(n) for n in state.get("names") or []] or [f"roi_{i + 1}" for i in range(len(self._seeds_mm))]
+        self._counter = len(self._seeds_mm)
+        if self._seeds_mm and self.mpi_layer is not None:
+            self._ensure_seed_layer()
+        self.recompute()
+
     # -- export --------------------------------------------------------------------------------
     def rows(self) -> list[dict]:
         return res.rows_from_results(self.results)
