@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export QT_API="${QT_API:-pyqt6}"  # napari 0.9 deprecates PyQt5
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   exec mpi-viewer demo "$@"
 else

@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export QT_API="${QT_API:-pyqt6}"  # napari 0.9 deprecates PyQt5
 export MPLBACKEND=Agg
 exec xvfb-run -a -s "-screen 0 1920x1200x24" python3 -m pytest -p no:cacheprovider "$@"
