@@ -332,13 +332,11 @@ def one_roi(volume, arr, seed, params, noise, structure):
     """Grow and measure one seed's ROI (see :func:`mpi_viewer.roi.measure`)."""
     from scipy import ndimage as ndi
 
-    from ._fwhm import lorentzian_fwhm, subvoxel_peak
+    from ._fwhm import subvoxel_peak
     from ._roi_split import MAX_FIT_PEAKS, find_peaks, fit_gaussians
-    from .roi import ROIMask
 
     d = arr.ndim
     seed, st, idx0 = _check_seed(volume, arr, seed)
-    shape = np.asarray(arr.shape)
     spacing_zyx = np.asarray(volume.spacing_mm, dtype=float)[::-1]
     curve = params.saturation_curve
     conn = d if params.connectivity == "full" else 1
@@ -420,38 +418,95 @@ def one_roi(volume, arr, seed, params, noise, structure):
         else:
             warnings.append(f"the region holds {len(peaks)} peaks and was not split (split_sources off).")
 
+    neighbour = 0.0
+    if others is not None:
+        neighbour = float(others[roi].astype(np.float64).sum()) * float(np.prod(volume.spacing_mm))
+    stats = region_stats(volume, arr, corr, roi, g.lo, noise, curve, peak_idx=peak_idx, peak_au=peak_au)
+    flags += stats.pop("flags")
+    warnings += stats.pop("warnings")
+    return dict(
+        seed_mm=seed, **stats, threshold_au=float(thr), method=params.method, neighbour_signal=neighbour,
+        flags=flags, warnings=warnings,
+    )
+
+
+def region_stats(volume, arr, sub, roi, lo, noise: float, curve=None, *, peak_idx=None,
+                 peak_au=None) -> dict:
+    """Signal statistics of a region given in a box: the one code behind every ROI method.
+
+    Parameters
+    ----------
+    volume : Volume
+        The MPI image (geometry: spacing and physical frame).
+    arr : ndarray
+        The raw image array (numpy order), for the receiver-saturation flag.
+    sub : ndarray
+        The signal (a.u.) in the box ``lo … lo + sub.shape`` (saturation-corrected,
+        neighbours subtracted…), numpy order.
+    roi : ndarray of bool
+        The region, same shape as ``sub``.
+    lo : sequence of int
+        Index (z, y, x) of the box's first voxel in the image.
+    noise : float
+        Noise SD (a.u.; NaN when unknown: SNR is then NaN).
+    curve : SaturationCurve, optional
+        Receiver response the box was corrected with (flags ``saturated``).
+    peak_idx, peak_au : optional
+        The peak (continuous box index, a.u.) when the caller has it; else the sub-voxel
+        peak (:func:`mpi_viewer._fwhm.subvoxel_peak`) of the brightest region voxel.
+
+    Returns
+    -------
+    dict
+        ``peak_mm`` (x, y, z mm), ``peak_au``, ``mean_au``, ``n_voxels``, ``size`` (mm³ or
+        mm²), ``size_unit``, ``total_signal`` (sum × voxel size, a.u.·mm³ or a.u.·mm²),
+        ``snr``, ``fwhm_mm`` (x, y, z; Lorentzian fit of the line profile through the
+        brightest region voxel, Ureña Horno et al. 2025, doi:10.1039/d5nr02393a),
+        ``noise_sd``, ``mask`` (ROIMask), ``flags`` and ``warnings`` (``saturated``,
+        ``edge``) and ``_peak_voxel`` (image index of the brightest region voxel).
+    """
+    from ._fwhm import lorentzian_fwhm, subvoxel_peak
+    from .roi import ROIMask
+
+    d = sub.ndim
+    lo = np.asarray(lo, dtype=int)
+    shape = np.asarray(arr.shape)
+    hi = lo + np.asarray(sub.shape)
+    spacing_zyx = np.asarray(volume.spacing_mm, dtype=float)[::-1]
     vox = float(np.prod(volume.spacing_mm))
-    vals = corr[roi].astype(np.float64)
+    vals = sub[roi].astype(np.float64)
     n = int(vals.size)
     total = float(vals.sum()) * vox
     mean = float(vals.mean())
-    neighbour = float(others[roi].astype(np.float64).sum()) * vox if others is not None else 0.0
+    top_i = np.unravel_index(int(np.argmax(np.where(roi, sub, -np.inf))), sub.shape)
+    if peak_idx is None:
+        peak_idx, peak_au = subvoxel_peak(sub, top_i)
+    flags: list[str] = []
+    warnings: list[str] = []
     if curve is not None:
-        pk_i = tuple(np.clip(np.rint(np.asarray(peak_idx) + g.lo).astype(int), 0, shape - 1))
+        pk_i = tuple(np.clip(np.rint(np.asarray(peak_idx) + lo).astype(int), 0, shape - 1))
         raw_peak = float(np.asarray(arr[pk_i]))
         if abs(float(curve(np.asarray([raw_peak], dtype=np.float64))[0]) - raw_peak) > 0.01 * abs(raw_peak):
             flags.append("saturated")
-    if any((g.lo[a] == 0 and roi.take(0, axis=a).any()) or (g.hi[a] == shape[a] and roi.take(-1, axis=a).any())
+    if any((lo[a] == 0 and roi.take(0, axis=a).any()) or (hi[a] == shape[a] and roi.take(-1, axis=a).any())
            for a in range(d)):
         flags.append("edge")
         warnings.append("the ROI reaches the image edge: part of the source may be outside the field of view.")
 
     # FWHM from line profiles through the brightest ROI voxel, along x, y(, z)
-    top_i = np.unravel_index(int(np.argmax(np.where(roi, corr, -np.inf))), corr.shape)
     fwhm_zyx = []
     for a in range(d):
-        line = corr[tuple(slice(None) if i == a else top_i[i] for i in range(d))]
+        line = sub[tuple(slice(None) if i == a else top_i[i] for i in range(d))]
         t = np.arange(line.size) * spacing_zyx[a]
         fwhm_zyx.append(lorentzian_fwhm(t, line))
 
-    peak_mm = volume.index_to_physical([np.asarray(peak_idx) + g.lo])[0]
-    mask = ROIMask(start=tuple(int(v) for v in g.lo), array=roi)
+    peak_mm = volume.index_to_physical([np.asarray(peak_idx) + lo])[0]
     return dict(
-        seed_mm=seed, peak_mm=tuple(float(v) for v in peak_mm), peak_au=float(peak_au), mean_au=mean,
-        n_voxels=n, size=n * vox, size_unit="mm3" if d == 3 else "mm2", total_signal=total,
+        peak_mm=tuple(float(v) for v in peak_mm), peak_au=float(peak_au), mean_au=mean, n_voxels=n,
+        size=n * vox, size_unit="mm3" if d == 3 else "mm2", total_signal=total,
         snr=float(peak_au / noise), fwhm_mm=tuple(float(v) for v in fwhm_zyx[::-1]), noise_sd=float(noise),
-        threshold_au=float(thr), method=params.method, mask=mask, neighbour_signal=neighbour,
-        flags=flags, warnings=warnings, _peak_voxel=tuple(int(v) for v in np.asarray(top_i) + g.lo),
+        mask=ROIMask(start=tuple(int(v) for v in lo), array=roi), flags=flags, warnings=warnings,
+        _peak_voxel=tuple(int(v) for v in np.asarray(top_i) + lo),
     )
 
 

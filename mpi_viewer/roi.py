@@ -33,6 +33,10 @@ longer touches its edge: nothing labels or copies the whole volume. An optional
 receiver-saturation curve (:class:`SaturationCurve`) corrects the signal before any
 statistic.
 
+Manual ROIs (a polygon drawn on an image or slice, :func:`polygon_to_mask`; voxels
+painted in a label image, :func:`measure_label_image`) are measured by
+:func:`measure_mask` with the same statistics (method ``"manual"``).
+
 Positions are physical mm in ITK (x, y, z) order; arrays are numpy (z, y, x).
 """
 
@@ -60,6 +64,9 @@ __all__ = [
     "estimate_noise_sd",
     "grow_roi",
     "measure",
+    "measure_label_image",
+    "measure_mask",
+    "polygon_to_mask",
     "rois_to_label_image",
     "write_masks_nifti",
 ]
@@ -412,6 +419,129 @@ def measure(volume: Volume, seeds_xyz_mm, params: ROIParams | None = None, *, na
     params = params or ROIParams()
     params.validate()
     return measure_seeds(volume, _array_of(volume), seeds_xyz_mm, params, names=names, on_error=on_error)
+
+
+def measure_mask(volume: Volume, mask, params: ROIParams | None = None, *, name: str = "manual",
+                 label: int | None = None) -> ROIResult:
+    """Statistics of a manual ROI: a mask drawn or painted by the user on the MPI grid.
+
+    The same statistics as the grown ROIs (one shared code path): peak (sub-voxel
+    position and value), mean, volume mm³ (area mm² in 2-D), total signal = sum ×
+    voxel size (a.u.·mm³ or a.u.·mm²), SNR against the noise SD, FWHM per axis from a
+    Lorentzian fit of the line profile through the peak (Ureña Horno et al., Nanoscale
+    17:24060, 2025, doi:10.1039/d5nr02393a), flags ``edge`` and ``saturated``.
+
+    Parameters
+    ----------
+    volume : Volume
+        The MPI image (2-D or 3-D), measured on its own grid.
+    mask : ndarray of bool or ROIMask
+        The ROI: a full-size array of the image's shape (numpy order; non-zero = in),
+        or an :class:`ROIMask` (box + sub-array).
+    params : ROIParams, optional
+        Only the noise SD (``noise_sd``, else the background mask/box, else the robust
+        estimate of :func:`estimate_noise_sd`; NaN on a noiseless image) and the
+        receiver-saturation curve are used; the method is ``"manual"``.
+    name : str
+        ROI name.
+    label : int, optional
+        Label value in :func:`rois_to_label_image` (1 by default).
+
+    Returns
+    -------
+    ROIResult
+        ``method="manual"``, ``seed_mm`` = the mask's centroid (mm, x, y, z),
+        ``threshold_au`` NaN (no threshold).
+
+    Raises
+    ------
+    InputError
+        Mask shape not the image's, empty mask, NaN inside the mask.
+    """
+    from ._roi_grow import _noise_for
+    from ._roi_manual import measure_region
+
+    params = params or ROIParams()
+    params.validate()
+    arr = _array_of(volume)
+    return measure_region(volume, arr, mask, params, _noise_for(arr, params), name=name,
+                          label=1 if label is None else int(label))
+
+
+def measure_label_image(volume: Volume, labels, params: ROIParams | None = None, *,
+                        names=None) -> list[ROIResult]:
+    """One manual ROI per non-zero label of a label image on the MPI grid.
+
+    Parameters
+    ----------
+    volume : Volume
+        The MPI image (2-D or 3-D).
+    labels : ndarray of int or Volume
+        Label image of the image's shape (numpy order): a napari Labels layer's data,
+        or a NIfTI read with :func:`mpi_viewer.volume.read_volume` (its geometry must
+        be the MPI's).
+    params : ROIParams, optional
+        Noise SD and saturation curve, as in :func:`measure_mask`.
+    names : sequence of str or mapping label → str, optional
+        ROI names (``manual_<label>`` by default), in increasing label order.
+
+    Returns
+    -------
+    list of ROIResult
+        In increasing label order; ``label`` is the painted label value; ROIs that
+        border each other are flagged ``touching``.
+
+    Raises
+    ------
+    InputError
+        Shape or geometry not the MPI's, no labelled voxel, non-integer or negative
+        labels, NaN inside a mask.
+    """
+    from ._roi_grow import _noise_for
+    from ._roi_manual import measure_labels
+
+    params = params or ROIParams()
+    params.validate()
+    if hasattr(labels, "image") and hasattr(labels, "spacing_mm"):
+        lab_vol = labels
+        if tuple(lab_vol.shape) != tuple(volume.shape) or not (
+                np.allclose(lab_vol.spacing_mm, volume.spacing_mm, rtol=1e-4)
+                and np.allclose(lab_vol.origin_mm, volume.origin_mm, atol=1e-3 * min(volume.spacing_mm))
+                and np.allclose(lab_vol.direction, volume.direction, atol=1e-4)):
+            raise InputError(f"label image {lab_vol.source or lab_vol.name}: its grid (shape {tuple(lab_vol.shape)}, "
+                             f"spacing {lab_vol.spacing_mm} mm) is not the MPI's (shape {tuple(volume.shape)}, "
+                             f"spacing {volume.spacing_mm} mm)")
+        labels = lab_vol.array
+    arr = _array_of(volume)
+    return measure_labels(volume, arr, labels, params, _noise_for(arr, params), names=names)
+
+
+def polygon_to_mask(volume: Volume, polygon_xyz_mm) -> np.ndarray:
+    """A full-size boolean mask of a polygon drawn on the image (for :func:`measure_mask`).
+
+    Parameters
+    ----------
+    volume : Volume
+        The MPI image.
+    polygon_xyz_mm : (n, d) array_like
+        Vertices in physical mm, (x, y) on a 2-D image; (x, y, z) on a 3-D image, all on
+        one slice of the image (the polygon is drawn on that slice only).
+
+    Returns
+    -------
+    ndarray of bool
+        Image shape (numpy order): the voxels whose centres lie inside the polygon
+        (:func:`skimage.draw.polygon2mask` on index coordinates).
+
+    Raises
+    ------
+    InputError
+        Fewer than three vertices, wrong dimension, vertices on different slices, or a
+        polygon covering no voxel centre.
+    """
+    from ._roi_manual import polygon_mask
+
+    return polygon_mask(volume, polygon_xyz_mm)
 
 
 def rois_to_label_image(volume: Volume, results) -> np.ndarray:
