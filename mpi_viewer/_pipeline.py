@@ -6,7 +6,8 @@ its own module:
 
 - :func:`run_registration` → :func:`mpi_viewer.registration.fit_landmarks` or
   :func:`mpi_viewer.molds.register_with_template`;
-- :func:`run_rois` → :func:`mpi_viewer.roi.measure`;
+- :func:`run_rois` → :func:`mpi_viewer.roi.measure` (seeds) and
+  :func:`mpi_viewer.roi.measure_label_image` (painted masks);
 - :func:`run_calibration` → :func:`mpi_viewer.calibration.measure_phantoms` and
   :meth:`~mpi_viewer.calibration.Calibration.from_points` (phantoms measured with the
   targets' ROI method), or a stored calibration;
@@ -144,19 +145,36 @@ def roi_params(d: dict[str, Any]):
 
 
 def run_rois(session: Session, volumes: dict[str, Any]) -> list[tuple[ROISection, list]]:
-    """ROIs of every ROI section, measured on the native MPI grid."""
-    from .roi import measure
+    """ROIs of every ROI section, measured on the native MPI grid.
+
+    Seeds → :func:`mpi_viewer.roi.measure`; painted masks (label images beside the
+    session, on the MPI grid) → :func:`mpi_viewer.roi.measure_label_image`, one manual
+    ROI per label, named after the mask (``<name>_<label>`` when it holds several
+    labels) and labelled after the section's seeded ROIs.
+    """
+    from .roi import measure, measure_label_image
+    from .volume import read_volume
 
     out = []
     for sec in session.rois:
-        if sec.masks:
-            raise InputError(f"ROIs {', '.join(m.name for m in sec.masks)}: painted masks are recorded "
-                             "(with their hashes) but this mpi-viewer cannot measure them in a replay yet")
         vol = volumes[sec.image]
-        params = roi_params(sec.params)
+        pd = dict(sec.params)
+        if pd.get("method") == "manual":  # a manual section's params only carry noise/saturation
+            pd.pop("method")
+        params = roi_params(pd)
         names = sec.names or None
-        results = _wrap("ROIs", measure, vol, np.asarray(sec.seeds_xyz_mm, dtype=float), params, names=names)
-        out.append((sec, list(results)))
+        results = []
+        if sec.seeds_xyz_mm:
+            results = list(_wrap("ROIs", measure, vol, np.asarray(sec.seeds_xyz_mm, dtype=float), params,
+                                 names=names))
+        for m in sec.masks:
+            lab = read_volume(session.resolve(m.path), modality="unknown", name=m.name)
+            rs = _wrap(f"mask {m.name}", measure_label_image, vol, lab, params)
+            for r in rs:
+                r.name = m.name if len(rs) == 1 else f"{m.name}_{r.label}"
+                r.label = len(results) + 1
+                results.append(r)
+        out.append((sec, results))
     return out
 
 
