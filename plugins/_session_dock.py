@@ -49,6 +49,26 @@ def _notify(kind: str, msg: str) -> None:
      "info": notifications.show_info}[kind](" ".join(str(msg).split()))
 
 
+def _volume_writer(volume):
+    """A writer of an in-memory image as NIfTI (+ sidecar JSON)."""
+    from mpi_viewer.volume import write_volume
+
+    return lambda path: write_volume(volume, path)
+
+
+def _phantoms_csv(phantoms) -> str:
+    """Phantoms (name, (x, y, z) MPI mm, amount) as ``name,x,y,z,iron_ug`` text (exact floats)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "x", "y", "z", "iron_ug"])
+    for n, xyz, a in phantoms:
+        w.writerow([n, *(repr(float(v)) for v in xyz), repr(float(a))])
+    return buf.getvalue()
+
+
 class _CloseWatcher(QObject):
     def __init__(self, callback):
         super().__init__()
@@ -112,20 +132,20 @@ class SessionDock(QWidget):
     def _open_clicked(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "mpi-viewer session (*.json)")
         if path:
-            self.open(path)
+            self.open(path, block=False)
 
     def _save_clicked(self) -> None:
         if self.path is None:
             self._save_as_clicked()
         else:
-            self.save(self.path)
+            self.save(self.path, block=False)
 
     def _save_as_clicked(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save session as", "", "mpi-viewer session (*.json)")
         if path:
             if not path.endswith(".json"):
                 path += ".json"
-            self.save(path)
+            self.save(path, block=False)
 
     def _ask_box(self, question: str) -> bool:
         r = QMessageBox.question(self, "mpi-viewer session", question, QMessageBox.Yes | QMessageBox.No)
@@ -139,23 +159,32 @@ class SessionDock(QWidget):
             self._hashes[key] = S.sha256_file(path)
         return self._hashes[key]
 
-    def _image_inputs(self, session_path: Path) -> list[S.InputFile]:
+    def _image_inputs(self, session_path: Path, writes: list) -> list[S.InputFile]:
+        """Inputs of the image layers: read from a file (hashed), or made in memory (an MPI,
+        MRI or CT such as the demo: written once beside the session as NIfTI, see
+        :meth:`_write_files`). Derived images (cell density…) are not inputs."""
         out, roles = [], set()
-        for layer in self.viewer.layers:
-            if layer._type_string != "image":
-                continue
+        for layer in _layers.find_layers(self.viewer):
             m = layer.metadata.get("mpi_viewer", {})
             src = m.get("source")
-            if not src or not Path(src).exists():
+            has_file = bool(src) and Path(src).is_file()
+            if not has_file and m.get("modality") not in _ROLE_OF:
                 continue
             role = _ROLE_OF.get(m.get("modality"), "other")
             if role in roles and role != "other":
                 role = "other"
             roles.add(role)
-            p = Path(src).resolve()
-            out.append(S.InputFile(role=role, path=S.relative_path(p, session_path), sha256=self._hash(p),
-                                   modality=m.get("modality"), name=layer.name,
-                                   acquisition=dict(m.get("acquisition") or {})))
+            acq = dict(m.get("acquisition") or {})
+            if has_file:
+                p = Path(src).resolve()
+                out.append(S.InputFile(role=role, path=S.relative_path(p, session_path), sha256=self._hash(p),
+                                       modality=m.get("modality"), name=layer.name, acquisition=acq))
+                continue
+            p = session_path.with_name(f"{session_path.stem}_{role}_{len(out)}.nii.gz")
+            inp = S.InputFile(role=role, path=S.relative_path(p, session_path), sha256="0" * 64,
+                              modality=m.get("modality"), name=layer.name, acquisition=acq)
+            writes.append((inp, p, _volume_writer(_layers.volume_from_layer(layer)), layer))
+            out.append(inp)
         return out
 
     def _layer_displays(self) -> list[S.LayerDisplay]:
@@ -170,17 +199,21 @@ class SessionDock(QWidget):
                                       blending=str(getattr(layer, "blending", None) or "") or None))
         return out
 
-    def collect(self, session_path: str | Path) -> S.Session:
+    def collect(self, session_path: str | Path, *, deferred: list | None = None) -> S.Session:
         """The viewer's state as a session whose paths are relative to ``session_path``.
 
-        Inputs are the layers read from files; the analysis (registration, ROIs,
-        calibration, cells, results) is the one last opened or saved, updated from
-        the viewer (the MPI layer's current transform).
+        Inputs are the image layers; registration, ROIs, calibration and iron per cell
+        come from the open docks (:meth:`state` of each), else from the session last
+        opened or saved; the MPI layer's current transform wins over a stored one.
+        Files to write beside the session (images made in memory, the phantoms) are
+        written now, or appended to ``deferred`` as (InputFile, path, writer) for
+        :meth:`_write_files`.
         """
         session_path = Path(session_path).resolve()
+        writes: list = []
         base = copy.deepcopy(self.session) if self.session is not None else S.Session()
         old_folder = self.session.folder if (self.session is not None and self.session.path) else None
-        images = self._image_inputs(session_path)
+        images = self._image_inputs(session_path, writes)
         others = []
         for inp in base.inputs:
             if inp.role in ("mri", "ct", "mpi", "other"):
@@ -208,11 +241,86 @@ class SessionDock(QWidget):
                 for m in sec.masks:
                     m.path = anchor(m.path)
         base.layers = self._layer_displays()
+        self._sections_from_docks(base, session_path, writes)
         self._transform_from_layers(base)
         base.path = session_path
+        if deferred is None:  # autosave: the recovery file's own copies, not remembered
+            self._write_files(writes, remember=False)
+        else:
+            deferred.extend(writes)
         return base
 
+    def _roles(self, s: S.Session) -> dict[str, str]:
+        return {inp.name: inp.role for inp in s.inputs if inp.name}
+
+    def _sections_from_docks(self, s: S.Session, session_path: Path, writes: list) -> None:
+        """Registration, ROIs, calibration and iron per cell from the docks that are open."""
+        docks, roles = self._dock_by_class(), self._roles(s)
+        reg = docks.get("RegistrationDock")
+        st = reg.state() if reg is not None else None
+        if st and st["names"] and reg.fit is not None and {st.get("fixed"), st.get("moving")} <= set(roles):
+            s.registration = S.RegistrationSection(
+                fixed=roles[st["fixed"]], moving=roles[st["moving"]], method="landmarks", model=st["model"],
+                fle_mm=st["params"].get("fle_mm"), landmarks=S.Landmarks(
+                    list(st["names"]), st["fixed_xyz_mm"], st["moving_xyz_mm"], list(st["excluded"])),
+                matrix=np.asarray(reg.fit.matrix, float).tolist(),
+                translation=np.asarray(reg.fit.translation, float).tolist())
+        roi = docks.get("ROIDock")
+        if roi is not None:
+            st = roi.state()
+            s.rois = []
+            if st["seeds_xyz_mm"]:
+                if st["layer"] not in roles:
+                    raise InputError(f"ROI layer {st['layer']!r} is not an image the session can name")
+                s.rois = [S.ROISection(method=st["params"]["method"], params=st["params"],
+                                       seeds_xyz_mm=st["seeds_xyz_mm"], names=st["names"],
+                                       image=roles[st["layer"]])]
+        cal = docks.get("CalibrationDock")
+        if cal is not None:
+            s.inputs = [i for i in s.inputs if i.role not in ("phantoms", "calibration")]
+            s.calibration = self._calibration_section(cal, s, session_path, writes)
+        cells = docks.get("CellsDock")
+        if cells is not None:
+            st = cells.state()
+            s.cells = None
+            if cells.results and not st["from_cells"] and s.calibration is not None:
+                s.cells = S.CellsSection(mean_pg=float(st["mean_pg"]), sd_pg=float(st["sd_pg"]))
+
+    def _calibration_section(self, dock, s: S.Session, session_path: Path, writes: list):
+        """The calibration dock's fit as replayable phantoms (CSV written beside the session,
+        measured and fitted again by replay) or, for a calibration not fitted here (library,
+        import), as stored with its raw points."""
+        st = dock.state()
+        if st["calibration"] is None:
+            return None
+        phantoms = st["phantoms"]
+        cal_names = {getattr(p, "name", None) for p in dock.calibration.points}
+        used = dock.roi_params_used
+        replayable = (phantoms and used is not None and used.background_mask is None
+                      and all(a is not None and np.isfinite(a) for _, _, a in phantoms)
+                      and cal_names == {n for n, _, _ in phantoms} and "mpi" in {i.role for i in s.inputs})
+        if not replayable:
+            return S.CalibrationSection(source="stored", calibration=st["calibration"])
+        p = session_path.with_name(f"{session_path.stem}_phantoms.csv")
+        inp = S.InputFile(role="phantoms", path=S.relative_path(p, session_path), sha256="0" * 64)
+        writes.append((inp, p, lambda path, rows=phantoms: S.atomic_write_text(path, _phantoms_csv(rows)), None))
+        s.inputs.append(inp)
+        options = {k: v for k, v in st["options"].items() if v is not None}
+        return S.CalibrationSection(source="phantoms", options=options, roi_params=st["roi_params"])
+
+    @staticmethod
+    def _write_files(writes: list, *, remember: bool = True) -> list[str]:
+        """Write the files the session names beside it and hash them; with ``remember``
+        an image layer then names its file (so it is written once). Returns the names."""
+        for inp, path, writer, layer in writes:
+            writer(path)
+            inp.sha256 = S.sha256_file(path)
+            if remember and layer is not None:
+                _layers.meta(layer)["source"] = str(Path(path).resolve())
+        return [Path(w[1]).name for w in writes]
+
     def _transform_from_layers(self, s: S.Session) -> None:
+        roles = self._roles(s)
         for layer in _layers.find_layers(self.viewer, "MPI"):
             t = layer.metadata.get("mpi_viewer", {}).get("transform_fixed_to_moving")
             if not t:
@@ -220,8 +328,9 @@ class SessionDock(QWidget):
             m, tr = np.asarray(t["matrix"], float), np.asarray(t["translation"], float)
             reg = s.registration
             if reg is None:
-                s.registration = S.RegistrationSection(method="transform", model="affine",
-                                                       matrix=m.tolist(), translation=tr.tolist())
+                s.registration = S.RegistrationSection(fixed=roles.get(t.get("fixed"), "mri"),
+                                                       moving=roles.get(layer.name, "mpi"), method="transform",
+                                                       model="affine", matrix=m.tolist(), translation=tr.tolist())
             elif reg.matrix is None or not (np.allclose(reg.matrix, m, atol=1e-12)
                                             and np.allclose(reg.translation, tr, atol=1e-12)):
                 # the user changed the registration in the viewer: keep it as given
@@ -231,24 +340,49 @@ class SessionDock(QWidget):
             return
 
     # ------------------------------------------------------------------ save
-    def save(self, path: str | Path) -> Path | None:
+    def save(self, path: str | Path, *, block: bool = True) -> Path | None:
         """Save the viewer's analysis to ``path``: recomputed through the pipeline, so the
-        stored numbers are exactly what ``mpi-viewer replay`` will find."""
+        stored numbers are exactly what ``mpi-viewer replay`` will find.
+
+        Images made in memory and the calibration phantoms are written beside the
+        session first. ``block=False`` runs the writing and the recomputation off the
+        GUI thread with a progress bar (returns None; :attr:`path` is set when done).
+        """
         from mpi_viewer import _pipeline as P
 
+        writes: list = []
         try:
-            s = self.collect(path)
-            if s.registration or s.rois:
-                out, rec = P.compute_and_save(s, path)
-                self.rows = rec.rows
-            else:
-                out = S.save_session(s, path)
+            s = self.collect(path, deferred=writes)
         except (MPIViewerError, OSError) as exc:
             _notify("error", f"session not saved: {exc}")
             return None
-        self.session, self.path = s, Path(out)
-        self.status.setText(f"saved {out}")
-        return Path(out)
+
+        def work():
+            try:
+                written = self._write_files(writes)
+                if s.registration or s.rois:
+                    out, rec = P.compute_and_save(s, path)
+                    return out, rec.rows, written
+                return S.save_session(s, path), [], written
+            except (MPIViewerError, OSError) as exc:
+                raise InputError(f"session not saved: {' '.join(str(exc).split())}") from None
+
+        saved: list = []
+
+        def done(result):
+            out, rows, written = result
+            self.rows = rows
+            self.session, self.path = s, Path(out)
+            text = f"saved {out}"
+            if written:
+                text += f"; wrote {', '.join(written)} beside it (data that had no file)"
+            self.status.setText(text)
+            saved.append(Path(out))
+
+        from ._calibration_dock import run_task
+
+        self._worker = run_task(work, on_done=done, block=block, desc="saving session")
+        return saved[0] if saved else None
 
     def autosave_now(self) -> Path | None:
         """Write the current state to this process's recovery file (no recomputation)."""
@@ -270,10 +404,14 @@ class SessionDock(QWidget):
         self._timer.stop()
 
     # ------------------------------------------------------------------ open
-    def open(self, path: str | Path, *, allow_changed_inputs: bool | None = None) -> bool:
-        """Open a session: layers, transform, ROIs, display settings, docks, results.
+    def open(self, path: str | Path, *, allow_changed_inputs: bool | None = None, block: bool = True) -> bool:
+        """Open a session: layers, transform, display settings, then each open dock's
+        ``restore`` (landmarks, ROIs and their table, calibration, cells), and say whether
+        the recomputed numbers match the stored ones.
 
-        Returns False (after a notification) when the session cannot be opened.
+        Inputs are hashed and the numbers recomputed off the GUI thread when
+        ``block=False``. Returns False (after a notification naming the file) when the
+        session cannot be opened; nothing is loaded then.
         """
         from mpi_viewer import _pipeline as P
 
@@ -285,18 +423,44 @@ class SessionDock(QWidget):
                     _notify("warning", w)
             if outside and self.recovered_from is None and not self._ask(outside[0] + ". Open them?"):
                 return False
-            try:
-                notes = s.verify_inputs(allow_changed=bool(allow_changed_inputs))
-            except InputError as exc:
-                if allow_changed_inputs is not None or not self._ask(f"{exc}. Open anyway?"):
-                    raise
-                notes = s.verify_inputs(allow_changed=True)
-            for n in notes:
-                _notify("warning", n)
-            rec = P.recompute(s)
         except MPIViewerError as exc:
             _notify("error", f"session not opened: {exc}")
             return False
+
+        def work():
+            try:
+                notes = s.verify_inputs(allow_changed=True)
+                if notes and not allow_changed_inputs and (allow_changed_inputs is False or block is False):
+                    return notes, None  # ask (or refuse) before recomputing on changed files
+                return notes, P.recompute(s)
+            except MPIViewerError as exc:
+                raise InputError(f"session not opened: {' '.join(str(exc).split())}") from None
+
+        opened: list = []
+
+        def done(result):
+            opened.append(self._opened(path, s, *result, allow_changed_inputs=allow_changed_inputs))
+
+        from ._calibration_dock import run_task
+
+        self._worker = run_task(work, on_done=done, block=block, desc="opening session")
+        return bool(opened and opened[0]) if block else True
+
+    def _opened(self, path, s: S.Session, notes: list[str], rec, *, allow_changed_inputs) -> bool:
+        from mpi_viewer import _pipeline as P
+
+        if notes and not allow_changed_inputs:
+            if allow_changed_inputs is False or not self._ask(f"{notes[0]}. Open anyway?"):
+                _notify("error", f"session not opened: {notes[0]}")
+                return False
+            if rec is None:  # the user said yes: open it anyway
+                try:
+                    rec = P.recompute(s)
+                except MPIViewerError as exc:
+                    _notify("error", f"session not opened: {exc}")
+                    return False
+        for n in notes:
+            _notify("warning", n)
         self._show(s, rec)
         self.differences = P.compare(s, rec) if s.results else []
         self.rows = rec.rows
@@ -324,7 +488,7 @@ class SessionDock(QWidget):
             fixed = layers.get(s.registration.fixed)
             _layers.apply_registration(mpi_layer, fit[0], fit[1], fixed_name=getattr(fixed, "name", None))
         results = [r for _, rs in rec.rois for r in rs]
-        if results and "mpi" in rec.volumes:
+        if results and "mpi" in rec.volumes and "ROIDock" not in self._dock_by_class():
             from mpi_viewer.roi import rois_to_label_image
 
             if ROI_LAYER in self.viewer.layers:
@@ -334,10 +498,14 @@ class SessionDock(QWidget):
             labels.metadata["mpi_viewer"]["roi_names"] = [r.name for r in results]
             if "mpi" in layers:
                 _layers.copy_placement(layers["mpi"], labels)
+        self._restore_docks(s, rec, layers)
+        if s.registration is not None and s.registration.method == "transform" and fit is not None \
+                and mpi_layer is not None:  # a refined or loaded transform wins over the landmarks' refit
+            _layers.apply_registration(mpi_layer, fit[0], fit[1],
+                                       fixed_name=getattr(layers.get(s.registration.fixed), "name", None))
         for d in s.layers:
             if d.name in self.viewer.layers:
                 self._apply_display(self.viewer.layers[d.name], d)
-        self._fill_docks(s, rec, layers)
 
     @staticmethod
     def _apply_display(layer, d: S.LayerDisplay) -> None:
@@ -358,39 +526,72 @@ class SessionDock(QWidget):
         docks = win.dock_widgets if hasattr(win, "dock_widgets") else getattr(win, "_dock_widgets", {})
         out = []
         for d in list(docks.values()):
-            w = d.widget() if hasattr(d, "widget") else d
+            w = getattr(d, "native", d)
+            w = w.widget() if hasattr(w, "widget") else w
             if w is not None and w is not self:
                 out.append(w)
         return out
 
-    def _fill_docks(self, s: S.Session, rec, layers: dict) -> None:
-        """Hand the session's values to the docks that are open (each step guarded)."""
-        reg = s.registration
-        for w in self._docks():
-            try:
-                if reg is not None:  # point the dock at the session's fixed and moving layers
-                    for attr, role in (("fixed_combo", reg.fixed), ("moving_combo", reg.moving)):
-                        combo, layer = getattr(w, attr, None), layers.get(role)
-                        if combo is not None and layer is not None and hasattr(combo, "setCurrentText"):
-                            combo.setCurrentText(layer.name)
-                if hasattr(w, "load_pairs") and reg is not None:
-                    names = reg.landmarks.names
-                    fx, mv = reg.landmarks.fixed_xyz_mm, reg.landmarks.moving_xyz_mm
-                    if not names and rec.registration is not None:
-                        names = rec.registration.matched_names
-                        fx, mv = rec.registration.fixed_xyz_mm, rec.registration.moving_xyz_mm
-                    if names:
-                        w.load_pairs(names, fx, mv)
-                if hasattr(w, "set_params") and s.rois:
-                    from mpi_viewer.roi import ROIParams
+    def _dock_by_class(self) -> dict:
+        """The open docks by class name (``ROIDock``, ``CalibrationDock``…) having ``state``."""
+        return {type(w).__name__: w for w in self._docks() if hasattr(w, "state") and hasattr(w, "restore")}
 
-                    w.set_params(ROIParams.from_dict(s.rois[0].params))
-                if hasattr(w, "set_results") and rec.rois:
-                    w.set_results([r for _, rs in rec.rois for r in rs])
-                if hasattr(w, "set_iron_per_cell") and s.cells is not None:
-                    w.set_iron_per_cell(s.cells.mean_pg, s.cells.sd_pg)
+    def _restore_docks(self, s: S.Session, rec, layers: dict) -> None:
+        """Hand the session to each open dock's ``restore`` (each step guarded), in the
+        order of the workflow: landmarks, ROIs, calibration, cells."""
+        docks = self._dock_by_class()
+        name = {role: lyr.name for role, lyr in layers.items()}
+        steps = []
+        reg = s.registration
+        if reg is not None and "RegistrationDock" in docks:
+            lm = reg.landmarks
+            names, fx, mv = lm.names, lm.fixed_xyz_mm, lm.moving_xyz_mm
+            if not names and rec.registration is not None:  # template: the matched wells
+                names = list(rec.registration.matched_names)
+                fx, mv = rec.registration.fixed_xyz_mm, rec.registration.moving_xyz_mm
+            params = {"model": reg.model, **({"fle_mm": reg.fle_mm} if reg.fle_mm is not None else {})}
+            if names:
+                steps.append(("RegistrationDock", {
+                    "names": list(names), "fixed_xyz_mm": np.asarray(fx, float).tolist(),
+                    "moving_xyz_mm": np.asarray(mv, float).tolist(), "excluded": list(lm.excluded),
+                    "model": reg.model, "fixed": name.get(reg.fixed), "moving": name.get(reg.moving),
+                    "params": params}))
+        if s.rois:
+            sec = s.rois[0]
+            steps.append(("ROIDock", {"layer": name.get(sec.image), "params": sec.params,
+                                      "seeds_xyz_mm": sec.seeds_xyz_mm, "names": sec.names}))
+        if rec.calibration is not None:
+            steps.append(("CalibrationDock", self._calibration_state(s, rec, name)))
+            if s.cells is not None or rec.calibration.kind == "cells":
+                cells = s.cells or S.CellsSection(mean_pg=15.0, sd_pg=1.5)
+                steps.append(("CellsDock", {"mean_pg": cells.mean_pg, "sd_pg": cells.sd_pg,
+                                            "from_cells": s.cells is None}))
+        for cls, state in steps:
+            w = docks.get(cls)
+            if w is None:
+                continue
+            try:
+                w.restore(state)
             except Exception as exc:  # noqa: BLE001 - a dock's own problem must not stop the opening
-                _notify("warning", f"{type(w).__name__}: values not restored ({exc})")
+                _notify("warning", f"{cls}: values not restored ({exc})")
+
+    @staticmethod
+    def _calibration_state(s: S.Session, rec, name: dict) -> dict:
+        """The calibration dock's state of a session: its phantoms, options and the
+        recomputed calibration (with its raw points)."""
+        c, sec = rec.calibration, s.calibration
+        phantoms = []
+        if sec.source == "phantoms":
+            from mpi_viewer.calibration import read_phantoms_csv
+
+            phantoms = [[p.name, list(p.xyz_mm), p.iron_ug]
+                        for p in read_phantoms_csv(s.resolve(s.input("phantoms").path), min_count=1)]
+        options = {"name": c.name, "kind": c.kind, "through_origin": c.through_origin, "weighting": c.weighting,
+                   "mode": c.mode, "reference": sec.options.get("reference"), "tracer": c.tracer,
+                   "tracer_lot": c.tracer_lot, "environment": c.environment, "preparation": c.preparation}
+        roi = sec.roi_params if sec.roi_params is not None else (s.rois[0].params if s.rois else None)
+        return {"layer": name.get("mpi"), "options": options, "phantoms": phantoms,
+                "roi_params": roi if sec.source == "phantoms" else None, "calibration": c.to_dict()}
 
     # ------------------------------------------------------------------ recovery
     def pending_recoveries(self) -> list[Path]:
