@@ -181,6 +181,9 @@ def _add_quantify(sub) -> None:
                    help="receiver response (measured,true signal), applied before any statistic")
     p.add_argument("-o", "--output", metavar="OUT.csv", required=True, help="results table to write")
     p.add_argument("--masks", metavar="OUT.nii.gz", help="also write the ROIs as a label image on the MPI grid")
+    p.add_argument("--mask", metavar="LABELS.nii.gz",
+                   help="a label image on the MPI grid (e.g. painted in napari): each non-zero label is measured "
+                   "as a manual ROI, in addition to the seeds or instead of them")
     _add_calibration_flags(p)
     p.add_argument("--save-session", metavar="S.json",
                    help="also save the analysis as a session (inputs hashed) that `mpi-viewer replay` recomputes")
@@ -195,24 +198,35 @@ def _quantify_params(args):
 
 
 def _cmd_quantify(args) -> int:
-    """Read the MPI, measure one ROI per seed, add the calibration columns, write CSV (+ masks)."""
+    """Read the MPI, measure one ROI per seed (and per label of --mask), add the calibration
+    columns, write CSV (+ masks)."""
     from pathlib import Path
 
     from . import results as res
     from .roi import measure, write_masks_nifti
     from .volume import read_volume
 
-    if not args.seed:
-        raise InputError("quantify: give at least one --seed=X,Y,Z (mm, in the MPI's frame)")
+    label_image = getattr(args, "mask", None)
+    if not args.seed and not label_image:
+        raise InputError("quantify: give at least one --seed=X,Y,Z (mm, in the MPI's frame) or --mask LABELS.nii.gz")
+    if label_image and getattr(args, "save_session", None):
+        raise InputError("--save-session with --mask: a quantify session cannot record a label image yet; "
+                         "save the session from napari or drop --save-session")
     params = _quantify_params(args)
     src = Path(args.mpi).resolve()
     for out in filter(None, (args.output, args.masks)):
-        if Path(out).resolve() == src:
-            raise InputError(f"{out}: refusing to overwrite the input image")
+        if Path(out).resolve() == src or (label_image and Path(out).resolve() == Path(label_image).resolve()):
+            raise InputError(f"{out}: refusing to overwrite an input image")
     mpi = read_volume(args.mpi, modality="MPI", spacing_mm=_vec_or_none(args.spacing_mm, "--spacing-mm"),
                       origin_mm=_vec_or_none(args.origin_mm, "--origin-mm"))
     seeds = [parse_vector(s, n=mpi.ndim, what="--seed") for s in args.seed]
-    results = measure(mpi, seeds, params)
+    results = list(measure(mpi, seeds, params)) if seeds else []
+    if label_image:
+        from .roi import measure_label_image
+
+        for r in measure_label_image(mpi, read_volume(label_image, modality="unknown"), params):
+            r.label = len(results) + 1  # after the seeded ROIs, as in a replayed session
+            results.append(r)
     rows = res.rows_from_results(results)
     _quantify_calibration(args, mpi, results, params, rows)
     if getattr(args, "save_session", None):
