@@ -35,7 +35,16 @@ from qtpy.QtWidgets import (
 
 from mpi_viewer import results as res
 from mpi_viewer.errors import InputError
-from mpi_viewer.roi import METHODS, ROIParams, measure, rois_to_label_image, write_masks_nifti
+from mpi_viewer.roi import (
+    METHODS,
+    ROIParams,
+    measure,
+    measure_label_image,
+    measure_mask,
+    polygon_to_mask,
+    rois_to_label_image,
+    write_masks_nifti,
+)
 
 from ._layers import (
     copy_placement,
@@ -47,6 +56,10 @@ from ._layers import (
 
 SEED_LAYER = "ROI seeds"
 LABELS_LAYER = "MPI ROIs"
+#: Manual ROIs: polygons drawn on a 2-D MPI image, labels painted on a 3-D one (MPI grid).
+SHAPES_LAYER = "manual ROIs (draw polygons)"
+PAINT_LAYER = "manual ROIs (paint)"
+MANUAL = "manual"
 
 #: Table columns: (row key, header with unit). Volume/area and total depend on 2-D/3-D.
 _COLUMNS = (
@@ -96,11 +109,14 @@ class ROIDock(QWidget):
         self._seed_layer = None
         self._labels_layer = None
         self._syncing = False
+        self._manual: list = []  # manual ROI results (polygons / painted labels), after the seeded ones
+        self._manual_layer = None
 
         self.layer_combo = QComboBox()
         self.method = QComboBox()
         for m in METHODS:
             self.method.addItem(_METHOD_TEXT[m], m)
+        self.method.addItem("manual (polygons in 2-D, painting in 3-D)", MANUAL)
         self.fraction = _spin(0.05, 0.95, 0.5, 2, 0.05, " of peak")
         self.n_sd = _spin(0.5, 100, 5.0, 1, 0.5, " × SD")
         self.noise_sd = _spin(0.0, 1e9, 0.0, 4, 0.1, " a.u.", special="automatic")
@@ -135,8 +151,12 @@ class ROIDock(QWidget):
         self.remove_btn.clicked.connect(self.remove_selected)
         self.clear_btn = QPushButton("Clear")
         self.clear_btn.clicked.connect(self.clear)
+        self.manual_btn = QPushButton("Measure painted")
+        self.manual_btn.setToolTip(f"Measure every label painted in '{PAINT_LAYER}' (3-D) or every polygon "
+                                   f"of '{SHAPES_LAYER}' (2-D) as a manual ROI")
+        self.manual_btn.clicked.connect(lambda: self._guarded(self.measure_manual))
         row1 = QHBoxLayout()
-        for b in (self.click_btn, self.remove_btn, self.clear_btn):
+        for b in (self.click_btn, self.remove_btn, self.clear_btn, self.manual_btn):
             row1.addWidget(b)
 
         self.table = QTableWidget(0, len(_COLUMNS))
@@ -181,7 +201,7 @@ class ROIDock(QWidget):
     def _refresh_layers(self, event=None) -> None:
         bg = self.background.currentText()
         bg_names = ["(automatic estimate)"] + [lyr.name for lyr in find_layers(self.viewer, kind="labels")
-                                                if lyr.name != LABELS_LAYER]
+                                                if lyr.name not in (LABELS_LAYER, PAINT_LAYER)]
         if bg_names != [self.background.itemText(i) for i in range(self.background.count())]:
             self.background.blockSignals(True)
             self.background.clear()
@@ -310,6 +330,10 @@ class ROIDock(QWidget):
 
     def remove_selected(self) -> None:
         rows = sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True)
+        if any(r >= len(self._seeds_mm) for r in rows):
+            notifications.show_warning("manual ROIs: delete the polygon or erase the paint in the manual ROIs "
+                                       "layer, then measure again")
+            rows = [r for r in rows if r < len(self._seeds_mm)]
         for r in rows:
             del self._seeds_mm[r]
             del self._names[r]
@@ -317,6 +341,7 @@ class ROIDock(QWidget):
 
     def clear(self) -> None:
         self._seeds_mm, self._names = [], []
+        self._manual = []
         self._set_results([])
         self._sync_points()
 
@@ -341,6 +366,61 @@ class ROIDock(QWidget):
         finally:
             self._syncing = False
 
+    # -- manual ROIs ---------------------------------------------------------------------------
+    def _ensure_manual_layer(self):
+        """The layer the user draws (2-D: Shapes) or paints (3-D: Labels) manual ROIs in,
+        placed like the MPI layer (its data coordinates are the MPI's voxel indices)."""
+        layer = self._manual_layer
+        if layer is not None and layer in self.viewer.layers:
+            return layer
+        mpi = self.mpi_layer
+        if mpi is None:
+            raise InputError("no MPI image layer: open an MPI image (or the demo) first")
+        vol = volume_from_layer(mpi)
+        if vol.ndim == 2:
+            layer = self.viewer.add_shapes(ndim=2, name=SHAPES_LAYER, shape_type="polygon", edge_color="yellow",
+                                           face_color="transparent", edge_width=0.5)
+            layer.events.data.connect(self._on_shapes_changed)
+        else:
+            layer = self.viewer.add_labels(np.zeros(vol.shape, dtype=np.uint16), name=PAINT_LAYER, opacity=0.5)
+            layer.metadata["mpi_viewer"] = {"modality": "manual ROIs", "grid_of": mpi.name}
+        copy_placement(mpi, layer)
+        self._manual_layer = layer
+        self.manual_btn.setEnabled(True)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_polygon" if vol.ndim == 2 else "paint"
+        return layer
+
+    def _on_shapes_changed(self, event=None) -> None:
+        if str(getattr(event, "action", "") or "").endswith("ing"):
+            return
+        self._guarded(self.measure_manual)
+
+    def measure_manual(self) -> list:
+        """Measure the manual ROIs: each polygon of the Shapes layer (2-D image) or each
+        label painted in the paint layer (3-D image) with :func:`mpi_viewer.roi.measure_mask`
+        / :func:`mpi_viewer.roi.measure_label_image`; rows follow the seeded ROIs."""
+        layer = self._manual_layer
+        if layer is None or layer not in self.viewer.layers:
+            raise InputError("no manual ROIs: choose the method 'manual', then draw (2-D) or paint (3-D)")
+        vol = self._volume()
+        if layer._type_string == "shapes":
+            out = []
+            for i, (poly, kind) in enumerate(zip(layer.data, layer.shape_type, strict=True)):
+                if kind not in ("polygon", "rectangle") or len(poly) < 3:  # closed outlines only
+                    continue
+                xyz = vol.index_to_physical(np.asarray(poly)[:, -vol.ndim:])
+                try:
+                    out.append(measure_mask(vol, polygon_to_mask(vol, xyz), self.params, name=f"manual_{i + 1}"))
+                except InputError as exc:  # one bad polygon: a message, the others kept
+                    notifications.show_error(f"polygon {i + 1}: {exc}")
+        else:
+            data = np.asarray(layer.data)
+            out = measure_label_image(vol, data, self.params) if data.any() else []
+        self._manual = list(out)
+        self._set_results([r for r in self.results if r.method != MANUAL])
+        return self._manual
+
     # -- parameters ----------------------------------------------------------------------------
     def _background_mask(self):
         name = self.background.currentText()
@@ -357,8 +437,12 @@ class ROIDock(QWidget):
 
     def _on_params_changed(self, *_):
         try:
+            method = self.method.currentData()
+            if method == MANUAL:  # seeds keep growing with the last automatic method
+                method = self.params.method
+                self._ensure_manual_layer()
             self.params = ROIParams(
-                method=self.method.currentData(), fraction=self.fraction.value(), n_sd=self.n_sd.value(),
+                method=method, fraction=self.fraction.value(), n_sd=self.n_sd.value(),
                 noise_sd=self.noise_sd.value() or None, split_sources=self.split.isChecked(),
                 search_radius_mm=self.radius.value(), saturation_curve=self.params.saturation_curve,
                 background_mask=self._background_mask())
@@ -368,11 +452,14 @@ class ROIDock(QWidget):
         self._update_enabled()
         if self._seeds_mm:
             self.recompute()
+        if self._manual:
+            self._guarded(self.measure_manual)
 
     def _update_enabled(self) -> None:
         m = self.method.currentData()
         self.fraction.setEnabled(m == "halfmax")
         self.n_sd.setEnabled(m in ("nsd", "kmeans"))
+        self.manual_btn.setEnabled(m == MANUAL or self._manual_layer is not None)
 
     # -- results -------------------------------------------------------------------------------
     def _set_headers(self, ndim: int) -> None:
@@ -390,6 +477,10 @@ class ROIDock(QWidget):
         self.table.setHorizontalHeaderLabels(heads)
 
     def _set_results(self, results: list) -> None:
+        seeded = [r for r in results if r.method != MANUAL]
+        for k, r in enumerate(self._manual):  # manual ROIs follow the seeded ones in the table and labels
+            r.label = len(seeded) + k + 1
+        results = seeded + list(self._manual)
         self.results = results
         ndim = results[0].ndim if results else 3
         self._set_headers(ndim)
