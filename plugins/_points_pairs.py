@@ -125,8 +125,12 @@ class PairedPoints:
         return (self.fixed, self.moving)
 
     def alive(self) -> bool:
-        present = list(self.viewer.layers)
-        return all(any(lyr is x for lyr in present) for x in (self.fixed, self.moving, self.fixed_image, self.moving_image))
+        def real(obj):  # a dock opened through the plugin manager sees napari's PublicOnlyProxy objects
+            return getattr(obj, "__wrapped__", obj)
+
+        present = [real(lyr) for lyr in self.viewer.layers]
+        return all(any(lyr is real(x) for lyr in present)
+                   for x in (self.fixed, self.moving, self.fixed_image, self.moving_image))
 
     def follow_images(self) -> None:
         """Re-attach both Points layers to their images' current data → world maps."""

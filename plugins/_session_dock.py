@@ -50,7 +50,7 @@ def _notify(kind: str, msg: str) -> None:
 
 
 def _volume_writer(volume):
-    """A writer of an in-memory image as NIfTI (+ sidecar JSON)."""
+    """A writer of an in-memory image (+ sidecar JSON with modality and acquisition)."""
     from mpi_viewer.volume import write_volume
 
     return lambda path: write_volume(volume, path)
@@ -180,7 +180,9 @@ class SessionDock(QWidget):
                 out.append(S.InputFile(role=role, path=S.relative_path(p, session_path), sha256=self._hash(p),
                                        modality=m.get("modality"), name=layer.name, acquisition=acq))
                 continue
-            p = session_path.with_name(f"{session_path.stem}_{role}_{len(out)}.nii.gz")
+            # NRRD, not NIfTI: NIfTI keeps the origin and direction in float32, which moves
+            # every physical position (peaks, seeds) by ~1e-7 relative; NRRD keeps doubles
+            p = session_path.with_name(f"{session_path.stem}_{role}_{len(out)}.nrrd")
             inp = S.InputFile(role=role, path=S.relative_path(p, session_path), sha256="0" * 64,
                               modality=m.get("modality"), name=layer.name, acquisition=acq)
             writes.append((inp, p, _volume_writer(_layers.volume_from_layer(layer)), layer))
@@ -439,14 +441,14 @@ class SessionDock(QWidget):
         opened: list = []
 
         def done(result):
-            opened.append(self._opened(path, s, *result, allow_changed_inputs=allow_changed_inputs))
+            opened.append(self._opened(path, s, *result, allow_changed_inputs=allow_changed_inputs, block=block))
 
         from ._calibration_dock import run_task
 
         self._worker = run_task(work, on_done=done, block=block, desc="opening session")
         return bool(opened and opened[0]) if block else True
 
-    def _opened(self, path, s: S.Session, notes: list[str], rec, *, allow_changed_inputs) -> bool:
+    def _opened(self, path, s: S.Session, notes: list[str], rec, *, allow_changed_inputs, block=True) -> bool:
         from mpi_viewer import _pipeline as P
 
         if notes and not allow_changed_inputs:
@@ -461,7 +463,7 @@ class SessionDock(QWidget):
                     return False
         for n in notes:
             _notify("warning", n)
-        self._show(s, rec)
+        self._show(s, rec, block=block)
         self.differences = P.compare(s, rec) if s.results else []
         self.rows = rec.rows
         self.session, self.path = s, (None if self.recovered_from else Path(path))
@@ -471,7 +473,7 @@ class SessionDock(QWidget):
         self.status.setText(f"opened {path}" + (" — numbers match" if s.results and not self.differences else ""))
         return True
 
-    def _show(self, s: S.Session, rec) -> None:
+    def _show(self, s: S.Session, rec, *, block: bool = True) -> None:
         layers = {}
         order = {"mri": 0, "ct": 1, "mpi": 2}  # anatomy below, MPI (additive) above
         for inp in sorted(s.inputs, key=lambda i: order.get(i.role, 3)):
@@ -498,7 +500,7 @@ class SessionDock(QWidget):
             labels.metadata["mpi_viewer"]["roi_names"] = [r.name for r in results]
             if "mpi" in layers:
                 _layers.copy_placement(layers["mpi"], labels)
-        self._restore_docks(s, rec, layers)
+        self._restore_docks(s, rec, layers, block=block)
         if s.registration is not None and s.registration.method == "transform" and fit is not None \
                 and mpi_layer is not None:  # a refined or loaded transform wins over the landmarks' refit
             _layers.apply_registration(mpi_layer, fit[0], fit[1],
@@ -536,7 +538,7 @@ class SessionDock(QWidget):
         """The open docks by class name (``ROIDock``, ``CalibrationDock``…) having ``state``."""
         return {type(w).__name__: w for w in self._docks() if hasattr(w, "state") and hasattr(w, "restore")}
 
-    def _restore_docks(self, s: S.Session, rec, layers: dict) -> None:
+    def _restore_docks(self, s: S.Session, rec, layers: dict, *, block: bool = True) -> None:
         """Hand the session to each open dock's ``restore`` (each step guarded), in the
         order of the workflow: landmarks, ROIs, calibration, cells."""
         docks = self._dock_by_class()
@@ -571,7 +573,7 @@ class SessionDock(QWidget):
             if w is None:
                 continue
             try:
-                w.restore(state)
+                w.restore(state, block=block) if cls == "CellsDock" else w.restore(state)
             except Exception as exc:  # noqa: BLE001 - a dock's own problem must not stop the opening
                 _notify("warning", f"{cls}: values not restored ({exc})")
 
