@@ -149,8 +149,9 @@ def run_rois(session: Session, volumes: dict[str, Any]) -> list[tuple[ROISection
 
     Seeds → :func:`mpi_viewer.roi.measure`; painted masks (label images beside the
     session, on the MPI grid) → :func:`mpi_viewer.roi.measure_label_image`, one manual
-    ROI per label, named after the mask (``<name>_<label>`` when it holds several
-    labels) and labelled after the section's seeded ROIs.
+    ROI per label, named by the mask's ``names`` (in increasing label order) or else
+    after the mask (``<name>_<label>`` when it holds several labels), and labelled
+    after the section's seeded ROIs.
     """
     from .roi import measure, measure_label_image
     from .volume import read_volume
@@ -169,9 +170,10 @@ def run_rois(session: Session, volumes: dict[str, Any]) -> list[tuple[ROISection
                                  names=names))
         for m in sec.masks:
             lab = read_volume(session.resolve(m.path), modality="unknown", name=m.name)
-            rs = _wrap(f"mask {m.name}", measure_label_image, vol, lab, params)
+            rs = _wrap(f"mask {m.name}", measure_label_image, vol, lab, params, names=m.names or None)
             for r in rs:
-                r.name = m.name if len(rs) == 1 else f"{m.name}_{r.label}"
+                if not m.names:
+                    r.name = m.name if len(rs) == 1 else f"{m.name}_{r.label}"
                 r.label = len(results) + 1
                 results.append(r)
         out.append((sec, results))
@@ -516,7 +518,8 @@ def save_quantify_session(session_path: str | Path, *, mpi: str | Path, seeds_xy
                           names=None, phantoms: str | Path | None = None,
                           calibration_file: str | Path | None = None,
                           calibration_options: dict[str, Any] | None = None,
-                          iron_per_cell=None, rows: list[dict[str, Any]] | None = None) -> tuple[Path, list[str]]:
+                          iron_per_cell=None, rows: list[dict[str, Any]] | None = None,
+                          mask: str | Path | None = None, mask_names=None) -> tuple[Path, list[str]]:
     """The session of a ``quantify`` run: inputs hashed, ROI definitions, calibration,
     iron per cell, and results recomputed through this pipeline.
 
@@ -527,7 +530,7 @@ def save_quantify_session(session_path: str | Path, *, mpi: str | Path, seeds_xy
     mpi, phantoms, calibration_file : path
         quantify's input files.
     seeds_xyz_mm : (n, 3) array_like
-        Seeds, MPI physical mm.
+        Seeds, MPI physical mm (may be empty with ``mask``).
     roi_params : ROIParams
     names : list of str, optional
         ROI names.
@@ -538,6 +541,12 @@ def save_quantify_session(session_path: str | Path, *, mpi: str | Path, seeds_xy
     rows : list of dict, optional
         quantify's own rows: the differences from the session's (there should be none)
         are returned.
+    mask : path, optional
+        ``quantify --mask``: a label image on the MPI grid, one manual ROI per label.
+        It is an input: named where it lies (relative to the session) with its SHA-256
+        (a :class:`~mpi_viewer.session.MaskFile`), read, never written.
+    mask_names : list of str, optional
+        The mask's ROI names in increasing label order (``manual_<label>`` by default).
 
     Returns
     -------
@@ -548,9 +557,16 @@ def save_quantify_session(session_path: str | Path, *, mpi: str | Path, seeds_xy
     if not sp.parent.is_dir():
         raise InputError(f"{sp}: folder {sp.parent} does not exist")
     s = new_session(sp, mpi=mpi, phantoms=phantoms, calibration_file=calibration_file)
-    seeds = np.atleast_2d(np.asarray(seeds_xyz_mm, dtype=float)).tolist()
+    seeds = np.asarray(seeds_xyz_mm, dtype=float)
+    seeds = np.atleast_2d(seeds).tolist() if seeds.size else []
+    masks = []
+    if mask is not None:
+        from .session import MaskFile, relative_path, sha256_file
+
+        masks = [MaskFile(name=Path(mask).name.split(".")[0], path=relative_path(mask, sp),
+                          sha256=sha256_file(mask), names=[str(n) for n in mask_names or []])]
     s.rois = [ROISection(method=roi_params.method, params=roi_params.to_dict(), seeds_xyz_mm=seeds,
-                         names=[str(n) for n in names] if names else [])]
+                         names=[str(n) for n in names] if names else [], masks=masks)]
     if phantoms is not None:
         s.calibration = CalibrationSection(source="phantoms", options=dict(calibration_options or {}))
     elif calibration_file is not None:
@@ -594,7 +610,8 @@ def save_session_of_quantify(args, mpi, seeds, params, rows) -> Path:
     path, diffs = save_quantify_session(
         args.save_session, mpi=args.mpi, seeds_xyz_mm=seeds, roi_params=params,
         phantoms=phantoms, calibration_file=getattr(args, "calibration", None),
-        calibration_options=options, iron_per_cell=ipc, rows=rows)
+        calibration_options=options, iron_per_cell=ipc, rows=rows, mask=getattr(args, "mask", None),
+        mask_names=[r["name"] for r in rows[len(seeds):]] if getattr(args, "mask", None) else None)
     for d in diffs:
         print(f"mpi-viewer: note: session differs from the CSV: {d}", file=sys.stderr)
     return path

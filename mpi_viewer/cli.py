@@ -209,9 +209,6 @@ def _cmd_quantify(args) -> int:
     label_image = getattr(args, "mask", None)
     if not args.seed and not label_image:
         raise InputError("quantify: give at least one --seed=X,Y,Z (mm, in the MPI's frame) or --mask LABELS.nii.gz")
-    if label_image and getattr(args, "save_session", None):
-        raise InputError("--save-session with --mask: a quantify session cannot record a label image yet; "
-                         "save the session from napari or drop --save-session")
     params = _quantify_params(args)
     src = Path(args.mpi).resolve()
     for out in filter(None, (args.output, args.masks)):

@@ -398,19 +398,30 @@ class RegistrationSection:
 
 @dataclass
 class MaskFile:
-    """A painted ROI mask, NIfTI on the MPI grid, beside the session."""
+    """A label image of manual ROIs on the MPI grid (NRRD or NIfTI), hashed.
+
+    Written beside the session by the napari session dock (NRRD: double-precision
+    geometry), or a ``quantify --mask`` input named where it lies (never written).
+    ``names`` are the ROI names in increasing label order; without them an ROI is
+    named after the mask (``<name>_<label>`` when it holds several labels).
+    """
 
     name: str
     path: str
     sha256: str
+    names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.names:
+            d.pop("names")
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, *, where: str = "mask", warnings: list[str] | None = None) -> MaskFile:
         f = _Fields(d, where, warnings)
-        out = cls(name=f("name", _str), path=f("path", _rel_path), sha256=f("sha256", _sha256_text))
+        out = cls(name=f("name", _str), path=f("path", _rel_path), sha256=f("sha256", _sha256_text),
+                  names=f("names", _list_of(_str), list))
         f.done()
         return out
 
