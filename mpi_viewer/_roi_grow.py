@@ -334,6 +334,7 @@ def one_roi(volume, arr, seed, params, noise, structure):
 
     from ._fwhm import subvoxel_peak
     from ._roi_split import MAX_FIT_PEAKS, find_peaks, fit_gaussians
+    from ._roi_subvoxel import subvoxel_stats
 
     d = arr.ndim
     seed, st, idx0 = _check_seed(volume, arr, seed)
@@ -391,6 +392,7 @@ def one_roi(volume, arr, seed, params, noise, structure):
     warnings: list[str] = []
     corr = sub
     others = None
+    blocked = None
     thr = g.threshold
     peak_idx, peak_au = g.peak_idx, g.peak_au
     roi = region
@@ -403,13 +405,13 @@ def one_roi(volume, arr, seed, params, noise, structure):
             peak_idx, peak_au = subvoxel_peak(corr, top)
             if params.method == "halfmax":
                 thr = float(params.fraction) * peak_au
-            roi = corr >= thr
+            blocked = np.zeros(corr.shape, dtype=bool)  # voxels given to a neighbour (its own core)
             for k, m in enumerate(models):
                 if k == own:
                     continue
                 core = m >= (float(params.fraction) * float(m.max()) if params.method == "halfmax" else thr)
-                roi &= ~(core & (m > models[own]))
-            roi = _component(roi & region, top, structure)
+                blocked |= core & (m > models[own])
+            roi = _component((corr >= thr) & ~blocked & region, top, structure)
             if not roi.any():
                 raise InputError(f"seed {st}: nothing of this source is left above the threshold once its "
                                  "neighbours' signal is removed")
@@ -422,6 +424,12 @@ def one_roi(volume, arr, seed, params, noise, structure):
     if others is not None:
         neighbour = float(others[roi].astype(np.float64).sum()) * float(np.prod(volume.spacing_mm))
     stats = region_stats(volume, arr, corr, roi, g.lo, noise, curve, peak_idx=peak_idx, peak_au=peak_au)
+    # total, size and mean integrated at sub-voxel resolution (see mpi_viewer._roi_subvoxel)
+    fine = subvoxel_stats(corr, roi, thr, tuple(np.asarray(stats["_peak_voxel"]) - g.lo), structure,
+                          voxel_size=float(np.prod(volume.spacing_mm)), others=others, blocked=blocked)
+    if fine is not None:
+        stats.update(total_signal=fine["total"], size=fine["size"], mean_au=fine["mean"])
+        neighbour = fine["neighbour"]
     flags += stats.pop("flags")
     warnings += stats.pop("warnings")
     return dict(

@@ -28,6 +28,17 @@ interest (ROI) and its signal statistics:
    mean × volume (a.u.·mm³), SNR = peak / noise SD, FWHM per axis from a Lorentzian
    fit of the line profile through the peak (Ureña Horno et al. 2025).
 
+   Total, volume and mean are integrated at sub-voxel resolution. The field's
+   thresholded ROIs are voxel sets (a voxel is in when its centre reaches the
+   threshold); on coarse MPI grids (0.25–1 mm voxels, ~80 per half-maximum ROI) that
+   makes a point source's total depend on where it sits within a voxel (±2–4 % on the
+   demo's 0.5 mm grid). So the ROI's bounding box (+1 voxel) is interpolated by a cubic
+   B-spline onto a grid 4× finer per axis, thresholded there (after any neighbour
+   subtraction), and total = Σ fine signal ≥ threshold × fine voxel volume, volume =
+   fine count × fine voxel volume, mean = total / volume (within 0.5 % of the
+   continuous-space value at any offset; see :mod:`mpi_viewer._roi_subvoxel`). The mask
+   (display, label images, ``n_voxels``) stays the native voxel set.
+
 All work happens in a local box around the seed that grows until the region no
 longer touches its edge: nothing labels or copies the whole volume. An optional
 receiver-saturation curve (:class:`SaturationCurve`) corrects the signal before any
@@ -229,14 +240,18 @@ class ROIResult:
     mean_au : float
         Mean signal in the ROI (a.u.).
     n_voxels : int
-        ROI voxels.
+        ROI voxels on the native grid (the mask; for a thresholded ROI ``size`` is the
+        sub-voxel volume, so ``n_voxels`` × voxel volume only approximates it).
     size : float
-        ROI volume (mm³) or, on a 2-D image, area (mm²); unit in ``size_unit``.
+        ROI volume (mm³) or, on a 2-D image, area (mm²); unit in ``size_unit``. Thresholded
+        ROIs: measured at sub-voxel resolution (module docstring, step 4).
     size_unit : str
         ``"mm3"`` or ``"mm2"``.
     total_signal : float
-        mean × size = sum × voxel size (a.u.·mm³ or a.u.·mm²), after any correction
-        for neighbours' signal (``neighbour_signal``) and receiver saturation.
+        mean × size (a.u.·mm³ or a.u.·mm²), after any correction for neighbours' signal
+        (``neighbour_signal``) and receiver saturation: the signal above the threshold
+        integrated at sub-voxel resolution for thresholded ROIs, sum × voxel size for
+        manual ones.
     snr : float
         ``peak_au / noise_sd``.
     fwhm_mm : tuple of float

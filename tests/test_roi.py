@@ -37,9 +37,14 @@ def _amp(study, iron_ug):
 
 
 def _expected_total(study, src, threshold_au):
-    """Σ noise-free signal ≥ threshold × voxel volume, from the known PSF and iron alone."""
-    clean = study.render_sources([src["mpi_mm"]], [src["iron_ug"]])
-    return float(clean[clean >= threshold_au].sum()) * study.mpi.voxel_volume_mm
+    """Signal (a.u.·mm³) of the known PSF × iron where it is ≥ threshold, in continuous space.
+
+    Inside a 3-D Gaussian's level set {f ≥ t} lies the fraction chi2.cdf(2 ln(peak / t), 3)
+    of its integral (sensitivity × iron). ROIs integrate at sub-voxel resolution, so
+    this is their truth (a voxel-set sum would move ±2–4 % with the sub-voxel position).
+    """
+    total = study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"]
+    return total * chi2.cdf(2 * math.log(_amp(study, src["iron_ug"]) / threshold_au), 3)
 
 
 def _offset_seed(src, off=(0.7, -0.5, 0.6)):
@@ -58,14 +63,16 @@ def test_halfmax_total_matches_psf_and_iron_within_2_percent(study, name):
     amp = _amp(study, src["iron_ug"])
     expected = _expected_total(study, src, 0.5 * amp)
     assert r.total_signal == pytest.approx(expected, rel=0.02)
-    # and against the analytic fraction inside a 3-D Gaussian's half-maximum ellipsoid (the
-    # ~85-voxel region on the 0.5 mm grid samples the ellipsoid's edge coarsely: a few %)
+    # the analytic fraction inside a 3-D Gaussian's half-maximum ellipsoid (≈ 0.2911)
     analytic = chi2.cdf(2 * math.log(2), 3) * study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"]
-    assert r.total_signal == pytest.approx(analytic, rel=0.05)
+    assert expected == pytest.approx(analytic)
     assert r.peak_au == pytest.approx(amp, rel=0.01)
     assert r.threshold_au == pytest.approx(0.5 * r.peak_au)
     assert r.total_signal == pytest.approx(r.mean_au * r.volume_mm3)
-    assert r.size_unit == "mm3" and r.n_voxels * 0.125 == pytest.approx(r.volume_mm3)
+    # volume of the half-maximum ellipsoid, 4/3 π Π(FWHM/2); the native voxel set ≈ it
+    ellipsoid_mm3 = 4 / 3 * math.pi * np.prod(np.asarray(study.truth["psf_fwhm_mm"]) / 2)
+    assert r.size_unit == "mm3" and r.volume_mm3 == pytest.approx(ellipsoid_mm3, rel=0.03)
+    assert r.n_voxels * 0.125 == pytest.approx(ellipsoid_mm3, rel=0.1)
     assert np.linalg.norm(np.subtract(r.peak_mm, src["mpi_mm"])) < 0.1
     assert r.snr == pytest.approx(amp / study.truth["noise_sd_au"], rel=0.05)
     assert r.flags == []

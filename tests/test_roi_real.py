@@ -53,7 +53,9 @@ def test_phantom_29_one_roi_per_blob(method):
             ref = cl == cl[tuple(np.rint(vol.physical_to_index([r.peak_mm])[0]).astype(int))]
             inter = (ref & (lab == k)).sum()
             assert inter / (ref | (lab == k)).sum() > 0.9
-            assert r.total_signal == pytest.approx(a[lab == k].sum() * np.prod(SPACING_MM))
+            # the total is integrated at sub-voxel resolution: close to the voxel set's sum
+            # (the blobs span many voxels), not equal to it
+            assert r.total_signal == pytest.approx(a[lab == k].sum() * np.prod(SPACING_MM), rel=0.05)
 
 
 def test_ring_phantom_without_splitting_is_one_region():
