@@ -692,22 +692,16 @@ class CalibrationDock(QWidget):
     def _fit_points(self) -> None:
         from mpi_viewer.calibration import Calibration
 
-        kind = self._kind()
+        options = self.options()  # the same options the session stores
+        kind = options["kind"]
         mpi = self.mpi_layer
         try:
             usable = [p for p in self.points if np.isfinite(p.amount(kind))] if self.points else []
             missing = [p.name for p in self.points if p not in usable]
             if missing:
                 notify_warning(f"phantoms without a known {self._amount_header()} left out: {', '.join(missing)}")
-            single = self.single_check.isChecked()
             cal = Calibration.from_points(
-                self.name_edit.text() or "calibration", usable, kind=kind,
-                through_origin=self.origin_check.isChecked() or single,
-                weighting="relative" if self.weight_combo.currentIndex() == 1 else "ols",
-                mode="single_reference" if single else "line",
-                reference=(self.reference_combo.currentText() or None) if single else None,
-                tracer=self.tracer_edit.text() or None, tracer_lot=self.lot_edit.text() or None,
-                environment=self.env_combo.currentText(), preparation=self.prep_combo.currentText(),
+                points=usable, **options,
                 acquisition=dict(meta(mpi).get("acquisition") or {}) if mpi is not None else {},
                 roi=self.roi_params_used.to_dict() if self.roi_params_used is not None else {},
             )

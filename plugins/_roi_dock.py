@@ -111,6 +111,8 @@ class ROIDock(QWidget):
         self._syncing = False
         self._manual: list = []  # manual ROI results (polygons / painted labels), after the seeded ones
         self._manual_layer = None
+        self._manual_names: dict[int, str] = {}  # painted label → ROI name (restored sessions)
+        self._gone_layer: str | None = None  # the MPI layer the ROIs were made on, since removed
 
         self.layer_combo = QComboBox()
         self.method = QComboBox()
@@ -213,6 +215,8 @@ class ROIDock(QWidget):
         mpi = [lyr.name for lyr in find_layers(self.viewer, "MPI")]
         others = [lyr.name for lyr in find_layers(self.viewer) if lyr.name not in mpi]
         names = mpi + others
+        if current and current not in names and (self._seeds_mm or self._manual):
+            self._gone_layer = current  # the ROIs stay, but no longer belong to a layer shown
         if names == [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())]:
             return
         self.layer_combo.blockSignals(True)
@@ -225,6 +229,7 @@ class ROIDock(QWidget):
     def _on_layer_changed(self, *_):
         if self._seeds_mm:
             self.clear()
+        self._gone_layer = None
 
     def _volume(self):
         layer = self.mpi_layer
@@ -342,6 +347,7 @@ class ROIDock(QWidget):
     def clear(self) -> None:
         self._seeds_mm, self._names = [], []
         self._manual = []
+        self._gone_layer = None
         self._set_results([])
         self._sync_points()
 
@@ -367,17 +373,18 @@ class ROIDock(QWidget):
             self._syncing = False
 
     # -- manual ROIs ---------------------------------------------------------------------------
-    def _ensure_manual_layer(self):
-        """The layer the user draws (2-D: Shapes) or paints (3-D: Labels) manual ROIs in,
-        placed like the MPI layer (its data coordinates are the MPI's voxel indices)."""
+    def _ensure_manual_layer(self, *, paint: bool = False):
+        """The layer the user draws (2-D: Shapes) or paints (3-D, or ``paint``: Labels)
+        manual ROIs in, placed like the MPI layer (its data coordinates are the MPI's
+        voxel indices)."""
         layer = self._manual_layer
-        if layer is not None and layer in self.viewer.layers:
+        if layer is not None and layer in self.viewer.layers and (not paint or layer._type_string == "labels"):
             return layer
         mpi = self.mpi_layer
         if mpi is None:
             raise InputError("no MPI image layer: open an MPI image (or the demo) first")
         vol = volume_from_layer(mpi)
-        if vol.ndim == 2:
+        if vol.ndim == 2 and not paint:
             layer = self.viewer.add_shapes(ndim=2, name=SHAPES_LAYER, shape_type="polygon", edge_color="yellow",
                                            face_color="transparent", edge_width=0.5)
             layer.events.data.connect(self._on_shapes_changed)
@@ -388,7 +395,7 @@ class ROIDock(QWidget):
         self._manual_layer = layer
         self.manual_btn.setEnabled(True)
         self.viewer.layers.selection.active = layer
-        layer.mode = "add_polygon" if vol.ndim == 2 else "paint"
+        layer.mode = "add_polygon" if layer._type_string == "shapes" else "paint"
         return layer
 
     def _on_shapes_changed(self, event=None) -> None:
@@ -416,7 +423,7 @@ class ROIDock(QWidget):
                     notifications.show_error(f"polygon {i + 1}: {exc}")
         else:
             data = np.asarray(layer.data)
-            out = measure_label_image(vol, data, self.params) if data.any() else []
+            out = measure_label_image(vol, data, self.params, names=self._manual_names) if data.any() else []
         self._manual = list(out)
         self._set_results([r for r in self.results if r.method != MANUAL])
         return self._manual
@@ -539,9 +546,33 @@ class ROIDock(QWidget):
     # -- session -------------------------------------------------------------------------------
     def state(self) -> dict:
         """The dock as the session stores it: MPI layer, ``ROIParams.to_dict()``, seeds
-        (MPI physical mm, x, y, z) and ROI names."""
-        return {"layer": self.layer_combo.currentText(), "params": self.params.to_dict(),
-                "seeds_xyz_mm": [list(s) for s in self._seeds_mm], "names": list(self._names)}
+        (MPI physical mm, x, y, z), ROI names and the manual ROIs.
+
+        ``"manual"`` is None without manual ROIs, else ``{"labels": ndarray, "names":
+        [...]}``: a label image on the MPI grid (numpy order; the painted labels as
+        painted, or the polygons as labels 1…n) and the ROI names in increasing label
+        order. The session dock writes it beside the session (NRRD).
+        """
+        return {"layer": self._gone_layer or self.layer_combo.currentText(), "params": self.params.to_dict(),
+                "seeds_xyz_mm": [list(s) for s in self._seeds_mm], "names": list(self._names),
+                "manual": self._manual_state()}
+
+    def _manual_state(self) -> dict | None:
+        if not self._manual:
+            return None
+        names = [r.name for r in self._manual]
+        layer = self._manual_layer
+        if layer is not None and layer in self.viewer.layers and layer._type_string == "labels":
+            data = np.asarray(layer.data)
+            if np.unique(data[data > 0]).size == len(self._manual):  # as measured: keep the painted values
+                return {"labels": data.copy(), "names": names}
+        if self.mpi_layer is None or self._gone_layer:  # the MPI layer is gone: no grid to draw them on
+            return None
+        lab = np.zeros(tuple(self._volume().shape), dtype=np.uint16)
+        for k, r in enumerate(self._manual):  # polygons (or a removed paint layer): labels 1…n
+            sub = lab[r.mask.slices]
+            sub[r.mask.array & (sub == 0)] = k + 1
+        return {"labels": lab, "names": names}
 
     def restore(self, state: dict) -> None:
         """Set the widgets from :meth:`state` and measure the seeds again (errors: notifications)."""
@@ -572,7 +603,25 @@ class ROIDock(QWidget):
         self._counter = len(self._seeds_mm)
         if self._seeds_mm and self.mpi_layer is not None:
             self._ensure_seed_layer()
+        self._manual, self._manual_names, self._gone_layer = [], {}, None
         self.recompute()
+        manual = state.get("manual")
+        if manual is not None and self.mpi_layer is not None:
+            self._guarded(self._restore_manual, manual)
+
+    def _restore_manual(self, manual: dict) -> None:
+        """The manual ROIs of a session: its label image in the paint layer (a Labels
+        layer on the MPI grid, 2-D images too), measured with their names."""
+        labels = np.asarray(manual["labels"])
+        shape = tuple(self._volume().shape)
+        if labels.shape != shape:
+            raise InputError(f"manual ROIs of shape {labels.shape} are not on the MPI grid {shape}")
+        values = [int(v) for v in np.unique(labels[labels > 0])]
+        names = [str(n) for n in manual.get("names") or []]
+        self._manual_names = dict(zip(values, names, strict=True)) if len(names) == len(values) else {}
+        layer = self._ensure_manual_layer(paint=True)
+        layer.data = labels
+        self.measure_manual()
 
     # -- export --------------------------------------------------------------------------------
     def rows(self) -> list[dict]:

@@ -56,6 +56,21 @@ def _volume_writer(volume):
     return lambda path: write_volume(volume, path)
 
 
+def _labels_writer(labels, volume):
+    """A writer of a label image on ``volume``'s grid (NRRD: double-precision geometry)."""
+    def write(path):
+        import SimpleITK as sitk
+
+        lab = np.asarray(labels)
+        if lab.dtype.kind not in "ui" or (lab.size and lab.min() < 0):
+            raise InputError(f"manual ROIs: labels of type {lab.dtype} are not non-negative integers")
+        img = sitk.GetImageFromArray(lab.astype(np.uint16 if lab.max(initial=0) <= 65535 else np.uint32))
+        img.CopyInformation(volume.image)
+        sitk.WriteImage(img, str(path), useCompression=True)
+
+    return write
+
+
 def _phantoms_csv(phantoms) -> str:
     """Phantoms (name, (x, y, z) MPI mm, amount) as ``name,x,y,z,iron_ug`` text (exact floats)."""
     import csv
@@ -243,7 +258,7 @@ class SessionDock(QWidget):
                 for m in sec.masks:
                     m.path = anchor(m.path)
         base.layers = self._layer_displays()
-        self._sections_from_docks(base, session_path, writes)
+        self._sections_from_docks(base, session_path, writes, autosave=deferred is None)
         self._transform_from_layers(base)
         base.path = session_path
         if deferred is None:  # autosave: the recovery file's own copies, not remembered
@@ -255,8 +270,14 @@ class SessionDock(QWidget):
     def _roles(self, s: S.Session) -> dict[str, str]:
         return {inp.name: inp.role for inp in s.inputs if inp.name}
 
-    def _sections_from_docks(self, s: S.Session, session_path: Path, writes: list) -> None:
-        """Registration, ROIs, calibration and iron per cell from the docks that are open."""
+    def _sections_from_docks(self, s: S.Session, session_path: Path, writes: list, *,
+                             autosave: bool = False) -> None:
+        """Registration, ROIs, calibration and iron per cell from the docks that are open.
+
+        The ROI dock's manual ROIs (a label image on the MPI grid) are written beside the
+        session as NRRD and named by a :class:`~mpi_viewer.session.MaskFile`. An ROI dock
+        whose MPI layer is gone (the viewer closing) is skipped by the autosave, quietly.
+        """
         docks, roles = self._dock_by_class(), self._roles(s)
         reg = docks.get("RegistrationDock")
         st = reg.state() if reg is not None else None
@@ -269,14 +290,7 @@ class SessionDock(QWidget):
                 translation=np.asarray(reg.fit.translation, float).tolist())
         roi = docks.get("ROIDock")
         if roi is not None:
-            st = roi.state()
-            s.rois = []
-            if st["seeds_xyz_mm"]:
-                if st["layer"] not in roles:
-                    raise InputError(f"ROI layer {st['layer']!r} is not an image the session can name")
-                s.rois = [S.ROISection(method=st["params"]["method"], params=st["params"],
-                                       seeds_xyz_mm=st["seeds_xyz_mm"], names=st["names"],
-                                       image=roles[st["layer"]])]
+            self._roi_sections(roi, s, session_path, writes, roles, autosave=autosave)
         cal = docks.get("CalibrationDock")
         if cal is not None:
             s.inputs = [i for i in s.inputs if i.role not in ("phantoms", "calibration")]
@@ -287,6 +301,29 @@ class SessionDock(QWidget):
             s.cells = None
             if cells.results and not st["from_cells"] and s.calibration is not None:
                 s.cells = S.CellsSection(mean_pg=float(st["mean_pg"]), sd_pg=float(st["sd_pg"]))
+
+    def _roi_sections(self, dock, s: S.Session, session_path: Path, writes: list, roles: dict, *,
+                      autosave: bool) -> None:
+        st = dock.state()
+        manual = st.get("manual")
+        if not st["seeds_xyz_mm"] and manual is None:
+            s.rois = []
+            return
+        layer = self.viewer.layers[st["layer"]] if st["layer"] in self.viewer.layers else None
+        if st["layer"] not in roles or (manual is not None and layer is None):
+            if autosave:  # its MPI layer is gone (the viewer is closing): keep what was saved
+                return
+            raise InputError(f"ROI layer {st['layer']!r} is not an image the session can name")
+        masks = []
+        if manual is not None:
+            p = session_path.with_name(f"{session_path.stem}_manual_rois.nrrd")
+            m = S.MaskFile(name="manual", path=S.relative_path(p, session_path), sha256="0" * 64,
+                           names=[str(n) for n in manual["names"]])
+            writes.append((m, p, _labels_writer(manual["labels"], _layers.volume_from_layer(layer)), None))
+            masks.append(m)
+        method = st["params"]["method"] if st["seeds_xyz_mm"] else "manual"
+        s.rois = [S.ROISection(method=method, params=st["params"], seeds_xyz_mm=st["seeds_xyz_mm"],
+                               names=st["names"], image=roles[st["layer"]], masks=masks)]
 
     def _calibration_section(self, dock, s: S.Session, session_path: Path, writes: list):
         """The calibration dock's fit as replayable phantoms (CSV written beside the session,
@@ -561,7 +598,8 @@ class SessionDock(QWidget):
         if s.rois:
             sec = s.rois[0]
             steps.append(("ROIDock", {"layer": name.get(sec.image), "params": sec.params,
-                                      "seeds_xyz_mm": sec.seeds_xyz_mm, "names": sec.names}))
+                                      "seeds_xyz_mm": sec.seeds_xyz_mm, "names": sec.names,
+                                      "manual": self._manual_state(rec, 0)}))
         if rec.calibration is not None:
             steps.append(("CalibrationDock", self._calibration_state(s, rec, name)))
             if s.cells is not None or rec.calibration.kind == "cells":
@@ -576,6 +614,20 @@ class SessionDock(QWidget):
                 w.restore(state, block=block) if cls == "CellsDock" else w.restore(state)
             except Exception as exc:  # noqa: BLE001 - a dock's own problem must not stop the opening
                 _notify("warning", f"{cls}: values not restored ({exc})")
+
+    @staticmethod
+    def _manual_state(rec, index: int) -> dict | None:
+        """The ROI dock's manual ROIs of ROI section ``index``, as recomputed from its masks:
+        a label image on the MPI grid (labels 1…n in the table's order) and their names."""
+        sec, results = rec.rois[index]
+        manual = [r for r in results if r.method == "manual"]
+        if not manual:
+            return None
+        lab = np.zeros(tuple(rec.volumes[sec.image].shape), dtype=np.uint16)
+        for k, r in enumerate(manual):
+            sub = lab[r.mask.slices]
+            sub[r.mask.array & (sub == 0)] = k + 1
+        return {"labels": lab, "names": [r.name for r in manual]}
 
     @staticmethod
     def _calibration_state(s: S.Session, rec, name: dict) -> dict:

@@ -96,3 +96,69 @@ def test_quantify_mask_only_session(cli_study, tmp_path, capsys):
     capsys.readouterr()
     assert main(["replay", str(session)]) == 0
     assert "differs" not in capsys.readouterr().err
+
+
+# -- napari: paint, save, replay, reopen ----------------------------------------------------------
+@pytest.fixture
+def notes(monkeypatch, tmp_path):
+    import napari.utils.notifications as notifications
+
+    monkeypatch.setenv(S.RECOVERY_ENV, str(tmp_path / "recovery"))
+    shown = {"error": [], "warning": []}
+    monkeypatch.setattr(notifications, "show_error", lambda m: shown["error"].append(str(m)))
+    monkeypatch.setattr(notifications, "show_warning", lambda m: shown["warning"].append(str(m)))
+    monkeypatch.setattr(notifications, "show_info", lambda m: None)
+    return shown
+
+
+def _docks(viewer):
+    from mpi_viewer.plugins._roi_dock import ROIDock
+    from mpi_viewer.plugins._session_dock import SessionDock
+
+    roi = ROIDock(viewer)
+    viewer.window.add_dock_widget(roi, name="MPI ROIs")
+    return roi, SessionDock(viewer, autosave_ms=0, ask=lambda q: True)
+
+
+@pytest.mark.gui
+def test_painted_roi_saved_replayed_and_reopened(make_napari_viewer, notes, tmp_path, capsys):
+    from mpi_viewer.plugins._launch import load_demo
+    from mpi_viewer.plugins._roi_dock import MANUAL, PAINT_LAYER
+
+    va = make_napari_viewer()
+    study = load_demo(va)
+    roi_a, sess_a = _docks(va)
+    roi_a.method.setCurrentIndex(roi_a.method.findData(MANUAL))
+    box = _box(study.mpi, study.source("isolated")["mpi_mm"])
+    data = np.zeros(study.mpi.shape, dtype=np.uint16)
+    data[box] = 1
+    va.layers[PAINT_LAYER].data = data  # what painting does
+    roi_a.manual_btn.click()
+    assert [r.method for r in roi_a.results] == ["manual"]
+    total_a, name_a = roi_a.results[0].total_signal, roi_a.results[0].name
+    exp, tol = _truth_total(study, "isolated", data > 0)
+    assert abs(total_a - exp) < tol
+
+    out = sess_a.save(tmp_path / "manual.json")
+    assert out is not None and not notes["error"]
+    s = S.load_session(out)
+    (mask,) = s.rois[0].masks
+    assert mask.path.endswith(".nrrd") and mask.names == [name_a]
+    capsys.readouterr()
+    assert main(["replay", str(out)]) == 0
+
+    vb = make_napari_viewer()
+    roi_b, sess_b = _docks(vb)
+    assert sess_b.open(out) and sess_b.differences == []
+    assert not notes["error"] and not notes["warning"]
+    (row,) = roi_b.results
+    assert row.name == name_a and row.method == "manual"
+    assert abs(row.total_signal - total_a) <= 1e-9 * abs(total_a)
+    painted = np.asarray(vb.layers[PAINT_LAYER].data)
+    assert int((painted > 0).sum()) == int(data.sum()) and (painted[box] > 0).all()
+
+    # the viewer closing: ROIs whose MPI layer is gone are left out of the autosave, quietly
+    assert roi_b.add_seed_mm(study.source("strong")["mpi_mm"]) is not None
+    vb.layers.remove(roi_b.mpi_layer)
+    assert sess_b.autosave_now() is not None
+    assert not notes["warning"] and not notes["error"]
