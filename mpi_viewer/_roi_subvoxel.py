@@ -14,10 +14,13 @@ is interpolated by a cubic B-spline (separable; exact at the voxel centres) onto
 grid ``factor`` times finer along every axis whose cells tile the native voxels; the
 fine voxels at or above the threshold, inside the native ROI or its one-voxel rim
 (never in a voxel given to a neighbouring source), connected to the peak, form the
-region. Then total = Σ fine values × fine voxel volume (a.u.·mm³ or a.u.·mm²),
-size = count × fine voxel volume, mean = total / size. A cubic rather than linear
-interpolant: linear interpolation under-reads the concave core of a peak (−7 % on
-the demo's sources), the cubic spline is within 0.1 % of the continuous integral.
+region. The fine voxels it crosses count by the fraction of them inside (the signal
+taken as linear across a fine voxel: w = ½ + (v − t) / Σᵢ|∂v/∂xᵢ|, clipped to 0…1).
+Then total = Σ w × fine value × fine voxel volume (a.u.·mm³ or a.u.·mm²), size =
+Σ w × fine voxel volume, mean = total / size: within 0.1 % of the continuous-space
+value at any sub-voxel offset on the demo (0.4 % with whole fine voxels). A cubic
+rather than linear interpolant: linear interpolation under-reads the concave core of
+a peak (−7 % on the demo's sources).
 The native voxel set stays the ROI's mask (display, label images, ``n_voxels``).
 
 A split source (a weak one beside a strong one) is integrated on its own signal (the
@@ -127,7 +130,8 @@ def subvoxel_stats(signal: np.ndarray, roi: np.ndarray, threshold: float, top, s
     allowed = ndi.binary_dilation(roi[usl], structure=structure)
     if blocked is not None:
         allowed &= ~blocked[usl]
-    mask = (fine >= threshold) & _repeat(allowed, factor)
+    allowed = _repeat(allowed, factor)
+    mask = (fine >= threshold) & allowed
     oth = None
     if others is not None:
         oth = _upsample(others[csl], mats)
@@ -137,9 +141,19 @@ def subvoxel_stats(signal: np.ndarray, roi: np.ndarray, threshold: float, top, s
     full = int(np.count_nonzero(structure)) > 2 * d + 1
     lab, _ = ndi.label(mask, structure=ndi.generate_binary_structure(d, d if full else 1))
     mask = lab == lab[at]
+    # partial volume of the fine voxels at the threshold surface: the signal is taken as
+    # linear across a fine voxel, whose extent along the gradient is Σ|∂v/∂xᵢ| (fine units)
+    rim = ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(d, d)) & allowed
+    sl = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(rim))
+    f = fine[sl]
+    l1 = np.zeros(f.shape, dtype=np.float32)
+    for g in np.gradient(f) if d > 1 else [np.gradient(f)]:
+        l1 += np.abs(g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.clip(0.5 + (f - threshold) / l1, 0.0, 1.0)
+    w = np.where(rim[sl], np.nan_to_num(w, nan=1.0), 0.0).astype(np.float64)
     dv = float(voxel_size) / factor**d
-    n = int(np.count_nonzero(mask))
-    total = float(fine[mask].astype(np.float64).sum()) * dv
-    size = n * dv
-    neighbour = float(oth[mask].astype(np.float64).sum()) * dv if oth is not None else 0.0
+    total = float((w * f).sum()) * dv
+    size = float(w.sum()) * dv
+    neighbour = float((w * oth[sl]).sum()) * dv if oth is not None else 0.0
     return dict(total=total, size=size, mean=total / size, neighbour=neighbour, factor=factor)

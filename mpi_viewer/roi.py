@@ -34,8 +34,9 @@ interest (ROI) and its signal statistics:
    makes a point source's total depend on where it sits within a voxel (±2–4 % on the
    demo's 0.5 mm grid). So the ROI's bounding box (+1 voxel) is interpolated by a cubic
    B-spline onto a grid 4× finer per axis, thresholded there (after any neighbour
-   subtraction), and total = Σ fine signal ≥ threshold × fine voxel volume, volume =
-   fine count × fine voxel volume, mean = total / volume (within 0.5 % of the
+   subtraction; fine voxels crossed by the threshold surface count by their fraction
+   inside), and total = Σ fine signal ≥ threshold × fine voxel volume, volume = fine
+   voxels × fine voxel volume, mean = total / volume (within 0.1 % of the
    continuous-space value at any offset; see :mod:`mpi_viewer._roi_subvoxel`). The mask
    (display, label images, ``n_voxels``) stays the native voxel set.
 

@@ -180,7 +180,8 @@ def test_quantify_save_session_replays_to_the_same_numbers(demo, tmp_path, capsy
     assert s.calibration.options["confidence"] == 0.9 and s.cells.mean_pg == 15.0
     with open(out_csv, newline="", encoding="utf-8") as f:
         row = next(csv.DictReader(f))
-    assert float(row["cells"]) == pytest.approx(s.results[0]["cells"], rel=1e-6)
+    # the CSV holds 6 significant digits: equal to within half a unit of the 6th
+    assert float(row["cells"]) == pytest.approx(s.results[0]["cells"], rel=5e-6)
     assert float(row["cells"]) == pytest.approx(iso["cells"], rel=0.05)
     assert main(["replay", str(session)]) == 0
     # a geometry given on the command line cannot be replayed from files: refused up front
