@@ -556,6 +556,8 @@ def save_quantify_session(session_path: str | Path, *, mpi: str | Path, seeds_xy
     sp = Path(session_path)
     if not sp.parent.is_dir():
         raise InputError(f"{sp}: folder {sp.parent} does not exist")
+    if any(f is not None and Path(f).resolve() == sp.resolve() for f in (mpi, mask, phantoms, calibration_file)):
+        raise InputError(f"{sp}: refusing to overwrite an input file with the session")
     s = new_session(sp, mpi=mpi, phantoms=phantoms, calibration_file=calibration_file)
     seeds = np.asarray(seeds_xyz_mm, dtype=float)
     seeds = np.atleast_2d(seeds).tolist() if seeds.size else []

@@ -11,8 +11,9 @@ A session file is plain JSON (UTF-8) with a ``schema_version``. It names
   names), template name, model, the fitted fixed → moving transform and the ITK
   ``.tfm`` written beside the session;
 - the **ROI definitions**: method, parameters (``ROIParams.to_dict()``), seeds in
-  the MPI's physical mm, names; painted masks as NIfTI files beside the session,
-  referenced with their hash;
+  the MPI's physical mm, names; manual ROIs as label images on the MPI grid
+  (:class:`MaskFile`: painted in napari and written beside the session as NRRD, or a
+  ``quantify --mask`` input), referenced with their hash and ROI names;
 - the **calibration** with its raw points (``Calibration.to_dict()``), the **iron
   per cell**, the **results** (rows as the pipeline produces them), the **software
   versions** and the dates.

@@ -162,3 +162,14 @@ def test_painted_roi_saved_replayed_and_reopened(make_napari_viewer, notes, tmp_
     vb.layers.remove(roi_b.mpi_layer)
     assert sess_b.autosave_now() is not None
     assert not notes["warning"] and not notes["error"]
+
+
+def test_session_over_the_mask_is_refused(cli_study, tmp_path, capsys):
+    folder, _, _ = cli_study
+    mask = folder / "painted.nii.gz"
+    before = S.sha256_file(mask)
+    assert main(["quantify", str(folder / "mpi.nii.gz"), "--mask", str(mask),
+                 "-o", str(tmp_path / "x.csv"), "--save-session", str(mask)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "painted.nii.gz" in err[0]
+    assert S.sha256_file(mask) == before and not (tmp_path / "x.csv").exists()
