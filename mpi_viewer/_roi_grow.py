@@ -328,12 +328,20 @@ def _shoulder(arr, idx0, peak, params, spacing_zyx, st):
     return q
 
 
-def one_roi(volume, arr, seed, params, noise, structure):
-    """Grow and measure one seed's ROI (see :func:`mpi_viewer.roi.measure`)."""
+def one_roi(volume, arr, seed, params, noise, structure, external=None):
+    """Grow and measure one seed's ROI (see :func:`mpi_viewer.roi.measure`).
+
+    ``external``: point-spread models (parameters as from
+    :func:`mpi_viewer._roi_split.fit_gaussians`, centre in image index) of other measured
+    sources whose peaks lie outside this source's region but whose tails reach into it;
+    they are subtracted before thresholding, like the in-region neighbours' models.
+    The returned dict carries ``_fit`` (box, region, peaks, own model) for
+    :func:`measure_seeds`.
+    """
     from scipy import ndimage as ndi
 
     from ._fwhm import subvoxel_peak
-    from ._roi_split import MAX_FIT_PEAKS, find_peaks, fit_gaussians
+    from ._roi_split import MAX_FIT_PEAKS, find_peaks, fit_gaussians, gaussian_on_box
     from ._roi_subvoxel import subvoxel_stats
 
     d = arr.ndim
@@ -375,10 +383,13 @@ def one_roi(volume, arr, seed, params, noise, structure):
             peaks = [peaks[k] for k in keep]
             own = 0
         models = None
+        own_model = None
         if len(peaks) > 1 and params.split_sources:
             sigma0 = _half_widths(sm, peaks[int(np.argmax([sm[p] for p in peaks]))]) / math.sqrt(2 * math.log(2))
             fit_mask = ndi.binary_dilation(region, structure=structure, iterations=2) & np.isfinite(sub)
-            models, amps = fit_gaussians(np.nan_to_num(sub), peaks, fit_mask, sigma0)
+            models, amps, mparams = fit_gaussians(np.nan_to_num(sub), peaks, fit_mask, sigma0)
+            own_model = mparams[own].copy()
+            own_model[1 : 1 + d] += g.lo
             floor = float(params.min_snr) * noise if math.isfinite(noise) else 0.05 * g.peak_au
             if cand is not None and own_peak == cand and amps[own] < floor:
                 own_peak, cand = signal_peak, None  # the "shoulder" was the flank itself
@@ -388,6 +399,15 @@ def one_roi(volume, arr, seed, params, noise, structure):
     if np.isnan(sub).any() and ndi.binary_dilation(region, structure=structure)[np.isnan(sub)].any():
         raise InputError(f"seed {st}: the image has NaN values inside the ROI")
 
+    # other sources outside the region whose point-spread tails reach into the box
+    peaks_img = [np.asarray(p) + g.lo for p in peaks]
+    ext = None
+    for pe in external or ():
+        if any(np.all(np.abs(np.asarray(pe[1 : 1 + d]) - q) <= 1.5) for q in peaks_img):
+            continue  # already fitted as a peak of this region
+        m = gaussian_on_box(pe, -g.lo, sub.shape)
+        ext = m if ext is None else ext + m
+
     flags: list[str] = []
     warnings: list[str] = []
     corr = sub
@@ -396,17 +416,22 @@ def one_roi(volume, arr, seed, params, noise, structure):
     thr = g.threshold
     peak_idx, peak_au = g.peak_idx, g.peak_au
     roi = region
-    if len(peaks) > 1:
-        flags.append("shared_signal")
-        if models is not None:
-            others = np.sum([m for k, m in enumerate(models) if k != own], axis=0)
+    if len(peaks) > 1 or ext is not None:
+        if len(peaks) > 1:
+            flags.append("shared_signal")
+        if models is not None or ext is not None:
+            parts = [m for k, m in enumerate(models) if k != own] if models is not None else []
+            if ext is not None:
+                parts.append(ext)
+            others = np.sum(parts, axis=0)
             corr = sub - others
-            top = _ascend(corr, peaks[own])
+            # the own peak as grown (a lone source's tail-corrected peak stays where it was)
+            top = _ascend(corr, peaks[own]) if models is not None else at
             peak_idx, peak_au = subvoxel_peak(corr, top)
             if params.method == "halfmax":
                 thr = float(params.fraction) * peak_au
             blocked = np.zeros(corr.shape, dtype=bool)  # voxels given to a neighbour (its own core)
-            for k, m in enumerate(models):
+            for k, m in enumerate(models or ()):
                 if k == own:
                     continue
                 core = m >= (float(params.fraction) * float(m.max()) if params.method == "halfmax" else thr)
@@ -415,8 +440,9 @@ def one_roi(volume, arr, seed, params, noise, structure):
             if not roi.any():
                 raise InputError(f"seed {st}: nothing of this source is left above the threshold once its "
                                  "neighbours' signal is removed")
-            warnings.append(f"{len(peaks) - 1} neighbouring source(s) share this region; their "
-                            "point-spread model was subtracted.")
+            if len(peaks) > 1:
+                warnings.append(f"{len(peaks) - 1} neighbouring source(s) share this region; their "
+                                "point-spread model was subtracted.")
         else:
             warnings.append(f"the region holds {len(peaks)} peaks and was not split (split_sources off).")
 
@@ -430,11 +456,18 @@ def one_roi(volume, arr, seed, params, noise, structure):
     if fine is not None:
         stats.update(total_signal=fine["total"], size=fine["size"], mean_au=fine["mean"])
         neighbour = fine["neighbour"]
+    if ext is not None and "shared_signal" not in flags and neighbour > 0.005 * abs(stats["total_signal"]):
+        flags.append("shared_signal")
+        warnings.append(f"neighbouring sources' tails reach into this ROI ({neighbour:.4g} a.u., "
+                        f"{100 * neighbour / abs(stats['total_signal']):.1f} % of its total); their "
+                        "point-spread model was subtracted.")
     flags += stats.pop("flags")
+    fit = dict(lo=g.lo, sub=sub, region=region, at=at, peaks_img=peaks_img, model=own_model,
+               hw=_half_widths(sm, at), own_peak=np.asarray(own_peak))
     warnings += stats.pop("warnings")
     return dict(
         seed_mm=seed, **stats, threshold_au=float(thr), method=params.method, neighbour_signal=neighbour,
-        flags=flags, warnings=warnings,
+        flags=flags, warnings=warnings, _fit=fit,
     )
 
 
@@ -548,16 +581,20 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
         raise InputError("image array and geometry disagree on the dimension")
     noise = _noise_for(arr, params)
     structure = _structure(arr.ndim, params.connectivity)
-    peaks_seen: dict[tuple[int, ...], str] = {}
+    grown: list[tuple[int, dict]] = []
     for i, seed in enumerate(seeds):
-        name = names[i] if names is not None else f"roi_{i + 1}"
         try:
-            r = one_roi(volume, arr, seed, params, noise, structure)
+            grown.append((i, one_roi(volume, arr, seed, params, noise, structure)))
         except InputError as exc:
             if on_error == "raise":
                 raise
             out.errors.append((i, str(exc)))
-            continue
+    if params.split_sources and len(grown) > 1:
+        _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, grown)
+    peaks_seen: dict[tuple[int, ...], str] = {}
+    for i, r in grown:
+        name = names[i] if names is not None else f"roi_{i + 1}"
+        r.pop("_fit")
         pv = r.pop("_peak_voxel")
         res = ROIResult(name=name, label=len(out) + 1, **r)
         if pv in peaks_seen:
@@ -568,6 +605,66 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
         out.append(res)
     _flag_touching(out, arr.ndim, structure)
     return out
+
+
+#: A neighbour is subtracted when its peak lies within this many of its FWHM of an ROI's box.
+_REACH_FWHM = 3.0
+
+
+def _own_model(fit: dict, structure) -> np.ndarray:
+    """The source's point-spread model (image index frame), fitted once on its own box."""
+    from scipy import ndimage as ndi
+
+    from ._roi_split import fit_gaussians
+
+    if fit["model"] is None:
+        sub, d = fit["sub"], fit["sub"].ndim
+        mask = ndi.binary_dilation(fit["region"], structure=structure, iterations=2) & np.isfinite(sub)
+        _, _, mp = fit_gaussians(np.nan_to_num(sub), [fit["at"]], mask, fit["hw"] / math.sqrt(2 * math.log(2)))
+        p = mp[0].copy()
+        p[1 : 1 + d] += fit["lo"]
+        fit["model"] = p
+    return fit["model"]
+
+
+def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, grown) -> None:
+    """Re-measure each ROI with the models of the other sources reaching into its box.
+
+    A neighbour whose peak lies in the ROI's own region was already fitted and removed
+    (the split path); one whose peak lies outside it (e.g. a weak source 4.3 mm from a
+    strong one: the strong's half-maximum region holds no second peak) still adds its
+    tail. Each source's point-spread model is fitted once (the split fit's when there
+    was one) and subtracted from every ROI whose box lies within ``_REACH_FWHM`` of its
+    FWHM. ``grown`` ((seed index, one_roi dict) pairs) is updated in place.
+    """
+    from ._roi_split import gaussian_on_box
+
+    fits = [r["_fit"] for _, r in grown]
+    for n, (i, r) in enumerate(grown):
+        fi = fits[n]
+        lo = np.asarray(fi["lo"], dtype=float)
+        hi = lo + np.asarray(fi["sub"].shape) - 1
+        ext = []
+        for m, fj in enumerate(fits):
+            if m == n or r["_peak_voxel"] == grown[m][1]["_peak_voxel"]:
+                continue
+            pj = fj["own_peak"].astype(float)
+            if any(np.all(np.abs(pj - q) <= 1.5) for q in fi["peaks_img"]):
+                continue
+            dist = np.maximum(np.maximum(lo - pj, pj - hi), 0.0)
+            if np.sqrt(np.sum((dist / (2.0 * fj["hw"])) ** 2)) > _REACH_FWHM:
+                continue
+            mj = _own_model(fj, structure)
+            if float(gaussian_on_box(mj, -fi["lo"], fi["sub"].shape).max()) < 1e-5 * abs(r["peak_au"]):
+                continue  # its tail is negligible here
+            ext.append(mj)
+        if not ext:
+            continue
+        try:
+            grown[n] = (i, one_roi(volume, arr, seeds[i], params, noise, structure, external=ext))
+        except InputError as exc:
+            r["warnings"].append(f"neighbouring sources' tails could not be subtracted ({exc}).")
+        grown[n][1]["_fit"]["model"] = fi["model"]
 
 
 def _noise_for(arr, params) -> float:

@@ -85,7 +85,7 @@ MAX_FIT_VOXELS = 20_000
 
 
 def fit_gaussians(sub: np.ndarray, peaks: list[tuple[int, ...]], fit_mask: np.ndarray,
-                  sigma0_vox: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+                  sigma0_vox: np.ndarray) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
     """Fit one Gaussian per peak (+ a constant) to ``sub`` where ``fit_mask``.
 
     Returns
@@ -94,6 +94,9 @@ def fit_gaussians(sub: np.ndarray, peaks: list[tuple[int, ...]], fit_mask: np.nd
         Each peak's model evaluated on the whole box (without the constant), float32.
     amplitudes : list of float
         Each peak's fitted amplitude (a.u.).
+    params : list of ndarray
+        Each peak's model parameters ``(amplitude a.u., centre (d, box index),
+        sigma (d, voxels))`` (numpy axis order), for :func:`gaussian_on_box`.
     """
     from scipy.optimize import least_squares
 
@@ -121,8 +124,36 @@ def fit_gaussians(sub: np.ndarray, peaks: list[tuple[int, ...]], fit_mask: np.nd
                         bounds=(lo, hi), x_scale="jac", max_nfev=100)
     q = res.x
     full = [g.astype(np.float64) for g in np.indices(sub.shape)]
-    models = []
+    models, params = [], []
     for k in range(n):
         qk = np.concatenate([q[k * (1 + 2 * d) : (k + 1) * (1 + 2 * d)], [0.0]])
         models.append(_model(qk, full, 1, d).astype(np.float32))
-    return models, [float(q[k * (1 + 2 * d)]) for k in range(n)]
+        params.append(np.asarray(qk[:-1], dtype=np.float64))
+    return models, [float(q[k * (1 + 2 * d)]) for k in range(n)], params
+
+
+def gaussian_on_box(p: np.ndarray, offset, shape) -> np.ndarray:
+    """A fitted Gaussian (parameters from :func:`fit_gaussians`) evaluated on another box.
+
+    Parameters
+    ----------
+    p : ndarray
+        ``(amplitude, centre…, sigma…)`` with the centre in the index frame of the box it
+        was fitted in (numpy order, voxels).
+    offset : sequence of int
+        That box's origin minus the new box's origin (voxels, numpy order).
+    shape : tuple of int
+        The new box's shape.
+
+    Returns
+    -------
+    ndarray of float32
+        The model (a.u.) on the new box, separable (one 1-D profile per axis).
+    """
+    d = len(shape)
+    out = np.full((1,) * d, float(p[0]), dtype=np.float64)
+    for a in range(d):
+        t = np.arange(shape[a], dtype=np.float64) - (float(p[1 + a]) + float(offset[a]))
+        prof = np.exp(-0.5 * (t / float(p[1 + d + a])) ** 2)
+        out = out * prof.reshape(tuple(-1 if i == a else 1 for i in range(d)))
+    return out.astype(np.float32)

@@ -95,10 +95,6 @@ def test_coverage_over_noise_realisations(clean):
     assert np.mean(cover_cells["strong"]) >= 0.90
 
 
-@pytest.mark.xfail(reason="neighbour's tail, not the interval: the sub-voxel bias (+4.8 %) is gone (the strong "
-                   "source alone measures −0.00 % noise-free), but the weak source 4.3 mm away adds +0.2 % to "
-                   "the strong's half-max ROI (its region holds no second peak, so nothing is subtracted) and "
-                   "the vials now fit the line so well that the 95 % interval is ±0.1 %.", strict=False)
 def test_strong_source_iron_interval_coverage(clean):
     """The strong source's narrow 95 % iron interval covers its truth."""
     truth = make_demo_study(include_ct=False).truth

@@ -128,6 +128,24 @@ def test_weak_source_beside_strong_gets_its_own_roi_and_its_iron(study):
     assert abs(plain / weak["iron_ug"] - 1) > 1.0
 
 
+def test_strong_total_unchanged_by_a_weak_neighbour_outside_its_region(study):
+    """The weak source's tail (peak 4.3 mm away, outside the strong's half-max region) is
+    subtracted once the weak one is measured too: the strong's total is its own."""
+    strong, weak = _by_name(study, "strong"), _by_name(study, "weak")
+    pair = study.mpi.with_array(study.render_sources(
+        [strong["mpi_mm"], weak["mpi_mm"]], [strong["iron_ug"], weak["iron_ug"]]).astype(np.float32))
+    own = study.mpi.with_array(study.render_sources([strong["mpi_mm"]], [strong["iron_ug"]]).astype(np.float32))
+    truth = measure(own, [strong["mpi_mm"]])[0].total_signal
+    alone = measure(pair, [strong["mpi_mm"]])[0]
+    assert alone.total_signal / truth - 1 > 0.001  # the tail is really there (+0.2 %)
+    both = measure(pair, [strong["mpi_mm"], weak["mpi_mm"]])
+    assert both[0].total_signal == pytest.approx(truth, rel=5e-4)
+    assert both[0].neighbour_signal > 0
+    # and the weak one still gets its own signal (its own render measured alone)
+    weak_own = study.mpi.with_array(study.render_sources([weak["mpi_mm"]], [weak["iron_ug"]]).astype(np.float32))
+    assert both[1].total_signal == pytest.approx(measure(weak_own, [weak["mpi_mm"]])[0].total_signal, rel=0.01)
+
+
 def test_click_climbs_to_its_own_peak_not_the_brightest(study):
     iso = _by_name(study, "isolated")
     r = grow_roi(study.mpi, _offset_seed(iso, (1.2, 0.8, -1.0)))
