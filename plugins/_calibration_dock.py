@@ -51,7 +51,14 @@ from qtpy.QtWidgets import (
 
 from mpi_viewer.errors import InputError
 
-from ._layers import find_layers, meta, physical_to_world, volume_from_layer, world_to_physical
+from ._layers import (
+    find_layers,
+    install_mm_units,
+    meta,
+    physical_to_world,
+    volume_from_layer,
+    world_to_physical,
+)
 from ._plot_canvas import PlotPanel
 
 PHANTOM_LAYER = "phantoms"
@@ -196,6 +203,7 @@ class CalibrationDock(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
+        install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.calibration = None
         self.iron_results: list = []
         self.points: list = []  # CalibrationPoint of the phantoms, as measured

@@ -56,7 +56,14 @@ from ._calibration_dock import (
     quantify_rois,
     run_task,
 )
-from ._layers import copy_placement, find_layers, meta, physical_to_world, volume_from_layer
+from ._layers import (
+    copy_placement,
+    find_layers,
+    install_mm_units,
+    meta,
+    physical_to_world,
+    volume_from_layer,
+)
 
 OUTLINE_LAYER = "ROI outlines"
 LABEL_LAYER = "cell counts"
@@ -116,6 +123,7 @@ class CellsDock(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
+        install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.results: list = []
         self.iron_per_cell = None
         self.roi_results: list = []
@@ -357,7 +365,7 @@ class CellsDock(QWidget):
             with warnings.catch_warnings():  # out_of_slice_display: deprecated in napari 0.9, still the
                 warnings.simplefilter("ignore", FutureWarning)  # way to see a label ±2 mm around its peak
                 layer = self.viewer.add_points(
-                    world, ndim=3, name=LABEL_LAYER, features=feats, size=2.5, symbol="disc",
+                    world, ndim=3, name=LABEL_LAYER, features=feats, size=2.5, symbol="disc", units=("mm",) * 3,
                     face_color="transparent", border_color="transparent", out_of_slice_display=True,
                     blending="translucent_no_depth",  # labels drawn over the 3-D rendering, never cut
                     text={"string": "{label}", "size": 12, "color": "white", "anchor": "center",

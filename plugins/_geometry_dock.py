@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 from mpi_viewer.coords import xyz_to_zyx
 from mpi_viewer.volume import DEFAULT_UNITS, MODALITIES, Acquisition
 
-from ._layers import _VOLUMES, meta
+from ._layers import _VOLUMES, install_mm_units, meta
 
 
 def _spin(lo: float, hi: float, value: float, decimals: int = 4, suffix: str = "") -> QDoubleSpinBox:
@@ -43,6 +43,7 @@ class GeometryDock(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
+        install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.layer_combo = QComboBox()
         self.modality = QComboBox()
         self.modality.addItems(MODALITIES)

@@ -26,6 +26,9 @@ def open_docks(viewer) -> list:
     """Add every mpi-viewer dock the manifest declares; returns the widgets."""
     from npe2 import PluginManager
 
+    from ._layers import install_mm_units
+
+    install_mm_units(viewer)
     pm = PluginManager.instance()
     manifest = pm.get_manifest("mpi-viewer")
     names = [w.display_name for w in (manifest.contributions.widgets or [])]
@@ -61,8 +64,10 @@ def load_demo(viewer):
     """Load the demo study into a viewer, registered; returns the DemoStudy."""
     from mpi_viewer.demo import make_demo_study
 
+    from ._layers import install_mm_units
     from ._sample_data import demo_layer_data, demo_registration
 
+    install_mm_units(viewer)
     study = make_demo_study()
     for data, kwargs, kind in demo_layer_data(study, transform=demo_registration(study)):
         viewer._add_layer_from_data(data, kwargs, kind)

@@ -167,3 +167,26 @@ def find_layers(viewer, modality: str | None = None, kind: str = "image") -> lis
         if modality is None or modality_of(lyr) == modality:
             out.append(lyr)
     return out
+
+
+def install_mm_units(viewer) -> None:
+    """Give every layer of ``viewer``, now and later, millimetre units.
+
+    World coordinates are physical mm; layers the docks make (points, labels, shapes)
+    would otherwise default to pixels, and napari then drops the scale bar's unit.
+    Idempotent.
+    """
+    if getattr(viewer, "_mpi_viewer_mm_units", False):
+        return
+    viewer._mpi_viewer_mm_units = True
+
+    def _mm(layer) -> None:
+        try:
+            if any(str(u) != "millimeter" for u in layer.units):
+                layer.units = ("mm",) * layer.ndim
+        except Exception:  # noqa: BLE001 - a napari without per-layer units: nothing to do
+            pass
+
+    for layer in viewer.layers:
+        _mm(layer)
+    viewer.layers.events.inserted.connect(lambda event: _mm(event.value))

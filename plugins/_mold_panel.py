@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from mpi_viewer.coords import xyz_to_zyx
 from mpi_viewer.errors import CancelledError, MPIViewerError
 
-from ._layers import modality_of, volume_from_layer
+from ._layers import install_mm_units, modality_of, volume_from_layer
 from ._points_pairs import world_from_physical_affine
 
 BROWSE = "Browse…"
@@ -63,6 +63,7 @@ class MoldPanel(QWidget):
                  fixed_combo=None, moving_combo=None):
         super().__init__()
         self.viewer = viewer
+        install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.on_pairs = on_pairs
         self._host_combos = (fixed_combo, moving_combo) if fixed_combo is not None and moving_combo is not None else None
         self.result = None  # MoldRegistration of the last detection

@@ -48,6 +48,7 @@ from mpi_viewer.errors import CancelledError, MPIViewerError
 from ._layers import (
     add_volume,
     apply_registration,
+    install_mm_units,
     meta,
     modality_of,
     registered_affine,
@@ -89,6 +90,7 @@ class RegistrationDock(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
+        install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.pairs: PairedPoints | None = None
         self.excluded: set[str] = set()
         self.fit = None  # LandmarkFit of the current pairs (None: too few / failed)

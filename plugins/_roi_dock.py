@@ -49,6 +49,7 @@ from mpi_viewer.roi import (
 from ._layers import (
     copy_placement,
     find_layers,
+    install_mm_units,
     physical_to_world,
     volume_from_layer,
     world_to_physical,
@@ -101,6 +102,7 @@ class ROIDock(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
+        install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.results: list = []
         self.params = ROIParams()
         self._seeds_mm: list[tuple[float, ...]] = []
@@ -222,9 +224,15 @@ class ROIDock(QWidget):
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         self.layer_combo.addItems(names)
-        if current in names:
+        if current in mpi or (current in names and not mpi):
+            self.layer_combo.setCurrentText(current)
+        # a dock opened before the data picked whatever came first (often the MRI):
+        # once an MPI layer exists, it is the one to quantify unless ROIs already belong elsewhere
+        elif current in names and (self._seeds_mm or self._manual):
             self.layer_combo.setCurrentText(current)
         self.layer_combo.blockSignals(False)
+        if self.layer_combo.currentText() != current:
+            self._on_layer_changed()
 
     def _on_layer_changed(self, *_):
         if self._seeds_mm:

@@ -19,6 +19,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins._layers import install_mm_units
 from napari.viewer import Viewer
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import (
@@ -110,6 +111,7 @@ class SessionDock(QWidget):
     def __init__(self, napari_viewer, *, autosave_ms: int | None = None, ask=None):
         super().__init__()
         self.viewer = napari_viewer
+        install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.session: S.Session | None = None  # the analysis last opened or saved
         self.path: Path | None = None
         self.differences: list[str] = []
