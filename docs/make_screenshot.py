@@ -18,7 +18,7 @@ from mpi_viewer.demo import write_demo_study
 from mpi_viewer.plugins._launch import load_demo, open_docks
 
 
-def main(out: str) -> None:
+def main(out: str, ndisplay: int = 2) -> None:
     viewer = napari.Viewer(title="mpi-viewer — demo study (synthetic)")
     viewer.window._qt_window.resize(1700, 1050)
     viewer.scale_bar.visible = True
@@ -38,16 +38,25 @@ def main(out: str) -> None:
     cells.compute(block=True)
     # a coronal-ish 2-D slice through the isolated source, the cells dock in front
     iso = next(s for s in study.truth["sources"] if s["name"] == "isolated")
-    viewer.dims.ndisplay = 2
-    viewer.dims.order = (1, 0, 2)  # slice along y: x horizontal, z vertical
-    point = list(viewer.dims.point)
-    point[1] = iso["mri_mm"][1]
-    viewer.dims.point = point
+    if ndisplay == 3:
+        from mpi_viewer.plugins._launch import DEMO_CAMERA_ANGLES
+
+        viewer.layers["CT (synthetic demo)"].visible = False
+        viewer.dims.ndisplay = 3
+    else:
+        viewer.dims.ndisplay = 2
+        viewer.dims.order = (1, 0, 2)  # slice along y: x horizontal, z vertical
+        point = list(viewer.dims.point)
+        point[1] = iso["mri_mm"][1]
+        viewer.dims.point = point
     for dock in viewer.window._dock_widgets.values():
         if dock.widget() is cells or getattr(dock, "inner_widget", None) is cells or "Cells" in dock.name:
             dock.raise_()
     QApplication.processEvents()
     viewer.reset_view()
+    if ndisplay == 3:
+        viewer.camera.angles = DEMO_CAMERA_ANGLES
+        viewer.camera.zoom *= 1.5
     QApplication.processEvents()
     viewer.screenshot(out, canvas_only=False)
     print(out, np.round(viewer.camera.zoom, 2))
@@ -55,4 +64,5 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).with_name("screenshot.png")))
+    args = [a for a in sys.argv[1:] if a != "--3d"]
+    main(args[0] if args else str(Path(__file__).with_name("screenshot.png")), 3 if "--3d" in sys.argv else 2)
