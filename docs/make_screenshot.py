@@ -20,7 +20,7 @@ from mpi_viewer.plugins._launch import load_demo, open_docks
 
 def main(out: str, ndisplay: int = 2) -> None:
     viewer = napari.Viewer(title="mpi-viewer — demo study (synthetic)")
-    viewer.window._qt_window.resize(1700, 1050)
+    viewer.window._qt_window.resize(1900, 1050)
     viewer.scale_bar.visible = True
     widgets = {type(w).__name__: w for w in open_docks(viewer)}
     study = load_demo(viewer)
@@ -56,7 +56,7 @@ def main(out: str, ndisplay: int = 2) -> None:
     viewer.reset_view()
     if ndisplay == 3:
         viewer.camera.angles = DEMO_CAMERA_ANGLES
-        viewer.camera.zoom *= 1.5
+        viewer.camera.zoom *= 1.15
     QApplication.processEvents()
     viewer.screenshot(out, canvas_only=False)
     print(out, np.round(viewer.camera.zoom, 2))
