@@ -499,7 +499,7 @@ class CellsDock(QWidget):
         out: list[tuple[str, Path]] = []
         labels = self._layer(LABEL_LAYER)
         mixed: list = []
-        hidden = [lyr for lyr in v.layers if lyr.visible and lyr._type_string == "points" and lyr is not labels]
+        hidden = [lyr for lyr in v.layers if lyr.visible and type(lyr).__name__ == "Points" and lyr is not labels]
         for lyr in hidden:  # phantom and landmark markers would crowd the pictures
             lyr.visible = False
         qwin = getattr(v.window, "_qt_window", None)  # a canvas large enough beside the docks

@@ -89,7 +89,7 @@ class GeometryDock(QWidget):
 
     # -- helpers ----------------------------------------------------------------------
     def _image_layers(self):
-        return [lyr for lyr in self.viewer.layers if lyr._type_string == "image"]
+        return [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image"]
 
     def _refresh_layers(self, *_):
         current = self.layer_combo.currentText()

@@ -158,15 +158,23 @@ def copy_placement(src, dst) -> None:
     dst.affine = src.affine
 
 
+def layer_kind(layer) -> str:
+    """``"image"``, ``"labels"``, ``"points"``, ``"shapes"``… (napari's layer class, lower case)."""
+    return type(layer).__name__.lower()
+
+
 def find_layers(viewer, modality: str | None = None, kind: str = "image") -> list:
     """Layers of a kind (``image``, ``labels``, ``points``…) and, optionally, a modality."""
     out = []
     for lyr in viewer.layers:
-        if lyr._type_string != kind:
+        if layer_kind(lyr) != kind:
             continue
         if modality is None or modality_of(lyr) == modality:
             out.append(lyr)
     return out
+
+
+_MM_VIEWERS: weakref.WeakSet = weakref.WeakSet()
 
 
 def install_mm_units(viewer) -> None:
@@ -176,9 +184,9 @@ def install_mm_units(viewer) -> None:
     would otherwise default to pixels, and napari then drops the scale bar's unit.
     Idempotent.
     """
-    if getattr(viewer, "_mpi_viewer_mm_units", False):
+    if viewer in _MM_VIEWERS:
         return
-    viewer._mpi_viewer_mm_units = True
+    _MM_VIEWERS.add(viewer)
 
     def _mm(layer) -> None:
         try:

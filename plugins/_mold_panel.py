@@ -124,7 +124,7 @@ class MoldPanel(QWidget):
         lay.addWidget(self.status)
 
     def _sync_layers(self, event=None) -> None:
-        images = [lyr for lyr in self.viewer.layers if lyr._type_string == "image"]
+        images = [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image"]
         for combo, wanted in ((self.fixed_combo, ("MRI", "CT")), (self.moving_combo, ("MPI",))):
             current = combo.currentText()
             names = [lyr.name for lyr in images]

@@ -102,7 +102,7 @@ class PairedPoints:
 
         d = volume_from_layer(image).ndim
         for lyr in list(self.viewer.layers):
-            if lyr.name == name and lyr._type_string == "points":
+            if lyr.name == name and type(lyr).__name__ == "Points":
                 self.viewer.layers.remove(lyr)
         layer = self.viewer.add_points(
             np.zeros((0, d)),

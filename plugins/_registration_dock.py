@@ -257,7 +257,7 @@ class RegistrationDock(QWidget):
         self.stack.adjustSize()
 
     def _image_layers(self):
-        return [lyr for lyr in self.viewer.layers if lyr._type_string == "image"]
+        return [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image"]
 
     def _sync_layer_combos(self, event=None) -> None:
         images = self._image_layers()

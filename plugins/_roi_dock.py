@@ -386,7 +386,7 @@ class ROIDock(QWidget):
         manual ROIs in, placed like the MPI layer (its data coordinates are the MPI's
         voxel indices)."""
         layer = self._manual_layer
-        if layer is not None and layer in self.viewer.layers and (not paint or layer._type_string == "labels"):
+        if layer is not None and layer in self.viewer.layers and (not paint or type(layer).__name__ == "Labels"):
             return layer
         mpi = self.mpi_layer
         if mpi is None:
@@ -403,7 +403,7 @@ class ROIDock(QWidget):
         self._manual_layer = layer
         self.manual_btn.setEnabled(True)
         self.viewer.layers.selection.active = layer
-        layer.mode = "add_polygon" if layer._type_string == "shapes" else "paint"
+        layer.mode = "add_polygon" if type(layer).__name__ == "Shapes" else "paint"
         return layer
 
     def _on_shapes_changed(self, event=None) -> None:
@@ -419,7 +419,7 @@ class ROIDock(QWidget):
         if layer is None or layer not in self.viewer.layers:
             raise InputError("no manual ROIs: choose the method 'manual', then draw (2-D) or paint (3-D)")
         vol = self._volume()
-        if layer._type_string == "shapes":
+        if type(layer).__name__ == "Shapes":
             out = []
             for i, (poly, kind) in enumerate(zip(layer.data, layer.shape_type, strict=True)):
                 if kind not in ("polygon", "rectangle") or len(poly) < 3:  # closed outlines only
@@ -570,7 +570,7 @@ class ROIDock(QWidget):
             return None
         names = [r.name for r in self._manual]
         layer = self._manual_layer
-        if layer is not None and layer in self.viewer.layers and layer._type_string == "labels":
+        if layer is not None and layer in self.viewer.layers and type(layer).__name__ == "Labels":
             data = np.asarray(layer.data)
             if np.unique(data[data > 0]).size == len(self._manual):  # as measured: keep the painted values
                 return {"labels": data.copy(), "names": names}

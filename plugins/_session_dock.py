@@ -210,8 +210,8 @@ class SessionDock(QWidget):
         out = []
         for layer in self.viewer.layers:
             cmap = getattr(layer, "colormap", None)
-            name = getattr(cmap, "name", None) if layer._type_string == "image" else None
-            cl = getattr(layer, "contrast_limits", None) if layer._type_string == "image" else None
+            name = getattr(cmap, "name", None) if type(layer).__name__ == "Image" else None
+            cl = getattr(layer, "contrast_limits", None) if type(layer).__name__ == "Image" else None
             out.append(S.LayerDisplay(name=layer.name, colormap=name,
                                       contrast_limits=None if cl is None else [float(cl[0]), float(cl[1])],
                                       visible=bool(layer.visible), opacity=float(layer.opacity),
@@ -551,9 +551,9 @@ class SessionDock(QWidget):
     @staticmethod
     def _apply_display(layer, d: S.LayerDisplay) -> None:
         try:
-            if d.colormap and layer._type_string == "image":
+            if d.colormap and type(layer).__name__ == "Image":
                 layer.colormap = d.colormap
-            if d.contrast_limits and layer._type_string == "image":
+            if d.contrast_limits and type(layer).__name__ == "Image":
                 layer.contrast_limits = d.contrast_limits
             if d.blending:
                 layer.blending = d.blending
