@@ -11,15 +11,6 @@ import pytest
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages of napari error notifications shown during the test."""
-    import napari.utils.notifications as notifications
-
-    shown = []
-    monkeypatch.setattr(notifications, "show_error", lambda msg: shown.append(str(msg)))
-    monkeypatch.setattr(notifications, "show_warning", lambda msg: None)
-    return shown
 
 
 @pytest.fixture

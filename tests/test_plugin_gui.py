@@ -93,9 +93,8 @@ def test_docks_opened_before_the_data_quantify_the_mpi(make_napari_viewer):
     measure the MPI (not the first layer inserted, the MRI), and every layer is in mm."""
     import math
 
-    from scipy.stats import chi2
-
     from mpi_viewer.plugins._launch import load_demo, open_docks
+    from scipy.stats import chi2
 
     viewer = make_napari_viewer()
     docks = {type(w).__name__: w for w in open_docks(viewer)}

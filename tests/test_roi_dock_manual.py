@@ -10,15 +10,6 @@ import pytest
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def notes(monkeypatch):
-    import napari.utils.notifications as notifications
-
-    shown = {"error": [], "warning": []}
-    monkeypatch.setattr(notifications, "show_error", lambda m: shown["error"].append(str(m)))
-    monkeypatch.setattr(notifications, "show_warning", lambda m: shown["warning"].append(str(m)))
-    monkeypatch.setattr(notifications, "show_info", lambda m: None)
-    return shown
 
 
 def _choose_manual(dock):
