@@ -59,7 +59,9 @@ def _interp_matrix(n: int, lo: int, hi: int, factor: int) -> np.ndarray:
 def _upsample(box: np.ndarray, mats) -> np.ndarray:
     out = box.astype(np.float32)
     for a, m in enumerate(mats):
-        out = np.moveaxis(np.tensordot(m.astype(np.float32), out, axes=([1], [a])), 0, a)
+        # einsum's own loops, not BLAS: the sums must not depend on the machine's thread
+        # count, or a session replayed elsewhere would differ in the last digits
+        out = np.moveaxis(np.einsum("ij,j...->i...", m.astype(np.float32), np.moveaxis(out, a, 0)), 0, a)
     return out
 
 

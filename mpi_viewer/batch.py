@@ -61,7 +61,32 @@ def _context():
     except ValueError:  # pragma: no cover - Windows
         return mp.get_context()
     ctx.set_forkserver_preload(list(_PRELOAD))
+    _start_forkserver_single_threaded()
     return ctx
+
+
+#: Thread-pool sizes for the worker processes: the processes share out the cores, so
+#: each runs BLAS/OpenMP single-threaded (else two workers each spin two BLAS threads on
+#: two cores and a batch runs slower than one by one).
+_WORKER_THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                       "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")}
+
+
+def _start_forkserver_single_threaded() -> None:
+    """Start the fork server (which preloads numpy) with single-threaded BLAS/OpenMP;
+    this process's own environment is left as it was."""
+    from multiprocessing import forkserver
+
+    saved = {k: os.environ.get(k) for k in _WORKER_THREAD_ENV}
+    os.environ.update(_WORKER_THREAD_ENV)
+    try:
+        forkserver.ensure_running()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def default_jobs() -> int:
