@@ -86,13 +86,10 @@ def read_phantoms_csv(path: str | Path, *, min_count: int = 2) -> list[Phantom]:
         Missing file or columns, duplicate names, non-numeric or non-finite
         coordinates, non-numeric or negative iron, fewer than ``min_count`` rows.
     """
+    from .points import read_text_file
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such phantom file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read phantom file ({exc})") from None
+    text = read_text_file(p, "phantom file")
     rows = list(csv.reader(line for line in text.splitlines() if line.strip()))
     if not rows:
         raise InputError(f"{p}: empty phantom file (expected header name,x,y,z,iron_ug)")

@@ -96,6 +96,20 @@ class PointSet:
         return cls(names=list(d.get("names", [])), xyz_mm=xyz)
 
 
+def read_text_file(path: str | Path, what: str) -> str:
+    """The text of a small CSV/JSON input (UTF-8, BOM dropped); InputError in one line otherwise.
+
+    ``what`` names the kind of file in the message ("point file", "phantom file").
+    """
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file ({what})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read {what} ({exc})") from None
+
+
 def read_points_csv(path: str | os.PathLike) -> PointSet:
     """Read a point file (``name,x,y,z`` or ``name,x,y``; mm, physical, ITK order).
 
@@ -117,12 +131,7 @@ def read_points_csv(path: str | os.PathLike) -> PointSet:
         infinite coordinate, an empty or duplicate name, or no points at all.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read point file ({exc})") from None
+    text = read_text_file(p, "point file")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise InputError(f"{p}: empty point file (expected a header name,x,y,z and one row per point)")
