@@ -24,6 +24,15 @@ from mpi_viewer.volume import DEFAULT_UNITS, Acquisition, Volume, image_from_arr
 
 _VOLUMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+#: ``metadata["mpi_viewer"]`` key naming the layer a display twin stands in for (see
+#: :mod:`mpi_viewer.plugins._display2d`).
+TWIN_KEY = "display_twin_of"
+
+
+def is_display_twin(layer) -> bool:
+    """Whether a layer is only a 2-D display copy of another (never quantify or save it)."""
+    return bool(getattr(layer, "metadata", {}).get("mpi_viewer", {}).get(TWIN_KEY))
+
 
 def meta(layer) -> dict[str, Any]:
     """The layer's ``mpi_viewer`` metadata dict (created empty if missing)."""
@@ -43,8 +52,11 @@ def volume_from_layer(layer) -> Volume:
     Raises
     ------
     InputError
-        The layer holds RGB, multiscale or non-numeric data.
+        The layer holds RGB, multiscale or non-numeric data, or is a 2-D display twin.
     """
+    if is_display_twin(layer):
+        of = layer.metadata["mpi_viewer"][TWIN_KEY]
+        raise InputError(f"layer {layer.name!r} is only a 2-D display of {of!r}: use {of!r}")
     cached = _VOLUMES.get(layer)
     if cached is not None and cached.array is layer.data:
         return cached
@@ -149,6 +161,21 @@ def apply_registration(layer, matrix, translation, *, fixed_name: str | None = N
         "translation": np.asarray(translation, dtype=float).tolist(),
         "fixed": fixed_name,
     }
+    _install_2d_display_for(layer)
+
+
+def _install_2d_display_for(layer) -> None:
+    """Correct 2-D slices of the now oblique layer in the current viewer (if it holds it)."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no Qt, no viewer: nothing is drawn
+        return
+    if viewer is not None and layer in viewer.layers:
+        from ._display2d import install_2d_display
+
+        install_2d_display(viewer)
 
 
 def copy_placement(src, dst) -> None:
@@ -164,10 +191,12 @@ def layer_kind(layer) -> str:
 
 
 def find_layers(viewer, modality: str | None = None, kind: str = "image") -> list:
-    """Layers of a kind (``image``, ``labels``, ``points``…) and, optionally, a modality."""
+    """Layers of a kind (``image``, ``labels``, ``points``…) and, optionally, a modality.
+
+    2-D display twins (:func:`is_display_twin`) are never returned."""
     out = []
     for lyr in viewer.layers:
-        if layer_kind(lyr) != kind:
+        if layer_kind(lyr) != kind or is_display_twin(lyr):
             continue
         if modality is None or modality_of(lyr) == modality:
             out.append(lyr)
