@@ -167,6 +167,7 @@ def resample_world_aligned(data, affine, *, labels: bool, cval: float = 0.0):
 # --------------------------------------------------------------------------- controller
 def install_2d_display(viewer) -> Display2D:
     """The viewer's :class:`Display2D` controller, created and connected on first call."""
+    viewer = _real(viewer)
     ctl = _CONTROLLERS.get(viewer)
     if ctl is None:
         ctl = Display2D(viewer)
@@ -176,7 +177,12 @@ def install_2d_display(viewer) -> Display2D:
 
 def controller_of(viewer) -> Display2D | None:
     """The viewer's controller if :func:`install_2d_display` was called, else None."""
-    return _CONTROLLERS.get(viewer)
+    return _CONTROLLERS.get(_real(viewer))
+
+
+def _real(obj):
+    """The napari object behind the PublicOnlyProxy a dock opened from the menu receives."""
+    return getattr(obj, "__wrapped__", obj)
 
 
 class _Entry:
@@ -226,7 +232,7 @@ class Display2D:
 
     def twin_of(self, layer):
         """The display twin of a native layer (None if it has none)."""
-        e = self._entries.get(id(layer))
+        e = self._entries.get(id(_real(layer)))
         return None if e is None else e.twin
 
     def flush(self) -> None:
@@ -505,10 +511,13 @@ class Display2D:
             return
         show_twin = self._showing_twin(e)
         want = bool(e.native.visible) and show_twin
-        if e.twin.visible != want:
+        if e.twin.visible != want or (layer_kind(e.twin) == "labels" and e.twin.editable):
             self._busy = True
             try:
-                e.twin.visible = want
+                if e.twin.visible != want:
+                    e.twin.visible = want
+                if layer_kind(e.twin) == "labels":
+                    e.twin.editable = False  # painting belongs on the native layer
             finally:
                 self._busy = False
         if show_twin:

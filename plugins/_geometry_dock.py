@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 from mpi_viewer.coords import xyz_to_zyx
 from mpi_viewer.volume import DEFAULT_UNITS, MODALITIES, Acquisition
 
-from ._layers import _VOLUMES, install_mm_units, meta
+from ._layers import _VOLUMES, install_mm_units, is_display_twin, meta
 
 
 def _spin(lo: float, hi: float, value: float, decimals: int = 4, suffix: str = "") -> QDoubleSpinBox:
@@ -89,7 +89,7 @@ class GeometryDock(QWidget):
 
     # -- helpers ----------------------------------------------------------------------
     def _image_layers(self):
-        return [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image"]
+        return [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image" and not is_display_twin(lyr)]
 
     def _refresh_layers(self, *_):
         current = self.layer_combo.currentText()

@@ -26,9 +26,11 @@ def open_docks(viewer) -> list:
     """Add every mpi-viewer dock the manifest declares; returns the widgets."""
     from npe2 import PluginManager
 
+    from ._display2d import install_2d_display
     from ._layers import install_mm_units
 
     install_mm_units(viewer)
+    install_2d_display(viewer)  # oblique layers (the registered MPI) drawn right in 2-D
     pm = PluginManager.instance()
     manifest = pm.get_manifest("mpi-viewer")
     names = [w.display_name for w in (manifest.contributions.widgets or [])]

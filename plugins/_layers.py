@@ -172,7 +172,8 @@ def _install_2d_display_for(layer) -> None:
         viewer = napari.current_viewer()
     except Exception:  # noqa: BLE001 - no Qt, no viewer: nothing is drawn
         return
-    if viewer is not None and layer in viewer.layers:
+    layer = getattr(layer, "__wrapped__", layer)  # docks from the menu hold proxies
+    if viewer is not None and any(lyr is layer for lyr in viewer.layers):
         from ._display2d import install_2d_display
 
         install_2d_display(viewer)

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from mpi_viewer.coords import xyz_to_zyx
 from mpi_viewer.errors import CancelledError, MPIViewerError
 
-from ._layers import install_mm_units, modality_of, volume_from_layer
+from ._layers import install_mm_units, is_display_twin, modality_of, volume_from_layer
 from ._points_pairs import world_from_physical_affine
 
 BROWSE = "Browse…"
@@ -124,7 +124,7 @@ class MoldPanel(QWidget):
         lay.addWidget(self.status)
 
     def _sync_layers(self, event=None) -> None:
-        images = [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image"]
+        images = [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image" and not is_display_twin(lyr)]
         for combo, wanted in ((self.fixed_combo, ("MRI", "CT")), (self.moving_combo, ("MPI",))):
             current = combo.currentText()
             names = [lyr.name for lyr in images]

@@ -49,6 +49,7 @@ from ._layers import (
     add_volume,
     apply_registration,
     install_mm_units,
+    is_display_twin,
     meta,
     modality_of,
     registered_affine,
@@ -257,7 +258,7 @@ class RegistrationDock(QWidget):
         self.stack.adjustSize()
 
     def _image_layers(self):
-        return [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image"]
+        return [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image" and not is_display_twin(lyr)]
 
     def _sync_layer_combos(self, event=None) -> None:
         images = self._image_layers()

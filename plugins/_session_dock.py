@@ -209,6 +209,8 @@ class SessionDock(QWidget):
     def _layer_displays(self) -> list[S.LayerDisplay]:
         out = []
         for layer in self.viewer.layers:
+            if _layers.is_display_twin(layer):  # a 2-D display copy, remade when reopened
+                continue
             cmap = getattr(layer, "colormap", None)
             name = getattr(cmap, "name", None) if type(layer).__name__ == "Image" else None
             cl = getattr(layer, "contrast_limits", None) if type(layer).__name__ == "Image" else None

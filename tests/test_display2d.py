@@ -124,7 +124,7 @@ def test_mpi_and_roi_labels_drawn_at_the_true_sources_in_2d(demo, tmp_path):
         assert np.linalg.norm(drawn.mean(axis=0) - c) / ZOOM_PX_PER_MM < TOL_MM, name
 
 
-def test_3d_draws_the_native_and_registration_changes_follow(demo):
+def test_3d_draws_the_native_and_registration_changes_follow(demo, qtbot):
     from mpi_viewer.plugins._layers import apply_registration, find_layers
 
     viewer, ctl, study, srcs = demo
@@ -150,8 +150,9 @@ def test_3d_draws_the_native_and_registration_changes_follow(demo):
     # the demo's rotation again: a new twin, and the active layer is left alone
     tf = study.truth["transform_fixed_to_moving"]
     apply_registration(native, tf["matrix"], tf["translation"], fixed_name="MRI (synthetic demo)")
-    ctl.flush()
-    assert ctl.twin_of(native) is not None
+    assert ctl.twin_of(native) is None  # debounced, then resampled on a worker thread
+    qtbot.waitUntil(lambda: ctl.twin_of(native) is not None, timeout=10000)
+    assert ctl._visual(native).node.visible is False
     assert viewer.layers.selection.active is viewer.layers["MRI (synthetic demo)"]
     assert [lyr.name for lyr in find_layers(viewer)] == ["MRI (synthetic demo)", "CT (synthetic demo)", MPI]
     viewer.layers.remove(native)
