@@ -140,6 +140,10 @@ class DemoStudy:
             _add_gaussian(out, self.mpi, p, fe, self.params)
         return out
 
+    def peak_au(self, iron_ug: float) -> float:
+        """Continuous peak (a.u.) of a point source of ``iron_ug`` (see :func:`psf_peak_au`)."""
+        return psf_peak_au(self.params, iron_ug)
+
     def source(self, name: str) -> dict[str, Any]:
         """The truth entry of one source (or vial) by name."""
         for s in self.truth["sources"] + self.truth["vials"]:
@@ -201,7 +205,7 @@ def _grid_covering(points_phys, spacing, direction_deg, margin_mm) -> tuple[np.n
     lo = local.min(axis=0) - margin_mm
     hi = local.max(axis=0) + margin_mm
     sp = np.asarray(spacing, dtype=float)
-    size = tuple(int(math.ceil((h - l) / s)) + 1 for l, h, s in zip(lo, hi, sp, strict=True))
+    size = tuple(int(math.ceil((h - low) / s)) + 1 for low, h, s in zip(lo, hi, sp, strict=True))
     origin = d @ lo
     return origin, d, size
 
@@ -251,10 +255,20 @@ def _mold_box(img, m, c, spacing, extent_min, extent_max, value):
     img[:] = img * (1 - f) + value * f
 
 
+def _psf_sigma_mm(params: DemoParams) -> np.ndarray:
+    return np.asarray(params.psf_fwhm_mm, dtype=float) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+
+def psf_peak_au(params: DemoParams, iron_ug: float) -> float:
+    """Continuous peak (a.u.) of a point source of ``iron_ug`` with the demo's PSF:
+    sensitivity × iron / ((2π)^1.5 σx σy σz)."""
+    return float(params.sensitivity_au_mm3_per_ug * iron_ug / ((2 * math.pi) ** 1.5 * np.prod(_psf_sigma_mm(params))))
+
+
 def _add_gaussian(out, mpi: Volume, pos_mm, iron_ug, params: DemoParams, weight: float = 1.0):
     """Add one point source of ``iron_ug`` at physical ``pos_mm`` to ``out`` (z, y, x)."""
-    sigma = np.asarray(params.psf_fwhm_mm, dtype=float) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    amp = weight * params.sensitivity_au_mm3_per_ug * iron_ug / ((2 * math.pi) ** 1.5 * np.prod(sigma))
+    sigma = _psf_sigma_mm(params)
+    amp = weight * psf_peak_au(params, iron_ug)
     spacing = np.asarray(mpi.spacing_mm)
     idx = mpi.physical_to_index(pos_mm)[0][::-1]  # xyz continuous index
     half = np.ceil(5.0 * sigma / spacing).astype(int)

@@ -19,3 +19,11 @@ def notes(monkeypatch):
 def errors(notes):
     """Only the error notifications' messages."""
     return notes["error"]
+
+
+@pytest.fixture(scope="session")
+def study():
+    """The default demo study (synthetic ground truth), generated once."""
+    from mpi_viewer.demo import make_demo_study
+
+    return make_demo_study()

@@ -11,7 +11,6 @@ from scipy import ndimage as ndi
 from scipy.stats import chi2
 
 from mpi_viewer import results as res
-from mpi_viewer.demo import make_demo_study
 from mpi_viewer.errors import InputError
 from mpi_viewer.roi import (
     ROIParams,
@@ -25,17 +24,6 @@ from mpi_viewer.roi import (
 from mpi_viewer.volume import Volume, image_from_array
 
 
-@pytest.fixture(scope="module")
-def study():
-    return make_demo_study()
-
-
-def _amp(study, iron_ug):
-    """Continuous peak (a.u.) of a point source: sensitivity × iron / ((2π)^1.5 σx σy σz)."""
-    sigma = np.asarray(study.truth["psf_fwhm_mm"]) / (2 * math.sqrt(2 * math.log(2)))
-    return study.truth["sensitivity_au_mm3_per_ug"] * iron_ug / ((2 * math.pi) ** 1.5 * np.prod(sigma))
-
-
 def _expected_total(study, src, threshold_au):
     """Signal (a.u.·mm³) of the known PSF × iron where it is ≥ threshold, in continuous space.
 
@@ -44,7 +32,7 @@ def _expected_total(study, src, threshold_au):
     this is their truth (a voxel-set sum would move ±2–4 % with the sub-voxel position).
     """
     total = study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"]
-    return total * chi2.cdf(2 * math.log(_amp(study, src["iron_ug"]) / threshold_au), 3)
+    return total * chi2.cdf(2 * math.log(study.peak_au(src["iron_ug"]) / threshold_au), 3)
 
 
 def _offset_seed(src, off=(0.7, -0.5, 0.6)):
@@ -60,7 +48,7 @@ def _by_name(study, name):
 def test_halfmax_total_matches_psf_and_iron_within_2_percent(study, name):
     src = _by_name(study, name)
     r = grow_roi(study.mpi, _offset_seed(src))
-    amp = _amp(study, src["iron_ug"])
+    amp = study.peak_au(src["iron_ug"])
     expected = _expected_total(study, src, 0.5 * amp)
     assert r.total_signal == pytest.approx(expected, rel=0.02)
     # the analytic fraction inside a 3-D Gaussian's half-maximum ellipsoid (≈ 0.2911)

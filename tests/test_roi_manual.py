@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from mpi_viewer.demo import make_demo_study
 from mpi_viewer.errors import InputError
 from mpi_viewer.roi import (
     ROIMask,
@@ -20,17 +19,6 @@ from mpi_viewer.roi import (
     rois_to_label_image,
 )
 from mpi_viewer.volume import image_from_array
-
-
-@pytest.fixture(scope="module")
-def study():
-    return make_demo_study()
-
-
-def _amp(study, iron_ug):
-    """Continuous peak (a.u.) of a point source: sensitivity × iron / ((2π)^1.5 σx σy σz)."""
-    sigma = np.asarray(study.truth["psf_fwhm_mm"]) / (2 * math.sqrt(2 * math.log(2)))
-    return study.truth["sensitivity_au_mm3_per_ug"] * iron_ug / ((2 * math.pi) ** 1.5 * np.prod(sigma))
 
 
 def _box_mask(study, xyz_mm, half_vox):
@@ -49,7 +37,7 @@ def _volume_2d(arr, spacing=(0.4, 0.25), origin=(-3.0, 5.0)):
 def test_halfmax_mask_of_noise_free_source_gives_psf_total(study):
     src = study.source("isolated")
     clean = study.render_sources([src["mpi_mm"]], [src["iron_ug"]])
-    amp = _amp(study, src["iron_ug"])
+    amp = study.peak_au(src["iron_ug"])
     mask = clean >= 0.5 * amp
     r = measure_mask(study.mpi.with_array(clean.astype(np.float32)), mask, name="hm")
     vox = study.mpi.voxel_volume_mm
@@ -81,7 +69,7 @@ def test_painted_box_captures_iron_times_sensitivity_minus_tails(study, half_vox
     noise_of_sum = study.truth["noise_sd_au"] * math.sqrt(mask.sum()) * vox
     assert abs(r.total_signal - expected) < 4 * noise_of_sum
     assert r.noise_sd == pytest.approx(study.truth["noise_sd_au"], rel=0.05)
-    assert r.snr == pytest.approx(_amp(study, src["iron_ug"]) / study.truth["noise_sd_au"], rel=0.05)
+    assert r.snr == pytest.approx(study.peak_au(src["iron_ug"]) / study.truth["noise_sd_au"], rel=0.05)
     np.testing.assert_allclose(r.fwhm_mm, study.truth["psf_fwhm_mm"], rtol=0.06)
     assert r.flags == []
 
