@@ -18,12 +18,16 @@ import time
 import numpy as np
 
 from mpi_viewer import calibration as cal
-from mpi_viewer import roi
-from mpi_viewer.cells import IronPerCell
-from mpi_viewer.demo import make_demo_study
+from mpi_viewer.calibration.cells import IronPerCell
+from mpi_viewer.demo.study import make_demo_study
+from mpi_viewer.roi import regions as roi
 
 
-def run(n: int = 50, method: str = "halfmax", options=(("ols", False), ("relative", False), ("ols", True))):
+def run(
+    n: int = 50,
+    method: str = "halfmax",
+    options=(("ols", False), ("relative", False), ("ols", True)),
+):
     params = roi.ROIParams(method=method)
     base = make_demo_study(include_ct=False)
     sources = base.truth["sources"]
@@ -35,17 +39,36 @@ def run(n: int = 50, method: str = "halfmax", options=(("ols", False), ("relativ
     for k in range(n):
         study = make_demo_study(include_ct=False, noise_seed=1000 + k)
         pts = cal.measure_phantoms(study.mpi, phantoms, params)
-        res = roi.measure(study.mpi, [s["mpi_mm"] for s in sources], params, names=[s["name"] for s in sources],
-                          on_error="skip")  # the faint source can fall below the ROI method's min SNR
+        res = roi.measure(
+            study.mpi,
+            [s["mpi_mm"] for s in sources],
+            params,
+            names=[s["name"] for s in sources],
+            on_error="skip",
+        )  # the faint source can fall below the ROI method's min SNR
         for weighting, origin in options:
-            c = cal.Calibration.from_points("bench", pts, weighting=weighting, through_origin=origin,
-                                            acquisition=study.mpi.acquisition.to_dict(), roi=params.to_dict())
-            q = cal.apply_calibration(res, c, acquisition=study.mpi.acquisition, roi_params=params,
-                                      voxel_volume_mm3=study.mpi.voxel_volume_mm, iron_per_cell=ipc)
+            c = cal.Calibration.from_points(
+                "bench",
+                pts,
+                weighting=weighting,
+                through_origin=origin,
+                acquisition=study.mpi.acquisition.to_dict(),
+                roi=params.to_dict(),
+            )
+            q = cal.apply_calibration(
+                res,
+                c,
+                acquisition=study.mpi.acquisition,
+                roi_params=params,
+                voxel_volume_mm3=study.mpi.voxel_volume_mm,
+                iron_per_cell=ipc,
+            )
             label = weighting + (" origin" if origin else "")
             found = {r.name: r for r in q}
             for s in sources:
-                d = stats.setdefault((label, s["name"]), {"fe": [], "fe_cov": [], "c": [], "c_cov": [], "lod": 0})
+                d = stats.setdefault(
+                    (label, s["name"]), {"fe": [], "fe_cov": [], "c": [], "c_cov": [], "lod": 0}
+                )
                 r = found.get(s["name"])
                 if r is None or r.below_lod:
                     d["lod"] += 1
@@ -55,9 +78,13 @@ def run(n: int = 50, method: str = "halfmax", options=(("ols", False), ("relativ
                 d["c"].append(r.cells / s["cells"] - 1)
                 d["c_cov"].append(r.cells_ci_low <= s["cells"] <= r.cells_ci_high)
     dt = time.perf_counter() - t0
-    print(f"demo study, {n} noise realisations, ROI method {method}, {dt:.1f} s ({dt / n:.2f} s each)")
-    print(f"{'fit':<12} {'source':<9} {'iron µg':>8} {'med err':>8} {'max |err|':>9} {'CI cover':>9} "
-          f"{'cells':>9} {'med err':>8} {'CI cover':>9} {'<LOD':>5}   (reference: 95 % nominal coverage)")
+    print(
+        f"demo study, {n} noise realisations, ROI method {method}, {dt:.1f} s ({dt / n:.2f} s each)"
+    )
+    print(
+        f"{'fit':<12} {'source':<9} {'iron µg':>8} {'med err':>8} {'max |err|':>9} {'CI cover':>9} "
+        f"{'cells':>9} {'med err':>8} {'CI cover':>9} {'<LOD':>5}   (reference: 95 % nominal coverage)"
+    )
     for (label, name), d in stats.items():
         s = next(x for x in sources if x["name"] == name)
         if not d["fe"]:
@@ -65,9 +92,11 @@ def run(n: int = 50, method: str = "halfmax", options=(("ols", False), ("relativ
             continue
         fe = np.asarray(d["fe"])
         c = np.asarray(d["c"])
-        print(f"{label:<12} {name:<9} {s['iron_ug']:>8.3g} {np.median(fe):>+8.1%} {np.max(np.abs(fe)):>9.1%} "
-              f"{np.mean(d['fe_cov']):>9.0%} {s['cells']:>9.3g} {np.median(c):>+8.1%} {np.mean(d['c_cov']):>9.0%} "
-              f"{d['lod']:>5}")
+        print(
+            f"{label:<12} {name:<9} {s['iron_ug']:>8.3g} {np.median(fe):>+8.1%} {np.max(np.abs(fe)):>9.1%} "
+            f"{np.mean(d['fe_cov']):>9.0%} {s['cells']:>9.3g} {np.median(c):>+8.1%} {np.mean(d['c_cov']):>9.0%} "
+            f"{d['lod']:>5}"
+        )
     return stats
 
 

@@ -20,12 +20,16 @@ def _fit_grid(vol, n: int):
     """Crop (centred) or zero-pad the volume to n³ voxels, keeping its physical geometry."""
     import SimpleITK as sitk
 
-    from mpi_viewer.volume import Volume
+    from mpi_viewer.geometry.volume import Volume
 
     img = vol.image
     size = img.GetSize()
     lo = [max(0, (s - n) // 2) for s in size]
-    img = img[lo[0]:lo[0] + min(n, size[0]), lo[1]:lo[1] + min(n, size[1]), lo[2]:lo[2] + min(n, size[2])]
+    img = img[
+        lo[0] : lo[0] + min(n, size[0]),
+        lo[1] : lo[1] + min(n, size[1]),
+        lo[2] : lo[2] + min(n, size[2]),
+    ]
     pad = [max(0, n - s) for s in img.GetSize()]
     if any(pad):
         img = sitk.ConstantPad(img, [0, 0, 0], pad, 0.0)
@@ -42,11 +46,15 @@ def _best_of(fn, repeats: int = 3):
 
 
 def main() -> int:
-    from mpi_viewer.demo import make_demo_study
-    from mpi_viewer.molds import detect_fiducials, load_template, match_fiducials
+    from mpi_viewer.demo.study import make_demo_study
+    from mpi_viewer.registration.molds import detect_fiducials, load_template, match_fiducials
 
-    study = make_demo_study(mri_spacing_mm=(0.155, 0.14, 0.385), mpi_spacing_mm=(0.47, 0.43, 0.87),
-                            include_ct=False, extra_hot_spots=2)
+    study = make_demo_study(
+        mri_spacing_mm=(0.155, 0.14, 0.385),
+        mpi_spacing_mm=(0.47, 0.43, 0.87),
+        include_ct=False,
+        extra_hot_spots=2,
+    )
     mri = _fit_grid(study.mri, 256)
     mpi = _fit_grid(study.mpi, 128)
     tpl = load_template("mouse_mold_v1")
@@ -56,18 +64,27 @@ def main() -> int:
         _ = vol.array  # the pixel copy is the reader's cost, not the detector's
         t_det, cands = _best_of(lambda vol=vol: detect_fiducials(vol, tpl))
         t_match, match = _best_of(lambda cands=cands: match_fiducials(cands, tpl))
-        err = max(np.linalg.norm(match.positions_mm[f["name"]] - np.asarray(f[key]))
-                  for f in study.truth["fiducials"] if f["name"] in match.pairs)
+        err = max(
+            np.linalg.norm(match.positions_mm[f["name"]] - np.asarray(f[key]))
+            for f in study.truth["fiducials"]
+            if f["name"] in match.pairs
+        )
         shape = "×".join(str(s) for s in vol.shape)
         sp = ", ".join(f"{s:.3g}" for s in vol.spacing_mm)
-        rows.append((f"{vol.modality} {shape} ({sp} mm)", len(cands), len(match.pairs), t_det, t_match, err))
+        rows.append(
+            (f"{vol.modality} {shape} ({sp} mm)", len(cands), len(match.pairs), t_det, t_match, err)
+        )
         total += t_det + t_match
-    print(f"{'image':38s} {'cand.':>5s} {'match':>5s} {'detect s':>9s} {'match s':>8s} {'max err mm':>10s}")
+    print(
+        f"{'image':38s} {'cand.':>5s} {'match':>5s} {'detect s':>9s} {'match s':>8s} {'max err mm':>10s}"
+    )
     for name, nc, nm, td, tm, e in rows:
         print(f"{name:38s} {nc:5d} {nm:5d} {td:9.3f} {tm:8.3f} {e:10.3f}")
     budget = 3.0
-    print(f"\ntotal detection + matching: {total:.2f} s; issue budget {budget:.1f} s; "
-          f"ratio {total / budget:.2f} (< 1 meets it)")
+    print(
+        f"\ntotal detection + matching: {total:.2f} s; issue budget {budget:.1f} s; "
+        f"ratio {total / budget:.2f} (< 1 meets it)"
+    )
     return 0 if total < budget else 1
 
 

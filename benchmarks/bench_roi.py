@@ -34,15 +34,16 @@ def _blobs_volume(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     vol = np.empty((n, n, n), dtype=np.float32)
     for z0 in range(0, n, 64):
-        vol[z0:z0 + 64] = rng.standard_normal((min(64, n - z0), n, n), dtype=np.float32)
+        vol[z0 : z0 + 64] = rng.standard_normal((min(64, n - z0), n, n), dtype=np.float32)
     centres = rng.uniform(0.2 * n, 0.8 * n, size=(5, 3))
     amps = rng.uniform(50, 400, size=5)
     for c, a in zip(centres, amps, strict=True):
         lo = np.maximum(np.floor(c - 15).astype(int), 0)
         hi = np.minimum(np.ceil(c + 16).astype(int), n)
         zz, yy, xx = np.meshgrid(*(np.arange(lo[i], hi[i]) - c[i] for i in range(3)), indexing="ij")
-        vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += (
-            a * np.exp(-0.5 * ((xx / 2.0) ** 2 + (yy / 2.0) ** 2 + (zz / 3.0) ** 2))).astype(np.float32)
+        vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] += (
+            a * np.exp(-0.5 * ((xx / 2.0) ** 2 + (yy / 2.0) ** 2 + (zz / 3.0) ** 2))
+        ).astype(np.float32)
     return vol, centres, amps
 
 
@@ -61,8 +62,8 @@ def bench_speed(n: int) -> list[tuple[str, str]]:
     from scipy import ndimage as ndi
 
     from mpi_viewer.cli import main as cli_main
-    from mpi_viewer.roi import ROIParams, grow_roi
-    from mpi_viewer.volume import Volume, image_from_array
+    from mpi_viewer.geometry.volume import Volume, image_from_array
+    from mpi_viewer.roi.regions import ROIParams, grow_roi
 
     arr, centres, amps = _blobs_volume(n)
     spacing = (0.5, 0.5, 0.5)
@@ -89,8 +90,10 @@ def bench_speed(n: int) -> list[tuple[str, str]]:
         ("half-max ROI (noise SD estimated)", f"{t_auto * 1e3:.1f} ms"),
         ("scipy.ndimage.label, whole volume", f"{t_label * 1e3:.0f} ms"),
         ("ratio label / ROI", f"{t_label / t_roi:.0f}×"),
-        ("ROI peak extra memory (tracemalloc)",
-         f"{peak_bytes / 2**20:.1f} MiB (a float64 copy: {arr.size * 8 / 2**20:.0f} MiB)"),
+        (
+            "ROI peak extra memory (tracemalloc)",
+            f"{peak_bytes / 2**20:.1f} MiB (a float64 copy: {arr.size * 8 / 2**20:.0f} MiB)",
+        ),
     ]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,15 +114,20 @@ def bench_speed(n: int) -> list[tuple[str, str]]:
             t_cli, rc = _best(run, repeat=2)
             assert rc == 0
             rows.append((f"SimpleITK read {ext}", f"{t_read:.2f} s"))
-            rows.append((f"mpi-viewer quantify {ext}", f"{t_cli:.2f} s  (ratio {t_cli / t_read:.2f}, target ≤ 1.3)"))
+            rows.append(
+                (
+                    f"mpi-viewer quantify {ext}",
+                    f"{t_cli:.2f} s  (ratio {t_cli / t_read:.2f}, target ≤ 1.3)",
+                )
+            )
     return rows
 
 
 def bench_weak_strong() -> list[tuple[str, str]]:
     from scipy import ndimage as ndi
 
-    from mpi_viewer.demo import make_demo_study
-    from mpi_viewer.roi import measure
+    from mpi_viewer.demo.study import make_demo_study
+    from mpi_viewer.roi.regions import measure
 
     study = make_demo_study()
     weak, strong = study.source("weak"), study.source("strong")
@@ -137,11 +145,18 @@ def bench_weak_strong() -> list[tuple[str, str]]:
     return [
         ("calibration (vials, through origin)", f"{slope:.1f} a.u.·mm³/µg"),
         ("weak truth", f"{weak['iron_ug']:.3f} µg"),
-        ("weak, split ROI (PSF of neighbour removed)",
-         f"{split_iron:.3f} µg ({split_iron / weak['iron_ug'] - 1:+.1%}), flags {','.join(w.flags)}"),
-        ("weak, plain half-max region (no split)",
-         f"{plain_iron:.3f} µg ({plain_iron / weak['iron_ug'] - 1:+.0%}), {int(plain.sum())} voxels"),
-        ("strong, split ROI", f"{s_iron:.3f} µg vs {strong['iron_ug']:.1f} ({s_iron / strong['iron_ug'] - 1:+.1%})"),
+        (
+            "weak, split ROI (PSF of neighbour removed)",
+            f"{split_iron:.3f} µg ({split_iron / weak['iron_ug'] - 1:+.1%}), flags {','.join(w.flags)}",
+        ),
+        (
+            "weak, plain half-max region (no split)",
+            f"{plain_iron:.3f} µg ({plain_iron / weak['iron_ug'] - 1:+.0%}), {int(plain.sum())} voxels",
+        ),
+        (
+            "strong, split ROI",
+            f"{s_iron:.3f} µg vs {strong['iron_ug']:.1f} ({s_iron / strong['iron_ug'] - 1:+.1%})",
+        ),
     ]
 
 

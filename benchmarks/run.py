@@ -23,7 +23,9 @@ def main(argv: list[str]) -> int:
         print(f"\n=== {script.stem} ===", flush=True)
         t = time.perf_counter()
         r = subprocess.run([sys.executable, str(script)])
-        print(f"--- {script.stem}: exit {r.returncode}, {time.perf_counter() - t:.1f} s", flush=True)
+        print(
+            f"--- {script.stem}: exit {r.returncode}, {time.perf_counter() - t:.1f} s", flush=True
+        )
         if r.returncode:
             failed.append(script.stem)
     if failed:

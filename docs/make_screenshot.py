@@ -12,10 +12,10 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from mpi_viewer.plugins._launch import load_demo, open_docks
 from qtpy.QtWidgets import QApplication
 
-from mpi_viewer.demo import write_demo_study
-from mpi_viewer.plugins._launch import load_demo, open_docks
+from mpi_viewer.demo.study import write_demo_study
 
 
 def main(out: str, ndisplay: int = 2) -> None:
@@ -50,7 +50,11 @@ def main(out: str, ndisplay: int = 2) -> None:
         point[1] = iso["mri_mm"][1]
         viewer.dims.point = point
     for dock in viewer.window._dock_widgets.values():
-        if dock.widget() is cells or getattr(dock, "inner_widget", None) is cells or "Cells" in dock.name:
+        if (
+            dock.widget() is cells
+            or getattr(dock, "inner_widget", None) is cells
+            or "Cells" in dock.name
+        ):
             dock.raise_()
     QApplication.processEvents()
     viewer.reset_view()
@@ -65,4 +69,7 @@ def main(out: str, ndisplay: int = 2) -> None:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--3d"]
-    main(args[0] if args else str(Path(__file__).with_name("screenshot.png")), 3 if "--3d" in sys.argv else 2)
+    main(
+        args[0] if args else str(Path(__file__).with_name("screenshot.png")),
+        3 if "--3d" in sys.argv else 2,
+    )

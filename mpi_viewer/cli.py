@@ -15,8 +15,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import InputError, MPIViewerError
+from mpi_viewer import __version__
+from mpi_viewer.errors import InputError, MPIViewerError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +35,9 @@ def parse_vector(text: str, *, n: int | None = 3, what: str = "value") -> tuple[
     except ValueError:
         raise InputError(f"{what} {text!r}: expected comma-separated numbers") from None
     if n is not None and len(values) != n:
-        raise InputError(f"{what} {text!r}: expected {n} comma-separated numbers, got {len(values)}")
+        raise InputError(
+            f"{what} {text!r}: expected {n} comma-separated numbers, got {len(values)}"
+        )
     if not all(math.isfinite(v) for v in values):
         raise InputError(f"{what} {text!r}: values must be finite")
     return values
@@ -43,15 +45,23 @@ def parse_vector(text: str, *, n: int | None = 3, what: str = "value") -> tuple[
 
 # -- gui / demo ---------------------------------------------------------------------------
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="open napari with the synthetic demo study, loaded and registered")
-    p.add_argument("--write", metavar="DIR", help="write the demo study's files to DIR instead of opening napari")
+    p = sub.add_parser(
+        "demo", help="open napari with the synthetic demo study, loaded and registered"
+    )
+    p.add_argument(
+        "--write",
+        metavar="DIR",
+        help="write the demo study's files to DIR instead of opening napari",
+    )
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
-    p.add_argument("--ndisplay", type=int, choices=(2, 3), default=3, help="2-D or 3-D view (default 3)")
+    p.add_argument(
+        "--ndisplay", type=int, choices=(2, 3), default=3, help="2-D or 3-D view (default 3)"
+    )
 
 
 def _cmd_demo(args) -> int:
     if args.write:
-        from .demo import write_demo_study
+        from mpi_viewer.demo.study import write_demo_study
 
         paths = write_demo_study(args.write)
         for key, p in paths.items():
@@ -60,65 +70,120 @@ def _cmd_demo(args) -> int:
     return _run_gui(demo=True, screenshot=args.screenshot, ndisplay=args.ndisplay)
 
 
-def _run_gui(*, demo: bool = False, files: Sequence[str] = (), screenshot: str | None = None,
-             ndisplay: int = 2) -> int:
+def _run_gui(
+    *,
+    demo: bool = False,
+    files: Sequence[str] = (),
+    screenshot: str | None = None,
+    ndisplay: int = 2,
+) -> int:
     try:
-        from .plugins import _launch  # installed as mpi_viewer.plugins
+        from mpi_viewer.plugins import _launch  # the GUI: the one import of plugins/ from the core
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise InputError(f"the napari plugin is not installed ({exc}); run: pip install -e .") from None
+        raise InputError(
+            f"the napari plugin is not installed ({exc}); run: pip install -e ."
+        ) from None
     return _launch.run(demo=demo, files=list(files), screenshot=screenshot, ndisplay=ndisplay)
 
 
 # -- register -------------------------------------------------------------------------------
 def _add_register(sub) -> None:
-    p = sub.add_parser("register", help="register MOVING (MPI) to FIXED (MRI/CT) from landmarks or a mold template")
+    p = sub.add_parser(
+        "register", help="register MOVING (MPI) to FIXED (MRI/CT) from landmarks or a mold template"
+    )
     p.add_argument("fixed", metavar="FIXED", help="fixed image (MRI or CT)")
     p.add_argument("moving", metavar="MOVING", help="moving image (MPI)")
-    p.add_argument("--fixed-points", metavar="CSV", help="fiducials in the fixed image (name,x,y,z in mm)")
-    p.add_argument("--moving-points", metavar="CSV", help="fiducials in the moving image (name,x,y,z in mm)")
-    p.add_argument("--template", metavar="NAME", help="mold template name or JSON file (automatic fiducial detection)")
-    p.add_argument("--model", choices=("rigid", "similarity", "affine"), default="rigid", help="transform model (default rigid)")
-    p.add_argument("-o", "--output", metavar="OUT.tfm", required=True, help="ITK transform file to write (fixed → moving)")
-    p.add_argument("--exclude", action="append", default=[], metavar="NAME",
-                   help="leave the fiducial NAME out of the fit (repeatable); its residual is still printed")
-    p.add_argument("--fle-mm", type=float, default=None, metavar="MM",
-                   help="fiducial localisation error in mm for the expected TRE (default 0.15)")
-    p.add_argument("--fre-tolerance-mm", type=float, default=None, metavar="MM",
-                   help="warn when the RMS FRE exceeds this, in mm (default 1.0)")
+    p.add_argument(
+        "--fixed-points", metavar="CSV", help="fiducials in the fixed image (name,x,y,z in mm)"
+    )
+    p.add_argument(
+        "--moving-points", metavar="CSV", help="fiducials in the moving image (name,x,y,z in mm)"
+    )
+    p.add_argument(
+        "--template",
+        metavar="NAME",
+        help="mold template name or JSON file (automatic fiducial detection)",
+    )
+    p.add_argument(
+        "--model",
+        choices=("rigid", "similarity", "affine"),
+        default="rigid",
+        help="transform model (default rigid)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.tfm",
+        required=True,
+        help="ITK transform file to write (fixed → moving)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave the fiducial NAME out of the fit (repeatable); its residual is still printed",
+    )
+    p.add_argument(
+        "--fle-mm",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="fiducial localisation error in mm for the expected TRE (default 0.15)",
+    )
+    p.add_argument(
+        "--fre-tolerance-mm",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="warn when the RMS FRE exceeds this, in mm (default 1.0)",
+    )
 
 
 def _cmd_register(args) -> int:
     from pathlib import Path
 
-    from .registration import RegistrationParams, write_transform
-    from .volume import read_volume
+    from mpi_viewer.io.images import read_volume
+    from mpi_viewer.io.transform_files import write_transform
+    from mpi_viewer.registration.landmarks import RegistrationParams
 
     defaults = RegistrationParams()
     params = RegistrationParams(
         model=args.model,
         fle_mm=defaults.fle_mm if args.fle_mm is None else args.fle_mm,
-        fre_tolerance_mm=defaults.fre_tolerance_mm if args.fre_tolerance_mm is None else args.fre_tolerance_mm,
+        fre_tolerance_mm=defaults.fre_tolerance_mm
+        if args.fre_tolerance_mm is None
+        else args.fre_tolerance_mm,
         exclude=list(args.exclude),
     )
     has_points = bool(args.fixed_points or args.moving_points)
     if has_points and args.template:
-        raise InputError("register: give either --fixed-points/--moving-points or --template, not both")
+        raise InputError(
+            "register: give either --fixed-points/--moving-points or --template, not both"
+        )
     if not has_points and not args.template:
         raise InputError("register: give --fixed-points and --moving-points, or --template NAME")
     if has_points and not (args.fixed_points and args.moving_points):
         missing = "--moving-points" if args.fixed_points else "--fixed-points"
-        raise InputError(f"register: {missing} is missing (landmark registration needs both point files)")
+        raise InputError(
+            f"register: {missing} is missing (landmark registration needs both point files)"
+        )
     out = Path(args.output)
     if not out.parent.is_dir():
         raise InputError(f"{out}: folder {out.parent} does not exist")
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     if args.template:
-        from .molds import register_with_template
+        from mpi_viewer.registration.molds import register_with_template
 
         result = register_with_template(
-            fixed, moving, args.template, model=params.model, exclude=params.exclude,
-            fle_mm=params.fle_mm, fre_tolerance_mm=params.fre_tolerance_mm,
+            fixed,
+            moving,
+            args.template,
+            model=params.model,
+            exclude=params.exclude,
+            fle_mm=params.fle_mm,
+            fre_tolerance_mm=params.fre_tolerance_mm,
         )
         fit = result.fit
         lines = [*result.report_lines(), *fit.report_lines()]
@@ -128,7 +193,9 @@ def _cmd_register(args) -> int:
     write_transform(out, fit)
     for line in lines:
         print(line)
-    print(f"wrote {out} (ITK transform, fixed → moving: {Path(args.fixed).name} → {Path(args.moving).name})")
+    print(
+        f"wrote {out} (ITK transform, fixed → moving: {Path(args.fixed).name} → {Path(args.moving).name})"
+    )
     return 0
 
 
@@ -136,19 +203,24 @@ def _register_points(args, fixed, moving, params):
     """Landmark fit for ``register`` from two point files, checked against both images."""
     import numpy as np
 
-    from .points import read_points_csv
-    from .registration import fit_pointsets
+    from mpi_viewer.io.points import read_points_csv
+    from mpi_viewer.registration.landmarks import fit_pointsets
 
     fixed_pts = read_points_csv(args.fixed_points)
     moving_pts = read_points_csv(args.moving_points)
-    for pts, vol, path in ((fixed_pts, fixed, args.fixed_points), (moving_pts, moving, args.moving_points)):
+    for pts, vol, path in (
+        (fixed_pts, fixed, args.fixed_points),
+        (moving_pts, moving, args.moving_points),
+    ):
         if pts.ndim != vol.ndim:
             raise InputError(f"{path}: {pts.ndim}-D points for a {vol.ndim}-D image {vol.name!r}")
         inside = vol.contains_physical(pts.xyz_mm)
         if not np.all(inside):
             bad = [n for n, ok in zip(pts.names, inside, strict=True) if not ok]
-            raise InputError(f"{path}: point(s) {', '.join(bad)} lie outside the image {vol.source or vol.name} "
-                             "(are the coordinates physical mm in that image's frame?)")
+            raise InputError(
+                f"{path}: point(s) {', '.join(bad)} lie outside the image {vol.source or vol.name} "
+                "(are the coordinates physical mm in that image's frame?)"
+            )
     unknown = [n for n in params.exclude if n not in fixed_pts.names and n not in moving_pts.names]
     if unknown:
         raise InputError(f"--exclude: no fiducial named {', '.join(unknown)} in either point file")
@@ -158,43 +230,92 @@ def _register_points(args, fixed, moving, params):
 # -- quantify -------------------------------------------------------------------------------
 def _add_quantify(sub) -> None:
     p = sub.add_parser(
-        "quantify", help="ROIs, signal, iron and cells of an MPI image",
+        "quantify",
+        help="ROIs, signal, iron and cells of an MPI image",
         description="One ROI per seed on the MPI's native grid: climb from the seed to its own peak, keep the "
         "connected voxels above a threshold, report peak, mean, volume, total signal (a.u.·mm³), SNR and "
         "FWHM. The default method is halfmax (50 %% of the source's own peak): the field's convention "
         "(Sehl et al. 2020, doi:10.18383/j.tom.2020.00043), independent of any noise estimate and "
         "comparable between sources; nsd (n × noise SD, Ureña Horno et al. 2025, doi:10.1039/d5nr02393a) "
-        "takes in more of faint sources. Nearby sources are split and their neighbours' signal removed.")
+        "takes in more of faint sources. Nearby sources are split and their neighbours' signal removed.",
+    )
     p.add_argument("mpi", metavar="MPI", help="MPI image")
-    p.add_argument("--seed", action="append", default=[], metavar="X,Y,Z",
-                   help="a point near a hot spot, physical mm in the MPI's frame (repeatable; use --seed=X,Y,Z for negative values)")
-    p.add_argument("--method", choices=("halfmax", "nsd", "kmeans"), default="halfmax",
-                   help="ROI method (default halfmax: the field's convention, insensitive to the noise estimate; "
-                   "nsd is better for faint sources)")
-    p.add_argument("--fraction", type=float, default=0.5, help="halfmax: threshold as a fraction of the peak (default 0.5)")
-    p.add_argument("--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)")
-    p.add_argument("--noise-sd", type=float, metavar="AU", help="noise SD in a.u. (default: robust estimate from the image)")
-    p.add_argument("--no-split", action="store_true", help="do not split regions holding several sources")
-    p.add_argument("--spacing-mm", metavar="X,Y,Z", help="voxel size for files without one (e.g. .mat), mm")
-    p.add_argument("--origin-mm", metavar="X,Y,Z", help="position of the first voxel for files without one, mm")
-    p.add_argument("--saturation-curve", metavar="CSV",
-                   help="receiver response (measured,true signal), applied before any statistic")
-    p.add_argument("-o", "--output", metavar="OUT.csv", required=True, help="results table to write")
-    p.add_argument("--masks", metavar="OUT.nii.gz", help="also write the ROIs as a label image on the MPI grid")
-    p.add_argument("--mask", metavar="LABELS.nii.gz",
-                   help="a label image on the MPI grid (e.g. painted in napari): each non-zero label is measured "
-                   "as a manual ROI, in addition to the seeds or instead of them")
+    p.add_argument(
+        "--seed",
+        action="append",
+        default=[],
+        metavar="X,Y,Z",
+        help="a point near a hot spot, physical mm in the MPI's frame (repeatable; use --seed=X,Y,Z for negative values)",
+    )
+    p.add_argument(
+        "--method",
+        choices=("halfmax", "nsd", "kmeans"),
+        default="halfmax",
+        help="ROI method (default halfmax: the field's convention, insensitive to the noise estimate; "
+        "nsd is better for faint sources)",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=0.5,
+        help="halfmax: threshold as a fraction of the peak (default 0.5)",
+    )
+    p.add_argument(
+        "--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)"
+    )
+    p.add_argument(
+        "--noise-sd",
+        type=float,
+        metavar="AU",
+        help="noise SD in a.u. (default: robust estimate from the image)",
+    )
+    p.add_argument(
+        "--no-split", action="store_true", help="do not split regions holding several sources"
+    )
+    p.add_argument(
+        "--spacing-mm", metavar="X,Y,Z", help="voxel size for files without one (e.g. .mat), mm"
+    )
+    p.add_argument(
+        "--origin-mm", metavar="X,Y,Z", help="position of the first voxel for files without one, mm"
+    )
+    p.add_argument(
+        "--saturation-curve",
+        metavar="CSV",
+        help="receiver response (measured,true signal), applied before any statistic",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="OUT.csv", required=True, help="results table to write"
+    )
+    p.add_argument(
+        "--masks", metavar="OUT.nii.gz", help="also write the ROIs as a label image on the MPI grid"
+    )
+    p.add_argument(
+        "--mask",
+        metavar="LABELS.nii.gz",
+        help="a label image on the MPI grid (e.g. painted in napari): each non-zero label is measured "
+        "as a manual ROI, in addition to the seeds or instead of them",
+    )
     _add_calibration_flags(p)
-    p.add_argument("--save-session", metavar="S.json",
-                   help="also save the analysis as a session (inputs hashed) that `mpi-viewer replay` recomputes")
+    p.add_argument(
+        "--save-session",
+        metavar="S.json",
+        help="also save the analysis as a session (inputs hashed) that `mpi-viewer replay` recomputes",
+    )
 
 
 def _quantify_params(args):
-    from .roi import ROIParams, SaturationCurve
+    from mpi_viewer.roi._saturation import SaturationCurve
+    from mpi_viewer.roi.regions import ROIParams
 
     curve = SaturationCurve.from_csv(args.saturation_curve) if args.saturation_curve else None
-    return ROIParams(method=args.method, fraction=args.fraction, n_sd=args.n_sd, noise_sd=args.noise_sd,
-                     split_sources=not args.no_split, saturation_curve=curve)
+    return ROIParams(
+        method=args.method,
+        fraction=args.fraction,
+        n_sd=args.n_sd,
+        noise_sd=args.noise_sd,
+        split_sources=not args.no_split,
+        saturation_curve=curve,
+    )
 
 
 def _cmd_quantify(args) -> int:
@@ -202,24 +323,32 @@ def _cmd_quantify(args) -> int:
     columns, write CSV (+ masks)."""
     from pathlib import Path
 
-    from . import results as res
-    from .roi import measure, write_masks_nifti
-    from .volume import read_volume
+    from mpi_viewer.io import tables as res
+    from mpi_viewer.io.images import read_volume
+    from mpi_viewer.roi.regions import measure, write_masks_nifti
 
     label_image = getattr(args, "mask", None)
     if not args.seed and not label_image:
-        raise InputError("quantify: give at least one --seed=X,Y,Z (mm, in the MPI's frame) or --mask LABELS.nii.gz")
+        raise InputError(
+            "quantify: give at least one --seed=X,Y,Z (mm, in the MPI's frame) or --mask LABELS.nii.gz"
+        )
     params = _quantify_params(args)
     src = Path(args.mpi).resolve()
     for out in filter(None, (args.output, args.masks)):
-        if Path(out).resolve() == src or (label_image and Path(out).resolve() == Path(label_image).resolve()):
+        if Path(out).resolve() == src or (
+            label_image and Path(out).resolve() == Path(label_image).resolve()
+        ):
             raise InputError(f"{out}: refusing to overwrite an input image")
-    mpi = read_volume(args.mpi, modality="MPI", spacing_mm=_vec_or_none(args.spacing_mm, "--spacing-mm"),
-                      origin_mm=_vec_or_none(args.origin_mm, "--origin-mm"))
+    mpi = read_volume(
+        args.mpi,
+        modality="MPI",
+        spacing_mm=_vec_or_none(args.spacing_mm, "--spacing-mm"),
+        origin_mm=_vec_or_none(args.origin_mm, "--origin-mm"),
+    )
     seeds = [parse_vector(s, n=mpi.ndim, what="--seed") for s in args.seed]
     results = list(measure(mpi, seeds, params)) if seeds else []
     if label_image:
-        from .roi import measure_label_image
+        from mpi_viewer.roi.regions import measure_label_image
 
         for r in measure_label_image(mpi, read_volume(label_image, modality="unknown"), params):
             r.label = len(results) + 1  # after the seeded ROIs, as in a replayed session
@@ -227,15 +356,17 @@ def _cmd_quantify(args) -> int:
     rows = res.rows_from_results(results)
     _quantify_calibration(args, mpi, results, params, rows)
     if getattr(args, "save_session", None):
-        from ._pipeline import save_session_of_quantify
+        from mpi_viewer.study.pipeline import save_session_of_quantify
 
         print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
     if args.masks:
         write_masks_nifti(args.masks, mpi, results)
     res.write_csv(args.output, rows)
     for r in results:
-        print(f"{r.name}: total signal {r.total_signal:.6g} {r.total_signal_unit}, peak {r.peak_au:.4g} a.u., "
-              f"{r.size:.4g} {r.size_unit}" + (f" [{', '.join(r.flags)}]" if r.flags else ""))
+        print(
+            f"{r.name}: total signal {r.total_signal:.6g} {r.total_signal_unit}, peak {r.peak_au:.4g} a.u., "
+            f"{r.size:.4g} {r.size_unit}" + (f" [{', '.join(r.flags)}]" if r.flags else "")
+        )
     print(f"wrote {args.output}" + (f" and {args.masks}" if args.masks else ""))
     return 0
 
@@ -251,23 +382,57 @@ def _add_calibration_flags(p) -> None:
     """quantify's calibration and cell flags (issue 6/7)."""
     g = p.add_argument_group("calibration → iron (µg Fe) and cells")
     src = g.add_mutually_exclusive_group()
-    src.add_argument("--phantoms", metavar="CSV",
-                     help="phantoms in this image (name,x,y,z,iron_ug; MPI mm), measured with the same ROI method")
-    src.add_argument("--calibration", metavar="JSON", help="a saved calibration (mpi-viewer calibrate, or the library)")
+    src.add_argument(
+        "--phantoms",
+        metavar="CSV",
+        help="phantoms in this image (name,x,y,z,iron_ug; MPI mm), measured with the same ROI method",
+    )
+    src.add_argument(
+        "--calibration",
+        metavar="JSON",
+        help="a saved calibration (mpi-viewer calibrate, or the library)",
+    )
     _add_fit_flags(g)
-    g.add_argument("--iron-per-cell", type=float, metavar="PG", help="iron per labelled cell, pg Fe/cell (adds cells)")
-    g.add_argument("--iron-per-cell-sd", type=float, metavar="PG", help="SD of the iron per cell, pg Fe/cell (default 0)")
-    g.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals (default 0.95)")
+    g.add_argument(
+        "--iron-per-cell",
+        type=float,
+        metavar="PG",
+        help="iron per labelled cell, pg Fe/cell (adds cells)",
+    )
+    g.add_argument(
+        "--iron-per-cell-sd",
+        type=float,
+        metavar="PG",
+        help="SD of the iron per cell, pg Fe/cell (default 0)",
+    )
+    g.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence of the intervals (default 0.95)"
+    )
 
 
 def _add_fit_flags(g) -> None:
-    g.add_argument("--through-origin", action="store_true", help="force the calibration line through the origin")
-    g.add_argument("--weighting", choices=("ols", "relative"), default="ols",
-                   help="ordinary least squares or relative (1/signal²) weights (default ols)")
-    g.add_argument("--reference-phantom", metavar="NAME",
-                   help="single-reference mode: slope from this one phantom (signal / iron)")
-    g.add_argument("--calibration-kind", choices=("iron", "cells"), default="iron",
-                   help="phantoms hold iron (µg, default) or labelled cells (the iron_ug column then counts cells)")
+    g.add_argument(
+        "--through-origin",
+        action="store_true",
+        help="force the calibration line through the origin",
+    )
+    g.add_argument(
+        "--weighting",
+        choices=("ols", "relative"),
+        default="ols",
+        help="ordinary least squares or relative (1/signal²) weights (default ols)",
+    )
+    g.add_argument(
+        "--reference-phantom",
+        metavar="NAME",
+        help="single-reference mode: slope from this one phantom (signal / iron)",
+    )
+    g.add_argument(
+        "--calibration-kind",
+        choices=("iron", "cells"),
+        default="iron",
+        help="phantoms hold iron (µg, default) or labelled cells (the iron_ug column then counts cells)",
+    )
 
 
 def _iron_per_cell_from_args(args):
@@ -275,28 +440,38 @@ def _iron_per_cell_from_args(args):
         if getattr(args, "iron_per_cell_sd", None) is not None:
             raise InputError("--iron-per-cell-sd needs --iron-per-cell")
         return None
-    from .cells import IronPerCell
+    from mpi_viewer.calibration.cells import IronPerCell
 
     return IronPerCell(args.iron_per_cell, args.iron_per_cell_sd or 0.0)
 
 
 def _calibration_from_args(args, mpi, roi_params):
     """The calibration quantify applies (None without --phantoms/--calibration)."""
-    from . import calibration as cal
+    from mpi_viewer import calibration as cal
 
     if getattr(args, "calibration", None):
         return cal.load_calibration(args.calibration)
     if not getattr(args, "phantoms", None):
         return None
     mode = "single_reference" if args.reference_phantom else "line"
-    phantoms = cal.read_phantoms_csv(args.phantoms, min_count=1 if mode == "single_reference" else 2)
+    phantoms = cal.read_phantoms_csv(
+        args.phantoms, min_count=1 if mode == "single_reference" else 2
+    )
     points = cal.measure_phantoms(mpi, phantoms, roi_params, kind=args.calibration_kind)
     return cal.Calibration.from_points(
-        _stem(args.phantoms), points, kind=args.calibration_kind, through_origin=args.through_origin,
-        weighting=args.weighting, mode=mode, reference=args.reference_phantom,
-        tracer=mpi.acquisition.tracer, tracer_lot=mpi.acquisition.tracer_lot,
-        acquisition=mpi.acquisition.to_dict(), roi=roi_params.to_dict(),
-        notes=f"phantoms {args.phantoms} measured in {mpi.source or mpi.name}")
+        _stem(args.phantoms),
+        points,
+        kind=args.calibration_kind,
+        through_origin=args.through_origin,
+        weighting=args.weighting,
+        mode=mode,
+        reference=args.reference_phantom,
+        tracer=mpi.acquisition.tracer,
+        tracer_lot=mpi.acquisition.tracer_lot,
+        acquisition=mpi.acquisition.to_dict(),
+        roi=roi_params.to_dict(),
+        notes=f"phantoms {args.phantoms} measured in {mpi.source or mpi.name}",
+    )
 
 
 def _stem(path) -> str:
@@ -315,13 +490,21 @@ def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
     calibration = _calibration_from_args(args, mpi, roi_params)
     if calibration is None:
         if ipc is not None:
-            raise InputError("--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)")
+            raise InputError(
+                "--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)"
+            )
         return None
-    from .calibration import apply_calibration
+    from mpi_viewer.calibration.record import apply_calibration
 
-    quantities = apply_calibration(roi_results, calibration, acquisition=mpi.acquisition, roi_params=roi_params,
-                                   voxel_volume_mm3=mpi.voxel_volume_mm, iron_per_cell=ipc,
-                                   confidence=args.confidence)
+    quantities = apply_calibration(
+        roi_results,
+        calibration,
+        acquisition=mpi.acquisition,
+        roi_params=roi_params,
+        voxel_volume_mm3=mpi.voxel_volume_mm,
+        iron_per_cell=ipc,
+        confidence=args.confidence,
+    )
     for row, q in zip(rows, quantities, strict=True):
         row.update(q.columns(include_cells=ipc is not None or calibration.kind == "cells"))
     return calibration
@@ -330,55 +513,105 @@ def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="build a calibration (JSON) from phantoms in an MPI image")
     p.add_argument("mpi", metavar="MPI", help="MPI image holding the phantoms")
-    p.add_argument("--phantoms", metavar="CSV", required=True, help="phantoms: name,x,y,z,iron_ug (MPI mm, µg Fe)")
-    p.add_argument("--method", choices=("halfmax", "nsd", "kmeans"), default="halfmax",
-                   help="ROI method (default halfmax): use the one you will quantify with")
-    p.add_argument("--fraction", type=float, default=0.5, help="halfmax: threshold fraction of the peak (default 0.5)")
-    p.add_argument("--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)")
-    p.add_argument("--noise-sd", type=float, metavar="AU", help="noise SD in a.u. (default: estimated)")
-    p.add_argument("--no-split", action="store_true", help="do not split regions holding several sources")
-    p.add_argument("--saturation-curve", metavar="CSV",
-                   help="receiver response (measured,true signal), applied before any statistic")
+    p.add_argument(
+        "--phantoms",
+        metavar="CSV",
+        required=True,
+        help="phantoms: name,x,y,z,iron_ug (MPI mm, µg Fe)",
+    )
+    p.add_argument(
+        "--method",
+        choices=("halfmax", "nsd", "kmeans"),
+        default="halfmax",
+        help="ROI method (default halfmax): use the one you will quantify with",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=0.5,
+        help="halfmax: threshold fraction of the peak (default 0.5)",
+    )
+    p.add_argument(
+        "--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)"
+    )
+    p.add_argument(
+        "--noise-sd", type=float, metavar="AU", help="noise SD in a.u. (default: estimated)"
+    )
+    p.add_argument(
+        "--no-split", action="store_true", help="do not split regions holding several sources"
+    )
+    p.add_argument(
+        "--saturation-curve",
+        metavar="CSV",
+        help="receiver response (measured,true signal), applied before any statistic",
+    )
     _add_fit_flags(p)
     p.add_argument("--name", help="calibration name (default: the phantom file's name)")
     p.add_argument("--tracer", help="tracer (default: the image's metadata)")
     p.add_argument("--tracer-lot", help="tracer lot")
-    p.add_argument("--environment", choices=("solution", "cells"), help="phantoms in solution or labelled cells")
-    p.add_argument("--preparation", choices=("fixed_concentration", "fixed_volume"), default="fixed_concentration",
-                   help="how the phantoms were made (default fixed_concentration)")
+    p.add_argument(
+        "--environment",
+        choices=("solution", "cells"),
+        help="phantoms in solution or labelled cells",
+    )
+    p.add_argument(
+        "--preparation",
+        choices=("fixed_concentration", "fixed_volume"),
+        default="fixed_concentration",
+        help="how the phantoms were made (default fixed_concentration)",
+    )
     p.add_argument("--notes", default="", help="free text kept with the calibration")
-    p.add_argument("--library", metavar="DIR", help="also add the calibration to this library folder")
-    p.add_argument("-o", "--output", metavar="OUT.json", required=True, help="calibration JSON to write")
+    p.add_argument(
+        "--library", metavar="DIR", help="also add the calibration to this library folder"
+    )
+    p.add_argument(
+        "-o", "--output", metavar="OUT.json", required=True, help="calibration JSON to write"
+    )
 
 
 def _cmd_calibrate(args) -> int:
     from pathlib import Path
 
-    from . import calibration as cal
-    from .volume import read_volume
+    from mpi_viewer import calibration as cal
+    from mpi_viewer.io.images import read_volume
 
     params = _quantify_params(args)  # the same ROI parameters quantify builds from the same flags
     out = Path(args.output)
     if Path(args.phantoms).resolve() == out.resolve():
         raise InputError(f"{out}: refusing to overwrite the phantom file")
     mode = "single_reference" if args.reference_phantom else "line"
-    phantoms = cal.read_phantoms_csv(args.phantoms, min_count=1 if mode == "single_reference" else 2)
+    phantoms = cal.read_phantoms_csv(
+        args.phantoms, min_count=1 if mode == "single_reference" else 2
+    )
     mpi = read_volume(args.mpi, modality="MPI")
     points = cal.measure_phantoms(mpi, phantoms, params, kind=args.calibration_kind)
     acq = mpi.acquisition
     c = cal.Calibration.from_points(
-        args.name or _stem(args.phantoms), points, kind=args.calibration_kind, through_origin=args.through_origin,
-        weighting=args.weighting, mode=mode, reference=args.reference_phantom, tracer=args.tracer or acq.tracer,
-        tracer_lot=args.tracer_lot or acq.tracer_lot, environment=args.environment,
-        preparation=args.preparation, acquisition=acq.to_dict(), roi=params.to_dict(), notes=args.notes)
+        args.name or _stem(args.phantoms),
+        points,
+        kind=args.calibration_kind,
+        through_origin=args.through_origin,
+        weighting=args.weighting,
+        mode=mode,
+        reference=args.reference_phantom,
+        tracer=args.tracer or acq.tracer,
+        tracer_lot=args.tracer_lot or acq.tracer_lot,
+        environment=args.environment,
+        preparation=args.preparation,
+        acquisition=acq.to_dict(),
+        roi=params.to_dict(),
+        notes=args.notes,
+    )
     if args.library:
         cal.CalibrationLibrary(args.library).add(c)
     cal.save_calibration(c, out)
     f = c.fit
     print(c.summary())
     if f.mode == "line":
-        print(f"slope {f.slope:.6g} ± {f.se_slope:.3g} a.u.·mm³/{c.x_unit}, intercept {f.intercept:.6g} ± "
-              f"{f.se_intercept:.3g} a.u.·mm³, R² {f.r_squared:.5f}, residual SD {f.residual_sd:.4g}, dof {f.dof}")
+        print(
+            f"slope {f.slope:.6g} ± {f.se_slope:.3g} a.u.·mm³/{c.x_unit}, intercept {f.intercept:.6g} ± "
+            f"{f.se_intercept:.3g} a.u.·mm³, R² {f.r_squared:.5f}, residual SD {f.residual_sd:.4g}, dof {f.dof}"
+        )
     for w in cal.compatibility_warnings(c, acq, params):
         print(f"warning: {w}")
     print(f"calibration: {out}")
@@ -387,21 +620,31 @@ def _cmd_calibrate(args) -> int:
 
 # -- replay / report ------------------------------------------------------------------------
 def _add_replay(sub) -> None:
-    p = sub.add_parser("replay", help="recompute saved sessions and compare with their stored results")
+    p = sub.add_parser(
+        "replay", help="recompute saved sessions and compare with their stored results"
+    )
     p.add_argument("sessions", nargs="+", metavar="SESSION", help="session JSON files")
     p.add_argument("-o", "--output", metavar="OUT.csv", help="write the recomputed results")
-    p.add_argument("--allow-changed-inputs", action="store_true",
-                   help="replay even when an input file's SHA-256 differs from the session's")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run on a Dask distributed scheduler (e.g. tcp://host:8786) instead of local processes")
-    p.add_argument("--jobs", type=int, metavar="N", help="local worker processes (default: the usable cores)")
+    p.add_argument(
+        "--allow-changed-inputs",
+        action="store_true",
+        help="replay even when an input file's SHA-256 differs from the session's",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a Dask distributed scheduler (e.g. tcp://host:8786) instead of local processes",
+    )
+    p.add_argument(
+        "--jobs", type=int, metavar="N", help="local worker processes (default: the usable cores)"
+    )
 
 
 def _cmd_replay(args) -> int:
     """Exit 0: every number matches (relative difference ≤ 1e-9); 1: differences
     (listed on stdout); 2: bad input (one line per session on stderr)."""
-    from .batch import TextProgress, replay_many
-    from .session import load_session
+    from mpi_viewer.study.batch import TextProgress, replay_many
+    from mpi_viewer.study.session import load_session
 
     said = set()
     for path in args.sessions:  # files outside a session's folder: said before they are opened
@@ -412,8 +655,13 @@ def _cmd_replay(args) -> int:
         except MPIViewerError:
             pass  # reported with the outcome
     progress = TextProgress(sys.stderr) if len(args.sessions) > 1 else None
-    outcomes = replay_many(args.sessions, jobs=args.jobs, scheduler=args.scheduler,
-                           allow_changed_inputs=args.allow_changed_inputs, progress=progress)
+    outcomes = replay_many(
+        args.sessions,
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        allow_changed_inputs=args.allow_changed_inputs,
+        progress=progress,
+    )
     for o in outcomes:
         for w in o.warnings:
             if w not in said:
@@ -427,25 +675,29 @@ def _cmd_replay(args) -> int:
         else:
             print(f"{o.path}: every number matches")
     if args.output and any(o.status != 2 for o in outcomes):
-        from .results import write_csv
+        from mpi_viewer.io.tables import write_csv
 
         rows = [{"session": o.path, **r} for o in outcomes if o.status != 2 for r in o.rows]
         write_csv(args.output, rows)
     if len(outcomes) > 1:
         counts = [sum(o.status == s for o in outcomes) for s in (0, 1, 2)]
-        print(f"{len(outcomes)} sessions: {counts[0]} match, {counts[1]} differ, {counts[2]} bad input")
+        print(
+            f"{len(outcomes)} sessions: {counts[0]} match, {counts[1]} differ, {counts[2]} bad input"
+        )
     return max(o.status for o in outcomes)
 
 
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="write a study report (CSV, masks, transform, plots, HTML)")
     p.add_argument("session", metavar="SESSION", help="session JSON file")
-    p.add_argument("-o", "--output", metavar="DIR", required=True, help="report folder (new or empty)")
+    p.add_argument(
+        "-o", "--output", metavar="DIR", required=True, help="report folder (new or empty)"
+    )
 
 
 def _cmd_report(args) -> int:
-    from ._pipeline import write_session_report
-    from .session import load_session
+    from mpi_viewer.report.study_report import write_session_report
+    from mpi_viewer.study.session import load_session
 
     session = load_session(args.session)
     for w in session.warnings:

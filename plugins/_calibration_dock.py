@@ -27,6 +27,15 @@ import math
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins._layers import (
+    find_layers,
+    install_mm_units,
+    meta,
+    physical_to_world,
+    volume_from_layer,
+    world_to_physical,
+)
+from mpi_viewer.plugins._plot_canvas import PlotPanel
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -51,16 +60,6 @@ from qtpy.QtWidgets import (
 
 from mpi_viewer.errors import InputError
 
-from ._layers import (
-    find_layers,
-    install_mm_units,
-    meta,
-    physical_to_world,
-    volume_from_layer,
-    world_to_physical,
-)
-from ._plot_canvas import PlotPanel
-
 PHANTOM_LAYER = "phantoms"
 _WARN_COLOUR = "#ffb000"
 
@@ -70,7 +69,11 @@ def notify_error(exc: BaseException, what: str = "") -> None:
     """A napari error notification of one line; never raises."""
     from napari.utils.notifications import show_error
 
-    msg = str(exc) if isinstance(exc, InputError) else f"{what + ': ' if what else ''}{type(exc).__name__}: {exc}"
+    msg = (
+        str(exc)
+        if isinstance(exc, InputError)
+        else f"{what + ': ' if what else ''}{type(exc).__name__}: {exc}"
+    )
     show_error(" ".join(msg.split()))
 
 
@@ -120,7 +123,9 @@ def fmt(v, digits: int = 4) -> str:
     return f"{f:.{digits}g}"
 
 
-def fill_table(table: QTableWidget, headers, rows, *, editable=(), warn_col: int | None = None) -> None:
+def fill_table(
+    table: QTableWidget, headers, rows, *, editable=(), warn_col: int | None = None
+) -> None:
     """Replace a table's contents; only columns in ``editable`` can be edited.
 
     Rows with text in ``warn_col`` are tinted so warnings are seen in the table.
@@ -173,9 +178,14 @@ def find_dock(viewer, *attrs: str, class_name: str | None = None):
     return None
 
 
-_ACQ_TEXT = (("mode", "{} scan"), ("gradient_T_per_m", "gradient {:g} T/m"),
-             ("drive_amplitude_mT", "drive {:g} mT"), ("drive_frequency_kHz", "{:g} kHz"),
-             ("averages", "{} average(s)"), ("scanner", "scanner {}"))
+_ACQ_TEXT = (
+    ("mode", "{} scan"),
+    ("gradient_T_per_m", "gradient {:g} T/m"),
+    ("drive_amplitude_mT", "drive {:g} mT"),
+    ("drive_frequency_kHz", "{:g} kHz"),
+    ("averages", "{} average(s)"),
+    ("scanner", "scanner {}"),
+)
 
 
 def describe_acquisition(acq: dict) -> str:
@@ -190,10 +200,16 @@ def mpi_layers(viewer) -> list:
 
 def quantify_rois(calibration, roi_results, roi_params, volume, *, iron_per_cell=None) -> list:
     """:func:`mpi_viewer.calibration.apply_calibration` with the image's acquisition and voxel size."""
-    from mpi_viewer.calibration import apply_calibration
+    from mpi_viewer.calibration.record import apply_calibration
 
-    return apply_calibration(roi_results, calibration, acquisition=volume.acquisition, roi_params=roi_params,
-                             voxel_volume_mm3=volume.voxel_volume_mm, iron_per_cell=iron_per_cell)
+    return apply_calibration(
+        roi_results,
+        calibration,
+        acquisition=volume.acquisition,
+        roi_params=roi_params,
+        voxel_volume_mm3=volume.voxel_volume_mm,
+        iron_per_cell=iron_per_cell,
+    )
 
 
 # -- the dock -----------------------------------------------------------------------------------
@@ -237,7 +253,9 @@ class CalibrationDock(QWidget):
         self.kind_combo.currentIndexChanged.connect(self._on_kind_changed)
         self.fit_btn.clicked.connect(lambda: self.fit())
         self.folder_btn.clicked.connect(self._choose_folder)
-        self.folder_edit.editingFinished.connect(lambda: self.set_library_folder(self.folder_edit.text()))
+        self.folder_edit.editingFinished.connect(
+            lambda: self.set_library_folder(self.folder_edit.text())
+        )
         self.use_btn.clicked.connect(self._use_selected)
         self.save_btn.clicked.connect(self.save_to_library)
         self.import_btn.clicked.connect(self._choose_import)
@@ -247,7 +265,6 @@ class CalibrationDock(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
         self._refresh_phantom_table()
-
 
     # -- building the tabs --------------------------------------------------------------------
     def _build_phantoms_tab(self) -> QWidget:
@@ -347,7 +364,9 @@ class CalibrationDock(QWidget):
         tab = QWidget()
         lay = QVBoxLayout(tab)
         self.apply_btn = QPushButton("Apply to ROIs")
-        self.apply_btn.setToolTip("Iron with its 95 % calibration interval for every ROI of the MPI ROIs dock")
+        self.apply_btn.setToolTip(
+            "Iron with its 95 % calibration interval for every ROI of the MPI ROIs dock"
+        )
         lay.addWidget(self.apply_btn)
         self.iron_table = make_table(200)
         lay.addWidget(self.iron_table, 1)
@@ -395,11 +414,13 @@ class CalibrationDock(QWidget):
 
     # -- ROI method of the ROI dock -------------------------------------------------------------
     def roi_dock(self):
-        return find_dock(self.viewer, class_name="ROIDock") or find_dock(self.viewer, "results", "params")
+        return find_dock(self.viewer, class_name="ROIDock") or find_dock(
+            self.viewer, "results", "params"
+        )
 
     def roi_params(self):
         """ROI parameters of the ROI dock, or the defaults when that dock is absent."""
-        from mpi_viewer.roi import ROIParams
+        from mpi_viewer.roi.regions import ROIParams
 
         dock = self.roi_dock()
         params = getattr(dock, "params", None) if dock is not None else None
@@ -407,10 +428,18 @@ class CalibrationDock(QWidget):
 
     def _show_roi_source(self) -> None:
         params = self.roi_params()
-        where = "from the MPI ROIs dock" if self.roi_dock() is not None else (
-            "defaults: the MPI ROIs dock is not open, open it to measure phantoms and targets alike")
-        detail = {"halfmax": f"fraction {params.fraction:g} of the peak", "nsd": f"{params.n_sd:g} × noise SD",
-                  "kmeans": f"{params.kmeans_clusters} classes"}.get(params.method, "")
+        where = (
+            "from the MPI ROIs dock"
+            if self.roi_dock() is not None
+            else (
+                "defaults: the MPI ROIs dock is not open, open it to measure phantoms and targets alike"
+            )
+        )
+        detail = {
+            "halfmax": f"fraction {params.fraction:g} of the peak",
+            "nsd": f"{params.n_sd:g} × noise SD",
+            "kmeans": f"{params.kmeans_clusters} classes",
+        }.get(params.method, "")
         self.roi_label.setText(f"ROI method: {params.method} ({detail}), {where}.")
 
     # -- phantoms --------------------------------------------------------------------------------
@@ -420,13 +449,31 @@ class CalibrationDock(QWidget):
         import pandas as pd
 
         mpi = self._need_mpi()
-        feats = pd.DataFrame({"name": pd.Series([], dtype=object), "amount": pd.Series([], dtype=float),
-                              "x_mm": pd.Series([], dtype=float), "y_mm": pd.Series([], dtype=float),
-                              "z_mm": pd.Series([], dtype=float)})
+        feats = pd.DataFrame(
+            {
+                "name": pd.Series([], dtype=object),
+                "amount": pd.Series([], dtype=float),
+                "x_mm": pd.Series([], dtype=float),
+                "y_mm": pd.Series([], dtype=float),
+                "z_mm": pd.Series([], dtype=float),
+            }
+        )
         layer = self.viewer.add_points(
-            np.empty((0, mpi.ndim)), ndim=mpi.ndim, name=PHANTOM_LAYER, features=feats,
-            feature_defaults={"name": "", "amount": np.nan, "x_mm": np.nan, "y_mm": np.nan, "z_mm": np.nan},
-            size=3.0, face_color="transparent", border_color="cyan", border_width=0.15,
+            np.empty((0, mpi.ndim)),
+            ndim=mpi.ndim,
+            name=PHANTOM_LAYER,
+            features=feats,
+            feature_defaults={
+                "name": "",
+                "amount": np.nan,
+                "x_mm": np.nan,
+                "y_mm": np.nan,
+                "z_mm": np.nan,
+            },
+            size=3.0,
+            face_color="transparent",
+            border_color="cyan",
+            border_width=0.15,
             text={"string": "{name}", "size": 10, "color": "cyan", "anchor": "upper_left"},
         )
         layer.events.data.connect(self._on_points_changed)
@@ -449,7 +496,12 @@ class CalibrationDock(QWidget):
         if layer is None or mpi is None:
             return
         action = str(getattr(event, "action", "changed"))
-        if "removed" in action or "removing" in action or "adding" in action or "changing" in action:
+        if (
+            "removed" in action
+            or "removing" in action
+            or "adding" in action
+            or "changing" in action
+        ):
             if "removed" in action:
                 self._measured_key = None
                 self._refresh_phantom_table()
@@ -478,7 +530,7 @@ class CalibrationDock(QWidget):
 
     def load_phantoms_csv(self, path) -> bool:
         """Read a phantom CSV (``name,x,y,z,iron_ug``, MPI mm) into the table and the layer."""
-        from mpi_viewer.calibration import phantoms_outside, read_phantoms_csv
+        from mpi_viewer.calibration.phantoms import phantoms_outside, read_phantoms_csv
 
         try:
             mpi = self._need_mpi()
@@ -498,9 +550,15 @@ class CalibrationDock(QWidget):
         mpi = self.mpi_layer
         xyz = np.array([p[1] for p in phantoms], dtype=float).reshape(-1, 3)
         world = physical_to_world(mpi, xyz) if len(xyz) else np.empty((0, mpi.ndim))
-        feats = pd.DataFrame({"name": [str(p[0]) for p in phantoms],
-                              "amount": [float(p[2]) if p[2] is not None else np.nan for p in phantoms],
-                              "x_mm": xyz[:, 0], "y_mm": xyz[:, 1], "z_mm": xyz[:, 2]})
+        feats = pd.DataFrame(
+            {
+                "name": [str(p[0]) for p in phantoms],
+                "amount": [float(p[2]) if p[2] is not None else np.nan for p in phantoms],
+                "x_mm": xyz[:, 0],
+                "y_mm": xyz[:, 1],
+                "z_mm": xyz[:, 2],
+            }
+        )
         layer.events.data.disconnect(self._on_points_changed)
         try:
             layer.data = world
@@ -519,14 +577,20 @@ class CalibrationDock(QWidget):
 
     def phantoms(self) -> list:
         """The phantoms as :class:`~mpi_viewer.calibration.Phantom` (amount in ``iron_ug``)."""
-        from mpi_viewer.calibration import Phantom
+        from mpi_viewer.calibration.phantoms import Phantom
 
         layer = self._phantom_layer
         if layer is None or layer not in self.viewer.layers:
             return []
         f = layer.features
-        return [Phantom(str(f["name"].iloc[i]), tuple(float(f[c].iloc[i]) for c in ("x_mm", "y_mm", "z_mm")),
-                        float(f["amount"].iloc[i])) for i in range(len(f))]
+        return [
+            Phantom(
+                str(f["name"].iloc[i]),
+                tuple(float(f[c].iloc[i]) for c in ("x_mm", "y_mm", "z_mm")),
+                float(f["amount"].iloc[i]),
+            )
+            for i in range(len(f))
+        ]
 
     def _kind(self) -> str:
         return "iron" if self.kind_combo.currentIndex() == 0 else "cells"
@@ -540,11 +604,28 @@ class CalibrationDock(QWidget):
         for ph in self.phantoms():
             m = measured.get(ph.name)
             flags = ", ".join(m.flags) if m is not None and m.flags else ""
-            rows.append([ph.name, *(fmt(v, 5) for v in ph.xyz_mm), fmt(ph.iron_ug, 5),
-                         fmt(m.signal) if m else "", fmt(m.peak_au) if m else "",
-                         fmt(m.volume_mm3) if m else "", flags])
-        headers = ["name", "x (mm)", "y (mm)", "z (mm)", self._amount_header(),
-                   "total signal (a.u.·mm³)", "peak (a.u.)", "ROI volume (mm³)", "flags"]
+            rows.append(
+                [
+                    ph.name,
+                    *(fmt(v, 5) for v in ph.xyz_mm),
+                    fmt(ph.iron_ug, 5),
+                    fmt(m.signal) if m else "",
+                    fmt(m.peak_au) if m else "",
+                    fmt(m.volume_mm3) if m else "",
+                    flags,
+                ]
+            )
+        headers = [
+            "name",
+            "x (mm)",
+            "y (mm)",
+            "z (mm)",
+            self._amount_header(),
+            "total signal (a.u.·mm³)",
+            "peak (a.u.)",
+            "ROI volume (mm³)",
+            "flags",
+        ]
         fill_table(self.phantom_table, headers, rows, editable=(0, 4), warn_col=8)
         current = self.reference_combo.currentText()
         self.reference_combo.clear()
@@ -571,10 +652,14 @@ class CalibrationDock(QWidget):
             elif j == 4:
                 v = float(text.replace(",", ".")) if text else float("nan")
                 if not (math.isnan(v) or (math.isfinite(v) and v >= 0)):
-                    raise InputError(f"phantom {feats.loc[i, 'name']!r}: amount {text!r} must be a number ≥ 0")
+                    raise InputError(
+                        f"phantom {feats.loc[i, 'name']!r}: amount {text!r} must be a number ≥ 0"
+                    )
                 feats.loc[i, "amount"] = v
         except (InputError, ValueError) as exc:
-            notify_error(exc if isinstance(exc, InputError) else InputError(f"{text!r} is not a number"))
+            notify_error(
+                exc if isinstance(exc, InputError) else InputError(f"{text!r} is not a number")
+            )
         layer.features = feats
         layer.refresh_text()
         self._refresh_phantom_table()
@@ -586,7 +671,9 @@ class CalibrationDock(QWidget):
         self._refresh_phantom_table()
 
     def _choose_csv(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Phantom CSV (name,x,y,z,iron_ug)", "", "CSV (*.csv);;All (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Phantom CSV (name,x,y,z,iron_ug)", "", "CSV (*.csv);;All (*)"
+        )
         if path:
             self.load_phantoms_csv(path)
 
@@ -594,26 +681,34 @@ class CalibrationDock(QWidget):
     def options(self) -> dict:
         """The fit options as :meth:`Calibration.from_points` takes them (sessions store them)."""
         single = self.single_check.isChecked()
-        return {"name": self.name_edit.text() or "calibration", "kind": self._kind(),
-                "through_origin": self.origin_check.isChecked() or single,
-                "weighting": "relative" if self.weight_combo.currentIndex() == 1 else "ols",
-                "mode": "single_reference" if single else "line",
-                "reference": (self.reference_combo.currentText() or None) if single else None,
-                "tracer": self.tracer_edit.text() or None, "tracer_lot": self.lot_edit.text() or None,
-                "environment": self.env_combo.currentText(), "preparation": self.prep_combo.currentText()}
+        return {
+            "name": self.name_edit.text() or "calibration",
+            "kind": self._kind(),
+            "through_origin": self.origin_check.isChecked() or single,
+            "weighting": "relative" if self.weight_combo.currentIndex() == 1 else "ols",
+            "mode": "single_reference" if single else "line",
+            "reference": (self.reference_combo.currentText() or None) if single else None,
+            "tracer": self.tracer_edit.text() or None,
+            "tracer_lot": self.lot_edit.text() or None,
+            "environment": self.env_combo.currentText(),
+            "preparation": self.prep_combo.currentText(),
+        }
 
     def state(self) -> dict:
         """Phantoms (name, MPI mm, amount), fit options, the ROI parameters the phantoms were
         measured with and the calibration with its raw points (``Calibration.to_dict()``)."""
-        return {"layer": self.mpi_combo.currentText(), "options": self.options(),
-                "phantoms": [[p.name, list(p.xyz_mm), p.iron_ug] for p in self.phantoms()],
-                "roi_params": None if self.roi_params_used is None else self.roi_params_used.to_dict(),
-                "calibration": None if self.calibration is None else self.calibration.to_dict()}
+        return {
+            "layer": self.mpi_combo.currentText(),
+            "options": self.options(),
+            "phantoms": [[p.name, list(p.xyz_mm), p.iron_ug] for p in self.phantoms()],
+            "roi_params": None if self.roi_params_used is None else self.roi_params_used.to_dict(),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
+        }
 
     def restore(self, state: dict) -> None:
         """Set options, phantoms and calibration of :meth:`state` (no refit; errors: notifications)."""
-        from mpi_viewer.calibration import Calibration
-        from mpi_viewer.roi import ROIParams
+        from mpi_viewer.calibration.record import Calibration
+        from mpi_viewer.roi.regions import ROIParams
 
         try:
             o = state.get("options") or {}
@@ -622,7 +717,9 @@ class CalibrationDock(QWidget):
             self.kind_combo.blockSignals(True)
             self.kind_combo.setCurrentIndex(0 if o.get("kind", "iron") == "iron" else 1)
             self.kind_combo.blockSignals(False)
-            self.origin_check.setChecked(bool(o.get("through_origin")) and o.get("mode") != "single_reference")
+            self.origin_check.setChecked(
+                bool(o.get("through_origin")) and o.get("mode") != "single_reference"
+            )
             self.weight_combo.setCurrentIndex(1 if o.get("weighting") == "relative" else 0)
             self.single_check.setChecked(o.get("mode") == "single_reference")
             self.name_edit.setText(o.get("name") or "calibration")
@@ -646,7 +743,7 @@ class CalibrationDock(QWidget):
     # -- measuring and fitting ---------------------------------------------------------------------
     def measure(self, *, block: bool = False, then=None):
         """Measure every phantom with the ROI dock's method (off the GUI thread)."""
-        from mpi_viewer.calibration import measure_phantoms
+        from mpi_viewer.calibration.phantoms import measure_phantoms
 
         try:
             mpi = self._need_mpi()
@@ -681,8 +778,12 @@ class CalibrationDock(QWidget):
             self._sync_amounts()
             done(self.points)
             return None
-        self._worker = run_task(lambda: measure_phantoms(volume, phantoms, params, kind=kind), on_done=done,
-                                block=block, desc=f"measuring {len(phantoms)} phantoms")
+        self._worker = run_task(
+            lambda: measure_phantoms(volume, phantoms, params, kind=kind),
+            on_done=done,
+            block=block,
+            desc=f"measuring {len(phantoms)} phantoms",
+        )
         return self._worker
 
     def _sync_amounts(self) -> None:
@@ -698,7 +799,7 @@ class CalibrationDock(QWidget):
         return self.measure(block=block, then=self._fit_points)
 
     def _fit_points(self) -> None:
-        from mpi_viewer.calibration import Calibration
+        from mpi_viewer.calibration.record import Calibration
 
         options = self.options()  # the same options the session stores
         kind = options["kind"]
@@ -707,9 +808,12 @@ class CalibrationDock(QWidget):
             usable = [p for p in self.points if np.isfinite(p.amount(kind))] if self.points else []
             missing = [p.name for p in self.points if p not in usable]
             if missing:
-                notify_warning(f"phantoms without a known {self._amount_header()} left out: {', '.join(missing)}")
+                notify_warning(
+                    f"phantoms without a known {self._amount_header()} left out: {', '.join(missing)}"
+                )
             cal = Calibration.from_points(
-                points=usable, **options,
+                points=usable,
+                **options,
                 acquisition=dict(meta(mpi).get("acquisition") or {}) if mpi is not None else {},
                 roi=self.roi_params_used.to_dict() if self.roi_params_used is not None else {},
             )
@@ -720,19 +824,24 @@ class CalibrationDock(QWidget):
 
     def set_calibration(self, cal) -> None:
         """Make ``cal`` the current calibration (show its fit, plot and warnings)."""
-        from mpi_viewer.calibration import compatibility_warnings
+        from mpi_viewer.calibration.record import compatibility_warnings
 
         self.calibration = cal
         f = cal.fit
         u = cal.x_unit
         if f.mode == "single_reference":
-            text = (f"<b>{cal.name}</b>: single reference, slope {fmt(f.slope)} ± {fmt(f.se_slope, 2)} "
-                    f"a.u.·mm³/{u} (ratio, intercept 0)")
+            text = (
+                f"<b>{cal.name}</b>: single reference, slope {fmt(f.slope)} ± {fmt(f.se_slope, 2)} "
+                f"a.u.·mm³/{u} (ratio, intercept 0)"
+            )
         else:
-            text = (f"<b>{cal.name}</b>: slope {fmt(f.slope)} ± {fmt(f.se_slope, 2)} a.u.·mm³/{u}, "
-                    f"intercept {fmt(f.intercept)} ± {fmt(f.se_intercept, 2)} a.u.·mm³, "
-                    f"R² {f.r_squared:.4f}, n {f.n}" + (", through origin" if f.through_origin else "")
-                    + (", relative weights" if f.weighting == "relative" else ""))
+            text = (
+                f"<b>{cal.name}</b>: slope {fmt(f.slope)} ± {fmt(f.se_slope, 2)} a.u.·mm³/{u}, "
+                f"intercept {fmt(f.intercept)} ± {fmt(f.se_intercept, 2)} a.u.·mm³, "
+                f"R² {f.r_squared:.4f}, n {f.n}"
+                + (", through origin" if f.through_origin else "")
+                + (", relative weights" if f.weighting == "relative" else "")
+            )
         mpi = self.mpi_layer
         acq = meta(mpi).get("acquisition") if mpi is not None else None
         warns = compatibility_warnings(cal, acq, self.roi_params())
@@ -748,7 +857,7 @@ class CalibrationDock(QWidget):
         self.tabs.setCurrentIndex(1)
 
     def draw_plot(self) -> None:
-        from mpi_viewer.calibration import prediction_band
+        from mpi_viewer.calibration.fit import prediction_band
 
         cal = self.calibration
         if cal is None:
@@ -761,7 +870,9 @@ class CalibrationDock(QWidget):
         if self.iron_results:
             res = [r for r in self.iron_results if not r.below_lod]
             val = [(r.iron_ug if cal.kind == "iron" else r.cells) for r in res]
-            keep = [(v, r) for v, r in zip(val, res, strict=True) if v is not None and np.isfinite(v)]
+            keep = [
+                (v, r) for v, r in zip(val, res, strict=True) if v is not None and np.isfinite(v)
+            ]
             roi_x = [v for v, _ in keep]
             roi_y = [r.signal for _, r in keep]
             roi_names = [r.name for _, r in keep]
@@ -770,15 +881,24 @@ class CalibrationDock(QWidget):
         lo_b, hi_b = prediction_band(f, line_x)
         resid = y - f.predict(x) if len(x) else None
         self.plot.plot_calibration(
-            x, y, line_x=line_x, line_y=f.predict(line_x),
-            band_lo=lo_b if np.isfinite(lo_b).any() else None, band_hi=hi_b if np.isfinite(hi_b).any() else None,
-            residuals=resid, names=[p.name for p in pts], roi_x=roi_x, roi_y=roi_y, roi_names=roi_names,
+            x,
+            y,
+            line_x=line_x,
+            line_y=f.predict(line_x),
+            band_lo=lo_b if np.isfinite(lo_b).any() else None,
+            band_hi=hi_b if np.isfinite(hi_b).any() else None,
+            residuals=resid,
+            names=[p.name for p in pts],
+            roi_x=roi_x,
+            roi_y=roi_y,
+            roi_names=roi_names,
             x_label="iron (µg Fe)" if cal.kind == "iron" else "cells",
-            title=cal.summary() if len(cal.summary()) < 70 else cal.name)
+            title=cal.summary() if len(cal.summary()) < 70 else cal.name,
+        )
 
     # -- library -----------------------------------------------------------------------------------
     def set_library_folder(self, folder) -> None:
-        from mpi_viewer.calibration import CalibrationLibrary
+        from mpi_viewer.calibration.record import CalibrationLibrary
 
         folder = str(folder).strip()
         if not folder:
@@ -792,8 +912,10 @@ class CalibrationDock(QWidget):
         if self._library is None:
             return
         for cal in self._library.list():
-            self.library_list.addItem(f"{cal.name} — {cal.kind}, {cal.tracer or 'tracer ?'}, {cal.environment}, "
-                                      f"{cal.date}")
+            self.library_list.addItem(
+                f"{cal.name} — {cal.kind}, {cal.tracer or 'tracer ?'}, {cal.environment}, "
+                f"{cal.date}"
+            )
             self.library_list.item(self.library_list.count() - 1).setData(Qt.UserRole, cal.name)
 
     def use_library_calibration(self, name: str) -> None:
@@ -819,10 +941,14 @@ class CalibrationDock(QWidget):
 
     def import_calibration(self, path):
         """Read a calibration JSON, copy it into the library (if one is chosen) and use it."""
-        from mpi_viewer.calibration import load_calibration
+        from mpi_viewer.calibration.record import load_calibration
 
         try:
-            cal = self._library.import_file(path, overwrite=True) if self._library else load_calibration(path)
+            cal = (
+                self._library.import_file(path, overwrite=True)
+                if self._library
+                else load_calibration(path)
+            )
         except (InputError, OSError) as exc:
             notify_error(exc, "importing the calibration")
             return None
@@ -831,7 +957,7 @@ class CalibrationDock(QWidget):
         return cal
 
     def export_calibration(self, path) -> Path | None:
-        from mpi_viewer.calibration import save_calibration
+        from mpi_viewer.calibration.record import save_calibration
 
         try:
             if self.calibration is None:
@@ -842,7 +968,9 @@ class CalibrationDock(QWidget):
             return None
 
     def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Calibration library folder", self.folder_edit.text())
+        folder = QFileDialog.getExistingDirectory(
+            self, "Calibration library folder", self.folder_edit.text()
+        )
         if folder:
             self.set_library_folder(folder)
 
@@ -904,15 +1032,40 @@ class CalibrationDock(QWidget):
         unit = "µg Fe" if self.calibration.kind == "iron" else "cells"
         rows = []
         for r in res:
-            v, lo, hi = ((r.iron_ug, r.iron_ci_low_ug, r.iron_ci_high_ug) if self.calibration.kind == "iron"
-                         else (r.cells, r.cells_ci_low, r.cells_ci_high))
-            rows.append([r.name, fmt(r.signal), fmt(v), fmt(lo), fmt(hi), "yes" if r.below_lod else "no",
-                         "; ".join(r.warnings)])
-        fill_table(self.iron_table, ["ROI", "total signal (a.u.·mm³)", f"{self.calibration.kind} ({unit})",
-                                     f"95 % CI low ({unit})", f"95 % CI high ({unit})", "below LOD", "warnings"],
-                   rows, warn_col=6)
+            v, lo, hi = (
+                (r.iron_ug, r.iron_ci_low_ug, r.iron_ci_high_ug)
+                if self.calibration.kind == "iron"
+                else (r.cells, r.cells_ci_low, r.cells_ci_high)
+            )
+            rows.append(
+                [
+                    r.name,
+                    fmt(r.signal),
+                    fmt(v),
+                    fmt(lo),
+                    fmt(hi),
+                    "yes" if r.below_lod else "no",
+                    "; ".join(r.warnings),
+                ]
+            )
+        fill_table(
+            self.iron_table,
+            [
+                "ROI",
+                "total signal (a.u.·mm³)",
+                f"{self.calibration.kind} ({unit})",
+                f"95 % CI low ({unit})",
+                f"95 % CI high ({unit})",
+                "below LOD",
+                "warnings",
+            ],
+            rows,
+            warn_col=6,
+        )
         lod = next((r.lod for r in res if r.lod is not None), None)
-        self.apply_label.setText(f"Detection limit: {fmt(lod, 3)} {unit}." if lod is not None else "")
+        self.apply_label.setText(
+            f"Detection limit: {fmt(lod, 3)} {unit}." if lod is not None else ""
+        )
         flagged = [r.name for r in res if r.warnings]
         if flagged:
             notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the iron table")

@@ -28,6 +28,24 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins._calibration_dock import (
+    fill_table,
+    find_dock,
+    fmt,
+    make_table,
+    notify_error,
+    notify_warning,
+    quantify_rois,
+    run_task,
+)
+from mpi_viewer.plugins._layers import (
+    copy_placement,
+    find_layers,
+    install_mm_units,
+    meta,
+    physical_to_world,
+    volume_from_layer,
+)
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -46,25 +64,6 @@ from qtpy.QtWidgets import (
 
 from mpi_viewer.errors import InputError
 
-from ._calibration_dock import (
-    fill_table,
-    find_dock,
-    fmt,
-    make_table,
-    notify_error,
-    notify_warning,
-    quantify_rois,
-    run_task,
-)
-from ._layers import (
-    copy_placement,
-    find_layers,
-    install_mm_units,
-    meta,
-    physical_to_world,
-    volume_from_layer,
-)
-
 OUTLINE_LAYER = "ROI outlines"
 LABEL_LAYER = "cell counts"
 DENSITY_LAYER = "cell density (cells/mm³)"
@@ -79,11 +78,16 @@ def density_colormap():
     """Blue → cyan → white, transparent at 0 (blank voxels show the anatomy)."""
     from napari.utils.colormaps import Colormap
 
-    return Colormap(colors=[[0, 0, 0, 0], [0.15, 0.25, 0.95, 0.85], [0.0, 0.85, 1.0, 0.95], [1, 1, 1, 1]],
-                    controls=[0.0, 1e-3, 0.55, 1.0], name="cell density")
+    return Colormap(
+        colors=[[0, 0, 0, 0], [0.15, 0.25, 0.95, 0.85], [0.0, 0.85, 1.0, 0.95], [1, 1, 1, 1]],
+        controls=[0.0, 1e-3, 0.55, 1.0],
+        name="cell density",
+    )
 
 
-def cell_density(signal_au, *, slope, kind: str, pg_per_cell: float | None, threshold_au: float) -> np.ndarray:
+def cell_density(
+    signal_au, *, slope, kind: str, pg_per_cell: float | None, threshold_au: float
+) -> np.ndarray:
     """Cells per mm³ of each voxel of a calibrated MPI image (0 below ``threshold_au``).
 
     A voxel of signal ``s`` (a.u.) and volume ``v`` (mm³) contributes ``s·v`` a.u.·mm³
@@ -176,8 +180,10 @@ class CellsDock(QWidget):
         self.info_label.setWordWrap(True)
         lay.addWidget(self.info_label)
         self.report_btn = QPushButton("Report…")
-        self.report_btn.setToolTip("Writes a folder: results CSV, ROI masks, transform, calibration plot, "
-                                   "slices and 3-D view, index.html")
+        self.report_btn.setToolTip(
+            "Writes a folder: results CSV, ROI masks, transform, calibration plot, "
+            "slices and 3-D view, index.html"
+        )
         lay.addWidget(self.report_btn)
 
         self.compute_btn.clicked.connect(lambda: self.compute())  # threaded
@@ -191,8 +197,8 @@ class CellsDock(QWidget):
         return find_dock(self.viewer, "calibration", "iron_results", "quantify")
 
     def read_iron_per_cell(self):
-        """:class:`~mpi_viewer.cells.IronPerCell` from the spin boxes (InputError when invalid)."""
-        from mpi_viewer.cells import IronPerCell
+        """:class:`~mpi_viewer.calibration.cells.IronPerCell` from the spin boxes (InputError when invalid)."""
+        from mpi_viewer.calibration.cells import IronPerCell
 
         return IronPerCell(self.mean_spin.value(), self.sd_spin.value())
 
@@ -203,8 +209,11 @@ class CellsDock(QWidget):
 
     def state(self) -> dict:
         """Iron per cell (``IronPerCell.to_dict()`` keys, pg Fe/cell) or the cell-based choice."""
-        return {"mean_pg": self.mean_spin.value(), "sd_pg": self.sd_spin.value(),
-                "from_cells": self.cellcal_radio.isChecked()}
+        return {
+            "mean_pg": self.mean_spin.value(),
+            "sd_pg": self.sd_spin.value(),
+            "from_cells": self.cellcal_radio.isChecked(),
+        }
 
     def restore(self, state: dict, *, block: bool = False) -> None:
         """Set the iron per cell of :meth:`state`; recompute cells and overlays when a
@@ -229,23 +238,36 @@ class CellsDock(QWidget):
         try:
             cal_dock = self.calibration_dock()
             if cal_dock is None:
-                raise InputError("the Calibration dock is not open: open it and fit or pick a calibration")
+                raise InputError(
+                    "the Calibration dock is not open: open it and fit or pick a calibration"
+                )
             cal = cal_dock.calibration
             if cal is None:
-                raise InputError("no calibration: fit the phantoms or pick one in the Calibration dock")
+                raise InputError(
+                    "no calibration: fit the phantoms or pick one in the Calibration dock"
+                )
             from_cells = self.cellcal_radio.isChecked()
             if from_cells and cal.kind != "cells":
-                raise InputError(f"calibration {cal.name!r} is an iron calibration, not a cell-based one: "
-                                 "enter the iron per cell instead")
+                raise InputError(
+                    f"calibration {cal.name!r} is an iron calibration, not a cell-based one: "
+                    "enter the iron per cell instead"
+                )
             ipc = None if from_cells else self.read_iron_per_cell()
             if roi_results is None:
                 dock = cal_dock.roi_dock()
-                if not (dock is not None and getattr(dock, "results", None)) and cal_dock.applied_to is not None:
+                if (
+                    not (dock is not None and getattr(dock, "results", None))
+                    and cal_dock.applied_to is not None
+                ):
                     roi_results, roi_params = cal_dock.applied_to[0], cal_dock.applied_to[1]
             rois, params, volume = cal_dock.roi_inputs(roi_results, roi_params)
             mpi_layer = cal_dock.mpi_layer
             transform = meta(mpi_layer).get("transform_fixed_to_moving")
-            anatomy = self.anatomy_layer(transform.get("fixed") if transform else None) if transform else None
+            anatomy = (
+                self.anatomy_layer(transform.get("fixed") if transform else None)
+                if transform
+                else None
+            )
             fixed = volume_from_layer(anatomy) if anatomy is not None else None
         except InputError as exc:
             notify_error(exc)
@@ -256,36 +278,73 @@ class CellsDock(QWidget):
 
         def work():
             res = quantify_rois(cal, rois, params, volume, iron_per_cell=ipc)
-            disp = display_arrays(volume, cal, rois, params, ipc, transform if fixed is not None else None, fixed)
+            disp = display_arrays(
+                volume, cal, rois, params, ipc, transform if fixed is not None else None, fixed
+            )
             return res, disp
 
         def done(out):
             res, (labels, density, threshold) = out
             self.results, self.iron_per_cell, self._calibration = res, ipc, cal
-            self.roi_results, self._roi_params, self._volume, self._mpi_layer = rois, params, volume, mpi_layer
+            self.roi_results, self._roi_params, self._volume, self._mpi_layer = (
+                rois,
+                params,
+                volume,
+                mpi_layer,
+            )
             self._labels_disp, self._density_disp, self._threshold_au = labels, density, threshold
             self._display_layer = anatomy if fixed is not None else mpi_layer
             self.visible = {r.name: self.visible.get(r.name, True) for r in res}
             self._fill_table()
             self.update_overlays()
-            ipc_text = (f"iron per cell {ipc.mean_pg:g} ± {ipc.sd_pg:g} pg Fe/cell" if ipc is not None
-                        else "cells from the cell-based calibration")
-            self.info_label.setText(f"Calibration {cal.name} ({cal.kind}), {ipc_text}; density blank below "
-                                    f"{fmt(threshold, 3)} a.u. (the ROI method's noise threshold).")
+            ipc_text = (
+                f"iron per cell {ipc.mean_pg:g} ± {ipc.sd_pg:g} pg Fe/cell"
+                if ipc is not None
+                else "cells from the cell-based calibration"
+            )
+            self.info_label.setText(
+                f"Calibration {cal.name} ({cal.kind}), {ipc_text}; density blank below "
+                f"{fmt(threshold, 3)} a.u. (the ROI method's noise threshold)."
+            )
             flagged = [r.name for r in res if r.warnings]
             if flagged:
                 notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the cells table")
 
-        self._worker = run_task(work, on_done=done, block=block, desc="computing cells and overlays")
+        self._worker = run_task(
+            work, on_done=done, block=block, desc="computing cells and overlays"
+        )
         return self.results if block else self._worker
 
     def _fill_table(self) -> None:
         rows = []
         for r in self.results:
-            rows.append(["", r.name, _count(r.cells), _count(r.cells_ci_low), _count(r.cells_ci_high),
-                         fmt(r.iron_ug, 3), "yes" if r.below_lod else "no", "; ".join(r.warnings)])
-        fill_table(self.table, ["show", "ROI", "cells", "95 % CI low\n(cells)", "95 % CI high\n(cells)",
-                                "iron\n(µg Fe)", "below\nLOD", "warnings"], rows, warn_col=7)
+            rows.append(
+                [
+                    "",
+                    r.name,
+                    _count(r.cells),
+                    _count(r.cells_ci_low),
+                    _count(r.cells_ci_high),
+                    fmt(r.iron_ug, 3),
+                    "yes" if r.below_lod else "no",
+                    "; ".join(r.warnings),
+                ]
+            )
+        fill_table(
+            self.table,
+            [
+                "show",
+                "ROI",
+                "cells",
+                "95 % CI low\n(cells)",
+                "95 % CI high\n(cells)",
+                "iron\n(µg Fe)",
+                "below\nLOD",
+                "warnings",
+            ],
+            rows,
+            warn_col=7,
+        )
         self.table.blockSignals(True)
         for i, r in enumerate(self.results):
             item = QTableWidgetItem()
@@ -312,7 +371,7 @@ class CellsDock(QWidget):
     # -- overlays -----------------------------------------------------------------------------------
     def label_texts(self) -> list[str]:
         """The text of each ROI's label, e.g. ``isolated: 4.0 × 10⁵ cells [3.6–4.4 × 10⁵]``."""
-        from mpi_viewer.report import roi_label_text
+        from mpi_viewer.report.study_report import roi_label_text
 
         return [roi_label_text({"name": r.name, **r.columns()}) for r in self.results]
 
@@ -321,7 +380,11 @@ class CellsDock(QWidget):
 
     def update_overlays(self) -> None:
         """(Re)draw outlines, labels and density for the visible ROIs."""
-        if not self.results or self._labels_disp is None or self._display_layer not in self.viewer.layers:
+        if (
+            not self.results
+            or self._labels_disp is None
+            or self._display_layer not in self.viewer.layers
+        ):
             return
         try:
             self._draw_density()  # first: below the outlines and labels
@@ -341,7 +404,9 @@ class CellsDock(QWidget):
         if layer is None:
             from napari.utils.colormaps import DirectLabelColormap
 
-            layer = self.viewer.add_labels(labels, name=OUTLINE_LAYER, opacity=1.0, blending="translucent")
+            layer = self.viewer.add_labels(
+                labels, name=OUTLINE_LAYER, opacity=1.0, blending="translucent"
+            )
             layer.colormap = DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"})
             layer.contour = 1
         else:
@@ -362,14 +427,31 @@ class CellsDock(QWidget):
         if layer is None:
             import warnings
 
-            with warnings.catch_warnings():  # out_of_slice_display: deprecated in napari 0.9, still the
-                warnings.simplefilter("ignore", FutureWarning)  # way to see a label ±2 mm around its peak
+            with (
+                warnings.catch_warnings()
+            ):  # out_of_slice_display: deprecated in napari 0.9, still the
+                warnings.simplefilter(
+                    "ignore", FutureWarning
+                )  # way to see a label ±2 mm around its peak
                 layer = self.viewer.add_points(
-                    world, ndim=3, name=LABEL_LAYER, features=feats, size=2.5, symbol="disc", units=("mm",) * 3,
-                    face_color="transparent", border_color="transparent", out_of_slice_display=True,
+                    world,
+                    ndim=3,
+                    name=LABEL_LAYER,
+                    features=feats,
+                    size=2.5,
+                    symbol="disc",
+                    units=("mm",) * 3,
+                    face_color="transparent",
+                    border_color="transparent",
+                    out_of_slice_display=True,
                     blending="translucent_no_depth",  # labels drawn over the 3-D rendering, never cut
-                    text={"string": "{label}", "size": 12, "color": "white", "anchor": "center",
-                          "translation": [0.0, -3.2, 0.0]},
+                    text={
+                        "string": "{label}",
+                        "size": 12,
+                        "color": "white",
+                        "anchor": "center",
+                        "translation": [0.0, -3.2, 0.0],
+                    },
                 )
         else:
             layer.data = world
@@ -381,12 +463,20 @@ class CellsDock(QWidget):
     def _draw_density(self) -> None:
         dens = self._density_disp
         if self.inside_check.isChecked():
-            dens = np.where(np.isin(self._labels_disp, self._visible_labels()), dens, np.float32(0.0))
+            dens = np.where(
+                np.isin(self._labels_disp, self._visible_labels()), dens, np.float32(0.0)
+            )
         top = float(np.nanmax(dens)) if dens.size and np.nanmax(dens) > 0 else 1.0
         layer = self._layer(DENSITY_LAYER)
         if layer is None:
-            layer = self.viewer.add_image(dens, name=DENSITY_LAYER, colormap=density_colormap(),
-                                          contrast_limits=(0.0, top), blending="translucent", opacity=0.8)
+            layer = self.viewer.add_image(
+                dens,
+                name=DENSITY_LAYER,
+                colormap=density_colormap(),
+                contrast_limits=(0.0, top),
+                blending="translucent",
+                opacity=0.8,
+            )
             meta(layer).update({"units": "cells/mm3", "modality": "density"})
         else:
             layer.data = dens
@@ -395,7 +485,9 @@ class CellsDock(QWidget):
         layer.colorbar.visible = True
         layer.visible = self.density_check.isChecked()
         overlay = self.viewer.text_overlay
-        if not overlay.text or overlay.text == _COLORBAR_NOTE:  # the colour bar's unit, if the overlay is free
+        if (
+            not overlay.text or overlay.text == _COLORBAR_NOTE
+        ):  # the colour bar's unit, if the overlay is free
             overlay.text = _COLORBAR_NOTE
             overlay.position = "top_right"
             overlay.font_size = 10
@@ -409,9 +501,13 @@ class CellsDock(QWidget):
         p = Path(folder)
         overwrite = False
         if p.is_dir() and any(p.iterdir()):
-            answer = QMessageBox.question(self, "Replace the folder?",
-                                          f"{p} is not empty. Replace its contents with the report?",
-                                          QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+            answer = QMessageBox.question(
+                self,
+                "Replace the folder?",
+                f"{p} is not empty. Replace its contents with the report?",
+                QMessageBox.Yes | QMessageBox.No,
+                QMessageBox.No,
+            )
             if answer != QMessageBox.Yes:
                 return
             overwrite = True
@@ -422,8 +518,9 @@ class CellsDock(QWidget):
         if preferred and preferred in self.viewer.layers:
             return self.viewer.layers[preferred]
         for modality in ("MRI", "CT"):
-            layers = [lyr for lyr in find_layers(self.viewer, modality) if lyr.visible] or \
-                find_layers(self.viewer, modality)
+            layers = [
+                lyr for lyr in find_layers(self.viewer, modality) if lyr.visible
+            ] or find_layers(self.viewer, modality)
             if layers:
                 return layers[0]
         return None
@@ -434,8 +531,8 @@ class CellsDock(QWidget):
         Refuses a non-empty folder unless ``overwrite``. Returns the worker, or the
         report path when ``block``.
         """
-        from mpi_viewer import report
-        from mpi_viewer.results import rows_from_results
+        from mpi_viewer.io.tables import rows_from_results
+        from mpi_viewer.report import study_report as report
 
         folder = Path(folder)
         try:
@@ -444,8 +541,10 @@ class CellsDock(QWidget):
             if folder.exists() and not folder.is_dir():
                 raise InputError(f"{folder}: exists and is not a folder")
             if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-                raise InputError(f"{folder}: report folder exists and is not empty (choose another folder "
-                                 "or confirm replacing it)")
+                raise InputError(
+                    f"{folder}: report folder exists and is not empty (choose another folder "
+                    "or confirm replacing it)"
+                )
             rows = rows_from_results(self.roi_results)
             by_name = {r.name: r for r in self.results}
             for row in rows:
@@ -456,11 +555,14 @@ class CellsDock(QWidget):
             anatomy_layer = self.anatomy_layer(transform.get("fixed") if transform else None)
             anatomy = volume_from_layer(anatomy_layer) if anatomy_layer is not None else None
             mpi_layer = self._mpi_layer
-            from mpi_viewer.roi import rois_to_label_image
+            from mpi_viewer.roi.regions import rois_to_label_image
 
             labels = rois_to_label_image(self._volume, self.roi_results)
-            inputs = {lyr_role: (meta(lyr).get("source") or lyr.name)
-                      for lyr_role, lyr in (("MPI", mpi_layer), ("anatomy", anatomy_layer)) if lyr is not None}
+            inputs = {
+                lyr_role: (meta(lyr).get("source") or lyr.name)
+                for lyr_role, lyr in (("MPI", mpi_layer), ("anatomy", anatomy_layer))
+                if lyr is not None
+            }
             shots_dir = Path(tempfile.mkdtemp(prefix="mpi_viewer_shots_"))
             shots = self.take_screenshots(shots_dir)
         except InputError as exc:
@@ -469,10 +571,17 @@ class CellsDock(QWidget):
         except Exception as exc:  # noqa: BLE001
             notify_error(exc, "preparing the report")
             return None
-        kwargs = dict(results_rows=rows, mpi=self._volume, anatomy=anatomy,
-                      transform=(transform["matrix"], transform["translation"]) if transform else None,
-                      roi_labels=labels, calibration=self._calibration, inputs=inputs, overwrite=overwrite,
-                      iron_per_cell=self.iron_per_cell)
+        kwargs = dict(
+            results_rows=rows,
+            mpi=self._volume,
+            anatomy=anatomy,
+            transform=(transform["matrix"], transform["translation"]) if transform else None,
+            roi_labels=labels,
+            calibration=self._calibration,
+            inputs=inputs,
+            overwrite=overwrite,
+            iron_per_cell=self.iron_per_cell,
+        )
 
         def work():
             try:
@@ -495,11 +604,21 @@ class CellsDock(QWidget):
         The viewer's dims, camera and display mode are restored afterwards.
         """
         v = self.viewer
-        state = (v.dims.ndisplay, tuple(v.dims.point), v.camera.center, v.camera.zoom, v.camera.angles)
+        state = (
+            v.dims.ndisplay,
+            tuple(v.dims.point),
+            v.camera.center,
+            v.camera.zoom,
+            v.camera.angles,
+        )
         out: list[tuple[str, Path]] = []
         labels = self._layer(LABEL_LAYER)
         mixed: list = []
-        hidden = [lyr for lyr in v.layers if lyr.visible and type(lyr).__name__ == "Points" and lyr is not labels]
+        hidden = [
+            lyr
+            for lyr in v.layers
+            if lyr.visible and type(lyr).__name__ == "Points" and lyr is not labels
+        ]
         for lyr in hidden:  # phantom and landmark markers would crowd the pictures
             lyr.visible = False
         qwin = getattr(v.window, "_qt_window", None)  # a canvas large enough beside the docks
@@ -507,7 +626,9 @@ class CellsDock(QWidget):
         if qwin is not None:
             from qtpy.QtWidgets import QApplication
 
-            qwin.resize(max(old_size.width(), SHOT_WINDOW_PX[0]), max(old_size.height(), SHOT_WINDOW_PX[1]))
+            qwin.resize(
+                max(old_size.width(), SHOT_WINDOW_PX[0]), max(old_size.height(), SHOT_WINDOW_PX[1])
+            )
             QApplication.processEvents()
         try:
             v.dims.ndisplay = 2
@@ -561,15 +682,20 @@ def display_arrays(volume, calibration, roi_results, roi_params, iron_per_cell, 
     few mm, whereas the anatomy's own grid is drawn exactly. Display only: every number
     comes from the native MPI grid. Without a registration they stay on the MPI grid.
     """
-    from mpi_viewer.roi import estimate_noise_sd, rois_to_label_image
+    from mpi_viewer.roi.regions import estimate_noise_sd, rois_to_label_image
 
     noise = next((float(r.noise_sd) for r in roi_results if getattr(r, "noise_sd", None)), None)
     if noise is None:
         noise = estimate_noise_sd(volume)
     threshold = float(getattr(roi_params, "n_sd", 5.0) or 5.0) * noise
     pg = iron_per_cell.mean_pg if iron_per_cell is not None else None
-    density = cell_density(volume.array, slope=calibration.fit.slope, kind=calibration.kind, pg_per_cell=pg,
-                           threshold_au=threshold)
+    density = cell_density(
+        volume.array,
+        slope=calibration.fit.slope,
+        kind=calibration.kind,
+        pg_per_cell=pg,
+        threshold_au=threshold,
+    )
     labels = rois_to_label_image(volume, roi_results)
     if transform is not None and fixed is not None:
         labels, density = _to_fixed_grid(volume, fixed, transform, labels, density)
@@ -603,12 +729,17 @@ def _to_fixed_grid(mpi, fixed, transform, labels, density):
     """ROI labels (nearest neighbour) and density (linear) of the MPI grid on the fixed grid."""
     import SimpleITK as sitk
 
-    from mpi_viewer.registration import matrix_to_sitk
+    from mpi_viewer.geometry.transform import matrix_to_sitk
 
-    tx = matrix_to_sitk(np.asarray(transform["matrix"], dtype=float), np.asarray(transform["translation"], dtype=float))
+    tx = matrix_to_sitk(
+        np.asarray(transform["matrix"], dtype=float),
+        np.asarray(transform["translation"], dtype=float),
+    )
     out = []
-    for arr, interp, pixel in ((labels, sitk.sitkNearestNeighbor, sitk.sitkUInt16),
-                               (density, sitk.sitkLinear, sitk.sitkFloat32)):
+    for arr, interp, pixel in (
+        (labels, sitk.sitkNearestNeighbor, sitk.sitkUInt16),
+        (density, sitk.sitkLinear, sitk.sitkFloat32),
+    ):
         img = sitk.GetImageFromArray(arr)
         img.CopyInformation(mpi.image)
         out.append(sitk.GetArrayFromImage(sitk.Resample(img, fixed.image, tx, interp, 0, pixel)))
@@ -632,8 +763,10 @@ def add_screenshots(report_folder, shots) -> None:
     for title, p in shots:
         dst = sub / Path(p).name
         shutil.copyfile(p, dst)
-        parts.append(f"<h3>{html.escape(title)}</h3><img src='napari/{html.escape(dst.name)}' "
-                     f"alt='{html.escape(title)}'>")
+        parts.append(
+            f"<h3>{html.escape(title)}</h3><img src='napari/{html.escape(dst.name)}' "
+            f"alt='{html.escape(title)}'>"
+        )
     index = report_folder / "index.html"
     if index.is_file():
         text = index.read_text(encoding="utf-8")

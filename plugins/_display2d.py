@@ -34,10 +34,9 @@ import weakref
 from typing import Any
 
 import numpy as np
+from mpi_viewer.plugins._layers import TWIN_KEY, is_display_twin, layer_kind, meta
 
-from mpi_viewer.coords import matrix_xyz_to_zyx, zyx_to_xyz
-
-from ._layers import TWIN_KEY, is_display_twin, layer_kind, meta
+from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, zyx_to_xyz
 
 #: Debounce before re-resampling after the native layer changed (ms).
 DEBOUNCE_MS = 250
@@ -245,7 +244,11 @@ class Display2D:
 
     # ---- watching layers
     def _watch(self, layer) -> None:
-        if is_display_twin(layer) or layer_kind(layer) not in ("image", "labels") or id(layer) in self._entries:
+        if (
+            is_display_twin(layer)
+            or layer_kind(layer) not in ("image", "labels")
+            or id(layer) in self._entries
+        ):
             return
         e = _Entry(layer)
         self._entries[id(layer)] = e
@@ -270,13 +273,29 @@ class Display2D:
         if e.timer is not None:
             e.timer.stop()
         ev = layer.events
-        for name in ("affine", "scale", "translate", "rotate", "shear", "data", "labels_update",
-                     *_IMAGE_PROPS, "visible", "set_data", "name"):
+        for name in (
+            "affine",
+            "scale",
+            "translate",
+            "rotate",
+            "shear",
+            "data",
+            "labels_update",
+            *_IMAGE_PROPS,
+            "visible",
+            "set_data",
+            "name",
+        ):
             emitter = getattr(ev, name, None)
             if emitter is None:
                 continue
-            for cb in (self._on_geometry, self._on_native_prop, self._on_native_visible,
-                       self._on_native_drawn, self._on_native_name):
+            for cb in (
+                self._on_geometry,
+                self._on_native_prop,
+                self._on_native_visible,
+                self._on_native_drawn,
+                self._on_native_name,
+            ):
                 try:
                     emitter.disconnect(cb)
                 except Exception:  # noqa: BLE001 - not connected to this one
@@ -300,7 +319,12 @@ class Display2D:
     def _wanted(self, layer) -> bool:
         """Whether this native layer should have an up-to-date twin now."""
         e = self._entry_of(layer)
-        return e is not None and not e.declined and self.viewer.dims.ndisplay == 2 and needs_twin(layer)
+        return (
+            e is not None
+            and not e.declined
+            and self.viewer.dims.ndisplay == 2
+            and needs_twin(layer)
+        )
 
     # ---- events
     def _on_inserted(self, event) -> None:
@@ -413,7 +437,9 @@ class Display2D:
 
         worker = create_worker(work, _start_thread=False)
         worker.returned.connect(lambda res, e=e, gen=gen: self._apply_result(e, gen, res))
-        worker.errored.connect(lambda exc, layer=layer: _warn(f"2-D view of {layer.name!r} not updated ({exc})"))
+        worker.errored.connect(
+            lambda exc, layer=layer: _warn(f"2-D view of {layer.name!r} not updated ({exc})")
+        )
         e.worker = worker  # keep a reference while it runs
         worker.start()
 
@@ -453,9 +479,17 @@ class Display2D:
         if layer_kind(layer) == "labels":
             twin = Labels(arr, **kwargs)
         else:
-            twin = Image(arr, contrast_limits=list(layer.contrast_limits), colormap=layer.colormap,
-                         gamma=layer.gamma, interpolation2d=layer.interpolation2d, **kwargs)
-        self._copy_props(layer, twin, _LABELS_PROPS if layer_kind(layer) == "labels" else _IMAGE_PROPS)
+            twin = Image(
+                arr,
+                contrast_limits=list(layer.contrast_limits),
+                colormap=layer.colormap,
+                gamma=layer.gamma,
+                interpolation2d=layer.interpolation2d,
+                **kwargs,
+            )
+        self._copy_props(
+            layer, twin, _LABELS_PROPS if layer_kind(layer) == "labels" else _IMAGE_PROPS
+        )
         try:
             twin.units = layer.units  # same world units as the native (mm)
         except Exception:  # noqa: BLE001 - a napari without per-layer units
@@ -503,8 +537,13 @@ class Display2D:
 
     # ---- drawing
     def _showing_twin(self, e: _Entry) -> bool:
-        return (e.twin is not None and e.native is not None and e.done >= 0 and self._wanted(e.native)
-                and e.twin in self.viewer.layers)
+        return (
+            e.twin is not None
+            and e.native is not None
+            and e.done >= 0
+            and self._wanted(e.native)
+            and e.twin in self.viewer.layers
+        )
 
     def _apply_visibility(self, e: _Entry) -> None:
         if e.native is None or e.twin is None:
@@ -553,8 +592,11 @@ class Display2D:
                 try:
                     if name == "contrast_limits" and np.allclose(value, dst.contrast_limits):
                         continue
-                    if name in ("colormap",) and getattr(value, "name", value) == getattr(dst.colormap, "name", None) \
-                            and layer_kind(src) == "image":
+                    if (
+                        name in ("colormap",)
+                        and getattr(value, "name", value) == getattr(dst.colormap, "name", None)
+                        and layer_kind(src) == "image"
+                    ):
                         continue
                     if name == "contrast_limits":
                         # the twin's range must admit the native's limits

@@ -7,6 +7,7 @@ Nothing is written to the input file; the values live in the layer (and in a ses
 from __future__ import annotations
 
 import numpy as np
+from mpi_viewer.plugins._layers import _VOLUMES, install_mm_units, is_display_twin, meta
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox,
@@ -21,13 +22,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from mpi_viewer.coords import xyz_to_zyx
-from mpi_viewer.volume import DEFAULT_UNITS, MODALITIES, Acquisition
-
-from ._layers import _VOLUMES, install_mm_units, is_display_twin, meta
+from mpi_viewer.geometry.axes import xyz_to_zyx
+from mpi_viewer.geometry.volume import DEFAULT_UNITS, MODALITIES, Acquisition
 
 
-def _spin(lo: float, hi: float, value: float, decimals: int = 4, suffix: str = "") -> QDoubleSpinBox:
+def _spin(
+    lo: float, hi: float, value: float, decimals: int = 4, suffix: str = ""
+) -> QDoubleSpinBox:
     s = QDoubleSpinBox()
     s.setRange(lo, hi)
     s.setDecimals(decimals)
@@ -89,7 +90,11 @@ class GeometryDock(QWidget):
 
     # -- helpers ----------------------------------------------------------------------
     def _image_layers(self):
-        return [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image" and not is_display_twin(lyr)]
+        return [
+            lyr
+            for lyr in self.viewer.layers
+            if type(lyr).__name__ == "Image" and not is_display_twin(lyr)
+        ]
 
     def _refresh_layers(self, *_):
         current = self.layer_combo.currentText()
@@ -144,7 +149,9 @@ class GeometryDock(QWidget):
         origin = [self.origin[i].value() for i in range(d)]
         m = meta(layer)
         if m.get("direction") and not np.allclose(np.reshape(m["direction"], (d, d)), np.eye(d)):
-            show_error(f"Image geometry: layer {layer.name!r} has an oblique direction; edit spacing in its file")
+            show_error(
+                f"Image geometry: layer {layer.name!r} has an oblique direction; edit spacing in its file"
+            )
             return
         m.update(
             modality=self.modality.currentText(),

@@ -14,7 +14,9 @@ DOCKS = ("Fiducial registration", "MPI ROIs", "Calibration", "Cells and report",
 
 
 def _check_display() -> None:
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
         from mpi_viewer.errors import InputError
 
         raise InputError(
@@ -24,10 +26,9 @@ def _check_display() -> None:
 
 def open_docks(viewer) -> list:
     """Add every mpi-viewer dock the manifest declares; returns the widgets."""
+    from mpi_viewer.plugins._display2d import install_2d_display
+    from mpi_viewer.plugins._layers import install_mm_units
     from npe2 import PluginManager
-
-    from ._display2d import install_2d_display
-    from ._layers import install_mm_units
 
     install_mm_units(viewer)
     install_2d_display(viewer)  # oblique layers (the registered MPI) drawn right in 2-D
@@ -39,7 +40,9 @@ def open_docks(viewer) -> list:
     ordered = [n for n in DOCKS if n in names] + [n for n in names if n not in DOCKS]
     for name in ordered:
         try:
-            _dock, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", name, tabify=bool(widgets))
+            _dock, widget = viewer.window.add_plugin_dock_widget(
+                "mpi-viewer", name, tabify=bool(widgets)
+            )
         except Exception as exc:  # noqa: BLE001 - one broken dock must not stop the others
             from napari.utils.notifications import show_warning
 
@@ -64,10 +67,10 @@ def _horizontal():
 
 def load_demo(viewer):
     """Load the demo study into a viewer, registered; returns the DemoStudy."""
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.plugins._layers import install_mm_units
+    from mpi_viewer.plugins._sample_data import demo_layer_data, demo_registration
 
-    from ._layers import install_mm_units
-    from ._sample_data import demo_layer_data, demo_registration
+    from mpi_viewer.demo.study import make_demo_study
 
     install_mm_units(viewer)
     study = make_demo_study()

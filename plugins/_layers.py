@@ -2,7 +2,7 @@
 
 A layer made by mpi-viewer carries ``metadata["mpi_viewer"]`` (modality, units,
 spacing, origin, direction, acquisition). From it :func:`volume_from_layer` rebuilds
-the core :class:`~mpi_viewer.volume.Volume` on the layer's own (native) grid, so docks
+the core :class:`~mpi_viewer.geometry.volume.Volume` on the layer's own (native) grid, so docks
 quantify on the MPI as acquired whatever the layer's display transform.
 
 World coordinates are physical mm in (z, y, x) *of the fixed (anatomical) space* once
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from mpi_viewer.coords import affine_xyz_to_zyx, xyz_to_zyx, zyx_to_xyz
 from mpi_viewer.errors import InputError
-from mpi_viewer.volume import DEFAULT_UNITS, Acquisition, Volume, image_from_array
+from mpi_viewer.geometry.axes import affine_xyz_to_zyx, xyz_to_zyx, zyx_to_xyz
+from mpi_viewer.geometry.volume import DEFAULT_UNITS, Acquisition, Volume, image_from_array
 
 _VOLUMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -89,7 +89,7 @@ def volume_from_layer(layer) -> Volume:
 def image_layer_kwargs(volume: Volume) -> dict[str, Any]:
     """``add_image`` keyword arguments: placement in world mm plus the field's display
     (the reader's :func:`~mpi_viewer.plugins._reader.layer_data_tuple`, one definition)."""
-    from ._reader import layer_data_tuple
+    from mpi_viewer.plugins._reader import layer_data_tuple
 
     return layer_data_tuple(volume)[1]
 
@@ -108,7 +108,7 @@ def world_to_physical(layer, world_zyx) -> np.ndarray:
     vol = volume_from_layer(layer)
     w = np.atleast_2d(np.asarray(world_zyx, dtype=float))
     d = vol.ndim
-    idx = np.array([np.asarray(layer.world_to_data(p[-layer.ndim:]))[-d:] for p in w])
+    idx = np.array([np.asarray(layer.world_to_data(p[-layer.ndim :]))[-d:] for p in w])
     return vol.index_to_physical(idx)
 
 
@@ -138,7 +138,9 @@ def registered_affine(volume: Volume, matrix, translation) -> np.ndarray:
     return a
 
 
-def apply_registration(layer, matrix, translation, *, fixed_name: str | None = None, followers=()) -> None:
+def apply_registration(
+    layer, matrix, translation, *, fixed_name: str | None = None, followers=()
+) -> None:
     """Draw a moving layer (and layers that follow it, e.g. its ROIs) in the fixed space.
 
     Stores the fixed → moving transform in the layer's metadata so sessions and
@@ -174,7 +176,7 @@ def _install_2d_display_for(layer) -> None:
         return
     layer = getattr(layer, "__wrapped__", layer)  # docks from the menu hold proxies
     if viewer is not None and any(lyr is layer for lyr in viewer.layers):
-        from ._display2d import install_2d_display
+        from mpi_viewer.plugins._display2d import install_2d_display
 
         install_2d_display(viewer)
 

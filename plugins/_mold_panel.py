@@ -1,6 +1,6 @@
 """Mold registration panel: detect a mold's fiducial wells in two images, automatically.
 
-Thin: it reads two image layers, calls :func:`mpi_viewer.molds.register_with_template`
+Thin: it reads two image layers, calls :func:`mpi_viewer.registration.molds.register_with_template`
 off the GUI thread, and writes two named Points layers ("mold fiducials (fixed)" and
 "mold fiducials (moving)") placed where each image is drawn. The matched pairs (each
 image's own physical mm, ITK x, y, z) go to ``on_pairs(names, fixed_xyz_mm,
@@ -13,6 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins._layers import (
+    install_mm_units,
+    is_display_twin,
+    modality_of,
+    volume_from_layer,
+)
+from mpi_viewer.plugins._points_pairs import world_from_physical_affine
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
@@ -28,11 +35,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from mpi_viewer.coords import xyz_to_zyx
 from mpi_viewer.errors import CancelledError, MPIViewerError
-
-from ._layers import install_mm_units, is_display_twin, modality_of, volume_from_layer
-from ._points_pairs import world_from_physical_affine
+from mpi_viewer.geometry.axes import xyz_to_zyx
 
 BROWSE = "Browse…"
 FIXED_POINTS = "mold fiducials (fixed)"
@@ -59,13 +63,22 @@ class MoldPanel(QWidget):
         layers from them and hides its own pickers (no duplicate choice).
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, on_pairs=None,  # noqa: F821 - napari injects by this name
-                 fixed_combo=None, moving_combo=None):
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,  # noqa: F821 - napari injects by this name
+        on_pairs=None,
+        fixed_combo=None,
+        moving_combo=None,
+    ):
         super().__init__()
         self.viewer = viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.on_pairs = on_pairs
-        self._host_combos = (fixed_combo, moving_combo) if fixed_combo is not None and moving_combo is not None else None
+        self._host_combos = (
+            (fixed_combo, moving_combo)
+            if fixed_combo is not None and moving_combo is not None
+            else None
+        )
         self.result = None  # MoldRegistration of the last detection
         self.error: str | None = None  # message of the last failure
         self._worker = None
@@ -81,12 +94,14 @@ class MoldPanel(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        from mpi_viewer.molds import list_templates
+        from mpi_viewer.registration.molds import list_templates
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 6, 4, 4)
         form = QFormLayout()
-        self.template_combo = QComboBox(toolTip="Mold or phantom-holder template (fiducial wells, mm)")
+        self.template_combo = QComboBox(
+            toolTip="Mold or phantom-holder template (fiducial wells, mm)"
+        )
         for name in list_templates():
             self.template_combo.addItem(name, name)
         self.template_combo.addItem(BROWSE, None)
@@ -96,8 +111,15 @@ class MoldPanel(QWidget):
         self.template_combo.activated.connect(self._on_template)
         self.fixed_combo = QComboBox(toolTip="Anatomical image (MRI or CT)")
         self.moving_combo = QComboBox(toolTip="Image that moves (MPI)")
-        self.tol_spin = QDoubleSpinBox(minimum=0.1, maximum=10.0, singleStep=0.1, value=1.5, decimals=1,
-                                       suffix=" mm", toolTip="Largest accepted residual of a matched well")
+        self.tol_spin = QDoubleSpinBox(
+            minimum=0.1,
+            maximum=10.0,
+            singleStep=0.1,
+            value=1.5,
+            decimals=1,
+            suffix=" mm",
+            toolTip="Largest accepted residual of a matched well",
+        )
         form.addRow("Template:", self.template_combo)
         form.addRow("Fixed image:", self.fixed_combo)
         form.addRow("Moving image:", self.moving_combo)
@@ -108,7 +130,9 @@ class MoldPanel(QWidget):
                 combo.setVisible(False)
         lay.addLayout(form)
         row = QHBoxLayout()
-        self.detect_btn = QPushButton("Detect", toolTip="Find the wells in both images and pair them by name")
+        self.detect_btn = QPushButton(
+            "Detect", toolTip="Find the wells in both images and pair them by name"
+        )
         self.detect_btn.clicked.connect(lambda: self.detect())
         self.cancel_btn = QPushButton("Cancel", enabled=False)
         self.cancel_btn.clicked.connect(self.cancel)
@@ -124,7 +148,11 @@ class MoldPanel(QWidget):
         lay.addWidget(self.status)
 
     def _sync_layers(self, event=None) -> None:
-        images = [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image" and not is_display_twin(lyr)]
+        images = [
+            lyr
+            for lyr in self.viewer.layers
+            if type(lyr).__name__ == "Image" and not is_display_twin(lyr)
+        ]
         for combo, wanted in ((self.fixed_combo, ("MRI", "CT")), (self.moving_combo, ("MPI",))):
             current = combo.currentText()
             names = [lyr.name for lyr in images]
@@ -142,7 +170,10 @@ class MoldPanel(QWidget):
             combo.blockSignals(False)
 
     def _on_template(self, index: int) -> None:
-        if self.template_combo.itemData(index) is not None or self.template_combo.itemText(index) != BROWSE:
+        if (
+            self.template_combo.itemData(index) is not None
+            or self.template_combo.itemText(index) != BROWSE
+        ):
             self._last_template = index
             return
         path, _ = QFileDialog.getOpenFileName(self, "Mold template", "", "Template (*.json)")
@@ -151,7 +182,7 @@ class MoldPanel(QWidget):
 
     def add_template_file(self, path) -> bool:
         """Validate a template file and select it; False (and a notification) if it is bad."""
-        from mpi_viewer.molds import load_template
+        from mpi_viewer.registration.molds import load_template
 
         try:
             tpl = load_template(Path(path))
@@ -175,7 +206,7 @@ class MoldPanel(QWidget):
 
     def detect(self, *, block: bool = False):
         """Detect, match and pair the wells; returns the worker (None when ``block`` or refused)."""
-        from mpi_viewer.molds import register_with_template
+        from mpi_viewer.registration.molds import register_with_template
 
         combos = self._host_combos or (self.fixed_combo, self.moving_combo)
         fixed_layer, moving_layer = (self._layer(c) for c in combos)
@@ -261,8 +292,10 @@ class MoldPanel(QWidget):
         fixed_layer, moving_layer = layers
         self.result, self.error = result, None
         names = list(result.matched_names)
-        for layer_name, image_layer, xyz in ((FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
-                                             (MOVING_POINTS, moving_layer, result.moving_xyz_mm)):
+        for layer_name, image_layer, xyz in (
+            (FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
+            (MOVING_POINTS, moving_layer, result.moving_xyz_mm),
+        ):
             self._put_points(layer_name, xyz, names, image_layer)
         self.status.setText(self._summary(result))
         self.status.setToolTip("\n".join(result.report_lines()))
@@ -277,8 +310,10 @@ class MoldPanel(QWidget):
             n = len(m.pairs) + len(m.missing)
             miss = f"; not found: {', '.join(m.missing)}" if m.missing else ""
             lines.append(f"{role}: {len(m.pairs)}/{n} wells, RMS residual {m.rms_mm:.2f} mm{miss}")
-        lines.append(f"Paired: {', '.join(result.matched_names)}; RMS FRE "
-                     f"{float(result.fit.rms_fre_mm):.2f} mm; match unambiguous")
+        lines.append(
+            f"Paired: {', '.join(result.matched_names)}; RMS FRE "
+            f"{float(result.fit.rms_fre_mm):.2f} mm; match unambiguous"
+        )
         return "\n".join(lines)
 
     def _put_points(self, name: str, xyz_mm: np.ndarray, names: list[str], image_layer) -> None:
@@ -292,11 +327,21 @@ class MoldPanel(QWidget):
         features = {"name": np.asarray(names, dtype=object)}
         colour = "cyan" if name == FIXED_POINTS else "lime"
         # label beside the 3 mm marker (offset in mm, z, y, x), not on top of it
-        text = {"string": "{name}", "color": colour, "size": 12, "anchor": "lower_left",
-                "translation": [0.0, -1.6, 1.6]}
+        text = {
+            "string": "{name}",
+            "color": colour,
+            "size": 12,
+            "anchor": "lower_left",
+            "translation": [0.0, -1.6, 1.6],
+        }
         affine = world_from_physical_affine(image_layer)
-        meta = {"mpi_viewer": {"role": "mold fiducials", "fiducials_of": image_layer.name,
-                               "frame": "physical zyx mm of the image"}}
+        meta = {
+            "mpi_viewer": {
+                "role": "mold fiducials",
+                "fiducials_of": image_layer.name,
+                "frame": "physical zyx mm of the image",
+            }
+        }
         if name in self.viewer.layers:
             lyr = self.viewer.layers[name]
             lyr.data = np.zeros((0, 3))
@@ -306,10 +351,19 @@ class MoldPanel(QWidget):
             lyr.text = text
             lyr.metadata.update(meta)
         else:
-            lyr = self.viewer.add_points(data, name=name, features=features, text=text, size=3.0,
-                                         affine=affine, face_color="transparent", border_color=colour,
-                                         border_width=0.15, projection_mode="rescale_spherical",
-                                         metadata=meta)
+            lyr = self.viewer.add_points(
+                data,
+                name=name,
+                features=features,
+                text=text,
+                size=3.0,
+                affine=affine,
+                face_color="transparent",
+                border_color=colour,
+                border_width=0.15,
+                projection_mode="rescale_spherical",
+                metadata=meta,
+            )
         self._follow(lyr, image_layer)
 
     def _follow(self, points_layer, image_layer) -> None:
@@ -324,6 +378,10 @@ class MoldPanel(QWidget):
             if pts in self.viewer.layers and img in self.viewer.layers:
                 pts.affine = world_from_physical_affine(img)
 
-        for ev in (image_layer.events.affine, image_layer.events.scale, image_layer.events.translate):
+        for ev in (
+            image_layer.events.affine,
+            image_layer.events.scale,
+            image_layer.events.translate,
+        ):
             ev.connect(callback)
         self._followers[points_layer.name] = (image_layer, callback)

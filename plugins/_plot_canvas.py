@@ -59,9 +59,24 @@ class PlotPanel(QWidget):
         if message is not None:
             self._placeholder.setText(message)
 
-    def plot_calibration(self, x, y, *, line_x, line_y, band_lo=None, band_hi=None, residuals=None,
-                         names=None, roi_x=None, roi_y=None, roi_names=None, x_label="iron (µg Fe)",
-                         y_label="total signal (a.u.·mm³)", title: str = "") -> None:
+    def plot_calibration(
+        self,
+        x,
+        y,
+        *,
+        line_x,
+        line_y,
+        band_lo=None,
+        band_hi=None,
+        residuals=None,
+        names=None,
+        roi_x=None,
+        roi_y=None,
+        roi_names=None,
+        x_label="iron (µg Fe)",
+        y_label="total signal (a.u.·mm³)",
+        title: str = "",
+    ) -> None:
         """Phantoms, fitted line, prediction band and (optionally) residuals and ROIs.
 
         Parameters
@@ -96,19 +111,40 @@ class PlotPanel(QWidget):
                 s.set_color("#888888")
             a.grid(True, color="#444444", lw=0.5)
         if band_lo is not None and band_hi is not None:
-            ax.fill_between(line_x, band_lo, band_hi, color="#4c8bf5", alpha=0.25, lw=0,
-                            label="95 % prediction band")
+            ax.fill_between(
+                line_x,
+                band_lo,
+                band_hi,
+                color="#4c8bf5",
+                alpha=0.25,
+                lw=0,
+                label="95 % prediction band",
+            )
         ax.plot(line_x, line_y, color="#4c8bf5", lw=1.5, label="fit")
         ax.plot(x, y, "o", color="#ffb000", ms=6, label="phantoms")
-        if names is not None and len(names) <= 4:  # more would crowd the low end; the table names them
+        if (
+            names is not None and len(names) <= 4
+        ):  # more would crowd the low end; the table names them
             for xi, yi, n in zip(x, y, names, strict=False):
-                ax.annotate(str(n), (xi, yi), xytext=(4, -10), textcoords="offset points",
-                            fontsize=7, color=fg)
+                ax.annotate(
+                    str(n),
+                    (xi, yi),
+                    xytext=(4, -10),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color=fg,
+                )
         if roi_x is not None and len(roi_x):
             ax.plot(roi_x, roi_y, "s", color="#ff4040", ms=5, mfc="none", label="ROIs")
             for xi, yi, n in zip(roi_x, roi_y, roi_names or [], strict=False):
-                ax.annotate(str(n), (xi, yi), xytext=(4, 4), textcoords="offset points",
-                            fontsize=7, color="#ff8080")
+                ax.annotate(
+                    str(n),
+                    (xi, yi),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="#ff8080",
+                )
         ax.set_ylabel(y_label, color=fg, fontsize=9)
         if title:
             ax.set_title(title, color=fg, fontsize=9)

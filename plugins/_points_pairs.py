@@ -17,22 +17,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from mpi_viewer.plugins._layers import volume_from_layer
 
-from mpi_viewer.coords import xyz_to_zyx, zyx_to_xyz
-
-from ._layers import volume_from_layer
+from mpi_viewer.geometry.axes import xyz_to_zyx, zyx_to_xyz
 
 FIXED_NAME = "fiducials (fixed)"
 MOVING_NAME = "fiducials (moving)"
 POINT_SIZE_MM = 1.5
 #: tab10: distinct colours for pair numbers (categorical colormap by pair index).
-PALETTE = np.array(
-    [
-        (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-        (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (127, 127, 127),
-    ],
-    dtype=float,
-) / 255.0
+PALETTE = (
+    np.array(
+        [
+            (31, 119, 180),
+            (255, 127, 14),
+            (44, 160, 44),
+            (214, 39, 40),
+            (148, 103, 189),
+            (140, 86, 75),
+            (227, 119, 194),
+            (188, 189, 34),
+            (23, 190, 207),
+            (127, 127, 127),
+        ],
+        dtype=float,
+    )
+    / 255.0
+)
 UNPAIRED_RGBA = (0.6, 0.6, 0.6, 0.6)
 
 
@@ -94,7 +104,9 @@ class PairedPoints:
         self.fixed_image = fixed_image
         self.moving_image = moving_image
         self.fixed = self._make_layer(FIXED_NAME, fixed_image, symbol="disc", anchor="upper_left")
-        self.moving = self._make_layer(MOVING_NAME, moving_image, symbol="ring", anchor="lower_right")
+        self.moving = self._make_layer(
+            MOVING_NAME, moving_image, symbol="ring", anchor="lower_right"
+        )
 
     # -- layers -------------------------------------------------------------------
     def _make_layer(self, name, image, *, symbol, anchor):
@@ -109,7 +121,9 @@ class PairedPoints:
             ndim=d,
             name=name,
             affine=world_from_physical_affine(image),
-            features=pd.DataFrame({"name": pd.Series([], dtype=object), "label": pd.Series([], dtype=object)}),
+            features=pd.DataFrame(
+                {"name": pd.Series([], dtype=object), "label": pd.Series([], dtype=object)}
+            ),
             feature_defaults={"name": "", "label": ""},
             text={"string": "{label}", "size": 10, "color": "white", "anchor": anchor},
             size=POINT_SIZE_MM,
@@ -118,19 +132,26 @@ class PairedPoints:
             border_color="white",
             border_width=0.1,
         )
-        layer.metadata["mpi_viewer"] = {"fiducials_of": image.name, "frame": "physical zyx mm of the image"}
+        layer.metadata["mpi_viewer"] = {
+            "fiducials_of": image.name,
+            "frame": "physical zyx mm of the image",
+        }
         return layer
 
     def layers(self):
         return (self.fixed, self.moving)
 
     def alive(self) -> bool:
-        def real(obj):  # a dock opened through the plugin manager sees napari's PublicOnlyProxy objects
+        def real(
+            obj,
+        ):  # a dock opened through the plugin manager sees napari's PublicOnlyProxy objects
             return getattr(obj, "__wrapped__", obj)
 
         present = [real(lyr) for lyr in self.viewer.layers]
-        return all(any(lyr is real(x) for lyr in present)
-                   for x in (self.fixed, self.moving, self.fixed_image, self.moving_image))
+        return all(
+            any(lyr is real(x) for lyr in present)
+            for x in (self.fixed, self.moving, self.fixed_image, self.moving_image)
+        )
 
     def follow_images(self) -> None:
         """Re-attach both Points layers to their images' current data → world maps."""
@@ -149,12 +170,17 @@ class PairedPoints:
     @staticmethod
     def xyz_of(layer) -> np.ndarray:
         data = np.asarray(layer.data, dtype=float)
-        return zyx_to_xyz(data) if len(data) else np.zeros((0, data.shape[1] if data.ndim == 2 else 3))
+        return (
+            zyx_to_xyz(data) if len(data) else np.zeros((0, data.shape[1] if data.ndim == 2 else 3))
+        )
 
     def state(self, excluded=frozenset()) -> PairState:
         return PairState(
-            self.names_of(self.fixed), self.xyz_of(self.fixed),
-            self.names_of(self.moving), self.xyz_of(self.moving), frozenset(excluded),
+            self.names_of(self.fixed),
+            self.xyz_of(self.fixed),
+            self.names_of(self.moving),
+            self.xyz_of(self.moving),
+            frozenset(excluded),
         )
 
     def pairs(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -175,7 +201,10 @@ class PairedPoints:
     # -- writing ------------------------------------------------------------------
     def set_state(self, st: PairState) -> None:
         """Replace both layers' points (their data events fire; callers guard re-entry)."""
-        for layer, names, xyz in ((self.fixed, st.fixed_names, st.fixed_xyz), (self.moving, st.moving_names, st.moving_xyz)):
+        for layer, names, xyz in (
+            (self.fixed, st.fixed_names, st.fixed_xyz),
+            (self.moving, st.moving_names, st.moving_xyz),
+        ):
             self._set_layer(layer, list(names), np.asarray(xyz, dtype=float))
         self.restyle()
 
@@ -186,8 +215,9 @@ class PairedPoints:
         data = xyz_to_zyx(xyz).reshape(-1, d) if len(names) else np.zeros((0, d))
         layer.selected_data = set()
         layer.data = data
-        layer.features = pd.DataFrame({"name": pd.Series(names, dtype=object),
-                                       "label": pd.Series(names, dtype=object)})
+        layer.features = pd.DataFrame(
+            {"name": pd.Series(names, dtype=object), "label": pd.Series(names, dtype=object)}
+        )
 
     def name_new_points(self, layer, indices=None) -> list[int]:
         """Name the points just added to ``layer`` (``indices``; by default the unnamed
@@ -229,7 +259,9 @@ class PairedPoints:
             if not names:
                 continue
             labels = [f"{order[n] + 1}:{n}" if n in order else f"?:{n}" for n in names]
-            colors = np.array([pair_color(order[n]) if n in order else UNPAIRED_RGBA for n in names])
+            colors = np.array(
+                [pair_color(order[n]) if n in order else UNPAIRED_RGBA for n in names]
+            )
             feats = layer.features
             if list(feats["label"]) != labels:
                 feats = feats.copy()

@@ -1,7 +1,7 @@
-"""File > Open through mpi-viewer: a thin wrapper over :func:`mpi_viewer.volume.read_volume`.
+"""File > Open through mpi-viewer: a thin wrapper over :func:`mpi_viewer.io.images.read_volume`.
 
 ``get_reader`` claims NIfTI, NRRD, MetaImage, DICOM files and series folders, MDF,
-MATLAB ``.mat``, ``.npy`` and TIFF (see :func:`mpi_viewer._formats.claims`) and
+MATLAB ``.mat``, ``.npy`` and TIFF (see :func:`mpi_viewer.io._formats.claims`) and
 returns ``None`` for anything else, never raising. A file that cannot be read becomes
 a napari error notification; the viewer keeps running and nothing is added.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.volume import Volume
+from mpi_viewer.geometry.volume import Volume
 
 # napari's "reader accepted the file but has no layers" value: napari adds nothing and
 # does not report a second, vaguer error ("returned no data") after ours.
@@ -60,7 +60,7 @@ def _paths(path) -> list[str] | None:
 def get_reader(path) -> Callable | None:
     """npe2 reader contribution: a reader function for paths mpi-viewer reads, else ``None``."""
     try:
-        from mpi_viewer._formats import claims
+        from mpi_viewer.io._formats import claims
 
         paths = _paths(path)
         if not paths or not all(claims(p) for p in paths):
@@ -75,7 +75,8 @@ def read_layers(path) -> list:
 
     Bad files become error notifications; the good ones are still returned.
     """
-    from mpi_viewer.volume import MissingSpacingError, read_volume
+    from mpi_viewer.geometry.volume import MissingSpacingError
+    from mpi_viewer.io.images import read_volume
 
     out = []
     for p in _paths(path) or []:
@@ -84,7 +85,9 @@ def read_layers(path) -> list:
         except MissingSpacingError:
             # ask rather than refuse: open on 1 mm voxels, flagged, and say where to set them
             try:
-                data, kwargs, kind = layer_data_tuple(read_volume(p, spacing_mm=(1.0, 1.0, 1.0), origin_mm=(0.0, 0.0, 0.0)))
+                data, kwargs, kind = layer_data_tuple(
+                    read_volume(p, spacing_mm=(1.0, 1.0, 1.0), origin_mm=(0.0, 0.0, 0.0))
+                )
             except InputError as exc:
                 _notify_error(str(exc))
                 continue

@@ -18,6 +18,18 @@ import re
 import time
 
 import numpy as np
+from mpi_viewer.plugins._layers import (
+    add_volume,
+    apply_registration,
+    install_mm_units,
+    is_display_twin,
+    meta,
+    modality_of,
+    registered_affine,
+    volume_from_layer,
+    world_to_physical,
+)
+from mpi_viewer.plugins._points_pairs import PairedPoints, PairState, world_from_physical_affine
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
@@ -42,21 +54,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from mpi_viewer.coords import matrix_xyz_to_zyx, xyz_to_zyx, zyx_to_xyz
 from mpi_viewer.errors import CancelledError, MPIViewerError
-
-from ._layers import (
-    add_volume,
-    apply_registration,
-    install_mm_units,
-    is_display_twin,
-    meta,
-    modality_of,
-    registered_affine,
-    volume_from_layer,
-    world_to_physical,
-)
-from ._points_pairs import PairedPoints, PairState, world_from_physical_affine
+from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, xyz_to_zyx, zyx_to_xyz
+from mpi_viewer.geometry.transform import resample_to_fixed, transform_to_matrix
+from mpi_viewer.io.transform_files import read_transform, write_transform
 
 MODELS = ("rigid", "similarity", "affine")
 COLUMNS = ("use", "name", "FRE (mm)", "fixed x, y, z (mm)", "moving x, y, z (mm)")
@@ -129,8 +130,10 @@ class RegistrationDock(QWidget):
         self.mode_combo.addItems(["Landmarks", "Mold"])
         self.fixed_combo = QComboBox(toolTip="Anatomical image the MPI is drawn onto (MRI or CT)")
         self.moving_combo = QComboBox(toolTip="Image that moves: the MPI")
-        self.model_combo = QComboBox(toolTip="rigid: rotation + translation (never a reflection); "
-                                     "similarity: + isotropic scale; affine: needs ≥ 4 non-coplanar pairs")
+        self.model_combo = QComboBox(
+            toolTip="rigid: rotation + translation (never a reflection); "
+            "similarity: + isotropic scale; affine: needs ≥ 4 non-coplanar pairs"
+        )
         self.model_combo.addItems(MODELS)
         self.model_combo.currentTextChanged.connect(lambda _: self.update_preview())
         form.addRow("Mode:", self.mode_combo)
@@ -143,9 +146,13 @@ class RegistrationDock(QWidget):
         page = QWidget()
         row = QHBoxLayout(page)
         row.setContentsMargins(0, 0, 0, 0)
-        self.start_btn = QPushButton("Start", toolTip="Make the two fiducial Points layers; click fixed, then moving")
+        self.start_btn = QPushButton(
+            "Start", toolTip="Make the two fiducial Points layers; click fixed, then moving"
+        )
         self.start_btn.clicked.connect(self.start)
-        self.undo_btn = QPushButton("Undo", toolTip="Undo the last point edit (Ctrl+Z in a fiducial layer)")
+        self.undo_btn = QPushButton(
+            "Undo", toolTip="Undo the last point edit (Ctrl+Z in a fiducial layer)"
+        )
         self.undo_btn.clicked.connect(self.undo)
         self.csv_btn = QToolButton(text="Points CSV", popupMode=QToolButton.InstantPopup)
         menu = QMenu(self.csv_btn)
@@ -160,10 +167,14 @@ class RegistrationDock(QWidget):
         self.stack.addWidget(page)
         self.mold_panel = None
         try:
-            from ._mold_panel import MoldPanel
+            from mpi_viewer.plugins._mold_panel import MoldPanel
 
-            self.mold_panel = MoldPanel(self.viewer, on_pairs=self._pairs_from_mold,
-                                        fixed_combo=self.fixed_combo, moving_combo=self.moving_combo)
+            self.mold_panel = MoldPanel(
+                self.viewer,
+                on_pairs=self._pairs_from_mold,
+                fixed_combo=self.fixed_combo,
+                moving_combo=self.moving_combo,
+            )
             self.stack.addWidget(self.mold_panel)
         except Exception as exc:  # noqa: BLE001 - the mold panel is optional
             item = self.mode_combo.model().item(1)
@@ -182,25 +193,44 @@ class RegistrationDock(QWidget):
         hdr.setStretchLastSection(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setMinimumHeight(200)
-        self.table.setToolTip("Double-click a name to rename; untick 'use' to exclude a pair from the fit. "
-                              "Coordinates: each image's own physical frame (mm)")
+        self.table.setToolTip(
+            "Double-click a name to rename; untick 'use' to exclude a pair from the fit. "
+            "Coordinates: each image's own physical frame (mm)"
+        )
         self.table.itemChanged.connect(self._on_item_changed)
         lay.addWidget(self.table)
         row = QHBoxLayout()
         self.up_btn = QPushButton("▲ Up", clicked=lambda: self.move_pair(self._selected_name(), -1))
-        self.down_btn = QPushButton("▼ Down", clicked=lambda: self.move_pair(self._selected_name(), +1))
-        self.del_btn = QPushButton("Delete pair", clicked=lambda: self.delete_pair(self._selected_name()))
+        self.down_btn = QPushButton(
+            "▼ Down", clicked=lambda: self.move_pair(self._selected_name(), +1)
+        )
+        self.del_btn = QPushButton(
+            "Delete pair", clicked=lambda: self.delete_pair(self._selected_name())
+        )
         for w in (self.up_btn, self.down_btn, self.del_btn):
             row.addWidget(w)
         lay.addLayout(row)
 
         form = QFormLayout()
         defaults = _reg().RegistrationParams()
-        self.fle_spin = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.05, decimals=2, value=defaults.fle_mm,
-                                       suffix=" mm", toolTip="Fiducial localisation error (RMS, mm)")
-        self.tol_spin = QDoubleSpinBox(minimum=0.01, maximum=50.0, singleStep=0.1, decimals=2,
-                                       value=defaults.fre_tolerance_mm,
-                                       suffix=" mm", toolTip="FRE above this is flagged")
+        self.fle_spin = QDoubleSpinBox(
+            minimum=0.0,
+            maximum=20.0,
+            singleStep=0.05,
+            decimals=2,
+            value=defaults.fle_mm,
+            suffix=" mm",
+            toolTip="Fiducial localisation error (RMS, mm)",
+        )
+        self.tol_spin = QDoubleSpinBox(
+            minimum=0.01,
+            maximum=50.0,
+            singleStep=0.1,
+            decimals=2,
+            value=defaults.fre_tolerance_mm,
+            suffix=" mm",
+            toolTip="FRE above this is flagged",
+        )
         self.fle_spin.valueChanged.connect(lambda _: self._update_tre())
         self.tol_spin.valueChanged.connect(lambda _: self.update_preview())
         form.addRow("FLE:", self.fle_spin)
@@ -212,8 +242,11 @@ class RegistrationDock(QWidget):
         self.tre_label = QLabel("Expected TRE: —")
         self.tre_label.setWordWrap(True)
         row.addWidget(self.tre_label, 1)
-        self.pin_btn = QPushButton("Pin target", checkable=True,
-                                   toolTip="Freeze the TRE target at the current cursor position")
+        self.pin_btn = QPushButton(
+            "Pin target",
+            checkable=True,
+            toolTip="Freeze the TRE target at the current cursor position",
+        )
         self.pin_btn.toggled.connect(self._pin_target)
         row.addWidget(self.pin_btn)
         lay.addLayout(row)
@@ -225,8 +258,11 @@ class RegistrationDock(QWidget):
         box = QGroupBox("Transform (fixed → moving, ITK)")
         grid = QVBoxLayout(box)
         row = QHBoxLayout()
-        self.resample_btn = QPushButton("Resample", clicked=self.resample,
-                                        toolTip="New layer: the MPI on the fixed grid (linear), display only")
+        self.resample_btn = QPushButton(
+            "Resample",
+            clicked=self.resample,
+            toolTip="New layer: the MPI on the fixed grid (linear), display only",
+        )
         self.save_btn = QPushButton("Save .tfm…", clicked=self._ask_save)
         self.load_btn = QPushButton("Load .tfm…", clicked=self._ask_load)
         for w in (self.resample_btn, self.save_btn, self.load_btn):
@@ -234,14 +270,19 @@ class RegistrationDock(QWidget):
         grid.addLayout(row)
         row = QHBoxLayout()
         self.apply_combo = QComboBox(toolTip="Layer to draw through the loaded transform")
-        self.apply_btn = QPushButton("Apply loaded", clicked=lambda: self.apply_loaded(self.apply_combo.currentText()))
+        self.apply_btn = QPushButton(
+            "Apply loaded", clicked=lambda: self.apply_loaded(self.apply_combo.currentText())
+        )
         row.addWidget(QLabel("to:"))
         row.addWidget(self.apply_combo, 1)
         row.addWidget(self.apply_btn)
         grid.addLayout(row)
         row = QHBoxLayout()
-        self.refine_btn = QPushButton("Refine (intensity)", clicked=lambda: self.refine(),
-                                      toolTip="Mattes mutual information, multi-resolution, from the landmark fit")
+        self.refine_btn = QPushButton(
+            "Refine (intensity)",
+            clicked=lambda: self.refine(),
+            toolTip="Mattes mutual information, multi-resolution, from the landmark fit",
+        )
         self.cancel_btn = QPushButton("Cancel", enabled=False, clicked=self.cancel_refine)
         row.addWidget(self.refine_btn)
         row.addWidget(self.cancel_btn)
@@ -253,20 +294,31 @@ class RegistrationDock(QWidget):
     def _set_mode(self, index: int) -> None:
         self.stack.setCurrentIndex(min(index, self.stack.count() - 1))
         for i in range(self.stack.count()):  # size the stack to the page shown
-            policy = QSizePolicy.Preferred if i == self.stack.currentIndex() else QSizePolicy.Ignored
+            policy = (
+                QSizePolicy.Preferred if i == self.stack.currentIndex() else QSizePolicy.Ignored
+            )
             self.stack.widget(i).setSizePolicy(policy, policy)
         self.stack.adjustSize()
 
     def _image_layers(self):
-        return [lyr for lyr in self.viewer.layers if type(lyr).__name__ == "Image" and not is_display_twin(lyr)]
+        return [
+            lyr
+            for lyr in self.viewer.layers
+            if type(lyr).__name__ == "Image" and not is_display_twin(lyr)
+        ]
 
     def _sync_layer_combos(self, event=None) -> None:
         images = self._image_layers()
         names = [lyr.name for lyr in images]
-        fixed_default = next((lyr.name for lyr in images if modality_of(lyr) in ("MRI", "CT")), None)
+        fixed_default = next(
+            (lyr.name for lyr in images if modality_of(lyr) in ("MRI", "CT")), None
+        )
         moving_default = next((lyr.name for lyr in images if modality_of(lyr) == "MPI"), None)
-        for combo, default in ((self.fixed_combo, fixed_default), (self.moving_combo, moving_default),
-                               (self.apply_combo, moving_default)):
+        for combo, default in (
+            (self.fixed_combo, fixed_default),
+            (self.moving_combo, moving_default),
+            (self.apply_combo, moving_default),
+        ):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
@@ -289,26 +341,39 @@ class RegistrationDock(QWidget):
     @property
     def params(self):
         """The dock's :class:`~mpi_viewer.registration.RegistrationParams`."""
-        return _reg().RegistrationParams(model=self.model_combo.currentText(), fle_mm=self.fle_spin.value(),
-                                          fre_tolerance_mm=self.tol_spin.value())
+        return _reg().RegistrationParams(
+            model=self.model_combo.currentText(),
+            fle_mm=self.fle_spin.value(),
+            fre_tolerance_mm=self.tol_spin.value(),
+        )
 
     def start(self) -> bool:
         """Make the paired Points layers for the chosen fixed and moving images."""
-        fixed, moving = self._layer(self.fixed_combo.currentText()), self._layer(self.moving_combo.currentText())
-        if self.pairs is not None and self.pairs.alive() and (fixed, moving) == (self.pairs.fixed_image,
-                                                                                 self.pairs.moving_image):
+        fixed, moving = (
+            self._layer(self.fixed_combo.currentText()),
+            self._layer(self.moving_combo.currentText()),
+        )
+        if (
+            self.pairs is not None
+            and self.pairs.alive()
+            and (fixed, moving) == (self.pairs.fixed_image, self.pairs.moving_image)
+        ):
             self._activate(self.pairs.fixed)  # same images: keep the fiducials, click on
             return True
         if fixed is None or moving is None:
-            show_error("Fiducial registration: choose a fixed (MRI/CT) and a moving (MPI) image layer")
+            show_error(
+                "Fiducial registration: choose a fixed (MRI/CT) and a moving (MPI) image layer"
+            )
             return False
         if fixed is moving:
             show_error("Fiducial registration: the fixed and moving layers must differ")
             return False
         try:
             if volume_from_layer(fixed).ndim != volume_from_layer(moving).ndim:
-                show_error("Fiducial registration: fixed and moving images differ in dimension "
-                           "(register a 2-D MPI projection against a 2-D projection of the anatomy)")
+                show_error(
+                    "Fiducial registration: fixed and moving images differ in dimension "
+                    "(register a 2-D MPI projection against a 2-D projection of the anatomy)"
+                )
                 return False
             self.pairs = PairedPoints(self.viewer, fixed, moving)
         except MPIViewerError as exc:
@@ -329,8 +394,17 @@ class RegistrationDock(QWidget):
     def _ensure_started(self) -> bool:
         return (self.pairs is not None and self.pairs.alive()) or self.start()
 
-    def load_pairs(self, names, fixed_xyz_mm, moving_xyz_mm, *, fixed_layer=None, moving_layer=None,
-                   excluded=(), model: str | None = None) -> None:
+    def load_pairs(
+        self,
+        names,
+        fixed_xyz_mm,
+        moving_xyz_mm,
+        *,
+        fixed_layer=None,
+        moving_layer=None,
+        excluded=(),
+        model: str | None = None,
+    ) -> None:
         """Replace the fiducials by given pairs and fit.
 
         Parameters
@@ -356,8 +430,11 @@ class RegistrationDock(QWidget):
         if moving_layer is not None:
             self.moving_combo.setCurrentText(getattr(moving_layer, "name", moving_layer))
         chosen = (self.fixed_combo.currentText(), self.moving_combo.currentText())
-        if self.pairs is not None and self.pairs.alive() and chosen != (self.pairs.fixed_image.name,
-                                                                         self.pairs.moving_image.name):
+        if (
+            self.pairs is not None
+            and self.pairs.alive()
+            and chosen != (self.pairs.fixed_image.name, self.pairs.moving_image.name)
+        ):
             self.pairs = None  # other images chosen: new fiducial layers
         if not self._ensure_started():
             return
@@ -365,19 +442,35 @@ class RegistrationDock(QWidget):
         d = self.pairs.fixed.ndim
         f = np.asarray(fixed_xyz_mm, dtype=float).reshape(len(names), d)
         m = np.asarray(moving_xyz_mm, dtype=float).reshape(len(names), d)
-        self._replace(PairState(names, f, list(names), m, frozenset(str(n) for n in excluded if str(n) in names)))
+        self._replace(
+            PairState(
+                names, f, list(names), m, frozenset(str(n) for n in excluded if str(n) in names)
+            )
+        )
 
     def landmarks(self) -> dict:
         """The fiducials as the session stores them: names, each image's own physical mm
         (x, y, z) of the pairs, excluded names, the model and the current fit's RMS FRE (mm)."""
         if self.pairs is None or not self.pairs.alive():
-            return {"names": [], "fixed_xyz_mm": [], "moving_xyz_mm": [], "excluded": [],
-                    "model": self.model_combo.currentText(), "rms_fre_mm": None}
+            return {
+                "names": [],
+                "fixed_xyz_mm": [],
+                "moving_xyz_mm": [],
+                "excluded": [],
+                "model": self.model_combo.currentText(),
+                "rms_fre_mm": None,
+            }
         names, f, m = self.pairs.pairs()
-        return {"names": names, "fixed_xyz_mm": f.tolist(), "moving_xyz_mm": m.tolist(),
-                "excluded": [n for n in names if n in self.excluded], "model": self.model_combo.currentText(),
-                "rms_fre_mm": None if self.fit is None else float(self.fit.rms_fre_mm),
-                "fixed": self.pairs.fixed_image.name, "moving": self.pairs.moving_image.name}
+        return {
+            "names": names,
+            "fixed_xyz_mm": f.tolist(),
+            "moving_xyz_mm": m.tolist(),
+            "excluded": [n for n in names if n in self.excluded],
+            "model": self.model_combo.currentText(),
+            "rms_fre_mm": None if self.fit is None else float(self.fit.rms_fre_mm),
+            "fixed": self.pairs.fixed_image.name,
+            "moving": self.pairs.moving_image.name,
+        }
 
     def state(self) -> dict:
         """:meth:`landmarks` plus :attr:`params` (``RegistrationParams.to_dict()``), for sessions."""
@@ -386,13 +479,21 @@ class RegistrationDock(QWidget):
     def restore(self, state: dict) -> None:
         """Set the parameters and the fiducial pairs of :meth:`state`, then fit (errors: notifications)."""
         try:
-            p = _reg().RegistrationParams.from_dict(state.get("params") or {"model": state.get("model", "rigid")})
+            p = _reg().RegistrationParams.from_dict(
+                state.get("params") or {"model": state.get("model", "rigid")}
+            )
             self.fle_spin.setValue(p.fle_mm)
             self.tol_spin.setValue(p.fre_tolerance_mm)
             if state.get("names"):
-                self.load_pairs(state["names"], state["fixed_xyz_mm"], state["moving_xyz_mm"],
-                                fixed_layer=state.get("fixed"), moving_layer=state.get("moving"),
-                                excluded=state.get("excluded", ()), model=state.get("model", p.model))
+                self.load_pairs(
+                    state["names"],
+                    state["fixed_xyz_mm"],
+                    state["moving_xyz_mm"],
+                    fixed_layer=state.get("fixed"),
+                    moving_layer=state.get("moving"),
+                    excluded=state.get("excluded", ()),
+                    model=state.get("model", p.model),
+                )
             else:
                 self.model_combo.setCurrentText(state.get("model", p.model))
         except (MPIViewerError, KeyError, TypeError, ValueError) as exc:
@@ -410,7 +511,13 @@ class RegistrationDock(QWidget):
         panel = self.mold_panel
         fixed = getattr(getattr(panel, "fixed_combo", None), "currentText", lambda: None)()
         moving = getattr(getattr(panel, "moving_combo", None), "currentText", lambda: None)()
-        self.load_pairs(names, fixed_xyz_mm, moving_xyz_mm, fixed_layer=fixed or None, moving_layer=moving or None)
+        self.load_pairs(
+            names,
+            fixed_xyz_mm,
+            moving_xyz_mm,
+            fixed_layer=fixed or None,
+            moving_layer=moving or None,
+        )
 
     def _replace(self, st: PairState) -> None:
         self._set_state(st)
@@ -455,7 +562,11 @@ class RegistrationDock(QWidget):
         cur = self.pairs.state(self.excluded)
         now = time.monotonic()
         if self._last is not None and not cur.same_as(self._last):
-            same_drag = drag_key is not None and drag_key == self._last_key and now - self._last_time < DRAG_GAP_S
+            same_drag = (
+                drag_key is not None
+                and drag_key == self._last_key
+                and now - self._last_time < DRAG_GAP_S
+            )
             if not same_drag:
                 self._undo.append(self._last)
                 del self._undo[:-200]
@@ -508,8 +619,13 @@ class RegistrationDock(QWidget):
         def fn(st):
             fk = [i for i, n in enumerate(st.fixed_names) if n != name]
             mk = [i for i, n in enumerate(st.moving_names) if n != name]
-            return PairState([st.fixed_names[i] for i in fk], st.fixed_xyz[fk],
-                             [st.moving_names[i] for i in mk], st.moving_xyz[mk], st.excluded - {name})
+            return PairState(
+                [st.fixed_names[i] for i in fk],
+                st.fixed_xyz[fk],
+                [st.moving_names[i] for i in mk],
+                st.moving_xyz[mk],
+                st.excluded - {name},
+            )
 
         self._edit(fn)
 
@@ -532,8 +648,15 @@ class RegistrationDock(QWidget):
 
     def set_included(self, name: str, included: bool) -> None:
         """Use (``True``) or exclude a fiducial from the fit."""
-        self._edit(lambda st: PairState(st.fixed_names, st.fixed_xyz, st.moving_names, st.moving_xyz,
-                                        (st.excluded - {name}) if included else (st.excluded | {name})))
+        self._edit(
+            lambda st: PairState(
+                st.fixed_names,
+                st.fixed_xyz,
+                st.moving_names,
+                st.moving_xyz,
+                (st.excluded - {name}) if included else (st.excluded | {name}),
+            )
+        )
 
     # ---------------------------------------------------------------- fitting
     def update_preview(self, notify_too_few: bool = False) -> None:
@@ -545,22 +668,42 @@ class RegistrationDock(QWidget):
         warnings: list[str] = []
         only_f, only_m = self.pairs.unpaired()
         if only_f or only_m:
-            warnings.append("unpaired: " + ", ".join([f"{n} (fixed only)" for n in only_f]
-                                                     + [f"{n} (moving only)" for n in only_m]))
-        for which, xyz, image in (("fixed", f, self.pairs.fixed_image), ("moving", m, self.pairs.moving_image)):
+            warnings.append(
+                "unpaired: "
+                + ", ".join(
+                    [f"{n} (fixed only)" for n in only_f] + [f"{n} (moving only)" for n in only_m]
+                )
+            )
+        for which, xyz, image in (
+            ("fixed", f, self.pairs.fixed_image),
+            ("moving", m, self.pairs.moving_image),
+        ):
             if len(names):
-                outside = [n for n, inside in zip(names, volume_from_layer(image).contains_physical(xyz), strict=True)
-                           if not inside]
+                outside = [
+                    n
+                    for n, inside in zip(
+                        names, volume_from_layer(image).contains_physical(xyz), strict=True
+                    )
+                    if not inside
+                ]
                 if outside:
-                    warnings.append(f"{', '.join(outside)} outside the {which} image {image.name!r}")
+                    warnings.append(
+                        f"{', '.join(outside)} outside the {which} image {image.name!r}"
+                    )
         model = self.model_combo.currentText()
         self.fit = None
         too_few = False
         if names:
             try:
-                self.fit = reg.fit_landmarks(f, m, model=model, names=names,
-                                             exclude=[n for n in names if n in self.excluded],
-                                             fle_mm=self.fle_spin.value(), fre_tolerance_mm=self.tol_spin.value())
+                self.fit = reg.fit_landmarks(
+                    f,
+                    m,
+                    model=model,
+                    names=names,
+                    exclude=[n for n in names if n in self.excluded],
+                    fle_mm=self.fle_spin.value(),
+                    fre_tolerance_mm=self.tol_spin.value(),
+                )
                 warnings += list(self.fit.warnings)
             except MPIViewerError as exc:
                 msg = str(exc)
@@ -575,7 +718,11 @@ class RegistrationDock(QWidget):
                 warnings.append(f"preview failed: {exc}")
             res = np.asarray(self.fit.residuals_mm, dtype=float)
             tol = self.tol_spin.value()
-            over = [n for n, r, u in zip(names, res, self._used_mask(len(names)), strict=False) if u and r > tol]
+            over = [
+                n
+                for n, r, u in zip(names, res, self._used_mask(len(names)), strict=False)
+                if u and r > tol
+            ]
             if over:
                 warnings.append(f"FRE above {tol:.2f} mm: {', '.join(over)}")
         self._refresh_table(names, f, m)
@@ -604,7 +751,9 @@ class RegistrationDock(QWidget):
             g_lin, g_t = matrix_xyz_to_zyx(g[:d, :d]), zyx_to_xyz(g[:d, d])
             m, t = m @ g_lin, m @ g_t + t
         vol = volume_from_layer(moving)
-        placed = np.allclose(moving.scale[-vol.ndim:], xyz_to_zyx(vol.spacing_mm)) and not np.any(moving.translate)
+        placed = np.allclose(moving.scale[-vol.ndim :], xyz_to_zyx(vol.spacing_mm)) and not np.any(
+            moving.translate
+        )
         if not placed:
             apply_registration(moving, m, t, fixed_name=fixed.name)
             self.pairs.follow_images()
@@ -624,8 +773,11 @@ class RegistrationDock(QWidget):
                 self.pairs.follow_images()
             if extent_update is not None:
                 self._extent_timer.start()
-            meta(moving)["transform_fixed_to_moving"] = {"matrix": m.tolist(), "translation": t.tolist(),
-                                                         "fixed": fixed.name}
+            meta(moving)["transform_fixed_to_moving"] = {
+                "matrix": m.tolist(),
+                "translation": t.tolist(),
+                "fixed": fixed.name,
+            }
         self.transform = (np.asarray(matrix, float), np.asarray(translation, float), source)
 
     def _update_extent(self) -> None:
@@ -648,8 +800,10 @@ class RegistrationDock(QWidget):
             self.rms_label.setText("RMS FRE: — (no fit)")
         else:
             n_used = int(self._used_mask(len(self.fit.residuals_mm)).sum())
-            self.rms_label.setText(f"RMS FRE: {float(self.fit.rms_fre_mm):.3f} mm "
-                                   f"({n_used} of {len(self.fit.residuals_mm)} pairs, {self.model_combo.currentText()})")
+            self.rms_label.setText(
+                f"RMS FRE: {float(self.fit.rms_fre_mm):.3f} mm "
+                f"({n_used} of {len(self.fit.residuals_mm)} pairs, {self.model_combo.currentText()})"
+            )
         self._update_tre()
 
     def _on_cursor(self, event=None) -> None:
@@ -672,14 +826,20 @@ class RegistrationDock(QWidget):
             target = self.target_xyz if self.target_xyz is not None else self._cursor_xyz()
             if target is None:
                 return
-            tre = float(np.ravel(self.fit.expected_tre_mm(np.atleast_2d(target), self.fle_spin.value()))[0])
+            tre = float(
+                np.ravel(self.fit.expected_tre_mm(np.atleast_2d(target), self.fle_spin.value()))[0]
+            )
         except Exception as exc:  # noqa: BLE001 - a label, never an error dialog
             self.tre_label.setText(f"Expected TRE: — ({exc})")
             return
         where = "target" if self.target_xyz is not None else "cursor"
-        self.tre_label.setText(f"Expected TRE at {where}: {tre:.3f} mm (FLE {self.fle_spin.value():.2f} mm)")
-        self.tre_label.setToolTip(f"{where} at x, y, z = {_fmt_xyz(target)} mm in the fixed image; "
-                                  "Fitzpatrick, West & Maurer 1998, doi:10.1109/42.736021")
+        self.tre_label.setText(
+            f"Expected TRE at {where}: {tre:.3f} mm (FLE {self.fle_spin.value():.2f} mm)"
+        )
+        self.tre_label.setToolTip(
+            f"{where} at x, y, z = {_fmt_xyz(target)} mm in the fixed image; "
+            "Fitzpatrick, West & Maurer 1998, doi:10.1109/42.736021"
+        )
 
     def _pin_target(self, on: bool) -> None:
         self.set_target(self._cursor_xyz() if on and self.pairs is not None else None)
@@ -699,12 +859,22 @@ class RegistrationDock(QWidget):
             return
         if names is None:
             names, f, m = self.pairs.pairs()
-        res = np.asarray(self.fit.residuals_mm, float) if self.fit is not None else np.full(len(names), np.nan)
+        res = (
+            np.asarray(self.fit.residuals_mm, float)
+            if self.fit is not None
+            else np.full(len(names), np.nan)
+        )
         tol = self.tol_spin.value()
         self.table.blockSignals(True)
         self.table.setRowCount(len(names))
         for r, name in enumerate(names):
-            cells = ["", name, "—" if not np.isfinite(res[r]) else f"{res[r]:.3f}", _fmt_xyz(f[r]), _fmt_xyz(m[r])]
+            cells = [
+                "",
+                name,
+                "—" if not np.isfinite(res[r]) else f"{res[r]:.3f}",
+                _fmt_xyz(f[r]),
+                _fmt_xyz(m[r]),
+            ]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 flags = Qt.ItemIsSelectable | Qt.ItemIsEnabled
@@ -714,7 +884,9 @@ class RegistrationDock(QWidget):
                     flags |= Qt.ItemIsUserCheckable
                     item.setCheckState(Qt.Unchecked if name in self.excluded else Qt.Checked)
                 if c == FRE and np.isfinite(res[r]):
-                    item.setBackground(GREEN if res[r] < tol / 2 else AMBER if res[r] < tol else RED)
+                    item.setBackground(
+                        GREEN if res[r] < tol / 2 else AMBER if res[r] < tol else RED
+                    )
                     item.setForeground(QColor("white"))
                     item.setToolTip("green < tolerance/2, amber < tolerance, red above")
                 if c == FRE:
@@ -749,7 +921,7 @@ class RegistrationDock(QWidget):
     def import_csv(self, which: str, path) -> bool:
         """Replace the ``which`` ("fixed" or "moving") points by a CSV (name,x,y,z; mm,
         that image's own physical frame)."""
-        from mpi_viewer.points import read_points_csv
+        from mpi_viewer.io.points import read_points_csv
 
         if not self._ensure_started():
             return False
@@ -773,7 +945,7 @@ class RegistrationDock(QWidget):
     def export_csv(self, which: str, path) -> bool:
         """Write the ``which`` ("fixed" or "moving") points to a CSV (name,x,y,z; mm, the
         image's own physical frame)."""
-        from mpi_viewer.points import PointSet, write_points_csv
+        from mpi_viewer.io.points import PointSet, write_points_csv
 
         if self.pairs is None:
             show_error("Fiducial registration: no fiducials yet (press Start)")
@@ -788,13 +960,16 @@ class RegistrationDock(QWidget):
         return True
 
     def _ask_import(self, which: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, f"Import {which} points", "", "Point CSV (*.csv)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, f"Import {which} points", "", "Point CSV (*.csv)"
+        )
         if path:
             self.import_csv(which, path)
 
     def _ask_export(self, which: str) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {which} points", f"fiducials_{which}.csv",
-                                              "Point CSV (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, f"Export {which} points", f"fiducials_{which}.csv", "Point CSV (*.csv)"
+        )
         if path:
             self.export_csv(which, path)
 
@@ -804,7 +979,7 @@ class RegistrationDock(QWidget):
             show_error("Fiducial registration: no transform to save (too few pairs?)")
             return False
         try:
-            _reg().write_transform(path, self.transform[2])
+            write_transform(path, self.transform[2])
         except (MPIViewerError, OSError, RuntimeError) as exc:
             show_error(f"{path}: {exc}")
             return False
@@ -813,10 +988,9 @@ class RegistrationDock(QWidget):
 
     def load_transform(self, path) -> bool:
         """Read an ITK .tfm (fixed → moving); apply it with :meth:`apply_loaded`."""
-        reg = _reg()
         try:
-            t = reg.read_transform(path)
-            matrix, translation = reg.transform_to_matrix(t)
+            t = read_transform(path)
+            matrix, translation = transform_to_matrix(t)
         except (MPIViewerError, OSError, RuntimeError) as exc:
             show_error(f"{path}: {exc}")
             return False
@@ -835,19 +1009,27 @@ class RegistrationDock(QWidget):
             if self.pairs is not None and layer is self.pairs.moving_image:
                 self._draw(matrix, translation, t)
             else:
-                apply_registration(layer, matrix, translation, fixed_name=self.fixed_combo.currentText())
+                apply_registration(
+                    layer, matrix, translation, fixed_name=self.fixed_combo.currentText()
+                )
         except Exception as exc:  # noqa: BLE001
-            show_error(f"Fiducial registration: cannot apply the transform to {layer_name!r}: {exc}")
+            show_error(
+                f"Fiducial registration: cannot apply the transform to {layer_name!r}: {exc}"
+            )
             return False
         return True
 
     def _ask_save(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save transform", "fixed_to_moving.tfm", "ITK transform (*.tfm)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save transform", "fixed_to_moving.tfm", "ITK transform (*.tfm)"
+        )
         if path:
             self.save_transform(path)
 
     def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load transform", "", "ITK transform (*.tfm *.txt)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load transform", "", "ITK transform (*.tfm *.txt)"
+        )
         if path:
             self.load_transform(path)
 
@@ -862,9 +1044,14 @@ class RegistrationDock(QWidget):
             show_error("Fiducial registration: no transform yet (click at least 3 pairs)")
             return None
         try:
-            vol = _reg().resample_to_fixed(volume_from_layer(self.pairs.moving_image),
-                                           volume_from_layer(self.pairs.fixed_image), self._sitk_transform())
-            return add_volume(self.viewer, vol, name=f"{self.pairs.moving_image.name} resampled (display only)")
+            vol = resample_to_fixed(
+                volume_from_layer(self.pairs.moving_image),
+                volume_from_layer(self.pairs.fixed_image),
+                self._sitk_transform(),
+            )
+            return add_volume(
+                self.viewer, vol, name=f"{self.pairs.moving_image.name} resampled (display only)"
+            )
         except Exception as exc:  # noqa: BLE001
             show_error(f"Fiducial registration: resampling failed: {exc}")
             return None
@@ -900,8 +1087,15 @@ class RegistrationDock(QWidget):
         @thread_worker
         def work():
             try:  # errors come back as values: the dock reports them, not napari's relay
-                return True, reg.refine_intensity(fixed, moving, initial, model=model, progress=on_progress,
-                                                  should_stop=lambda: self._stop, working_spacing_mm=spacing_mm)
+                return True, reg.refine_intensity(
+                    fixed,
+                    moving,
+                    initial,
+                    model=model,
+                    progress=on_progress,
+                    should_stop=lambda: self._stop,
+                    working_spacing_mm=spacing_mm,
+                )
             except Exception as exc:  # noqa: BLE001
                 return False, exc
 
@@ -936,9 +1130,11 @@ class RegistrationDock(QWidget):
             return
         t = getattr(result, "transform", result)
         try:
-            matrix, translation = _reg().transform_to_matrix(t)
+            matrix, translation = transform_to_matrix(t)
             self._draw(matrix, translation, t)
-            show_info("Fiducial registration: refined by intensity; FRE in the table is of the landmark fit")
+            show_info(
+                "Fiducial registration: refined by intensity; FRE in the table is of the landmark fit"
+            )
         except Exception as exc:  # noqa: BLE001
             show_error(f"Fiducial registration: refinement result unusable: {exc}")
 

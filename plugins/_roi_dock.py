@@ -15,6 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins._layers import (
+    copy_placement,
+    find_layers,
+    install_mm_units,
+    physical_to_world,
+    volume_from_layer,
+    world_to_physical,
+)
 from napari.utils import notifications
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -33,9 +41,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from mpi_viewer import results as res
 from mpi_viewer.errors import InputError
-from mpi_viewer.roi import (
+from mpi_viewer.io import tables as res
+from mpi_viewer.roi.regions import (
     METHODS,
     ROIParams,
     measure,
@@ -44,15 +52,6 @@ from mpi_viewer.roi import (
     polygon_to_mask,
     rois_to_label_image,
     write_masks_nifti,
-)
-
-from ._layers import (
-    copy_placement,
-    find_layers,
-    install_mm_units,
-    physical_to_world,
-    volume_from_layer,
-    world_to_physical,
 )
 
 SEED_LAYER = "ROI seeds"
@@ -125,12 +124,16 @@ class ROIDock(QWidget):
         self.n_sd = _spin(0.5, 100, 5.0, 1, 0.5, " × SD")
         self.noise_sd = _spin(0.0, 1e9, 0.0, 4, 0.1, " a.u.", special="automatic")
         self.background = QComboBox()
-        self.background.setToolTip("A Labels layer painted on the MPI grid over background only: "
-                                   "the noise SD is the SD of its voxels (Ureña Horno 2025)")
+        self.background.setToolTip(
+            "A Labels layer painted on the MPI grid over background only: "
+            "the noise SD is the SD of its voxels (Ureña Horno 2025)"
+        )
         self.radius = _spin(0.1, 100, 3.0, 1, 0.5, " mm")
         self.sat_btn = QPushButton("Saturation curve CSV…")
-        self.sat_btn.setToolTip("Receiver response (measured,true signal), applied before any statistic "
-                                "(Ureña Horno 2025)")
+        self.sat_btn.setToolTip(
+            "Receiver response (measured,true signal), applied before any statistic "
+            "(Ureña Horno 2025)"
+        )
         self.sat_btn.clicked.connect(self._saturation_dialog)
         self.split = QCheckBox("split nearby sources (subtract neighbours' PSF)")
         self.split.setChecked(True)
@@ -149,15 +152,19 @@ class ROIDock(QWidget):
         form.addRow(self.split)
 
         self.click_btn = QPushButton("Click seeds")
-        self.click_btn.setToolTip("Add points to the 'ROI seeds' layer: each click near a hot spot makes an ROI")
+        self.click_btn.setToolTip(
+            "Add points to the 'ROI seeds' layer: each click near a hot spot makes an ROI"
+        )
         self.click_btn.clicked.connect(self.start_clicking)
         self.remove_btn = QPushButton("Remove selected")
         self.remove_btn.clicked.connect(self.remove_selected)
         self.clear_btn = QPushButton("Clear")
         self.clear_btn.clicked.connect(self.clear)
         self.manual_btn = QPushButton("Measure painted")
-        self.manual_btn.setToolTip(f"Measure every label painted in '{PAINT_LAYER}' (3-D) or every polygon "
-                                   f"of '{SHAPES_LAYER}' (2-D) as a manual ROI")
+        self.manual_btn.setToolTip(
+            f"Measure every label painted in '{PAINT_LAYER}' (3-D) or every polygon "
+            f"of '{SHAPES_LAYER}' (2-D) as a manual ROI"
+        )
         self.manual_btn.clicked.connect(lambda: self._guarded(self.measure_manual))
         row1 = QHBoxLayout()
         for b in (self.click_btn, self.remove_btn, self.clear_btn, self.manual_btn):
@@ -204,8 +211,11 @@ class ROIDock(QWidget):
 
     def _refresh_layers(self, event=None) -> None:
         bg = self.background.currentText()
-        bg_names = ["(automatic estimate)"] + [lyr.name for lyr in find_layers(self.viewer, kind="labels")
-                                                if lyr.name not in (LABELS_LAYER, PAINT_LAYER)]
+        bg_names = ["(automatic estimate)"] + [
+            lyr.name
+            for lyr in find_layers(self.viewer, kind="labels")
+            if lyr.name not in (LABELS_LAYER, PAINT_LAYER)
+        ]
         if bg_names != [self.background.itemText(i) for i in range(self.background.count())]:
             self.background.blockSignals(True)
             self.background.clear()
@@ -249,8 +259,14 @@ class ROIDock(QWidget):
         if self._seed_layer is not None and self._seed_layer in self.viewer.layers:
             return self._seed_layer
         ndim = self.viewer.dims.ndim
-        layer = self.viewer.add_points(np.empty((0, ndim)), ndim=ndim, name=SEED_LAYER, size=1.5,
-                                       face_color="cyan", border_color="white")
+        layer = self.viewer.add_points(
+            np.empty((0, ndim)),
+            ndim=ndim,
+            name=SEED_LAYER,
+            size=1.5,
+            face_color="cyan",
+            border_color="white",
+        )
         layer.events.data.connect(self._on_points_changed)
         self._seed_layer = layer
         return layer
@@ -281,7 +297,9 @@ class ROIDock(QWidget):
                 self.add_seed_world(p, _from_layer=True)
         elif len(data) < n_have:  # points deleted in the layer
             world_now = {tuple(np.round(p, 6)) for p in data}
-            keep = [i for i, s in enumerate(self._seeds_world()) if tuple(np.round(s, 6)) in world_now]
+            keep = [
+                i for i, s in enumerate(self._seeds_world()) if tuple(np.round(s, 6)) in world_now
+            ]
             self._seeds_mm = [self._seeds_mm[i] for i in keep]
             self._names = [self._names[i] for i in keep]
             self.recompute()
@@ -293,7 +311,9 @@ class ROIDock(QWidget):
             layer = self.mpi_layer
             if layer is None:
                 raise InputError("no MPI image layer: open an MPI image (or the demo) first")
-            xyz = tuple(float(v) for v in world_to_physical(layer, np.asarray(world_zyx)[-layer.ndim:])[0])
+            xyz = tuple(
+                float(v) for v in world_to_physical(layer, np.asarray(world_zyx)[-layer.ndim :])[0]
+            )
         except InputError as exc:
             notifications.show_error(str(exc))
             self._sync_points()
@@ -329,7 +349,9 @@ class ROIDock(QWidget):
             self._set_results([])
             return
         try:
-            out = measure(self._volume(), self._seeds_mm, self.params, names=self._names, on_error="skip")
+            out = measure(
+                self._volume(), self._seeds_mm, self.params, names=self._names, on_error="skip"
+            )
         except InputError as exc:
             notifications.show_error(str(exc))
             return
@@ -344,8 +366,10 @@ class ROIDock(QWidget):
     def remove_selected(self) -> None:
         rows = sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True)
         if any(r >= len(self._seeds_mm) for r in rows):
-            notifications.show_warning("manual ROIs: delete the polygon or erase the paint in the manual ROIs "
-                                       "layer, then measure again")
+            notifications.show_warning(
+                "manual ROIs: delete the polygon or erase the paint in the manual ROIs "
+                "layer, then measure again"
+            )
             rows = [r for r in rows if r < len(self._seeds_mm)]
         for r in rows:
             del self._seeds_mm[r]
@@ -386,18 +410,30 @@ class ROIDock(QWidget):
         manual ROIs in, placed like the MPI layer (its data coordinates are the MPI's
         voxel indices)."""
         layer = self._manual_layer
-        if layer is not None and layer in self.viewer.layers and (not paint or type(layer).__name__ == "Labels"):
+        if (
+            layer is not None
+            and layer in self.viewer.layers
+            and (not paint or type(layer).__name__ == "Labels")
+        ):
             return layer
         mpi = self.mpi_layer
         if mpi is None:
             raise InputError("no MPI image layer: open an MPI image (or the demo) first")
         vol = volume_from_layer(mpi)
         if vol.ndim == 2 and not paint:
-            layer = self.viewer.add_shapes(ndim=2, name=SHAPES_LAYER, shape_type="polygon", edge_color="yellow",
-                                           face_color="transparent", edge_width=0.5)
+            layer = self.viewer.add_shapes(
+                ndim=2,
+                name=SHAPES_LAYER,
+                shape_type="polygon",
+                edge_color="yellow",
+                face_color="transparent",
+                edge_width=0.5,
+            )
             layer.events.data.connect(self._on_shapes_changed)
         else:
-            layer = self.viewer.add_labels(np.zeros(vol.shape, dtype=np.uint16), name=PAINT_LAYER, opacity=0.5)
+            layer = self.viewer.add_labels(
+                np.zeros(vol.shape, dtype=np.uint16), name=PAINT_LAYER, opacity=0.5
+            )
             layer.metadata["mpi_viewer"] = {"modality": "manual ROIs", "grid_of": mpi.name}
         copy_placement(mpi, layer)
         self._manual_layer = layer
@@ -417,21 +453,31 @@ class ROIDock(QWidget):
         / :func:`mpi_viewer.roi.measure_label_image`; rows follow the seeded ROIs."""
         layer = self._manual_layer
         if layer is None or layer not in self.viewer.layers:
-            raise InputError("no manual ROIs: choose the method 'manual', then draw (2-D) or paint (3-D)")
+            raise InputError(
+                "no manual ROIs: choose the method 'manual', then draw (2-D) or paint (3-D)"
+            )
         vol = self._volume()
         if type(layer).__name__ == "Shapes":
             out = []
             for i, (poly, kind) in enumerate(zip(layer.data, layer.shape_type, strict=True)):
                 if kind not in ("polygon", "rectangle") or len(poly) < 3:  # closed outlines only
                     continue
-                xyz = vol.index_to_physical(np.asarray(poly)[:, -vol.ndim:])
+                xyz = vol.index_to_physical(np.asarray(poly)[:, -vol.ndim :])
                 try:
-                    out.append(measure_mask(vol, polygon_to_mask(vol, xyz), self.params, name=f"manual_{i + 1}"))
+                    out.append(
+                        measure_mask(
+                            vol, polygon_to_mask(vol, xyz), self.params, name=f"manual_{i + 1}"
+                        )
+                    )
                 except InputError as exc:  # one bad polygon: a message, the others kept
                     notifications.show_error(f"polygon {i + 1}: {exc}")
         else:
             data = np.asarray(layer.data)
-            out = measure_label_image(vol, data, self.params, names=self._manual_names) if data.any() else []
+            out = (
+                measure_label_image(vol, data, self.params, names=self._manual_names)
+                if data.any()
+                else []
+            )
         self._manual = list(out)
         self._set_results([r for r in self.results if r.method != MANUAL])
         return self._manual
@@ -444,8 +490,10 @@ class ROIDock(QWidget):
         mask = np.asarray(self.viewer.layers[name].data) > 0
         vol = self._volume()
         if mask.shape != tuple(vol.shape):
-            raise InputError(f"background layer {name!r} of shape {mask.shape} is not on the MPI grid "
-                             f"{tuple(vol.shape)}: paint it on a Labels layer made from the MPI")
+            raise InputError(
+                f"background layer {name!r} of shape {mask.shape} is not on the MPI grid "
+                f"{tuple(vol.shape)}: paint it on a Labels layer made from the MPI"
+            )
         if not mask.any():
             raise InputError(f"background layer {name!r} is empty: paint some background voxels")
         return mask
@@ -457,10 +505,15 @@ class ROIDock(QWidget):
                 method = self.params.method
                 self._ensure_manual_layer()
             self.params = ROIParams(
-                method=method, fraction=self.fraction.value(), n_sd=self.n_sd.value(),
-                noise_sd=self.noise_sd.value() or None, split_sources=self.split.isChecked(),
-                search_radius_mm=self.radius.value(), saturation_curve=self.params.saturation_curve,
-                background_mask=self._background_mask())
+                method=method,
+                fraction=self.fraction.value(),
+                n_sd=self.n_sd.value(),
+                noise_sd=self.noise_sd.value() or None,
+                split_sources=self.split.isChecked(),
+                search_radius_mm=self.radius.value(),
+                saturation_curve=self.params.saturation_curve,
+                background_mask=self._background_mask(),
+            )
         except InputError as exc:
             notifications.show_error(str(exc))
             return
@@ -493,7 +546,9 @@ class ROIDock(QWidget):
 
     def _set_results(self, results: list) -> None:
         seeded = [r for r in results if r.method != MANUAL]
-        for k, r in enumerate(self._manual):  # manual ROIs follow the seeded ones in the table and labels
+        for k, r in enumerate(
+            self._manual
+        ):  # manual ROIs follow the seeded ones in the table and labels
             r.label = len(seeded) + k + 1
         results = seeded + list(self._manual)
         self.results = results
@@ -510,14 +565,18 @@ class ROIDock(QWidget):
                     v = r.total_signal
                 else:
                     v = row.get(k, "")
-                item = QTableWidgetItem(res.format_value(v) if not isinstance(v, float) else f"{v:.4g}")
+                item = QTableWidgetItem(
+                    res.format_value(v) if not isinstance(v, float) else f"{v:.4g}"
+                )
                 if r.warnings:
                     item.setToolTip(" ".join(r.warnings))
                 self.table.setItem(i, j, item)
         self._update_labels()
         if results:
-            self.status.setText(f"{len(results)} ROI(s), method {self.params.method}, noise SD "
-                                f"{results[0].noise_sd:.3g} a.u.")
+            self.status.setText(
+                f"{len(results)} ROI(s), method {self.params.method}, noise SD "
+                f"{results[0].noise_sd:.3g} a.u."
+            )
 
     def _update_labels(self) -> None:
         layer = self.mpi_layer
@@ -529,14 +588,17 @@ class ROIDock(QWidget):
             if not self.results:
                 return
             self._labels_layer = self.viewer.add_labels(lab, name=LABELS_LAYER, opacity=0.5)
-            self._labels_layer.metadata["mpi_viewer"] = {"modality": "MPI ROIs", "grid_of": layer.name}
+            self._labels_layer.metadata["mpi_viewer"] = {
+                "modality": "MPI ROIs",
+                "grid_of": layer.name,
+            }
         else:
             self._labels_layer.data = lab
         copy_placement(layer, self._labels_layer)
 
     def load_saturation_curve(self, path) -> None:
         """Correct the MPI for receiver saturation with a measured curve (None: no correction)."""
-        from mpi_viewer.roi import SaturationCurve
+        from mpi_viewer.roi._saturation import SaturationCurve
 
         curve = SaturationCurve.from_csv(path) if path else None
         self.params = ROIParams.from_dict({**self.params.to_dict(), "saturation_curve": None})
@@ -561,9 +623,13 @@ class ROIDock(QWidget):
         painted, or the polygons as labels 1…n) and the ROI names in increasing label
         order. The session dock writes it beside the session (NRRD).
         """
-        return {"layer": self._gone_layer or self.layer_combo.currentText(), "params": self.params.to_dict(),
-                "seeds_xyz_mm": [list(s) for s in self._seeds_mm], "names": list(self._names),
-                "manual": self._manual_state()}
+        return {
+            "layer": self._gone_layer or self.layer_combo.currentText(),
+            "params": self.params.to_dict(),
+            "seeds_xyz_mm": [list(s) for s in self._seeds_mm],
+            "names": list(self._names),
+            "manual": self._manual_state(),
+        }
 
     def _manual_state(self) -> dict | None:
         if not self._manual:
@@ -572,9 +638,13 @@ class ROIDock(QWidget):
         layer = self._manual_layer
         if layer is not None and layer in self.viewer.layers and type(layer).__name__ == "Labels":
             data = np.asarray(layer.data)
-            if np.unique(data[data > 0]).size == len(self._manual):  # as measured: keep the painted values
+            if np.unique(data[data > 0]).size == len(
+                self._manual
+            ):  # as measured: keep the painted values
                 return {"labels": data.copy(), "names": names}
-        if self.mpi_layer is None or self._gone_layer:  # the MPI layer is gone: no grid to draw them on
+        if (
+            self.mpi_layer is None or self._gone_layer
+        ):  # the MPI layer is gone: no grid to draw them on
             return None
         lab = np.zeros(tuple(self._volume().shape), dtype=np.uint16)
         for k, r in enumerate(self._manual):  # polygons (or a removed paint layer): labels 1…n
@@ -589,7 +659,15 @@ class ROIDock(QWidget):
         except (InputError, TypeError, ValueError) as exc:
             notifications.show_error(f"ROI parameters not restored: {exc}")
             return
-        widgets = (self.layer_combo, self.method, self.fraction, self.n_sd, self.noise_sd, self.radius, self.split)
+        widgets = (
+            self.layer_combo,
+            self.method,
+            self.fraction,
+            self.n_sd,
+            self.noise_sd,
+            self.radius,
+            self.split,
+        )
         for w in widgets:
             w.blockSignals(True)
         try:
@@ -607,7 +685,9 @@ class ROIDock(QWidget):
         self.params = params
         self._update_enabled()
         self._seeds_mm = [tuple(float(v) for v in s) for s in state.get("seeds_xyz_mm") or []]
-        self._names = [str(n) for n in state.get("names") or []] or [f"roi_{i + 1}" for i in range(len(self._seeds_mm))]
+        self._names = [str(n) for n in state.get("names") or []] or [
+            f"roi_{i + 1}" for i in range(len(self._seeds_mm))
+        ]
         self._counter = len(self._seeds_mm)
         if self._seeds_mm and self.mpi_layer is not None:
             self._ensure_seed_layer()
@@ -626,7 +706,9 @@ class ROIDock(QWidget):
             raise InputError(f"manual ROIs of shape {labels.shape} are not on the MPI grid {shape}")
         values = [int(v) for v in np.unique(labels[labels > 0])]
         names = [str(n) for n in manual.get("names") or []]
-        self._manual_names = dict(zip(values, names, strict=True)) if len(names) == len(values) else {}
+        self._manual_names = (
+            dict(zip(values, names, strict=True)) if len(names) == len(values) else {}
+        )
         layer = self._ensure_manual_layer(paint=True)
         layer.data = labels
         self.measure_manual()
@@ -651,7 +733,9 @@ class ROIDock(QWidget):
             self._guarded(self.export_csv, path, done=f"wrote {path}")
 
     def _save_masks_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save ROI masks", "rois.nii.gz", "NIfTI (*.nii.gz *.nii)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save ROI masks", "rois.nii.gz", "NIfTI (*.nii.gz *.nii)"
+        )
         if path:
             self._guarded(self.save_masks, path, done=f"wrote {path}")
 

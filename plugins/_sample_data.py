@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mpi_viewer.volume import Volume
+from mpi_viewer.plugins._layers import image_layer_kwargs, registered_affine
 
-from ._layers import image_layer_kwargs, registered_affine
+from mpi_viewer.geometry.volume import Volume
 
 
 def _tuple(volume: Volume, **extra):
@@ -31,8 +31,13 @@ def demo_layer_data(study, *, transform=None) -> list:
         )
     data, kwargs, kind = _tuple(study.mpi, **mpi_kwargs)
     kwargs["metadata"]["mpi_viewer"]["transform_fixed_to_moving"] = (
-        None if transform is None else {"matrix": [list(r) for r in transform[0]],
-                                        "translation": list(transform[1]), "fixed": "MRI (synthetic demo)"}
+        None
+        if transform is None
+        else {
+            "matrix": [list(r) for r in transform[0]],
+            "translation": list(transform[1]),
+            "fixed": "MRI (synthetic demo)",
+        }
     )
     out.append((data, kwargs, kind))
     return out
@@ -40,7 +45,7 @@ def demo_layer_data(study, *, transform=None) -> list:
 
 def demo_study():
     """The synthetic demo study, the MPI registered to the MRI by its mold fiducials."""
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.demo.study import make_demo_study
 
     study = make_demo_study()
     return demo_layer_data(study, transform=demo_registration(study))
@@ -51,15 +56,19 @@ def demo_registration(study):
     import numpy as np
 
     try:
-        from mpi_viewer.molds import register_with_template
+        from mpi_viewer.registration.molds import register_with_template
 
         reg = register_with_template(study.mri, study.mpi, study.truth["template"])
         return np.asarray(reg.fit.matrix), np.asarray(reg.fit.translation)
     except Exception:  # noqa: BLE001 - fall back to the mold's known fiducial list below
         pass
-    from mpi_viewer.registration import fit_landmarks
+    from mpi_viewer.registration.landmarks import fit_landmarks
 
     fids = [f for f in study.truth["fiducials"] if f["in_mpi"]]
-    fit = fit_landmarks(np.array([f["mri_mm"] for f in fids]), np.array([f["mpi_mm"] for f in fids]),
-                        model="rigid", names=[f["name"] for f in fids])
+    fit = fit_landmarks(
+        np.array([f["mri_mm"] for f in fids]),
+        np.array([f["mpi_mm"] for f in fids]),
+        model="rigid",
+        names=[f["name"] for f in fids],
+    )
     return np.asarray(fit.matrix), np.asarray(fit.translation)

@@ -1,7 +1,7 @@
 """The "Session" dock: save, save as and open whole analyses; autosave and crash recovery.
 
-Thin: the session file is :mod:`mpi_viewer.session`, the numbers come from
-:mod:`mpi_viewer._pipeline` (the same code as ``mpi-viewer replay``). Opening a session
+Thin: the session file is :mod:`mpi_viewer.study.session`, the numbers come from
+:mod:`mpi_viewer.study.pipeline` (the same code as ``mpi-viewer replay``). Opening a session
 reads its inputs, adds them as layers placed in physical space, draws the MPI through
 the stored transform, adds the ROIs as a Labels layer on the MPI grid, restores each
 layer's display settings, hands landmarks / ROI parameters / results to the other
@@ -19,6 +19,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins import _layers
 from mpi_viewer.plugins._layers import install_mm_units
 from napari.viewer import Viewer
 from qtpy.QtCore import QEvent, QObject, QTimer
@@ -32,10 +33,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from mpi_viewer import session as S
 from mpi_viewer.errors import InputError, MPIViewerError
-
-from . import _layers
+from mpi_viewer.study import session as S
 
 #: Autosave interval (ms): every three minutes.
 AUTOSAVE_MS = 3 * 60 * 1000
@@ -46,26 +45,34 @@ ROI_LAYER = "ROIs (session)"
 def _notify(kind: str, msg: str) -> None:
     from napari.utils import notifications
 
-    {"error": notifications.show_error, "warning": notifications.show_warning,
-     "info": notifications.show_info}[kind](" ".join(str(msg).split()))
+    {
+        "error": notifications.show_error,
+        "warning": notifications.show_warning,
+        "info": notifications.show_info,
+    }[kind](" ".join(str(msg).split()))
 
 
 def _volume_writer(volume):
     """A writer of an in-memory image (+ sidecar JSON with modality and acquisition)."""
-    from mpi_viewer.volume import write_volume
+    from mpi_viewer.io.images import write_volume
 
     return lambda path: write_volume(volume, path)
 
 
 def _labels_writer(labels, volume):
     """A writer of a label image on ``volume``'s grid (NRRD: double-precision geometry)."""
+
     def write(path):
         import SimpleITK as sitk
 
         lab = np.asarray(labels)
         if lab.dtype.kind not in "ui" or (lab.size and lab.min() < 0):
-            raise InputError(f"manual ROIs: labels of type {lab.dtype} are not non-negative integers")
-        img = sitk.GetImageFromArray(lab.astype(np.uint16 if lab.max(initial=0) <= 65535 else np.uint32))
+            raise InputError(
+                f"manual ROIs: labels of type {lab.dtype} are not non-negative integers"
+            )
+        img = sitk.GetImageFromArray(
+            lab.astype(np.uint16 if lab.max(initial=0) <= 65535 else np.uint32)
+        )
         img.CopyInformation(volume.image)
         sitk.WriteImage(img, str(path), useCompression=True)
 
@@ -122,8 +129,11 @@ class SessionDock(QWidget):
 
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
-        for text, slot in (("Open…", self._open_clicked), ("Save", self._save_clicked),
-                           ("Save as…", self._save_as_clicked)):
+        for text, slot in (
+            ("Open…", self._open_clicked),
+            ("Save", self._save_clicked),
+            ("Save as…", self._save_as_clicked),
+        ):
             b = QPushButton(text)
             b.clicked.connect(slot)
             row.addWidget(b)
@@ -147,7 +157,9 @@ class SessionDock(QWidget):
 
     # ------------------------------------------------------------------ buttons
     def _open_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "mpi-viewer session (*.json)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open session", "", "mpi-viewer session (*.json)"
+        )
         if path:
             self.open(path, block=False)
 
@@ -158,14 +170,18 @@ class SessionDock(QWidget):
             self.save(self.path, block=False)
 
     def _save_as_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session as", "", "mpi-viewer session (*.json)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save session as", "", "mpi-viewer session (*.json)"
+        )
         if path:
             if not path.endswith(".json"):
                 path += ".json"
             self.save(path, block=False)
 
     def _ask_box(self, question: str) -> bool:
-        r = QMessageBox.question(self, "mpi-viewer session", question, QMessageBox.Yes | QMessageBox.No)
+        r = QMessageBox.question(
+            self, "mpi-viewer session", question, QMessageBox.Yes | QMessageBox.No
+        )
         return r == QMessageBox.Yes
 
     # ------------------------------------------------------------------ collect
@@ -194,14 +210,28 @@ class SessionDock(QWidget):
             acq = dict(m.get("acquisition") or {})
             if has_file:
                 p = Path(src).resolve()
-                out.append(S.InputFile(role=role, path=S.relative_path(p, session_path), sha256=self._hash(p),
-                                       modality=m.get("modality"), name=layer.name, acquisition=acq))
+                out.append(
+                    S.InputFile(
+                        role=role,
+                        path=S.relative_path(p, session_path),
+                        sha256=self._hash(p),
+                        modality=m.get("modality"),
+                        name=layer.name,
+                        acquisition=acq,
+                    )
+                )
                 continue
             # NRRD, not NIfTI: NIfTI keeps the origin and direction in float32, which moves
             # every physical position (peaks, seeds) by ~1e-7 relative; NRRD keeps doubles
             p = session_path.with_name(f"{session_path.stem}_{role}_{len(out)}.nrrd")
-            inp = S.InputFile(role=role, path=S.relative_path(p, session_path), sha256="0" * 64,
-                              modality=m.get("modality"), name=layer.name, acquisition=acq)
+            inp = S.InputFile(
+                role=role,
+                path=S.relative_path(p, session_path),
+                sha256="0" * 64,
+                modality=m.get("modality"),
+                name=layer.name,
+                acquisition=acq,
+            )
             writes.append((inp, p, _volume_writer(_layers.volume_from_layer(layer)), layer))
             out.append(inp)
         return out
@@ -213,11 +243,19 @@ class SessionDock(QWidget):
                 continue
             cmap = getattr(layer, "colormap", None)
             name = getattr(cmap, "name", None) if type(layer).__name__ == "Image" else None
-            cl = getattr(layer, "contrast_limits", None) if type(layer).__name__ == "Image" else None
-            out.append(S.LayerDisplay(name=layer.name, colormap=name,
-                                      contrast_limits=None if cl is None else [float(cl[0]), float(cl[1])],
-                                      visible=bool(layer.visible), opacity=float(layer.opacity),
-                                      blending=str(getattr(layer, "blending", None) or "") or None))
+            cl = (
+                getattr(layer, "contrast_limits", None) if type(layer).__name__ == "Image" else None
+            )
+            out.append(
+                S.LayerDisplay(
+                    name=layer.name,
+                    colormap=name,
+                    contrast_limits=None if cl is None else [float(cl[0]), float(cl[1])],
+                    visible=bool(layer.visible),
+                    opacity=float(layer.opacity),
+                    blending=str(getattr(layer, "blending", None) or "") or None,
+                )
+            )
         return out
 
     def collect(self, session_path: str | Path, *, deferred: list | None = None) -> S.Session:
@@ -233,7 +271,9 @@ class SessionDock(QWidget):
         session_path = Path(session_path).resolve()
         writes: list = []
         base = copy.deepcopy(self.session) if self.session is not None else S.Session()
-        old_folder = self.session.folder if (self.session is not None and self.session.path) else None
+        old_folder = (
+            self.session.folder if (self.session is not None and self.session.path) else None
+        )
         images = self._image_inputs(session_path, writes)
         others = []
         for inp in base.inputs:
@@ -241,18 +281,37 @@ class SessionDock(QWidget):
                 continue
             if old_folder is not None:  # phantoms, calibration files: re-anchor to the new folder
                 p = (old_folder / inp.path).resolve()
-                inp = S.InputFile(inp.role, S.relative_path(p, session_path), inp.sha256, inp.modality,
-                                  inp.name, inp.acquisition)
+                inp = S.InputFile(
+                    inp.role,
+                    S.relative_path(p, session_path),
+                    inp.sha256,
+                    inp.modality,
+                    inp.name,
+                    inp.acquisition,
+                )
             others.append(inp)
         # image inputs not shown as layers (closed by the user) stay part of the analysis
         shown = {i.role for i in images}
         for inp in base.inputs:
-            if inp.role in ("mri", "ct", "mpi") and inp.role not in shown and old_folder is not None:
+            if (
+                inp.role in ("mri", "ct", "mpi")
+                and inp.role not in shown
+                and old_folder is not None
+            ):
                 p = (old_folder / inp.path).resolve()
-                images.append(S.InputFile(inp.role, S.relative_path(p, session_path), inp.sha256,
-                                          inp.modality, inp.name, inp.acquisition))
+                images.append(
+                    S.InputFile(
+                        inp.role,
+                        S.relative_path(p, session_path),
+                        inp.sha256,
+                        inp.modality,
+                        inp.name,
+                        inp.acquisition,
+                    )
+                )
         base.inputs = images + others
         if old_folder is not None:  # files written beside the old session: re-anchor them too
+
             def anchor(rel):
                 return S.relative_path((old_folder / rel).resolve(), session_path)
 
@@ -274,24 +333,36 @@ class SessionDock(QWidget):
     def _roles(self, s: S.Session) -> dict[str, str]:
         return {inp.name: inp.role for inp in s.inputs if inp.name}
 
-    def _sections_from_docks(self, s: S.Session, session_path: Path, writes: list, *,
-                             autosave: bool = False) -> None:
+    def _sections_from_docks(
+        self, s: S.Session, session_path: Path, writes: list, *, autosave: bool = False
+    ) -> None:
         """Registration, ROIs, calibration and iron per cell from the docks that are open.
 
         The ROI dock's manual ROIs (a label image on the MPI grid) are written beside the
-        session as NRRD and named by a :class:`~mpi_viewer.session.MaskFile`. An ROI dock
+        session as NRRD and named by a :class:`~mpi_viewer.study.session.MaskFile`. An ROI dock
         whose MPI layer is gone (the viewer closing) is skipped by the autosave, quietly.
         """
         docks, roles = self._dock_by_class(), self._roles(s)
         reg = docks.get("RegistrationDock")
         st = reg.state() if reg is not None else None
-        if st and st["names"] and reg.fit is not None and {st.get("fixed"), st.get("moving")} <= set(roles):
+        if (
+            st
+            and st["names"]
+            and reg.fit is not None
+            and {st.get("fixed"), st.get("moving")} <= set(roles)
+        ):
             s.registration = S.RegistrationSection(
-                fixed=roles[st["fixed"]], moving=roles[st["moving"]], method="landmarks", model=st["model"],
-                fle_mm=st["params"].get("fle_mm"), landmarks=S.Landmarks(
-                    list(st["names"]), st["fixed_xyz_mm"], st["moving_xyz_mm"], list(st["excluded"])),
+                fixed=roles[st["fixed"]],
+                moving=roles[st["moving"]],
+                method="landmarks",
+                model=st["model"],
+                fle_mm=st["params"].get("fle_mm"),
+                landmarks=S.Landmarks(
+                    list(st["names"]), st["fixed_xyz_mm"], st["moving_xyz_mm"], list(st["excluded"])
+                ),
                 matrix=np.asarray(reg.fit.matrix, float).tolist(),
-                translation=np.asarray(reg.fit.translation, float).tolist())
+                translation=np.asarray(reg.fit.translation, float).tolist(),
+            )
         roi = docks.get("ROIDock")
         if roi is not None:
             self._roi_sections(roi, s, session_path, writes, roles, autosave=autosave)
@@ -306,8 +377,9 @@ class SessionDock(QWidget):
             if cells.results and not st["from_cells"] and s.calibration is not None:
                 s.cells = S.CellsSection(mean_pg=float(st["mean_pg"]), sd_pg=float(st["sd_pg"]))
 
-    def _roi_sections(self, dock, s: S.Session, session_path: Path, writes: list, roles: dict, *,
-                      autosave: bool) -> None:
+    def _roi_sections(
+        self, dock, s: S.Session, session_path: Path, writes: list, roles: dict, *, autosave: bool
+    ) -> None:
         st = dock.state()
         manual = st.get("manual")
         if not st["seeds_xyz_mm"] and manual is None:
@@ -321,13 +393,27 @@ class SessionDock(QWidget):
         masks = []
         if manual is not None:
             p = session_path.with_name(f"{session_path.stem}_manual_rois.nrrd")
-            m = S.MaskFile(name="manual", path=S.relative_path(p, session_path), sha256="0" * 64,
-                           names=[str(n) for n in manual["names"]])
-            writes.append((m, p, _labels_writer(manual["labels"], _layers.volume_from_layer(layer)), None))
+            m = S.MaskFile(
+                name="manual",
+                path=S.relative_path(p, session_path),
+                sha256="0" * 64,
+                names=[str(n) for n in manual["names"]],
+            )
+            writes.append(
+                (m, p, _labels_writer(manual["labels"], _layers.volume_from_layer(layer)), None)
+            )
             masks.append(m)
         method = st["params"]["method"] if st["seeds_xyz_mm"] else "manual"
-        s.rois = [S.ROISection(method=method, params=st["params"], seeds_xyz_mm=st["seeds_xyz_mm"],
-                               names=st["names"], image=roles[st["layer"]], masks=masks)]
+        s.rois = [
+            S.ROISection(
+                method=method,
+                params=st["params"],
+                seeds_xyz_mm=st["seeds_xyz_mm"],
+                names=st["names"],
+                image=roles[st["layer"]],
+                masks=masks,
+            )
+        ]
 
     def _calibration_section(self, dock, s: S.Session, session_path: Path, writes: list):
         """The calibration dock's fit as replayable phantoms (CSV written beside the session,
@@ -339,14 +425,26 @@ class SessionDock(QWidget):
         phantoms = st["phantoms"]
         cal_names = {getattr(p, "name", None) for p in dock.calibration.points}
         used = dock.roi_params_used
-        replayable = (phantoms and used is not None and used.background_mask is None
-                      and all(a is not None and np.isfinite(a) for _, _, a in phantoms)
-                      and cal_names == {n for n, _, _ in phantoms} and "mpi" in {i.role for i in s.inputs})
+        replayable = (
+            phantoms
+            and used is not None
+            and used.background_mask is None
+            and all(a is not None and np.isfinite(a) for _, _, a in phantoms)
+            and cal_names == {n for n, _, _ in phantoms}
+            and "mpi" in {i.role for i in s.inputs}
+        )
         if not replayable:
             return S.CalibrationSection(source="stored", calibration=st["calibration"])
         p = session_path.with_name(f"{session_path.stem}_phantoms.csv")
         inp = S.InputFile(role="phantoms", path=S.relative_path(p, session_path), sha256="0" * 64)
-        writes.append((inp, p, lambda path, rows=phantoms: S.atomic_write_text(path, _phantoms_csv(rows)), None))
+        writes.append(
+            (
+                inp,
+                p,
+                lambda path, rows=phantoms: S.atomic_write_text(path, _phantoms_csv(rows)),
+                None,
+            )
+        )
         s.inputs.append(inp)
         options = {k: v for k, v in st["options"].items() if v is not None}
         return S.CalibrationSection(source="phantoms", options=options, roi_params=st["roi_params"])
@@ -371,15 +469,28 @@ class SessionDock(QWidget):
             m, tr = np.asarray(t["matrix"], float), np.asarray(t["translation"], float)
             reg = s.registration
             if reg is None:
-                s.registration = S.RegistrationSection(fixed=roles.get(t.get("fixed"), "mri"),
-                                                       moving=roles.get(layer.name, "mpi"), method="transform",
-                                                       model="affine", matrix=m.tolist(), translation=tr.tolist())
-            elif reg.matrix is None or not (np.allclose(reg.matrix, m, atol=1e-12)
-                                            and np.allclose(reg.translation, tr, atol=1e-12)):
+                s.registration = S.RegistrationSection(
+                    fixed=roles.get(t.get("fixed"), "mri"),
+                    moving=roles.get(layer.name, "mpi"),
+                    method="transform",
+                    model="affine",
+                    matrix=m.tolist(),
+                    translation=tr.tolist(),
+                )
+            elif reg.matrix is None or not (
+                np.allclose(reg.matrix, m, atol=1e-12)
+                and np.allclose(reg.translation, tr, atol=1e-12)
+            ):
                 # the user changed the registration in the viewer: keep it as given
-                s.registration = S.RegistrationSection(fixed=reg.fixed, moving=reg.moving, method="transform",
-                                                       model=reg.model, landmarks=reg.landmarks,
-                                                       matrix=m.tolist(), translation=tr.tolist())
+                s.registration = S.RegistrationSection(
+                    fixed=reg.fixed,
+                    moving=reg.moving,
+                    method="transform",
+                    model=reg.model,
+                    landmarks=reg.landmarks,
+                    matrix=m.tolist(),
+                    translation=tr.tolist(),
+                )
             return
 
     # ------------------------------------------------------------------ save
@@ -391,7 +502,7 @@ class SessionDock(QWidget):
         session first. ``block=False`` runs the writing and the recomputation off the
         GUI thread with a progress bar (returns None; :attr:`path` is set when done).
         """
-        from mpi_viewer import _pipeline as P
+        from mpi_viewer.study import pipeline as P
 
         writes: list = []
         try:
@@ -422,7 +533,7 @@ class SessionDock(QWidget):
             self.status.setText(text)
             saved.append(Path(out))
 
-        from ._calibration_dock import run_task
+        from mpi_viewer.plugins._calibration_dock import run_task
 
         self._worker = run_task(work, on_done=done, block=block, desc="saving session")
         return saved[0] if saved else None
@@ -447,7 +558,9 @@ class SessionDock(QWidget):
         self._timer.stop()
 
     # ------------------------------------------------------------------ open
-    def open(self, path: str | Path, *, allow_changed_inputs: bool | None = None, block: bool = True) -> bool:
+    def open(
+        self, path: str | Path, *, allow_changed_inputs: bool | None = None, block: bool = True
+    ) -> bool:
         """Open a session: layers, transform, display settings, then each open dock's
         ``restore`` (landmarks, ROIs and their table, calibration, cells), and say whether
         the recomputed numbers match the stored ones.
@@ -456,7 +569,7 @@ class SessionDock(QWidget):
         ``block=False``. Returns False (after a notification naming the file) when the
         session cannot be opened; nothing is loaded then.
         """
-        from mpi_viewer import _pipeline as P
+        from mpi_viewer.study import pipeline as P
 
         try:
             s = S.load_session(path)
@@ -464,7 +577,11 @@ class SessionDock(QWidget):
             for w in s.warnings:
                 if w not in outside:
                     _notify("warning", w)
-            if outside and self.recovered_from is None and not self._ask(outside[0] + ". Open them?"):
+            if (
+                outside
+                and self.recovered_from is None
+                and not self._ask(outside[0] + ". Open them?")
+            ):
                 return False
         except MPIViewerError as exc:
             _notify("error", f"session not opened: {exc}")
@@ -473,7 +590,11 @@ class SessionDock(QWidget):
         def work():
             try:
                 notes = s.verify_inputs(allow_changed=True)
-                if notes and not allow_changed_inputs and (allow_changed_inputs is False or block is False):
+                if (
+                    notes
+                    and not allow_changed_inputs
+                    and (allow_changed_inputs is False or block is False)
+                ):
                     return notes, None  # ask (or refuse) before recomputing on changed files
                 return notes, P.recompute(s)
             except MPIViewerError as exc:
@@ -482,15 +603,21 @@ class SessionDock(QWidget):
         opened: list = []
 
         def done(result):
-            opened.append(self._opened(path, s, *result, allow_changed_inputs=allow_changed_inputs, block=block))
+            opened.append(
+                self._opened(
+                    path, s, *result, allow_changed_inputs=allow_changed_inputs, block=block
+                )
+            )
 
-        from ._calibration_dock import run_task
+        from mpi_viewer.plugins._calibration_dock import run_task
 
         self._worker = run_task(work, on_done=done, block=block, desc="opening session")
         return bool(opened and opened[0]) if block else True
 
-    def _opened(self, path, s: S.Session, notes: list[str], rec, *, allow_changed_inputs, block=True) -> bool:
-        from mpi_viewer import _pipeline as P
+    def _opened(
+        self, path, s: S.Session, notes: list[str], rec, *, allow_changed_inputs, block=True
+    ) -> bool:
+        from mpi_viewer.study import pipeline as P
 
         if notes and not allow_changed_inputs:
             if allow_changed_inputs is False or not self._ask(f"{notes[0]}. Open anyway?"):
@@ -509,9 +636,14 @@ class SessionDock(QWidget):
         self.rows = rec.rows
         self.session, self.path = s, (None if self.recovered_from else Path(path))
         if self.differences:
-            _notify("warning", f"{len(self.differences)} recomputed number(s) differ from the session: "
-                    f"{self.differences[0]}")
-        self.status.setText(f"opened {path}" + (" — numbers match" if s.results and not self.differences else ""))
+            _notify(
+                "warning",
+                f"{len(self.differences)} recomputed number(s) differ from the session: "
+                f"{self.differences[0]}",
+            )
+        self.status.setText(
+            f"opened {path}" + (" — numbers match" if s.results and not self.differences else "")
+        )
         return True
 
     def _show(self, s: S.Session, rec, *, block: bool = True) -> None:
@@ -529,23 +661,37 @@ class SessionDock(QWidget):
         mpi_layer = layers.get(s.registration.moving if s.registration else "mpi")
         if fit is not None and mpi_layer is not None:
             fixed = layers.get(s.registration.fixed)
-            _layers.apply_registration(mpi_layer, fit[0], fit[1], fixed_name=getattr(fixed, "name", None))
+            _layers.apply_registration(
+                mpi_layer, fit[0], fit[1], fixed_name=getattr(fixed, "name", None)
+            )
         results = [r for _, rs in rec.rois for r in rs]
         if results and "mpi" in rec.volumes and "ROIDock" not in self._dock_by_class():
-            from mpi_viewer.roi import rois_to_label_image
+            from mpi_viewer.roi.regions import rois_to_label_image
 
             if ROI_LAYER in self.viewer.layers:
                 self.viewer.layers.remove(ROI_LAYER)
-            labels = self.viewer.add_labels(rois_to_label_image(rec.volumes["mpi"], results), name=ROI_LAYER)
-            labels.metadata["mpi_viewer"] = dict(_layers.meta(layers["mpi"])) if "mpi" in layers else {}
+            labels = self.viewer.add_labels(
+                rois_to_label_image(rec.volumes["mpi"], results), name=ROI_LAYER
+            )
+            labels.metadata["mpi_viewer"] = (
+                dict(_layers.meta(layers["mpi"])) if "mpi" in layers else {}
+            )
             labels.metadata["mpi_viewer"]["roi_names"] = [r.name for r in results]
             if "mpi" in layers:
                 _layers.copy_placement(layers["mpi"], labels)
         self._restore_docks(s, rec, layers, block=block)
-        if s.registration is not None and s.registration.method == "transform" and fit is not None \
-                and mpi_layer is not None:  # a refined or loaded transform wins over the landmarks' refit
-            _layers.apply_registration(mpi_layer, fit[0], fit[1],
-                                       fixed_name=getattr(layers.get(s.registration.fixed), "name", None))
+        if (
+            s.registration is not None
+            and s.registration.method == "transform"
+            and fit is not None
+            and mpi_layer is not None
+        ):  # a refined or loaded transform wins over the landmarks' refit
+            _layers.apply_registration(
+                mpi_layer,
+                fit[0],
+                fit[1],
+                fixed_name=getattr(layers.get(s.registration.fixed), "name", None),
+            )
         for d in s.layers:
             if d.name in self.viewer.layers:
                 self._apply_display(self.viewer.layers[d.name], d)
@@ -566,7 +712,9 @@ class SessionDock(QWidget):
 
     def _docks(self) -> list:
         win = self.viewer.window
-        docks = win.dock_widgets if hasattr(win, "dock_widgets") else getattr(win, "_dock_widgets", {})
+        docks = (
+            win.dock_widgets if hasattr(win, "dock_widgets") else getattr(win, "_dock_widgets", {})
+        )
         out = []
         for d in list(docks.values()):
             w = getattr(d, "native", d)
@@ -577,7 +725,11 @@ class SessionDock(QWidget):
 
     def _dock_by_class(self) -> dict:
         """The open docks by class name (``ROIDock``, ``CalibrationDock``…) having ``state``."""
-        return {type(w).__name__: w for w in self._docks() if hasattr(w, "state") and hasattr(w, "restore")}
+        return {
+            type(w).__name__: w
+            for w in self._docks()
+            if hasattr(w, "state") and hasattr(w, "restore")
+        }
 
     def _restore_docks(self, s: S.Session, rec, layers: dict, *, block: bool = True) -> None:
         """Hand the session to each open dock's ``restore`` (each step guarded), in the
@@ -592,24 +744,54 @@ class SessionDock(QWidget):
             if not names and rec.registration is not None:  # template: the matched wells
                 names = list(rec.registration.matched_names)
                 fx, mv = rec.registration.fixed_xyz_mm, rec.registration.moving_xyz_mm
-            params = {"model": reg.model, **({"fle_mm": reg.fle_mm} if reg.fle_mm is not None else {})}
+            params = {
+                "model": reg.model,
+                **({"fle_mm": reg.fle_mm} if reg.fle_mm is not None else {}),
+            }
             if names:
-                steps.append(("RegistrationDock", {
-                    "names": list(names), "fixed_xyz_mm": np.asarray(fx, float).tolist(),
-                    "moving_xyz_mm": np.asarray(mv, float).tolist(), "excluded": list(lm.excluded),
-                    "model": reg.model, "fixed": name.get(reg.fixed), "moving": name.get(reg.moving),
-                    "params": params}))
+                steps.append(
+                    (
+                        "RegistrationDock",
+                        {
+                            "names": list(names),
+                            "fixed_xyz_mm": np.asarray(fx, float).tolist(),
+                            "moving_xyz_mm": np.asarray(mv, float).tolist(),
+                            "excluded": list(lm.excluded),
+                            "model": reg.model,
+                            "fixed": name.get(reg.fixed),
+                            "moving": name.get(reg.moving),
+                            "params": params,
+                        },
+                    )
+                )
         if s.rois:
             sec = s.rois[0]
-            steps.append(("ROIDock", {"layer": name.get(sec.image), "params": sec.params,
-                                      "seeds_xyz_mm": sec.seeds_xyz_mm, "names": sec.names,
-                                      "manual": self._manual_state(rec, 0)}))
+            steps.append(
+                (
+                    "ROIDock",
+                    {
+                        "layer": name.get(sec.image),
+                        "params": sec.params,
+                        "seeds_xyz_mm": sec.seeds_xyz_mm,
+                        "names": sec.names,
+                        "manual": self._manual_state(rec, 0),
+                    },
+                )
+            )
         if rec.calibration is not None:
             steps.append(("CalibrationDock", self._calibration_state(s, rec, name)))
             if s.cells is not None or rec.calibration.kind == "cells":
                 cells = s.cells or S.CellsSection(mean_pg=15.0, sd_pg=1.5)
-                steps.append(("CellsDock", {"mean_pg": cells.mean_pg, "sd_pg": cells.sd_pg,
-                                            "from_cells": s.cells is None}))
+                steps.append(
+                    (
+                        "CellsDock",
+                        {
+                            "mean_pg": cells.mean_pg,
+                            "sd_pg": cells.sd_pg,
+                            "from_cells": s.cells is None,
+                        },
+                    )
+                )
         for cls, state in steps:
             w = docks.get(cls)
             if w is None:
@@ -640,16 +822,34 @@ class SessionDock(QWidget):
         c, sec = rec.calibration, s.calibration
         phantoms = []
         if sec.source == "phantoms":
-            from mpi_viewer.calibration import read_phantoms_csv
+            from mpi_viewer.calibration.phantoms import read_phantoms_csv
 
-            phantoms = [[p.name, list(p.xyz_mm), p.iron_ug]
-                        for p in read_phantoms_csv(s.resolve(s.input("phantoms").path), min_count=1)]
-        options = {"name": c.name, "kind": c.kind, "through_origin": c.through_origin, "weighting": c.weighting,
-                   "mode": c.mode, "reference": sec.options.get("reference"), "tracer": c.tracer,
-                   "tracer_lot": c.tracer_lot, "environment": c.environment, "preparation": c.preparation}
-        roi = sec.roi_params if sec.roi_params is not None else (s.rois[0].params if s.rois else None)
-        return {"layer": name.get("mpi"), "options": options, "phantoms": phantoms,
-                "roi_params": roi if sec.source == "phantoms" else None, "calibration": c.to_dict()}
+            phantoms = [
+                [p.name, list(p.xyz_mm), p.iron_ug]
+                for p in read_phantoms_csv(s.resolve(s.input("phantoms").path), min_count=1)
+            ]
+        options = {
+            "name": c.name,
+            "kind": c.kind,
+            "through_origin": c.through_origin,
+            "weighting": c.weighting,
+            "mode": c.mode,
+            "reference": sec.options.get("reference"),
+            "tracer": c.tracer,
+            "tracer_lot": c.tracer_lot,
+            "environment": c.environment,
+            "preparation": c.preparation,
+        }
+        roi = (
+            sec.roi_params if sec.roi_params is not None else (s.rois[0].params if s.rois else None)
+        )
+        return {
+            "layer": name.get("mpi"),
+            "options": options,
+            "phantoms": phantoms,
+            "roi_params": roi if sec.source == "phantoms" else None,
+            "calibration": c.to_dict(),
+        }
 
     # ------------------------------------------------------------------ recovery
     def pending_recoveries(self) -> list[Path]:
@@ -661,10 +861,13 @@ class SessionDock(QWidget):
             return
         self._recovery_box = box = QMessageBox(self)
         box.setWindowTitle("mpi-viewer: recover session")
-        box.setText(f"mpi-viewer did not close properly. Recover the autosaved session {pending[0].name}?")
+        box.setText(
+            f"mpi-viewer did not close properly. Recover the autosaved session {pending[0].name}?"
+        )
         box.setStandardButtons(QMessageBox.Yes | QMessageBox.No)
-        box.buttonClicked.connect(lambda b: self.recover(pending[0]) if box.standardButton(b) == QMessageBox.Yes
-                                  else None)
+        box.buttonClicked.connect(
+            lambda b: self.recover(pending[0]) if box.standardButton(b) == QMessageBox.Yes else None
+        )
         QTimer.singleShot(0, box.open)  # non-blocking, after the window is up
 
     def recover(self, path: str | Path) -> bool:
@@ -689,7 +892,7 @@ class SessionDock(QWidget):
 # -- File menu actions ------------------------------------------------------------------------------
 def _session_dock_of(viewer) -> SessionDock:
     """The viewer's Session dock, opened if it is not."""
-    for w in (viewer.window.dock_widgets.values() if hasattr(viewer.window, "dock_widgets") else []):
+    for w in viewer.window.dock_widgets.values() if hasattr(viewer.window, "dock_widgets") else []:
         if isinstance(w, SessionDock):
             return w
     _, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", "Session")

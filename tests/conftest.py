@@ -24,6 +24,6 @@ def errors(notes):
 @pytest.fixture(scope="session")
 def study():
     """The default demo study (synthetic ground truth), generated once."""
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.demo.study import make_demo_study
 
     return make_demo_study()

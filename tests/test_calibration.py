@@ -7,18 +7,18 @@ import pytest
 from scipy import stats
 
 from mpi_viewer import calibration as cal
-from mpi_viewer.calibration import (
-    Calibration,
-    CalibrationLibrary,
+from mpi_viewer.calibration.fit import detection_limit, fit_calibration, inverse_predict
+from mpi_viewer.calibration.phantoms import (
     CalibrationPoint,
     Phantom,
-    compatibility_warnings,
-    detection_limit,
-    fit_calibration,
-    inverse_predict,
-    load_calibration,
     phantoms_outside,
     read_phantoms_csv,
+)
+from mpi_viewer.calibration.record import (
+    Calibration,
+    CalibrationLibrary,
+    compatibility_warnings,
+    load_calibration,
     save_calibration,
 )
 from mpi_viewer.errors import InputError
@@ -59,7 +59,12 @@ def test_estimates_within_their_standard_errors():
     for _ in range(400):
         y = SLOPE * X + INTERCEPT + rng.normal(0, 5.0, X.size)
         f = fit_calibration(y, X)
-        slopes.append(f.slope), inters.append(f.intercept), se_s.append(f.se_slope), se_i.append(f.se_intercept)
+        (
+            slopes.append(f.slope),
+            inters.append(f.intercept),
+            se_s.append(f.se_slope),
+            se_i.append(f.se_intercept),
+        )
     slopes, inters, se_s, se_i = map(np.asarray, (slopes, inters, se_s, se_i))
     # true SE of the slope: σ/√Sxx
     true_se = 5.0 / np.sqrt(np.sum((X - X.mean()) ** 2))
@@ -106,13 +111,16 @@ def test_single_reference_ratio():
     assert x == pytest.approx(1.0) and np.isnan(lo) and np.isnan(hi)
 
 
-@pytest.mark.parametrize("kw, msg", [
-    ({"signal": [1, 2, 3], "amount": [1, 2]}, "3 signals"),
-    ({"signal": [3, 2, 1], "amount": [1, 2, 3]}, "slope"),
-    ({"signal": [1], "amount": [1]}, "at least 2"),
-    ({"signal": [1, 2], "amount": [2, 2]}, "same amount"),
-    ({"signal": [1, np.nan], "amount": [1, 2]}, "finite"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"signal": [1, 2, 3], "amount": [1, 2]}, "3 signals"),
+        ({"signal": [3, 2, 1], "amount": [1, 2, 3]}, "slope"),
+        ({"signal": [1], "amount": [1]}, "at least 2"),
+        ({"signal": [1, 2], "amount": [2, 2]}, "same amount"),
+        ({"signal": [1, np.nan], "amount": [1, 2]}, "finite"),
+    ],
+)
 def test_fit_rejects_bad_input(kw, msg):
     with pytest.raises(InputError, match=msg):
         fit_calibration(kw["signal"], kw["amount"])
@@ -129,7 +137,11 @@ def test_inverse_prediction_interval_is_the_inverted_prediction_band():
     t = stats.t.ppf(0.975, 4)
     n, xbar, sxx = X.size, X.mean(), np.sum((X - X.mean()) ** 2)
     for xb, sign in ((lo, +1), (hi, -1)):
-        band = f.slope * xb + f.intercept + sign * t * f.residual_sd * np.sqrt(1 + 1 / n + (xb - xbar) ** 2 / sxx)
+        band = (
+            f.slope * xb
+            + f.intercept
+            + sign * t * f.residual_sd * np.sqrt(1 + 1 / n + (xb - xbar) ** 2 / sxx)
+        )
         assert band == pytest.approx(1000.0, rel=1e-9)
 
 
@@ -186,14 +198,17 @@ def test_read_phantoms(tmp_path):
     assert ph == [Phantom("a", (1.0, -2.0, 3.5), 0.5), Phantom("b", (4.0, 5.0, 6.0), 10.0)]
 
 
-@pytest.mark.parametrize("text, msg", [
-    ("name,x,y,z\na,1,2,3\nb,1,2,3\n", "missing column"),
-    ("name,x,y,z,iron_ug\na,1,2,3,1\na,1,2,3,2\n", "duplicate"),
-    ("name,x,y,z,iron_ug\na,1,2,3,lots\nb,1,2,3,2\n", "not a number"),
-    ("name,x,y,z,iron_ug\na,1,2,3,-1\nb,1,2,3,2\n", "≥ 0"),
-    ("name,x,y,z,iron_ug\na,1,2,3,1\n", "at least 2"),
-    ("name,x,y,z,iron_ug\na,1,two,3,1\nb,1,2,3,2\n", "non-numeric coordinate"),
-])
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("name,x,y,z\na,1,2,3\nb,1,2,3\n", "missing column"),
+        ("name,x,y,z,iron_ug\na,1,2,3,1\na,1,2,3,2\n", "duplicate"),
+        ("name,x,y,z,iron_ug\na,1,2,3,lots\nb,1,2,3,2\n", "not a number"),
+        ("name,x,y,z,iron_ug\na,1,2,3,-1\nb,1,2,3,2\n", "≥ 0"),
+        ("name,x,y,z,iron_ug\na,1,2,3,1\n", "at least 2"),
+        ("name,x,y,z,iron_ug\na,1,two,3,1\nb,1,2,3,2\n", "non-numeric coordinate"),
+    ],
+)
 def test_bad_phantom_csv_is_one_line(tmp_path, text, msg):
     with pytest.raises(InputError, match=msg) as e:
         read_phantoms_csv(_csv(tmp_path, text))
@@ -201,7 +216,7 @@ def test_bad_phantom_csv_is_one_line(tmp_path, text, msg):
 
 
 def test_phantom_outside_image_is_named():
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.demo.study import make_demo_study
 
     mpi = make_demo_study(include_ct=False).mpi
     inside = mpi.index_to_physical([[5, 5, 5]])[0]
@@ -213,13 +228,31 @@ def test_phantom_outside_image_is_named():
 
 # -- the record, JSON, library ---------------------------------------------------------------------------
 def _cal(name="vivotrax_2025", **kw):
-    pts = [CalibrationPoint(f"v{x}", signal=SLOPE * x + INTERCEPT + (-1) ** i * 3, iron_ug=float(x),
-                            peak_au=50.0 * x, xyz_mm=(1.0, 2.0, float(i))) for i, x in enumerate(X)]
-    return Calibration.from_points(name, pts, tracer="VivoTrax", tracer_lot="L1",
-                                   acquisition={"mode": "3D", "gradient_T_per_m": 5.7, "drive_amplitude_mT": 20.0,
-                                                "drive_frequency_kHz": 45.0, "averages": 1},
-                                   roi={"method": "halfmax", "fraction": 0.5, "n_sd": 5.0, "split_sources": True},
-                                   **kw)
+    pts = [
+        CalibrationPoint(
+            f"v{x}",
+            signal=SLOPE * x + INTERCEPT + (-1) ** i * 3,
+            iron_ug=float(x),
+            peak_au=50.0 * x,
+            xyz_mm=(1.0, 2.0, float(i)),
+        )
+        for i, x in enumerate(X)
+    ]
+    return Calibration.from_points(
+        name,
+        pts,
+        tracer="VivoTrax",
+        tracer_lot="L1",
+        acquisition={
+            "mode": "3D",
+            "gradient_T_per_m": 5.7,
+            "drive_amplitude_mT": 20.0,
+            "drive_frequency_kHz": 45.0,
+            "averages": 1,
+        },
+        roi={"method": "halfmax", "fraction": 0.5, "n_sd": 5.0, "split_sources": True},
+        **kw,
+    )
 
 
 def test_calibration_json_round_trip(tmp_path):
@@ -268,19 +301,31 @@ def test_single_reference_from_points_uses_the_named_phantom():
 
 # -- warnings ------------------------------------------------------------------------------------------------
 def test_compatibility_warnings():
-    from mpi_viewer.volume import Acquisition
+    from mpi_viewer.geometry.volume import Acquisition
 
     c = _cal()
 
     class ROI:
         def __init__(self, **kw):
-            self.d = {"method": "halfmax", "fraction": 0.5, "n_sd": 5.0, "split_sources": True, **kw}
+            self.d = {
+                "method": "halfmax",
+                "fraction": 0.5,
+                "n_sd": 5.0,
+                "split_sources": True,
+                **kw,
+            }
 
         def to_dict(self):
             return self.d
 
-    same = Acquisition(tracer="vivotrax", mode="3D", gradient_T_per_m=5.7, drive_amplitude_mT=20.0,
-                       drive_frequency_kHz=45.0, averages=1)
+    same = Acquisition(
+        tracer="vivotrax",
+        mode="3D",
+        gradient_T_per_m=5.7,
+        drive_amplitude_mT=20.0,
+        drive_frequency_kHz=45.0,
+        averages=1,
+    )
     assert compatibility_warnings(c, same, ROI()) == []
     other = Acquisition(tracer="ProMag", mode="3D", gradient_T_per_m=3.0, drive_amplitude_mT=20.0)
     w = compatibility_warnings(c, other, ROI(method="nsd"))
@@ -291,8 +336,11 @@ def test_compatibility_warnings():
     assert any("fraction differs" in s for s in w)
     assert any("20–70 %" in s for s in w)
     # few points, poor fit, fixed-volume preparation
-    pts = [CalibrationPoint("a", 10.0, iron_ug=1.0), CalibrationPoint("b", 30.0, iron_ug=2.0),
-           CalibrationPoint("c", 15.0, iron_ug=3.0)]
+    pts = [
+        CalibrationPoint("a", 10.0, iron_ug=1.0),
+        CalibrationPoint("b", 30.0, iron_ug=2.0),
+        CalibrationPoint("c", 15.0, iron_ug=3.0),
+    ]
     poor = Calibration.from_points("poor", pts, preparation="fixed_volume")
     w = compatibility_warnings(poor, same)
     assert any("R² 0." in s for s in w) and any("fixed-volume" in s for s in w)
@@ -305,14 +353,23 @@ class _ROI:
     """The ROI-result fields apply_calibration reads (an ROI of 10 mm³ on 0.125 mm³ voxels)."""
 
     def __init__(self, name, total_signal, peak_au, noise_sd=1.5, size=10.0):
-        self.name, self.total_signal, self.peak_au, self.noise_sd, self.size = name, total_signal, peak_au, noise_sd, size
+        self.name, self.total_signal, self.peak_au, self.noise_sd, self.size = (
+            name,
+            total_signal,
+            peak_au,
+            noise_sd,
+            size,
+        )
         self.flags, self.warnings = [], []
 
 
 def test_apply_iron_calibration_lod_and_range():
     c = _cal()  # peaks 50 a.u. per µg → LOD = 5 × 1.5 / 50 = 0.15 µg
-    rois = [_ROI("in", SLOPE * 3.0 + INTERCEPT, 150.0), _ROI("tiny", SLOPE * 0.1 + INTERCEPT, 5.0),
-            _ROI("huge", SLOPE * 40 + INTERCEPT, 2000.0)]
+    rois = [
+        _ROI("in", SLOPE * 3.0 + INTERCEPT, 150.0),
+        _ROI("tiny", SLOPE * 0.1 + INTERCEPT, 5.0),
+        _ROI("huge", SLOPE * 40 + INTERCEPT, 2000.0),
+    ]
     q = cal.apply_calibration(rois, c, voxel_volume_mm3=0.125)
     assert q[0].iron_ug == pytest.approx(3.0, rel=0.01) and not q[0].below_lod
     assert q[0].iron_ci_low_ug < 3.0 < q[0].iron_ci_high_ug
@@ -325,12 +382,17 @@ def test_apply_iron_calibration_lod_and_range():
 def test_apply_cell_calibration_gives_cells_directly():
     n = np.array([1e4, 3e4, 1e5, 3e5, 1e6])
     per_cell = 0.004  # a.u.·mm³ per cell
-    pts = [CalibrationPoint(f"p{i}", signal=per_cell * v, cells=float(v), peak_au=v * 5e-4) for i, v in enumerate(n)]
+    pts = [
+        CalibrationPoint(f"p{i}", signal=per_cell * v, cells=float(v), peak_au=v * 5e-4)
+        for i, v in enumerate(n)
+    ]
     c = Calibration.from_points("cells", pts, kind="cells")
     assert c.environment == "cells" and c.x_unit == "cells"
     q = cal.apply_calibration([_ROI("r", per_cell * 2.4e5, 120.0)], c)
     assert q[0].cells == pytest.approx(2.4e5, rel=1e-9) and q[0].iron_ug is None
-    assert not any("20–70 %" in w for w in compatibility_warnings(c, {"tracer": "x"}, for_cells=True))
+    assert not any(
+        "20–70 %" in w for w in compatibility_warnings(c, {"tracer": "x"}, for_cells=True)
+    )
 
 
 def test_apply_single_reference_interval_from_image_noise():
@@ -345,16 +407,22 @@ def test_apply_single_reference_interval_from_image_noise():
 
 
 # -- phantoms from the phantom-holder template --------------------------------------------------------------
-def _holder_image(rotation_deg=(3.0, -4.0, 8.0), translation_mm=(2.0, -1.5, 4.0), iron=(0.5, 1, 2.5, 5, 10, 20, None)):
+def _holder_image(
+    rotation_deg=(3.0, -4.0, 8.0),
+    translation_mm=(2.0, -1.5, 4.0),
+    iron=(0.5, 1, 2.5, 5, 10, 20, None),
+):
     """A synthetic MPI of the 7-well holder at a known pose: Gaussian PSF (FWHM 2.4, 2.4, 3.6 mm),
     5 µg per fiducial, the wells' iron, noise SD 1.5 a.u. (the demo's sensitivity)."""
-    from mpi_viewer.demo import load_template, rotation_matrix
-    from mpi_viewer.volume import Volume, image_from_array
+    from mpi_viewer.demo.study import load_template, rotation_matrix
+    from mpi_viewer.geometry.volume import Volume, image_from_array
 
     t = load_template("phantom_holder_7well_v1")
     r, tr = rotation_matrix(rotation_deg), np.asarray(translation_mm)
     pts = [(np.asarray(f["position_mm"]), 5.0) for f in t["fiducials"]]
-    pts += [(np.asarray(w["position_mm"]), fe) for w, fe in zip(t["wells"], iron, strict=True) if fe]
+    pts += [
+        (np.asarray(w["position_mm"]), fe) for w, fe in zip(t["wells"], iron, strict=True) if fe
+    ]
     spacing = 0.5
     shape = (260, 50, 50)  # z, y, x
     origin = np.array([-12.5, -12.5, -65.0])
@@ -366,8 +434,10 @@ def _holder_image(rotation_deg=(3.0, -4.0, 8.0), translation_mm=(2.0, -1.5, 4.0)
         c = r @ q + tr
         e = sum(((phys[a] - c[a]) / sig[a]) ** 2 for a in range(3))
         img += 1250 * fe / ((2 * np.pi) ** 1.5 * np.prod(sig)) * np.exp(-0.5 * e)
-    vol = Volume(image=image_from_array(img.astype(np.float32), spacing_mm=(spacing,) * 3, origin_mm=origin),
-                 modality="MPI")
+    vol = Volume(
+        image=image_from_array(img.astype(np.float32), spacing_mm=(spacing,) * 3, origin_mm=origin),
+        modality="MPI",
+    )
     truth = {w["name"]: r @ np.asarray(w["position_mm"]) + tr for w in t["wells"]}
     return vol, truth
 

@@ -11,14 +11,12 @@ import pytest
 pytestmark = pytest.mark.gui
 
 
-
-
 @pytest.fixture
 def demo(make_napari_viewer, tmp_path):
     from mpi_viewer.plugins._calibration_dock import CalibrationDock
     from mpi_viewer.plugins._launch import load_demo
 
-    from mpi_viewer.demo import write_demo_study
+    from mpi_viewer.demo.study import write_demo_study
 
     viewer = make_napari_viewer()
     study = load_demo(viewer)
@@ -37,7 +35,11 @@ def _half_max_slope(study) -> float:
     ratios = []
     for v in study.truth["vials"]:
         img = study.render_sources([v["mpi_mm"]], [v["iron_ug"]])
-        peak = study.truth["sensitivity_au_mm3_per_ug"] * v["iron_ug"] / ((2 * np.pi) ** 1.5 * np.prod(sigma))
+        peak = (
+            study.truth["sensitivity_au_mm3_per_ug"]
+            * v["iron_ug"]
+            / ((2 * np.pi) ** 1.5 * np.prod(sigma))
+        )
         ratios.append(img[img >= peak / 2].sum() * vv / v["iron_ug"])
     return float(np.mean(ratios))
 
@@ -76,7 +78,9 @@ def test_csv_fit_slope_and_iron_of_the_isolated_source(demo, errors):
     assert iso.iron_ci_low_ug < iso.iron_ug < iso.iron_ci_high_ug
     assert not iso.below_lod
     assert dock.iron_table.rowCount() == len(res)
-    headers = [dock.iron_table.horizontalHeaderItem(j).text() for j in range(dock.iron_table.columnCount())]
+    headers = [
+        dock.iron_table.horizontalHeaderItem(j).text() for j in range(dock.iron_table.columnCount())
+    ]
     assert any("µg Fe" in h for h in headers) and "warnings" in headers
 
 

@@ -4,14 +4,22 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mpi_viewer.cells import IronPerCell, cells_from_iron, format_cells, format_iron
+from mpi_viewer.calibration.cells import IronPerCell, cells_from_iron, format_cells, format_iron
 from mpi_viewer.errors import InputError
 
 
-@pytest.mark.parametrize("mean, sd, msg", [
-    (0, 0, "> 0"), (-3, 0, "> 0"), (None, 0, "missing"), (15, 20, "larger than the mean"),
-    (15, -1, "≥ 0"), ("abc", 0, "not a number"), (float("nan"), 0, "> 0"),
-])
+@pytest.mark.parametrize(
+    "mean, sd, msg",
+    [
+        (0, 0, "> 0"),
+        (-3, 0, "> 0"),
+        (None, 0, "missing"),
+        (15, 20, "larger than the mean"),
+        (15, -1, "≥ 0"),
+        ("abc", 0, "not a number"),
+        (float("nan"), 0, "> 0"),
+    ],
+)
 def test_bad_iron_per_cell(mean, sd, msg):
     with pytest.raises(InputError, match=msg):
         IronPerCell(mean, sd)

@@ -7,8 +7,6 @@ import pytest
 pytestmark = pytest.mark.gui
 
 
-
-
 @pytest.fixture
 def computed(make_napari_viewer, tmp_path, errors):
     """Demo loaded, calibrated from its vials, ROIs at the true sources, cells at 15 ± 1.5 pg."""
@@ -17,8 +15,8 @@ def computed(make_napari_viewer, tmp_path, errors):
     from mpi_viewer.plugins._launch import load_demo
     from mpi_viewer.plugins._layers import volume_from_layer
 
-    from mpi_viewer import roi
-    from mpi_viewer.demo import write_demo_study
+    from mpi_viewer.demo.study import write_demo_study
+    from mpi_viewer.roi import regions as roi
 
     viewer = make_napari_viewer(show=True)  # a shown window: screenshots render the canvas
     study = load_demo(viewer)
@@ -31,8 +29,13 @@ def computed(make_napari_viewer, tmp_path, errors):
     cal.fit(block=True)
     src = study.truth["sources"]
     params = roi.ROIParams()
-    rois = roi.measure(volume_from_layer(cal.mpi_layer), [s["mpi_mm"] for s in src], params,
-                       names=[s["name"] for s in src], on_error="skip")
+    rois = roi.measure(
+        volume_from_layer(cal.mpi_layer),
+        [s["mpi_mm"] for s in src],
+        params,
+        names=[s["name"] for s in src],
+        on_error="skip",
+    )
     cal.apply_to_rois(rois, params)
     cells.set_iron_per_cell(study.truth["iron_per_cell_pg"], study.truth["iron_per_cell_sd_pg"])
     res = cells.compute(block=True)
@@ -118,8 +121,8 @@ def test_cells_from_a_cell_based_calibration(make_napari_viewer, tmp_path, error
     from mpi_viewer.plugins._launch import load_demo
     from mpi_viewer.plugins._layers import volume_from_layer
 
-    from mpi_viewer import roi
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.demo.study import make_demo_study
+    from mpi_viewer.roi import regions as roi
 
     viewer = make_napari_viewer()
     study = load_demo(viewer)
@@ -130,12 +133,16 @@ def test_cells_from_a_cell_based_calibration(make_napari_viewer, tmp_path, error
     viewer.window.add_dock_widget(cells, name="Cells and report")
     pg = study.truth["iron_per_cell_pg"]
     cal.kind_combo.setCurrentIndex(1)  # phantoms hold cells
-    cal.set_phantoms([(v["name"], v["mpi_mm"], v["iron_ug"] * 1e6 / pg) for v in study.truth["vials"]])
+    cal.set_phantoms(
+        [(v["name"], v["mpi_mm"], v["iron_ug"] * 1e6 / pg) for v in study.truth["vials"]]
+    )
     cal.fit(block=True)
     assert cal.calibration.kind == "cells" and cal.calibration.environment == "cells"
     truth = study.source("isolated")
     params = roi.ROIParams()
-    rois = roi.measure(volume_from_layer(cal.mpi_layer), [truth["mpi_mm"]], params, names=["isolated"])
+    rois = roi.measure(
+        volume_from_layer(cal.mpi_layer), [truth["mpi_mm"]], params, names=["isolated"]
+    )
     cal.apply_to_rois(rois, params)
 
     cells.cellcal_radio.setChecked(True)

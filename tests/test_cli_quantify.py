@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mpi_viewer.cli import main
-from mpi_viewer.demo import make_demo_study, write_demo_study
-from mpi_viewer.results import read_csv
+from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.io.tables import read_csv
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +37,33 @@ def test_quantify_writes_csv_and_masks(demo_dir, tmp_path, capsys):
     d, study = demo_dir
     iso, weak = study.source("isolated"), study.source("weak")
     out, masks = tmp_path / "r.csv", tmp_path / "m.nii.gz"
-    rc = main(["quantify", str(d / "mpi.nii.gz"), _seed(np.add(iso["mpi_mm"], 0.5)), _seed(weak["mpi_mm"]),
-               "-o", str(out), "--masks", str(masks)])
+    rc = main(
+        [
+            "quantify",
+            str(d / "mpi.nii.gz"),
+            _seed(np.add(iso["mpi_mm"], 0.5)),
+            _seed(weak["mpi_mm"]),
+            "-o",
+            str(out),
+            "--masks",
+            str(masks),
+        ]
+    )
     assert rc == 0
     rows = read_csv(out)
     assert [r["name"] for r in rows] == ["roi_1", "roi_2"]
     assert float(rows[0]["total_signal_au_mm3"]) == pytest.approx(_expected(study, iso), rel=0.02)
     assert "shared_signal" in rows[1]["flags"]
-    for col in ("peak_au", "mean_au", "volume_mm3", "snr", "fwhm_x_mm", "fwhm_y_mm", "fwhm_z_mm", "noise_sd_au"):
+    for col in (
+        "peak_au",
+        "mean_au",
+        "volume_mm3",
+        "snr",
+        "fwhm_x_mm",
+        "fwhm_y_mm",
+        "fwhm_z_mm",
+        "noise_sd_au",
+    ):
         assert col in rows[0]
     lab = sitk.ReadImage(str(masks))
     assert lab.GetSize() == study.mpi.image.GetSize()
@@ -58,12 +77,28 @@ def test_quantify_nsd_and_noise_sd(demo_dir, tmp_path):
     d, study = demo_dir
     iso = study.source("isolated")
     out = tmp_path / "r.csv"
-    assert main(["quantify", str(d / "mpi.nii.gz"), _seed(iso["mpi_mm"]), "--method", "nsd", "--noise-sd", "1.5",
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "quantify",
+                str(d / "mpi.nii.gz"),
+                _seed(iso["mpi_mm"]),
+                "--method",
+                "nsd",
+                "--noise-sd",
+                "1.5",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     row = read_csv(out)[0]
     assert float(row["threshold_au"]) == pytest.approx(7.5)
     clean = study.render_sources([iso["mpi_mm"]], [iso["iron_ug"]])
-    assert float(row["total_signal_au_mm3"]) == pytest.approx(clean[clean >= 7.5].sum() * 0.125, rel=0.02)
+    assert float(row["total_signal_au_mm3"]) == pytest.approx(
+        clean[clean >= 7.5].sum() * 0.125, rel=0.02
+    )
 
 
 def test_quantify_2d_array_with_spacing_flag(tmp_path, capsys):
@@ -74,7 +109,9 @@ def test_quantify_2d_array_with_spacing_flag(tmp_path, capsys):
     p = tmp_path / "mpi_blob.npy"
     np.save(p, img.astype(np.float32))
     out = tmp_path / "r.csv"
-    rc = main(["quantify", str(p), "--seed=10.3,8.2", "--spacing-mm", "0.3125,0.3125", "-o", str(out)])
+    rc = main(
+        ["quantify", str(p), "--seed=10.3,8.2", "--spacing-mm", "0.3125,0.3125", "-o", str(out)]
+    )
     assert rc == 0, capsys.readouterr().err
     row = read_csv(out)[0]
     assert "area_mm2" in row and "total_signal_au_mm2" in row and "fwhm_z_mm" not in row
@@ -82,18 +119,26 @@ def test_quantify_2d_array_with_spacing_flag(tmp_path, capsys):
     total = 10 * 2 * math.pi * 0.7 * 0.9
     assert float(row["total_signal_au_mm2"]) == pytest.approx(0.5 * total, rel=0.03)
     # a 3-D seed on the 2-D image
-    assert main(["quantify", str(p), "--seed=10,8,0", "--spacing-mm", "0.3125,0.3125", "-o", str(out)]) == 2
+    assert (
+        main(["quantify", str(p), "--seed=10,8,0", "--spacing-mm", "0.3125,0.3125", "-o", str(out)])
+        == 2
+    )
     assert "expected 2" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--seed=1,2"], "expected 3"),
-    (["--seed=500,0,0"], "outside the image"),
-    ([], "at least one --seed"),
-    (["--seed=0,0,0", "--fraction", "2"], "fraction"),
-    (["--seed=0,0,0", "--saturation-curve", "/nonexistent.csv"], "no such saturation-curve"),
-])
-def test_quantify_bad_input_exit_2_one_line_nothing_written(demo_dir, tmp_path, capsys, args, words):
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--seed=1,2"], "expected 3"),
+        (["--seed=500,0,0"], "outside the image"),
+        ([], "at least one --seed"),
+        (["--seed=0,0,0", "--fraction", "2"], "fraction"),
+        (["--seed=0,0,0", "--saturation-curve", "/nonexistent.csv"], "no such saturation-curve"),
+    ],
+)
+def test_quantify_bad_input_exit_2_one_line_nothing_written(
+    demo_dir, tmp_path, capsys, args, words
+):
     d, _ = demo_dir
     out = tmp_path / "r.csv"
     capsys.readouterr()

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from mpi_viewer import results as res
 from mpi_viewer.cli import main
-from mpi_viewer.demo import make_demo_study, write_demo_study
-from mpi_viewer.volume import read_volume
+from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.io import tables as res
+from mpi_viewer.io.images import read_volume
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,19 @@ def _expected(study, name, mask):
 def test_mask_only(study_dir, tmp_path):
     folder, study, lab = study_dir
     out = tmp_path / "rois.csv"
-    assert main(["quantify", str(folder / "mpi.nii.gz"), "--mask", str(folder / "painted.nii.gz"),
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "quantify",
+                str(folder / "mpi.nii.gz"),
+                "--mask",
+                str(folder / "painted.nii.gz"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = res.read_csv(out)
     assert [r["name"] for r in rows] == ["manual_4", "manual_9"]
     assert [r["method"] for r in rows] == ["manual", "manual"]
@@ -55,8 +66,22 @@ def test_seeds_and_mask(study_dir, tmp_path):
     folder, study, lab = study_dir
     out = tmp_path / "rois.csv"
     strong = ",".join(f"{v:.2f}" for v in study.source("strong")["mpi_mm"])
-    assert main(["quantify", str(folder / "mpi.nii.gz"), f"--seed={strong}", "--mask",
-                 str(folder / "painted.nii.gz"), "-o", str(out), "--masks", str(tmp_path / "m.nii.gz")]) == 0
+    assert (
+        main(
+            [
+                "quantify",
+                str(folder / "mpi.nii.gz"),
+                f"--seed={strong}",
+                "--mask",
+                str(folder / "painted.nii.gz"),
+                "-o",
+                str(out),
+                "--masks",
+                str(tmp_path / "m.nii.gz"),
+            ]
+        )
+        == 0
+    )
     rows = res.read_csv(out)
     assert [r["label"] for r in rows] == ["1", "2", "3"]
     assert [r["method"] for r in rows] == ["halfmax", "manual", "manual"]
@@ -71,7 +96,9 @@ def test_bad_mask_exit_2_one_line(study_dir, tmp_path, capsys, case):
     if case == "wrong_grid":
         sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 5, 6), dtype=np.uint8)), str(mask))
     elif case == "empty":
-        img = sitk.GetImageFromArray(np.zeros(read_volume(folder / "mpi.nii.gz").shape, dtype=np.uint8))
+        img = sitk.GetImageFromArray(
+            np.zeros(read_volume(folder / "mpi.nii.gz").shape, dtype=np.uint8)
+        )
         img.CopyInformation(read_volume(folder / "mpi.nii.gz").image)
         sitk.WriteImage(img, str(mask))
     argv = ["quantify", str(folder / "mpi.nii.gz"), "-o", str(tmp_path / "o.csv")]
@@ -81,6 +108,10 @@ def test_bad_mask_exit_2_one_line(study_dir, tmp_path, capsys, case):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert {"wrong_grid": "not the MPI", "empty": "no labelled", "nothing": "--mask",
-            "missing": "bad.nii.gz"}[case] in err[0]
+    assert {
+        "wrong_grid": "not the MPI",
+        "empty": "no labelled",
+        "nothing": "--mask",
+        "missing": "bad.nii.gz",
+    }[case] in err[0]
     assert not (tmp_path / "o.csv").exists()

@@ -2,14 +2,14 @@ import numpy as np
 import SimpleITK as sitk
 from numpy.testing import assert_allclose
 
-from mpi_viewer.coords import (
+from mpi_viewer.demo.study import rotation_matrix
+from mpi_viewer.geometry.axes import (
     affine_xyz_to_zyx,
     image_to_world_affine,
     matrix_xyz_to_zyx,
     xyz_to_zyx,
     zyx_to_xyz,
 )
-from mpi_viewer.demo import rotation_matrix
 
 
 def test_round_trip_and_order():

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from mpi_viewer import calibration as cal
-from mpi_viewer import roi
-from mpi_viewer.cells import IronPerCell
-from mpi_viewer.demo import make_demo_study
+from mpi_viewer.calibration.cells import IronPerCell
+from mpi_viewer.demo.study import make_demo_study
+from mpi_viewer.roi import regions as roi
 
 N_REALISATIONS = 50
 
@@ -33,15 +33,30 @@ def _realisation(clean, k):
 def _quantify(mpi, truth, params=None):
     params = params or roi.ROIParams()
     phantoms = [cal.Phantom(v["name"], tuple(v["mpi_mm"]), v["iron_ug"]) for v in truth["vials"]]
-    c = cal.Calibration.from_points("demo", cal.measure_phantoms(mpi, phantoms, params),
-                                    acquisition=mpi.acquisition.to_dict(), roi=params.to_dict(),
-                                    tracer=mpi.acquisition.tracer)
+    c = cal.Calibration.from_points(
+        "demo",
+        cal.measure_phantoms(mpi, phantoms, params),
+        acquisition=mpi.acquisition.to_dict(),
+        roi=params.to_dict(),
+        tracer=mpi.acquisition.tracer,
+    )
     sources = truth["sources"]
-    res = roi.measure(mpi, [s["mpi_mm"] for s in sources], params, names=[s["name"] for s in sources],
-                      on_error="skip")
+    res = roi.measure(
+        mpi,
+        [s["mpi_mm"] for s in sources],
+        params,
+        names=[s["name"] for s in sources],
+        on_error="skip",
+    )
     ipc = IronPerCell(truth["iron_per_cell_pg"], truth["iron_per_cell_sd_pg"])
-    q = cal.apply_calibration(res, c, acquisition=mpi.acquisition, roi_params=params,
-                              voxel_volume_mm3=mpi.voxel_volume_mm, iron_per_cell=ipc)
+    q = cal.apply_calibration(
+        res,
+        c,
+        acquisition=mpi.acquisition,
+        roi_params=params,
+        voxel_volume_mm3=mpi.voxel_volume_mm,
+        iron_per_cell=ipc,
+    )
     return {r.name: r for r in q}
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from numpy.testing import assert_allclose
 
-from mpi_viewer.demo import make_demo_study, truth_transform, write_demo_study
+from mpi_viewer.demo.study import make_demo_study, truth_transform, write_demo_study
 
 
 def test_transform_maps_fiducials_and_sources_between_frames():
@@ -74,11 +74,15 @@ def test_render_sources_integrates_to_sensitivity():
     s = make_demo_study()
     src = s.truth["sources"][0]
     img = s.render_sources([src["mpi_mm"]], [src["iron_ug"]])
-    assert_allclose(img.sum() * s.mpi.voxel_volume_mm, s.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"], rtol=1e-3)
+    assert_allclose(
+        img.sum() * s.mpi.voxel_volume_mm,
+        s.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"],
+        rtol=1e-3,
+    )
 
 
 def test_write_demo_study_files(tmp_path):
-    from mpi_viewer.volume import read_volume
+    from mpi_viewer.io.images import read_volume
 
     paths = write_demo_study(tmp_path)
     mpi = read_volume(paths["mpi"])

@@ -42,7 +42,7 @@ def _hot_offset_mm(img, window_mm=6.0):
     c = np.array(lum.shape) / 2.0
     r = int(window_mm * ZOOM_PX_PER_MM)
     r0, c0 = int(c[0]) - r, int(c[1]) - r
-    win = lum[r0:r0 + 2 * r, c0:c0 + 2 * r]
+    win = lum[r0 : r0 + 2 * r, c0 : c0 + 2 * r]
     assert win.max() > 40, "nothing bright drawn near the source"
     hot = np.argwhere(win >= win.max() - 2).mean(axis=0) + (r0, c0)
     return (hot - c) / ZOOM_PX_PER_MM
@@ -85,8 +85,12 @@ def test_mpi_and_roi_labels_drawn_at_the_true_sources_in_2d(demo, tmp_path):
     native.colormap = "gray"
     native.blending = "translucent"
     native.contrast_limits = (0.0, float(np.max(native.data)))
-    assert twin.colormap.name == "gray" and np.allclose(twin.contrast_limits, native.contrast_limits)
-    marker = viewer.add_points(np.zeros((1, 3)), size=0.5, face_color="lime", border_width=0, name="truth", visible=False)
+    assert twin.colormap.name == "gray" and np.allclose(
+        twin.contrast_limits, native.contrast_limits
+    )
+    marker = viewer.add_points(
+        np.zeros((1, 3)), size=0.5, face_color="lime", border_width=0, name="truth", visible=False
+    )
     for name in ("isolated", "strong"):
         w = np.asarray(srcs[name]["mri_mm"], dtype=float)[::-1]
         _centre_on(viewer, w)
@@ -96,7 +100,9 @@ def test_mpi_and_roi_labels_drawn_at_the_true_sources_in_2d(demo, tmp_path):
         marker.data = [w]
         marker.visible = True
         img = _shot(viewer)
-        lime = np.argwhere((img[..., 1] > 200) & (img[..., 0] < 80) & (img[..., 2] < 80)).mean(axis=0)
+        lime = np.argwhere((img[..., 1] > 200) & (img[..., 0] < 80) & (img[..., 2] < 80)).mean(
+            axis=0
+        )
         assert np.linalg.norm(lime - np.array(img.shape[:2]) / 2) / ZOOM_PX_PER_MM < 0.1
         marker.visible = False
 
@@ -154,6 +160,10 @@ def test_3d_draws_the_native_and_registration_changes_follow(demo, qtbot):
     qtbot.waitUntil(lambda: ctl.twin_of(native) is not None, timeout=10000)
     assert ctl._visual(native).node.visible is False
     assert viewer.layers.selection.active is viewer.layers["MRI (synthetic demo)"]
-    assert [lyr.name for lyr in find_layers(viewer)] == ["MRI (synthetic demo)", "CT (synthetic demo)", MPI]
+    assert [lyr.name for lyr in find_layers(viewer)] == [
+        "MRI (synthetic demo)",
+        "CT (synthetic demo)",
+        MPI,
+    ]
     viewer.layers.remove(native)
     assert MPI + " (2-D view)" not in viewer.layers

@@ -16,7 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.volume import MissingSpacingError, read_volume
+from mpi_viewer.geometry.volume import MissingSpacingError
+from mpi_viewer.io.images import read_volume
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 FFL = REAL / "mpi_ffl_phantoms"
@@ -32,8 +33,13 @@ def rotation(deg_xyz) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def synthetic_image(shape_zyx=(6, 7, 8), spacing=(0.4, 0.5, 1.25), origin=(-10.5, 3.25, 7.0),
-                    direction_deg=(10, -20, 15), dtype=np.int16) -> sitk.Image:
+def synthetic_image(
+    shape_zyx=(6, 7, 8),
+    spacing=(0.4, 0.5, 1.25),
+    origin=(-10.5, 3.25, 7.0),
+    direction_deg=(10, -20, 15),
+    dtype=np.int16,
+) -> sitk.Image:
     """An image whose value at (z, y, x) is 100·z + 10·y + x - 50 (so every voxel is distinct)."""
     z, y, x = np.indices(shape_zyx)
     arr = (100 * z + 10 * y + x - 50).astype(dtype)
@@ -44,9 +50,15 @@ def synthetic_image(shape_zyx=(6, 7, 8), spacing=(0.4, 0.5, 1.25), origin=(-10.5
     return img
 
 
-def write_dicom_series(folder: Path, img: sitk.Image, *, uid: str = "1.2.826.0.1.3680043.2.1125.77",
-                       tags: dict[str, str] | None = None, skip: tuple[int, ...] = (),
-                       prefix: str = "slice") -> Path:
+def write_dicom_series(
+    folder: Path,
+    img: sitk.Image,
+    *,
+    uid: str = "1.2.826.0.1.3680043.2.1125.77",
+    tags: dict[str, str] | None = None,
+    skip: tuple[int, ...] = (),
+    prefix: str = "slice",
+) -> Path:
     """One DICOM file per slice with position and orientation tags from ``img``'s geometry."""
     folder.mkdir(parents=True, exist_ok=True)
     d = img.GetDirection()
@@ -65,7 +77,10 @@ def write_dicom_series(folder: Path, img: sitk.Image, *, uid: str = "1.2.826.0.1
         sl = img[:, :, i]
         for tag, value in series.items():
             sl.SetMetaData(tag, value)
-        sl.SetMetaData("0020|0032", "\\".join(f"{v:.10f}" for v in img.TransformIndexToPhysicalPoint((0, 0, i))))
+        sl.SetMetaData(
+            "0020|0032",
+            "\\".join(f"{v:.10f}" for v in img.TransformIndexToPhysicalPoint((0, 0, i))),
+        )
         sl.SetMetaData("0020|0013", str(i + 1))
         sl.SetMetaData("0008|0018", f"{uid}.2.{i + 1}")
         writer.SetFileName(str(folder / f"{prefix}{i:03d}.dcm"))
@@ -73,8 +88,17 @@ def write_dicom_series(folder: Path, img: sitk.Image, *, uid: str = "1.2.826.0.1
     return folder
 
 
-def write_mdf(path: Path, data_zyx: np.ndarray, *, fov_m, centre_m, frames: int = 1, channels: int | None = 1,
-              acquisition: bool = True, order: str | None = None) -> Path:
+def write_mdf(
+    path: Path,
+    data_zyx: np.ndarray,
+    *,
+    fov_m,
+    centre_m,
+    frames: int = 1,
+    channels: int | None = 1,
+    acquisition: bool = True,
+    order: str | None = None,
+) -> Path:
     """A reconstruction-only MDF: /reconstruction/data is frames × voxels (x fastest) × channels."""
     import h5py
 
@@ -98,7 +122,9 @@ def write_mdf(path: Path, data_zyx: np.ndarray, *, fov_m, centre_m, frames: int 
             f["scanner/model"] = "MPI 25/20 FF"
             f["scanner/topology"] = "FFP"
             f["acquisition/gradient"] = np.array([[-1.0, -1.0, 2.0]])  # T/m, J × 3
-            f["acquisition/drivefield/strength"] = np.array([[[0.012], [0.014], [0.0]]])  # T, J × D × F
+            f["acquisition/drivefield/strength"] = np.array(
+                [[[0.012], [0.014], [0.0]]]
+            )  # T, J × D × F
             f["acquisition/drivefield/baseFrequency"] = 2.5e6  # Hz
             f["acquisition/drivefield/divider"] = np.array([[102], [96], [99]])
             f["acquisition/receiver/numAverages"] = 10
@@ -138,10 +164,12 @@ def test_sitk_formats_keep_geometry_and_values(tmp_path, ext):
     assert vol.name == "mri_scan"
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.float32, np.float64])
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.float32, np.float64]
+)
 @pytest.mark.parametrize("shape", [(5, 6, 7), (6, 7)])
 def test_plain_nii_read_in_one_buffer_equals_simpleitk(tmp_path, dtype, shape):
-    from mpi_viewer._formats._nifti import read_nifti_direct
+    from mpi_viewer.io._formats._nifti import read_nifti_direct
 
     rng = np.random.default_rng(3)
     img = sitk.GetImageFromArray((rng.random(shape) * 100).astype(dtype))
@@ -161,7 +189,7 @@ def test_plain_nii_read_in_one_buffer_equals_simpleitk(tmp_path, dtype, shape):
 
 def test_nii_that_needs_itk_still_reads_as_itk_says(tmp_path):
     nib = pytest.importorskip("nibabel")
-    from mpi_viewer._formats._nifti import read_nifti_direct
+    from mpi_viewer.io._formats._nifti import read_nifti_direct
 
     data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
     scaled = nib.Nifti1Image(data, np.diag([0.5, 0.5, 2.0, 1.0]))
@@ -208,7 +236,9 @@ def test_read_array_is_a_read_only_view_on_the_image(tmp_path):
     import gc
 
     gc.collect()
-    np.testing.assert_array_equal(arr, sitk.GetArrayFromImage(img))  # the view keeps the image alive
+    np.testing.assert_array_equal(
+        arr, sitk.GetArrayFromImage(img)
+    )  # the view keeps the image alive
 
 
 def test_four_d_with_singleton_is_squeezed_and_real_four_d_refused(tmp_path):
@@ -217,7 +247,10 @@ def test_four_d_with_singleton_is_squeezed_and_real_four_d_refused(tmp_path):
     vol = read_volume(tmp_path / "one.nii")
     assert vol.shape == (2, 3, 4)
     np.testing.assert_array_equal(vol.array, a[0])
-    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 2, 3, 4), np.float32), isVector=False), str(tmp_path / "four.nii"))
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.zeros((3, 2, 3, 4), np.float32), isVector=False),
+        str(tmp_path / "four.nii"),
+    )
     with pytest.raises(InputError, match=r"four\.nii: 4-D"):
         read_volume(tmp_path / "four.nii")
 
@@ -232,7 +265,9 @@ def _pydicom_file(name):
     return Path(path)
 
 
-@pytest.mark.parametrize("name, modality, units", [("CT_small.dcm", "CT", "HU"), ("MR_small.dcm", "MRI", "a.u.")])
+@pytest.mark.parametrize(
+    "name, modality, units", [("CT_small.dcm", "CT", "HU"), ("MR_small.dcm", "MRI", "a.u.")]
+)
 def test_single_dicom_file_geometry_and_rescaled_values(name, modality, units):
     import pydicom
 
@@ -241,8 +276,12 @@ def test_single_dicom_file_geometry_and_rescaled_values(name, modality, units):
     vol = read_volume(path)
     assert (vol.modality, vol.units) == (modality, units)
     assert vol.shape == (1, ds.Rows, ds.Columns)
-    np.testing.assert_allclose(vol.spacing_mm[:2], [float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])])
-    np.testing.assert_allclose(vol.origin_mm, [float(v) for v in ds.ImagePositionPatient], atol=1e-4)
+    np.testing.assert_allclose(
+        vol.spacing_mm[:2], [float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])]
+    )
+    np.testing.assert_allclose(
+        vol.origin_mm, [float(v) for v in ds.ImagePositionPatient], atol=1e-4
+    )
     slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
     np.testing.assert_allclose(vol.array[0], ds.pixel_array * slope + intercept)
     assert vol.metadata["Modality"] == ds.Modality
@@ -257,7 +296,9 @@ def test_enhanced_ct_geometry_from_functional_groups():
     vol = read_volume(path)
     per = ds.PerFrameFunctionalGroupsSequence
     shared = ds.SharedFunctionalGroupsSequence[0]
-    pos = np.array([[float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient] for f in per])
+    pos = np.array(
+        [[float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient] for f in per]
+    )
     orient = [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
     ps = [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing]
     step = pos[1] - pos[0]
@@ -282,7 +323,9 @@ def test_enhanced_mr_without_pixel_spacing_asks_for_it():
     with pytest.raises(MissingSpacingError) as err:
         read_volume(path)
     msg = str(err.value)
-    assert str(path) in msg and "spacing_mm" in msg and "--spacing-mm X,Y,Z" in msg and "\n" not in msg
+    assert (
+        str(path) in msg and "spacing_mm" in msg and "--spacing-mm X,Y,Z" in msg and "\n" not in msg
+    )
     vol = read_volume(path, spacing_mm=(0.9, 0.8, 1.2), origin_mm=(1, 2, 3))
     ds = pydicom.dcmread(path)
     assert vol.modality == "MRI"
@@ -304,8 +347,14 @@ def test_dicom_series_folder_oblique_geometry(tmp_path):
 
 def test_dicom_series_mpi_tags_give_modality_and_tracer(tmp_path):
     img = synthetic_image(direction_deg=(0, 0, 0))
-    tags = {"0008|0060": "OT", "0008|0070": "Magnetic Insight", "0008|1090": "MOMENTUM",
-            "0018|0010": "VivoTrax", "0018|0083": "4", "0008|103e": "3D MPI high sensitivity"}
+    tags = {
+        "0008|0060": "OT",
+        "0008|0070": "Magnetic Insight",
+        "0008|1090": "MOMENTUM",
+        "0018|0010": "VivoTrax",
+        "0018|0083": "4",
+        "0008|103e": "3D MPI high sensitivity",
+    }
     vol = read_volume(write_dicom_series(tmp_path / "mpi", img, tags=tags))
     assert vol.modality == "MPI" and vol.units == "a.u."
     assert vol.acquisition.tracer == "VivoTrax"
@@ -350,7 +399,9 @@ def test_mdf_reconstruction_geometry_values_and_acquisition(tmp_path):
     # voxel i of n along an axis has its centre at c - fov/2 + (i + 1/2)·fov/n (metres → mm)
     np.testing.assert_allclose(vol.spacing_mm, [20 / 5, 16 / 4, 9 / 3])
     np.testing.assert_allclose(vol.origin_mm, [1 - 10 + 2, -2 - 8 + 2, 0.5 - 4.5 + 1.5])
-    np.testing.assert_allclose(vol.index_to_physical([[2, 3, 4]])[0], [1 + 10 - 2, -2 + 8 - 2, 0.5 + 4.5 - 1.5])
+    np.testing.assert_allclose(
+        vol.index_to_physical([[2, 3, 4]])[0], [1 + 10 - 2, -2 + 8 - 2, 0.5 + 4.5 - 1.5]
+    )
     acq = vol.acquisition
     assert acq.tracer == "Perimag" and acq.tracer_lot == "L-2291"
     assert acq.gradient_T_per_m == pytest.approx(2.0)
@@ -365,8 +416,14 @@ def test_mdf_v1_layout_two_d_and_order(tmp_path):
     import h5py
 
     data = np.arange(12, dtype=np.float32).reshape(1, 3, 4) + 1  # one slice, 3 × 4 in-plane
-    path = write_mdf(tmp_path / "proj.h5", data, fov_m=(0.012, 0.006, 0.0), centre_m=(0, 0, 0.002),
-                     channels=None, acquisition=False)
+    path = write_mdf(
+        tmp_path / "proj.h5",
+        data,
+        fov_m=(0.012, 0.006, 0.0),
+        centre_m=(0, 0, 0.002),
+        channels=None,
+        acquisition=False,
+    )
     vol = read_volume(path)
     assert vol.shape == (1, 3, 4) and vol.acquisition.mode == "2D"
     np.testing.assert_allclose(vol.spacing_mm, [3, 2, 1])  # no extent along the single slice: 1 mm
@@ -401,10 +458,19 @@ def test_npy_with_sidecar_geometry_and_acquisition(tmp_path):
     arr = sitk.GetArrayFromImage(a)
     np.save(tmp_path / "recon.npy", arr)
     sidecar = {
-        "spacing_mm": list(a.GetSpacing()), "origin_mm": list(a.GetOrigin()),
-        "direction": list(a.GetDirection()), "modality": "MPI", "units": "a.u.",
-        "acquisition": {"tracer": "VivoTrax", "mode": "3D", "gradient_T_per_m": 5.7,
-                        "drive_amplitude_mT": 20, "drive_frequency_kHz": 45, "averages": 1},
+        "spacing_mm": list(a.GetSpacing()),
+        "origin_mm": list(a.GetOrigin()),
+        "direction": list(a.GetDirection()),
+        "modality": "MPI",
+        "units": "a.u.",
+        "acquisition": {
+            "tracer": "VivoTrax",
+            "mode": "3D",
+            "gradient_T_per_m": 5.7,
+            "drive_amplitude_mT": 20,
+            "drive_frequency_kHz": 45,
+            "averages": 1,
+        },
     }
     (tmp_path / "recon.json").write_text(json.dumps(sidecar))
     vol = read_volume(tmp_path / "recon.npy")
@@ -426,7 +492,9 @@ def test_npy_without_spacing_says_how_to_give_it(tmp_path):
     vol = read_volume(tmp_path / "recon.npy", spacing_mm=(0.5, 0.5, 1.0), origin_mm=(1, 2, 3))
     np.testing.assert_allclose(vol.spacing_mm, (0.5, 0.5, 1.0))
     np.testing.assert_allclose(vol.origin_mm, (1, 2, 3))
-    assert vol.modality == "MPI" and vol.acquisition.mode == "3D"  # plain arrays are MPI pipelines' output
+    assert (
+        vol.modality == "MPI" and vol.acquisition.mode == "3D"
+    )  # plain arrays are MPI pipelines' output
 
 
 def test_two_d_npy_and_four_d_singleton(tmp_path):
@@ -443,7 +511,7 @@ def test_mat_v5_matlab_axis_order_and_variable_choice(tmp_path):
     import scipy.io
 
     y, x, z = np.indices((4, 5, 3))
-    a = (100.0 * z + 10 * y + x)  # MATLAB A(row=y, col=x, page=z)
+    a = 100.0 * z + 10 * y + x  # MATLAB A(row=y, col=x, page=z)
     scipy.io.savemat(tmp_path / "recon.mat", {"img": a, "note": "scanned today"})
     vol = read_volume(tmp_path / "recon.mat", spacing_mm=(1, 1, 2))
     assert vol.shape == (3, 4, 5)
@@ -493,14 +561,22 @@ def test_all_real_ffl_reconstructions_open_with_a_sidecar(tmp_path):
     for src in sorted(FFL.glob("*.mat")):
         dst = tmp_path / src.name
         shutil.copy(src, dst)  # the sidecar goes beside a copy: the shared data stays untouched
-        (tmp_path / (src.stem + ".json")).write_text(json.dumps(
-            {"spacing_mm": [0.3125, 0.3125], "origin_mm": [-9.84375, -9.84375],
-             "acquisition": {"tracer": "Synomag", "mode": "2D"}}))
+        (tmp_path / (src.stem + ".json")).write_text(
+            json.dumps(
+                {
+                    "spacing_mm": [0.3125, 0.3125],
+                    "origin_mm": [-9.84375, -9.84375],
+                    "acquisition": {"tracer": "Synomag", "mode": "2D"},
+                }
+            )
+        )
         vol = read_volume(dst)
         assert vol.shape == (64, 64) and vol.modality == "MPI", src.name
         assert vol.acquisition.tracer == "Synomag"
         # the 64 pixels of 0.3125 mm span the README's 20 mm field of view, centred on 0
-        np.testing.assert_allclose(vol.index_to_physical([[-0.5, -0.5], [63.5, 63.5]]), [[-10, -10], [10, 10]])
+        np.testing.assert_allclose(
+            vol.index_to_physical([[-0.5, -0.5], [63.5, 63.5]]), [[-10, -10], [10, 10]]
+        )
         assert np.isfinite(vol.array).all() and vol.array.max() > 0
 
 
@@ -509,7 +585,9 @@ def test_tiff_stack_and_rgb_refused(tmp_path):
 
     arr = sitk.GetArrayFromImage(synthetic_image(dtype=np.uint16))
     tifffile.imwrite(tmp_path / "stack.tif", arr)
-    (tmp_path / "stack.json").write_text(json.dumps({"spacing_mm": [0.5, 0.5, 2.0], "origin_mm": [0, 0, 0]}))
+    (tmp_path / "stack.json").write_text(
+        json.dumps({"spacing_mm": [0.5, 0.5, 2.0], "origin_mm": [0, 0, 0]})
+    )
     vol = read_volume(tmp_path / "stack.tif")
     np.testing.assert_array_equal(vol.array, arr)
     np.testing.assert_allclose(vol.spacing_mm, (0.5, 0.5, 2.0))
@@ -554,7 +632,10 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     (tmp / "scan.xyz").write_bytes(b"12345")
     cases["unknown"] = (tmp / "scan.xyz", "unknown file type")
     cases["missing"] = (tmp / "nothere.nii", "no such file")
-    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 2, 3, 4), np.float32), isVector=False), str(tmp / "t.nii"))
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.zeros((3, 2, 3, 4), np.float32), isVector=False),
+        str(tmp / "t.nii"),
+    )
     cases["4-D"] = (tmp / "t.nii", "4-D")
     np.save(tmp / "nan.npy", np.full((3, 4, 5), np.nan, np.float32))
     cases["all-NaN"] = (tmp / "nan.npy", "no finite values")

@@ -31,7 +31,9 @@ def test_geometry_dock_places_a_bare_array(make_napari_viewer):
     assert_allclose(vol.index_to_physical((2, 3, 4))[0], expected_xyz)
 
 
-def test_array_without_spacing_opens_flagged_and_geometry_dock_fixes_it(make_napari_viewer, tmp_path):
+def test_array_without_spacing_opens_flagged_and_geometry_dock_fixes_it(
+    make_napari_viewer, tmp_path
+):
     from mpi_viewer.plugins._geometry_dock import GeometryDock
     from mpi_viewer.plugins._layers import volume_from_layer
 

@@ -18,7 +18,7 @@ def setup(make_napari_viewer):
     from mpi_viewer.plugins._layers import add_volume
     from mpi_viewer.plugins._mold_panel import MoldPanel
 
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.demo.study import make_demo_study
 
     study = make_demo_study(missing_fiducials=("M3",), **SMALL)
     viewer = make_napari_viewer()
@@ -44,7 +44,7 @@ def _truth(study, key):
 def test_detect_in_a_worker_gives_named_points_on_the_wells(setup, qtbot):
     from mpi_viewer.plugins._mold_panel import FIXED_POINTS, MOVING_POINTS
 
-    from mpi_viewer.coords import xyz_to_zyx
+    from mpi_viewer.geometry.axes import xyz_to_zyx
 
     viewer, panel, study, calls = setup
     worker = panel.detect()
@@ -60,7 +60,7 @@ def test_detect_in_a_worker_gives_named_points_on_the_wells(setup, qtbot):
         want = np.array([xyz_to_zyx(truth[n]) for n in expected])
         assert np.linalg.norm(_world(layer) - want, axis=1).max() < 0.5
     # the registration dock gets each image's own physical mm (x, y, z)
-    (names, fixed_xyz, moving_xyz), = calls
+    ((names, fixed_xyz, moving_xyz),) = calls
     assert list(names) == expected
     assert np.linalg.norm(fixed_xyz - np.array([mri_truth[n] for n in names]), axis=1).max() < 0.5
     assert np.linalg.norm(moving_xyz - np.array([mpi_truth[n] for n in names]), axis=1).max() < 0.5
@@ -71,7 +71,7 @@ def test_moving_points_follow_a_registered_moving_layer(setup):
     from mpi_viewer.plugins._layers import apply_registration
     from mpi_viewer.plugins._mold_panel import MOVING_POINTS
 
-    from mpi_viewer.coords import xyz_to_zyx
+    from mpi_viewer.geometry.axes import xyz_to_zyx
 
     viewer, panel, study, calls = setup
     panel.detect(block=True)  # unregistered first
@@ -131,7 +131,7 @@ def test_host_layer_pickers_are_used_when_given(make_napari_viewer):
     from mpi_viewer.plugins._mold_panel import FIXED_POINTS, MoldPanel
     from qtpy.QtWidgets import QComboBox
 
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.demo.study import make_demo_study
 
     study = make_demo_study(**SMALL)
     viewer = make_napari_viewer()
@@ -153,7 +153,7 @@ def test_mold_mode_of_the_registration_dock_fits_the_true_transform(make_napari_
     from mpi_viewer.plugins._layers import add_volume
     from mpi_viewer.plugins._registration_dock import RegistrationDock
 
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.demo.study import make_demo_study
 
     study = make_demo_study(**SMALL)
     viewer = make_napari_viewer()

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpi_viewer.demo import make_demo_study, truth_transform
+from mpi_viewer.demo.study import make_demo_study, truth_transform
 from mpi_viewer.errors import InputError
-from mpi_viewer.molds import load_template, register_with_template
+from mpi_viewer.registration.molds import load_template, register_with_template
 
 N_VARIANTS = 20
 
@@ -25,17 +25,19 @@ def _variants():
     out = []
     for i in range(N_VARIANTS):
         missing = (str(rng.choice(names)),) if i % 2 == 0 else ()
-        out.append(dict(
-            seed=100 + i,
-            mpi_rotation_deg=tuple(float(v) for v in rng.uniform(-15, 15, 3)),
-            mpi_translation_mm=tuple(float(v) for v in rng.uniform(-10, 10, 3)),
-            mri_rotation_deg=tuple(float(v) for v in rng.uniform(-5, 5, 3)),
-            mri_translation_mm=tuple(float(v) for v in rng.uniform(-3, 3, 3)),
-            missing_fiducials=missing,
-            extra_hot_spots=2,
-            mri_spacing_mm=(0.5, 0.5, 0.5),
-            include_ct=False,
-        ))
+        out.append(
+            dict(
+                seed=100 + i,
+                mpi_rotation_deg=tuple(float(v) for v in rng.uniform(-15, 15, 3)),
+                mpi_translation_mm=tuple(float(v) for v in rng.uniform(-10, 10, 3)),
+                mri_rotation_deg=tuple(float(v) for v in rng.uniform(-5, 5, 3)),
+                mri_translation_mm=tuple(float(v) for v in rng.uniform(-3, 3, 3)),
+                missing_fiducials=missing,
+                extra_hot_spots=2,
+                mri_spacing_mm=(0.5, 0.5, 0.5),
+                include_ct=False,
+            )
+        )
     return out
 
 

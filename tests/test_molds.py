@@ -12,9 +12,14 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mpi_viewer import cli
-from mpi_viewer.demo import make_demo_study, rotation_matrix, truth_transform, write_demo_study
+from mpi_viewer.demo.study import (
+    make_demo_study,
+    rotation_matrix,
+    truth_transform,
+    write_demo_study,
+)
 from mpi_viewer.errors import InputError
-from mpi_viewer.molds import (
+from mpi_viewer.registration.molds import (
     MoldParams,
     Template,
     detect_fiducials,
@@ -97,7 +102,7 @@ def test_bad_template_file_is_one_line_naming_the_field(tmp_path, mutate, expect
 
 def test_not_json_and_unknown_name(tmp_path):
     p = tmp_path / "broken.json"
-    p.write_text("{\"name\": \"x\", ", encoding="utf-8")
+    p.write_text('{"name": "x", ', encoding="utf-8")
     with pytest.raises(InputError, match="not valid JSON"):
         load_template(p)
     with pytest.raises(InputError, match="no such template"):
@@ -149,11 +154,15 @@ def test_match_finds_correspondence_pose_with_missing_and_extra_candidates():
 
 def test_symmetric_template_is_ambiguous_and_refused(tmp_path):
     # a rectangle with one well off the plane's centre line: a 180° turn about z maps it onto itself
-    fids = [{"name": f"S{i}", "position_mm": p, "diameter_mm": 3.0}
-            for i, p in enumerate([[-10, -5, 0], [10, -5, 0], [10, 5, 0], [-10, 5, 0]])]
+    fids = [
+        {"name": f"S{i}", "position_mm": p, "diameter_mm": 3.0}
+        for i, p in enumerate([[-10, -5, 0], [10, -5, 0], [10, 5, 0], [-10, 5, 0]])
+    ]
     p = tmp_path / "sym.json"
-    p.write_text(json.dumps({"name": "sym", "units": "mm", "fiducials": fids,
-                             "appearance": {"MPI": "hot"}}), encoding="utf-8")
+    p.write_text(
+        json.dumps({"name": "sym", "units": "mm", "fiducials": fids, "appearance": {"MPI": "hot"}}),
+        encoding="utf-8",
+    )
     t = load_template(p)
     pts, _ = _posed(t, (0, 0, 30), (5, 5, 5))
     with pytest.raises(InputError, match="ambiguous"):
@@ -182,7 +191,9 @@ def study():
     return make_demo_study(extra_hot_spots=2)
 
 
-@pytest.mark.parametrize(("modality", "key"), [("MRI", "mri_mm"), ("CT", "ct_mm"), ("MPI", "mpi_mm")])
+@pytest.mark.parametrize(
+    ("modality", "key"), [("MRI", "mri_mm"), ("CT", "ct_mm"), ("MPI", "mpi_mm")]
+)
 def test_detection_finds_every_well_within_a_fifth_of_a_millimetre(study, modality, key):
     vol = {"MRI": study.mri, "CT": study.ct, "MPI": study.mpi}[modality]
     c = detect_fiducials(vol, "mouse_mold_v1")
@@ -191,13 +202,17 @@ def test_detection_finds_every_well_within_a_fifth_of_a_millimetre(study, modali
         d = np.linalg.norm(c.positions_mm - np.asarray(f[key]), axis=1)
         assert d.min() < 0.2, (f["name"], d.min())
     if modality != "MPI":  # MRI/CT spheres measure their own size: 3 mm wells
-        wells = [int(np.argmin(np.linalg.norm(c.positions_mm - np.asarray(f[key]), axis=1)))
-                 for f in study.truth["fiducials"]]
+        wells = [
+            int(np.argmin(np.linalg.norm(c.positions_mm - np.asarray(f[key]), axis=1)))
+            for f in study.truth["fiducials"]
+        ]
         assert_allclose(c.sizes_mm[wells], 3.0, atol=0.3)
 
 
 def test_detection_in_anisotropic_oblique_mri():
-    s = make_demo_study(mri_spacing_mm=(0.4, 0.4, 0.9), mri_direction_deg=(10.0, -20.0, 30.0), include_ct=False)
+    s = make_demo_study(
+        mri_spacing_mm=(0.4, 0.4, 0.9), mri_direction_deg=(10.0, -20.0, 30.0), include_ct=False
+    )
     c = detect_fiducials(s.mri, "mouse_mold_v1")
     for f in s.truth["fiducials"]:
         assert np.linalg.norm(c.positions_mm - np.asarray(f["mri_mm"]), axis=1).min() < 0.3
@@ -261,13 +276,19 @@ def test_mri_to_mpi_ct_to_mpi_and_mri_to_ct(study):
 
 
 def test_missing_well_and_extra_hot_spots_in_mpi():
-    s = make_demo_study(missing_fiducials=("M3",), extra_hot_spots=2, include_ct=False,
-                        mri_spacing_mm=(0.5, 0.5, 0.5))
+    s = make_demo_study(
+        missing_fiducials=("M3",),
+        extra_hot_spots=2,
+        include_ct=False,
+        mri_spacing_mm=(0.5, 0.5, 0.5),
+    )
     reg = register_with_template(s.mri, s.mpi, "mouse_mold_v1")
     assert "M3" not in reg.matched_names and len(reg.matched_names) == 6
     assert reg.moving_match.missing == ["M3"]
     record = json.loads(json.dumps(reg.to_dict()))  # session-ready
-    assert record["moving_match"]["missing"] == ["M3"] and record["matched_names"] == reg.matched_names
+    assert (
+        record["moving_match"]["missing"] == ["M3"] and record["matched_names"] == reg.matched_names
+    )
     src = np.array([x["mri_mm"] for x in s.truth["sources"]])
     tx = truth_transform(s)
     expected = np.array([tx.TransformPoint([float(v) for v in p]) for p in src])
@@ -284,8 +305,12 @@ def test_template_that_does_not_fit_is_refused(study):
 
 
 def test_image_with_two_wells_is_refused():
-    s = make_demo_study(missing_fiducials=("M1", "M2", "M3", "M4", "M5"), extra_hot_spots=2,
-                        include_ct=False, mri_spacing_mm=(0.5, 0.5, 0.5))
+    s = make_demo_study(
+        missing_fiducials=("M1", "M2", "M3", "M4", "M5"),
+        extra_hot_spots=2,
+        include_ct=False,
+        mri_spacing_mm=(0.5, 0.5, 0.5),
+    )
     with pytest.raises(InputError) as err:
         register_with_template(s.mri, s.mpi, "mouse_mold_v1")
     assert "moving image" in str(err.value)
@@ -296,8 +321,17 @@ def test_cli_register_with_template(tmp_path, capsys):
     small = dict(include_ct=False, mri_spacing_mm=(0.5, 0.5, 0.5))
     paths = write_demo_study(tmp_path / "demo", **small)
     out = tmp_path / "t.tfm"
-    rc = cli.main(["register", str(paths["mri"]), str(paths["mpi"]), "--template", "mouse_mold_v1",
-                   "-o", str(out)])
+    rc = cli.main(
+        [
+            "register",
+            str(paths["mri"]),
+            str(paths["mpi"]),
+            "--template",
+            "mouse_mold_v1",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0 and out.is_file()
     import SimpleITK as sitk
 
@@ -314,7 +348,9 @@ def test_cli_register_with_template(tmp_path, capsys):
     data["units"] = "inch"
     bad.write_text(json.dumps(data), encoding="utf-8")
     out2 = tmp_path / "t2.tfm"
-    rc = cli.main(["register", str(paths["mri"]), str(paths["mpi"]), "--template", str(bad), "-o", str(out2)])
+    rc = cli.main(
+        ["register", str(paths["mri"]), str(paths["mpi"]), "--template", str(bad), "-o", str(out2)]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and not out2.exists()
     assert len(err.strip().splitlines()) == 1 and "units" in err
@@ -322,13 +358,15 @@ def test_cli_register_with_template(tmp_path, capsys):
 
 # -- self-congruence of templates -----------------------------------------------------------
 def test_template_self_match_finds_a_symmetric_subset(tmp_path):
-    from mpi_viewer._fiducial_match import kabsch
-    from mpi_viewer.molds import template_self_match
+    from mpi_viewer.registration._fiducial_match import kabsch
+    from mpi_viewer.registration.molds import template_self_match
 
     # a rectangle of four wells and one well off it: 180° turns map the rectangle onto itself
     pts = [[-10, -5, 0], [10, -5, 0], [10, 5, 0], [-10, 5, 0], [3, 1, 7]]
     fids = [{"name": f"S{i}", "position_mm": p, "diameter_mm": 3.0} for i, p in enumerate(pts)]
-    t = Template.from_dict({"name": "rect", "units": "mm", "fiducials": fids, "appearance": {"MPI": "hot"}})
+    t = Template.from_dict(
+        {"name": "rect", "units": "mm", "fiducials": fids, "appearance": {"MPI": "hot"}}
+    )
     k, mapping = template_self_match(t)
     assert k == 4 and sorted(mapping) == sorted(mapping.values()) == ["S0", "S1", "S2", "S3"]
     assert all(a != b for a, b in mapping.items())
@@ -345,23 +383,37 @@ def test_template_self_match_finds_a_symmetric_subset(tmp_path):
 
 
 # -- real anatomy -----------------------------------------------------------------------------
-REAL_MRI = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "mouse_mri" / "sherm_mouse_t1_1.nii"
+REAL_MRI = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "real"
+    / "mouse_mri"
+    / "sherm_mouse_t1_1.nii"
+)
 
 
 def _paint_spheres(vol, centres_mm, diameter_mm, value, sub=4):
     """Partial-volume spheres (sub³ supersampling) painted into a copy of ``vol``."""
     a = vol.array.astype(np.float32).copy()
     r = diameter_mm / 2
-    offs = (np.stack(np.meshgrid(*[np.arange(sub)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) / sub - 0.5
+    offs = (
+        np.stack(np.meshgrid(*[np.arange(sub)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5
+    ) / sub - 0.5
     for c in centres_mm:
         idx = vol.physical_to_index(c)[0]
         half = np.ceil((r + 1) / np.asarray(vol.spacing_mm)[::-1]).astype(int)
         lo = np.maximum(np.floor(idx).astype(int) - half, 0)
         hi = np.minimum(np.floor(idx).astype(int) + half + 2, a.shape)
-        grid = np.stack(np.meshgrid(*[np.arange(i, j) for i, j in zip(lo, hi, strict=True)], indexing="ij"),
-                        -1).reshape(-1, 3)
+        grid = np.stack(
+            np.meshgrid(*[np.arange(i, j) for i, j in zip(lo, hi, strict=True)], indexing="ij"), -1
+        ).reshape(-1, 3)
         pts = (grid[:, None, :] + offs[None]).reshape(-1, 3)
-        frac = (np.linalg.norm(vol.index_to_physical(pts) - c, axis=1) <= r).reshape(len(grid), -1).mean(1)
+        frac = (
+            (np.linalg.norm(vol.index_to_physical(pts) - c, axis=1) <= r)
+            .reshape(len(grid), -1)
+            .mean(1)
+        )
         g = tuple(grid.T)
         a[g] = a[g] * (1 - frac) + value * frac
     return vol.with_array(a)
@@ -369,16 +421,25 @@ def _paint_spheres(vol, centres_mm, diameter_mm, value, sub=4):
 
 @pytest.mark.skipif(not REAL_MRI.is_file(), reason="real data folder ../shared/data/real is absent")
 def test_wells_in_a_real_mouse_mri_with_thick_flipped_slices():
-    from mpi_viewer.volume import read_volume
+    from mpi_viewer.io.images import read_volume
 
-    vol = read_volume(REAL_MRI, modality="MRI")  # 0.125 × 0.125 × 0.75 mm, direction diag(-1, -1, 1)
+    vol = read_volume(
+        REAL_MRI, modality="MRI"
+    )  # 0.125 × 0.125 × 0.75 mm, direction diag(-1, -1, 1)
     # a real head has no wells: the mouse mold is refused
     with pytest.raises(InputError):
         match_fiducials(detect_fiducials(vol, "mouse_mold_v1"), "mouse_mold_v1")
     # five 2.5 mm Gd wells of a small asymmetric holder, posed by a known motion, in the anatomy
-    q = np.array([[-5.0, -4.0, -3.0], [4.0, -4.5, -0.5], [0.5, 5.0, 1.0], [4.5, 2.5, 3.5], [-4.5, 3.0, 2.0]])
-    fids = [{"name": f"T{i + 1}", "position_mm": p.tolist(), "diameter_mm": 2.5} for i, p in enumerate(q)]
-    tpl = Template.from_dict({"name": "tiny", "units": "mm", "fiducials": fids, "appearance": {"MRI": "bright"}})
+    q = np.array(
+        [[-5.0, -4.0, -3.0], [4.0, -4.5, -0.5], [0.5, 5.0, 1.0], [4.5, 2.5, 3.5], [-4.5, 3.0, 2.0]]
+    )
+    fids = [
+        {"name": f"T{i + 1}", "position_mm": p.tolist(), "diameter_mm": 2.5}
+        for i, p in enumerate(q)
+    ]
+    tpl = Template.from_dict(
+        {"name": "tiny", "units": "mm", "fiducials": fids, "appearance": {"MRI": "bright"}}
+    )
     r = rotation_matrix((8.0, -5.0, 12.0))
     p = q @ r.T + np.array([-8.0, -8.0, 7.5])
     painted = _paint_spheres(vol, p, 2.5, 1.2 * float(vol.array.max()))

@@ -48,9 +48,13 @@ def assert_corners_placed(layer, reference: sitk.Image) -> int:
     assert tuple(layer.data.shape) == tuple(size[::-1])
     checked = 0
     for idx_xyz in corners(size):
-        expected = np.asarray(reference.TransformIndexToPhysicalPoint([int(i) for i in idx_xyz]))[::-1]
+        expected = np.asarray(reference.TransformIndexToPhysicalPoint([int(i) for i in idx_xyz]))[
+            ::-1
+        ]
         world = np.asarray(layer.data_to_world(idx_xyz[::-1]))
-        np.testing.assert_allclose(world, expected, atol=TOL_MM, err_msg=f"voxel {idx_xyz} (x, y, z)")
+        np.testing.assert_allclose(
+            world, expected, atol=TOL_MM, err_msg=f"voxel {idx_xyz} (x, y, z)"
+        )
         checked += 1
     assert checked == 2 ** len(size)
     return checked
@@ -61,7 +65,9 @@ def assert_corners_placed(layer, reference: sitk.Image) -> int:
 def test_real_mouse_mri_flipped_direction(name):
     path = MOUSE / name
     reference = sitk.ReadImage(str(path))
-    np.testing.assert_allclose(np.asarray(reference.GetDirection()).reshape(3, 3), np.diag([-1, -1, 1]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(reference.GetDirection()).reshape(3, 3), np.diag([-1, -1, 1]), atol=1e-6
+    )
     layer = layer_through_reader(path)
     assert_corners_placed(layer, reference)
     # the flip is real: increasing x index moves to smaller physical x
@@ -70,8 +76,12 @@ def test_real_mouse_mri_flipped_direction(name):
 
 
 def test_dicom_series_oblique(tmp_path):
-    img = synthetic_image(shape_zyx=(5, 6, 7), spacing=(0.35, 0.4, 1.1), origin=(-20.0, 12.5, -3.0),
-                          direction_deg=(-12, 25, 40))
+    img = synthetic_image(
+        shape_zyx=(5, 6, 7),
+        spacing=(0.35, 0.4, 1.1),
+        origin=(-20.0, 12.5, -3.0),
+        direction_deg=(-12, 25, 40),
+    )
     folder = write_dicom_series(tmp_path / "series", img)
     assert_corners_placed(layer_through_reader(folder), img)
 
@@ -98,25 +108,41 @@ def test_mdf_file(tmp_path):
 
 @pytest.mark.parametrize("ext", [".nii.gz", ".nrrd", ".mha"])
 def test_oblique_synthetic_volume(tmp_path, ext):
-    img = synthetic_image(shape_zyx=(9, 8, 7), spacing=(0.7, 0.45, 1.3), origin=(31.0, -17.5, 4.25),
-                          direction_deg=(33, -21, 58), dtype=np.float32)
+    img = synthetic_image(
+        shape_zyx=(9, 8, 7),
+        spacing=(0.7, 0.45, 1.3),
+        origin=(31.0, -17.5, 4.25),
+        direction_deg=(33, -21, 58),
+        dtype=np.float32,
+    )
     sitk.WriteImage(img, str(tmp_path / f"oblique{ext}"))
     assert_corners_placed(layer_through_reader(tmp_path / f"oblique{ext}"), img)
 
 
 def test_oblique_npy_with_sidecar(tmp_path):
-    img = synthetic_image(shape_zyx=(4, 5, 6), spacing=(0.5, 0.6, 0.7), origin=(1.0, 2.0, 3.0),
-                          direction_deg=(5, 10, -30), dtype=np.float32)
+    img = synthetic_image(
+        shape_zyx=(4, 5, 6),
+        spacing=(0.5, 0.6, 0.7),
+        origin=(1.0, 2.0, 3.0),
+        direction_deg=(5, 10, -30),
+        dtype=np.float32,
+    )
     np.save(tmp_path / "recon.npy", sitk.GetArrayFromImage(img))
-    (tmp_path / "recon.json").write_text(json.dumps({
-        "spacing_mm": list(img.GetSpacing()), "origin_mm": list(img.GetOrigin()),
-        "direction": list(img.GetDirection())}))
+    (tmp_path / "recon.json").write_text(
+        json.dumps(
+            {
+                "spacing_mm": list(img.GetSpacing()),
+                "origin_mm": list(img.GetOrigin()),
+                "direction": list(img.GetDirection()),
+            }
+        )
+    )
     assert_corners_placed(layer_through_reader(tmp_path / "recon.npy"), img)
 
 
 def test_demo_oblique_mri(tmp_path):
-    from mpi_viewer.demo import make_demo_study
-    from mpi_viewer.volume import write_volume
+    from mpi_viewer.demo.study import make_demo_study
+    from mpi_viewer.io.images import write_volume
 
     study = make_demo_study(mri_direction_deg=(10, -20, 15), mri_spacing_mm=(0.3, 0.35, 0.5))
     reference = study.mri.image
@@ -132,8 +158,15 @@ def test_two_d_image(tmp_path):
     ref.SetOrigin((-10.0, 6.5))
     ref.SetDirection(rotation((0, 0, 30))[:2, :2].ravel())
     np.save(tmp_path / "projection.npy", arr)
-    (tmp_path / "projection.json").write_text(json.dumps({
-        "spacing_mm": [0.3125, 0.25], "origin_mm": [-10.0, 6.5], "direction": list(ref.GetDirection())}))
+    (tmp_path / "projection.json").write_text(
+        json.dumps(
+            {
+                "spacing_mm": [0.3125, 0.25],
+                "origin_mm": [-10.0, 6.5],
+                "direction": list(ref.GetDirection()),
+            }
+        )
+    )
     layer = layer_through_reader(tmp_path / "projection.npy")
     assert layer.ndim == 2
     assert assert_corners_placed(layer, ref) == 4
@@ -141,13 +174,26 @@ def test_two_d_image(tmp_path):
 
 def test_two_volumes_overlay_where_physics_says(tmp_path):
     """A flipped MRI and an oblique, coarser MPI: the same physical point maps to one world point."""
-    mri = synthetic_image(shape_zyx=(10, 12, 14), spacing=(0.2, 0.2, 0.5), origin=(5.0, 6.0, -2.0),
-                          direction_deg=(0, 0, 180), dtype=np.float32)  # diag(-1, -1, 1)
-    mpi = synthetic_image(shape_zyx=(5, 6, 7), spacing=(0.5, 0.5, 0.5), origin=(-1.0, 1.5, -1.0),
-                          direction_deg=(8, -6, 20), dtype=np.float32)
+    mri = synthetic_image(
+        shape_zyx=(10, 12, 14),
+        spacing=(0.2, 0.2, 0.5),
+        origin=(5.0, 6.0, -2.0),
+        direction_deg=(0, 0, 180),
+        dtype=np.float32,
+    )  # diag(-1, -1, 1)
+    mpi = synthetic_image(
+        shape_zyx=(5, 6, 7),
+        spacing=(0.5, 0.5, 0.5),
+        origin=(-1.0, 1.5, -1.0),
+        direction_deg=(8, -6, 20),
+        dtype=np.float32,
+    )
     sitk.WriteImage(mri, str(tmp_path / "mri.nii.gz"))
     sitk.WriteImage(mpi, str(tmp_path / "mpi.nii.gz"))
-    lm, lp = layer_through_reader(tmp_path / "mri.nii.gz"), layer_through_reader(tmp_path / "mpi.nii.gz")
+    lm, lp = (
+        layer_through_reader(tmp_path / "mri.nii.gz"),
+        layer_through_reader(tmp_path / "mpi.nii.gz"),
+    )
     point_xyz = np.array([2.0, 3.0, 0.5])  # inside both grids
     im = np.asarray(mri.TransformPhysicalPointToContinuousIndex(point_xyz))[::-1]
     ip = np.asarray(mpi.TransformPhysicalPointToContinuousIndex(point_xyz))[::-1]

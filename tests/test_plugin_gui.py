@@ -30,8 +30,10 @@ def test_open_sample_places_mpi_sources_on_the_mri(make_napari_viewer):
     assert names[0].startswith("MRI") and names[-1].startswith("MPI")
     mri, mpi = viewer.layers[0], viewer.layers[-1]
     assert mpi.colormap.name == "hot" and mpi.blending == "additive"
-    assert tuple(mpi.contrast_limits) == pytest.approx((float(mpi.data.min()), float(mpi.data.max())))
-    from mpi_viewer.demo import make_demo_study
+    assert tuple(mpi.contrast_limits) == pytest.approx(
+        (float(mpi.data.min()), float(mpi.data.max()))
+    )
+    from mpi_viewer.demo.study import make_demo_study
 
     truth = make_demo_study().truth
     for src in truth["sources"] + [f for f in truth["fiducials"] if f["in_mpi"]]:
@@ -103,6 +105,8 @@ def test_docks_opened_before_the_data_quantify_the_mpi(make_napari_viewer):
     iso = next(s for s in study.truth["sources"] if s["name"] == "isolated")
     roi.add_seed_mm(iso["mpi_mm"], name="isolated")
     assert roi.mpi_layer.name.startswith("MPI")
-    expected = study.truth["sensitivity_au_mm3_per_ug"] * iso["iron_ug"] * chi2.cdf(2 * math.log(2), 3)
+    expected = (
+        study.truth["sensitivity_au_mm3_per_ug"] * iso["iron_ug"] * chi2.cdf(2 * math.log(2), 3)
+    )
     assert roi.results[0].total_signal == pytest.approx(expected, rel=0.02)
     assert all(str(u) == "millimeter" for lyr in viewer.layers for u in lyr.units)

@@ -5,11 +5,13 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.points import PointSet, read_points_csv, write_points_csv
+from mpi_viewer.io.points import PointSet, read_points_csv, write_points_csv
 
 
 def test_round_trip_keeps_names_order_and_mm(tmp_path):
-    pts = PointSet(["M1", "tip of nose", "M3"], np.array([[1.25, -2.5, 30.0], [0.0, 1e-6, -7.125], [3, 4, 5]]))
+    pts = PointSet(
+        ["M1", "tip of nose", "M3"], np.array([[1.25, -2.5, 30.0], [0.0, 1e-6, -7.125], [3, 4, 5]])
+    )
     path = write_points_csv(tmp_path / "p.csv", pts)
     assert path.read_text().splitlines()[0] == "name,x,y,z"
     back = read_points_csv(path)
@@ -19,13 +21,15 @@ def test_round_trip_keeps_names_order_and_mm(tmp_path):
 
 
 def test_reads_demo_fiducials_and_2d_files(tmp_path):
-    from mpi_viewer.demo import make_demo_study, write_demo_study
+    from mpi_viewer.demo.study import make_demo_study, write_demo_study
 
     paths = write_demo_study(tmp_path / "d", include_ct=False)
     truth = make_demo_study(include_ct=False).truth
     got = read_points_csv(paths["fiducials_mri"])
     assert got.names == [f["name"] for f in truth["fiducials"]]
-    assert_allclose(got.xyz_mm, [f["mri_mm"] for f in truth["fiducials"]], atol=1e-4)  # file has 4 decimals
+    assert_allclose(
+        got.xyz_mm, [f["mri_mm"] for f in truth["fiducials"]], atol=1e-4
+    )  # file has 4 decimals
     # a phantom file (extra iron_ug column) reads as points
     assert len(read_points_csv(paths["phantoms"])) == len(truth["vials"])
     (tmp_path / "p2.csv").write_text("# 2-D projection\nName, X, Y\na,1,2\nb,3,4\n")

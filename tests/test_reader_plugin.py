@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from mpi_viewer.plugins._reader import NO_LAYERS, get_reader, layer_data_tuple
 from test_formats import synthetic_image, write_dicom_series, write_mdf
 
-from mpi_viewer.volume import read_volume
+from mpi_viewer.io.images import read_volume
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +47,32 @@ def test_get_reader_declines_what_it_does_not_read(tmp_path):
     sub.mkdir()
     (sub / "a.png").write_bytes(b"\x89PNG")
     np.save(tmp_path / "ok.npy", np.ones((2, 3)))
-    for path in [tmp_path / "notes.txt", tmp_path / "plain.h5", sub, tmp_path / "missing.xyz",
-                 [str(tmp_path / "ok.npy"), str(tmp_path / "notes.txt")], [], None, 42]:
+    for path in [
+        tmp_path / "notes.txt",
+        tmp_path / "plain.h5",
+        sub,
+        tmp_path / "missing.xyz",
+        [str(tmp_path / "ok.npy"), str(tmp_path / "notes.txt")],
+        [],
+        None,
+        42,
+    ]:
         assert get_reader(path) is None, path
 
 
 def test_get_reader_claims_formats_and_dicom_folders(tmp_path):
     np.save(tmp_path / "a.npy", np.ones((2, 3)))
     write_dicom_series(tmp_path / "series", synthetic_image(shape_zyx=(3, 4, 5)))
-    write_mdf(tmp_path / "r.h5", np.ones((2, 3, 4), np.float32), fov_m=(0.01,) * 3, centre_m=(0,) * 3)
-    for path in [tmp_path / "a.npy", str(tmp_path / "series"), tmp_path / "r.h5", tmp_path / "x.nii.gz",
-                 [str(tmp_path / "a.npy"), str(tmp_path / "r.h5")]]:
+    write_mdf(
+        tmp_path / "r.h5", np.ones((2, 3, 4), np.float32), fov_m=(0.01,) * 3, centre_m=(0,) * 3
+    )
+    for path in [
+        tmp_path / "a.npy",
+        str(tmp_path / "series"),
+        tmp_path / "r.h5",
+        tmp_path / "x.nii.gz",
+        [str(tmp_path / "a.npy"), str(tmp_path / "r.h5")],
+    ]:
         assert callable(get_reader(path)), path
 
 
@@ -96,7 +111,9 @@ def test_viewer_open_adds_placed_layers(tmp_path, viewer_model):
     np.save(tmp_path / "mpi.npy", np.ones((4, 5), np.float32))
     (tmp_path / "mpi.json").write_text(json.dumps({"spacing_mm": [0.5, 0.25], "origin_mm": [3, 4]}))
     viewer = viewer_model()
-    layers = viewer.open([str(tmp_path / "mri.nii.gz"), str(tmp_path / "mpi.npy")], plugin="mpi-viewer")
+    layers = viewer.open(
+        [str(tmp_path / "mri.nii.gz"), str(tmp_path / "mpi.npy")], plugin="mpi-viewer"
+    )
     assert [lyr.name for lyr in viewer.layers] == ["mri", "mpi"]
     mri, mpi = layers
     corner = np.asarray(img.TransformIndexToPhysicalPoint((7, 6, 5)))[::-1]

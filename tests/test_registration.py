@@ -11,23 +11,24 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from mpi_viewer.coords import xyz_to_zyx
-from mpi_viewer.demo import make_demo_study, rotation_matrix, truth_transform
+from mpi_viewer.demo.study import make_demo_study, rotation_matrix, truth_transform
 from mpi_viewer.errors import CancelledError, InputError
-from mpi_viewer.points import PointSet
-from mpi_viewer.registration import (
+from mpi_viewer.geometry.axes import xyz_to_zyx
+from mpi_viewer.geometry.transform import (
+    napari_affine_for_moving,
+    project,
+    project_points,
+    resample_to_fixed,
+    transform_to_matrix,
+)
+from mpi_viewer.io.points import PointSet
+from mpi_viewer.io.transform_files import read_transform, write_transform
+from mpi_viewer.registration.intensity import refine_intensity
+from mpi_viewer.registration.landmarks import (
     LandmarkFit,
     RegistrationParams,
     fit_landmarks,
-    napari_affine_for_moving,
     pair_points,
-    project,
-    project_points,
-    read_transform,
-    refine_intensity,
-    resample_to_fixed,
-    transform_to_matrix,
-    write_transform,
 )
 
 OBLIQUE = {"mri_direction_deg": (10.0, -20.0, 15.0), "mri_spacing_mm": (0.3, 0.35, 0.5)}
@@ -37,9 +38,15 @@ FLE_MM = 0.15
 def _truth(study):
     t = study.truth["transform_fixed_to_moving"]
     fid = study.truth["fiducials"]
-    return (np.asarray(t["matrix"]), np.asarray(t["translation"]),
-            [f["name"] for f in fid], np.array([f["mri_mm"] for f in fid]), np.array([f["mpi_mm"] for f in fid]),
-            np.array([s["mri_mm"] for s in study.truth["sources"]]), np.array([s["mpi_mm"] for s in study.truth["sources"]]))
+    return (
+        np.asarray(t["matrix"]),
+        np.asarray(t["translation"]),
+        [f["name"] for f in fid],
+        np.array([f["mri_mm"] for f in fid]),
+        np.array([f["mpi_mm"] for f in fid]),
+        np.array([s["mri_mm"] for s in study.truth["sources"]]),
+        np.array([s["mpi_mm"] for s in study.truth["sources"]]),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +71,23 @@ def test_exact_recovery_without_noise(study, model):
     assert fit.rms_fre_mm < 1e-9 and fit.warnings == []
     # the SimpleITK transform is the same map, of the expected kind
     tx = fit.to_sitk()
-    assert tx.GetName() == {"rigid": "Euler3DTransform", "similarity": "Similarity3DTransform",
-                            "affine": "AffineTransform"}[model]
+    assert (
+        tx.GetName()
+        == {
+            "rigid": "Euler3DTransform",
+            "similarity": "Similarity3DTransform",
+            "affine": "AffineTransform",
+        }[model]
+    )
     assert_allclose([tx.TransformPoint(p.tolist()) for p in src_f], src_m, atol=1e-9)
 
 
 def test_affine_recovers_known_anisotropic_affine_exactly():
     rng = np.random.default_rng(3)
     fixed = rng.uniform(-20, 20, size=(8, 3))
-    a = np.array([[1.10, 0.05, -0.02], [0.03, 0.90, 0.10], [-0.04, 0.02, 1.30]])  # scales and shears
+    a = np.array(
+        [[1.10, 0.05, -0.02], [0.03, 0.90, 0.10], [-0.04, 0.02, 1.30]]
+    )  # scales and shears
     b = np.array([2.0, -7.5, 11.0])
     fit = fit_landmarks(fixed, fixed @ a.T + b, model="affine")
     assert_allclose(fit.matrix, a, atol=1e-9)
@@ -120,8 +135,13 @@ def test_tre_at_sources_with_fle(study, oblique, model, which):
     cov = np.linalg.inv(x.T @ x)
     mat_atol = 4 * np.sqrt(2) * sd * np.sqrt(np.diag(cov)[:3]).max()
     for _ in range(50):
-        fit = fit_landmarks(fx + rng.normal(0, sd, fx.shape), mv + rng.normal(0, sd, mv.shape),
-                            model=model, names=names, fle_mm=fle_combined)
+        fit = fit_landmarks(
+            fx + rng.normal(0, sd, fx.shape),
+            mv + rng.normal(0, sd, mv.shape),
+            model=model,
+            names=names,
+            fle_mm=fle_combined,
+        )
         tre = np.linalg.norm(fit.transform_points(src_f) - src_m, axis=1)
         assert tre.max() <= 0.3, tre
         assert_allclose(fit.matrix, m, atol=mat_atol)
@@ -139,7 +159,9 @@ def test_rms_tre_with_015mm_per_axis_noise_is_below_03mm(study):
     for model in ("rigid", "affine"):
         sq = []
         for _ in range(300):
-            fit = fit_landmarks(fx + rng.normal(0, 0.15, fx.shape), mv + rng.normal(0, 0.15, mv.shape), model=model)
+            fit = fit_landmarks(
+                fx + rng.normal(0, 0.15, fx.shape), mv + rng.normal(0, 0.15, mv.shape), model=model
+            )
             sq.append(np.sum((fit.transform_points(src_f) - src_m) ** 2, axis=1))
         assert np.sqrt(np.mean(sq, axis=0)).max() <= 0.3
 
@@ -179,7 +201,10 @@ def test_bad_input_raises_one_line_errors():
     cases = [
         (lambda: fit_landmarks(pts[:2], pts[:2]), "needs at least 3"),
         (lambda: fit_landmarks(pts[:3], pts[:3], model="affine"), "needs at least 4 non-coplanar"),
-        (lambda: fit_landmarks(np.where(np.arange(15).reshape(5, 3) == 4, np.nan, pts), pts), "NaN"),
+        (
+            lambda: fit_landmarks(np.where(np.arange(15).reshape(5, 3) == 4, np.nan, pts), pts),
+            "NaN",
+        ),
         (lambda: fit_landmarks(pts, pts[:4]), "pair one to one"),
         (lambda: fit_landmarks(np.outer(np.arange(5.0), [1, 2, 3]), pts), "collinear"),
         (lambda: fit_landmarks(pts * [1, 1, 0], pts, model="affine"), "coplanar"),
@@ -187,7 +212,10 @@ def test_bad_input_raises_one_line_errors():
         (lambda: fit_landmarks(pts, pts, exclude=["nope"]), "no fiducial named"),
         (lambda: fit_landmarks(pts, pts, names=list("abcda")), "duplicate fiducial name 'a'"),
         (lambda: fit_landmarks(pts, pts, model="bspline"), "expected one of"),
-        (lambda: fit_landmarks(pts, pts, names=list("abcde"), exclude=["a", "b", "c"]), "2 fiducial pair"),
+        (
+            lambda: fit_landmarks(pts, pts, names=list("abcde"), exclude=["a", "b", "c"]),
+            "2 fiducial pair",
+        ),
         (lambda: fit_landmarks(pts, pts * [1, 1, 0], model="affine"), "coplanar"),
     ]
     for call, message in cases:
@@ -289,8 +317,10 @@ def test_resample_and_tfm_put_hot_spot_on_its_mri_location(tmp_path, oblique):
     clean = s.mpi.with_array(s.render_sources([src["mpi_mm"]], [src["iron_ug"]]).astype(np.float32))
     fit = fit_landmarks(fx, mv, names=names)
     path = write_transform(tmp_path / "mri_to_mpi.tfm", fit)
-    for img in (sitk.Resample(clean.image, s.mri.image, read_transform(path)),
-                resample_to_fixed(clean, s.mri, fit).image):
+    for img in (
+        sitk.Resample(clean.image, s.mri.image, read_transform(path)),
+        resample_to_fixed(clean, s.mri, fit).image,
+    ):
         arr = sitk.GetArrayFromImage(img).astype(float)
         w = np.where(arr > 0.5 * arr.max(), arr, 0.0)
         idx = np.argwhere(w > 0)
@@ -339,7 +369,7 @@ def test_2d_fits_recover_known_maps(model):
 
 def test_projection_and_2d_registration_against_truth(study):
     """Project the MRI along z; a 2-D MPI point set rotated about z registers onto it."""
-    from mpi_viewer.volume import Volume, image_from_array
+    from mpi_viewer.geometry.volume import Volume, image_from_array
 
     arr = np.zeros((10, 12, 14), dtype=np.float32)
     arr[7, 3, 5] = 100.0
@@ -352,13 +382,17 @@ def test_projection_and_2d_registration_against_truth(study):
         peak = np.unravel_index(np.argmax(proj.array), proj.shape)
         assert_allclose(proj.index_to_physical([peak])[0], project_points(p, axis), atol=1e-9)
     summed = project(vol, "y", method="sum")
-    assert summed.array.sum() * np.prod(summed.spacing_mm) == pytest.approx(100.0 * np.prod(spacing))
+    assert summed.array.sum() * np.prod(summed.spacing_mm) == pytest.approx(
+        100.0 * np.prod(spacing)
+    )
     # an oblique MRI: the projection keeps the physical position of a bright fiducial well
     mri = make_demo_study(**OBLIQUE).mri
     proj = project(mri, "z", method="max")
     assert np.allclose(proj.direction, np.eye(2))
     fid = make_demo_study(**OBLIQUE).truth["fiducials"][0]["mri_mm"]
-    val_at = proj.array[tuple(np.round(proj.physical_to_index(project_points(fid, "z"))[0]).astype(int))]
+    val_at = proj.array[
+        tuple(np.round(proj.physical_to_index(project_points(fid, "z"))[0]).astype(int))
+    ]
     assert val_at > 0.8 * 1100  # fiducial wells are 1100 a.u. in the demo MRI
     # 2-D landmark registration between projections along z of an MPI rotated about z only
     r2 = rotation_matrix((0, 0, 8.0))
@@ -380,7 +414,10 @@ def _ct_truth(s):
 
 def test_refine_intensity_ct_to_mri_improves_a_perturbed_start(study):
     m, t = _ct_truth(study)
-    targets = np.array([f["mri_mm"] for f in study.truth["fiducials"]] + [s["mri_mm"] for s in study.truth["sources"]])
+    targets = np.array(
+        [f["mri_mm"] for f in study.truth["fiducials"]]
+        + [s["mri_mm"] for s in study.truth["sources"]]
+    )
 
     def error(mat, tr):
         return np.linalg.norm(targets @ mat.T + tr - (targets @ m.T + t), axis=1).max()
@@ -389,8 +426,15 @@ def test_refine_intensity_ct_to_mri_improves_a_perturbed_start(study):
     t0 = t + [2.0, -1.5, 1.0]
     assert error(m0, t0) > 3.0
     calls = []
-    tx = refine_intensity(study.mri, study.ct, (m0, t0), working_spacing_mm=0.6, shrink_factors=(2, 1),
-                          smoothing_sigmas_vox=(1.0, 0.0), progress=lambda f, msg: calls.append((f, msg)))
+    tx = refine_intensity(
+        study.mri,
+        study.ct,
+        (m0, t0),
+        working_spacing_mm=0.6,
+        shrink_factors=(2, 1),
+        smoothing_sigmas_vox=(1.0, 0.0),
+        progress=lambda f, msg: calls.append((f, msg)),
+    )
     assert error(*transform_to_matrix(tx)) < 0.5
     fractions = [f for f, _ in calls]
     assert calls and all(0.0 <= f <= 1.0 for f in fractions) and fractions[-1] == 1.0
@@ -405,13 +449,20 @@ def test_refine_intensity_can_be_cancelled(study):
         return len(polls) >= 3
 
     with pytest.raises(CancelledError):
-        refine_intensity(study.mri, study.ct, (m, t), working_spacing_mm=1.0, shrink_factors=(2, 1),
-                         smoothing_sigmas_vox=(1.0, 0.0), should_stop=should_stop)
+        refine_intensity(
+            study.mri,
+            study.ct,
+            (m, t),
+            working_spacing_mm=1.0,
+            shrink_factors=(2, 1),
+            smoothing_sigmas_vox=(1.0, 0.0),
+            should_stop=should_stop,
+        )
     assert len(polls) <= 4  # stopped at once, not after the remaining iterations and levels
 
 
 def test_fit_pointsets_pairs_by_name_and_reports_unpaired(study):
-    from mpi_viewer.registration import fit_pointsets
+    from mpi_viewer.registration.landmarks import fit_pointsets
 
     m, t, names, fx, mv, *_ = _truth(study)
     fixed = PointSet(names, fx)

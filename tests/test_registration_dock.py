@@ -15,7 +15,7 @@ USE, NAME, FRE = 0, 1, 2  # the dock's table columns
 
 @pytest.fixture
 def study():
-    from mpi_viewer.demo import make_demo_study
+    from mpi_viewer.demo.study import make_demo_study
 
     return make_demo_study()
 
@@ -74,7 +74,10 @@ def test_pairs_fit_the_true_transform_and_the_preview_puts_sources_on_the_mri(do
     for src in study.truth["sources"]:
         # TRE at the iron sources, and the preview draws each source at its MRI position
         assert np.linalg.norm(fit.transform_points(src["mri_mm"]) - src["mpi_mm"]) <= 0.3
-        assert np.linalg.norm(mpi_world_of(mpi, src["mpi_mm"]) - np.asarray(src["mri_mm"])[::-1]) <= 0.3
+        assert (
+            np.linalg.norm(mpi_world_of(mpi, src["mpi_mm"]) - np.asarray(src["mri_mm"])[::-1])
+            <= 0.3
+        )
     # the moving markers sit on the MPI as drawn: each where the MPI draws that physical point,
     # i.e. near the MRI fiducial it pairs with
     pts = dock.pairs.moving
@@ -107,7 +110,9 @@ def test_an_outlier_is_flagged_red_and_excluding_it_refits(dock, study, qtbot):
     from qtpy.QtCore import Qt
 
     dock.table.item(2, USE).setCheckState(Qt.Unchecked)  # the user unticks "use"
-    qtbot.waitUntil(lambda: dock.fit is not None and dock.fit.n_used == len(names) - 1, timeout=2000)
+    qtbot.waitUntil(
+        lambda: dock.fit is not None and dock.fit.n_used == len(names) - 1, timeout=2000
+    )
     assert dock.fit.rms_fre_mm < 0.3
     assert dock.fit.residuals_mm[2] == pytest.approx(3.0, abs=0.5)  # still reported
     truth = study.truth["transform_fixed_to_moving"]
@@ -117,10 +122,14 @@ def test_an_outlier_is_flagged_red_and_excluding_it_refits(dock, study, qtbot):
 def test_csv_export_import_round_trip(dock, study, tmp_path):
     names, fixed, moving = noisy_fiducials(study)
     dock.load_pairs(names, fixed, moving)
-    assert dock.export_csv("fixed", tmp_path / "f.csv") and dock.export_csv("moving", tmp_path / "m.csv")
+    assert dock.export_csv("fixed", tmp_path / "f.csv") and dock.export_csv(
+        "moving", tmp_path / "m.csv"
+    )
     dock.load_pairs([], np.zeros((0, 3)), np.zeros((0, 3)))
     assert dock.table.rowCount() == 0
-    assert dock.import_csv("fixed", tmp_path / "f.csv") and dock.import_csv("moving", tmp_path / "m.csv")
+    assert dock.import_csv("fixed", tmp_path / "f.csv") and dock.import_csv(
+        "moving", tmp_path / "m.csv"
+    )
     got_names, got_f, got_m = dock.pairs.pairs()
     assert got_names == names
     assert_allclose(got_f, fixed, atol=1e-6)
@@ -130,8 +139,13 @@ def test_csv_export_import_round_trip(dock, study, tmp_path):
     dock.set_included(names[0], False)
     saved = dock.landmarks()
     dock.load_pairs([], np.zeros((0, 3)), np.zeros((0, 3)), model="rigid")
-    dock.load_pairs(saved["names"], saved["fixed_xyz_mm"], saved["moving_xyz_mm"], excluded=saved["excluded"],
-                    model="affine")
+    dock.load_pairs(
+        saved["names"],
+        saved["fixed_xyz_mm"],
+        saved["moving_xyz_mm"],
+        excluded=saved["excluded"],
+        model="affine",
+    )
     assert dock.model_combo.currentText() == "affine" and dock.fit.model == "affine"
     assert dock.fit.n_used == len(names) - 1 and saved["excluded"] == [names[0]]
 
@@ -148,7 +162,9 @@ def test_too_few_pairs_warn_and_apply_nothing(dock, study):
     assert_allclose(mpi.translate, before[1])
     assert "transform_fixed_to_moving" not in mpi.metadata["mpi_viewer"]
     assert len(dock.pairs.fixed.data) == 2  # the points are kept
-    dock.load_pairs(names[:3], fixed[:3], moving[:3] + [[0.0, 0.0, 500.0]])  # clicked far off the MPI
+    dock.load_pairs(
+        names[:3], fixed[:3], moving[:3] + [[0.0, 0.0, 500.0]]
+    )  # clicked far off the MPI
     assert any("outside the moving image" in w for w in dock.warnings)
     assert not dock.save_transform("/nonexistent/never.tfm")
 
@@ -159,10 +175,20 @@ def click(layer, world_zyx, ndisplay):
 
     from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 
-    ev = SimpleNamespace(type="mouse_press", is_dragging=False, modifiers=[], position=tuple(world_zyx),
-                         pos=np.array([10.0, 10.0]), view_direction=np.array([1.0, 0, 0]) if ndisplay == 3 else None,
-                         up_direction=None, dims_displayed=[0, 1, 2][-ndisplay:], dims_point=list(world_zyx),
-                         handled=False, button=1, buttons=[1])
+    ev = SimpleNamespace(
+        type="mouse_press",
+        is_dragging=False,
+        modifiers=[],
+        position=tuple(world_zyx),
+        pos=np.array([10.0, 10.0]),
+        view_direction=np.array([1.0, 0, 0]) if ndisplay == 3 else None,
+        up_direction=None,
+        dims_displayed=[0, 1, 2][-ndisplay:],
+        dims_point=list(world_zyx),
+        handled=False,
+        button=1,
+        buttons=[1],
+    )
     mouse_press_callbacks(layer, ev)
     ev.type = "mouse_release"
     mouse_release_callbacks(layer, ev)
@@ -212,9 +238,14 @@ def test_refine_runs_in_a_worker_and_can_be_cancelled(dock, study, qtbot):
     # run to the end: the preview follows the refined transform, still on the truth
     assert dock.refine() is not None and dock.refining
     qtbot.waitUntil(lambda: not dock.refining, timeout=60000)
-    assert not hasattr(dock.transform[2], "residuals_mm")  # the refined (SimpleITK) transform is drawn
+    assert not hasattr(
+        dock.transform[2], "residuals_mm"
+    )  # the refined (SimpleITK) transform is drawn
     for src in study.truth["sources"]:
-        assert np.linalg.norm(mpi_world_of(mpi, src["mpi_mm"]) - np.asarray(src["mri_mm"])[::-1]) <= 0.5
+        assert (
+            np.linalg.norm(mpi_world_of(mpi, src["mpi_mm"]) - np.asarray(src["mri_mm"])[::-1])
+            <= 0.5
+        )
     # cancelled: the landmark fit stays
     dock.update_preview()
     landmark_affine = np.asarray(mpi.affine.affine_matrix).copy()
@@ -237,7 +268,9 @@ def test_save_load_and_apply_a_transform_to_another_layer(dock, study, tmp_path)
     assert dock.load_transform(tmp_path / "t.tfm")
     assert dock.apply_loaded("MPI day 2")
     src = study.truth["sources"][0]
-    assert np.linalg.norm(mpi_world_of(second, src["mpi_mm"]) - np.asarray(src["mri_mm"])[::-1]) <= 0.3
+    assert (
+        np.linalg.norm(mpi_world_of(second, src["mpi_mm"]) - np.asarray(src["mri_mm"])[::-1]) <= 0.3
+    )
     resampled = dock.resample()
     assert resampled is not None and resampled.name.endswith("resampled (display only)")
     assert resampled.data.shape == study.mri.shape

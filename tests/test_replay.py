@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mpi_viewer import _pipeline as P
-from mpi_viewer import session as S
-from mpi_viewer.batch import replay_many
 from mpi_viewer.cli import main
+from mpi_viewer.demo.study import make_demo_session
+from mpi_viewer.study import pipeline as P
+from mpi_viewer.study import session as S
+from mpi_viewer.study.batch import replay_many
 
 
 def shared_demo_session(tmp_path_factory) -> Path:
@@ -21,7 +22,7 @@ def shared_demo_session(tmp_path_factory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "shared_demo_session"
     path = folder / "demo_session.json"
     if not path.exists():
-        P.make_demo_session(folder)
+        make_demo_session(folder)
     return path
 
 
@@ -38,7 +39,9 @@ def _copy_study(path: Path, dest: Path) -> Path:
 
 
 def _snapshot(folder: Path) -> dict:
-    return {p.name: (p.stat().st_mtime_ns, S.sha256_file(p)) for p in folder.iterdir() if p.is_file()}
+    return {
+        p.name: (p.stat().st_mtime_ns, S.sha256_file(p)) for p in folder.iterdir() if p.is_file()
+    }
 
 
 def test_demo_session_holds_the_whole_analysis_and_true_numbers(demo):
@@ -46,7 +49,9 @@ def test_demo_session_holds_the_whole_analysis_and_true_numbers(demo):
     s = S.load_session(path)
     assert s.warnings == []
     assert {i.role for i in s.inputs} == {"mpi", "mri", "phantoms"}
-    assert s.registration.method == "template" and s.registration.transform_file == "demo_session.tfm"
+    assert (
+        s.registration.method == "template" and s.registration.transform_file == "demo_session.tfm"
+    )
     assert [r["name"] for r in s.results] == ["isolated", "strong", "weak", "faint"]
     # the stored transform is the demo's true MRI → MPI transform (within registration accuracy)
     import numpy as np
@@ -119,8 +124,12 @@ def test_batch_replays_in_parallel_with_progress(demo, tmp_path, capsys):
     bad = path.with_name("bad.json")
     bad.write_text("{}", encoding="utf-8")
     seen = []
-    outcomes = replay_many(copies + [bad], jobs=2, progress=lambda done, total, o: seen.append((done, total)))
-    assert [o.status for o in outcomes] == [0, 0, 2], [(o.status, o.message, o.differences[:3]) for o in outcomes]
+    outcomes = replay_many(
+        copies + [bad], jobs=2, progress=lambda done, total, o: seen.append((done, total))
+    )
+    assert [o.status for o in outcomes] == [0, 0, 2], [
+        (o.status, o.message, o.differences[:3]) for o in outcomes
+    ]
     assert sorted(seen) == [(1, 3), (2, 3), (3, 3)]
     assert outcomes[1].rows == outcomes[0].rows
     # the CLI: a progress bar on stderr, worst status as exit code
@@ -130,10 +139,13 @@ def test_batch_replays_in_parallel_with_progress(demo, tmp_path, capsys):
 
 
 def test_replay_on_a_dask_cluster(demo):
-    distributed = pytest.importorskip("dask.distributed", reason="dask.distributed is not installed")
+    distributed = pytest.importorskip(
+        "dask.distributed", reason="dask.distributed is not installed"
+    )
     path, _ = demo
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
         outcomes = replay_many([path, path], scheduler=cluster.scheduler_address)
     assert [o.status for o in outcomes] == [0, 0]
     assert outcomes[0].rows == P.replay_path(path).rows
@@ -150,7 +162,11 @@ def test_report_from_a_session(demo, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", str(path), "-o", str(out)]) == 0
     files = {p.name for p in out.rglob("*")}
-    assert "index.html" in files and any(f.endswith(".csv") for f in files) and any(f.endswith(".tfm") for f in files)
+    assert (
+        "index.html" in files
+        and any(f.endswith(".csv") for f in files)
+        and any(f.endswith(".tfm") for f in files)
+    )
     csv_path = next(p for p in out.rglob("*.csv"))
     with open(csv_path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -172,9 +188,28 @@ def test_quantify_save_session_replays_to_the_same_numbers(demo, tmp_path, capsy
     iso = next(src for src in truth["sources"] if src["name"] == "isolated")
     seed = ",".join(f"{v:.1f}" for v in iso["mpi_mm"])
     out_csv, session = tmp_path / "q.csv", folder / "q_session.json"
-    assert main(["quantify", str(folder / "mpi.nii.gz"), f"--seed={seed}", "--phantoms",
-                 str(folder / "phantoms.csv"), "--iron-per-cell", "15", "--iron-per-cell-sd", "1.5",
-                 "--confidence", "0.9", "-o", str(out_csv), "--save-session", str(session)]) == 0
+    assert (
+        main(
+            [
+                "quantify",
+                str(folder / "mpi.nii.gz"),
+                f"--seed={seed}",
+                "--phantoms",
+                str(folder / "phantoms.csv"),
+                "--iron-per-cell",
+                "15",
+                "--iron-per-cell-sd",
+                "1.5",
+                "--confidence",
+                "0.9",
+                "-o",
+                str(out_csv),
+                "--save-session",
+                str(session),
+            ]
+        )
+        == 0
+    )
     assert "differs" not in capsys.readouterr().err
     s = S.load_session(session)
     assert s.calibration.options["confidence"] == 0.9 and s.cells.mean_pg == 15.0
@@ -185,6 +220,20 @@ def test_quantify_save_session_replays_to_the_same_numbers(demo, tmp_path, capsy
     assert float(row["cells"]) == pytest.approx(iso["cells"], rel=0.05)
     assert main(["replay", str(session)]) == 0
     # a geometry given on the command line cannot be replayed from files: refused up front
-    assert main(["quantify", str(folder / "mpi.nii.gz"), f"--seed={seed}", "--spacing-mm", "0.5,0.5,0.5",
-                 "-o", str(tmp_path / "x.csv"), "--save-session", str(tmp_path / "x.json")]) == 2
+    assert (
+        main(
+            [
+                "quantify",
+                str(folder / "mpi.nii.gz"),
+                f"--seed={seed}",
+                "--spacing-mm",
+                "0.5,0.5,0.5",
+                "-o",
+                str(tmp_path / "x.csv"),
+                "--save-session",
+                str(tmp_path / "x.json"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "x.csv").exists()

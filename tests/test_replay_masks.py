@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from mpi_viewer import _pipeline as P
-from mpi_viewer import session as S
 from mpi_viewer.cli import main
-from mpi_viewer.demo import make_demo_study, write_demo_study
-from mpi_viewer.roi import ROIParams
-from mpi_viewer.volume import read_volume
+from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.io.images import read_volume
+from mpi_viewer.roi.regions import ROIParams
+from mpi_viewer.study import pipeline as P
+from mpi_viewer.study import session as S
 
 HALF = 10  # box half-size, voxels
 
@@ -42,10 +42,21 @@ def masked_session(tmp_path_factory):
     _write_labels(mask_path, mpi, lab)
     path = folder / "manual.json"
     s = P.new_session(path, mpi=folder / "mpi.nii.gz")
-    s.rois = [S.ROISection(method="manual", params=ROIParams().to_dict(), seeds_xyz_mm=[
-        [round(float(c), 1) for c in study.source("strong")["mpi_mm"]]], names=["strong"],
-        masks=[S.MaskFile(name="isolated_painted", path=S.relative_path(mask_path, path),
-                          sha256=S.sha256_file(mask_path))])]
+    s.rois = [
+        S.ROISection(
+            method="manual",
+            params=ROIParams().to_dict(),
+            seeds_xyz_mm=[[round(float(c), 1) for c in study.source("strong")["mpi_mm"]]],
+            names=["strong"],
+            masks=[
+                S.MaskFile(
+                    name="isolated_painted",
+                    path=S.relative_path(mask_path, path),
+                    sha256=S.sha256_file(mask_path),
+                )
+            ],
+        )
+    ]
     P.compute_and_save(s, path)
     return path, mask_path, study, lab
 
@@ -60,7 +71,10 @@ def test_painted_mask_measured_against_truth_and_replays(masked_session, capsys)
     m = lab > 0
     vox = study.mpi.voxel_volume_mm
     expected = float(study.render_sources([src["mpi_mm"]], [src["iron_ug"]])[m].sum()) * vox
-    assert abs(row["total_signal_au_mm3"] - expected) < 4 * study.truth["noise_sd_au"] * math.sqrt(m.sum()) * vox
+    assert (
+        abs(row["total_signal_au_mm3"] - expected)
+        < 4 * study.truth["noise_sd_au"] * math.sqrt(m.sum()) * vox
+    )
     assert row["volume_mm3"] == pytest.approx((2 * HALF + 1) ** 3 * vox)
     assert main(["replay", str(path)]) == 0
     assert "every number matches" in capsys.readouterr().out

@@ -10,18 +10,18 @@ import pytest
 from scipy import ndimage as ndi
 from scipy.stats import chi2
 
-from mpi_viewer import results as res
 from mpi_viewer.errors import InputError
-from mpi_viewer.roi import (
+from mpi_viewer.geometry.volume import Volume, image_from_array
+from mpi_viewer.io import tables as res
+from mpi_viewer.roi._saturation import SaturationCurve
+from mpi_viewer.roi.regions import (
     ROIParams,
-    SaturationCurve,
     estimate_noise_sd,
     grow_roi,
     measure,
     rois_to_label_image,
     write_masks_nifti,
 )
-from mpi_viewer.volume import Volume, image_from_array
 
 
 def _expected_total(study, src, threshold_au):
@@ -52,7 +52,9 @@ def test_halfmax_total_matches_psf_and_iron_within_2_percent(study, name):
     expected = _expected_total(study, src, 0.5 * amp)
     assert r.total_signal == pytest.approx(expected, rel=0.02)
     # the analytic fraction inside a 3-D Gaussian's half-maximum ellipsoid (≈ 0.2911)
-    analytic = chi2.cdf(2 * math.log(2), 3) * study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"]
+    analytic = (
+        chi2.cdf(2 * math.log(2), 3) * study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"]
+    )
     assert expected == pytest.approx(analytic)
     assert r.peak_au == pytest.approx(amp, rel=0.01)
     assert r.threshold_au == pytest.approx(0.5 * r.peak_au)
@@ -86,7 +88,9 @@ def test_kmeans_total_matches_its_threshold_on_the_noise_free_source(study):
 def test_noise_estimate_matches_truth(study):
     assert estimate_noise_sd(study.mpi) == pytest.approx(study.truth["noise_sd_au"], rel=0.05)
     # a background box the user draws (a corner of the field of view: noise only)
-    assert estimate_noise_sd(study.mpi, bbox=((0, 20), (0, 20), (0, 20))) == pytest.approx(1.5, rel=0.05)
+    assert estimate_noise_sd(study.mpi, bbox=((0, 20), (0, 20), (0, 20))) == pytest.approx(
+        1.5, rel=0.05
+    )
     mask = np.zeros(study.mpi.shape, bool)
     mask[:20, :20, :20] = True
     assert estimate_noise_sd(study.mpi.array, mask=mask) == pytest.approx(1.5, rel=0.05)
@@ -96,8 +100,11 @@ def test_weak_source_beside_strong_gets_its_own_roi_and_its_iron(study):
     """Sehl et al. 2020 fig. 5: the weak (1.5 µg) source 4.3 mm from the strong (18 µg) one."""
     weak, strong = _by_name(study, "weak"), _by_name(study, "strong")
     vials = study.truth["vials"]
-    rois = measure(study.mpi, [_offset_seed(weak), _offset_seed(strong)] + [v["mpi_mm"] for v in vials],
-                   names=["weak", "strong"] + [v["name"] for v in vials])
+    rois = measure(
+        study.mpi,
+        [_offset_seed(weak), _offset_seed(strong)] + [v["mpi_mm"] for v in vials],
+        names=["weak", "strong"] + [v["name"] for v in vials],
+    )
     w, s = rois[0], rois[1]
     assert np.linalg.norm(np.subtract(w.peak_mm, weak["mpi_mm"])) < 0.3
     assert np.linalg.norm(np.subtract(s.peak_mm, strong["mpi_mm"])) < 0.3
@@ -120,9 +127,14 @@ def test_strong_total_unchanged_by_a_weak_neighbour_outside_its_region(study):
     """The weak source's tail (peak 4.3 mm away, outside the strong's half-max region) is
     subtracted once the weak one is measured too: the strong's total is its own."""
     strong, weak = _by_name(study, "strong"), _by_name(study, "weak")
-    pair = study.mpi.with_array(study.render_sources(
-        [strong["mpi_mm"], weak["mpi_mm"]], [strong["iron_ug"], weak["iron_ug"]]).astype(np.float32))
-    own = study.mpi.with_array(study.render_sources([strong["mpi_mm"]], [strong["iron_ug"]]).astype(np.float32))
+    pair = study.mpi.with_array(
+        study.render_sources(
+            [strong["mpi_mm"], weak["mpi_mm"]], [strong["iron_ug"], weak["iron_ug"]]
+        ).astype(np.float32)
+    )
+    own = study.mpi.with_array(
+        study.render_sources([strong["mpi_mm"]], [strong["iron_ug"]]).astype(np.float32)
+    )
     truth = measure(own, [strong["mpi_mm"]])[0].total_signal
     alone = measure(pair, [strong["mpi_mm"]])[0]
     assert alone.total_signal / truth - 1 > 0.001  # the tail is really there (+0.2 %)
@@ -130,8 +142,12 @@ def test_strong_total_unchanged_by_a_weak_neighbour_outside_its_region(study):
     assert both[0].total_signal == pytest.approx(truth, rel=5e-4)
     assert both[0].neighbour_signal > 0
     # and the weak one still gets its own signal (its own render measured alone)
-    weak_own = study.mpi.with_array(study.render_sources([weak["mpi_mm"]], [weak["iron_ug"]]).astype(np.float32))
-    assert both[1].total_signal == pytest.approx(measure(weak_own, [weak["mpi_mm"]])[0].total_signal, rel=0.01)
+    weak_own = study.mpi.with_array(
+        study.render_sources([weak["mpi_mm"]], [weak["iron_ug"]]).astype(np.float32)
+    )
+    assert both[1].total_signal == pytest.approx(
+        measure(weak_own, [weak["mpi_mm"]])[0].total_signal, rel=0.01
+    )
 
 
 def test_click_climbs_to_its_own_peak_not_the_brightest(study):
@@ -147,7 +163,7 @@ def test_fwhm_from_lorentzian_fit_close_to_psf(study):
 
 
 def test_lorentzian_fwhm_exact_on_lorentzian_profile():
-    from mpi_viewer._fwhm import lorentzian, lorentzian_fwhm
+    from mpi_viewer.roi._fwhm import lorentzian, lorentzian_fwhm
 
     t = np.arange(-10, 10, 0.25)
     assert lorentzian_fwhm(t, lorentzian(t, 50.0, 0.3, 0.9)) == pytest.approx(1.8, rel=1e-4)
@@ -170,15 +186,23 @@ def test_no_split_keeps_the_merged_region_and_flags_it(study):
 
 
 # -- 2-D ------------------------------------------------------------------------------------------
-def _gauss_2d(sigma_mm=(0.6, 0.8), spacing=0.25, total=500.0, noise=0.0, centre=(0.13, -0.21), seed=0):
+def _gauss_2d(
+    sigma_mm=(0.6, 0.8), spacing=0.25, total=500.0, noise=0.0, centre=(0.13, -0.21), seed=0
+):
     n = 96
     y, x = np.mgrid[0:n, 0:n] * spacing - (n // 2) * spacing
     sx, sy = sigma_mm
     amp = total / (2 * math.pi * sx * sy)
     img = amp * np.exp(-0.5 * (((x - centre[0]) / sx) ** 2 + ((y - centre[1]) / sy) ** 2))
     img += np.random.default_rng(seed).normal(0, noise, img.shape) if noise else 0
-    vol = Volume(image=image_from_array(img.astype(np.float32), spacing_mm=(spacing, spacing),
-                                        origin_mm=(-(n // 2) * spacing,) * 2), modality="MPI")
+    vol = Volume(
+        image=image_from_array(
+            img.astype(np.float32),
+            spacing_mm=(spacing, spacing),
+            origin_mm=(-(n // 2) * spacing,) * 2,
+        ),
+        modality="MPI",
+    )
     return vol, amp, img
 
 
@@ -224,8 +248,11 @@ def test_saturation_curve_csv(tmp_path):
 def test_bad_seeds_are_one_line_input_errors(study):
     vol = study.mpi
     bg = np.asarray(_by_name(study, "isolated")["mpi_mm"]) + [0, 0, -12.0]  # body, no iron
-    for seed, match in [(bg, "no peak above the noise"), ((500.0, 0.0, 0.0), "outside the image"),
-                        ((1.0, 2.0), "2 coordinates on a 3-D image")]:
+    for seed, match in [
+        (bg, "no peak above the noise"),
+        ((500.0, 0.0, 0.0), "outside the image"),
+        ((1.0, 2.0), "2 coordinates on a 3-D image"),
+    ]:
         with pytest.raises(InputError, match=match) as e:
             grow_roi(vol, seed)
         assert "\n" not in str(e.value)
@@ -252,10 +279,21 @@ def test_skip_keeps_the_good_rois(study):
 
 
 def test_params_json_round_trip_and_validation():
-    p = ROIParams(method="nsd", n_sd=4.0, noise_sd=2.0, background_bbox=((0, 4), (1, 5), (2, 6)),
-                  saturation_curve=SaturationCurve((0, 1, 2), (0, 1, 3)))
+    p = ROIParams(
+        method="nsd",
+        n_sd=4.0,
+        noise_sd=2.0,
+        background_bbox=((0, 4), (1, 5), (2, 6)),
+        saturation_curve=SaturationCurve((0, 1, 2), (0, 1, 3)),
+    )
     assert ROIParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
-    for bad in ({"method": "otsu"}, {"fraction": 1.5}, {"n_sd": -1}, {"noise_sd": 0}, {"connectivity": "x"}):
+    for bad in (
+        {"method": "otsu"},
+        {"fraction": 1.5},
+        {"n_sd": -1},
+        {"noise_sd": 0},
+        {"connectivity": "x"},
+    ):
         with pytest.raises(InputError):
             ROIParams(**bad)
     with pytest.raises(InputError, match="unknown"):
@@ -266,7 +304,9 @@ def test_params_json_round_trip_and_validation():
 def test_label_image_and_masks_nifti(study, tmp_path):
     import SimpleITK as sitk
 
-    rois = measure(study.mpi, [_by_name(study, n)["mpi_mm"] for n in ("isolated", "weak", "strong")])
+    rois = measure(
+        study.mpi, [_by_name(study, n)["mpi_mm"] for n in ("isolated", "weak", "strong")]
+    )
     lab = rois_to_label_image(study.mpi, rois)
     assert lab.dtype == np.uint16 and lab.shape == study.mpi.shape
     for r in rois:
@@ -292,7 +332,9 @@ def test_results_csv_has_units_in_columns(study, tmp_path):
 
 def test_noiseless_image_halfmax_works_without_noise_estimate():
     vol, amp, img = _gauss_2d(noise=0.0)
-    vol = vol.with_array(np.where(img < 1e-3, 0, img).astype(np.float32))  # zero background: no noise
+    vol = vol.with_array(
+        np.where(img < 1e-3, 0, img).astype(np.float32)
+    )  # zero background: no noise
     r = grow_roi(vol, (0.2, 0.1))
     assert r.total_signal == pytest.approx(250.0, rel=0.02) and math.isnan(r.snr)
     with pytest.raises(InputError, match="noise SD"):

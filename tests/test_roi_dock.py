@@ -10,8 +10,6 @@ import pytest
 pytestmark = pytest.mark.gui
 
 
-
-
 def _expected_halfmax_total(study, src):
     """The known PSF × iron inside its half-maximum level set, in continuous space: a 3-D
     Gaussian holds the fraction chi2.cdf(2 ln 2, 3) of its integral there (ROIs integrate
@@ -27,7 +25,7 @@ def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_pa
     from mpi_viewer.plugins._layers import physical_to_world
     from mpi_viewer.plugins._roi_dock import LABELS_LAYER, ROIDock
 
-    from mpi_viewer.results import read_csv
+    from mpi_viewer.io.tables import read_csv
 
     viewer = make_napari_viewer()
     study = load_demo(viewer)
@@ -44,8 +42,9 @@ def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_pa
     assert len(dock.results) == 1 and dock.table.rowCount() == 1
     r = dock.results[0]
     assert r.total_signal == pytest.approx(_expected_halfmax_total(study, iso), rel=0.02)
-    assert "total signal (a.u.·mm³)" in [dock.table.horizontalHeaderItem(j).text()
-                                         for j in range(dock.table.columnCount())]
+    assert "total signal (a.u.·mm³)" in [
+        dock.table.horizontalHeaderItem(j).text() for j in range(dock.table.columnCount())
+    ]
 
     # the labels sit on the MPI grid with the MPI layer's placement
     labels = viewer.layers[LABELS_LAYER]
@@ -77,7 +76,9 @@ def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_pa
     dock.background.setCurrentText("background")
     assert dock.params.background_mask is not None
     assert dock.results[0].noise_sd == pytest.approx(study.truth["noise_sd_au"], rel=0.05)
-    assert dock.results[0].noise_sd == pytest.approx(float(study.mpi.array[:20, :20, :20].std(ddof=1)))
+    assert dock.results[0].noise_sd == pytest.approx(
+        float(study.mpi.array[:20, :20, :20].std(ddof=1))
+    )
 
     # a linear receiver (identity curve) changes nothing
     before = [x.total_signal for x in dock.results]
@@ -89,10 +90,13 @@ def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_pa
 
     dock.export_csv(tmp_path / "rois.csv")
     rows = read_csv(tmp_path / "rois.csv")
-    assert len(rows) == 2 and float(rows[0]["total_signal_au_mm3"]) == pytest.approx(r.total_signal, rel=1e-5)
+    assert len(rows) == 2 and float(rows[0]["total_signal_au_mm3"]) == pytest.approx(
+        r.total_signal, rel=1e-5
+    )
     dock.save_masks(tmp_path / "rois.nii.gz")
-    assert int((sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "rois.nii.gz"))) > 0).sum()) == sum(
-        x.n_voxels for x in dock.results)
+    assert int(
+        (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "rois.nii.gz"))) > 0).sum()
+    ) == sum(x.n_voxels for x in dock.results)
 
     dock.resize(520, 560)
     dock.grab().save("/tmp/roi_dock.png")

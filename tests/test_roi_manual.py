@@ -10,7 +10,8 @@ import pytest
 from scipy.stats import chi2
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.roi import (
+from mpi_viewer.geometry.volume import image_from_array
+from mpi_viewer.roi.regions import (
     ROIMask,
     ROIParams,
     measure_label_image,
@@ -18,7 +19,6 @@ from mpi_viewer.roi import (
     polygon_to_mask,
     rois_to_label_image,
 )
-from mpi_viewer.volume import image_from_array
 
 
 def _box_mask(study, xyz_mm, half_vox):
@@ -29,7 +29,7 @@ def _box_mask(study, xyz_mm, half_vox):
 
 
 def _volume_2d(arr, spacing=(0.4, 0.25), origin=(-3.0, 5.0)):
-    from mpi_viewer.volume import Volume
+    from mpi_viewer.geometry.volume import Volume
 
     return Volume(image=image_from_array(arr, spacing_mm=spacing, origin_mm=origin), modality="MPI")
 
@@ -44,7 +44,9 @@ def test_halfmax_mask_of_noise_free_source_gives_psf_total(study):
     # the PSF's own signal over the mask
     assert r.total_signal == pytest.approx(float(clean[mask].sum()) * vox, rel=1e-5)
     # and the analytic fraction of a 3-D Gaussian inside its half-maximum ellipsoid
-    analytic = chi2.cdf(2 * math.log(2), 3) * study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"]
+    analytic = (
+        chi2.cdf(2 * math.log(2), 3) * study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"]
+    )
     assert r.total_signal == pytest.approx(analytic, rel=0.05)
     assert r.n_voxels == int(mask.sum()) and r.volume_mm3 == pytest.approx(mask.sum() * vox)
     assert r.mean_au == pytest.approx(r.total_signal / r.volume_mm3)
@@ -63,13 +65,17 @@ def test_painted_box_captures_iron_times_sensitivity_minus_tails(study, half_vox
     r = measure_mask(study.mpi, mask, name="box")
     vox = study.mpi.voxel_volume_mm
     clean = study.render_sources([src["mpi_mm"]], [src["iron_ug"]])
-    expected = float(clean[mask].sum()) * vox  # 1250 a.u.·mm³/µg × iron, less the tails outside the box
+    expected = (
+        float(clean[mask].sum()) * vox
+    )  # 1250 a.u.·mm³/µg × iron, less the tails outside the box
     full = study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"]
     assert expected == pytest.approx(full, rel=0.01) and expected < full
     noise_of_sum = study.truth["noise_sd_au"] * math.sqrt(mask.sum()) * vox
     assert abs(r.total_signal - expected) < 4 * noise_of_sum
     assert r.noise_sd == pytest.approx(study.truth["noise_sd_au"], rel=0.05)
-    assert r.snr == pytest.approx(study.peak_au(src["iron_ug"]) / study.truth["noise_sd_au"], rel=0.05)
+    assert r.snr == pytest.approx(
+        study.peak_au(src["iron_ug"]) / study.truth["noise_sd_au"], rel=0.05
+    )
     np.testing.assert_allclose(r.fwhm_mm, study.truth["psf_fwhm_mm"], rtol=0.06)
     assert r.flags == []
 
@@ -149,7 +155,10 @@ def test_bad_inputs_raise_one_line(study):
         (lambda: measure_mask(study.mpi, np.zeros((3, 3, 3), dtype=bool)), "not on the MPI grid"),
         (lambda: measure_mask(study.mpi, np.zeros(shape, dtype=bool)), "empty"),
         (lambda: measure_label_image(study.mpi, np.zeros(shape, dtype=np.uint8)), "no labelled"),
-        (lambda: measure_label_image(study.mpi, np.zeros((2, 2), dtype=np.uint8)), "not on the MPI grid"),
+        (
+            lambda: measure_label_image(study.mpi, np.zeros((2, 2), dtype=np.uint8)),
+            "not on the MPI grid",
+        ),
         (lambda: polygon_to_mask(study.mpi, [(0, 0, 0), (1, 1, 0)]), "at least three"),
         (lambda: polygon_to_mask(study.mpi, [(0, 0), (1, 1), (1, 0)]), "3 coordinates"),
     ]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from mpi_viewer.roi import ROIParams, measure, rois_to_label_image
+from mpi_viewer.roi.regions import ROIParams, measure, rois_to_label_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "mpi_ffl_phantoms"
 SPACING_MM = (20.0 / 64, 20.0 / 64)
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real MPI data folder
 
 
 def _read(n):
-    from mpi_viewer.volume import read_volume
+    from mpi_viewer.io.images import read_volume
 
     return read_volume(DATA / f"ffl_phantom_{n}.mat", modality="MPI", spacing_mm=SPACING_MM)
 
@@ -55,7 +55,9 @@ def test_phantom_29_one_roi_per_blob(method):
             assert inter / (ref | (lab == k)).sum() > 0.9
             # the total is integrated at sub-voxel resolution: close to the voxel set's sum
             # (the blobs span many voxels), not equal to it
-            assert r.total_signal == pytest.approx(a[lab == k].sum() * np.prod(SPACING_MM), rel=0.05)
+            assert r.total_signal == pytest.approx(
+                a[lab == k].sum() * np.prod(SPACING_MM), rel=0.05
+            )
 
 
 def test_ring_phantom_without_splitting_is_one_region():

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from mpi_viewer.demo import make_demo_study
-from mpi_viewer.roi import ROIParams, grow_roi
-from mpi_viewer.volume import Volume, image_from_array
+from mpi_viewer.demo.study import make_demo_study
+from mpi_viewer.geometry.volume import Volume, image_from_array
+from mpi_viewer.roi.regions import ROIParams, grow_roi
 
 IRON_UG = 2.0
 N_OFFSETS = 12
@@ -58,8 +58,12 @@ def clean_rois(study):
         seed = p + (0.6, -0.4, 0.5)
         r = grow_roi(vol, seed)
         out["halfmax"].append(r)
-        out["native_halfmax"].append(float(arr[r.mask.slices][r.mask.array].sum()) * study.mpi.voxel_volume_mm)
-        out["nsd"].append(grow_roi(vol, seed, ROIParams(method="nsd", noise_sd=study.truth["noise_sd_au"])))
+        out["native_halfmax"].append(
+            float(arr[r.mask.slices][r.mask.array].sum()) * study.mpi.voxel_volume_mm
+        )
+        out["nsd"].append(
+            grow_roi(vol, seed, ROIParams(method="nsd", noise_sd=study.truth["noise_sd_au"]))
+        )
     return out
 
 
@@ -76,7 +80,10 @@ def test_halfmax_total_is_subvoxel_stable_and_matches_the_continuous_value(study
     assert _spread(per_ug) < 0.01
     continuous = k * chi2.cdf(2 * math.log(2), 3)  # ≈ 0.2911 × K
     assert np.mean(per_ug) == pytest.approx(continuous, rel=0.01)
-    assert all(r.total_signal / IRON_UG == pytest.approx(continuous, rel=0.01) for r in clean_rois["halfmax"])
+    assert all(
+        r.total_signal / IRON_UG == pytest.approx(continuous, rel=0.01)
+        for r in clean_rois["halfmax"]
+    )
 
 
 def test_halfmax_volume_and_mean_match_the_half_maximum_ellipsoid(study, clean_rois):
@@ -110,8 +117,14 @@ def _gauss_2d(centre_mm, *, total=500.0, fwhm_mm=(2.4, 2.4), spacing=0.5, n=48):
     c = (np.arange(n) - n // 2) * spacing
     y, x = np.meshgrid(c, c, indexing="ij")
     img = amp * np.exp(-0.5 * (((x - centre_mm[0]) / sx) ** 2 + ((y - centre_mm[1]) / sy) ** 2))
-    vol = Volume(image=image_from_array(img.astype(np.float32), spacing_mm=(spacing, spacing),
-                                        origin_mm=(-(n // 2) * spacing,) * 2), modality="MPI")
+    vol = Volume(
+        image=image_from_array(
+            img.astype(np.float32),
+            spacing_mm=(spacing, spacing),
+            origin_mm=(-(n // 2) * spacing,) * 2,
+        ),
+        modality="MPI",
+    )
     return vol
 
 

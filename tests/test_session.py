@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mpi_viewer import session as S
 from mpi_viewer.cli import main
 from mpi_viewer.errors import InputError
+from mpi_viewer.study import session as S
 
 
 def _file(path: Path, text: str) -> Path:
@@ -28,26 +28,63 @@ def full_session(folder: Path) -> tuple[S.Session, Path]:
     mri = _file(folder / "mri.nii.gz", "anatomy bytes")
     ph = _file(folder / "phantoms.csv", "name,x,y,z,iron_ug\nv1,0,0,0,1\n")
     s = S.Session(
-        inputs=[S.input_file(mpi, spath, role="mpi", modality="MPI", name="MPI",
-                             acquisition={"tracer": "VivoTrax", "gradient_T_per_m": 5.7}),
-                S.input_file(mri, spath, role="mri", modality="MRI"),
-                S.input_file(ph, spath, role="phantoms")],
-        layers=[S.LayerDisplay("MPI", colormap="hot", contrast_limits=[-3.0, 120.5], opacity=0.8,
-                               blending="additive"),
-                S.LayerDisplay("MRI", colormap="gray", visible=False)],
+        inputs=[
+            S.input_file(
+                mpi,
+                spath,
+                role="mpi",
+                modality="MPI",
+                name="MPI",
+                acquisition={"tracer": "VivoTrax", "gradient_T_per_m": 5.7},
+            ),
+            S.input_file(mri, spath, role="mri", modality="MRI"),
+            S.input_file(ph, spath, role="phantoms"),
+        ],
+        layers=[
+            S.LayerDisplay(
+                "MPI",
+                colormap="hot",
+                contrast_limits=[-3.0, 120.5],
+                opacity=0.8,
+                blending="additive",
+            ),
+            S.LayerDisplay("MRI", colormap="gray", visible=False),
+        ],
         registration=S.RegistrationSection(
-            method="landmarks", model="affine",
-            landmarks=S.Landmarks(names=["a", "b", "c", "d"],
-                                  fixed_xyz_mm=[[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]],
-                                  moving_xyz_mm=[[1, 2, 3], [11, 2, 3], [1, 12, 3], [1, 2, 13]],
-                                  excluded=["d"]),
-            fle_mm=0.2, matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]], translation=[1, 2, 3], rms_fre_mm=0.0),
-        rois=[S.ROISection(method="halfmax", params={"method": "halfmax", "fraction": 0.5},
-                           seeds_xyz_mm=[[1.5, -2.0, 3.0]], names=["isolated"])],
+            method="landmarks",
+            model="affine",
+            landmarks=S.Landmarks(
+                names=["a", "b", "c", "d"],
+                fixed_xyz_mm=[[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]],
+                moving_xyz_mm=[[1, 2, 3], [11, 2, 3], [1, 12, 3], [1, 2, 13]],
+                excluded=["d"],
+            ),
+            fle_mm=0.2,
+            matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+            translation=[1, 2, 3],
+            rms_fre_mm=0.0,
+        ),
+        rois=[
+            S.ROISection(
+                method="halfmax",
+                params={"method": "halfmax", "fraction": 0.5},
+                seeds_xyz_mm=[[1.5, -2.0, 3.0]],
+                names=["isolated"],
+            )
+        ],
         calibration=S.CalibrationSection(source="phantoms", options={"through_origin": False}),
         cells=S.CellsSection(mean_pg=15.0, sd_pg=1.5),
-        results=[{"name": "isolated", "total_signal_au_mm3": 1234.5, "iron_ug": math.nan,
-                  "cells_ci_high": math.inf, "below_lod": False, "n_voxels": 42, "warnings": ""}],
+        results=[
+            {
+                "name": "isolated",
+                "total_signal_au_mm3": 1234.5,
+                "iron_ug": math.nan,
+                "cells_ci_high": math.inf,
+                "below_lod": False,
+                "n_voxels": 42,
+                "warnings": "",
+            }
+        ],
         notes="synthetic",
     )
     return s, spath
@@ -61,22 +98,35 @@ def test_round_trip_keeps_every_section(tmp_path):
     assert back == s  # dataclass equality over every saved field (NaN compared below)
     row = back.results[0]
     assert math.isnan(row["iron_ug"]) and row["cells_ci_high"] == math.inf
-    assert row["total_signal_au_mm3"] == 1234.5 and row["n_voxels"] == 42 and row["below_lod"] is False
+    assert (
+        row["total_signal_au_mm3"] == 1234.5 and row["n_voxels"] == 42 and row["below_lod"] is False
+    )
     # strict JSON on disk: no NaN/Infinity literals
     text = spath.read_text(encoding="utf-8")
     assert "NaN" not in text and "Infinity" not in text
     d = json.loads(text)
     assert d["schema_version"] == S.SCHEMA_VERSION
-    assert set(d["software"]) >= {"mpi_viewer", "numpy", "SimpleITK", "scipy", "scikit-image", "python"}
+    assert set(d["software"]) >= {
+        "mpi_viewer",
+        "numpy",
+        "SimpleITK",
+        "scipy",
+        "scikit-image",
+        "python",
+    }
     assert d["inputs"][0]["path"] == "mpi.nii.gz"  # relative to the session
     assert back.resolve(back.input("mpi").path) == (tmp_path / "mpi.nii.gz").resolve()
 
 
 def test_sections_round_trip_through_json_alone():
     lm = S.Landmarks(["p"], [[1, 2, 3]], [[4, 5, 6]], [])
-    for obj in (lm, S.CellsSection(10.0, 1.0), S.LayerDisplay("x", opacity=0.5),
-                S.MaskFile("m", "masks/m.nii.gz", "0" * 64),
-                S.CalibrationSection(source="stored", calibration={"a": 1})):
+    for obj in (
+        lm,
+        S.CellsSection(10.0, 1.0),
+        S.LayerDisplay("x", opacity=0.5),
+        S.MaskFile("m", "masks/m.nii.gz", "0" * 64),
+        S.CalibrationSection(source="stored", calibration={"a": 1}),
+    ):
         assert type(obj).from_dict(json.loads(json.dumps(obj.to_dict()))) == obj
 
 
@@ -93,7 +143,12 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         S.save_session(s, spath)
     assert spath.read_bytes() == before  # the old session is intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mpi.nii.gz", "mri.nii.gz", "phantoms.csv", "study.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mpi.nii.gz",
+        "mri.nii.gz",
+        "phantoms.csv",
+        "study.json",
+    ]
 
 
 def test_saving_never_writes_an_input(tmp_path):
@@ -133,16 +188,19 @@ def test_newer_schema_version_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("content", [
-    b"{\"schema_version\": 1, \"inputs\": [",  # truncated
-    b"",  # empty
-    b"\xff\xfe\x00garbage",  # not UTF-8
-    pickle.dumps({"schema_version": 1}),  # a pickle is not read
-    b"[1, 2, 3]",  # JSON, not an object
-    b"{\"hello\": 1}",  # no schema version
-    b"[" * 100_000 + b"]" * 100_000,  # nested too deeply
-    b"{\"schema_version\": 1, \"inputs\": [{\"role\": \"mpi\", \"path\": \"x\", \"sha256\": \"zz\"}]}",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"schema_version": 1, "inputs": [',  # truncated
+        b"",  # empty
+        b"\xff\xfe\x00garbage",  # not UTF-8
+        pickle.dumps({"schema_version": 1}),  # a pickle is not read
+        b"[1, 2, 3]",  # JSON, not an object
+        b'{"hello": 1}',  # no schema version
+        b"[" * 100_000 + b"]" * 100_000,  # nested too deeply
+        b'{"schema_version": 1, "inputs": [{"role": "mpi", "path": "x", "sha256": "zz"}]}',
+    ],
+)
 def test_corrupt_sessions_give_one_clear_line(tmp_path, content):
     p = tmp_path / "bad.json"
     p.write_bytes(content)
@@ -220,8 +278,10 @@ def test_version_0_sessions_are_migrated(tmp_path):
 def test_files_outside_the_session_folder_are_announced(tmp_path):
     shared = _file(tmp_path / "raw" / "mpi.nii.gz", "raw data elsewhere")
     spath = tmp_path / "analysis" / "s.json"
-    s = S.Session(inputs=[S.input_file(shared, spath, role="mpi", modality="MPI")],
-                  rois=[S.ROISection("halfmax", {}, [[0, 0, 0]])])
+    s = S.Session(
+        inputs=[S.input_file(shared, spath, role="mpi", modality="MPI")],
+        rois=[S.ROISection("halfmax", {}, [[0, 0, 0]])],
+    )
     S.save_session(s, spath)
     assert s.inputs[0].path == "../raw/mpi.nii.gz"
     back = S.load_session(spath)
@@ -243,8 +303,10 @@ def test_a_session_inside_its_folder_has_no_warning(tmp_path):
 def test_cli_replay_announces_outside_files_before_opening_them(tmp_path, capsys):
     shared = _file(tmp_path / "raw" / "mpi.nii.gz", "raw data elsewhere")
     spath = tmp_path / "analysis" / "s.json"
-    s = S.Session(inputs=[S.input_file(shared, spath, role="mpi", modality="MPI")],
-                  rois=[S.ROISection("halfmax", {}, [[0, 0, 0]])])
+    s = S.Session(
+        inputs=[S.input_file(shared, spath, role="mpi", modality="MPI")],
+        rois=[S.ROISection("halfmax", {}, [[0, 0, 0]])],
+    )
     S.save_session(s, spath)
     assert main(["replay", str(spath)]) == 2  # not an image: bad input, after the note
     err = capsys.readouterr().err.strip().splitlines()

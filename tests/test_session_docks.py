@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpi_viewer import session as S
+from mpi_viewer.study import session as S
 
 pytestmark = pytest.mark.gui
 
@@ -28,7 +28,9 @@ def _errors(monkeypatch):
 
     seen: list[tuple[str, str]] = []
     real = sd._notify
-    monkeypatch.setattr(sd, "_notify", lambda kind, msg: (seen.append((kind, msg)), real(kind, msg)))
+    monkeypatch.setattr(
+        sd, "_notify", lambda kind, msg: (seen.append((kind, msg)), real(kind, msg))
+    )
     return seen
 
 
@@ -37,7 +39,7 @@ def _table(roi_dock) -> list[dict]:
 
 
 def _same_rows(a: list[dict], b: list[dict]) -> None:
-    from mpi_viewer._pipeline import same_value
+    from mpi_viewer.study.pipeline import same_value
 
     assert [r["name"] for r in a] == [r["name"] for r in b]
     for ra, rb in zip(a, b, strict=True):
@@ -50,7 +52,7 @@ def test_gui_analysis_saved_reopened_and_replayed(make_napari_viewer, tmp_path, 
     from mpi_viewer.plugins._launch import load_demo
 
     from mpi_viewer import cli
-    from mpi_viewer.demo import write_demo_study
+    from mpi_viewer.demo.study import write_demo_study
 
     folder = tmp_path / "study"
     write_demo_study(folder)
@@ -62,9 +64,15 @@ def test_gui_analysis_saved_reopened_and_replayed(make_napari_viewer, tmp_path, 
     # landmarks: the mold fiducials seen in the MPI, one excluded, similarity model
     fids = [f for f in truth["fiducials"] if f["in_mpi"]]
     names = [f["name"] for f in fids]
-    a["RegistrationDock"].load_pairs(names, [f["mri_mm"] for f in fids], [f["mpi_mm"] for f in fids],
-                                     fixed_layer="MRI (synthetic demo)", moving_layer="MPI (synthetic demo)",
-                                     excluded=[names[0]], model="similarity")
+    a["RegistrationDock"].load_pairs(
+        names,
+        [f["mri_mm"] for f in fids],
+        [f["mpi_mm"] for f in fids],
+        fixed_layer="MRI (synthetic demo)",
+        moving_layer="MPI (synthetic demo)",
+        excluded=[names[0]],
+        model="similarity",
+    )
     lm_a = a["RegistrationDock"].landmarks()
     assert lm_a["excluded"] == [names[0]] and lm_a["model"] == "similarity"
 
@@ -89,10 +97,14 @@ def test_gui_analysis_saved_reopened_and_replayed(make_napari_viewer, tmp_path, 
     sess = _docks_session(va)
     out = sess.save(tmp_path / "gui.json")
     assert out is not None
-    assert "beside it" in sess.status.text() and ".nrrd" in sess.status.text()  # demo made in memory
+    assert (
+        "beside it" in sess.status.text() and ".nrrd" in sess.status.text()
+    )  # demo made in memory
     saved = S.load_session(out)
     assert {i.role for i in saved.inputs} >= {"mri", "mpi", "phantoms"}
-    assert saved.registration.method == "landmarks" and saved.registration.landmarks.excluded == [names[0]]
+    assert saved.registration.method == "landmarks" and saved.registration.landmarks.excluded == [
+        names[0]
+    ]
     assert saved.calibration.source == "phantoms" and saved.cells.mean_pg == 15.0
     assert cli.main(["replay", str(out)]) == 0
 
@@ -104,9 +116,15 @@ def test_gui_analysis_saved_reopened_and_replayed(make_napari_viewer, tmp_path, 
     assert sess_b.differences == []
     _same_rows(_table(roi), _table(b["ROIDock"]))
     fa, fb = cal.calibration.fit, b["CalibrationDock"].calibration.fit
-    assert fb.slope == pytest.approx(fa.slope, rel=1e-9) and fb.intercept == pytest.approx(fa.intercept, rel=1e-9)
-    assert [r.cells for r in b["CellsDock"].results] == pytest.approx([r.cells for r in cells.results], rel=1e-9)
-    assert b["CellsDock"].iron_per_cell.mean_pg == 15.0 and b["CellsDock"].iron_per_cell.sd_pg == 1.5
+    assert fb.slope == pytest.approx(fa.slope, rel=1e-9) and fb.intercept == pytest.approx(
+        fa.intercept, rel=1e-9
+    )
+    assert [r.cells for r in b["CellsDock"].results] == pytest.approx(
+        [r.cells for r in cells.results], rel=1e-9
+    )
+    assert (
+        b["CellsDock"].iron_per_cell.mean_pg == 15.0 and b["CellsDock"].iron_per_cell.sd_pg == 1.5
+    )
     lm_b = b["RegistrationDock"].landmarks()
     assert lm_b["names"] == lm_a["names"] and lm_b["excluded"] == lm_a["excluded"]
     assert lm_b["model"] == "similarity"

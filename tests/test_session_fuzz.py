@@ -15,14 +15,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mpi_viewer import _pipeline as P
-from mpi_viewer import session as S
 from mpi_viewer.cli import main
 from mpi_viewer.errors import InputError
+from mpi_viewer.study import pipeline as P
+from mpi_viewer.study import session as S
 
-json_scalars = st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats(allow_nan=True) | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
-                           max_leaves=20)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+    max_leaves=20,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +70,14 @@ def _mutate(doc, data):
                 del parent[key]
             elif op == "insert" and isinstance(parent, dict):
                 parent[data.draw(st.text(max_size=8))] = data.draw(json_values)
-            elif op == "number" and isinstance(parent[key], (int, float)) and not isinstance(parent[key], bool):
-                parent[key] = data.draw(st.sampled_from([0, -1, 1e308, -1e-300, 10**40, math.inf, math.nan, 2.5]))
+            elif (
+                op == "number"
+                and isinstance(parent[key], (int, float))
+                and not isinstance(parent[key], bool)
+            ):
+                parent[key] = data.draw(
+                    st.sampled_from([0, -1, 1e308, -1e-300, 10**40, math.inf, math.nan, 2.5])
+                )
         except (KeyError, IndexError, TypeError):
             continue
     return doc
@@ -87,20 +102,26 @@ def test_random_bytes_are_input_error(blob):
     _parse_only_input_error(blob)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_mutated_sessions_parse_or_give_input_error(valid, data):
     _, doc = valid
     _parse_only_input_error(json.dumps(_mutate(doc, data)))
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_mutated_sessions_replay_without_crashing(valid, data, tmp_path_factory):
     """Mutations aimed at the analysis sections; whatever parses is replayed in full."""
     path, doc = valid
     doc = copy.deepcopy(doc)
-    section = data.draw(st.sampled_from(["rois", "registration", "calibration", "cells", "results", "layers"]))
+    section = data.draw(
+        st.sampled_from(["rois", "registration", "calibration", "cells", "results", "layers"])
+    )
     sub = _mutate({section: doc[section]}, data)
     doc[section] = sub.get(section, doc[section])
     mutated = path.with_name("mutated.json")

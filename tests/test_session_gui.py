@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from mpi_viewer import session as S
+from mpi_viewer.study import session as S
 
 pytestmark = pytest.mark.gui
 
@@ -39,9 +39,14 @@ def _dock(viewer, **kw):
 def _state(viewer):
     out = {}
     for ly in viewer.layers:
-        d = {"type": ly._type_string, "visible": ly.visible, "opacity": round(float(ly.opacity), 6),
-             "affine": np.round(np.asarray(ly.affine.affine_matrix), 9).tolist(),
-             "scale": np.round(np.asarray(ly.scale), 9).tolist(), "shape": tuple(np.shape(ly.data))}
+        d = {
+            "type": ly._type_string,
+            "visible": ly.visible,
+            "opacity": round(float(ly.opacity), 6),
+            "affine": np.round(np.asarray(ly.affine.affine_matrix), 9).tolist(),
+            "scale": np.round(np.asarray(ly.scale), 9).tolist(),
+            "shape": tuple(np.shape(ly.data)),
+        }
         if ly._type_string == "image":
             d["colormap"] = ly.colormap.name
             d["contrast_limits"] = [round(float(c), 6) for c in ly.contrast_limits]
@@ -67,7 +72,10 @@ def test_save_and_reopen_in_a_fresh_viewer(make_napari_viewer, demo_session, tmp
     out = a.save(demo_session.with_name("resaved.json"))
     assert out is not None
     resaved = S.load_session(out)
-    assert resaved.results == stored.results and resaved.registration.matrix == stored.registration.matrix
+    assert (
+        resaved.results == stored.results
+        and resaved.registration.matrix == stored.registration.matrix
+    )
 
     vb = make_napari_viewer()
     from mpi_viewer.plugins._registration_dock import RegistrationDock
@@ -86,7 +94,9 @@ def test_save_and_reopen_in_a_fresh_viewer(make_napari_viewer, demo_session, tmp
     assert vb.layers["mpi"].colormap.name == "viridis" and not vb.layers["mri"].visible
 
 
-def test_changed_input_is_refused_unless_the_user_agrees(make_napari_viewer, demo_session, tmp_path):
+def test_changed_input_is_refused_unless_the_user_agrees(
+    make_napari_viewer, demo_session, tmp_path
+):
     import shutil
 
     folder = tmp_path / "study"
@@ -106,7 +116,7 @@ _CHILD = textwrap.dedent("""
     import sys, time
     import napari
     from qtpy.QtWidgets import QApplication
-    from mpi_viewer import session as S
+    from mpi_viewer.study import session as S
     from mpi_viewer.plugins._session_dock import SessionDock
 
     viewer = napari.Viewer(show=False)
@@ -130,8 +140,13 @@ _CHILD = textwrap.dedent("""
 
 def test_recovery_after_a_killed_process(make_napari_viewer, demo_session, _recovery_dir):
     env = dict(os.environ, **{S.RECOVERY_ENV: str(_recovery_dir)})
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(demo_session)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(demo_session)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = ""
         t0 = time.time()
@@ -172,7 +187,11 @@ def test_file_menu_offers_session_open_and_save(make_napari_viewer):
                 walk(a.menu())
 
     walk(viewer.window.file_menu)
-    for title in ("Open mpi-viewer session", "Save mpi-viewer session", "Save mpi-viewer session as"):
+    for title in (
+        "Open mpi-viewer session",
+        "Save mpi-viewer session",
+        "Save mpi-viewer session as",
+    ):
         assert any(t.startswith(title) for t in texts), title
     dock = _session_dock_of(viewer)  # the menu actions open the dock once and reuse it
     assert isinstance(dock, SessionDock) and _session_dock_of(viewer) is dock

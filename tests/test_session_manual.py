@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from mpi_viewer import session as S
 from mpi_viewer.cli import main
-from mpi_viewer.demo import make_demo_study, write_demo_study
-from mpi_viewer.volume import read_volume
+from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.io.images import read_volume
+from mpi_viewer.study import session as S
 
 HALF = 8  # half-size of the painted box, voxels
 
@@ -54,8 +54,22 @@ def test_quantify_mask_session_replays_and_refuses_changed_mask(cli_study, tmp_p
     before = S.sha256_file(mask)
     session = folder / "q.json"  # beside its inputs: no "outside its folder" note
     seed = ",".join(f"{round(float(c), 1)}" for c in study.source("strong")["mpi_mm"])
-    assert main(["quantify", str(folder / "mpi.nii.gz"), f"--seed={seed}", "--mask", str(mask),
-                 "-o", str(tmp_path / "q.csv"), "--save-session", str(session)]) == 0
+    assert (
+        main(
+            [
+                "quantify",
+                str(folder / "mpi.nii.gz"),
+                f"--seed={seed}",
+                "--mask",
+                str(mask),
+                "-o",
+                str(tmp_path / "q.csv"),
+                "--save-session",
+                str(session),
+            ]
+        )
+        == 0
+    )
     assert S.sha256_file(mask) == before  # an input: never written
     s = S.load_session(session)
     assert [m.sha256 for m in s.rois[0].masks] == [before]
@@ -87,8 +101,21 @@ def test_quantify_mask_session_replays_and_refuses_changed_mask(cli_study, tmp_p
 def test_quantify_mask_only_session(cli_study, tmp_path, capsys):
     folder, study, lab = cli_study
     session = folder / "only.json"
-    assert main(["quantify", str(folder / "mpi.nii.gz"), "--mask", str(folder / "painted.nii.gz"),
-                 "-o", str(tmp_path / "only.csv"), "--save-session", str(session)]) == 0
+    assert (
+        main(
+            [
+                "quantify",
+                str(folder / "mpi.nii.gz"),
+                "--mask",
+                str(folder / "painted.nii.gz"),
+                "-o",
+                str(tmp_path / "only.csv"),
+                "--save-session",
+                str(session),
+            ]
+        )
+        == 0
+    )
     rows = S.load_session(session).results
     assert [r["name"] for r in rows] == ["manual_3"]  # as quantify's CSV names it
     exp, tol = _truth_total(study, "isolated", lab > 0)
@@ -168,8 +195,21 @@ def test_session_over_the_mask_is_refused(cli_study, tmp_path, capsys):
     folder, _, _ = cli_study
     mask = folder / "painted.nii.gz"
     before = S.sha256_file(mask)
-    assert main(["quantify", str(folder / "mpi.nii.gz"), "--mask", str(mask),
-                 "-o", str(tmp_path / "x.csv"), "--save-session", str(mask)]) == 2
+    assert (
+        main(
+            [
+                "quantify",
+                str(folder / "mpi.nii.gz"),
+                "--mask",
+                str(mask),
+                "-o",
+                str(tmp_path / "x.csv"),
+                "--save-session",
+                str(mask),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "painted.nii.gz" in err[0]
     assert S.sha256_file(mask) == before and not (tmp_path / "x.csv").exists()

@@ -1,0 +1,177 @@
+"""Reading and writing image volumes: any supported file → :class:`~mpi_viewer.geometry.volume.Volume`, sidecars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mpi_viewer.errors import InputError
+from mpi_viewer.geometry.volume import (
+    DEFAULT_UNITS,
+    MODALITIES,
+    Acquisition,
+    Volume,
+    array_view,
+    validate_geometry,
+    validate_image_data,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+
+PLAIN_ARRAY_EXTENSIONS = (".mat", ".npy", ".tif", ".tiff")
+
+
+def guess_modality(path: str | Path) -> str:
+    """Modality from a file name, when nothing in the file says (``mpi``, ``mri``/``mr``/``t1``/``t2``, ``ct``)."""
+    import re
+
+    stem = Path(path).name.lower()
+    tokens = set(re.split(r"[^a-z0-9]+", stem))
+    if "mpi" in tokens or stem.startswith("mpi"):
+        return "MPI"
+    if tokens & {"mri", "mr", "t1", "t2", "t1w", "t2w", "flash", "rare"}:
+        return "MRI"
+    if tokens & {"ct", "microct", "cbct"}:
+        return "CT"
+    return "unknown"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``scan.json`` beside ``scan.npy`` / ``scan.nii.gz`` / ``scan.mat``…"""
+    p = Path(path)
+    name = p.name
+    for ext in (".nii.gz", ".ome.tif", ".ome.tiff"):
+        if name.lower().endswith(ext):
+            return p.with_name(name[: -len(ext)] + ".json")
+    return p.with_suffix(".json")
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar JSON beside ``path`` (empty dict when there is none)."""
+    sc = sidecar_path(path)
+    if Path(path).is_dir() or not sc.is_file() or sc == Path(path):
+        return {}
+    try:
+        with open(sc, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{sc}: not a readable JSON sidecar ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{sc}: a sidecar must be a JSON object")
+    return data
+
+
+def read_volume(
+    path: str | Path,
+    *,
+    modality: str | None = None,
+    spacing_mm=None,
+    origin_mm=None,
+    name: str | None = None,
+) -> Volume:
+    """Read any supported image file (or DICOM folder) into a :class:`Volume`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A NIfTI, NRRD, MetaImage, DICOM file or series folder, MDF (HDF5), MATLAB
+        ``.mat``, ``.npy`` or TIFF file.
+    modality : str, optional
+        Overrides what the file (or its name) says.
+    spacing_mm, origin_mm : sequence of float, optional
+        Geometry in mm, ITK order, for plain arrays without a sidecar JSON.
+    name : str, optional
+        Layer name; the file name by default.
+
+    Raises
+    ------
+    InputError
+        Unreadable, truncated, empty or unknown files, data that is not 2-D or 3-D,
+        all-NaN or infinite data, plain arrays with no spacing.
+    """
+    from mpi_viewer.io import _formats
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    vol = _formats.read(p, spacing_mm=spacing_mm, origin_mm=origin_mm)
+    sidecar = read_sidecar(p)
+    if sidecar.get("modality") and vol.modality == "unknown":
+        vol.modality = {"MR": "MRI"}.get(str(sidecar["modality"]), str(sidecar["modality"]))
+        if vol.modality not in MODALITIES:
+            raise InputError(
+                f"{sidecar_path(p)}: modality {sidecar['modality']!r}: expected one of {', '.join(MODALITIES)}"
+            )
+    if sidecar.get("acquisition"):
+        merged = {**sidecar["acquisition"], **vol.acquisition.to_dict()}
+        vol.acquisition = Acquisition.from_dict(merged)
+    if modality is not None:
+        if modality not in MODALITIES:
+            raise InputError(f"modality {modality!r}: expected one of {', '.join(MODALITIES)}")
+        vol.modality = modality
+    if vol.modality == "unknown":
+        vol.modality = guess_modality(p)
+    if vol.modality == "unknown" and p.name.lower().endswith(PLAIN_ARRAY_EXTENSIONS):
+        vol.modality = "MPI"  # plain arrays come from MPI reconstruction pipelines
+    if vol.modality == "MPI" and vol.acquisition.mode is None:
+        vol.acquisition.mode = "2D" if min(vol.image.GetSize()) == 1 or vol.ndim == 2 else "3D"
+    if sidecar.get("units"):
+        vol.units = str(sidecar["units"])
+    elif vol.units in ("", None):
+        vol.units = DEFAULT_UNITS[vol.modality]
+    vol.name = name or vol.name or display_name(p)
+    vol.source = str(p)
+    if vol._array is None:
+        vol._array = array_view(vol.image)
+    if vol._range is None:
+        vol._range = validate_image_data(vol.array, str(p))
+    validate_geometry(vol.spacing_mm, str(p))
+    return vol
+
+
+def display_name(path: str | Path) -> str:
+    n = Path(path).name
+    for ext in (
+        ".nii.gz",
+        ".nii",
+        ".nrrd",
+        ".nhdr",
+        ".mha",
+        ".mhd",
+        ".dcm",
+        ".mdf",
+        ".h5",
+        ".hdf5",
+        ".mat",
+        ".npy",
+        ".tif",
+        ".tiff",
+    ):
+        if n.lower().endswith(ext):
+            return n[: -len(ext)]
+    return n
+
+
+def write_volume(volume: Volume, path: str | Path, *, sidecar: bool = True) -> Path:
+    """Write a volume with SimpleITK (format from the extension) and its sidecar JSON.
+
+    The sidecar keeps modality, units and acquisition metadata, which NIfTI and
+    friends have no place for.
+    """
+    import SimpleITK as sitk
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(volume.image, str(p), useCompression=str(p).endswith((".gz", ".mha", ".nrrd")))
+    if sidecar:
+        data = {
+            "modality": volume.modality,
+            "units": volume.units,
+            "acquisition": volume.acquisition.to_dict(),
+        }
+        with open(sidecar_path(p), "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+    return p
