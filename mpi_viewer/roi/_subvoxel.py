@@ -13,8 +13,10 @@ integrated over it. The ROI's bounding box (+1 voxel, with a few voxels of conte
 is interpolated by a cubic B-spline (separable; exact at the voxel centres) onto a
 grid ``factor`` times finer along every axis whose cells tile the native voxels; the
 fine voxels at or above the threshold, inside the native ROI or its one-voxel rim
-(never in a voxel given to a neighbouring source), connected to the peak, form the
-region. The fine voxels it crosses count by the fraction of them inside (the signal
+(never in a voxel given to a neighbouring source), in a fine component that overlaps
+a native ROI voxel, form the region: the same region as the native mask (written,
+drawn, ``n_voxels``), only refined — never a part of it (a branch joined to the rest
+only diagonally used to be dropped when the fine region was grown from the peak). The fine voxels it crosses count by the fraction of them inside (the signal
 taken as linear across a fine voxel: w = ½ + (v − t) / Σᵢ|∂v/∂xᵢ|, clipped to 0…1).
 Then total = Σ w × fine value × fine voxel volume (a.u.·mm³ or a.u.·mm²), size =
 Σ w × fine voxel volume, mean = total / size: within 0.1 % of the continuous-space
@@ -155,12 +157,16 @@ def subvoxel_stats(
     oth = None
     if others is not None:
         oth = _upsample(others[csl], mats)
-    at = tuple(int((t - u) * factor + factor // 2) for t, u in zip(top, ulo, strict=True))
-    if not all(0 <= a < s for a, s in zip(at, mask.shape, strict=True)) or not mask[at]:
+    # every fine component that holds part of a native ROI voxel: the fine region is the
+    # native region, refined (a branch joined to the rest only diagonally, through a
+    # corner where the interpolated signal dips below the threshold, stays in)
+    own = _repeat(roi[usl], factor)
+    lab, _ = ndi.label(mask, structure=ndi.generate_binary_structure(d, d))
+    keep = np.unique(lab[own & mask])
+    keep = keep[keep > 0]
+    if keep.size == 0:
         return None
-    full = int(np.count_nonzero(structure)) > 2 * d + 1
-    lab, _ = ndi.label(mask, structure=ndi.generate_binary_structure(d, d if full else 1))
-    mask = lab == lab[at]
+    mask = np.isin(lab, keep)
     # partial volume of the fine voxels at the threshold surface: the signal is taken as
     # linear across a fine voxel, whose extent along the gradient is Σ|∂v/∂xᵢ| (fine units)
     rim = ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(d, d)) & allowed
