@@ -457,20 +457,21 @@ def _shoulder(arr, idx0, peak, params, spacing_zyx, st):
     return q
 
 
-def one_roi(volume, arr, seed, params, noise, structure, external=None):
+def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None):
     """Grow and measure one seed's ROI (see :func:`mpi_viewer.roi.measure`).
 
-    ``external``: point-spread models (parameters as from
-    :func:`mpi_viewer.roi._split.fit_gaussians`, centre in image index) of other measured
-    sources whose peaks lie outside this source's region but whose tails reach into it;
-    they are subtracted before thresholding, like the in-region neighbours' models.
+    ``external``: point-source models (:class:`mpi_viewer.roi._psf.PointModel`, centre
+    in image index) of other measured sources whose peaks lie outside this source's
+    region but whose tails reach into it; they are subtracted before thresholding, like
+    the in-region neighbours' models. ``psf``: the PSF measured on the image
+    (:func:`mpi_viewer.roi._psf.measure_psf`), else Gaussian models are fitted.
     The returned dict carries ``_fit`` (box, region, peaks, own model) for
     :func:`measure_seeds`.
     """
     from scipy import ndimage as ndi
 
     from mpi_viewer.roi._fwhm import subvoxel_peak
-    from mpi_viewer.roi._split import MAX_FIT_PEAKS, find_peaks, fit_gaussians, gaussian_on_box
+    from mpi_viewer.roi._split import MAX_FIT_PEAKS, explained, find_peaks, fit_sources
     from mpi_viewer.roi._subvoxel import subvoxel_stats
 
     d = arr.ndim
@@ -519,6 +520,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None):
             own = 0
         models = None
         own_model = None
+        unexplained = False
         if len(peaks) > 1 and params.split_sources:
             sigma0 = _half_widths(sm, peaks[int(np.argmax([sm[p] for p in peaks]))]) / math.sqrt(
                 2 * math.log(2)
@@ -526,13 +528,24 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None):
             fit_mask = ndi.binary_dilation(region, structure=structure, iterations=2) & np.isfinite(
                 sub
             )
-            models, amps, mparams = fit_gaussians(np.nan_to_num(sub), peaks, fit_mask, sigma0)
-            own_model = mparams[own].copy()
-            own_model[1 : 1 + d] += g.lo
+            models, amps, points, rms = fit_sources(
+                np.nan_to_num(sub), peaks, fit_mask, sigma0, psf
+            )
+            for pm in points:
+                pm.centre = pm.centre + g.lo
+            own_model = points[own]
             floor = float(params.min_snr) * noise if math.isfinite(noise) else 0.05 * g.peak_au
             if cand is not None and own_peak == cand and amps[own] < floor:
                 own_peak, cand = signal_peak, None  # the "shoulder" was the flank itself
                 continue
+            if not explained(rms, g.peak_au, noise):
+                if cand is not None and own_peak == cand:
+                    own_peak, cand = signal_peak, None
+                    continue
+                # an extended structure (a vessel, an S, a ring): point sources do not
+                # explain it, so it is not cut between its maxima
+                models, own_model, unexplained = None, None, True
+                misfit = rms
         break
 
     if (
@@ -545,9 +558,9 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None):
     peaks_img = [np.asarray(p) + g.lo for p in peaks]
     ext = None
     for pe in external or ():
-        if any(np.all(np.abs(np.asarray(pe[1 : 1 + d]) - q) <= 1.5) for q in peaks_img):
+        if any(np.all(np.abs(np.asarray(pe.centre) - q) <= 1.5) for q in peaks_img):
             continue  # already fitted as a peak of this region
-        m = gaussian_on_box(pe, -g.lo, sub.shape)
+        m = pe.on_box(g.lo, sub.shape)
         ext = m if ext is None else ext + m
 
     flags: list[str] = []
@@ -558,9 +571,18 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None):
     thr = g.threshold
     peak_idx, peak_au = g.peak_idx, g.peak_au
     roi = region
-    if len(peaks) > 1 or ext is not None:
-        if len(peaks) > 1:
+    if unexplained:
+        flags.append("multiple_peaks")
+        warnings.append(
+            f"the region holds {len(peaks)} maxima that point sources do not explain "
+            f"(fit residual {100 * misfit / g.peak_au:.0f} % of the peak): measured as one "
+            "extended ROI, not split."
+        )
+    if (len(peaks) > 1 and not unexplained) or ext is not None:
+        if len(peaks) > 1 and not unexplained and params.split_sources:
             flags.append("shared_signal")
+        elif len(peaks) > 1 and not unexplained:
+            flags.append("multiple_peaks")
         if models is not None or ext is not None:
             parts = [m for k, m in enumerate(models) if k != own] if models is not None else []
             if ext is not None:
@@ -593,7 +615,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None):
                     f"seed {st}: nothing of this source is left above the threshold once its "
                     "neighbours' signal is removed"
                 )
-            if len(peaks) > 1:
+            if models is not None:
                 warnings.append(
                     f"{len(peaks) - 1} neighbouring source(s) share this region; their "
                     "point-spread model was subtracted."
@@ -736,6 +758,28 @@ def region_stats(
         t = np.arange(line.size) * spacing_zyx[a]
         fwhm_zyx.append(lorentzian_fwhm(t, line))
 
+    # the FWHM describes a point source; say so when the source is not one: its
+    # half-maximum region against the ellipse (ellipsoid) those FWHMs give
+    fw = np.asarray(fwhm_zyx, dtype=float)
+    hm = _component(
+        np.nan_to_num(sub, nan=-np.inf) >= 0.5 * float(peak_au),
+        tuple(int(v) for v in top_i),
+        _structure(d, "full"),
+    )
+    hm_size = float(hm.sum()) * vox
+    ellipse = (math.pi / 4 if d == 2 else math.pi / 6) * float(np.prod(fw)) if d in (2, 3) else 0.0
+    if hm_size > 0 and (
+        not np.all(np.isfinite(fw)) or not (1 / _EXTENDED_RATIO <= hm_size / ellipse <= _EXTENDED_RATIO)
+    ):
+        flags.append("extended")
+        shown = ", ".join(f"{v:.2g}" for v in fw[::-1])
+        warnings.append(
+            f"not point-like: the half-maximum region ({hm_size:.3g} {'mm2' if d == 2 else 'mm3'}) "
+            f"is not the {'ellipse' if d == 2 else 'ellipsoid'} of the FWHM ({shown} mm along "
+            f"{'x, y' if d == 2 else 'x, y, z'}); the FWHM describes the profile through the "
+            "peak, not the source's size."
+        )
+
     peak_mm = volume.index_to_physical([np.asarray(peak_idx) + lo])[0]
     return dict(
         peak_mm=tuple(float(v) for v in peak_mm),
@@ -785,16 +829,17 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
         raise InputError("image array and geometry disagree on the dimension")
     noise = _noise_for(arr, params)
     structure = _structure(arr.ndim, params.connectivity)
+    psf = image_psf(arr, params, noise)
     grown: list[tuple[int, dict]] = []
     for i, seed in enumerate(seeds):
         try:
-            grown.append((i, one_roi(volume, arr, seed, params, noise, structure)))
+            grown.append((i, one_roi(volume, arr, seed, params, noise, structure, psf=psf)))
         except InputError as exc:
             if on_error == "raise":
                 raise
             out.errors.append((i, str(exc)))
     if params.split_sources and len(grown) > 1:
-        _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, grown)
+        _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, grown, psf)
     peaks_seen: dict[tuple[int, ...], str] = {}
     for i, r in grown:
         name = names[i] if names is not None else f"roi_{i + 1}"
@@ -811,43 +856,50 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
     return out
 
 
+#: A half-maximum region more than this factor away from its FWHM ellipse is "extended".
+_EXTENDED_RATIO = 1.6
+
+
 #: A neighbour is subtracted when its peak lies within this many of its FWHM of an ROI's box.
 _REACH_FWHM = 3.0
 
 
-def _own_model(fit: dict, structure) -> np.ndarray:
-    """The source's point-spread model (image index frame), fitted once on its own box."""
+def _own_model(fit: dict, structure, psf=None, noise: float = float("nan")):
+    """The source's point-source model (image index frame), fitted once on its own box;
+    ``None`` when a point source does not explain its region (an extended structure)."""
     from scipy import ndimage as ndi
 
-    from mpi_viewer.roi._split import fit_gaussians
+    from mpi_viewer.roi._split import explained, fit_sources
 
-    if fit["model"] is None:
-        sub, d = fit["sub"], fit["sub"].ndim
+    if fit["model"] is None and not fit.get("model_tried"):
+        fit["model_tried"] = True
+        sub = fit["sub"]
         mask = ndi.binary_dilation(fit["region"], structure=structure, iterations=2) & np.isfinite(
             sub
         )
-        _, _, mp = fit_gaussians(
-            np.nan_to_num(sub), [fit["at"]], mask, fit["hw"] / math.sqrt(2 * math.log(2))
+        _, amps, points, rms = fit_sources(
+            np.nan_to_num(sub), [fit["at"]], mask, fit["hw"] / math.sqrt(2 * math.log(2)), psf
         )
-        p = mp[0].copy()
-        p[1 : 1 + d] += fit["lo"]
-        fit["model"] = p
+        if explained(rms, amps[0], noise):
+            pm = points[0]
+            pm.centre = pm.centre + fit["lo"]
+            fit["model"] = pm
     return fit["model"]
 
 
-def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, grown) -> None:
+def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, grown, psf) -> None:
     """Re-measure each ROI with the models of the other sources reaching into its box.
 
     A neighbour whose peak lies in the ROI's own region was already fitted and removed
     (the split path); one whose peak lies outside it (e.g. a weak source 4.3 mm from a
     strong one: the strong's half-maximum region holds no second peak) still adds its
-    tail. Each source's point-spread model is fitted once (the split fit's when there
-    was one) and subtracted from every ROI whose box lies within ``_REACH_FWHM`` of its
-    FWHM. ``grown`` ((seed index, one_roi dict) pairs) is updated in place.
+    tail. Each source's point-source model (the measured PSF's, else a Gaussian) is
+    fitted once (the split fit's when there was one) and subtracted from every ROI
+    whose box lies within ``_REACH_FWHM`` of its FWHM (of the measured PSF's box, when
+    larger). ``grown`` ((seed index, one_roi dict) pairs) is updated in place.
     """
-    from mpi_viewer.roi._split import gaussian_on_box
-
     fits = [r["_fit"] for _, r in grown]
+    reach = _REACH_FWHM
     for n, (i, r) in enumerate(grown):
         fi = fits[n]
         lo = np.asarray(fi["lo"], dtype=float)
@@ -860,10 +912,13 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
             if any(np.all(np.abs(pj - q) <= 1.5) for q in fi["peaks_img"]):
                 continue
             dist = np.maximum(np.maximum(lo - pj, pj - hi), 0.0)
-            if np.sqrt(np.sum((dist / (2.0 * fj["hw"])) ** 2)) > _REACH_FWHM:
+            inside_psf = psf is not None and np.all(dist <= np.asarray(psf.centre))
+            if np.sqrt(np.sum((dist / (2.0 * fj["hw"])) ** 2)) > reach and not inside_psf:
                 continue
-            mj = _own_model(fj, structure)
-            if float(gaussian_on_box(mj, -fi["lo"], fi["sub"].shape).max()) < 1e-5 * abs(
+            mj = _own_model(fj, structure, psf, noise)
+            if mj is None:
+                continue
+            if float(np.abs(mj.on_box(fi["lo"], fi["sub"].shape)).max()) < 1e-5 * abs(
                 r["peak_au"]
             ):
                 continue  # its tail is negligible here
@@ -871,10 +926,23 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
         if not ext:
             continue
         try:
-            grown[n] = (i, one_roi(volume, arr, seeds[i], params, noise, structure, external=ext))
+            grown[n] = (
+                i,
+                one_roi(volume, arr, seeds[i], params, noise, structure, external=ext, psf=psf),
+            )
         except InputError as exc:
             r["warnings"].append(f"neighbouring sources' tails could not be subtracted ({exc}).")
         grown[n][1]["_fit"]["model"] = fi["model"]
+        grown[n][1]["_fit"]["model_tried"] = fi.get("model_tried", False)
+
+
+def image_psf(arr, params, noise: float):
+    """The PSF measured on the image (``params.psf == "measured"``), else ``None`` (Gaussian)."""
+    if not params.split_sources or params.psf != "measured":
+        return None
+    from mpi_viewer.roi._psf import measure_psf
+
+    return measure_psf(arr, noise)
 
 
 def _noise_for(arr, params) -> float:

@@ -19,6 +19,8 @@ doi:10.18383/j.tom.2020.00043). Here:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -100,6 +102,8 @@ def fit_gaussians(
     params : list of ndarray
         Each peak's model parameters ``(amplitude a.u., centre (d, box index),
         sigma (d, voxels))`` (numpy axis order), for :func:`gaussian_on_box`.
+    rms : float
+        Root-mean-square residual over ``fit_mask`` (a.u.).
     """
     from scipy.optimize import least_squares
 
@@ -138,7 +142,47 @@ def fit_gaussians(
         qk = np.concatenate([q[k * (1 + 2 * d) : (k + 1) * (1 + 2 * d)], [0.0]])
         models.append(_model(qk, full, 1, d).astype(np.float32))
         params.append(np.asarray(qk[:-1], dtype=np.float64))
-    return models, [float(q[k * (1 + 2 * d)]) for k in range(n)], params
+    rms = float(np.sqrt(np.mean(res.fun**2)))
+    return models, [float(q[k * (1 + 2 * d)]) for k in range(n)], params, rms
+
+
+def fit_sources(sub, peaks, fit_mask, sigma0_vox, psf=None):
+    """Fit one point-source model per peak (+ a constant): the measured PSF when given
+    (:func:`mpi_viewer.roi._psf.fit_template`), else axis-aligned Gaussians.
+
+    Returns
+    -------
+    models : list of ndarray
+        Each peak's model on the whole box (float32, without the constant).
+    amplitudes : list of float
+    points : list of PointModel
+        Centres in the box's index frame.
+    rms : float
+        Root-mean-square residual of the fit over ``fit_mask`` (a.u.): how well point
+        sources explain the region (see :func:`explained`).
+    """
+    from mpi_viewer.roi._psf import PointModel, fit_template
+
+    if psf is not None:
+        return fit_template(sub, peaks, fit_mask, psf)
+    models, amps, params, rms = fit_gaussians(sub, peaks, fit_mask, sigma0_vox)
+    d = sub.ndim
+    points = [
+        PointModel(float(p[0]), np.asarray(p[1 : 1 + d], dtype=np.float64), sigma=np.asarray(p[1 + d :]))
+        for p in params
+    ]
+    return models, amps, points, rms
+
+
+#: A point-source model explains a region when its residual RMS is at most this
+#: fraction of the region's peak (or 3 noise SDs, whichever is larger).
+GOF_FRACTION = 0.05
+
+
+def explained(rms: float, peak: float, noise: float) -> bool:
+    """Whether a point-source fit with residual ``rms`` explains a region of ``peak``."""
+    floor = 3.0 * noise if math.isfinite(noise) else 0.0
+    return rms <= max(floor, GOF_FRACTION * abs(peak))
 
 
 def gaussian_on_box(p: np.ndarray, offset, shape) -> np.ndarray:

@@ -82,8 +82,20 @@ METHODS = ("halfmax", "nsd", "kmeans")
 PEAK_CONVENTIONS = ("subvoxel", "voxel")
 
 
+#: Point-source models for splitting (see :class:`ROIParams`), the default first.
+PSF_MODELS = ("measured", "gaussian")
+
+
 #: Flags an ROI can carry (see :class:`ROIResult`).
-FLAGS = ("touching", "shared_signal", "saturated", "duplicate", "edge")
+FLAGS = (
+    "touching",
+    "shared_signal",
+    "multiple_peaks",
+    "extended",
+    "saturated",
+    "duplicate",
+    "edge",
+)
 
 
 @dataclass
@@ -127,6 +139,12 @@ class ROIParams:
         brightest voxel of the region. ``"voxel"``: the brightest voxel, as read in a
         DICOM viewer (Horos). Either way the threshold is never below half of the
         source's brightest voxel.
+    psf : {"measured", "gaussian"}
+        Point-source model used to split sources and subtract a neighbour's tail:
+        ``"measured"`` (default) — the PSF measured on the image from its bright,
+        isolated, point-like sources (vials, isolated spots), heavy tails included;
+        Gaussians when the image holds none. ``"gaussian"`` — axis-aligned Gaussians
+        fitted per source (no tails).
     """
 
     method: str = "halfmax"
@@ -142,6 +160,7 @@ class ROIParams:
     min_snr: float = 5.0
     saturation_curve: SaturationCurve | None = None
     peak_convention: str = "subvoxel"
+    psf: str = "measured"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -171,6 +190,8 @@ class ROIParams:
                 f"peak convention {self.peak_convention!r}: expected one of "
                 f"{', '.join(PEAK_CONVENTIONS)}"
             )
+        if self.psf not in PSF_MODELS:
+            raise InputError(f"PSF model {self.psf!r}: expected one of {', '.join(PSF_MODELS)}")
         if not float(self.min_snr) >= 0:
             raise InputError(f"min_snr {self.min_snr}: must be zero or positive")
 
