@@ -273,16 +273,16 @@ def grow_region(
         at = tuple(pk - lo)
         if peak_au is None:
             idx, fitted = _peak_in_box(sub, at)
-            peak_au = fitted if params.peak_convention == "subvoxel" else float(sub[at])
+            # the source's brightest voxel: its peak voxel or a neighbour of it
+            near = sub[tuple(slice(max(i - 1, 0), i + 2) for i in at)]
+            vmax = float(np.nanmax(near))
+            peak_au = max(fitted, vmax) if params.peak_convention == "subvoxel" else vmax
         thr = (
             fixed_threshold
             if fixed_threshold is not None
             else threshold_for(params, sub, peak_au, noise)
         )
         region = _component(sub >= thr, at, structure)
-        if params.method == "halfmax" and fixed_threshold is None and region.any():
-            region, peak_au = reference_peak(sub, region, fitted, params, at, structure)
-            thr = threshold_for(params, sub, peak_au, noise)
         if not region.any():
             raise InputError(
                 f"seed {seed_text}: its peak ({peak_au:.4g} a.u.) is below the threshold "
@@ -571,6 +571,11 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     thr = g.threshold
     peak_idx, peak_au = g.peak_idx, g.peak_au
     roi = region
+    if unexplained and params.method == "halfmax":
+        # one extended source: half of its brightest voxel, wherever in the region
+        roi, peak_au = reference_peak(sub, region, peak_au, params, at, structure)
+        thr = float(params.fraction) * peak_au
+        region = roi
     if unexplained:
         flags.append("multiple_peaks")
         warnings.append(

@@ -134,6 +134,7 @@ def fit_gaussians(
         bounds=(lo, hi),
         x_scale="jac",
         max_nfev=100,
+        tr_solver="lsmr",  # no dense SVD: fast and the same whatever the BLAS threads
     )
     q = res.x
     full = [g.astype(np.float64) for g in np.indices(sub.shape)]
