@@ -7,8 +7,13 @@ program computes can be checked against a known truth:
   sit) and a CT (HU, mold plastic, spine) of the same animal in the
   ``mouse_mold_v1`` mold, whose seven fiducial wells are bright in both;
 - a 3-D MPI on its own coarser grid, a known rigid transform away from the MRI,
-  with an anisotropic Gaussian point-spread function and Gaussian noise (so the
-  background has negative values, as real reconstructions do);
+  with Gaussian noise (so the background has negative values, as real
+  reconstructions do) and a point-spread function the ROI code does not assume:
+  by default the x-space PSF of a field-free-point scanner derived from the Langevin
+  magnetization (:func:`langevin_psf`: the derivative of the Langevin function of the
+  selection field, from the gradient of the acquisition metadata and the particles'
+  core size; anisotropic, with long tails; optionally relaxation blur along the
+  drive axis); ``psf="gaussian"`` gives the earlier demo's anisotropic Gaussian;
 - iron hot spots of known mass from labelled cells: an isolated one, a strong one
   with a weak one close beside it (Sehl et al. 2020, fig. 5), and a faint one near
   the detection limit; iron per cell is known;
@@ -178,14 +183,28 @@ class DemoParams:
     ct_rotation_deg: tuple[float, float, float] = (0.0, 2.0, -3.0)
     ct_translation_mm: tuple[float, float, float] = (-2.0, 1.0, 0.0)
     ct_spacing_mm: tuple[float, float, float] = (0.4, 0.4, 0.4)
-    psf_fwhm_mm: tuple[float, float, float] = (2.4, 2.4, 3.6)
+    psf: str = "langevin"  # "langevin" (x-space, the default) or "gaussian" (the old demo)
+    psf_fwhm_mm: tuple[float, float, float] = (2.4, 2.4, 3.6)  # the Gaussian variant's
+    gradient_T_per_m: float = 5.7  # selection-field gradient along the bore (z); x, y: half
+    particle_core_nm: float = 18.0  # magnetite core diameter (Langevin PSF)
+    drive_axis: str = "x"
+    relaxation_mm: float = 0.0  # relaxation blur along the drive axis (0: none)
+    psf_tail_mm: tuple[float, float] = (5.0, 8.0)  # Langevin tails kept to 5 mm, tapered to 0 at 8
     noise_sd_au: float = 1.5
-    sensitivity_au_mm3_per_ug: float = SENSITIVITY_AU_MM3_PER_UG
+    # total signal per µg; None: 1250 (Gaussian), or for the Langevin PSF the value that
+    # gives the same peak per µg (the same SNRs; its tails carry 3× more signal)
+    sensitivity_au_mm3_per_ug: float | None = None
     fiducial_iron_ug: float = 5.0
     missing_fiducials: tuple[str, ...] = ()  # wells left empty in the MPI
     extra_hot_spots: int = 0  # how many of EXTRA_HOT_SPOTS to add
     include_ct: bool = True
     include_vials: bool = True
+
+    def __post_init__(self) -> None:
+        if self.psf not in ("langevin", "gaussian"):
+            raise ValueError(f"demo psf {self.psf!r}: expected 'langevin' or 'gaussian'")
+        if self.drive_axis not in ("x", "y", "z"):
+            raise ValueError(f"demo drive axis {self.drive_axis!r}: expected x, y or z")
 
 
 @dataclass
@@ -206,8 +225,8 @@ class DemoStudy:
         """
         out = np.zeros(self.mpi.shape, dtype=np.float64)
         for p, fe in zip(np.atleast_2d(positions_mm), np.atleast_1d(iron_ug), strict=True):
-            _add_gaussian(out, self.mpi, p, fe, self.params)
-        return out
+            _add_source(out, self.mpi, p, fe, self.params)
+        return _relaxation_blur(out, self.params, self.mpi.spacing_mm)
 
     def peak_au(self, iron_ug: float) -> float:
         """Continuous peak (a.u.) of a point source of ``iron_ug`` (see :func:`psf_peak_au`)."""
@@ -328,18 +347,183 @@ def _mold_box(img, m, c, spacing, extent_min, extent_max, value):
     img[:] = img * (1 - f) + value * f
 
 
+#: Physical constants (SI) for the Langevin PSF.
+_KB = 1.380649e-23  # J/K
+_TEMPERATURE_K = 310.0  # body temperature
+_MS_A_PER_M = 4.46e5  # saturation magnetization of magnetite (A/m)
+#: FWHM of L'(ξ) in ξ (2 × 2.0805), for the FWHM in mm.
+_LPRIME_FWHM_XI = 4.16105
+
+
+def _gradients_T_per_m(params: DemoParams) -> np.ndarray:
+    """(Gx, Gy, Gz) magnitudes: a Maxwell-pair field-free point, G along the bore (z),
+    G/2 across it (the three gradients sum to zero)."""
+    g = float(params.gradient_T_per_m)
+    return np.array([g / 2.0, g / 2.0, g])
+
+
+def _langevin_k_per_T(params: DemoParams) -> float:
+    """m / (k_B T) (1/T): the Langevin argument per tesla of selection field."""
+    d = float(params.particle_core_nm) * 1e-9
+    m = _MS_A_PER_M * math.pi * d**3 / 6.0
+    return m / (_KB * _TEMPERATURE_K)
+
+
+def langevin_fwhm_mm(params: DemoParams) -> np.ndarray:
+    """FWHM (mm, x, y, z) of the Langevin PSF: 4.16 / (k · G_axis), before relaxation."""
+    return _LPRIME_FWHM_XI / (_langevin_k_per_T(params) * _gradients_T_per_m(params)) * 1e3
+
+
+def _lprime(xi: np.ndarray) -> np.ndarray:
+    """L'(ξ) = 1/ξ² − 1/sinh²(ξ), the derivative of the Langevin function (1/3 at 0)."""
+    xi = np.abs(np.asarray(xi, dtype=np.float64))
+    out = np.empty_like(xi)
+    small = xi < 1e-2
+    out[small] = 1.0 / 3.0 - xi[small] ** 2 / 15.0
+    x = xi[~small]
+    with np.errstate(over="ignore"):
+        out[~small] = 1.0 / x**2 - 1.0 / np.sinh(np.minimum(x, 350.0)) ** 2
+    return out
+
+
+def langevin_psf(params: DemoParams, offsets_mm_xyz) -> np.ndarray:
+    """The demo's x-space PSF at physical offsets (mm, along the scanner axes x, y, z).
+
+    ``h(r) = L'(k |G r|) · w(|r|)``, the x-space point-spread function (Goodwill &
+    Conolly, IEEE TMI 29:1851, 2010, doi:10.1109/TMI.2010.2052284: the image of a point
+    is the derivative of the Langevin magnetization, L'(ξ) with ξ = m μ0|H| / k_B T)
+    for a field-free point moved through the selection field of a Maxwell pair, whose
+    gradient is G along the bore (z) and G/2 across (x, y): the drive axis x and y have
+    half the resolution of z. ``k = m / k_B T`` with m the moment of a magnetite core
+    of ``particle_core_nm`` (M_s = 446 kA/m) at 310 K; G from the acquisition metadata.
+    L' falls as 1/ξ²: tails far longer than a Gaussian's (2 % of the peak at 3 FWHM
+    against 10⁻¹¹). The tails are kept to ``psf_tail_mm[0]`` and tapered (cos²) to zero
+    at ``psf_tail_mm[1]`` (a reconstruction's finite field of view and baseline
+    recovery remove the farthest ones; in 3-D a 1/r² tail would not integrate).
+    Peak 1/3 at the centre (not normalised). Simplification: only the tangential
+    envelope along the drive axis; the normal envelope (Goodwill & Conolly, IEEE TMI
+    30:1581, 2011) is left out.
+    """
+    off = [np.asarray(o, dtype=np.float64) for o in offsets_mm_xyz]
+    g = _gradients_T_per_m(params)
+    k = _langevin_k_per_T(params)
+    xi2 = sum((k * g[a] * 1e-3 * off[a]) ** 2 for a in range(3))
+    h = _lprime(np.sqrt(xi2))
+    r = np.sqrt(sum(off[a] ** 2 for a in range(3)))
+    r1, r2 = params.psf_tail_mm
+    t = np.clip((r - r1) / (r2 - r1), 0.0, 1.0)
+    return h * np.cos(0.5 * math.pi * t) ** 2
+
+
+_INTEGRAL_STEP_MM = 0.2
+
+
+@functools.lru_cache(maxsize=8)
+def _langevin_integral_mm3(params: DemoParams) -> float:
+    """∫ h d³r (mm³) of :func:`langevin_psf` (relaxation blur keeps the integral)."""
+    step = _INTEGRAL_STEP_MM
+    r2 = float(params.psf_tail_mm[1])
+    g = np.arange(-r2, r2 + step / 2, step)
+    total = 0.0
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    for z in g:  # slice by slice: little memory
+        total += float(langevin_psf(params, (xx, yy, np.full_like(xx, z))).sum())
+    return total * step**3
+
+
 def _psf_sigma_mm(params: DemoParams) -> np.ndarray:
     return np.asarray(params.psf_fwhm_mm, dtype=float) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
+def sensitivity(params: DemoParams) -> float:
+    """Total signal (a.u.·mm³) per µg Fe of the demo (see ``DemoParams``)."""
+    if params.sensitivity_au_mm3_per_ug is not None:
+        return float(params.sensitivity_au_mm3_per_ug)
+    if params.psf == "gaussian":
+        return SENSITIVITY_AU_MM3_PER_UG
+    g = replace(params, psf="gaussian", sensitivity_au_mm3_per_ug=SENSITIVITY_AU_MM3_PER_UG)
+    return psf_peak_au(g, 1.0) * 3.0 * _langevin_integral_mm3(params)
+
+
+def psf_halfmax_fraction(params: DemoParams) -> float:
+    """Fraction of a point source's signal inside its continuous half-maximum region
+    (0.288 for any 3-D Gaussian; from the kernel itself for the Langevin PSF)."""
+    if params.psf == "gaussian":
+        from scipy.stats import chi2
+
+        return float(chi2.cdf(2 * math.log(2), 3))
+    return _langevin_halfmax_fraction(params)
+
+
+@functools.lru_cache(maxsize=8)
+def _langevin_halfmax_fraction(params: DemoParams) -> float:
+    step = _INTEGRAL_STEP_MM / 2
+    fw = langevin_fwhm_mm(params)
+    axes = [np.arange(-f, f + step / 2, step) for f in fw]  # the core lies within ±FWHM
+    zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij", sparse=True)
+    h = langevin_psf(params, (xx, yy, zz))
+    return float(h[h >= 0.5 / 3.0].sum()) * step**3 / _langevin_integral_mm3(params)
+
+
 def psf_peak_au(params: DemoParams, iron_ug: float) -> float:
     """Continuous peak (a.u.) of a point source of ``iron_ug`` with the demo's PSF:
-    sensitivity × iron / ((2π)^1.5 σx σy σz)."""
+    sensitivity × iron / ((2π)^1.5 σx σy σz) for the Gaussian; sensitivity × iron ×
+    h(0) / ∫h for the Langevin PSF (without relaxation blur, which lowers the peak)."""
+    if params.psf == "langevin":
+        return float(
+            sensitivity(params) * iron_ug / (3.0 * _langevin_integral_mm3(params))
+        )
     return float(
-        params.sensitivity_au_mm3_per_ug
+        sensitivity(params)
         * iron_ug
         / ((2 * math.pi) ** 1.5 * np.prod(_psf_sigma_mm(params)))
     )
+
+
+def psf_fwhm_mm(params: DemoParams) -> np.ndarray:
+    """FWHM (mm, x, y, z) of the demo's PSF (the Langevin's without relaxation blur)."""
+    if params.psf == "langevin":
+        return langevin_fwhm_mm(params)
+    return np.asarray(params.psf_fwhm_mm, dtype=float)
+
+
+def _add_source(out, mpi: Volume, pos_mm, iron_ug, params: DemoParams, weight: float = 1.0):
+    """Add one point source of ``iron_ug`` at physical ``pos_mm`` with the demo's PSF."""
+    if params.psf == "gaussian":
+        return _add_gaussian(out, mpi, pos_mm, iron_ug, params, weight)
+    return _add_langevin(out, mpi, pos_mm, iron_ug, params, weight)
+
+
+def _add_langevin(out, mpi: Volume, pos_mm, iron_ug, params: DemoParams, weight: float = 1.0):
+    """Add a point source with the Langevin PSF (:func:`langevin_psf`), integral = iron ×
+    sensitivity, to ``out`` (z, y, x)."""
+    scale = weight * sensitivity(params) * iron_ug / _langevin_integral_mm3(params)
+    spacing = np.asarray(mpi.spacing_mm)
+    idx = mpi.physical_to_index(pos_mm)[0][::-1]  # xyz continuous index
+    half = np.ceil(float(params.psf_tail_mm[1]) / spacing).astype(int)
+    lo = np.maximum(np.floor(idx).astype(int) - half, 0)
+    hi = np.minimum(np.floor(idx).astype(int) + half + 2, np.asarray(out.shape[::-1]))
+    if np.any(hi <= lo):
+        return
+    axes = [(np.arange(lo[a], hi[a]) - idx[a]) * spacing[a] for a in range(3)]
+    zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij", sparse=True)
+    # offsets along the scanner's (grid) axes, whatever the image direction
+    out[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] += scale * langevin_psf(params, (xx, yy, zz))
+
+
+def _relaxation_blur(signal: np.ndarray, params: DemoParams, spacing_xyz) -> np.ndarray:
+    """Relaxation blur along the drive axis: the mean of the two sweep directions'
+    one-sided exponentials (length ``relaxation_mm``), i.e. a two-sided exponential."""
+    if not params.relaxation_mm > 0:
+        return signal
+    from scipy.ndimage import convolve1d
+
+    a = "xyz".index(params.drive_axis)
+    lam = float(params.relaxation_mm) / float(spacing_xyz[a])
+    n = int(math.ceil(8 * lam))
+    t = np.arange(-n, n + 1, dtype=np.float64)
+    k = np.exp(-np.abs(t) / lam)
+    return convolve1d(signal, k / k.sum(), axis=2 - a, mode="constant")
 
 
 def _add_gaussian(out, mpi: Volume, pos_mm, iron_ug, params: DemoParams, weight: float = 1.0):
@@ -447,7 +631,7 @@ def _make_cached(params: DemoParams) -> DemoStudy:
     for s in SOURCES:
         iron = s["cells"] * IRON_PER_CELL_PG * 1e-6
         p_mpi = _apply(pose_mpi, s["mold_mm"])[0]
-        _add_gaussian(signal, mpi_geom, p_mpi, iron, params)
+        _add_source(signal, mpi_geom, p_mpi, iron, params)
         sources.append(
             {
                 "name": s["name"],
@@ -463,12 +647,12 @@ def _make_cached(params: DemoParams) -> DemoStudy:
     if params.include_vials:
         for v in VIALS:
             p_mpi = _apply(pose_mpi, v["mold_mm"])[0]
-            _add_gaussian(signal, mpi_geom, p_mpi, v["iron_ug"], params)
+            _add_source(signal, mpi_geom, p_mpi, v["iron_ug"], params)
             vials.append({"name": v["name"], "iron_ug": v["iron_ug"], "mpi_mm": p_mpi.tolist()})
     extras = []
     for e in EXTRA_HOT_SPOTS[: params.extra_hot_spots]:
         p_mpi = _apply(pose_mpi, e["mold_mm"])[0]
-        _add_gaussian(signal, mpi_geom, p_mpi, e["iron_ug"], params)
+        _add_source(signal, mpi_geom, p_mpi, e["iron_ug"], params)
         extras.append(
             {
                 "name": e["name"],
@@ -492,15 +676,17 @@ def _make_cached(params: DemoParams) -> DemoStudy:
         fid_truth.append(entry)
         if name in params.missing_fiducials:
             continue
-        pts = _sphere_points(dia)
+        # the Langevin kernel is wide: 1 mm sub-sources keep generation fast
+        pts = _sphere_points(dia, 0.5 if params.psf == "gaussian" else 1.0)
         for sub in pts:
-            _add_gaussian(
+            _add_source(
                 signal,
                 mpi_geom,
                 _apply(pose_mpi, q + sub)[0],
                 params.fiducial_iron_ug / len(pts),
                 params,
             )
+    signal = _relaxation_blur(signal, params, params.mpi_spacing_mm)
     noise_rng = np.random.default_rng(
         params.seed if params.noise_seed is None else params.noise_seed
     )
@@ -519,13 +705,17 @@ def _make_cached(params: DemoParams) -> DemoStudy:
         acquisition=Acquisition(
             tracer="VivoTrax (synthetic)",
             mode="3D",
-            gradient_T_per_m=5.7,
+            gradient_T_per_m=float(params.gradient_T_per_m),
             drive_amplitude_mT=20.0,
             drive_frequency_kHz=45.0,
             averages=1,
             scanner="synthetic",
         ),
-        metadata={"synthetic": True},
+        metadata={
+            "synthetic": True,
+            "psf": params.psf,
+            "particle_core_nm": float(params.particle_core_nm),
+        },
     )
 
     m, t = _compose_fixed_to_moving(pose_mri, pose_mpi)
@@ -550,8 +740,19 @@ def _make_cached(params: DemoParams) -> DemoStudy:
         "extra_hot_spots": extras,
         "iron_per_cell_pg": IRON_PER_CELL_PG,
         "iron_per_cell_sd_pg": IRON_PER_CELL_SD_PG,
-        "psf_fwhm_mm": list(params.psf_fwhm_mm),
-        "sensitivity_au_mm3_per_ug": params.sensitivity_au_mm3_per_ug,
+        "psf": params.psf,
+        "psf_fwhm_mm": [float(v) for v in psf_fwhm_mm(params)],
+        "psf_halfmax_fraction": psf_halfmax_fraction(params),
+        "psf_description": (
+            "x-space Langevin PSF L'(k|G r|) of a Maxwell-pair field-free point "
+            f"(G = {params.gradient_T_per_m:g} T/m along z, half across; "
+            f"{params.particle_core_nm:g} nm magnetite cores; drive along "
+            f"{params.drive_axis}; tails tapered {params.psf_tail_mm[0]:g}-"
+            f"{params.psf_tail_mm[1]:g} mm; relaxation blur {params.relaxation_mm:g} mm)"
+            if params.psf == "langevin"
+            else "anisotropic Gaussian"
+        ),
+        "sensitivity_au_mm3_per_ug": sensitivity(params),
         "noise_sd_au": params.noise_sd_au,
     }
     if ct is not None:

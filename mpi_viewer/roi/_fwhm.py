@@ -17,7 +17,7 @@ import numpy as np
 
 
 def subvoxel_peak(
-    sub: np.ndarray, idx: tuple[int, ...], *, radius: int = 2
+    sub: np.ndarray, idx: tuple[int, ...], *, radius: int = 1
 ) -> tuple[np.ndarray, float]:
     """Continuous index (numpy order) and value of the peak near integer ``idx``.
 

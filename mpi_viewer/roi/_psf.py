@@ -8,13 +8,15 @@ slower, a fitted Gaussian leaves the neighbour's tail in the weak source's ROI (
 9× its own iron on held-out studies). So the PSF is measured from the image:
 
 1. :func:`measure_psf` — the image's bright, isolated, point-like sources (the
-   calibration vials, isolated labelled-cell spots): local maxima far above the noise
-   with no other maximum in a box of ±3 FWHM around them, whose half-maximum region is
-   the smallest among those (wide objects such as fiducial wells or vessels are left
-   out). Each box, background-corrected (median of its outer shell), is shifted by
-   cubic B-spline so its sub-voxel peak lies at the box centre and normalised to a peak
-   of 1; the template is their voxel-wise median (robust to another structure's tail
-   in one box), or their mean weighted by peak² with fewer than three samples. Its tails are kept as measured, out to the box's edge.
+   calibration vials, isolated labelled-cell spots): local maxima more than 30 noise
+   SDs high with no other maximum within 1.5 FWHM, point-symmetric (a weak neighbour
+   hidden on the flank makes a box asymmetric), whose half-maximum region is the
+   smallest among those (wide objects such as fiducial wells or vessels are left out).
+   Each box (±3 FWHM), background-corrected (median of its outer shell), is shifted by
+   cubic B-spline so its sub-voxel peak lies at the box centre and normalised to a
+   peak of 1; the part of a box nearer to another maximum than to its own is masked
+   out. The template is the voxel-wise median of the boxes and their point
+   reflections (robust to a stray tail; the reflection fills a masked part). Its tails are kept as measured, out to the box's edge.
 2. :class:`PointModel` — one point source: amplitude × template shifted to its centre
    (cubic spline of the template; zero outside it), or an axis-aligned Gaussian when
    no PSF could be measured.
@@ -37,7 +39,7 @@ _BOX_FWHM = 3.0
 _POINT_LIKE = 1.3
 #: At most this many samples are averaged.
 _MAX_SAMPLES = 8
-#: Peaks in a sample's box other than its own, above this fraction of it, disqualify it.
+#: Peaks within 1.5 FWHM of a sample, above this fraction of it, disqualify it.
 _NEIGHBOUR_FRACTION = 0.02
 
 
@@ -77,6 +79,8 @@ class MeasuredPSF:
     @property
     def fwhm_vox(self) -> np.ndarray:
         """FWHM of the template along each axis (voxels)."""
+        if getattr(self, "_fwhm", None) is not None:
+            return self._fwhm
         d = self.template.ndim
         out = np.empty(d)
         for a in range(d):
@@ -85,6 +89,7 @@ class MeasuredPSF:
             v = self.values(offs)
             above = t[v >= 0.5 * v.max()]
             out[a] = above.max() - above.min() if above.size else float("nan")
+        self._fwhm = out
         return out
 
 
@@ -194,21 +199,40 @@ def _measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
         info.append((k, hw))
     med_hw = np.median(np.array([h for _, h in info]), axis=0)
     half = np.clip(np.ceil(2 * _BOX_FWHM * med_hw).astype(int), 4, 24)
+    fwhm = 2.0 * med_hw
+    centre = half.astype(np.float64)
+    grid = [g - h for g, h in zip(np.indices(tuple(2 * half + 1)), half, strict=True)]
+    # smoothing lowers the noise SD by (4π)^(d/4) (Gaussian of SD 1 voxel)
+    sm_noise = noise / (4 * math.pi) ** (d / 4)
     good = []
-    for k, hw in info:
+    for k, _hw in info:
         p = maxima[k]
         lo, hi = p - half, p + half + 1
-        if np.any(lo < 0) or np.any(hi > shape):
+        clo, chi = np.maximum(lo, 0), np.minimum(hi, shape)
+        if np.any(p - clo < 2 * fwhm) or np.any(chi - 1 - p < 2 * fwhm):
+            continue  # the image edge cuts its core: no sample
+        # other maxima: none of note in the core (1.5 FWHM); farther ones only mask out
+        # the part of the box nearer to them than to this source
+        dist = np.sqrt((((maxima - p) / fwhm) ** 2).sum(axis=1))
+        near = (dist < 1.5) & (vals >= _NEIGHBOUR_FRACTION * vals[k])
+        near[k] = False
+        if near.any():
             continue
-        # no other maximum of note in the box
-        others = np.all(np.abs(maxima - p) <= half, axis=1) & (vals >= _NEIGHBOUR_FRACTION * vals[k])
-        others[k] = False
-        if others.any():
-            continue
-        box = a[tuple(slice(i, j) for i, j in zip(lo, hi, strict=True))].astype(np.float64)
+        valid = np.ones(tuple(2 * half + 1), dtype=bool)
+        own = sum((g / f) ** 2 for g, f in zip(grid, fwhm, strict=True))
+        for m in np.flatnonzero((dist < 2 * _BOX_FWHM * 1.8) & (np.arange(len(vals)) != k)):
+            q = maxima[m] - p
+            valid &= sum(((g - qa) / f) ** 2 for g, qa, f in zip(grid, q, fwhm, strict=True)) > own
+        # the box, beyond the image edge masked out (the reflection fills it)
+        box = np.zeros(tuple(2 * half + 1), dtype=np.float64)
+        inner = tuple(slice(c0 - l0, c1 - l0) for c0, c1, l0 in zip(clo, chi, lo, strict=True))
+        box[inner] = a[tuple(slice(i, j) for i, j in zip(clo, chi, strict=True))]
+        inside = np.zeros(box.shape, dtype=bool)
+        inside[inner] = True
+        valid &= inside
         shell = np.ones(box.shape, dtype=bool)
         shell[tuple(slice(2, -2) for _ in range(d))] = False
-        box = box - float(np.median(box[shell]))
+        box = box - float(np.median(box[shell & valid]))
         at = tuple(int(v) for v in half)
         c, pk = subvoxel_peak(box, at)
         pk = max(pk, float(box[at]))
@@ -217,22 +241,37 @@ def _measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
         reg = box >= 0.5 * pk
         lab, _ = ndi.label(reg)
         n_half = int((lab == lab[at]).sum())
-        good.append((k, box, c, pk, n_half))
+        box[~inside] = 0.0
+        shifted = ndi.shift(box, centre - c, order=3, mode="nearest") / pk
+        vshift = ndi.shift(valid.astype(np.float32), centre - c, order=0, mode="constant") > 0.5
+        # a point source is point-symmetric (x-space and Gaussian PSFs alike): a hidden
+        # weak neighbour on the flank (no maximum of its own) makes the box asymmetric
+        flip = (slice(None, None, -1),) * d
+        both = vshift & vshift[flip]
+        smd = ndi.gaussian_filter(shifted, 1.0)
+        asym = float(np.max(np.abs(smd - smd[flip])[both])) if both.any() else 0.0
+        if asym > 0.03 + 6.0 * sm_noise / pk:
+            continue
+        good.append((k, shifted, vshift, pk, n_half))
     if not good:
         return None
     smallest = min(g[4] for g in good)
     good = [g for g in good if g[4] <= _POINT_LIKE * smallest][:_MAX_SAMPLES]
-    centre = half.astype(np.float64)
-    stack = np.stack(
-        [ndi.shift(box, centre - c, order=3, mode="nearest") / pk for _k, box, c, pk, _n in good]
-    )
-    if len(good) >= 3:
-        # voxel-wise median: another structure's tail in one sample's box does not
-        # enter the template (a mean took a fiducial's tail in on the demo: +10 %)
-        template = np.median(stack, axis=0)
-    else:
-        w = np.array([g[3] ** 2 for g in good])
-        template = np.tensordot(w / w.sum(), stack, axes=1)
+    # every sample and its point reflection (the PSF is symmetric): the reflection fills
+    # what a neighbour masked out; voxel-wise median, robust to a stray tail
+    flip = (slice(None, None, -1),) * d
+    layers, masks = [], []
+    for _k, sh, v, _pk, _n in good:
+        layers += [sh, sh[flip]]
+        masks += [v, v[flip]]
+    stack = np.where(np.stack(masks), np.stack(layers), np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            template = np.nanmedian(stack, axis=0)
+    template = np.nan_to_num(template, nan=0.0)
     template /= float(template[tuple(half)])
     return MeasuredPSF(
         template=template, centre=centre, samples=[tuple(int(v) for v in maxima[g[0]]) for g in good]
