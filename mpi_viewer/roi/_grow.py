@@ -253,7 +253,9 @@ def _peak_in_box(sub, at, psf=None):
     mask &= np.isfinite(sub)
     if mask.sum() < 3 * sub.ndim + 2:
         return idx, peak
-    _, amps, points, _ = fit_template(np.nan_to_num(sub), [tuple(at)], mask, psf)
+    _, amps, points, _ = fit_template(
+        np.nan_to_num(sub), [tuple(at)], mask, psf, max_nfev=12, with_models=False
+    )
     if not (0.7 * peak <= amps[0] <= 1.5 * peak):
         return idx, peak
     return points[0].centre, float(amps[0])
@@ -302,6 +304,7 @@ def grow_region(
         sub = _box(arr, lo, hi, curve)
         at = tuple(pk - lo)
         if peak_au is None:
+            lo0 = lo.copy()
             idx, fitted = _peak_in_box(sub, at, psf)
             # the source's brightest voxel: its peak voxel or a neighbour of it
             near = sub[tuple(slice(max(i - 1, 0), i + 2) for i in at)]
@@ -330,8 +333,8 @@ def grow_region(
                 new_hi[a] = min(shape[a], hi[a] + max(ext[a], _MARGIN))
                 grew = True
         if not grew:
-            idx, _ = _peak_in_box(sub, at, psf)
-            return _Grown(lo, hi, sub, region, thr, float(peak_au), idx)
+            # the peak found in the first box, in this box's index frame
+            return _Grown(lo, hi, sub, region, thr, float(peak_au), idx + lo0 - lo)
         ext = ext * 2
         lo, hi = new_lo, new_hi
         if np.prod(hi - lo) > _MAX_BOX_VOXELS and np.any(hi - lo < shape):

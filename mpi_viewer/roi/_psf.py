@@ -39,6 +39,8 @@ _BOX_FWHM = 3.0
 _POINT_LIKE = 1.3
 #: At most this many samples are averaged.
 _MAX_SAMPLES = 8
+#: At most this many voxels enter a template fit.
+_MAX_TEMPLATE_FIT_VOXELS = 4000
 #: Peaks within 1.5 FWHM of a sample, above this fraction of it, disqualify it.
 _NEIGHBOUR_FRACTION = 0.02
 
@@ -273,13 +275,20 @@ def _measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
             template = np.nanmedian(stack, axis=0)
     template = np.nan_to_num(template, nan=0.0)
     template /= float(template[tuple(half)])
+
     return MeasuredPSF(
         template=template, centre=centre, samples=[tuple(int(v) for v in maxima[g[0]]) for g in good]
     )
 
 
 def fit_template(
-    sub: np.ndarray, peaks: list[tuple[int, ...]], fit_mask: np.ndarray, psf: MeasuredPSF
+    sub: np.ndarray,
+    peaks: list[tuple[int, ...]],
+    fit_mask: np.ndarray,
+    psf: MeasuredPSF,
+    *,
+    max_nfev: int = 40,
+    with_models: bool = True,
 ) -> tuple[list[np.ndarray], list[float], list[PointModel], float]:
     """Fit ``Σ_k A_k · psf(x − c_k) + b`` to ``sub`` where ``fit_mask`` (box index frame).
 
@@ -298,10 +307,8 @@ def fit_template(
     d = sub.ndim
     n = len(peaks)
     pts = np.nonzero(fit_mask)
-    from mpi_viewer.roi._split import MAX_FIT_VOXELS
-
-    if pts[0].size > MAX_FIT_VOXELS:
-        step = pts[0].size // MAX_FIT_VOXELS + 1
+    if pts[0].size > _MAX_TEMPLATE_FIT_VOXELS:  # a regular subsample: fast, and unbiased
+        step = pts[0].size // _MAX_TEMPLATE_FIT_VOXELS + 1
         pts = tuple(p[::step] for p in pts)
     coords = [p.astype(np.float64) for p in pts]
     y = sub[pts].astype(np.float64)
@@ -345,7 +352,7 @@ def fit_template(
         jac=jac,
         bounds=(lo, hi),
         x_scale="jac",
-        max_nfev=60,
+        max_nfev=max_nfev,
         tr_solver="lsmr",  # no dense SVD: fast and the same whatever the BLAS threads
     )
     srcs, _ = unpack(res.x)
@@ -353,7 +360,7 @@ def fit_template(
     models, amps, points = [], [], []
     for amp, c in srcs:
         pm = PointModel(float(amp), np.asarray(c, dtype=np.float64), psf=psf)
-        models.append(pm.on_box(np.zeros(d), sub.shape))
+        models.append(pm.on_box(np.zeros(d), sub.shape) if with_models else None)
         amps.append(float(amp))
         points.append(pm)
     return models, amps, points, rms
