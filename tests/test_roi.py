@@ -24,6 +24,15 @@ from mpi_viewer.roi.regions import (
 )
 
 
+
+@pytest.fixture(scope="module")
+def study():
+    """The demo's Gaussian variant: the expectations below are closed-form Gaussian
+    integrals (the default Langevin demo is checked in test_roi_langevin.py)."""
+    from mpi_viewer.demo.study import make_demo_study
+
+    return make_demo_study(psf="gaussian")
+
 def _expected_total(study, src, threshold_au):
     """Signal (a.u.·mm³) of the known PSF × iron where it is ≥ threshold, in continuous space.
 

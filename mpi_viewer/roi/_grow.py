@@ -95,12 +95,13 @@ def _background_sd(arr: np.ndarray) -> float:
         # mostly constant background (e.g. zero-filled): the SD below the median
         low = vals[vals <= med]
         return float(np.std(low)) if low.size > 1 else 0.0
-    grow = max(2.0, _HOT_GROW * min(a.shape))
+    grow = max(2, int(round(_HOT_GROW * min(a.shape))))
     for _ in range(4):
         hot = ok & (np.abs(a - med) > _HOT_SD * sd)
         if not hot.any():
             break
-        far = ndi.distance_transform_edt(~hot) > grow
+        # city-block distance (the structure grown face-wise ``grow`` times)
+        far = ndi.distance_transform_cdt(~hot, metric="taxicab") > grow
         bg = a[far & ok]
         if bg.size < max(50, 0.02 * a.size):
             break
