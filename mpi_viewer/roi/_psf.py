@@ -211,7 +211,7 @@ def _measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
         p = maxima[k]
         lo, hi = p - half, p + half + 1
         clo, chi = np.maximum(lo, 0), np.minimum(hi, shape)
-        if np.any(p - clo < 2 * fwhm) or np.any(chi - 1 - p < 2 * fwhm):
+        if np.any(p - clo < fwhm) or np.any(chi - 1 - p < fwhm):
             continue  # the image edge cuts its core: no sample
         # other maxima: none of note in the core (1.5 FWHM); farther ones only mask out
         # the part of the box nearer to them than to this source
