@@ -16,7 +16,8 @@ from mpi_viewer.calibration.cells import IronPerCell
 from mpi_viewer.demo.study import make_demo_study
 from mpi_viewer.roi import regions as roi
 
-N_REALISATIONS = 50
+#: Realisations per PSF here (the 50-realisation table: benchmarks/bench_calibration.py).
+N_REALISATIONS = 10
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def clean():
 
 
 def _realisation(clean, k):
-    sd = make_demo_study(include_ct=False).truth["noise_sd_au"]
+    sd = clean.truth["noise_sd_au"] if clean.truth["noise_sd_au"] else 1.5
     noise = np.random.default_rng(k).normal(0.0, sd, size=clean.mpi.shape)
     return clean.mpi.with_array((clean.mpi.array.astype(np.float64) + noise).astype(np.float32))
 
@@ -82,11 +83,16 @@ def test_demo_iron_and_cells_within_tolerance():
 
 
 @pytest.mark.slow
-def test_coverage_over_noise_realisations(clean):
-    """Over 50 realisations: iron within 5 % (isolated) / 10 % (weak) in the median, and the
-    95 % iron and cell intervals cover the truth ≥ 90 % of the time for every source that
-    is reported (the faint one may fall below the detection limit)."""
-    truth = make_demo_study(include_ct=False).truth
+@pytest.mark.parametrize("psf", ["langevin", "gaussian"])
+def test_coverage_over_noise_realisations(psf):
+    """Over 10 realisations of the default (Langevin-PSF) demo and of its Gaussian variant:
+    iron within 2 % (isolated) / 5 % (weak beside the strong one) in the median, and the
+    95 % iron and cell intervals cover the truth ≥ 90 % of the time for the isolated,
+    strong and weak sources. (The faint one, near the detection limit, is in the
+    benchmark's table.)"""
+    clean = make_demo_study(include_ct=False, noise_sd_au=0.0, psf=psf)
+    truth = make_demo_study(include_ct=False, psf=psf).truth
+    assert truth["noise_sd_au"] == 1.5
     names = [s["name"] for s in truth["sources"]]
     tr = {s["name"]: s for s in truth["sources"]}
     cover = {n: [] for n in names}
@@ -101,13 +107,12 @@ def test_coverage_over_noise_realisations(clean):
             err[n].append(r.iron_ug / tr[n]["iron_ug"] - 1)
             cover[n].append(r.iron_ci_low_ug <= tr[n]["iron_ug"] <= r.iron_ci_high_ug)
             cover_cells[n].append(r.cells_ci_low <= tr[n]["cells"] <= r.cells_ci_high)
-    assert abs(np.median(err["isolated"])) < 0.05
-    assert abs(np.median(err["weak"])) < 0.10
-    for n in ("isolated", "weak", "faint"):
-        assert len(cover[n]) >= (N_REALISATIONS if n != "faint" else N_REALISATIONS // 2), n
+    assert abs(np.median(err["isolated"])) < 0.02
+    assert abs(np.median(err["weak"])) < 0.05
+    for n in ("isolated", "strong", "weak"):
+        assert len(cover[n]) == N_REALISATIONS, n
         assert np.mean(cover[n]) >= 0.90, (n, np.mean(cover[n]))
         assert np.mean(cover_cells[n]) >= 0.90, (n, np.mean(cover_cells[n]))
-    assert np.mean(cover_cells["strong"]) >= 0.90
 
 
 def test_strong_source_iron_interval_coverage(clean):
