@@ -24,7 +24,6 @@ from mpi_viewer.roi.regions import (
 )
 
 
-
 @pytest.fixture(scope="module")
 def study():
     """The demo's Gaussian variant: the expectations below are closed-form Gaussian
@@ -32,6 +31,7 @@ def study():
     from mpi_viewer.demo.study import make_demo_study
 
     return make_demo_study(psf="gaussian")
+
 
 def _expected_total(study, src, threshold_au):
     """Signal (a.u.·mm³) of the known PSF × iron where it is ≥ threshold, in continuous space.

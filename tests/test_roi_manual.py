@@ -21,7 +21,6 @@ from mpi_viewer.roi.regions import (
 )
 
 
-
 @pytest.fixture(scope="module")
 def study():
     """The demo's Gaussian variant: the expectations below are closed-form Gaussian
@@ -29,6 +28,7 @@ def study():
     from mpi_viewer.demo.study import make_demo_study
 
     return make_demo_study(psf="gaussian")
+
 
 def _box_mask(study, xyz_mm, half_vox):
     c = np.rint(study.mpi.physical_to_index([xyz_mm])[0]).astype(int)

@@ -470,13 +470,9 @@ def psf_peak_au(params: DemoParams, iron_ug: float) -> float:
     sensitivity × iron / ((2π)^1.5 σx σy σz) for the Gaussian; sensitivity × iron ×
     h(0) / ∫h for the Langevin PSF (without relaxation blur, which lowers the peak)."""
     if params.psf == "langevin":
-        return float(
-            sensitivity(params) * iron_ug / (3.0 * _langevin_integral_mm3(params))
-        )
+        return float(sensitivity(params) * iron_ug / (3.0 * _langevin_integral_mm3(params)))
     return float(
-        sensitivity(params)
-        * iron_ug
-        / ((2 * math.pi) ** 1.5 * np.prod(_psf_sigma_mm(params)))
+        sensitivity(params) * iron_ug / ((2 * math.pi) ** 1.5 * np.prod(_psf_sigma_mm(params)))
     )
 
 

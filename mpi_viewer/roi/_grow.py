@@ -504,7 +504,6 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     """
     from scipy import ndimage as ndi
 
-    from mpi_viewer.roi._fwhm import subvoxel_peak
     from mpi_viewer.roi._split import MAX_FIT_PEAKS, explained, find_peaks, fit_sources
     from mpi_viewer.roi._subvoxel import subvoxel_stats
 
@@ -808,7 +807,8 @@ def region_stats(
     hm_size = float(hm.sum()) * vox
     ellipse = (math.pi / 4 if d == 2 else math.pi / 6) * float(np.prod(fw)) if d in (2, 3) else 0.0
     if hm_size > 0 and (
-        not np.all(np.isfinite(fw)) or not (1 / _EXTENDED_RATIO <= hm_size / ellipse <= _EXTENDED_RATIO)
+        not np.all(np.isfinite(fw))
+        or not (1 / _EXTENDED_RATIO <= hm_size / ellipse <= _EXTENDED_RATIO)
     ):
         flags.append("extended")
         shown = ", ".join(f"{v:.2g}" for v in fw[::-1])
@@ -957,9 +957,7 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
             mj = _own_model(fj, structure, psf, noise)
             if mj is None:
                 continue
-            if float(np.abs(mj.on_box(fi["lo"], fi["sub"].shape)).max()) < 1e-5 * abs(
-                r["peak_au"]
-            ):
+            if float(np.abs(mj.on_box(fi["lo"], fi["sub"].shape)).max()) < 1e-5 * abs(r["peak_au"]):
                 continue  # its tail is negligible here
             ext.append(mj)
         if not ext:

@@ -69,7 +69,9 @@ class MeasuredPSF:
         """Template at ``offsets`` (voxels from the source's centre, one array per axis)."""
         from scipy import ndimage as ndi
 
-        coords = [np.asarray(o, dtype=np.float64) + c for o, c in zip(offsets, self.centre, strict=True)]
+        coords = [
+            np.asarray(o, dtype=np.float64) + c for o, c in zip(offsets, self.centre, strict=True)
+        ]
         src = self.coef if derivative is None else self.grad[derivative]
         shape = np.asarray(self.template.shape)
         out = ndi.map_coordinates(src, coords, order=3, mode="constant", cval=0.0, prefilter=False)
@@ -277,7 +279,9 @@ def _measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
     template /= float(template[tuple(half)])
 
     return MeasuredPSF(
-        template=template, centre=centre, samples=[tuple(int(v) for v in maxima[g[0]]) for g in good]
+        template=template,
+        centre=centre,
+        samples=[tuple(int(v) for v in maxima[g[0]]) for g in good],
     )
 
 

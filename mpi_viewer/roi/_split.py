@@ -169,7 +169,9 @@ def fit_sources(sub, peaks, fit_mask, sigma0_vox, psf=None):
     models, amps, params, rms = fit_gaussians(sub, peaks, fit_mask, sigma0_vox)
     d = sub.ndim
     points = [
-        PointModel(float(p[0]), np.asarray(p[1 : 1 + d], dtype=np.float64), sigma=np.asarray(p[1 + d :]))
+        PointModel(
+            float(p[0]), np.asarray(p[1 : 1 + d], dtype=np.float64), sigma=np.asarray(p[1 + d :])
+        )
         for p in params
     ]
     return models, amps, points, rms
