@@ -28,18 +28,12 @@ def demo(make_napari_viewer, tmp_path):
 
 def _half_max_slope(study) -> float:
     """Signal per µg of an ideal half-maximum ROI: the noise-free PSF image of each vial,
-    summed over the voxels at or above half the PSF's true peak (1250 a.u.·mm³/µg over
-    (2π)^1.5·σx·σy·σz)."""
+    summed over the voxels at or above half the PSF's true peak (``DemoStudy.peak_au``)."""
     vv = float(np.prod(study.mpi.spacing_mm))
-    sigma = np.asarray(study.truth["psf_fwhm_mm"]) / (2 * np.sqrt(2 * np.log(2)))
     ratios = []
     for v in study.truth["vials"]:
         img = study.render_sources([v["mpi_mm"]], [v["iron_ug"]])
-        peak = (
-            study.truth["sensitivity_au_mm3_per_ug"]
-            * v["iron_ug"]
-            / ((2 * np.pi) ** 1.5 * np.prod(sigma))
-        )
+        peak = study.peak_au(v["iron_ug"])
         ratios.append(img[img >= peak / 2].sum() * vv / v["iron_ug"])
     return float(np.mean(ratios))
 
@@ -53,8 +47,9 @@ def test_csv_fit_slope_and_iron_of_the_isolated_source(demo, errors):
     cal = dock.calibration
     assert cal is not None and not errors
     expected = _half_max_slope(study)
-    # the ideal half-max ROI captures ~29 % of 1250 a.u.·mm³/µg
-    assert 0.2 < expected / study.truth["sensitivity_au_mm3_per_ug"] < 0.4
+    # the ideal half-max ROI captures the kernel's half-maximum share of the sensitivity
+    share = expected / study.truth["sensitivity_au_mm3_per_ug"]
+    assert share == pytest.approx(study.truth["psf_halfmax_fraction"], rel=0.1)
     assert cal.fit.slope == pytest.approx(expected, rel=0.05)
     assert cal.fit.n == 6 and cal.fit.r_squared > 0.99
     assert "slope" in dock.fit_label.text() and "R²" in dock.fit_label.text()

@@ -48,9 +48,9 @@ def test_calibrate_builds_the_line(demo_dir, tmp_path, capsys):
     assert rc == 0
     c = load_calibration(out)
     truth = make_demo_study(include_ct=False).truth
-    # slope = sensitivity × the half-maximum ROI's share of a Gaussian source
+    # slope = sensitivity × the half-maximum ROI's share of the demo's PSF (its truth)
     assert c.fit.slope == pytest.approx(
-        truth["sensitivity_au_mm3_per_ug"] * HALFMAX_FRACTION, rel=0.05
+        truth["sensitivity_au_mm3_per_ug"] * truth["psf_halfmax_fraction"], rel=0.05
     )
     assert abs(c.fit.intercept) < 3 * c.fit.se_intercept
     assert c.fit.n == 6 and c.fit.r_squared > 0.999

@@ -2,7 +2,6 @@
 registration) makes an ROI whose total signal matches the known PSF and iron; a bad
 click is a notification and the table keeps its rows."""
 
-import math
 
 import numpy as np
 import pytest
@@ -11,12 +10,12 @@ pytestmark = pytest.mark.gui
 
 
 def _expected_halfmax_total(study, src):
-    """The known PSF × iron inside its half-maximum level set, in continuous space: a 3-D
-    Gaussian holds the fraction chi2.cdf(2 ln 2, 3) of its integral there (ROIs integrate
-    at sub-voxel resolution, so a voxel-set sum is not their truth)."""
-    from scipy.stats import chi2
-
-    return study.truth["sensitivity_au_mm3_per_ug"] * src["iron_ug"] * chi2.cdf(2 * math.log(2), 3)
+    """The known PSF × iron inside its half-maximum level set, in continuous space: the
+    demo kernel's share there (``psf_halfmax_fraction`` of its truth; chi2.cdf(2 ln 2, 3)
+    for a 3-D Gaussian) of its integral (ROIs integrate at sub-voxel resolution, so a
+    voxel-set sum is not their truth)."""
+    t = study.truth
+    return t["sensitivity_au_mm3_per_ug"] * src["iron_ug"] * t["psf_halfmax_fraction"]
 
 
 def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_path):
