@@ -261,6 +261,13 @@ def _add_quantify(sub) -> None:
         help="halfmax: threshold as a fraction of the peak (default 0.5)",
     )
     p.add_argument(
+        "--peak",
+        choices=("subvoxel", "voxel"),
+        default="subvoxel",
+        help="halfmax: the maximum the fraction is taken of: the sub-voxel fitted peak (default) "
+        "or the brightest voxel, as a DICOM viewer's ROI tool reads it (Horos)",
+    )
+    p.add_argument(
         "--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)"
     )
     p.add_argument(
@@ -315,6 +322,7 @@ def _quantify_params(args):
         noise_sd=args.noise_sd,
         split_sources=not args.no_split,
         saturation_curve=curve,
+        peak_convention=getattr(args, "peak", "subvoxel"),
     )
 
 
@@ -530,6 +538,13 @@ def _add_calibrate(sub) -> None:
         type=float,
         default=0.5,
         help="halfmax: threshold fraction of the peak (default 0.5)",
+    )
+    p.add_argument(
+        "--peak",
+        choices=("subvoxel", "voxel"),
+        default="subvoxel",
+        help="halfmax: the maximum the fraction is taken of: the sub-voxel fitted peak (default) "
+        "or the brightest voxel, as a DICOM viewer's ROI tool reads it (Horos)",
     )
     p.add_argument(
         "--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)"

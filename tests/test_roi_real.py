@@ -161,3 +161,32 @@ def test_noise_sd_matches_the_background_corners(n):
     seed, _ = _at_max(vol)
     r = measure(vol, [seed])[0]
     assert 0.8 <= (r.peak_au / r.snr) / ref <= 1.2  # the SNR's noise is that one
+
+
+def test_command_line_peak_convention(tmp_path):
+    """`quantify --peak voxel` thresholds at half the brightest voxel (Horos), by name."""
+    import csv
+
+    from mpi_viewer.cli import main
+
+    vol = _read(68)
+    seed, _ = _at_max(vol)
+    rows = {}
+    for conv in ("subvoxel", "voxel"):
+        out = tmp_path / f"{conv}.csv"
+        args = [
+            "quantify",
+            str(DATA / "ffl_phantom_68.mat"),
+            "--seed=" + ",".join(f"{v:.6f}" for v in seed),
+            "--spacing-mm",
+            ",".join(str(s) for s in SPACING_MM),
+            "--peak",
+            conv,
+            "-o",
+            str(out),
+        ]
+        assert main(args) == 0
+        with open(out, newline="") as f:
+            rows[conv] = next(csv.DictReader(f))
+    assert float(rows["voxel"]["threshold_au"]) == pytest.approx(0.5 * vol.array.max(), rel=1e-5)
+    assert float(rows["subvoxel"]["threshold_au"]) >= float(rows["voxel"]["threshold_au"])
