@@ -642,6 +642,10 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
                     float(params.fraction) * float(m.max()) if params.method == "halfmax" else thr
                 )
                 blocked |= core & (m > models[own])
+            if models is not None:
+                # the source's own half-maximum core is never a neighbour's (a strong
+                # neighbour's heavy tail can exceed a weak source's model even there)
+                blocked &= ~(models[own] >= 0.5 * float(models[own].max()))
             roi = _component((corr >= thr) & ~blocked & region, top, structure)
             if params.method == "halfmax" and roi.any():
                 roi, peak_au = reference_peak(

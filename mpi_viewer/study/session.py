@@ -84,6 +84,8 @@ _REQUIRED = object()
 
 # -- validation helpers ---------------------------------------------------------------------
 def _where(where: str, key: str | int) -> str:
+    if isinstance(key, str) and not key.isprintable():  # a mutated key: keep the message one line
+        return f"{where}[{key!r}]"
     return f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}"
 
 
