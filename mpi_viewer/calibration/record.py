@@ -36,9 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,33 +268,28 @@ def _safe_name(name: str) -> str:
 
 def save_calibration(calibration: Calibration, path: str | Path) -> Path:
     """Write a calibration as JSON, atomically (temporary file, then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from mpi_viewer.io.atomic import atomic_write_text
+
     text = json.dumps(calibration.to_dict(), indent=2, ensure_ascii=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write_text(Path(path), text + "\n", mkdir=True)
 
 
 def load_calibration(path: str | Path) -> Calibration:
     """Read a calibration JSON; InputError for a missing, malformed or other-version file."""
+    from mpi_viewer.io.guards import read_json_file
+
     p = Path(path)
+    if not (p.exists() or p.is_symlink()):
+        raise InputError(f"{p}: no such calibration file")
+    d = read_json_file(p, "calibration JSON")
+    if not isinstance(d, dict):
+        raise InputError(f"{p}: a calibration must be a JSON object, not {type(d).__name__}")
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such calibration file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: not a readable calibration JSON ({_one_line(exc)})") from None
-    return Calibration.from_dict(d, source=str(p))
+        return Calibration.from_dict(d, source=str(p))
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise InputError(f"{p}: not a valid calibration ({_one_line(exc)})") from None
 
 
 def _one_line(exc) -> str:

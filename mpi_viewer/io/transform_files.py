@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,35 +25,24 @@ def write_transform(path: str | os.PathLike, transform) -> Path:
     """
     import SimpleITK as sitk
 
+    from mpi_viewer.io.atomic import atomic_write
+
     p = Path(path)
-    if not p.parent.is_dir():
-        raise InputError(f"{p}: folder {p.parent} does not exist")
     tx = _as_sitk(transform)
     suffix = "".join(p.suffixes[-1:]) or ".tfm"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        sitk.WriteTransform(tx, tmp)
-        os.replace(tmp, p)
-    except RuntimeError as exc:
-        raise InputError(
-            f"{p}: cannot write the transform ({str(exc).strip().splitlines()[-1]})"
-        ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return atomic_write(p, lambda tmp: sitk.WriteTransform(tx, str(tmp)), suffix=suffix)
 
 
 def read_transform(path: str | os.PathLike) -> sitk.Transform:
     """Read an ITK transform file (fixed → moving); a one-element composite is unwrapped."""
     import SimpleITK as sitk
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
+    from mpi_viewer.io.guards import check_regular_file, quiet_native_output
+
+    p = check_regular_file(path, "transform file", max_bytes=1 << 24)
     try:
-        tx = sitk.ReadTransform(str(p))
+        with quiet_native_output():
+            tx = sitk.ReadTransform(str(p))
     except RuntimeError:
         raise InputError(f"{p}: not a readable ITK transform file") from None
     if tx.GetName() == "CompositeTransform":

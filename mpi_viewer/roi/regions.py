@@ -601,17 +601,11 @@ def write_masks_nifti(path, volume: Volume, results) -> Path:
     p = Path(path)
     if volume.source and Path(volume.source).resolve() == p.resolve():
         raise InputError(f"{p}: refusing to overwrite the input image")
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from mpi_viewer.io.atomic import atomic_write_image
+
     img = sitk.GetImageFromArray(rois_to_label_image(volume, results))
     img.CopyInformation(volume.image)
-    tmp = p.with_name(p.name + ".part" + "".join(p.suffixes))
-    try:
-        sitk.WriteImage(img, str(tmp), useCompression=str(p).endswith(".gz"))
-        tmp.replace(p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+    return atomic_write_image(p, img, compress=str(p).endswith(".gz"), mkdir=True)
 
 
 def _array_of(volume_or_array) -> np.ndarray:

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -962,33 +961,12 @@ def dumps_session(session: Session) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: temporary file in the same folder, flush,
-    fsync, rename over the target. A crash leaves the old file or the new one, never
-    half of one."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(p.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - e.g. Windows
-        pass
-    return p
+    """Write ``text`` to ``path`` atomically (the one writer,
+    :func:`mpi_viewer.io.atomic.atomic_write_text`): temporary file in the same folder,
+    fsync, rename. A crash leaves the old file or the new one, never half of one."""
+    from mpi_viewer.io.atomic import atomic_write_text as _write
+
+    return _write(path, text, mkdir=True)
 
 
 def save_session(session: Session, path: str | Path) -> Path:
