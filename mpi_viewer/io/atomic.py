@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from mpi_viewer.errors import InputError
+from mpi_viewer.errors import InputError, OutputError
 
 __all__ = [
     "atomic_write",
@@ -48,7 +48,7 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_error(path: str | os.PathLike, exc: BaseException) -> InputError:
+def write_error(path: str | os.PathLike, exc: BaseException) -> OutputError:
     """An :class:`InputError` in one line for an ``OSError`` met while writing ``path``."""
     p = Path(path)
     code = getattr(exc, "errno", None)
@@ -67,7 +67,7 @@ def write_error(path: str | os.PathLike, exc: BaseException) -> InputError:
     reason = reasons.get(code) or (
         getattr(exc, "strerror", None) or " ".join(str(exc).split()) or type(exc).__name__
     )
-    return InputError(f"{p}: cannot write: {reason}")
+    return OutputError(f"{p}: cannot write: {reason}")
 
 
 def _first_file_in(folder: Path) -> Path | None:
@@ -201,7 +201,7 @@ def atomic_write(
         except OSError as exc:
             raise write_error(p, exc) from None
         except RuntimeError as exc:  # ITK writers
-            raise InputError(f"{p}: cannot write: {_itk_reason(exc, p)}") from None
+            raise OutputError(f"{p}: cannot write: {_itk_reason(exc, p)}") from None
         _fsync_folder(p.parent)
     finally:
         try:

@@ -158,7 +158,7 @@ def load_json_text(text: str, where: str, what: str = "JSON file"):
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"{where}: not a readable {what} ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{where}: not valid JSON ({what}: {' '.join(str(exc).split())[:160]})") from None
 
 
 def read_json_file(path: str | os.PathLike, what: str = "JSON file"):

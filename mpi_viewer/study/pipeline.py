@@ -137,8 +137,14 @@ def run_registration(session: Session, volumes: dict[str, Any]):
         from mpi_viewer.registration.molds import register_with_template
 
         fixed, moving = volumes[reg.fixed], volumes[reg.moving]
+        template = session.template_file() if session.path is not None else None
         mold = _wrap(
-            "registration", register_with_template, fixed, moving, reg.template, model=reg.model
+            "registration",
+            register_with_template,
+            fixed,
+            moving,
+            reg.template if template is None else str(template),
+            model=reg.model,
         )
         return mold.fit, mold
     from mpi_viewer.registration.landmarks import fit_landmarks

@@ -243,6 +243,19 @@ def _sha256_text(value: Any, where: str) -> str:
     return s
 
 
+def _companions(value: Any, where: str) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise InputError(f"{where}: expected a list of {{path, sha256}} objects")
+    out = []
+    for i, c in enumerate(value):
+        w = _where(where, i)
+        c = _obj(c, w)
+        out.append(
+            {"path": _rel_path(c.get("path"), f"{w}.path"), "sha256": _sha256_text(c.get("sha256"), f"{w}.sha256")}
+        )
+    return out
+
+
 # -- sections ------------------------------------------------------------------------------
 @dataclass
 class InputFile:
@@ -259,9 +272,14 @@ class InputFile:
     modality: str | None = None
     name: str | None = None
     acquisition: dict[str, Any] = field(default_factory=dict)
+    #: Files read with this one (sidecar JSON, detached data): ``[{"path", "sha256"}]``,
+    #: paths relative to the session (:func:`mpi_viewer.io.guards.input_files_of`).
+    companions: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"role": self.role, "path": self.path, "sha256": self.sha256}
+        if self.companions:
+            d["companions"] = [dict(c) for c in self.companions]
         if self.modality is not None:
             d["modality"] = self.modality
         if self.name is not None:
@@ -282,6 +300,7 @@ class InputFile:
             modality=f("modality", _opt(_choice(MODALITIES)), None),
             name=f("name", _opt(_str), None),
             acquisition=f("acquisition", _json_obj, dict),
+            companions=f("companions", _companions, list),
         )
         f.done()
         from mpi_viewer.geometry.volume import Acquisition
@@ -719,7 +738,10 @@ class Session:
     # -- files ----------------------------------------------------------------------
     def all_files(self) -> list[tuple[str, str, str | None]]:
         """Every file the session names: (what, relative path, sha256 or None)."""
-        out = [(f"input {i.role}", i.path, i.sha256) for i in self.inputs]
+        out = []
+        for i in self.inputs:
+            out.append((f"input {i.role}", i.path, i.sha256))
+            out += [(f"input {i.role} (file read with it)", c["path"], c["sha256"]) for c in i.companions]
         for r in self.rois:
             out += [(f"mask {m.name}", m.path, m.sha256) for m in r.masks]
         if self.registration is not None and self.registration.transform_file:
@@ -728,11 +750,23 @@ class Session:
             )
         return out
 
+    def template_file(self) -> Path | None:
+        """The registration template when the session names it as a file (``*.json`` or a
+        path), resolved against the session's folder; None for a template name."""
+        reg = self.registration
+        t = None if reg is None else reg.template
+        if not t or not (t.lower().endswith(".json") or "/" in t or "\\" in t):
+            return None
+        return self.resolve(t)
+
     def files_outside_folder(self) -> list[str]:
         """Relative paths that resolve outside the session's folder."""
         folder = self.folder
         out = []
-        for _, rel, _ in self.all_files():
+        files = [rel for _, rel, _ in self.all_files()]
+        if self.template_file() is not None:
+            files.append(self.registration.template)
+        for rel in files:
             p = self.resolve(rel)
             if os.path.isabs(rel) or not _is_within(p, folder):
                 out.append(rel)
@@ -1004,8 +1038,16 @@ def input_file(
     acquisition: dict[str, Any] | None = None,
 ) -> InputFile:
     """An :class:`InputFile` for ``path``, hashed now, path relative to the session."""
+    from mpi_viewer.io.guards import input_files_of
+
     if role not in ROLES:
         raise InputError(f"input role {role!r}: expected one of {', '.join(ROLES)}")
+    companions = []
+    if not Path(path).is_dir():
+        companions = [
+            {"path": relative_path(c, session_path), "sha256": sha256_file(c)}
+            for c in input_files_of(path)[1:]
+        ]
     return InputFile(
         role=role,
         path=relative_path(path, session_path),
@@ -1013,6 +1055,7 @@ def input_file(
         modality=modality,
         name=name,
         acquisition=dict(acquisition or {}),
+        companions=companions,
     )
 
 
