@@ -323,6 +323,7 @@ def check_outputs(
         exists (without ``overwrite``), two outputs are the same file, or it cannot be
         written (folder missing, a file in the way, name too long).
     """
+    from mpi_viewer.io.atomic import _first_file_in as _blocker
     from mpi_viewer.io.atomic import check_writable_target
 
     items = (
@@ -350,7 +351,10 @@ def check_outputs(
         if any(_same_file(out, s) for s in seen):
             raise InputError(f"{out}: given as two outputs; choose different files")
         seen.append(out)
-        check_writable_target(out)
+        if out.parent.is_dir() or _blocker(out.parent) is not None:
+            check_writable_target(out)
+        elif len(os.fsencode(out.name)) > 255:
+            check_writable_target(out)  # the name's length, said the same way
         if out.exists() and not overwrite:
             raise InputError(
                 f"{out}: {opt} exists already; choose another file or add --overwrite"
