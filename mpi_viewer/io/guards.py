@@ -459,7 +459,17 @@ def check_header_size(path: str | os.PathLike) -> None:
                 else:
                     continue
                 if 1 <= dims[0] <= 7:
-                    check_voxel_count([max(int(d), 1) for d in dims[1 : dims[0] + 1]], str(p))
+                    sizes = [max(int(d), 1) for d in dims[1 : dims[0] + 1]]
+                    check_voxel_count(sizes, str(p))
+                    if len(head) >= 540 and struct.unpack(e + "i", head[:4])[0] == 540:
+                        pixdim = struct.unpack(e + "8d", head[104:168])
+                    else:
+                        pixdim = struct.unpack(e + "8f", head[76:108])
+                    for axis, (n, d) in enumerate(zip(sizes[:3], pixdim[1:4], strict=False), start=1):
+                        if n > 1 and not (math.isfinite(d) and d > 0):
+                            raise InputError(
+                                f"{p}: voxel size pixdim[{axis}] = {d:g} mm; it must be positive and finite"
+                            )
                 break
         elif name.endswith((".mhd", ".mha")):
             text = _header_text(p, 1 << 14)
@@ -472,6 +482,9 @@ def check_header_size(path: str | os.PathLike) -> None:
                 if any(d <= 0 for d in dims):
                     raise InputError(f"{p}: DimSize {m.group(1).strip()!r} must be positive")
                 check_voxel_count(dims, str(p))
+            _check_numbers(p, text, r"(?:ElementSpacing|ElementSize)", positive=True)
+            _check_numbers(p, text, r"(?:Offset|Origin|Position)", positive=False)
+            _check_numbers(p, text, r"(?:TransformMatrix|Rotation|Orientation)", positive=False)
         elif name.endswith((".nrrd", ".nhdr")):
             text = _header_text(p, 1 << 14)
             m = re.search(r"^\s*sizes\s*:\s*(.*)$", text, re.M)
@@ -483,10 +496,69 @@ def check_header_size(path: str | os.PathLike) -> None:
                 if any(d <= 0 for d in dims):
                     raise InputError(f"{p}: sizes {m.group(1).strip()!r} must be positive")
                 check_voxel_count(dims, str(p))
+            _check_numbers(p, text, r"spacings", positive=True, sep=":")
+            m = re.search(r"^\s*space origin\s*:\s*(.*)$", text, re.M)
+            if m and re.search(r"nan|inf", m.group(1), re.I):
+                raise InputError(f"{p}: space origin {m.group(1).strip()} must be finite")
+            m = re.search(r"^\s*space directions\s*:\s*(.*)$", text, re.M)
+            if m:
+                for vec in re.findall(r"\(([^)]*)\)", m.group(1)):
+                    try:
+                        v = [float(x) for x in vec.split(",")]
+                    except ValueError:
+                        raise InputError(f"{p}: space directions ({vec}) is not a vector of numbers") from None
+                    norm = math.sqrt(sum(x * x for x in v))
+                    if not math.isfinite(norm) or norm <= 0:
+                        raise InputError(
+                            f"{p}: space directions ({vec}): a voxel axis must have a positive, finite length"
+                        )
+        elif name.endswith((".dcm", ".ima", ".dicom")) or p.suffix == "":
+            _check_dicom_spacing(p)
     except (OSError, EOFError, ValueError) as exc:
         if isinstance(exc, InputError):
             raise
         return  # the reader reports what it finds
+
+
+def _check_numbers(p: Path, text: str, key: str, *, positive: bool, sep: str = "=") -> None:
+    m = re.search(rf"^\s*{key}\s*{sep}\s*(.*)$", text, re.M)
+    if not m:
+        return
+    field = m.group(0).split(sep)[0].strip()
+    raw = m.group(1).strip()
+    try:
+        vals = [float(v) for v in raw.split()]
+    except ValueError:
+        raise InputError(f"{p}: {field} {raw!r} is not a list of numbers") from None
+    if not all(math.isfinite(v) for v in vals):
+        raise InputError(f"{p}: {field} {raw} must be finite")
+    if positive and any(v <= 0 for v in vals):
+        raise InputError(f"{p}: {field} {raw} mm: a voxel size must be positive")
+
+
+def _check_dicom_spacing(p: Path) -> None:
+    """DICOM PixelSpacing (or ImagerPixelSpacing) > 0 and finite when the file states one."""
+    from mpi_viewer.io._formats._dicom import is_dicom_file
+
+    if p.suffix == "" and not is_dicom_file(p):
+        return
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(str(p), stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - the reader reports damaged files
+        return
+    for key in ("PixelSpacing", "ImagerPixelSpacing"):
+        v = ds.get(key)
+        if v is None:
+            continue
+        try:
+            vals = [float(x) for x in (v if hasattr(v, "__len__") else [v])]
+        except (TypeError, ValueError):
+            raise InputError(f"{p}: {key} {v!r} is not a pair of numbers") from None
+        if not vals or not all(math.isfinite(x) and x > 0 for x in vals):
+            shown_v = "\\".join(f"{x:g}" for x in vals)
+            raise InputError(f"{p}: {key} {shown_v} mm: pixel spacing must be positive and finite")
 
 
 # -- library chatter ------------------------------------------------------------------------
