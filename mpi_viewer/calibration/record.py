@@ -221,6 +221,7 @@ class Calibration:
             points = [CalibrationPoint.from_dict(p) for p in d.get("points", [])]
             opts = d.get("fit_options", {})
             fit = CalibrationFit.from_dict(d["fit"])
+            _check_slope(fit.slope, "fit.slope")
             return cls(
                 name=str(d.get("name") or "calibration"),
                 kind=kind,
@@ -240,9 +241,9 @@ class Calibration:
             )
         except InputError as exc:
             raise InputError(f"{source}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as exc:
             raise InputError(
-                f"{source}: malformed calibration ({type(exc).__name__}: {exc})"
+                f"{source}: malformed calibration ({type(exc).__name__}: {_one_line(exc)})"
             ) from None
 
     def summary(self) -> str:
@@ -253,6 +254,18 @@ class Calibration:
         return (
             f"{self.name}: signal = {f.slope:.4g} × {self.kind} + {f.intercept:.4g} "
             f"(R² {f.r_squared:.4f}, n {f.n}, {self.tracer or 'tracer ?'}, {self.environment})"
+        )
+
+
+def _check_slope(slope, what: str = "slope") -> None:
+    """A calibration's slope (signal per µg or per cell) must be positive and finite."""
+    try:
+        v = float(slope)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} {slope!r}: not a number") from None
+    if not (math.isfinite(v) and v > 0):
+        raise InputError(
+            f"{what} {v:g}: a calibration slope must be positive and finite (more iron, more signal)"
         )
 
 
@@ -538,6 +551,7 @@ def apply_calibration(
         calibration, acquisition, roi_params, for_cells=iron_per_cell is not None
     )
     fit = calibration.fit
+    _check_slope(fit.slope, f"calibration {calibration.name!r}: slope")
     lo_sig, hi_sig = fit.signal_range
     n_sd = float(getattr(roi_params, "n_sd", 5.0) or 5.0) if roi_params is not None else 5.0
     ppu = calibration.peak_per_unit

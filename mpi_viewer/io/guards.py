@@ -125,6 +125,25 @@ def read_small_text(path: str | os.PathLike, what: str, *, max_bytes: int = MAX_
         ) from None
 
 
+def csv_rows(text: str, where: str) -> list[list[str]]:
+    """Rows of CSV text; a malformed file or a field over :data:`MAX_CSV_FIELD` characters
+    is refused in one line naming ``where`` and the row."""
+    import csv
+
+    old = csv.field_size_limit()
+    csv.field_size_limit(MAX_CSV_FIELD)
+    reader = csv.reader(text.splitlines())
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        detail = " ".join(str(exc).split())
+        if "field larger" in detail:
+            detail = f"a field is longer than {MAX_CSV_FIELD} characters"
+        raise InputError(f"{where}: row {reader.line_num}: {detail}") from None
+    finally:
+        csv.field_size_limit(old)
+
+
 def json_depth_ok(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether brackets in ``text`` nest at most ``limit`` deep (strings skipped)."""
     depth = 0

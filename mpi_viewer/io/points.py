@@ -134,7 +134,9 @@ def read_points_csv(path: str | os.PathLike) -> PointSet:
         raise InputError(
             f"{p}: empty point file (expected a header name,x,y,z and one row per point)"
         )
-    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    from mpi_viewer.io.guards import csv_rows
+
+    rows = csv_rows("\n".join(lines), str(p))
     header = [h.strip().lower() for h in rows[0]]
     missing = [c for c in ("name", "x", "y") if c not in header]
     if missing:

@@ -152,8 +152,14 @@ class ROIParams:
             raise InputError(f"connectivity {self.connectivity!r}: expected 'full' or 'face'")
         if not float(self.search_radius_mm) > 0:
             raise InputError(f"search radius {self.search_radius_mm} mm: must be positive")
+        from mpi_viewer.io.guards import MAX_KMEANS_CLUSTERS
+
         if int(self.kmeans_clusters) < 2:
             raise InputError(f"k-means clusters {self.kmeans_clusters}: at least 2")
+        if int(self.kmeans_clusters) > MAX_KMEANS_CLUSTERS:
+            raise InputError(
+                f"k-means clusters {self.kmeans_clusters}: at most {MAX_KMEANS_CLUSTERS}"
+            )
         if not float(self.min_snr) >= 0:
             raise InputError(f"min_snr {self.min_snr}: must be zero or positive")
 
@@ -438,8 +444,11 @@ def measure(
     """
     from mpi_viewer.roi._grow import measure_seeds
 
+    from mpi_viewer.io.guards import MAX_ROIS, check_count
+
     params = params or ROIParams()
     params.validate()
+    check_count(len(seeds_xyz_mm), MAX_ROIS, "seeds")
     return measure_seeds(
         volume, _array_of(volume), seeds_xyz_mm, params, names=names, on_error=on_error
     )
@@ -553,6 +562,10 @@ def measure_label_image(
                 f"spacing {volume.spacing_mm} mm)"
             )
         labels = lab_vol.array
+    from mpi_viewer.io.guards import MAX_ROIS, check_count
+
+    found = np.unique(np.asarray(labels))
+    check_count(int(np.count_nonzero(found)), MAX_ROIS, "label image: regions (non-zero labels)")
     arr = _array_of(volume)
     return measure_labels(volume, arr, labels, params, _noise_for(arr, params), names=names)
 
