@@ -442,9 +442,8 @@ def measure(
         Labels 1, 2, … in seed order; ROIs that border each other are flagged
         ``touching``.
     """
-    from mpi_viewer.roi._grow import measure_seeds
-
     from mpi_viewer.io.guards import MAX_ROIS, check_count
+    from mpi_viewer.roi._grow import measure_seeds
 
     params = params or ROIParams()
     params.validate()
