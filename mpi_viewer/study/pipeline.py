@@ -530,8 +530,9 @@ def compute_and_save(
     store(session, rec)
     if session.registration is not None and rec.fit is not None:
         from mpi_viewer.io.transform_files import write_transform
+        from mpi_viewer.study.session import file_beside
 
-        tfm = Path(session_path).with_suffix(".tfm")
+        tfm = file_beside(session_path, Path(session_path).with_suffix(".tfm").name)
         _wrap("transform", write_transform, tfm, rec.transform())
         session.registration.transform_file = relative_path(tfm, session_path)
         session.registration.transform_sha256 = sha256_file(tfm)

@@ -1010,12 +1010,53 @@ def save_session(session: Session, path: str | Path) -> Path:
     :func:`input_file` with the session's path to make them).
     """
     p = Path(path)
+    folder = p.resolve().parent
+    for what, rel, _ in session.all_files():
+        try:
+            same = (folder / rel).resolve() == p.resolve()
+        except (OSError, ValueError, RuntimeError):
+            same = False
+        if same:
+            raise InputError(f"{p}: the session would overwrite its own {what}; choose another name")
     session.modified = _now()
     session.software = software_versions()
     text = dumps_session(session)
     atomic_write_text(p, text)
     session.path = p.resolve()
     return p
+
+
+def file_beside(session_path: str | Path, name: str) -> Path:
+    """Where a session saved at ``session_path`` may write its own file ``name``
+    (``X.tfm``, ``X_phantoms.csv``) without replacing anyone else's.
+
+    The file itself when it does not exist yet, or when the session already at
+    ``session_path`` names it with the same SHA-256 (its own earlier save); otherwise
+    the first free ``stem_2.ext``, ``stem_3.ext``… An existing file that is not the
+    session's own is never replaced.
+    """
+    sp = Path(session_path)
+    target = sp.with_name(name)
+    owned: dict[Path, str] = {}
+    if sp.is_file():
+        try:
+            old = load_session(sp)
+            owned = {old.resolve(rel): digest for _, rel, digest in old.all_files() if digest}
+        except (InputError, OSError):
+            owned = {}
+
+    def free(p: Path) -> bool:
+        if not (p.exists() or p.is_symlink()):
+            return True
+        digest = owned.get(p.resolve())
+        return digest is not None and p.is_file() and sha256_file(p) == digest
+
+    stem, dot, ext = target.name.partition(".")
+    i = 1
+    while not free(target):
+        i += 1
+        target = sp.with_name(f"{stem}_{i}{dot}{ext}")
+    return target
 
 
 def relative_path(target: str | Path, session_path: str | Path) -> str:
