@@ -531,6 +531,8 @@ def check_header_size(path: str | os.PathLike) -> None:
                         raise InputError(
                             f"{p}: space directions ({vec}): a voxel axis must have a positive, finite length"
                         )
+        elif name.endswith((".mdf", ".h5", ".hdf5")):
+            _check_mdf_size(p)
         elif name.endswith((".dcm", ".ima", ".dicom")) or p.suffix == "":
             _check_dicom_spacing(p)
     except (OSError, EOFError, ValueError) as exc:
@@ -553,6 +555,20 @@ def _check_numbers(p: Path, text: str, key: str, *, positive: bool, sep: str = "
         raise InputError(f"{p}: {field} {raw} must be finite")
     if positive and any(v <= 0 for v in vals):
         raise InputError(f"{p}: {field} {raw} mm: a voxel size must be positive")
+
+
+def _check_mdf_size(p: Path) -> None:
+    """MDF: ``/reconstruction/data`` no larger than :data:`MAX_VOXELS` values, from its shape."""
+    try:
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            d = f.get("reconstruction/data")
+            shape = getattr(d, "shape", None)
+    except Exception:  # noqa: BLE001 - the reader reports damaged files
+        return
+    if shape:
+        check_voxel_count(shape, f"{p}: /reconstruction/data")
 
 
 def _check_dicom_spacing(p: Path) -> None:
