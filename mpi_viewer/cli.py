@@ -734,9 +734,9 @@ def _guard_folder(args, session) -> None:
     """``report -o DIR``: DIR must hold none of the session's files (it is replaced whole)."""
     from pathlib import Path
 
-    from mpi_viewer.io.guards import input_files_of
+    from mpi_viewer.io.guards import check_name, input_files_of
 
-    out = Path(args.output).resolve()
+    out = check_name(args.output).resolve()
     files = [Path(args.session)] + [session.resolve(rel) for _, rel, _ in session.all_files()]
     for f in files:
         for g in input_files_of(f) if f.exists() else [f]:

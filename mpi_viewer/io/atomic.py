@@ -218,6 +218,8 @@ def _itk_reason(exc: BaseException, p: Path) -> str:
             return "no space left on the device"
     except OSError:
         pass
+    if "Unable to determine ImageIO" in str(exc):
+        return "no image format for this file name (use .nii.gz, .nii, .nrrd, .mha or .mhd)"
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     detail = next((ln for ln in lines if "rror" in ln or "annot" in ln), lines[-1] if lines else "")
     return detail[:160] or "the image writer failed"

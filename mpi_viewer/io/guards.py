@@ -55,6 +55,12 @@ def check_name(path: str | os.PathLike) -> Path:
         raise InputError(f"{shown}: the file name is not valid UTF-8 (rename the file)") from None
     if "\x00" in text:
         raise InputError(f"{text!r}: the file name holds a NUL character")
+    for part in Path(text).parts:
+        n = len(part.encode("utf-8"))
+        if n > 255:
+            raise InputError(
+                f"{text[:60]}…: the file name is too long ({n} bytes; at most 255 per name)"
+            )
     return Path(text)
 
 
@@ -358,9 +364,10 @@ def check_outputs(
                 in_files += input_files_of(i)
             except OSError:
                 in_files.append(Path(i))
+    for _, out in items:
+        check_name(out)
     seen: list[Path] = []
     for opt, out in items:
-        check_name(out)
         for f in in_files:
             if _same_file(out, f):
                 what = "an input" if f.resolve() == Path(f).resolve() else "an input"
