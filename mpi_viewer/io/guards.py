@@ -503,7 +503,7 @@ def check_header_size(path: str | os.PathLike) -> None:
             if m:
                 try:
                     dims = [int(float(v)) for v in m.group(1).split()]
-                except ValueError:
+                except (ValueError, OverflowError):
                     raise InputError(f"{p}: DimSize {m.group(1).strip()!r} is not a list of whole numbers") from None
                 if any(d <= 0 for d in dims):
                     raise InputError(f"{p}: DimSize {m.group(1).strip()!r} must be positive")
@@ -572,10 +572,24 @@ def _check_mdf_size(p: Path) -> None:
         with h5py.File(p, "r") as f:
             d = f.get("reconstruction/data")
             shape = getattr(d, "shape", None)
+            size = f.get("reconstruction/size")
+            size = None if size is None or not hasattr(size, "dtype") else size[()]
     except Exception:  # noqa: BLE001 - the reader reports damaged files
         return
     if shape:
         check_voxel_count(shape, f"{p}: /reconstruction/data")
+    if size is not None:
+        a = np.asarray(size)
+        if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+            raise InputError(f"{p}: /reconstruction/size {_short(a)} must hold whole numbers (nx, ny, nz)")
+        if np.any(a <= 0):
+            raise InputError(f"{p}: /reconstruction/size {_short(a)} must be positive")
+        check_voxel_count([int(v) for v in a.ravel()], f"{p}: /reconstruction/size")
+
+
+def _short(a) -> str:
+    text = " ".join(str(np.asarray(a).tolist()).split())
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_dicom_spacing(p: Path) -> None:

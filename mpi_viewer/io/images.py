@@ -159,7 +159,11 @@ def read_volume(
             )
     if sidecar.get("acquisition"):
         merged = {**sidecar["acquisition"], **vol.acquisition.to_dict()}
-        vol.acquisition = Acquisition.from_dict(merged)
+        try:
+            vol.acquisition = Acquisition.from_dict(merged)
+        except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+            detail = " ".join(str(exc).split())[:160]
+            raise InputError(f"{sidecar_path(p)}: 'acquisition' has a value of the wrong type ({detail})") from None
     if modality is not None:
         if modality not in MODALITIES:
             raise InputError(f"modality {modality!r}: expected one of {', '.join(MODALITIES)}")
