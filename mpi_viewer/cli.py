@@ -365,13 +365,16 @@ def _cmd_quantify(args) -> int:
             results.append(r)
     rows = res.rows_from_results(results)
     _quantify_calibration(args, mpi, results, params, rows)
-    if getattr(args, "save_session", None):
-        from mpi_viewer.study.pipeline import save_session_of_quantify
+    from mpi_viewer.io.atomic import written_together
 
-        print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
-    if args.masks:
-        write_masks_nifti(args.masks, mpi, results)
-    res.write_csv(args.output, rows)
+    with written_together(args.output, args.masks, getattr(args, "save_session", None)):
+        if getattr(args, "save_session", None):
+            from mpi_viewer.study.pipeline import save_session_of_quantify
+
+            print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
+        if args.masks:
+            write_masks_nifti(args.masks, mpi, results)
+        res.write_csv(args.output, rows)
     for r in results:
         print(
             f"{r.name}: total signal {r.total_signal:.6g} {r.total_signal_unit}, peak {r.peak_au:.4g} a.u., "

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mpi_viewer.errors import InputError
 
 FUZZ = settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     derandomize=True,
     database=None,

@@ -4,7 +4,6 @@ without ``--overwrite``; unwritable outputs are one line; nothing is written on 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 from _safety_study import SEED, make_study, one_line_error, refused, run_main, snapshot

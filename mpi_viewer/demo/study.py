@@ -666,17 +666,36 @@ def write_demo_study(
     ``fiducials_mri.csv`` and ``fiducials_mpi.csv`` (true fiducial centres:
     name,x,y,z), ``truth_mri_to_mpi.tfm`` and ``truth.json``.
     """
-    from mpi_viewer.io.atomic import atomic_write_text
-    from mpi_viewer.io.images import write_volume
+    import time
 
     study = make_demo_study(params, **overrides)
+    started_ns = time.time_ns()
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
+    try:
+        return _write_demo_files(study, out)
+    except InputError:  # a full or read-only disk: take back what this run wrote
+        for name in DEMO_FILES:
+            if (out / name).exists() and (out / name).stat().st_mtime_ns >= started_ns:
+                (out / name).unlink()
+        if created:
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _write_demo_files(study, out: Path) -> dict[str, Path]:
+    from mpi_viewer.io.atomic import atomic_write_text
+    from mpi_viewer.io.images import write_volume
+
     paths = {
         "mri": write_volume(study.mri, out / "mri.nii.gz"),
         "mpi": write_volume(study.mpi, out / "mpi.nii.gz"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from mpi_viewer.errors import InputError, OutputError
 
 __all__ = [
+    "written_together",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -198,6 +199,8 @@ def atomic_write(
                         os.replace(tmp, p)  # file systems without hard links
                     else:
                         raise
+        except OutputError:
+            raise
         except OSError as exc:
             raise write_error(p, exc) from None
         except RuntimeError as exc:  # ITK writers
@@ -214,7 +217,7 @@ def atomic_write(
 def _itk_reason(exc: BaseException, p: Path) -> str:
     try:
         st = os.statvfs(p.parent)
-        if st.f_bavail * st.f_frsize < 1 << 20:
+        if st.f_bavail * st.f_frsize < 1 << 20 and st.f_blocks:
             return "no space left on the device"
     except OSError:
         pass
@@ -257,5 +260,36 @@ def atomic_write_image(path: str | os.PathLike, image, *, compress: bool | None 
     def _write(tmp: Path) -> None:
         with quiet_native_output():
             sitk.WriteImage(image, str(tmp), useCompression=compress)
+            # ITK does not always report a failed write (a full disk under gzip): read it back
+            try:
+                back = sitk.ReadImage(str(tmp))
+                ok = back.GetSize() == image.GetSize()
+            except RuntimeError:
+                ok = False
+        if not ok:
+            raise OutputError(f"{p}: cannot write: {_itk_reason(RuntimeError('incomplete image file'), p)}")
 
     return atomic_write(p, _write, mkdir=mkdir)
+
+
+class written_together:  # noqa: N801 - a context manager
+    """Outputs of one command, all or none: when the block fails, the outputs it created
+    (files that did not exist before it) are removed again. Files that existed are
+    replaced atomically or kept, so they need no undoing."""
+
+    def __init__(self, *paths) -> None:
+        self.paths = [Path(p) for p in paths if p]
+        self.existed = {p: p.exists() for p in self.paths}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is None:
+            return
+        for p in self.paths:
+            if not self.existed[p] and p.is_file():
+                try:
+                    p.unlink()
+                except OSError:
+                    pass

@@ -30,7 +30,23 @@ def write_transform(path: str | os.PathLike, transform) -> Path:
     p = Path(path)
     tx = _as_sitk(transform)
     suffix = "".join(p.suffixes[-1:]) or ".tfm"
-    return atomic_write(p, lambda tmp: sitk.WriteTransform(tx, str(tmp)), suffix=suffix)
+    def _write(tmp: Path) -> None:
+        from mpi_viewer.errors import OutputError
+        from mpi_viewer.io.guards import quiet_native_output
+
+        with quiet_native_output():
+            sitk.WriteTransform(tx, str(tmp))
+            try:  # ITK does not report every failed write (a full disk): read it back
+                ok = bool(sitk.ReadTransform(str(tmp)).GetParameters() or True)
+            except RuntimeError:
+                ok = False
+        if not ok or os.path.getsize(tmp) == 0:
+            from mpi_viewer.io.atomic import _itk_reason
+
+            reason = _itk_reason(RuntimeError("the transform file came out incomplete"), p)
+            raise OutputError(f"{p}: cannot write: {reason}")
+
+    return atomic_write(p, _write, suffix=suffix)
 
 
 def read_transform(path: str | os.PathLike) -> sitk.Transform:
