@@ -214,6 +214,17 @@ def test_fifos_and_devices_are_refused_without_blocking(st, capfd, case):
     _within(20, lambda: refused(argv, d, capfd, words=case[2]))
 
 
+def test_an_input_replaced_by_a_fifo_and_batch_errors_name_their_session(st, capfd):
+    good = _save(st, capfd, image="mpi", name="good.json")
+    bad = _save(st, capfd, image="mhd", name="bad.json")
+    _fifo(st["raw"])
+    rc, out, err = _within(30, run_main, ["replay", good, bad, "--jobs", "1"], capfd)
+    assert rc == 2, out + err
+    errors = [ln for ln in err.splitlines() if ln.startswith("mpi-viewer: error:")]
+    assert len(errors) == 1 and "bad.json" in errors[0] and "pipe" in errors[0], err
+    assert "good.json: every number matches" in out
+
+
 def test_napari_reader_never_blocks_on_a_fifo(st):
     for name in ("f.nii", "f.h5", "f.dcm", "noextension"):
         p = _fifo(st["mpi"].parent / name)

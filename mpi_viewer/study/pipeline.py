@@ -482,6 +482,8 @@ def replay_path(path: str | Path, allow_changed_inputs: bool = False) -> ReplayO
         out.status = 1 if diffs else 0
     except MPIViewerError as exc:
         out.message = " ".join(str(exc).split())
+        if str(path) not in out.message:  # a batch error names the session it belongs to
+            out.message = f"session {path}: {out.message}"
         out.status = 2
     out.seconds = time.perf_counter() - t0
     out.cpu_seconds = time.process_time() - c0

@@ -910,6 +910,9 @@ def migrate(d: Any, *, where: str = "session") -> tuple[dict[str, Any], int]:
 # -- files --------------------------------------------------------------------------------------
 def sha256_file(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
     """SHA-256 hex digest of a file (read in chunks, never written)."""
+    from mpi_viewer.io.guards import check_regular_file
+
+    check_regular_file(path, "input")  # a FIFO or device would never end
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
