@@ -74,7 +74,9 @@ def _labels_writer(labels, volume):
             lab.astype(np.uint16 if lab.max(initial=0) <= 65535 else np.uint32)
         )
         img.CopyInformation(volume.image)
-        sitk.WriteImage(img, str(path), useCompression=True)
+        from mpi_viewer.io.atomic import atomic_write_image
+
+        atomic_write_image(path, img, compress=True)
 
     return write
 
