@@ -73,7 +73,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_output(st, capfd, monkeypatch
     old = {"quantify -o": "r.csv", "quantify --masks": "m.nii.gz", "quantify --save-session": "s2.json",
            "calibrate": "c.json", "register": "t.tfm", "replay -o": "r.csv"}.get(kind)
     if old:  # an older output of the same name, kept whole (the user asked to replace it)
-        (out / old).write_text("old output\n")
+        (out / old).write_text("old output\n", encoding="utf-8")
     argv = [*argv, "--overwrite"]
     before = snapshot(st["mpi"].parent)
 
@@ -101,7 +101,7 @@ def _small_tmpfs(tmp_path, *, read_only=False):
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     try:
         (mnt / "out").mkdir()
-        (mnt / "out" / "old.csv").write_text("old output\n")
+        (mnt / "out" / "old.csv").write_text("old output\n", encoding="utf-8")
         if read_only:
             subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         else:
@@ -215,7 +215,7 @@ def _check_whole(kind, target: Path, study: Path):
     if not target.exists():
         return "absent"
     if kind == "csv":
-        lines = target.read_text().splitlines()
+        lines = target.read_text(encoding="utf-8").splitlines()
         assert len(lines) == 3001 and len({ln.split(",")[1] for ln in lines[1:]}) == 1, "mixed or partial CSV"
     elif kind == "points":
         from mpi_viewer.io.points import read_points_csv
@@ -321,7 +321,7 @@ def test_two_quantify_commands_to_one_csv(st, tmp_path):
         codes.append(p.returncode)
         assert p.returncode == 0 or (p.returncode == 2 and "exists" in one_line_error(err.decode())), err.decode()
     assert 0 in codes
-    rows = out.read_text().splitlines()
+    rows = out.read_text(encoding="utf-8").splitlines()
     assert len(rows) == 2 and rows[0].startswith("name,")
     assert abs(float(rows[1].split(",")[-4]) - 3.0) < 0.05  # iron_ug against the known 3 µg
     assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []

@@ -104,7 +104,7 @@ def small_nifti(tmp_path_factory):
 def test_sidecars(small_nifti, sidecar):
     sc = small_nifti.with_suffix(".json")
     try:
-        sc.write_text(json.dumps(sidecar, allow_nan=True))
+        sc.write_text(json.dumps(sidecar, allow_nan=True), encoding="utf-8")
         _keeps_promise(small_nifti, _read_volume)
         _keeps_promise(sc, lambda p: _read_volume(small_nifti), napari=False)
     finally:
@@ -153,7 +153,7 @@ def test_calibration_json(tmp_path, calibration_dict, data):
             break
         _set_path(d, data.draw(st.sampled_from(paths)), data.draw(JSON))
     p = tmp_path / "c.json"
-    p.write_text(json.dumps(d, allow_nan=True))
+    p.write_text(json.dumps(d, allow_nan=True), encoding="utf-8")
 
     def read(path):
         c = load_calibration(path)
@@ -227,7 +227,7 @@ def test_metaimage_headers(small_nifti, dims, spacing, offset, matrix, etype, da
         f"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
         f"TransformMatrix = {matrix}\nOffset = {offset}\nElementSpacing = {spacing}\nDimSize = {dims}\n"
         f"ElementType = {etype}\nElementDataFile = {datafile}\n"
-    )
+    , encoding="utf-8")
     try:
         _keeps_promise(h, _read_volume)
     finally:

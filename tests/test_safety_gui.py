@@ -18,6 +18,7 @@ def _recovery_dir(tmp_path, monkeypatch):
 
 def test_saving_x_json_keeps_someone_elses_x_tfm(make_napari_viewer, tmp_path, capfd):
     from mpi_viewer.plugins._session_dock import SessionDock
+
     from mpi_viewer.study import pipeline as P
 
     st = make_study(tmp_path / "study")
@@ -52,7 +53,7 @@ def test_napari_open_of_bad_files_notifies_and_keeps_running(make_napari_viewer,
     st = make_study(tmp_path / "study")
     folder = st["mpi"].parent
     os.mkfifo(folder / "fifo.nii")
-    (folder / "mpi.json").write_text('{"acquisition": [1, 2]}')
+    (folder / "mpi.json").write_text('{"acquisition": [1, 2]}', encoding="utf-8")
     viewer = make_napari_viewer()
     for p in (folder / "fifo.nii", st["mpi"]):
         viewer.open(str(p), plugin="mpi-viewer")

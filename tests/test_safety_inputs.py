@@ -108,8 +108,8 @@ def _detached_header(st, header, key, value):
         sitk.WriteImage(sitk.ReadImage(str(st["mpi"])), str(folder / "n.nhdr"))
     h = folder / header
     sep = " = " if header.endswith(".mhd") else ": "
-    text = re.sub(rf"^{key}\s*[:=].*$", f"{key}{sep}{value}", h.read_text(), flags=re.M)
-    h.write_text(text)
+    text = re.sub(rf"^{key}\s*[:=].*$", f"{key}{sep}{value}", h.read_text(encoding="utf-8"), flags=re.M)
+    h.write_text(text, encoding="utf-8")
     return h
 
 
@@ -133,7 +133,7 @@ def test_detached_data_and_sidecars_are_hashed_inputs(st, capfd):
     """A session on mpi.mhd names mpi.raw and mpi.json with their hashes; changing either
     is a changed input (exit 2), not a difference in numbers (exit 1)."""
     s = _save(st, capfd)
-    d = json.loads(s.read_text())
+    d = json.loads(s.read_text(encoding="utf-8"))
     mpi = next(i for i in d["inputs"] if i["role"] == "mpi")
     assert {c["path"] for c in mpi["companions"]} == {"mpi.raw", "mpi.json"}
     rc, out, err = run_main(["replay", s], capfd)
@@ -145,27 +145,27 @@ def test_detached_data_and_sidecars_are_hashed_inputs(st, capfd):
     assert "mpi.raw" in line
     st["raw"].write_bytes(bytes(raw[:100]) + bytes([raw[100] ^ 0x40]) + bytes(raw[101:]))
     for key, value in (("tracer", "Perimag"), ("gradient_T_per_m", 3.0), ("drive_frequency_kHz", 25.0)):
-        sc = json.loads(st["sidecar"].read_text())
-        saved = st["sidecar"].read_text()
+        sc = json.loads(st["sidecar"].read_text(encoding="utf-8"))
+        saved = st["sidecar"].read_text(encoding="utf-8")
         sc["acquisition"][key] = value
-        st["sidecar"].write_text(json.dumps(sc))
+        st["sidecar"].write_text(json.dumps(sc), encoding="utf-8")
         line = refused(["replay", s], st["mpi"].parent, capfd, words="changed")
         assert "mpi.json" in line
-        st["sidecar"].write_text(saved)
+        st["sidecar"].write_text(saved, encoding="utf-8")
     rc, _, err = run_main(["replay", s], capfd)
     assert rc == 0, err
 
 
 def test_templates_resolve_against_the_session_folder_and_outside_ones_are_named_first(st, capfd, tmp_path):
     s = _save(st, capfd, image="mpi")
-    d = json.loads(s.read_text())
+    d = json.loads(s.read_text(encoding="utf-8"))
     from mpi_viewer.study.session import input_file
 
     d["inputs"].append(input_file(st["mri"], s, role="mri", modality="MRI").to_dict())
     d["registration"] = {"fixed": "mri", "moving": "mpi", "method": "template", "model": "rigid", "template": "tpl/mold.json"}
     (st["mpi"].parent / "tpl").mkdir()
-    (st["mpi"].parent / "tpl" / "mold.json").write_text("{not json")
-    s.write_text(json.dumps(d))
+    (st["mpi"].parent / "tpl" / "mold.json").write_text("{not json", encoding="utf-8")
+    s.write_text(json.dumps(d), encoding="utf-8")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     r = cli(["replay", str(s)], cwd=elsewhere)
@@ -173,7 +173,7 @@ def test_templates_resolve_against_the_session_folder_and_outside_ones_are_named
     assert r.returncode == 2 and str(st["mpi"].parent / "tpl" / "mold.json") in line, line
     # outside the session's folder: named on stderr before it is opened
     d["registration"]["template"] = "/etc/passwd"
-    s.write_text(json.dumps(d))
+    s.write_text(json.dumps(d), encoding="utf-8")
     r = cli(["replay", str(s)], cwd=elsewhere)
     lines = r.stderr.decode().splitlines()
     assert r.returncode == 2
@@ -235,11 +235,11 @@ def test_napari_reader_never_blocks_on_a_fifo(st):
 
 def test_session_and_sizes_are_bounded(st, capfd):
     s = _save(st, capfd, image="mpi")
-    d = json.loads(s.read_text())
+    d = json.loads(s.read_text(encoding="utf-8"))
     d["rois"][0]["method"] = "kmeans"
     d["rois"][0]["params"]["method"] = "kmeans"
     d["rois"][0]["params"]["kmeans_clusters"] = 100000
-    s.write_text(json.dumps(d))
+    s.write_text(json.dumps(d), encoding="utf-8")
     refused(["replay", s], st["mpi"].parent, capfd, words=("clusters", "at most"))
     # a label image with 13 824 labels: refused before measuring
     import SimpleITK as sitk
@@ -250,9 +250,9 @@ def test_session_and_sizes_are_bounded(st, capfd):
     sitk.WriteImage(img, str(st["mpi"].parent / "labels.nii.gz"))
     refused(["quantify", st["mpi"], "--mask", st["mpi"].parent / "labels.nii.gz", "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words=("13824", "limit"))
     # a CSV field over the limit, a JSON nested 10^5 deep
-    (st["mpi"].parent / "big.csv").write_text("name,x,y,z,iron_ug\n" + "a" * 2_000_000 + ",1,2,3,4\nb,1,2,3,4\n")
+    (st["mpi"].parent / "big.csv").write_text("name,x,y,z,iron_ug\n" + "a" * 2_000_000 + ",1,2,3,4\nb,1,2,3,4\n", encoding="utf-8")
     refused(["quantify", st["mpi"], SEED, "--phantoms", st["mpi"].parent / "big.csv", "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="longer")
-    st["sidecar"].write_text('{"acquisition": ' + "[" * 100000 + "]" * 100000 + "}")
+    st["sidecar"].write_text('{"acquisition": ' + "[" * 100000 + "]" * 100000 + "}", encoding="utf-8")
     refused(["quantify", st["mpi"], SEED, "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="deeper")
 
 
@@ -288,7 +288,7 @@ def _nifti_pixdim(st, values):
 
 def _mhd_field(st, field, value):
     p = st["mhd"]
-    p.write_text(re.sub(rf"^{field} = .*$", f"{field} = {value}", p.read_text(), flags=re.M))
+    p.write_text(re.sub(rf"^{field} = .*$", f"{field} = {value}", p.read_text(encoding="utf-8"), flags=re.M))
     return p
 
 
@@ -336,9 +336,9 @@ def test_a_calibration_slope_must_be_positive_and_finite(st, capfd, slope):
     rc, _, err = run_main(["calibrate", st["mpi"], "--phantoms", st["phantoms"], "-o", st["mpi"].parent / "c.json"], capfd)
     assert rc == 0, err
     c = st["mpi"].parent / "c.json"
-    d = json.loads(c.read_text())
+    d = json.loads(c.read_text(encoding="utf-8"))
     d["fit"]["slope"] = slope
-    c.write_text(json.dumps(d))
+    c.write_text(json.dumps(d), encoding="utf-8")
     refused(["quantify", st["mpi"], SEED, "--calibration", c, "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="slope")
 
 

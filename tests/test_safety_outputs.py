@@ -103,7 +103,7 @@ EXISTING = [
 @pytest.mark.parametrize("case", EXISTING, ids=[c[0] for c in EXISTING])
 def test_an_existing_file_is_replaced_only_with_overwrite(st, capfd, case):
     out = st["mpi"].parent / f"someone_elses{case[1]}"
-    out.write_text("precious\n")
+    out.write_text("precious\n", encoding="utf-8")
     refused(case[2](st, out), st["mpi"].parent, capfd, words=("exists", "--overwrite"))
     rc, _, err = run_main(case[2](st, out) + ["--overwrite"], capfd)
     assert rc == 0, err
@@ -113,17 +113,17 @@ def test_an_existing_file_is_replaced_only_with_overwrite(st, capfd, case):
 def test_replay_report_and_demo_refuse_existing_outputs(st, capfd, tmp_path):
     s = _session(st, capfd)
     folder = st["mpi"].parent
-    (folder / "old.csv").write_text("keep\n")
+    (folder / "old.csv").write_text("keep\n", encoding="utf-8")
     refused(["replay", s, "-o", folder / "old.csv"], folder, capfd, words="exists")
     rc, _, err = run_main(["replay", s, "-o", folder / "old.csv", "--overwrite"], capfd)
     assert rc == 0, err
     report = tmp_path / "report"
     report.mkdir()
-    (report / "mine.txt").write_text("keep")
+    (report / "mine.txt").write_text("keep", encoding="utf-8")
     refused(["report", s, "-o", report], tmp_path, capfd, words="not empty")
     demo = tmp_path / "demo"
     demo.mkdir()
-    (demo / "phantoms.csv").write_text("mine\n")
+    (demo / "phantoms.csv").write_text("mine\n", encoding="utf-8")
     refused(["demo", "--write", demo], tmp_path, capfd, words=("phantoms.csv", "exists"))
 
 
@@ -158,7 +158,7 @@ def test_output_into_a_new_folder_is_still_made(st, capfd):
     out = st["mpi"].parent / "new" / "deeper" / "r.csv"
     rc, _, err = run_main(_q(st, "-o", out), capfd)
     assert rc == 0, err
-    assert out.read_text().startswith("name,")
+    assert out.read_text(encoding="utf-8").startswith("name,")
 
 
 def test_files_beside_a_session_never_replace_someone_elses(st, capfd):
@@ -170,7 +170,7 @@ def test_files_beside_a_session_never_replace_someone_elses(st, capfd):
 
     folder = st["mpi"].parent
     theirs = folder / "X.tfm"
-    theirs.write_text("#Insight Transform File V1.0\n# mine\n")
+    theirs.write_text("#Insight Transform File V1.0\n# mine\n", encoding="utf-8")
     before = theirs.read_bytes()
     s = P.new_session(folder / "X.json", mpi=st["mpi"], phantoms=None, calibration_file=None)
     s.inputs.append(S.input_file(st["mri"], folder / "X.json", role="mri", modality="MRI"))
