@@ -26,11 +26,13 @@ def _check_display() -> None:
 
 def open_docks(viewer) -> list:
     """Add every mpi-viewer dock the manifest declares; returns the widgets."""
+    from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._display2d import install_2d_display
     from mpi_viewer.plugins._layers import install_mm_units
     from npe2 import PluginManager
 
     install_mm_units(viewer)
+    get_controller(viewer)  # the study's roles and registration, shared by every dock
     install_2d_display(viewer)  # oblique layers (the registered MPI) drawn right in 2-D
     pm = PluginManager.instance()
     manifest = pm.get_manifest("mpi-viewer")
@@ -67,15 +69,15 @@ def _horizontal():
 
 def load_demo(viewer):
     """Load the demo study into a viewer, registered; returns the DemoStudy."""
-    from mpi_viewer.plugins._layers import install_mm_units
+    from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._sample_data import demo_layer_data, demo_registration
 
     from mpi_viewer.demo.study import make_demo_study
 
-    install_mm_units(viewer)
+    get_controller(viewer)  # roles from each layer's modality as it arrives
     study = make_demo_study()
-    for data, kwargs, kind in demo_layer_data(study, transform=demo_registration(study)):
-        viewer._add_layer_from_data(data, kwargs, kind)
+    for data, kwargs, _kind in demo_layer_data(study, transform=demo_registration(study)):
+        viewer.add_image(data, **kwargs)
     return study
 
 

@@ -13,23 +13,19 @@ doi:10.1109/42.736021
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 
 import numpy as np
+from mpi_viewer.plugins._controller import ANATOMY, MPI, get_controller
 from mpi_viewer.plugins._layers import (
     add_volume,
     apply_registration,
     install_mm_units,
-    is_display_twin,
-    meta,
-    modality_of,
-    registered_affine,
     volume_from_layer,
     world_to_physical,
 )
-from mpi_viewer.plugins._points_pairs import PairedPoints, PairState, world_from_physical_affine
+from mpi_viewer.plugins._points_pairs import PairedPoints, PairState
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
@@ -55,7 +51,6 @@ from qtpy.QtWidgets import (
 )
 
 from mpi_viewer.errors import CancelledError, MPIViewerError
-from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, xyz_to_zyx, zyx_to_xyz
 from mpi_viewer.geometry.transform import resample_to_fixed, transform_to_matrix
 from mpi_viewer.io.transform_files import read_transform, write_transform
 
@@ -93,6 +88,7 @@ class RegistrationDock(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
+        self.ctl = get_controller(napari_viewer)  # image roles and the registration
         self.pairs: PairedPoints | None = None
         self.excluded: set[str] = set()
         self.fit = None  # LandmarkFit of the current pairs (None: too few / failed)
@@ -117,8 +113,12 @@ class RegistrationDock(QWidget):
         self._poll = QTimer(self, interval=100)
         self._poll.timeout.connect(self._poll_progress)
         ev = self.viewer.layers.events
-        for e in (ev.inserted, ev.removed, ev.reordered):
+        for e in (ev.removed, ev.reordered):
             e.connect(self._sync_layer_combos)
+        for e in (self.ctl.events.roles, self.ctl.events.mpi, self.ctl.events.anatomy):
+            e.connect(self._sync_layer_combos)
+        self.fixed_combo.activated.connect(self._on_fixed_chosen)
+        self.moving_combo.activated.connect(self._on_moving_chosen)
         self.viewer.cursor.events.position.connect(self._on_cursor)
         self._sync_layer_combos()
 
@@ -128,8 +128,11 @@ class RegistrationDock(QWidget):
         form = QFormLayout()
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(["Landmarks", "Mold"])
-        self.fixed_combo = QComboBox(toolTip="Anatomical image the MPI is drawn onto (MRI or CT)")
-        self.moving_combo = QComboBox(toolTip="Image that moves: the MPI")
+        self.fixed_combo = QComboBox(
+            toolTip="Anatomical image the MPI is drawn onto (MRI or CT). "
+            "A layer's role follows its modality (Image geometry dock)"
+        )
+        self.moving_combo = QComboBox(toolTip="Image that moves: the MPI (MPI layers only)")
         self.model_combo = QComboBox(
             toolTip="rigid: rotation + translation (never a reflection); "
             "similarity: + isotropic scale; affine: needs ≥ 4 non-coplanar pairs"
@@ -169,12 +172,7 @@ class RegistrationDock(QWidget):
         try:
             from mpi_viewer.plugins._mold_panel import MoldPanel
 
-            self.mold_panel = MoldPanel(
-                self.viewer,
-                on_pairs=self._pairs_from_mold,
-                fixed_combo=self.fixed_combo,
-                moving_combo=self.moving_combo,
-            )
+            self.mold_panel = MoldPanel(self.viewer, on_pairs=self._pairs_from_mold, embedded=True)
             self.stack.addWidget(self.mold_panel)
         except Exception as exc:  # noqa: BLE001 - the mold panel is optional
             item = self.mode_combo.model().item(1)
@@ -300,42 +298,41 @@ class RegistrationDock(QWidget):
             self.stack.widget(i).setSizePolicy(policy, policy)
         self.stack.adjustSize()
 
-    def _image_layers(self):
-        return [
-            lyr
-            for lyr in self.viewer.layers
-            if type(lyr).__name__ == "Image" and not is_display_twin(lyr)
-        ]
-
     def _sync_layer_combos(self, event=None) -> None:
-        images = self._image_layers()
-        names = [lyr.name for lyr in images]
-        fixed_default = next(
-            (lyr.name for lyr in images if modality_of(lyr) in ("MRI", "CT")), None
-        )
-        moving_default = next((lyr.name for lyr in images if modality_of(lyr) == "MPI"), None)
-        for combo, default in (
-            (self.fixed_combo, fixed_default),
-            (self.moving_combo, moving_default),
-            (self.apply_combo, moving_default),
+        """Fixed: the anatomy images; moving and "apply loaded": the MPI images (roles
+        and current choice from the controller)."""
+        fixed, mpis = self.ctl.layers(ANATOMY), self.ctl.layers(MPI)
+        for combo, layers, current in (
+            (self.fixed_combo, fixed, self.ctl.anatomy),
+            (self.moving_combo, mpis, self.ctl.mpi),
+            (self.apply_combo, mpis, self.ctl.mpi),
         ):
-            current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(names)
-            keep = current if current in names else default
-            if keep in names:
-                combo.setCurrentText(keep)
+            combo.addItems([lyr.name for lyr in layers])
+            combo.setCurrentIndex(
+                next((i for i, lyr in enumerate(layers) if lyr is current), -1)
+            )
             combo.blockSignals(False)
         if self.pairs is not None and not self.pairs.alive():
             self.pairs = None
             self.fit = None
 
+    def _on_fixed_chosen(self, index: int) -> None:
+        layer = self._layer(self.fixed_combo.itemText(index))
+        if layer is not None:
+            self.ctl.set_anatomy(layer)
+        self._sync_layer_combos()
+
+    def _on_moving_chosen(self, index: int) -> None:
+        layer = self._layer(self.moving_combo.itemText(index))
+        if layer is not None:
+            self.ctl.set_mpi(layer)  # asks before discarding ROIs; may keep the old one
+        self._sync_layer_combos()
+
     def _layer(self, name: str):
-        try:
-            return self.viewer.layers[name]
-        except (KeyError, ValueError):
-            return None
+        """The study's image layer of this name (None if there is none)."""
+        return next((lyr for lyr in self.ctl.viewer.layers if lyr.name == name), None)
 
     # -------------------------------------------------------------- session
     @property
@@ -349,10 +346,7 @@ class RegistrationDock(QWidget):
 
     def start(self) -> bool:
         """Make the paired Points layers for the chosen fixed and moving images."""
-        fixed, moving = (
-            self._layer(self.fixed_combo.currentText()),
-            self._layer(self.moving_combo.currentText()),
-        )
+        fixed, moving = self.ctl.anatomy, self.ctl.mpi
         if (
             self.pairs is not None
             and self.pairs.alive()
@@ -362,7 +356,8 @@ class RegistrationDock(QWidget):
             return True
         if fixed is None or moving is None:
             show_error(
-                "Fiducial registration: choose a fixed (MRI/CT) and a moving (MPI) image layer"
+                "Fiducial registration: open an anatomy (MRI/CT) and an MPI image "
+                "(set a layer's modality in the Image geometry dock)"
             )
             return False
         if fixed is moving:
@@ -425,10 +420,13 @@ class RegistrationDock(QWidget):
             self.model_combo.blockSignals(True)
             self.model_combo.setCurrentText(model)
             self.model_combo.blockSignals(False)
-        if fixed_layer is not None:
-            self.fixed_combo.setCurrentText(getattr(fixed_layer, "name", fixed_layer))
-        if moving_layer is not None:
-            self.moving_combo.setCurrentText(getattr(moving_layer, "name", moving_layer))
+        for chosen, role, choose in (
+            (fixed_layer, ANATOMY, self.ctl.set_anatomy),
+            (moving_layer, MPI, self.ctl.set_mpi),
+        ):  # a named image of the right role becomes the study's; others are ignored
+            layer = self._layer(getattr(chosen, "name", chosen)) if chosen is not None else None
+            if layer is not None and self.ctl.role_of(layer) == role:
+                choose(layer)
         chosen = (self.fixed_combo.currentText(), self.moving_combo.currentText())
         if (
             self.pairs is not None
@@ -507,17 +505,8 @@ class RegistrationDock(QWidget):
             self._busy = False
 
     def _pairs_from_mold(self, names, fixed_xyz_mm, moving_xyz_mm) -> None:
-        """The mold panel's matched wells, on the images chosen in the mold panel."""
-        panel = self.mold_panel
-        fixed = getattr(getattr(panel, "fixed_combo", None), "currentText", lambda: None)()
-        moving = getattr(getattr(panel, "moving_combo", None), "currentText", lambda: None)()
-        self.load_pairs(
-            names,
-            fixed_xyz_mm,
-            moving_xyz_mm,
-            fixed_layer=fixed or None,
-            moving_layer=moving or None,
-        )
+        """The mold panel's matched wells (found in the study's anatomy and MPI)."""
+        self.load_pairs(names, fixed_xyz_mm, moving_xyz_mm)
 
     def _replace(self, st: PairState) -> None:
         self._set_state(st)
@@ -740,44 +729,13 @@ class RegistrationDock(QWidget):
         return mask
 
     def _draw(self, matrix, translation, source) -> None:
-        """Draw the moving layer in world through a fixed → moving transform (physical mm)."""
-        fixed, moving = self.pairs.fixed_image, self.pairs.moving_image
-        m = np.asarray(matrix, dtype=float)
-        t = np.asarray(translation, dtype=float)
-        wf = world_from_physical_affine(fixed)  # fixed physical (zyx) → world (zyx)
-        if not np.allclose(wf, np.eye(len(wf)), atol=1e-9):
-            g = np.linalg.inv(wf)  # world → fixed physical, as a map on (x, y, z)
-            d = len(g) - 1
-            g_lin, g_t = matrix_xyz_to_zyx(g[:d, :d]), zyx_to_xyz(g[:d, d])
-            m, t = m @ g_lin, m @ g_t + t
-        vol = volume_from_layer(moving)
-        placed = np.allclose(moving.scale[-vol.ndim :], xyz_to_zyx(vol.spacing_mm)) and not np.any(
-            moving.translate
-        )
-        if not placed:
-            apply_registration(moving, m, t, fixed_name=fixed.name)
-            self.pairs.follow_images()
-        else:
-            # fast path for live edits: only the affines of the MPI and of its markers
-            # change; the viewer's world-extent update (a third of each napari affine
-            # set) is deferred and done once after the edits settle
-            aff = registered_affine(vol, m, t)
-            extent_update = getattr(self.viewer, "_on_layers_change", None)
-            layers = (moving, self.pairs.moving)
-            with contextlib.ExitStack() as stack:
-                if extent_update is not None:
-                    for lyr in layers:
-                        stack.enter_context(lyr.events.affine.blocker(extent_update))
-                if not np.allclose(moving.affine.affine_matrix, aff, rtol=0, atol=1e-12):
-                    moving.affine = aff
-                self.pairs.follow_images()
-            if extent_update is not None:
-                self._extent_timer.start()
-            meta(moving)["transform_fixed_to_moving"] = {
-                "matrix": m.tolist(),
-                "translation": t.tolist(),
-                "fixed": fixed.name,
-            }
+        """Draw the MPI on the anatomy through a fixed → moving transform (physical mm)."""
+        kind = "landmarks" if hasattr(source, "residuals_mm") else "intensity"
+        if source is not None and self.loaded_transform and source is self.loaded_transform[2]:
+            kind = "file"
+        self.ctl.register(matrix, translation, source=kind, live=True)
+        self.pairs.follow_images()
+        self._extent_timer.start()
         self.transform = (np.asarray(matrix, float), np.asarray(translation, float), source)
 
     def _update_extent(self) -> None:
@@ -1008,6 +966,9 @@ class RegistrationDock(QWidget):
         try:
             if self.pairs is not None and layer is self.pairs.moving_image:
                 self._draw(matrix, translation, t)
+            elif layer is self.ctl.mpi:
+                self.ctl.register(matrix, translation, source="file")
+                self.transform = (matrix, translation, t)
             else:
                 apply_registration(
                     layer, matrix, translation, fixed_name=self.fixed_combo.currentText()
