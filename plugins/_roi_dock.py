@@ -1,13 +1,19 @@
 """MPI ROIs dock: click near a hot spot, get its ROI and signal statistics.
 
-Thin: reads the MPI layer (:func:`volume_from_layer`), calls
+Thin: reads the study's MPI layer from the viewer's controller (:mod:`._controller`;
+only MPI images are offered, and replacing the MPI asks before discarding ROIs), calls
 :func:`mpi_viewer.roi.measure` on the seeds, writes a Labels layer on the MPI grid
 (same placement as the MPI layer, so it follows the registration over the MRI) and a
 table with units. Clicks are in world coordinates (the MPI's own or, once
 registered, the MRI's): :func:`world_to_physical` turns them into the MPI's mm.
 
-``ROIDock.results`` (list of ROIResult) and ``ROIDock.params`` (ROIParams) are what
-the calibration dock reads.
+"Click hot spots" is a mode (:class:`._canvas_clicks.ClickMode`): every plain click
+adds an ROI, in 2-D and 3-D (the brightest MPI voxel under the cursor), until the
+user leaves it. ROIs are named in the table, deleted, and undone with Ctrl+Z.
+
+The ROI definitions and results are published to the controller
+(``StudyController.rois`` / ``roi_results``); ``ROIDock.results`` and
+``ROIDock.params`` stay for the docks that still read them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins._canvas_clicks import ClickMode
+from mpi_viewer.plugins._controller import MPI, ROIDefinition, get_controller
 from mpi_viewer.plugins._layers import (
     copy_placement,
     find_layers,
@@ -24,6 +32,8 @@ from mpi_viewer.plugins._layers import (
     world_to_physical,
 )
 from napari.utils import notifications
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -102,6 +112,9 @@ class ROIDock(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
+        self.ctl = get_controller(napari_viewer)
+        self.clicks = ClickMode(napari_viewer, self.add_seed_world, lambda: self.mpi_layer)
+        self._history: list[tuple[list, list]] = []  # (seeds, names) before each edit
         self.results: list = []
         self.params = ROIParams()
         self._seeds_mm: list[tuple[float, ...]] = []
@@ -110,6 +123,7 @@ class ROIDock(QWidget):
         self._seed_layer = None
         self._labels_layer = None
         self._syncing = False
+        self._filling = False  # the table is being filled: no rename
         self._manual: list = []  # manual ROI results (polygons / painted labels), after the seeded ones
         self._manual_layer = None
         self._manual_names: dict[int, str] = {}  # painted label → ROI name (restored sessions)
@@ -137,7 +151,7 @@ class ROIDock(QWidget):
         self.sat_btn.clicked.connect(self._saturation_dialog)
         self.split = QCheckBox("split nearby sources (subtract neighbours' PSF)")
         self.split.setChecked(True)
-        self.status = QLabel("Pick the MPI layer, then click near each hot spot.")
+        self.status = QLabel("Press 'Click hot spots', then click each hot spot.")
         self.status.setWordWrap(True)
 
         form = QFormLayout()
@@ -151,11 +165,15 @@ class ROIDock(QWidget):
         form.addRow("receiver saturation", self.sat_btn)
         form.addRow(self.split)
 
-        self.click_btn = QPushButton("Click seeds")
+        self.click_btn = QPushButton("Click hot spots", checkable=True)
         self.click_btn.setToolTip(
-            "Add points to the 'ROI seeds' layer: each click near a hot spot makes an ROI"
+            "While pressed, each click on a hot spot (2-D or 3-D, MPI or registered view) "
+            "makes an ROI; press again to stop"
         )
-        self.click_btn.clicked.connect(self.start_clicking)
+        self.click_btn.toggled.connect(self._on_click_toggled)
+        self.undo_btn = QPushButton("Undo", toolTip="Undo the last ROI edit (Ctrl+Z)")
+        self.undo_btn.clicked.connect(self.undo)
+        QShortcut(QKeySequence.StandardKey.Undo, self, activated=self.undo)
         self.remove_btn = QPushButton("Remove selected")
         self.remove_btn.clicked.connect(self.remove_selected)
         self.clear_btn = QPushButton("Clear")
@@ -167,11 +185,15 @@ class ROIDock(QWidget):
         )
         self.manual_btn.clicked.connect(lambda: self._guarded(self.measure_manual))
         row1 = QHBoxLayout()
-        for b in (self.click_btn, self.remove_btn, self.clear_btn, self.manual_btn):
+        for b in (self.click_btn, self.undo_btn, self.remove_btn, self.clear_btn, self.manual_btn):
             row1.addWidget(b)
 
         self.table = QTableWidget(0, len(_COLUMNS))
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setEditTriggers(
+            QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed
+        )
+        self.table.setToolTip("Double-click an ROI's name to rename it")
+        self.table.itemChanged.connect(self._on_item_changed)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.setMinimumHeight(160)
@@ -197,17 +219,21 @@ class ROIDock(QWidget):
         self.method.currentIndexChanged.connect(self._on_params_changed)
         self.split.toggled.connect(self._on_params_changed)
         self.background.currentIndexChanged.connect(self._on_params_changed)
-        self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
+        self.layer_combo.activated.connect(self._on_layer_chosen)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.ctl.events.roles.connect(self._refresh_layers)
+        self.ctl.events.mpi.connect(self._on_mpi_changed)
+        self.ctl.events.registration.connect(self._follow_mpi)
+        self.viewer.bind_key("Control-z", lambda _viewer: self.undo(), overwrite=True)
         self._refresh_layers()
         self._update_enabled()
 
     # -- layers -------------------------------------------------------------------------------
     @property
     def mpi_layer(self):
-        name = self.layer_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        """The study's MPI layer (the controller's), None if there is none."""
+        return self.ctl.mpi
 
     def _refresh_layers(self, event=None) -> None:
         bg = self.background.currentText()
@@ -223,31 +249,42 @@ class ROIDock(QWidget):
             if bg in bg_names:
                 self.background.setCurrentText(bg)
             self.background.blockSignals(False)
-        current = self.layer_combo.currentText()
-        mpi = [lyr.name for lyr in find_layers(self.viewer, "MPI")]
-        others = [lyr.name for lyr in find_layers(self.viewer) if lyr.name not in mpi]
-        names = mpi + others
-        if current and current not in names and (self._seeds_mm or self._manual):
-            self._gone_layer = current  # the ROIs stay, but no longer belong to a layer shown
-        if names == [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())]:
-            return
+        mpis = self.ctl.layers(MPI)  # only MPI images: never the anatomy
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        if current in mpi or (current in names and not mpi):
-            self.layer_combo.setCurrentText(current)
-        # a dock opened before the data picked whatever came first (often the MRI):
-        # once an MPI layer exists, it is the one to quantify unless ROIs already belong elsewhere
-        elif current in names and (self._seeds_mm or self._manual):
-            self.layer_combo.setCurrentText(current)
+        self.layer_combo.addItems([lyr.name for lyr in mpis])
+        self.layer_combo.setCurrentIndex(
+            next((i for i, lyr in enumerate(mpis) if lyr is self.ctl.mpi), -1)
+        )
         self.layer_combo.blockSignals(False)
-        if self.layer_combo.currentText() != current:
-            self._on_layer_changed()
 
-    def _on_layer_changed(self, *_):
-        if self._seeds_mm:
-            self.clear()
+    def _on_layer_chosen(self, index: int) -> None:
+        """The user picked another MPI: the controller asks before discarding the ROIs."""
+        name = self.layer_combo.itemText(index)
+        layer = next((lyr for lyr in self.ctl.layers(MPI) if lyr.name == name), None)
+        if layer is not None:
+            self.ctl.set_mpi(layer)
+        self._refresh_layers()
+
+    def _on_mpi_changed(self, layer) -> None:
+        self._refresh_layers()
+        if layer is None:  # the MPI layer was removed: the ROIs stay, without a layer shown
+            if self._seeds_mm or self._manual:
+                self._gone_layer = self._gone_layer or (
+                    self._labels_layer.metadata.get("mpi_viewer", {}).get("grid_of")
+                    if self._labels_layer is not None
+                    else None
+                )
+            return
+        if not self.ctl.rois and (self._seeds_mm or self._manual):
+            self.clear()  # the controller discarded them (the user said yes)
         self._gone_layer = None
+
+    def _follow_mpi(self, registration=None) -> None:
+        """Keep the ROI labels drawn where the MPI is drawn (after a registration)."""
+        mpi, labels = self.mpi_layer, self._labels_layer
+        if mpi is not None and labels is not None and labels in self.viewer.layers:
+            copy_placement(mpi, labels)
 
     def _volume(self):
         layer = self.mpi_layer
@@ -268,20 +305,43 @@ class ROIDock(QWidget):
             border_color="white",
         )
         layer.events.data.connect(self._on_points_changed)
+        layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
         self._seed_layer = layer
         return layer
 
     def start_clicking(self) -> None:
-        """Select the seed layer in add mode: each click in the canvas makes an ROI."""
+        """Enter the clicking mode: each click on the canvas makes an ROI until :meth:`stop_clicking`."""
         try:
             self._volume()
         except InputError as exc:
             notifications.show_error(str(exc))
+            self.click_btn.setChecked(False)
             return
         layer = self._ensure_seed_layer()
         self.viewer.layers.selection.active = layer
-        layer.mode = "add"
-        self.status.setText("Click near each hot spot (in the MPI or the MRI view).")
+        layer.mode = "pan_zoom"  # the clicks are the dock's, whatever layer becomes active
+        self.clicks.start()
+        self.click_btn.blockSignals(True)
+        self.click_btn.setChecked(True)
+        self.click_btn.blockSignals(False)
+        self.status.setText(
+            "Click each hot spot (2-D or 3-D, MPI or registered view); "
+            "press 'Click hot spots' again to stop."
+        )
+
+    def stop_clicking(self) -> None:
+        """Leave the clicking mode."""
+        self.clicks.stop()
+        self.click_btn.blockSignals(True)
+        self.click_btn.setChecked(False)
+        self.click_btn.blockSignals(False)
+        self.status.setText("Clicking stopped.")
+
+    def _on_click_toggled(self, on: bool) -> None:
+        if on:
+            self.start_clicking()
+        else:
+            self.stop_clicking()
 
     def _on_points_changed(self, event=None) -> None:
         if self._syncing:
@@ -322,7 +382,8 @@ class ROIDock(QWidget):
 
     def add_seed_mm(self, xyz_mm, *, name: str | None = None, _from_layer: bool = False):
         """Add an ROI from a seed in the MPI's physical mm (x, y, z); returns its result or None."""
-        name = name or f"roi_{self._counter + 1}"
+        name = name or self._free_name()
+        before = (list(self._seeds_mm), list(self._names))
         seeds = [*self._seeds_mm, tuple(float(v) for v in xyz_mm)]
         names = [*self._names, name]
         try:
@@ -340,8 +401,51 @@ class ROIDock(QWidget):
         self._sync_points()
         if (len(seeds) - 1) in bad:
             return None
+        self._history.append(before)
         self._counter += 1
-        return self.results[-1]
+        return next(r for r in self.results if r.name == name)
+
+    def _free_name(self) -> str:
+        k = self._counter + 1
+        while f"roi_{k}" in self._names:
+            k += 1
+        return f"roi_{k}"
+
+    def undo(self) -> None:
+        """Undo the last ROI edit (add, delete, rename)."""
+        if not self._history:
+            self.status.setText("Nothing to undo.")
+            return
+        self._seeds_mm, self._names = (list(x) for x in self._history.pop())
+        self.recompute()
+        self._sync_points()
+
+    def rename(self, old: str, new: str) -> bool:
+        """Rename an ROI (names are unique and non-empty); False (a notification) if refused."""
+        new = new.strip()
+        if old not in self._names or not new or new == old:
+            return False
+        if new in self._names:
+            notifications.show_error(f"an ROI is already named {new!r}")
+            return False
+        self._history.append((list(self._seeds_mm), list(self._names)))
+        self._names = [new if n == old else n for n in self._names]
+        for r in self.results:
+            if r.name == old:
+                r.name = new
+        self._set_results(self.results)
+        return True
+
+    def _on_item_changed(self, item) -> None:
+        if self._filling or item.column() != 0:
+            return
+        row = item.row()
+        if row < len(self._names):
+            old = self._names[row]
+            if not self.rename(old, item.text()):
+                self._filling = True
+                item.setText(old)
+                self._filling = False
 
     def recompute(self) -> None:
         """Measure every seed again (after a parameter or layer change)."""
@@ -371,6 +475,8 @@ class ROIDock(QWidget):
                 "layer, then measure again"
             )
             rows = [r for r in rows if r < len(self._seeds_mm)]
+        if rows:
+            self._history.append((list(self._seeds_mm), list(self._names)))
         for r in rows:
             del self._seeds_mm[r]
             del self._names[r]
@@ -552,6 +658,11 @@ class ROIDock(QWidget):
             r.label = len(seeded) + k + 1
         results = seeded + list(self._manual)
         self.results = results
+        self.ctl.set_rois(
+            [ROIDefinition(n, tuple(s)) for n, s in zip(self._names, self._seeds_mm, strict=False)],
+            results,
+        )
+        self._filling = True
         ndim = results[0].ndim if results else 3
         self._set_headers(ndim)
         keys = [k for k, _ in _COLUMNS if not (ndim == 2 and k == "fwhm_z_mm")]
@@ -570,7 +681,10 @@ class ROIDock(QWidget):
                 )
                 if r.warnings:
                     item.setToolTip(" ".join(r.warnings))
+                if j != 0 or r.method == MANUAL:
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(i, j, item)
+        self._filling = False
         self._update_labels()
         if results:
             self.status.setText(
@@ -587,7 +701,11 @@ class ROIDock(QWidget):
         if self._labels_layer is None or self._labels_layer not in self.viewer.layers:
             if not self.results:
                 return
+            active = self.viewer.layers.selection.active
             self._labels_layer = self.viewer.add_labels(lab, name=LABELS_LAYER, opacity=0.5)
+            self._labels_layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
+            if active is not None:  # the new layer must not take the user's active layer
+                self.viewer.layers.selection.active = active
             self._labels_layer.metadata["mpi_viewer"] = {
                 "modality": "MPI ROIs",
                 "grid_of": layer.name,
@@ -671,8 +789,12 @@ class ROIDock(QWidget):
         for w in widgets:
             w.blockSignals(True)
         try:
-            if state.get("layer"):
-                self.layer_combo.setCurrentText(state["layer"])
+            layer = next(
+                (lyr for lyr in self.ctl.layers(MPI) if lyr.name == state.get("layer")), None
+            )
+            if layer is not None:
+                self.ctl.set_rois([], [])  # a restored session replaces the ROIs
+                self.ctl.set_mpi(layer)
             self.method.setCurrentIndex(max(0, self.method.findData(params.method)))
             self.fraction.setValue(params.fraction)
             self.n_sd.setValue(params.n_sd)
