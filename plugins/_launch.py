@@ -67,18 +67,36 @@ def _horizontal():
     return Qt.Orientation.Horizontal
 
 
-def load_demo(viewer):
-    """Load the demo study into a viewer, registered; returns the DemoStudy."""
+def load_demo(viewer, study=None):
+    """Load the demo study (made here unless given) into a viewer, registered; returns it."""
     from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._sample_data import demo_layer_data, demo_registration
 
     from mpi_viewer.demo.study import make_demo_study
 
     get_controller(viewer)  # roles from each layer's modality as it arrives
-    study = make_demo_study()
+    study = study if study is not None else make_demo_study()
     for data, kwargs, _kind in demo_layer_data(study, transform=demo_registration(study)):
         viewer.add_image(data, **kwargs)
     return study
+
+
+def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None):
+    """What ``mpi-viewer [demo] [FILES]`` does to a new viewer: the docks, then the data.
+
+    Returns the widgets of the docks. ``study`` (tests): a demo study already made.
+    """
+    viewer.scale_bar.visible = True
+    widgets = open_docks(viewer)
+    if demo:
+        load_demo(viewer, study)
+    for f in files:
+        viewer.open(f, plugin="mpi-viewer")
+    viewer.dims.ndisplay = ndisplay
+    viewer.reset_view()
+    if ndisplay == 3:
+        viewer.camera.angles = DEMO_CAMERA_ANGLES
+    return widgets
 
 
 def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay: int = 2) -> int:
@@ -86,18 +104,9 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
     import napari
 
     viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
-    viewer.scale_bar.visible = True
     if screenshot:
         viewer.window._qt_window.resize(1600, 1000)
-    open_docks(viewer)
-    if demo:
-        load_demo(viewer)
-    for f in files:
-        viewer.open(f, plugin="mpi-viewer")
-    viewer.dims.ndisplay = ndisplay
-    viewer.reset_view()
-    if ndisplay == 3:
-        viewer.camera.angles = DEMO_CAMERA_ANGLES
+    prepare(viewer, demo=demo, files=files, ndisplay=ndisplay)
     if screenshot:
         from qtpy.QtWidgets import QApplication
 
