@@ -86,7 +86,7 @@ def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None):
 
     Returns the widgets of the docks. ``study`` (tests): a demo study already made.
     """
-    viewer.scale_bar.visible = True
+    _scale_bar(viewer).visible = True
     widgets = open_docks(viewer)
     if demo:
         load_demo(viewer, study)
@@ -95,8 +95,20 @@ def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None):
     viewer.dims.ndisplay = ndisplay
     viewer.reset_view()
     if ndisplay == 3:
-        viewer.camera.angles = DEMO_CAMERA_ANGLES
+        _camera(viewer).angles = DEMO_CAMERA_ANGLES
     return widgets
+
+
+def _camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def _scale_bar(viewer):
+    """The scale bar overlay (``viewer.canvas.overlays`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.overlays.scale_bar if canvas is not None else viewer.scale_bar
 
 
 def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay: int = 2) -> int:
@@ -113,7 +125,7 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
         QApplication.processEvents()
         viewer.reset_view()
         if ndisplay == 3:
-            viewer.camera.angles = DEMO_CAMERA_ANGLES
+            _camera(viewer).angles = DEMO_CAMERA_ANGLES
         QApplication.processEvents()
         viewer.screenshot(screenshot, canvas_only=False)
         viewer.close()

@@ -49,7 +49,7 @@ def _screen_pos(viewer, canvas, world):
     """Canvas pixel of a world point (z, y, x) under napari's camera (orthographic)."""
     from qtpy.QtCore import QPoint
 
-    cam, shown = viewer.camera, list(viewer.dims.displayed)
+    cam, shown = viewer.scene.camera, list(viewer.dims.displayed)
     w = np.asarray(world, float)[shown]
     half = np.array([canvas.width(), canvas.height()]) / 2.0
     if len(shown) == 2:
@@ -129,7 +129,7 @@ def _walk_the_study(qtbot, viewer, study, docks, *, ndisplay=2, registered_befor
     viewer.dims.ndisplay = ndisplay
     viewer.reset_view()
     if ndisplay == 3:
-        viewer.camera.angles = (0.0, -20.0, 80.0)
+        viewer.scene.camera.angles = (0.0, -20.0, 80.0)
     qtbot.mouseClick(roi.click_btn, _left())
     assert roi.click_btn.isChecked()
     from mpi_viewer.plugins._layers import physical_to_world
