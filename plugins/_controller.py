@@ -35,8 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from psygnal import Signal, SignalGroup
-
 from mpi_viewer.plugins._layers import (
     apply_registration,
     install_mm_units,
@@ -47,6 +45,7 @@ from mpi_viewer.plugins._layers import (
     registered_affine,
     volume_from_layer,
 )
+from psygnal import Signal, SignalGroup
 
 ANATOMY, MPI, OTHER = "anatomy", "mpi", "other"
 
@@ -54,6 +53,8 @@ ANATOMY, MPI, OTHER = "anatomy", "mpi", "other"
 def _raw(obj):
     """The object behind napari's public-only proxy (docks from the Plugins menu get one)."""
     return getattr(obj, "__wrapped__", obj)
+
+
 ROLES = (ANATOMY, MPI, OTHER)
 #: The role a reader's modality gives a layer when it arrives.
 ROLE_OF_MODALITY = {"MRI": ANATOMY, "CT": ANATOMY, "MPI": MPI}
@@ -343,8 +344,9 @@ class StudyController:
     def _through_anatomy_world(fixed, m, t):
         """The transform from the anatomy's *world* (x, y, z) to MPI physical mm (equal
         to ``m, t`` when the anatomy's world is its physical frame, as readers place it)."""
-        from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, zyx_to_xyz
         from mpi_viewer.plugins._points_pairs import world_from_physical_affine
+
+        from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, zyx_to_xyz
 
         wf = world_from_physical_affine(fixed)
         if np.allclose(wf, np.eye(len(wf)), atol=1e-9):

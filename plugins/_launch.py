@@ -8,9 +8,21 @@ import sys
 #: A 3-D view from above and the side, head to the right.
 DEMO_CAMERA_ANGLES = (0.0, -60.0, 30.0)
 
-DOCK_WIDTH_PX = 460
+DOCK_WIDTH_PX = 440
 
-DOCKS = ("Fiducial registration", "MPI ROIs", "Calibration", "Cells and report", "Session")
+#: The docks in the order of the work: geometry (plain arrays only) → register → ROIs →
+#: calibrate → cells → report and session. Tabs keep their full names (no eliding).
+DOCKS = (
+    "Image geometry",
+    "Mold registration",
+    "Fiducial registration",
+    "MPI ROIs",
+    "Calibration",
+    "Cells and report",
+    "Session",
+)
+#: The tab shown first: the first step a study with geometry needs.
+FIRST_SHOWN = "Mold registration"
 
 
 def _check_display() -> None:
@@ -39,6 +51,7 @@ def open_docks(viewer) -> list:
     names = [w.display_name for w in (manifest.contributions.widgets or [])]
     widgets = []
     docks = []
+    shown = None
     ordered = [n for n in DOCKS if n in names] + [n for n in names if n not in DOCKS]
     for name in ordered:
         try:
@@ -52,13 +65,28 @@ def open_docks(viewer) -> list:
             continue
         widgets.append(widget)
         docks.append(_dock)
+        if name == FIRST_SHOWN:
+            shown = _dock
     if docks:
         from qtpy.QtWidgets import QApplication
 
         QApplication.processEvents()  # tabs exist only after the event loop has run
-        docks[0].raise_()  # the first step of the workflow is the tab shown
-        viewer.window._qt_window.resizeDocks(docks[:1], [DOCK_WIDTH_PX], _horizontal())
+        (shown or docks[0]).raise_()
+        main = docks[0].parent()  # the napari window, through Qt (no private napari API)
+        main.resizeDocks(docks[:1], [DOCK_WIDTH_PX], _horizontal())
+        _full_tab_names(main)
     return widgets
+
+
+def _full_tab_names(main) -> None:
+    """Dock tabs show whole names, scrolling when they do not fit (Qt elides by default)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    for bar in main.findChildren(QTabBar):
+        bar.setElideMode(Qt.TextElideMode.ElideNone)
+        bar.setUsesScrollButtons(True)
+        bar.setExpanding(False)
 
 
 def _horizontal():

@@ -117,8 +117,8 @@ class MoldPanel(QWidget):
             toolTip="Largest accepted residual of a matched well",
         )
         form.addRow("Template:", self.template_combo)
-        form.addRow("Fixed image:", self.fixed_combo)
-        form.addRow("Moving image:", self.moving_combo)
+        form.addRow("Anatomy (MRI/CT):", self.fixed_combo)
+        form.addRow("MPI (moves):", self.moving_combo)
         form.addRow("Tolerance:", self.tol_spin)
         if self._embedded:
             for combo in (self.fixed_combo, self.moving_combo):
@@ -139,7 +139,9 @@ class MoldPanel(QWidget):
         self.progress.setFormat("%p %")
         self.progress.setVisible(False)
         lay.addWidget(self.progress)
-        self.status = QLabel("Pick the template and the two images, then Detect.", wordWrap=True)
+        self.status = QLabel(
+            "Pick the template, then Detect: the MPI is drawn on the anatomy.", wordWrap=True
+        )
         self.status.setMinimumWidth(260)
         lay.addWidget(self.status)
 
@@ -287,11 +289,12 @@ class MoldPanel(QWidget):
         fixed_layer, moving_layer = layers
         self.result, self.error = result, None
         names = list(result.matched_names)
-        for layer_name, image_layer, xyz in (
-            (FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
-            (MOVING_POINTS, moving_layer, result.moving_xyz_mm),
-        ):
-            self._put_points(layer_name, xyz, names, image_layer)
+        if self.on_pairs is None:  # in a host dock, the host's fiducial pairs show them
+            for layer_name, image_layer, xyz in (
+                (FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
+                (MOVING_POINTS, moving_layer, result.moving_xyz_mm),
+            ):
+                self._put_points(layer_name, xyz, names, image_layer)
         self.status.setText(self._summary(result))
         self.status.setToolTip("\n".join(result.report_lines()))
         if self.on_pairs is not None:
@@ -357,6 +360,7 @@ class MoldPanel(QWidget):
                 features=features,
                 text=text,
                 size=3.0,
+                units=("mm",) * data.shape[1],
                 affine=affine,
                 face_color="transparent",
                 border_color=colour,

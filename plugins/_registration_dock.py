@@ -310,9 +310,7 @@ class RegistrationDock(QWidget):
             combo.blockSignals(True)
             combo.clear()
             combo.addItems([lyr.name for lyr in layers])
-            combo.setCurrentIndex(
-                next((i for i, lyr in enumerate(layers) if lyr is current), -1)
-            )
+            combo.setCurrentIndex(next((i for i, lyr in enumerate(layers) if lyr is current), -1))
             combo.blockSignals(False)
         if self.pairs is not None and not self.pairs.alive():
             self.pairs = None
@@ -507,6 +505,9 @@ class RegistrationDock(QWidget):
     def _pairs_from_mold(self, names, fixed_xyz_mm, moving_xyz_mm) -> None:
         """The mold panel's matched wells (found in the study's anatomy and MPI)."""
         self.load_pairs(names, fixed_xyz_mm, moving_xyz_mm)
+        if self.pairs is not None and self.pairs.alive():  # found, not to be clicked: the
+            for layer in self.pairs.layers():  # next click must not add a landmark
+                layer.mode = "pan_zoom"
 
     def _replace(self, st: PairState) -> None:
         self._set_state(st)

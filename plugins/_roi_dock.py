@@ -300,6 +300,7 @@ class ROIDock(QWidget):
             np.empty((0, ndim)),
             ndim=ndim,
             name=SEED_LAYER,
+            units=("mm",) * ndim,  # world mm like the images: no napari unit warning
             size=1.5,
             face_color="cyan",
             border_color="white",
@@ -531,6 +532,7 @@ class ROIDock(QWidget):
                 ndim=2,
                 name=SHAPES_LAYER,
                 shape_type="polygon",
+                units=("mm", "mm"),
                 edge_color="yellow",
                 face_color="transparent",
                 edge_width=0.5,
@@ -538,7 +540,10 @@ class ROIDock(QWidget):
             layer.events.data.connect(self._on_shapes_changed)
         else:
             layer = self.viewer.add_labels(
-                np.zeros(vol.shape, dtype=np.uint16), name=PAINT_LAYER, opacity=0.5
+                np.zeros(vol.shape, dtype=np.uint16),
+                name=PAINT_LAYER,
+                opacity=0.5,
+                units=("mm",) * vol.ndim,
             )
             layer.metadata["mpi_viewer"] = {"modality": "manual ROIs", "grid_of": mpi.name}
         copy_placement(mpi, layer)
@@ -702,7 +707,9 @@ class ROIDock(QWidget):
             if not self.results:
                 return
             active = self.viewer.layers.selection.active
-            self._labels_layer = self.viewer.add_labels(lab, name=LABELS_LAYER, opacity=0.5)
+            self._labels_layer = self.viewer.add_labels(
+                lab, name=LABELS_LAYER, opacity=0.5, units=("mm",) * lab.ndim
+            )
             self._labels_layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
             if active is not None:  # the new layer must not take the user's active layer
                 self.viewer.layers.selection.active = active

@@ -164,9 +164,8 @@ def test_mpi_viewer_demo(make_napari_viewer, qtbot, study, notes):
 
 def test_mpi_viewer_then_file_open(make_napari_viewer, qtbot, study, demo_files, notes):
     """`mpi-viewer`, then File > Open the MRI, then the MPI; ROIs named, deleted, undone."""
-    from qtpy.QtCore import Qt
-
     from mpi_viewer.plugins._launch import prepare
+    from qtpy.QtCore import Qt
 
     viewer = make_napari_viewer(show=True)
     docks = prepare(viewer)
@@ -206,11 +205,10 @@ def test_napari_plugins_menu_then_data_3d(make_napari_viewer, qtbot, study, demo
 def test_replacing_the_mpi_asks_before_discarding_rois(make_napari_viewer, qtbot, study, notes):
     """A second MPI chosen in the ROI dock's picker: 'No' keeps the ROIs and the MPI,
     'Yes' quantifies the new MPI without them. The MRI is never offered."""
-    from qtpy.QtCore import Qt
-
     from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._launch import prepare
     from mpi_viewer.plugins._layers import add_volume, physical_to_world
+    from qtpy.QtCore import Qt
 
     viewer = make_napari_viewer(show=True)
     docks = prepare(viewer, demo=True, study=study)
