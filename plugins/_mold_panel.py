@@ -289,7 +289,7 @@ class MoldPanel(QWidget):
         fixed_layer, moving_layer = layers
         self.result, self.error = result, None
         names = list(result.matched_names)
-        if self.on_pairs is None:  # in a host dock, the host's fiducial pairs show them
+        if not self._embedded:  # in a host dock, the host's fiducial pairs show them
             for layer_name, image_layer, xyz in (
                 (FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
                 (MOVING_POINTS, moving_layer, result.moving_xyz_mm),

@@ -113,7 +113,9 @@ class ROIDock(QWidget):
         self.viewer = napari_viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.ctl = get_controller(napari_viewer)
-        self.clicks = ClickMode(napari_viewer, self.add_seed_world, lambda: self.mpi_layer)
+        self.clicks = ClickMode(napari_viewer, self._on_canvas_click, lambda: self.mpi_layer)
+        self._queue: list[tuple[float, ...]] = []  # clicked seeds waiting to be measured
+        self._worker = None  # the measurement running off the GUI thread
         self._history: list[tuple[list, list]] = []  # (seeds, names) before each edit
         self.results: list = []
         self.params = ROIParams()
@@ -406,11 +408,84 @@ class ROIDock(QWidget):
         self._counter += 1
         return next(r for r in self.results if r.name == name)
 
-    def _free_name(self) -> str:
+    def _free_name(self, taken=()) -> str:
         k = self._counter + 1
-        while f"roi_{k}" in self._names:
+        while f"roi_{k}" in self._names or f"roi_{k}" in taken:
             k += 1
         return f"roi_{k}"
+
+    # -- clicks measured off the GUI thread ----------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether clicked seeds are being measured (or wait to be)."""
+        return self._worker is not None or bool(self._queue)
+
+    def _on_canvas_click(self, world_zyx) -> None:
+        """A click in the clicking mode. Its seed is measured in a worker thread with the
+        others (a neighbour's PSF is subtracted); clicks made meanwhile wait and are
+        measured together next, so none is lost and the window never freezes."""
+        try:
+            layer = self.mpi_layer
+            if layer is None:
+                raise InputError("no MPI image layer: open an MPI image (or the demo) first")
+            xyz = world_to_physical(layer, np.asarray(world_zyx)[-layer.ndim :])[0]
+        except InputError as exc:
+            notifications.show_error(str(exc))
+            return
+        self._queue.append(tuple(float(v) for v in xyz))
+        if self._worker is None:
+            self._measure_queued()
+
+    def _measure_queued(self) -> None:
+        from napari.qt.threading import thread_worker
+
+        queued, self._queue = self._queue, []
+        new_names: list[str] = []
+        for _ in queued:
+            new_names.append(self._free_name(new_names))
+        before = (list(self._seeds_mm), list(self._names))
+        seeds, names = [*before[0], *queued], [*before[1], *new_names]
+        try:
+            vol, params, mpi = self._volume(), self.params, self.mpi_layer
+        except InputError as exc:
+            notifications.show_error(str(exc))
+            return
+        worker = thread_worker(
+            lambda: measure(vol, seeds, params, names=names, on_error="skip"),
+            ignore_errors=True,  # errors become a notification (below), never a traceback
+        )()
+        worker.returned.connect(lambda out: self._measured(out, seeds, names, before, mpi))
+        worker.errored.connect(lambda exc: notifications.show_error(f"ROI not measured: {exc}"))
+        worker.finished.connect(self._measure_finished)
+        self._worker = worker
+        self.status.setText(f"Measuring {', '.join(new_names)}…")
+        worker.start()
+
+    def _measured(self, out, seeds, names, before, mpi) -> None:
+        n_old = len(before[0])
+        if (list(self._seeds_mm), list(self._names)) != before or mpi is not self.mpi_layer:
+            # the ROIs changed meanwhile (undo, delete, another MPI): measure the clicks again
+            if mpi is self.mpi_layer:
+                self._queue = list(seeds[n_old:]) + self._queue
+            return
+        bad = {i for i, _ in out.errors}
+        for _, msg in out.errors:
+            notifications.show_error(msg)
+        self._seeds_mm = [s for i, s in enumerate(seeds) if i not in bad]
+        self._names = [n for i, n in enumerate(names) if i not in bad]
+        self._set_results(list(out))
+        self._sync_points()
+        added = [i for i in range(n_old, len(seeds)) if i not in bad]
+        kept = [i for i in range(n_old) if i not in bad]
+        for j in range(len(added)):  # one undo step per click
+            ids = kept + added[:j]
+            self._history.append(([seeds[i] for i in ids], [names[i] for i in ids]))
+        self._counter += len(added)
+
+    def _measure_finished(self) -> None:
+        self._worker = None
+        if self._queue:
+            self._measure_queued()
 
     def undo(self) -> None:
         """Undo the last ROI edit (add, delete, rename)."""

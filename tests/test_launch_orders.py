@@ -137,6 +137,7 @@ def _walk_the_study(qtbot, viewer, study, docks, *, ndisplay=2, registered_befor
     for k, name in enumerate(SOURCES, start=1):
         src = study.source(name)
         click_world(qtbot, viewer, physical_to_world(mpi, [src["mpi_mm"]])[0])
+        qtbot.waitUntil(lambda: not roi.busy, timeout=20000)  # measured off the GUI thread
         assert len(roi.results) == k, f"click {k} ({name}) gave {len(roi.results)} ROIs"
         peak = np.asarray(roi.results[-1].peak_mm)
         assert np.linalg.norm(peak - np.asarray(src["mpi_mm"])) < 1.0, name
@@ -219,7 +220,7 @@ def test_replacing_the_mpi_asks_before_discarding_rois(make_napari_viewer, qtbot
     for name in ("isolated", "strong"):
         src = study.source(name)
         click_world(qtbot, viewer, physical_to_world(first, [src["mpi_mm"]])[0])
-    assert len(roi.results) == 2
+    qtbot.waitUntil(lambda: not roi.busy and len(roi.results) == 2, timeout=20000)
     second = add_volume(viewer, study.mpi, name="MPI day 2")
     assert _items(roi.layer_combo) == [first.name, "MPI day 2"]
     assert roi.layer_combo.currentText() == first.name  # adding an MPI changes nothing
