@@ -238,3 +238,36 @@ def test_replacing_the_mpi_asks_before_discarding_rois(make_napari_viewer, qtbot
     assert ctl.mpi is second and roi.layer_combo.currentText() == "MPI day 2"
     assert roi.results == [] and ctl.rois == []
     assert not notes["error"], notes["error"]
+
+
+def test_fiducial_dock_mold_mode_moves_the_mpi_not_the_mri(
+    make_napari_viewer, qtbot, study, demo_files, notes
+):
+    """`mpi-viewer`, File > Open the MPI first, then the MRI; the Fiducial registration
+    dock in Mold mode: Detect draws the MPI on the MRI, the MRI stays where it is, the
+    found fiducials are not left in add mode and are not shown twice."""
+    from qtpy.QtCore import Qt
+
+    from mpi_viewer.plugins._launch import prepare
+
+    viewer = make_napari_viewer(show=True)
+    reg = _by_class(prepare(viewer), "RegistrationDock")
+    viewer.open(str(demo_files["mpi"]), plugin=PLUGIN)
+    viewer.open(str(demo_files["mri"]), plugin=PLUGIN)
+    mri, mpi = viewer.layers["mri"], viewer.layers["mpi"]
+    mri_placement = (mri.affine.affine_matrix.copy(), np.array(mri.scale), np.array(mri.translate))
+    assert reg.fixed_combo.currentText() == "mri" and _items(reg.moving_combo) == ["mpi"]
+    reg.mode_combo.setFocus()
+    qtbot.keyClick(reg.mode_combo, Qt.Key.Key_Down)  # the user picks "Mold"
+    assert reg.mode_combo.currentText() == "Mold"
+    qtbot.mouseClick(reg.mold_panel.detect_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not reg.mold_panel.busy, timeout=30000)
+    assert reg.mold_panel.error is None and reg.fit is not None
+    assert _source_errors_mm(study, mpi).max() < 0.5
+    np.testing.assert_allclose(mri.affine.affine_matrix, mri_placement[0])
+    np.testing.assert_allclose(mri.scale, mri_placement[1])
+    np.testing.assert_allclose(mri.translate, mri_placement[2])
+    points = [lyr for lyr in viewer.layers if type(lyr).__name__ == "Points"]
+    assert sorted(lyr.name for lyr in points) == ["fiducials (fixed)", "fiducials (moving)"]
+    assert all(lyr.mode == "pan_zoom" for lyr in points)
+    assert not notes["error"], notes["error"]
