@@ -27,10 +27,10 @@ from mpi_viewer.plugins._layers import (
     copy_placement,
     find_layers,
     install_mm_units,
-    physical_to_world,
     volume_from_layer,
-    world_to_physical,
 )
+from mpi_viewer.plugins._roi_manual import MANUAL, PAINT_LAYER, SHAPES_LAYER, ManualROIsMixin
+from mpi_viewer.plugins._roi_seeds import SEED_LAYER, SeedEditsMixin  # noqa: F401 - re-exported
 from napari.utils import notifications
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence, QShortcut
@@ -57,19 +57,11 @@ from mpi_viewer.roi.regions import (
     METHODS,
     ROIParams,
     measure,
-    measure_label_image,
-    measure_mask,
-    polygon_to_mask,
     rois_to_label_image,
     write_masks_nifti,
 )
 
-SEED_LAYER = "ROI seeds"
 LABELS_LAYER = "MPI ROIs"
-#: Manual ROIs: polygons drawn on a 2-D MPI image, labels painted on a 3-D one (MPI grid).
-SHAPES_LAYER = "manual ROIs (draw polygons)"
-PAINT_LAYER = "manual ROIs (paint)"
-MANUAL = "manual"
 
 #: Table columns: (row key, header with unit). Volume/area and total depend on 2-D/3-D.
 _COLUMNS = (
@@ -105,7 +97,7 @@ def _spin(lo, hi, value, decimals=2, step=0.1, suffix="", special=None) -> QDoub
     return s
 
 
-class ROIDock(QWidget):
+class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
     """Quantification ROIs: one click, one ROI, on the native MPI grid."""
 
     def __init__(self, napari_viewer):
@@ -294,235 +286,6 @@ class ROIDock(QWidget):
             raise InputError("no MPI image layer: open an MPI image (or the demo) first")
         return volume_from_layer(layer)
 
-    def _ensure_seed_layer(self):
-        if self._seed_layer is not None and self._seed_layer in self.viewer.layers:
-            return self._seed_layer
-        ndim = self.viewer.dims.ndim
-        layer = self.viewer.add_points(
-            np.empty((0, ndim)),
-            ndim=ndim,
-            name=SEED_LAYER,
-            units=("mm",) * ndim,  # world mm like the images: no napari unit warning
-            size=1.5,
-            face_color="cyan",
-            border_color="white",
-        )
-        layer.events.data.connect(self._on_points_changed)
-        layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
-        self._seed_layer = layer
-        return layer
-
-    def start_clicking(self) -> None:
-        """Enter the clicking mode: each click on the canvas makes an ROI until :meth:`stop_clicking`."""
-        try:
-            self._volume()
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            self.click_btn.setChecked(False)
-            return
-        layer = self._ensure_seed_layer()
-        self.viewer.layers.selection.active = layer
-        layer.mode = "pan_zoom"  # the clicks are the dock's, whatever layer becomes active
-        self.clicks.start()
-        self.click_btn.blockSignals(True)
-        self.click_btn.setChecked(True)
-        self.click_btn.blockSignals(False)
-        self.status.setText(
-            "Click each hot spot (2-D or 3-D, MPI or registered view); "
-            "press 'Click hot spots' again to stop."
-        )
-
-    def stop_clicking(self) -> None:
-        """Leave the clicking mode."""
-        self.clicks.stop()
-        self.click_btn.blockSignals(True)
-        self.click_btn.setChecked(False)
-        self.click_btn.blockSignals(False)
-        self.status.setText("Clicking stopped.")
-
-    def _on_click_toggled(self, on: bool) -> None:
-        if on:
-            self.start_clicking()
-        else:
-            self.stop_clicking()
-
-    def _on_points_changed(self, event=None) -> None:
-        if self._syncing:
-            return
-        action = str(getattr(event, "action", "") or "")
-        if action.endswith("ing"):  # "adding"/"removing": wait for "added"/"removed"
-            return
-        layer = self._seed_layer
-        n_have = len(self._seeds_mm)
-        data = np.asarray(layer.data)
-        if len(data) > n_have:  # clicks added points (world coordinates)
-            for p in data[n_have:]:
-                self.add_seed_world(p, _from_layer=True)
-        elif len(data) < n_have:  # points deleted in the layer
-            world_now = {tuple(np.round(p, 6)) for p in data}
-            keep = [
-                i for i, s in enumerate(self._seeds_world()) if tuple(np.round(s, 6)) in world_now
-            ]
-            self._seeds_mm = [self._seeds_mm[i] for i in keep]
-            self._names = [self._names[i] for i in keep]
-            self.recompute()
-
-    # -- seeds ---------------------------------------------------------------------------------
-    def add_seed_world(self, world_zyx, *, _from_layer: bool = False):
-        """Add an ROI from a click in world coordinates (z, y, x); returns its result or None."""
-        try:
-            layer = self.mpi_layer
-            if layer is None:
-                raise InputError("no MPI image layer: open an MPI image (or the demo) first")
-            xyz = tuple(
-                float(v) for v in world_to_physical(layer, np.asarray(world_zyx)[-layer.ndim :])[0]
-            )
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            self._sync_points()
-            return None
-        return self.add_seed_mm(xyz, _from_layer=_from_layer)
-
-    def add_seed_mm(self, xyz_mm, *, name: str | None = None, _from_layer: bool = False):
-        """Add an ROI from a seed in the MPI's physical mm (x, y, z); returns its result or None."""
-        name = name or self._free_name()
-        before = (list(self._seeds_mm), list(self._names))
-        seeds = [*self._seeds_mm, tuple(float(v) for v in xyz_mm)]
-        names = [*self._names, name]
-        try:
-            out = measure(self._volume(), seeds, self.params, names=names, on_error="skip")
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            self._sync_points()
-            return None
-        bad = {i for i, _ in out.errors}
-        for _, msg in out.errors:
-            notifications.show_error(msg)
-        self._seeds_mm = [s for i, s in enumerate(seeds) if i not in bad]
-        self._names = [n for i, n in enumerate(names) if i not in bad]
-        self._set_results(list(out))
-        self._sync_points()
-        if (len(seeds) - 1) in bad:
-            return None
-        self._history.append(before)
-        self._counter += 1
-        return next(r for r in self.results if r.name == name)
-
-    def _free_name(self, taken=()) -> str:
-        k = self._counter + 1
-        while f"roi_{k}" in self._names or f"roi_{k}" in taken:
-            k += 1
-        return f"roi_{k}"
-
-    # -- clicks measured off the GUI thread ----------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        """Whether clicked seeds are being measured (or wait to be)."""
-        return self._worker is not None or bool(self._queue)
-
-    def _on_canvas_click(self, world_zyx) -> None:
-        """A click in the clicking mode. Its seed is measured in a worker thread with the
-        others (a neighbour's PSF is subtracted); clicks made meanwhile wait and are
-        measured together next, so none is lost and the window never freezes."""
-        try:
-            layer = self.mpi_layer
-            if layer is None:
-                raise InputError("no MPI image layer: open an MPI image (or the demo) first")
-            xyz = world_to_physical(layer, np.asarray(world_zyx)[-layer.ndim :])[0]
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            return
-        self._queue.append(tuple(float(v) for v in xyz))
-        if self._worker is None:
-            self._measure_queued()
-
-    def _measure_queued(self) -> None:
-        from napari.qt.threading import thread_worker
-
-        queued, self._queue = self._queue, []
-        new_names: list[str] = []
-        for _ in queued:
-            new_names.append(self._free_name(new_names))
-        before = (list(self._seeds_mm), list(self._names))
-        seeds, names = [*before[0], *queued], [*before[1], *new_names]
-        try:
-            vol, params, mpi = self._volume(), self.params, self.mpi_layer
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            return
-        worker = thread_worker(
-            lambda: measure(vol, seeds, params, names=names, on_error="skip"),
-            ignore_errors=True,  # errors become a notification (below), never a traceback
-        )()
-        worker.returned.connect(lambda out: self._measured(out, seeds, names, before, mpi))
-        worker.errored.connect(lambda exc: notifications.show_error(f"ROI not measured: {exc}"))
-        worker.finished.connect(self._measure_finished)
-        self._worker = worker
-        self.status.setText(f"Measuring {', '.join(new_names)}…")
-        worker.start()
-
-    def _measured(self, out, seeds, names, before, mpi) -> None:
-        n_old = len(before[0])
-        if (list(self._seeds_mm), list(self._names)) != before or mpi is not self.mpi_layer:
-            # the ROIs changed meanwhile (undo, delete, another MPI): measure the clicks again
-            if mpi is self.mpi_layer:
-                self._queue = list(seeds[n_old:]) + self._queue
-            return
-        bad = {i for i, _ in out.errors}
-        for _, msg in out.errors:
-            notifications.show_error(msg)
-        self._seeds_mm = [s for i, s in enumerate(seeds) if i not in bad]
-        self._names = [n for i, n in enumerate(names) if i not in bad]
-        self._set_results(list(out))
-        self._sync_points()
-        added = [i for i in range(n_old, len(seeds)) if i not in bad]
-        kept = [i for i in range(n_old) if i not in bad]
-        for j in range(len(added)):  # one undo step per click
-            ids = kept + added[:j]
-            self._history.append(([seeds[i] for i in ids], [names[i] for i in ids]))
-        self._counter += len(added)
-
-    def _measure_finished(self) -> None:
-        self._worker = None
-        if self._queue:
-            self._measure_queued()
-
-    def undo(self) -> None:
-        """Undo the last ROI edit (add, delete, rename)."""
-        if not self._history:
-            self.status.setText("Nothing to undo.")
-            return
-        self._seeds_mm, self._names = (list(x) for x in self._history.pop())
-        self.recompute()
-        self._sync_points()
-
-    def rename(self, old: str, new: str) -> bool:
-        """Rename an ROI (names are unique and non-empty); False (a notification) if refused."""
-        new = new.strip()
-        if old not in self._names or not new or new == old:
-            return False
-        if new in self._names:
-            notifications.show_error(f"an ROI is already named {new!r}")
-            return False
-        self._history.append((list(self._seeds_mm), list(self._names)))
-        self._names = [new if n == old else n for n in self._names]
-        for r in self.results:
-            if r.name == old:
-                r.name = new
-        self._set_results(self.results)
-        return True
-
-    def _on_item_changed(self, item) -> None:
-        if self._filling or item.column() != 0:
-            return
-        row = item.row()
-        if row < len(self._names):
-            old = self._names[row]
-            if not self.rename(old, item.text()):
-                self._filling = True
-                item.setText(old)
-                self._filling = False
-
     def recompute(self) -> None:
         """Measure every seed again (after a parameter or layer change)."""
         if not self._seeds_mm:
@@ -542,131 +305,6 @@ class ROIDock(QWidget):
         self._names = [n for i, n in enumerate(self._names) if i not in bad]
         self._set_results(list(out))
         self._sync_points()
-
-    def remove_selected(self) -> None:
-        rows = sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True)
-        if any(r >= len(self._seeds_mm) for r in rows):
-            notifications.show_warning(
-                "manual ROIs: delete the polygon or erase the paint in the manual ROIs "
-                "layer, then measure again"
-            )
-            rows = [r for r in rows if r < len(self._seeds_mm)]
-        if rows:
-            self._history.append((list(self._seeds_mm), list(self._names)))
-        for r in rows:
-            del self._seeds_mm[r]
-            del self._names[r]
-        self.recompute()
-
-    def clear(self) -> None:
-        self._seeds_mm, self._names = [], []
-        self._manual = []
-        self._gone_layer = None
-        self._set_results([])
-        self._sync_points()
-
-    def _seeds_world(self) -> list:
-        layer = self.mpi_layer
-        if layer is None or not self._seeds_mm:
-            return []
-        w = physical_to_world(layer, np.asarray(self._seeds_mm))
-        nd = self.viewer.dims.ndim
-        if w.shape[1] < nd:
-            w = np.hstack([np.zeros((len(w), nd - w.shape[1])), w])
-        return list(w)
-
-    def _sync_points(self) -> None:
-        """The seed layer shows exactly the accepted seeds."""
-        if self._seed_layer is None or self._seed_layer not in self.viewer.layers:
-            return
-        self._syncing = True
-        try:
-            w = self._seeds_world()
-            self._seed_layer.data = np.asarray(w) if w else np.empty((0, self._seed_layer.ndim))
-        finally:
-            self._syncing = False
-
-    # -- manual ROIs ---------------------------------------------------------------------------
-    def _ensure_manual_layer(self, *, paint: bool = False):
-        """The layer the user draws (2-D: Shapes) or paints (3-D, or ``paint``: Labels)
-        manual ROIs in, placed like the MPI layer (its data coordinates are the MPI's
-        voxel indices)."""
-        layer = self._manual_layer
-        if (
-            layer is not None
-            and layer in self.viewer.layers
-            and (not paint or type(layer).__name__ == "Labels")
-        ):
-            return layer
-        mpi = self.mpi_layer
-        if mpi is None:
-            raise InputError("no MPI image layer: open an MPI image (or the demo) first")
-        vol = volume_from_layer(mpi)
-        if vol.ndim == 2 and not paint:
-            layer = self.viewer.add_shapes(
-                ndim=2,
-                name=SHAPES_LAYER,
-                shape_type="polygon",
-                units=("mm", "mm"),
-                edge_color="yellow",
-                face_color="transparent",
-                edge_width=0.5,
-            )
-            layer.events.data.connect(self._on_shapes_changed)
-        else:
-            layer = self.viewer.add_labels(
-                np.zeros(vol.shape, dtype=np.uint16),
-                name=PAINT_LAYER,
-                opacity=0.5,
-                units=("mm",) * vol.ndim,
-            )
-            layer.metadata["mpi_viewer"] = {"modality": "manual ROIs", "grid_of": mpi.name}
-        copy_placement(mpi, layer)
-        self._manual_layer = layer
-        self.manual_btn.setEnabled(True)
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add_polygon" if type(layer).__name__ == "Shapes" else "paint"
-        return layer
-
-    def _on_shapes_changed(self, event=None) -> None:
-        if str(getattr(event, "action", "") or "").endswith("ing"):
-            return
-        self._guarded(self.measure_manual)
-
-    def measure_manual(self) -> list:
-        """Measure the manual ROIs: each polygon of the Shapes layer (2-D image) or each
-        label painted in the paint layer (3-D image) with :func:`mpi_viewer.roi.measure_mask`
-        / :func:`mpi_viewer.roi.measure_label_image`; rows follow the seeded ROIs."""
-        layer = self._manual_layer
-        if layer is None or layer not in self.viewer.layers:
-            raise InputError(
-                "no manual ROIs: choose the method 'manual', then draw (2-D) or paint (3-D)"
-            )
-        vol = self._volume()
-        if type(layer).__name__ == "Shapes":
-            out = []
-            for i, (poly, kind) in enumerate(zip(layer.data, layer.shape_type, strict=True)):
-                if kind not in ("polygon", "rectangle") or len(poly) < 3:  # closed outlines only
-                    continue
-                xyz = vol.index_to_physical(np.asarray(poly)[:, -vol.ndim :])
-                try:
-                    out.append(
-                        measure_mask(
-                            vol, polygon_to_mask(vol, xyz), self.params, name=f"manual_{i + 1}"
-                        )
-                    )
-                except InputError as exc:  # one bad polygon: a message, the others kept
-                    notifications.show_error(f"polygon {i + 1}: {exc}")
-        else:
-            data = np.asarray(layer.data)
-            out = (
-                measure_label_image(vol, data, self.params, names=self._manual_names)
-                if data.any()
-                else []
-            )
-        self._manual = list(out)
-        self._set_results([r for r in self.results if r.method != MANUAL])
-        return self._manual
 
     # -- parameters ----------------------------------------------------------------------------
     def _background_mask(self):
@@ -831,27 +469,6 @@ class ROIDock(QWidget):
             "manual": self._manual_state(),
         }
 
-    def _manual_state(self) -> dict | None:
-        if not self._manual:
-            return None
-        names = [r.name for r in self._manual]
-        layer = self._manual_layer
-        if layer is not None and layer in self.viewer.layers and type(layer).__name__ == "Labels":
-            data = np.asarray(layer.data)
-            if np.unique(data[data > 0]).size == len(
-                self._manual
-            ):  # as measured: keep the painted values
-                return {"labels": data.copy(), "names": names}
-        if (
-            self.mpi_layer is None or self._gone_layer
-        ):  # the MPI layer is gone: no grid to draw them on
-            return None
-        lab = np.zeros(tuple(self._volume().shape), dtype=np.uint16)
-        for k, r in enumerate(self._manual):  # polygons (or a removed paint layer): labels 1…n
-            sub = lab[r.mask.slices]
-            sub[r.mask.array & (sub == 0)] = k + 1
-        return {"labels": lab, "names": names}
-
     def restore(self, state: dict) -> None:
         """Set the widgets from :meth:`state` and measure the seeds again (errors: notifications)."""
         try:
@@ -900,22 +517,6 @@ class ROIDock(QWidget):
         manual = state.get("manual")
         if manual is not None and self.mpi_layer is not None:
             self._guarded(self._restore_manual, manual)
-
-    def _restore_manual(self, manual: dict) -> None:
-        """The manual ROIs of a session: its label image in the paint layer (a Labels
-        layer on the MPI grid, 2-D images too), measured with their names."""
-        labels = np.asarray(manual["labels"])
-        shape = tuple(self._volume().shape)
-        if labels.shape != shape:
-            raise InputError(f"manual ROIs of shape {labels.shape} are not on the MPI grid {shape}")
-        values = [int(v) for v in np.unique(labels[labels > 0])]
-        names = [str(n) for n in manual.get("names") or []]
-        self._manual_names = (
-            dict(zip(values, names, strict=True)) if len(names) == len(values) else {}
-        )
-        layer = self._ensure_manual_layer(paint=True)
-        layer.data = labels
-        self.measure_manual()
 
     # -- export --------------------------------------------------------------------------------
     def rows(self) -> list[dict]:
