@@ -13,27 +13,30 @@ doi:10.1109/42.736021
 
 from __future__ import annotations
 
-import re
-import time
-
 import numpy as np
 from mpi_viewer.plugins._controller import ANATOMY, MPI, get_controller
 from mpi_viewer.plugins._layers import (
-    add_volume,
-    apply_registration,
     install_mm_units,
     volume_from_layer,
     world_to_physical,
 )
 from mpi_viewer.plugins._points_pairs import PairedPoints, PairState
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QColor
+from mpi_viewer.plugins._registration_base import (
+    COLUMNS,
+    MODELS,
+    _fmt_xyz,
+    _reg,
+    _warning_key,
+)
+from mpi_viewer.plugins._registration_edits import PairEditsMixin
+from mpi_viewer.plugins._registration_files import TransformFilesMixin
+from mpi_viewer.plugins._registration_refine import RefineMixin
+from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -44,39 +47,15 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QStackedWidget,
     QTableWidget,
-    QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from mpi_viewer.errors import CancelledError, MPIViewerError
-from mpi_viewer.geometry.transform import resample_to_fixed, transform_to_matrix
-from mpi_viewer.io.transform_files import read_transform, write_transform
-
-MODELS = ("rigid", "similarity", "affine")
-COLUMNS = ("use", "name", "FRE (mm)", "fixed x, y, z (mm)", "moving x, y, z (mm)")
-USE, NAME, FRE = 0, 1, 2  # column indices; rows are numbered by pair in the vertical header
-GREEN, AMBER, RED = QColor(60, 160, 60), QColor(210, 150, 20), QColor(200, 50, 50)
-#: CHANGED events closer than this (s) on the same points are one drag → one undo step.
-DRAG_GAP_S = 0.5
+from mpi_viewer.errors import MPIViewerError
 
 
-def _reg():
-    from mpi_viewer import registration
-
-    return registration
-
-
-def _warning_key(text: str) -> str:
-    return re.sub(r"[-+]?\d+(\.\d+)?", "#", text)
-
-
-def _fmt_xyz(p) -> str:
-    return ", ".join(f"{v:.2f}" for v in p)
-
-
-class RegistrationDock(QWidget):
+class RegistrationDock(PairEditsMixin, TransformFilesMixin, RefineMixin, QWidget):
     """Landmark (fiducial) registration of a moving image (MPI) to a fixed one (MRI/CT).
 
     Parameters
@@ -516,138 +495,6 @@ class RegistrationDock(QWidget):
         self._notified.clear()
         self.update_preview(notify_too_few=True)
 
-    # ------------------------------------------------------------ point edits
-    def _on_points_data(self, event) -> None:
-        if self._busy or self.pairs is None:
-            return
-        action = str(getattr(event, "action", "changed"))
-        if action in ("adding", "removing", "changing"):
-            return
-        layer = event.source
-        self._busy = True
-        try:
-            if action == "added":
-                self.pairs.name_new_points(layer, getattr(event, "data_indices", None) or None)
-                other = self.pairs.moving if layer is self.pairs.fixed else self.pairs.fixed
-                QTimer.singleShot(0, lambda: self._activate(other))
-            key = (id(layer), tuple(getattr(event, "data_indices", ()) or ()))
-            self._record(drag_key=key if action == "changed" else None)
-            self.pairs.restyle()
-        except Exception as exc:  # noqa: BLE001 - never let an error escape into Qt
-            show_error(f"Fiducial registration: {exc}")
-        finally:
-            self._busy = False
-        if action == "changed" and layer is self.pairs.moving:
-            self._preview_timer.start()  # a drag in the layer that the preview moves
-        else:
-            self.update_preview()
-
-    def _activate(self, layer) -> None:
-        if self.pairs is not None and layer in self.viewer.layers:
-            self.viewer.layers.selection.active = layer
-            layer.mode = "add"
-
-    def _record(self, drag_key=None) -> None:
-        """Push the previous state on the undo stack if the points changed."""
-        cur = self.pairs.state(self.excluded)
-        now = time.monotonic()
-        if self._last is not None and not cur.same_as(self._last):
-            same_drag = (
-                drag_key is not None
-                and drag_key == self._last_key
-                and now - self._last_time < DRAG_GAP_S
-            )
-            if not same_drag:
-                self._undo.append(self._last)
-                del self._undo[:-200]
-        self._last, self._last_key, self._last_time = cur, drag_key, now
-
-    def undo(self) -> None:
-        """Restore the fiducials as they were before the last edit."""
-        if self.pairs is None or not self._undo:
-            show_info("Fiducial registration: nothing to undo")
-            return
-        st = self._undo.pop()
-        self._set_state(st)
-        self.excluded = set(st.excluded)
-        self._last, self._last_key = st, None
-        self.update_preview()
-
-    def _edit(self, fn) -> None:
-        """Apply ``fn(state) -> state`` to the fiducials as one undoable edit."""
-        if self.pairs is None:
-            return
-        try:
-            st = fn(self.pairs.state(self.excluded))
-        except (KeyError, ValueError) as exc:
-            show_warning(f"Fiducial registration: {exc}")
-            self._refresh_table()
-            return
-        self._replace(st)
-
-    def rename_pair(self, old: str, new: str) -> None:
-        """Rename a fiducial in both layers."""
-        new = new.strip()
-
-        def fn(st):
-            if not new:
-                raise ValueError("a fiducial name cannot be empty")
-            if new != old and (new in st.fixed_names or new in st.moving_names):
-                raise ValueError(f"the name {new!r} is already used")
-            st.fixed_names = [new if n == old else n for n in st.fixed_names]
-            st.moving_names = [new if n == old else n for n in st.moving_names]
-            st.excluded = frozenset(new if n == old else n for n in st.excluded)
-            return st
-
-        self._edit(fn)
-
-    def delete_pair(self, name: str | None) -> None:
-        """Delete the fiducial called ``name`` from both layers."""
-        if name is None:
-            return
-
-        def fn(st):
-            fk = [i for i, n in enumerate(st.fixed_names) if n != name]
-            mk = [i for i, n in enumerate(st.moving_names) if n != name]
-            return PairState(
-                [st.fixed_names[i] for i in fk],
-                st.fixed_xyz[fk],
-                [st.moving_names[i] for i in mk],
-                st.moving_xyz[mk],
-                st.excluded - {name},
-            )
-
-        self._edit(fn)
-
-    def move_pair(self, name: str | None, step: int) -> None:
-        """Move a fiducial up (``step=-1``) or down (``+1``) in the pair order."""
-        if name is None:
-            return
-
-        def fn(st):
-            order = list(range(len(st.fixed_names)))
-            i = st.fixed_names.index(name)
-            j = min(max(i + step, 0), len(order) - 1)
-            order.insert(j, order.pop(i))
-            st.fixed_names = [st.fixed_names[k] for k in order]
-            st.fixed_xyz = st.fixed_xyz[order]
-            return st
-
-        self._edit(fn)
-        self._select_row_of(name)
-
-    def set_included(self, name: str, included: bool) -> None:
-        """Use (``True``) or exclude a fiducial from the fit."""
-        self._edit(
-            lambda st: PairState(
-                st.fixed_names,
-                st.fixed_xyz,
-                st.moving_names,
-                st.moving_xyz,
-                (st.excluded - {name}) if included else (st.excluded | {name}),
-            )
-        )
-
     # ---------------------------------------------------------------- fitting
     def update_preview(self, notify_too_few: bool = False) -> None:
         """Refit the landmarks, draw the moving layer through the fit, refresh the table."""
@@ -810,305 +657,3 @@ class RegistrationDock(QWidget):
         self.pin_btn.setChecked(self.target_xyz is not None)
         self.pin_btn.blockSignals(False)
         self._update_tre()
-
-    # ------------------------------------------------------------------ table
-    def _refresh_table(self, names=None, f=None, m=None) -> None:
-        if self.pairs is None:
-            self.table.setRowCount(0)
-            return
-        if names is None:
-            names, f, m = self.pairs.pairs()
-        res = (
-            np.asarray(self.fit.residuals_mm, float)
-            if self.fit is not None
-            else np.full(len(names), np.nan)
-        )
-        tol = self.tol_spin.value()
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(names))
-        for r, name in enumerate(names):
-            cells = [
-                "",
-                name,
-                "—" if not np.isfinite(res[r]) else f"{res[r]:.3f}",
-                _fmt_xyz(f[r]),
-                _fmt_xyz(m[r]),
-            ]
-            for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                flags = Qt.ItemIsSelectable | Qt.ItemIsEnabled
-                if c == NAME:
-                    flags |= Qt.ItemIsEditable
-                if c == USE:
-                    flags |= Qt.ItemIsUserCheckable
-                    item.setCheckState(Qt.Unchecked if name in self.excluded else Qt.Checked)
-                if c == FRE and np.isfinite(res[r]):
-                    item.setBackground(
-                        GREEN if res[r] < tol / 2 else AMBER if res[r] < tol else RED
-                    )
-                    item.setForeground(QColor("white"))
-                    item.setToolTip("green < tolerance/2, amber < tolerance, red above")
-                if c == FRE:
-                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                item.setFlags(flags)
-                item.setData(Qt.UserRole, name)
-                self.table.setItem(r, c, item)
-        self.table.blockSignals(False)
-
-    def _on_item_changed(self, item) -> None:
-        name = item.data(Qt.UserRole)
-        if item.column() == NAME and item.text() != name:
-            QTimer.singleShot(0, lambda: self.rename_pair(name, item.text()))
-        elif item.column() == USE:
-            included = item.checkState() == Qt.Checked
-            if included == (name in self.excluded):
-                QTimer.singleShot(0, lambda: self.set_included(name, included))
-
-    def _selected_name(self):
-        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
-        if not rows:
-            show_info("Fiducial registration: select a pair in the table first")
-            return None
-        return self.table.item(rows[0].row(), NAME).data(Qt.UserRole)
-
-    def _select_row_of(self, name: str) -> None:
-        for r in range(self.table.rowCount()):
-            if self.table.item(r, NAME).data(Qt.UserRole) == name:
-                self.table.selectRow(r)
-
-    # ----------------------------------------------------------------- files
-    def import_csv(self, which: str, path) -> bool:
-        """Replace the ``which`` ("fixed" or "moving") points by a CSV (name,x,y,z; mm,
-        that image's own physical frame)."""
-        from mpi_viewer.io.points import read_points_csv
-
-        if not self._ensure_started():
-            return False
-        try:
-            ps = read_points_csv(path)
-            d = self.pairs.fixed.ndim
-            if ps.ndim != d:
-                show_error(f"{path}: {ps.ndim}-D points for a {d}-D image")
-                return False
-        except MPIViewerError as exc:
-            show_error(str(exc))
-            return False
-        st = self.pairs.state(self.excluded)
-        if which == "fixed":
-            st.fixed_names, st.fixed_xyz = list(ps.names), ps.xyz_mm
-        else:
-            st.moving_names, st.moving_xyz = list(ps.names), ps.xyz_mm
-        self._replace(st)
-        return True
-
-    def export_csv(self, which: str, path) -> bool:
-        """Write the ``which`` ("fixed" or "moving") points to a CSV (name,x,y,z; mm, the
-        image's own physical frame)."""
-        from mpi_viewer.io.points import PointSet, write_points_csv
-
-        if self.pairs is None:
-            show_error("Fiducial registration: no fiducials yet (press Start)")
-            return False
-        layer = self.pairs.fixed if which == "fixed" else self.pairs.moving
-        try:
-            write_points_csv(path, PointSet(self.pairs.names_of(layer), self.pairs.xyz_of(layer)))
-        except MPIViewerError as exc:
-            show_error(str(exc))
-            return False
-        show_info(f"Fiducial registration: wrote {path}")
-        return True
-
-    def _ask_import(self, which: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, f"Import {which} points", "", "Point CSV (*.csv)"
-        )
-        if path:
-            self.import_csv(which, path)
-
-    def _ask_export(self, which: str) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, f"Export {which} points", f"fiducials_{which}.csv", "Point CSV (*.csv)"
-        )
-        if path:
-            self.export_csv(which, path)
-
-    def save_transform(self, path) -> bool:
-        """Write the current transform (fixed → moving) as an ITK .tfm."""
-        if self.transform is None:
-            show_error("Fiducial registration: no transform to save (too few pairs?)")
-            return False
-        try:
-            write_transform(path, self.transform[2])
-        except (MPIViewerError, OSError, RuntimeError) as exc:
-            show_error(f"{path}: {exc}")
-            return False
-        show_info(f"Fiducial registration: wrote {path}")
-        return True
-
-    def load_transform(self, path) -> bool:
-        """Read an ITK .tfm (fixed → moving); apply it with :meth:`apply_loaded`."""
-        try:
-            t = read_transform(path)
-            matrix, translation = transform_to_matrix(t)
-        except (MPIViewerError, OSError, RuntimeError) as exc:
-            show_error(f"{path}: {exc}")
-            return False
-        self.loaded_transform = (np.asarray(matrix, float), np.asarray(translation, float), t)
-        show_info(f"Fiducial registration: loaded {path}; choose a layer and press Apply loaded")
-        return True
-
-    def apply_loaded(self, layer_name: str) -> bool:
-        """Draw a layer through the loaded transform (e.g. a scan in the same holder)."""
-        layer = self._layer(layer_name)
-        if self.loaded_transform is None or layer is None:
-            show_error("Fiducial registration: load a .tfm and choose a layer first")
-            return False
-        matrix, translation, t = self.loaded_transform
-        try:
-            if self.pairs is not None and layer is self.pairs.moving_image:
-                self._draw(matrix, translation, t)
-            elif layer is self.ctl.mpi:
-                self.ctl.register(matrix, translation, source="file")
-                self.transform = (matrix, translation, t)
-            else:
-                apply_registration(
-                    layer, matrix, translation, fixed_name=self.fixed_combo.currentText()
-                )
-        except Exception as exc:  # noqa: BLE001
-            show_error(
-                f"Fiducial registration: cannot apply the transform to {layer_name!r}: {exc}"
-            )
-            return False
-        return True
-
-    def _ask_save(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save transform", "fixed_to_moving.tfm", "ITK transform (*.tfm)"
-        )
-        if path:
-            self.save_transform(path)
-
-    def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Load transform", "", "ITK transform (*.tfm *.txt)"
-        )
-        if path:
-            self.load_transform(path)
-
-    # ------------------------------------------------------- resample, refine
-    def _sitk_transform(self):
-        src = self.transform[2]
-        return src.to_sitk() if hasattr(src, "to_sitk") else src
-
-    def resample(self):
-        """Add the moving image resampled on the fixed grid (linear; display only)."""
-        if self.pairs is None or self.transform is None:
-            show_error("Fiducial registration: no transform yet (click at least 3 pairs)")
-            return None
-        try:
-            vol = resample_to_fixed(
-                volume_from_layer(self.pairs.moving_image),
-                volume_from_layer(self.pairs.fixed_image),
-                self._sitk_transform(),
-            )
-            return add_volume(
-                self.viewer, vol, name=f"{self.pairs.moving_image.name} resampled (display only)"
-            )
-        except Exception as exc:  # noqa: BLE001
-            show_error(f"Fiducial registration: resampling failed: {exc}")
-            return None
-
-    @property
-    def refining(self) -> bool:
-        return self._worker is not None
-
-    def refine(self):
-        """Refine the current transform by intensity in a worker thread; returns the worker.
-
-        Tests wait with ``qtbot.waitUntil(lambda: not dock.refining)``.
-        """
-        if self.pairs is None or self.transform is None or self._worker is not None:
-            show_error("Fiducial registration: refinement needs a landmark fit first")
-            return None
-        from napari.qt.threading import thread_worker
-        from napari.utils import progress
-
-        reg = _reg()
-        fixed = volume_from_layer(self.pairs.fixed_image)
-        moving = volume_from_layer(self.pairs.moving_image)
-        initial = self._sitk_transform()
-        self._stop = False
-        self._progress = 0.0
-
-        def on_progress(fraction, *args):
-            self._progress = float(fraction)
-
-        model = "affine" if self.model_combo.currentText() == "affine" else "rigid"
-        spacing_mm = max(1.0, *moving.spacing_mm)  # the MPI resolution is ~1 mm or coarser
-
-        @thread_worker
-        def work():
-            try:  # errors come back as values: the dock reports them, not napari's relay
-                return True, reg.refine_intensity(
-                    fixed,
-                    moving,
-                    initial,
-                    model=model,
-                    progress=on_progress,
-                    should_stop=lambda: self._stop,
-                    working_spacing_mm=spacing_mm,
-                )
-            except Exception as exc:  # noqa: BLE001
-                return False, exc
-
-        self._pbar = progress(total=100, desc="Refining registration (intensity)")
-        self._pbar_n = 0
-        worker = work()
-        worker.returned.connect(self._refined)
-        worker.finished.connect(self._refine_done)
-        self._worker = worker
-        self.refine_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self._poll.start()
-        worker.start()
-        return worker
-
-    def cancel_refine(self) -> None:
-        """Ask the running refinement to stop (it ends at its next iteration)."""
-        self._stop = True
-
-    def _poll_progress(self) -> None:
-        n = int(min(max(self._progress, 0.0), 1.0) * 100)
-        if n > self._pbar_n:
-            self._pbar.update(n - self._pbar_n)
-            self._pbar_n = n
-
-    def _refined(self, outcome) -> None:
-        ok, result = outcome
-        if not ok:
-            self._refine_failed(result)
-            return
-        if self.pairs is None or not self.pairs.alive():
-            return
-        t = getattr(result, "transform", result)
-        try:
-            matrix, translation = transform_to_matrix(t)
-            self._draw(matrix, translation, t)
-            show_info(
-                "Fiducial registration: refined by intensity; FRE in the table is of the landmark fit"
-            )
-        except Exception as exc:  # noqa: BLE001
-            show_error(f"Fiducial registration: refinement result unusable: {exc}")
-
-    def _refine_failed(self, exc) -> None:
-        if isinstance(exc, CancelledError) or self._stop:
-            show_info("Fiducial registration: refinement cancelled; the landmark fit is kept")
-        else:
-            show_error(f"Fiducial registration: refinement failed: {exc}")
-
-    def _refine_done(self) -> None:
-        self._poll.stop()
-        self._pbar.close()
-        self._worker = None
-        self.refine_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
