@@ -98,7 +98,9 @@ def main() -> int:
 
         ref_ms.append(hb.longest_gap_ms(step))
         viewer.layers.remove("reference")
-    print(f"{'click':<10}{'clicking mode (ms)':>20}{'synchronous (ms)':>18}{'napari add_labels (ms)':>24}")
+    print(
+        f"{'click':<10}{'clicking mode (ms)':>20}{'synchronous (ms)':>18}{'napari add_labels (ms)':>24}"
+    )
     for name, a, s, r in zip(SOURCES, async_ms, sync_ms, ref_ms, strict=True):
         rows.append((name, a, s, r))
         print(f"{name:<10}{a:>20.0f}{s:>18.0f}{r:>24.0f}")

@@ -246,9 +246,8 @@ def test_fiducial_dock_mold_mode_moves_the_mpi_not_the_mri(
     """`mpi-viewer`, File > Open the MPI first, then the MRI; the Fiducial registration
     dock in Mold mode: Detect draws the MPI on the MRI, the MRI stays where it is, the
     found fiducials are not left in add mode and are not shown twice."""
-    from qtpy.QtCore import Qt
-
     from mpi_viewer.plugins._launch import prepare
+    from qtpy.QtCore import Qt
 
     viewer = make_napari_viewer(show=True)
     reg = _by_class(prepare(viewer), "RegistrationDock")

@@ -141,7 +141,9 @@ def test_panel_uses_the_study_images_and_alone_moves_the_mpi(make_napari_viewer)
     embedded = MoldPanel(viewer, embedded=True)
     assert embedded.fixed_combo.isHidden() and embedded.moving_combo.isHidden()
     panel = MoldPanel(viewer)
-    assert panel.fixed_combo.currentText() == "anatomy" and panel.moving_combo.currentText() == "iron"
+    assert (
+        panel.fixed_combo.currentText() == "anatomy" and panel.moving_combo.currentText() == "iron"
+    )
     assert [panel.moving_combo.itemText(i) for i in range(panel.moving_combo.count())] == ["iron"]
     panel.detect(block=True)
     assert panel.error is None
