@@ -174,7 +174,11 @@ def _cmd_register(args) -> int:
         )
     out = Path(args.output)
     template = args.template if args.template and Path(args.template).is_file() else None
-    _guard(args, {"-o": out}, [args.fixed, args.moving, args.fixed_points, args.moving_points, template])
+    _guard(
+        args,
+        {"-o": out},
+        [args.fixed, args.moving, args.fixed_points, args.moving_points, template],
+    )
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     if args.template:

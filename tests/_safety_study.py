@@ -61,7 +61,9 @@ def make_study(folder: Path) -> dict[str, Path]:
         '"gradient_T_per_m": 5.7, "drive_frequency_kHz": 45.0}}\n',
         encoding="utf-8",
     )
-    rows = ["name,x,y,z,iron_ug"] + [f"{n},{c[0]},{c[1]},{c[2]},{ug}" for n, (c, ug) in PHANTOMS.items()]
+    rows = ["name,x,y,z,iron_ug"] + [
+        f"{n},{c[0]},{c[1]},{c[2]},{ug}" for n, (c, ug) in PHANTOMS.items()
+    ]
     paths["phantoms"] = folder / "phantoms.csv"
     paths["phantoms"].write_text("\n".join(rows) + "\n", encoding="utf-8")
     pts = ["name,x,y,z", "a,4,4,4", "b,28,4,4", "c,4,28,4", "d,4,4,28"]
@@ -132,7 +134,12 @@ def cli(argv, *, cwd=None, timeout=60, env=None) -> subprocess.CompletedProcess:
     """``mpi-viewer ARGV`` in a fresh process (for aborts, hangs and kills)."""
     e = dict(os.environ, **(env or {}))
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from mpi_viewer.cli import main; sys.exit(main())", *argv],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from mpi_viewer.cli import main; sys.exit(main())",
+            *argv,
+        ],
         cwd=cwd,
         capture_output=True,
         timeout=timeout,

@@ -121,7 +121,16 @@ def test_quantify_2d_array_with_spacing_flag(tmp_path, capsys):
     # a 3-D seed on the 2-D image
     assert (
         main(
-            ["quantify", str(p), "--seed=10,8,0", "--spacing-mm", "0.3125,0.3125", "-o", str(out), "--overwrite"]
+            [
+                "quantify",
+                str(p),
+                "--seed=10,8,0",
+                "--spacing-mm",
+                "0.3125,0.3125",
+                "-o",
+                str(out),
+                "--overwrite",
+            ]
         )
         == 2
     )

@@ -38,7 +38,17 @@ def st(template_study, tmp_path):
 def _session(st, capfd):
     s = st["mpi"].parent / "s.json"
     rc, _, err = run_main(
-        ["quantify", st["mpi"], SEED, "--phantoms", st["phantoms"], "-o", st["mpi"].parent / "s.csv", "--save-session", s],
+        [
+            "quantify",
+            st["mpi"],
+            SEED,
+            "--phantoms",
+            st["phantoms"],
+            "-o",
+            st["mpi"].parent / "s.csv",
+            "--save-session",
+            s,
+        ],
         capfd,
     )
     assert rc == 0, err
@@ -53,14 +63,33 @@ def _commands(st, s, out: Path):
         "quantify --masks": [*q, "-o", out / "r.csv", "--masks", out / "m.nii.gz"],
         "quantify --save-session": [*q, "-o", out / "r.csv", "--save-session", out / "s2.json"],
         "calibrate": ["calibrate", st["mpi"], "--phantoms", st["phantoms"], "-o", out / "c.json"],
-        "register": ["register", st["mri"], st["mpi"], "--fixed-points", st["points"], "--moving-points", st["points"], "-o", out / "t.tfm"],
+        "register": [
+            "register",
+            st["mri"],
+            st["mpi"],
+            "--fixed-points",
+            st["points"],
+            "--moving-points",
+            st["points"],
+            "-o",
+            out / "t.tfm",
+        ],
         "replay -o": ["replay", s, "-o", out / "r.csv"],
         "report": ["report", s, "-o", out / "report"],
         "demo --write": ["demo", "--write", out / "demo"],
     }
 
 
-KINDS = ["quantify -o", "quantify --masks", "quantify --save-session", "calibrate", "register", "replay -o", "report", "demo --write"]
+KINDS = [
+    "quantify -o",
+    "quantify --masks",
+    "quantify --save-session",
+    "calibrate",
+    "register",
+    "replay -o",
+    "report",
+    "demo --write",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -70,8 +99,14 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_output(st, capfd, monkeypatch
     out = st["mpi"].parent / "out"
     out.mkdir()
     argv = _commands(st, s, out)[kind]
-    old = {"quantify -o": "r.csv", "quantify --masks": "m.nii.gz", "quantify --save-session": "s2.json",
-           "calibrate": "c.json", "register": "t.tfm", "replay -o": "r.csv"}.get(kind)
+    old = {
+        "quantify -o": "r.csv",
+        "quantify --masks": "m.nii.gz",
+        "quantify --save-session": "s2.json",
+        "calibrate": "c.json",
+        "register": "t.tfm",
+        "replay -o": "r.csv",
+    }.get(kind)
     if old:  # an older output of the same name, kept whole (the user asked to replace it)
         (out / old).write_text("old output\n", encoding="utf-8")
     argv = [*argv, "--overwrite"]
@@ -96,7 +131,9 @@ def _small_tmpfs(tmp_path, *, read_only=False):
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root to mount a small tmpfs (the ENOSPC shim covers full disks)")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     try:
@@ -216,7 +253,9 @@ def _check_whole(kind, target: Path, study: Path):
         return "absent"
     if kind == "csv":
         lines = target.read_text(encoding="utf-8").splitlines()
-        assert len(lines) == 3001 and len({ln.split(",")[1] for ln in lines[1:]}) == 1, "mixed or partial CSV"
+        assert len(lines) == 3001 and len({ln.split(",")[1] for ln in lines[1:]}) == 1, (
+            "mixed or partial CSV"
+        )
     elif kind == "points":
         from mpi_viewer.io.points import read_points_csv
 
@@ -250,8 +289,19 @@ def _check_whole(kind, target: Path, study: Path):
 
 
 def _target(kind, folder: Path) -> Path:
-    return folder / {"csv": "o.csv", "points": "p.csv", "session": "o.json", "calibration": "c2.json",
-                     "transform": "o.tfm", "image": "o.nii.gz", "volume": "v.nii.gz", "report": "rep"}[kind]
+    return (
+        folder
+        / {
+            "csv": "o.csv",
+            "points": "p.csv",
+            "session": "o.json",
+            "calibration": "c2.json",
+            "transform": "o.tfm",
+            "image": "o.nii.gz",
+            "volume": "v.nii.gz",
+            "report": "rep",
+        }[kind]
+    )
 
 
 def _spawn(kind, target, tag, study, loops):
@@ -265,7 +315,10 @@ def _spawn(kind, target, tag, study, loops):
 @pytest.fixture
 def study_with_files(st, capfd):
     _session(st, capfd)
-    rc, _, err = run_main(["calibrate", st["mpi"], "--phantoms", st["phantoms"], "-o", st["mpi"].parent / "c.json"], capfd)
+    rc, _, err = run_main(
+        ["calibrate", st["mpi"], "--phantoms", st["phantoms"], "-o", st["mpi"].parent / "c.json"],
+        capfd,
+    )
     assert rc == 0, err
     return st["mpi"].parent
 
@@ -286,7 +339,11 @@ def test_kill_9_during_every_kind_of_save(study_with_files, tmp_path):
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
             outcomes[(rnd, kind)] = _check_whole(kind, _target(kind, folder), study_with_files)
-            leftovers = [f.name for f in folder.iterdir() if f.name != _target(kind, folder).name and f.name.startswith(".")]
+            leftovers = [
+                f.name
+                for f in folder.iterdir()
+                if f.name != _target(kind, folder).name and f.name.startswith(".")
+            ]
             for f in leftovers:  # a killed writer's temporary file: hidden, never the output
                 assert not f.startswith(_target(kind, folder).name)
     assert sum(v == "whole" for v in outcomes.values()) >= len(KILL_KINDS) // 2, outcomes
@@ -314,12 +371,17 @@ def test_two_quantify_commands_to_one_csv(st, tmp_path):
     out = tmp_path / "same.csv"
     argv = ["quantify", str(st["mpi"]), SEED, "--phantoms", str(st["phantoms"]), "-o", str(out)]
     base = [sys.executable, "-c", "import sys; from mpi_viewer.cli import main; sys.exit(main())"]
-    procs = [subprocess.Popen(base + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(base + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     codes = []
     for p in procs:
         _, err = p.communicate(timeout=120)
         codes.append(p.returncode)
-        assert p.returncode == 0 or (p.returncode == 2 and "exists" in one_line_error(err.decode())), err.decode()
+        assert p.returncode == 0 or (
+            p.returncode == 2 and "exists" in one_line_error(err.decode())
+        ), err.decode()
     assert 0 in codes
     rows = out.read_text(encoding="utf-8").splitlines()
     assert len(rows) == 2 and rows[0].startswith("name,")

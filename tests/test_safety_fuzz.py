@@ -33,7 +33,9 @@ JSON = st.recursive(
     | st.integers(-(10**20), 10**20)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -93,7 +95,15 @@ def small_nifti(tmp_path_factory):
             "acquisition": JSON
             | st.dictionaries(
                 st.sampled_from(
-                    ["tracer", "gradient_T_per_m", "drive_frequency_kHz", "drive_amplitude_mT", "averages", "mode", "scanner"]
+                    [
+                        "tracer",
+                        "gradient_T_per_m",
+                        "drive_frequency_kHz",
+                        "drive_amplitude_mT",
+                        "averages",
+                        "mode",
+                        "scanner",
+                    ]
                 ),
                 JSON,
                 max_size=4,
@@ -117,7 +127,10 @@ def calibration_dict():
     from mpi_viewer.calibration.phantoms import CalibrationPoint
     from mpi_viewer.calibration.record import Calibration
 
-    pts = [CalibrationPoint(name=f"p{i}", iron_ug=float(i), signal=10.0 * i + 0.1 * (-1) ** i) for i in range(1, 6)]
+    pts = [
+        CalibrationPoint(name=f"p{i}", iron_ug=float(i), signal=10.0 * i + 0.1 * (-1) ** i)
+        for i in range(1, 6)
+    ]
     return Calibration.from_points("c", pts).to_dict()
 
 
@@ -163,7 +176,24 @@ def test_calibration_json(tmp_path, calibration_dict, data):
 
 
 # -- .npy ---------------------------------------------------------------------------------------
-DTYPES = ["<f4", ">f4", "<f8", ">f8", "<i2", ">u2", "u1", "|b1", "<f2", "<c8", "<m8[s]", "<M8[D]", "|O", "<U3", "<g", "V4"]
+DTYPES = [
+    "<f4",
+    ">f4",
+    "<f8",
+    ">f8",
+    "<i2",
+    ">u2",
+    "u1",
+    "|b1",
+    "<f2",
+    "<c8",
+    "<m8[s]",
+    "<M8[D]",
+    "|O",
+    "<U3",
+    "<g",
+    "V4",
+]
 
 
 @FUZZ
@@ -192,7 +222,12 @@ FIELD = (
 
 
 @FUZZ
-@given(size=FIELD, fov=FIELD, centre=FIELD, data_shape=st.lists(st.integers(0, 40), min_size=1, max_size=3))
+@given(
+    size=FIELD,
+    fov=FIELD,
+    centre=FIELD,
+    data_shape=st.lists(st.integers(0, 40), min_size=1, max_size=3),
+)
 def test_mdf_fields(tmp_path, size, fov, centre, data_shape):
     import h5py
 
@@ -208,7 +243,9 @@ def test_mdf_fields(tmp_path, size, fov, centre, data_shape):
 
 # -- MetaImage headers --------------------------------------------------------------------------------
 NUMS = st.lists(
-    st.sampled_from(["0", "1", "-1", "2.5", "inf", "-inf", "nan", "1e300", "abc", "99999999999"]), min_size=0, max_size=4
+    st.sampled_from(["0", "1", "-1", "2.5", "inf", "-inf", "nan", "1e300", "abc", "99999999999"]),
+    min_size=0,
+    max_size=4,
 ).map(" ".join)
 
 
@@ -217,17 +254,22 @@ NUMS = st.lists(
     dims=NUMS,
     spacing=NUMS,
     offset=NUMS,
-    matrix=st.lists(st.sampled_from(["0", "1", "-1", "0.5", "nan"]), min_size=9, max_size=9).map(" ".join),
+    matrix=st.lists(st.sampled_from(["0", "1", "-1", "0.5", "nan"]), min_size=9, max_size=9).map(
+        " ".join
+    ),
     etype=st.sampled_from(["MET_FLOAT", "MET_UCHAR", "MET_DOUBLE", "MET_NOPE", "MET_LONG_LONG"]),
-    datafile=st.sampled_from(["m.raw", "../m.raw", "/etc/passwd", "LOCAL", "missing.raw", "m.raw.gz"]),
+    datafile=st.sampled_from(
+        ["m.raw", "../m.raw", "/etc/passwd", "LOCAL", "missing.raw", "m.raw.gz"]
+    ),
 )
 def test_metaimage_headers(small_nifti, dims, spacing, offset, matrix, etype, datafile):
     h = small_nifti.parent / "fz.mhd"
     h.write_text(
         f"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
         f"TransformMatrix = {matrix}\nOffset = {offset}\nElementSpacing = {spacing}\nDimSize = {dims}\n"
-        f"ElementType = {etype}\nElementDataFile = {datafile}\n"
-    , encoding="utf-8")
+        f"ElementType = {etype}\nElementDataFile = {datafile}\n",
+        encoding="utf-8",
+    )
     try:
         _keeps_promise(h, _read_volume)
     finally:
@@ -237,7 +279,26 @@ def test_metaimage_headers(small_nifti, dims, spacing, offset, matrix, etype, da
 # -- CSV inputs ---------------------------------------------------------------------------------------
 CSV_TEXT = st.lists(
     st.lists(
-        st.sampled_from(["name", "x", "y", "z", "iron_ug", "a", "1", "-2.5", "nan", "inf", "", '"q,"', "1e999", "x" * 200_000, "é", "\x00"]),
+        st.sampled_from(
+            [
+                "name",
+                "x",
+                "y",
+                "z",
+                "iron_ug",
+                "a",
+                "1",
+                "-2.5",
+                "nan",
+                "inf",
+                "",
+                '"q,"',
+                "1e999",
+                "x" * 200_000,
+                "é",
+                "\x00",
+            ]
+        ),
         min_size=0,
         max_size=6,
     ).map(",".join),

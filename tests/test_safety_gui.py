@@ -23,13 +23,20 @@ def test_saving_x_json_keeps_someone_elses_x_tfm(make_napari_viewer, tmp_path, c
 
     st = make_study(tmp_path / "study")
     folder = st["mpi"].parent
-    rc, _, err = run_main(["quantify", st["mpi"], SEED, "-o", folder / "r.csv", "--save-session", folder / "s.json"], capfd)
+    rc, _, err = run_main(
+        ["quantify", st["mpi"], SEED, "-o", folder / "r.csv", "--save-session", folder / "s.json"],
+        capfd,
+    )
     assert rc == 0, err
     s = S.load_session(folder / "s.json")
     s.inputs.append(S.input_file(st["mri"], folder / "s.json", role="mri", modality="MRI"))
     s.registration = S.RegistrationSection(
-        fixed="mri", moving="mpi", method="transform", model="rigid",
-        matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]], translation=[0.5, 0.0, 0.0],
+        fixed="mri",
+        moving="mpi",
+        method="transform",
+        model="rigid",
+        matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        translation=[0.5, 0.0, 0.0],
     )
     P.compute_and_save(s, folder / "s.json")
 

@@ -81,7 +81,17 @@ def _reader_no_layers():
 def _save(st, capfd, *, image="mhd", name="s.json"):
     s = st["mpi"].parent / name
     rc, _, err = run_main(
-        ["quantify", st[image], SEED, "--phantoms", st["phantoms"], "-o", s.with_suffix(".csv"), "--save-session", s],
+        [
+            "quantify",
+            st[image],
+            SEED,
+            "--phantoms",
+            st["phantoms"],
+            "-o",
+            s.with_suffix(".csv"),
+            "--save-session",
+            s,
+        ],
         capfd,
     )
     assert rc == 0, err
@@ -108,7 +118,9 @@ def _detached_header(st, header, key, value):
         sitk.WriteImage(sitk.ReadImage(str(st["mpi"])), str(folder / "n.nhdr"))
     h = folder / header
     sep = " = " if header.endswith(".mhd") else ": "
-    text = re.sub(rf"^{key}\s*[:=].*$", f"{key}{sep}{value}", h.read_text(encoding="utf-8"), flags=re.M)
+    text = re.sub(
+        rf"^{key}\s*[:=].*$", f"{key}{sep}{value}", h.read_text(encoding="utf-8"), flags=re.M
+    )
     h.write_text(text, encoding="utf-8")
     return h
 
@@ -116,7 +128,12 @@ def _detached_header(st, header, key, value):
 @pytest.mark.parametrize("case", DETACHED, ids=[c[0] for c in DETACHED])
 def test_detached_data_outside_the_header_folder_is_refused(st, capfd, case):
     h = _detached_header(st, *case[1:])
-    line = refused(["quantify", h, SEED, "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="outside")
+    line = refused(
+        ["quantify", h, SEED, "-o", st["mpi"].parent / "r.csv"],
+        st["mpi"].parent,
+        capfd,
+        words="outside",
+    )
     assert h.name in line
     _refused_in_napari(h, "outside")
 
@@ -126,7 +143,12 @@ def test_a_symlinked_data_file_pointing_outside_is_refused(st, capfd, tmp_path):
     outside.write_bytes(st["raw"].read_bytes())
     st["raw"].unlink()
     st["raw"].symlink_to(outside)
-    refused(["quantify", st["mhd"], SEED, "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="outside")
+    refused(
+        ["quantify", st["mhd"], SEED, "-o", st["mpi"].parent / "r.csv"],
+        st["mpi"].parent,
+        capfd,
+        words="outside",
+    )
 
 
 def test_detached_data_and_sidecars_are_hashed_inputs(st, capfd):
@@ -144,7 +166,11 @@ def test_detached_data_and_sidecars_are_hashed_inputs(st, capfd):
     line = refused(["replay", s], st["mpi"].parent, capfd, words="changed")
     assert "mpi.raw" in line
     st["raw"].write_bytes(bytes(raw[:100]) + bytes([raw[100] ^ 0x40]) + bytes(raw[101:]))
-    for key, value in (("tracer", "Perimag"), ("gradient_T_per_m", 3.0), ("drive_frequency_kHz", 25.0)):
+    for key, value in (
+        ("tracer", "Perimag"),
+        ("gradient_T_per_m", 3.0),
+        ("drive_frequency_kHz", 25.0),
+    ):
         sc = json.loads(st["sidecar"].read_text(encoding="utf-8"))
         saved = st["sidecar"].read_text(encoding="utf-8")
         sc["acquisition"][key] = value
@@ -156,13 +182,21 @@ def test_detached_data_and_sidecars_are_hashed_inputs(st, capfd):
     assert rc == 0, err
 
 
-def test_templates_resolve_against_the_session_folder_and_outside_ones_are_named_first(st, capfd, tmp_path):
+def test_templates_resolve_against_the_session_folder_and_outside_ones_are_named_first(
+    st, capfd, tmp_path
+):
     s = _save(st, capfd, image="mpi")
     d = json.loads(s.read_text(encoding="utf-8"))
     from mpi_viewer.study.session import input_file
 
     d["inputs"].append(input_file(st["mri"], s, role="mri", modality="MRI").to_dict())
-    d["registration"] = {"fixed": "mri", "moving": "mpi", "method": "template", "model": "rigid", "template": "tpl/mold.json"}
+    d["registration"] = {
+        "fixed": "mri",
+        "moving": "mpi",
+        "method": "template",
+        "model": "rigid",
+        "template": "tpl/mold.json",
+    }
     (st["mpi"].parent / "tpl").mkdir()
     (st["mpi"].parent / "tpl" / "mold.json").write_text("{not json", encoding="utf-8")
     s.write_text(json.dumps(d), encoding="utf-8")
@@ -190,20 +224,119 @@ def _fifo(path: Path) -> Path:
 
 
 SPECIAL = [
-    ("FIFO image", lambda st: ["quantify", _fifo(st["mpi"].parent / "f.nii"), SEED, "-o", "{d}/r.csv"], "pipe"),
-    ("FIFO phantoms", lambda st: ["quantify", st["mpi"], SEED, "--phantoms", _fifo(st["mpi"].parent / "f.csv"), "-o", "{d}/r.csv"], "pipe"),
-    ("FIFO points", lambda st: ["register", st["mri"], st["mpi"], "--fixed-points", _fifo(st["mpi"].parent / "f.csv"), "--moving-points", st["points"], "-o", "{d}/t.tfm"], "pipe"),
-    ("FIFO calibration", lambda st: ["quantify", st["mpi"], SEED, "--calibration", _fifo(st["mpi"].parent / "f.json"), "-o", "{d}/r.csv"], "pipe"),
+    (
+        "FIFO image",
+        lambda st: ["quantify", _fifo(st["mpi"].parent / "f.nii"), SEED, "-o", "{d}/r.csv"],
+        "pipe",
+    ),
+    (
+        "FIFO phantoms",
+        lambda st: [
+            "quantify",
+            st["mpi"],
+            SEED,
+            "--phantoms",
+            _fifo(st["mpi"].parent / "f.csv"),
+            "-o",
+            "{d}/r.csv",
+        ],
+        "pipe",
+    ),
+    (
+        "FIFO points",
+        lambda st: [
+            "register",
+            st["mri"],
+            st["mpi"],
+            "--fixed-points",
+            _fifo(st["mpi"].parent / "f.csv"),
+            "--moving-points",
+            st["points"],
+            "-o",
+            "{d}/t.tfm",
+        ],
+        "pipe",
+    ),
+    (
+        "FIFO calibration",
+        lambda st: [
+            "quantify",
+            st["mpi"],
+            SEED,
+            "--calibration",
+            _fifo(st["mpi"].parent / "f.json"),
+            "-o",
+            "{d}/r.csv",
+        ],
+        "pipe",
+    ),
     ("FIFO session", lambda st: ["replay", _fifo(st["mpi"].parent / "f.json")], "file"),
-    ("FIFO sidecar", lambda st: ["quantify", st["mpi"], SEED, "-o", "{d}/r.csv"] if _fifo(st["sidecar"]) else [], "pipe"),
-    ("FIFO saturation curve", lambda st: ["quantify", st["mpi"], SEED, "--saturation-curve", _fifo(st["mpi"].parent / "f.csv"), "-o", "{d}/r.csv"], "pipe"),
-    ("FIFO mask", lambda st: ["quantify", st["mpi"], "--mask", _fifo(st["mpi"].parent / "m.nii.gz"), "-o", "{d}/r.csv"], "pipe"),
-    ("FIFO transform data (mhd raw)", lambda st: ["quantify", st["mhd"], SEED, "-o", "{d}/r.csv"] if _fifo(st["raw"]) else [], "pipe"),
-    ("/dev/zero image", lambda st: ["quantify", "/dev/zero", SEED, "--spacing-mm", "1,1,1", "-o", "{d}/r.csv"], "device"),
-    ("/dev/zero phantoms", lambda st: ["quantify", st["mpi"], SEED, "--phantoms", "/dev/zero", "-o", "{d}/r.csv"], "device"),
-    ("/dev/zero points", lambda st: ["register", st["mri"], st["mpi"], "--fixed-points", "/dev/zero", "--moving-points", st["points"], "-o", "{d}/t.tfm"], "device"),
+    (
+        "FIFO sidecar",
+        lambda st: ["quantify", st["mpi"], SEED, "-o", "{d}/r.csv"] if _fifo(st["sidecar"]) else [],
+        "pipe",
+    ),
+    (
+        "FIFO saturation curve",
+        lambda st: [
+            "quantify",
+            st["mpi"],
+            SEED,
+            "--saturation-curve",
+            _fifo(st["mpi"].parent / "f.csv"),
+            "-o",
+            "{d}/r.csv",
+        ],
+        "pipe",
+    ),
+    (
+        "FIFO mask",
+        lambda st: [
+            "quantify",
+            st["mpi"],
+            "--mask",
+            _fifo(st["mpi"].parent / "m.nii.gz"),
+            "-o",
+            "{d}/r.csv",
+        ],
+        "pipe",
+    ),
+    (
+        "FIFO transform data (mhd raw)",
+        lambda st: ["quantify", st["mhd"], SEED, "-o", "{d}/r.csv"] if _fifo(st["raw"]) else [],
+        "pipe",
+    ),
+    (
+        "/dev/zero image",
+        lambda st: ["quantify", "/dev/zero", SEED, "--spacing-mm", "1,1,1", "-o", "{d}/r.csv"],
+        "device",
+    ),
+    (
+        "/dev/zero phantoms",
+        lambda st: ["quantify", st["mpi"], SEED, "--phantoms", "/dev/zero", "-o", "{d}/r.csv"],
+        "device",
+    ),
+    (
+        "/dev/zero points",
+        lambda st: [
+            "register",
+            st["mri"],
+            st["mpi"],
+            "--fixed-points",
+            "/dev/zero",
+            "--moving-points",
+            st["points"],
+            "-o",
+            "{d}/t.tfm",
+        ],
+        "device",
+    ),
     ("/dev/zero session", lambda st: ["replay", "/dev/zero"], "file"),
-    ("/dev/zero calibration", lambda st: ["quantify", st["mpi"], SEED, "--calibration", "/dev/zero", "-o", "{d}/r.csv"], "device"),
+    (
+        "/dev/zero calibration",
+        lambda st: ["quantify", st["mpi"], SEED, "--calibration", "/dev/zero", "-o", "{d}/r.csv"],
+        "device",
+    ),
 ]
 
 
@@ -248,12 +381,46 @@ def test_session_and_sizes_are_bounded(st, capfd):
     lab[4:28, 4:28, 4:28] = np.arange(1, 24**3 + 1).reshape(24, 24, 24)
     img = sitk.GetImageFromArray(lab)
     sitk.WriteImage(img, str(st["mpi"].parent / "labels.nii.gz"))
-    refused(["quantify", st["mpi"], "--mask", st["mpi"].parent / "labels.nii.gz", "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words=("13824", "limit"))
+    refused(
+        [
+            "quantify",
+            st["mpi"],
+            "--mask",
+            st["mpi"].parent / "labels.nii.gz",
+            "-o",
+            st["mpi"].parent / "r.csv",
+        ],
+        st["mpi"].parent,
+        capfd,
+        words=("13824", "limit"),
+    )
     # a CSV field over the limit, a JSON nested 10^5 deep
-    (st["mpi"].parent / "big.csv").write_text("name,x,y,z,iron_ug\n" + "a" * 2_000_000 + ",1,2,3,4\nb,1,2,3,4\n", encoding="utf-8")
-    refused(["quantify", st["mpi"], SEED, "--phantoms", st["mpi"].parent / "big.csv", "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="longer")
-    st["sidecar"].write_text('{"acquisition": ' + "[" * 100000 + "]" * 100000 + "}", encoding="utf-8")
-    refused(["quantify", st["mpi"], SEED, "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="deeper")
+    (st["mpi"].parent / "big.csv").write_text(
+        "name,x,y,z,iron_ug\n" + "a" * 2_000_000 + ",1,2,3,4\nb,1,2,3,4\n", encoding="utf-8"
+    )
+    refused(
+        [
+            "quantify",
+            st["mpi"],
+            SEED,
+            "--phantoms",
+            st["mpi"].parent / "big.csv",
+            "-o",
+            st["mpi"].parent / "r.csv",
+        ],
+        st["mpi"].parent,
+        capfd,
+        words="longer",
+    )
+    st["sidecar"].write_text(
+        '{"acquisition": ' + "[" * 100000 + "]" * 100000 + "}", encoding="utf-8"
+    )
+    refused(
+        ["quantify", st["mpi"], SEED, "-o", st["mpi"].parent / "r.csv"],
+        st["mpi"].parent,
+        capfd,
+        words="deeper",
+    )
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -264,7 +431,12 @@ def test_a_file_name_that_is_not_utf8_is_one_line_never_an_abort(st, tmp_path):
     sitk.WriteImage(sitk.ReadImage(str(st["mpi"])), str(st["mpi"].parent / "good.nii"))
     os.rename(st["mpi"].parent / "good.nii", bad)
     before = snapshot(st["mpi"].parent)
-    r = cli([os.fsdecode(x) for x in (b"quantify", bad, SEED.encode(), b"-o", os.fsencode(str(tmp_path / "r.csv")))])
+    r = cli(
+        [
+            os.fsdecode(x)
+            for x in (b"quantify", bad, SEED.encode(), b"-o", os.fsencode(str(tmp_path / "r.csv")))
+        ]
+    )
     assert r.returncode == 2, r
     line = one_line_error(r.stderr.decode("utf-8", "replace"))
     assert "UTF-8" in line
@@ -288,7 +460,9 @@ def _nifti_pixdim(st, values):
 
 def _mhd_field(st, field, value):
     p = st["mhd"]
-    p.write_text(re.sub(rf"^{field} = .*$", f"{field} = {value}", p.read_text(encoding="utf-8"), flags=re.M))
+    p.write_text(
+        re.sub(rf"^{field} = .*$", f"{field} = {value}", p.read_text(encoding="utf-8"), flags=re.M)
+    )
     return p
 
 
@@ -313,7 +487,11 @@ GEOMETRY = [
     ("MetaImage Offset inf", lambda st: _mhd_field(st, "Offset", "inf 0 0"), "Offset"),
     ("MetaImage Offset nan", lambda st: _mhd_field(st, "Offset", "0 nan 0"), "Offset"),
     ("MetaImage spacing 0", lambda st: _mhd_field(st, "ElementSpacing", "0 1 1"), "ElementSpacing"),
-    ("MetaImage matrix skew", lambda st: _mhd_field(st, "TransformMatrix", "1 0 0 1 1 0 0 0 1"), "orthonormal"),
+    (
+        "MetaImage matrix skew",
+        lambda st: _mhd_field(st, "TransformMatrix", "1 0 0 1 1 0 0 0 1"),
+        "orthonormal",
+    ),
     ("DICOM PixelSpacing 0\\0", lambda st: _dicom_spacing(st, ["0", "0"]), "PixelSpacing"),
 ]
 
@@ -321,25 +499,51 @@ GEOMETRY = [
 @pytest.mark.parametrize("case", GEOMETRY, ids=[c[0] for c in GEOMETRY])
 def test_impossible_geometry_is_refused_where_it_enters(st, capfd, case):
     p = case[1](st)
-    refused(["quantify", p, SEED, "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words=case[2])
+    refused(
+        ["quantify", p, SEED, "-o", st["mpi"].parent / "r.csv"],
+        st["mpi"].parent,
+        capfd,
+        words=case[2],
+    )
     _refused_in_napari(p, case[2])
 
 
 @pytest.mark.parametrize("spacing", ["0,0,0", "1,-1,1", "1,1,inf", "nan,1,1"])
 def test_spacing_flag_must_be_positive_and_finite(st, capfd, spacing):
     np.save(st["mpi"].parent / "plain.npy", np.zeros((8, 8, 8), np.float32) + 1)
-    refused(["quantify", st["mpi"].parent / "plain.npy", SEED, "--spacing-mm", spacing, "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="spacing")
+    refused(
+        [
+            "quantify",
+            st["mpi"].parent / "plain.npy",
+            SEED,
+            "--spacing-mm",
+            spacing,
+            "-o",
+            st["mpi"].parent / "r.csv",
+        ],
+        st["mpi"].parent,
+        capfd,
+        words="spacing",
+    )
 
 
 @pytest.mark.parametrize("slope", [-437.0, 0.0, float("inf"), float("nan")])
 def test_a_calibration_slope_must_be_positive_and_finite(st, capfd, slope):
-    rc, _, err = run_main(["calibrate", st["mpi"], "--phantoms", st["phantoms"], "-o", st["mpi"].parent / "c.json"], capfd)
+    rc, _, err = run_main(
+        ["calibrate", st["mpi"], "--phantoms", st["phantoms"], "-o", st["mpi"].parent / "c.json"],
+        capfd,
+    )
     assert rc == 0, err
     c = st["mpi"].parent / "c.json"
     d = json.loads(c.read_text(encoding="utf-8"))
     d["fit"]["slope"] = slope
     c.write_text(json.dumps(d), encoding="utf-8")
-    refused(["quantify", st["mpi"], SEED, "--calibration", c, "-o", st["mpi"].parent / "r.csv"], st["mpi"].parent, capfd, words="slope")
+    refused(
+        ["quantify", st["mpi"], SEED, "--calibration", c, "-o", st["mpi"].parent / "r.csv"],
+        st["mpi"].parent,
+        capfd,
+        words="slope",
+    )
 
 
 def test_library_chatter_stays_off_the_terminal(st, capfd):

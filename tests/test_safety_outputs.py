@@ -47,13 +47,30 @@ INPUT_TARGETS = [
     ("quantify -o phantoms", lambda st: _q(st, "-o", st["phantoms"])),
     ("quantify -o sidecar", lambda st: _q(st, "-o", st["sidecar"])),
     ("quantify -o image", lambda st: _q(st, "-o", st["mpi"])),
-    ("quantify --masks image", lambda st: _q(st, "-o", st["mpi"].parent / "r.csv", "--masks", st["mpi"])),
-    ("quantify --masks sidecar", lambda st: _q(st, "-o", st["mpi"].parent / "r.csv", "--masks", st["sidecar"])),
-    ("quantify --save-session phantoms", lambda st: _q(st, "-o", st["mpi"].parent / "r.csv", "--save-session", st["phantoms"])),
-    ("quantify --save-session image", lambda st: _q(st, "-o", st["mpi"].parent / "r.csv", "--save-session", st["mpi"])),
+    (
+        "quantify --masks image",
+        lambda st: _q(st, "-o", st["mpi"].parent / "r.csv", "--masks", st["mpi"]),
+    ),
+    (
+        "quantify --masks sidecar",
+        lambda st: _q(st, "-o", st["mpi"].parent / "r.csv", "--masks", st["sidecar"]),
+    ),
+    (
+        "quantify --save-session phantoms",
+        lambda st: _q(st, "-o", st["mpi"].parent / "r.csv", "--save-session", st["phantoms"]),
+    ),
+    (
+        "quantify --save-session image",
+        lambda st: _q(st, "-o", st["mpi"].parent / "r.csv", "--save-session", st["mpi"]),
+    ),
     ("quantify mhd -o raw", lambda st: ["quantify", st["mhd"], SEED, "-o", st["raw"]]),
     ("quantify mhd -o sidecar", lambda st: ["quantify", st["mhd"], SEED, "-o", st["sidecar"]]),
-    ("quantify -o same as --masks", lambda st: _q(st, "-o", st["mpi"].parent / "x.nii.gz", "--masks", st["mpi"].parent / "x.nii.gz")),
+    (
+        "quantify -o same as --masks",
+        lambda st: _q(
+            st, "-o", st["mpi"].parent / "x.nii.gz", "--masks", st["mpi"].parent / "x.nii.gz"
+        ),
+    ),
     ("calibrate -o image", lambda st: _cal(st, "-o", st["mpi"])),
     ("calibrate -o phantoms", lambda st: _cal(st, "-o", st["phantoms"])),
     ("calibrate -o sidecar", lambda st: _cal(st, "-o", st["sidecar"])),
@@ -68,13 +85,28 @@ INPUT_TARGETS = [
 @pytest.mark.parametrize("case", INPUT_TARGETS, ids=[c[0] for c in INPUT_TARGETS])
 def test_no_command_writes_over_an_input(st, capfd, case, overwrite):
     argv = case[1](st) + (["--overwrite"] if overwrite else [])
-    refused(argv, st["mpi"].parent, capfd, words=("overwrite" if "same" not in case[0] else "two outputs"))
+    refused(
+        argv,
+        st["mpi"].parent,
+        capfd,
+        words=("overwrite" if "same" not in case[0] else "two outputs"),
+    )
 
 
 def _session(st, capfd, name="s.json", image="mpi"):
     s = st["mpi"].parent / name
     rc, out, err = run_main(
-        ["quantify", st[image], SEED, "--phantoms", st["phantoms"], "-o", s.with_suffix(".csv"), "--save-session", s],
+        [
+            "quantify",
+            st[image],
+            SEED,
+            "--phantoms",
+            st["phantoms"],
+            "-o",
+            s.with_suffix(".csv"),
+            "--save-session",
+            s,
+        ],
         capfd,
     )
     assert rc == 0, err
@@ -93,8 +125,16 @@ def test_replay_and_report_never_write_over_the_session_or_its_inputs(st, capfd)
 
 EXISTING = [
     ("quantify", ".csv", lambda st, out: _q(st, "-o", out)),
-    ("quantify --masks", ".nii.gz", lambda st, out: _q(st, "-o", out.with_name("fresh.csv"), "--masks", out)),
-    ("quantify --save-session", ".json", lambda st, out: _q(st, "-o", out.with_name("fresh.csv"), "--save-session", out)),
+    (
+        "quantify --masks",
+        ".nii.gz",
+        lambda st, out: _q(st, "-o", out.with_name("fresh.csv"), "--masks", out),
+    ),
+    (
+        "quantify --save-session",
+        ".json",
+        lambda st, out: _q(st, "-o", out.with_name("fresh.csv"), "--save-session", out),
+    ),
     ("calibrate", ".json", lambda st, out: _cal(st, "-o", out)),
     ("register", ".tfm", lambda st, out: _reg(st, "-o", out)),
 ]
@@ -146,7 +186,11 @@ def test_outputs_that_cannot_be_files_are_one_line(st, capfd, case, cmd):
             target = folder / "phantoms.csv"  # a report folder that is a file
         argv = [cmd, s, "-o", target]
     else:
-        argv = {"quantify": _q(st, "-o", target), "calibrate": _cal(st, "-o", target), "register": _reg(st, "-o", target)}[cmd]
+        argv = {
+            "quantify": _q(st, "-o", target),
+            "calibrate": _cal(st, "-o", target),
+            "register": _reg(st, "-o", target),
+        }[cmd]
     before = snapshot(folder)
     rc, out, err = run_main(argv, capfd)
     assert rc == 2, (out, err)
@@ -175,8 +219,12 @@ def test_files_beside_a_session_never_replace_someone_elses(st, capfd):
     s = P.new_session(folder / "X.json", mpi=st["mpi"], phantoms=None, calibration_file=None)
     s.inputs.append(S.input_file(st["mri"], folder / "X.json", role="mri", modality="MRI"))
     s.registration = S.RegistrationSection(
-        fixed="mri", moving="mpi", method="transform", model="rigid",
-        matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]], translation=[0.0, 0.0, 0.0],
+        fixed="mri",
+        moving="mpi",
+        method="transform",
+        model="rigid",
+        matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        translation=[0.0, 0.0, 0.0],
     )
     P.compute_and_save(s, folder / "X.json")
     assert theirs.read_bytes() == before

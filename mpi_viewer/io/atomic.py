@@ -247,7 +247,9 @@ def atomic_write_text(
     return atomic_write_bytes(path, text.encode("utf-8"), replace=replace, mkdir=mkdir)
 
 
-def atomic_write_image(path: str | os.PathLike, image, *, compress: bool | None = None, mkdir: bool = False) -> Path:
+def atomic_write_image(
+    path: str | os.PathLike, image, *, compress: bool | None = None, mkdir: bool = False
+) -> Path:
     """Write a SimpleITK image atomically (format from the extension)."""
     import SimpleITK as sitk
 
@@ -267,7 +269,9 @@ def atomic_write_image(path: str | os.PathLike, image, *, compress: bool | None 
             except RuntimeError:
                 ok = False
         if not ok:
-            raise OutputError(f"{p}: cannot write: {_itk_reason(RuntimeError('incomplete image file'), p)}")
+            raise OutputError(
+                f"{p}: cannot write: {_itk_reason(RuntimeError('incomplete image file'), p)}"
+            )
 
     return atomic_write(p, _write, mkdir=mkdir)
 

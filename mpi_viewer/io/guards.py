@@ -183,7 +183,9 @@ def load_json_text(text: str, where: str, what: str = "JSON file"):
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"{where}: not valid JSON ({what}: {' '.join(str(exc).split())[:160]})") from None
+        raise InputError(
+            f"{where}: not valid JSON ({what}: {' '.join(str(exc).split())[:160]})"
+        ) from None
 
 
 def read_json_file(path: str | os.PathLike, what: str = "JSON file"):
@@ -352,9 +354,7 @@ def check_outputs(
     from mpi_viewer.io.atomic import check_writable_target
 
     items = (
-        list(outputs.items())
-        if isinstance(outputs, Mapping)
-        else [("output", o) for o in outputs]
+        list(outputs.items()) if isinstance(outputs, Mapping) else [("output", o) for o in outputs]
     )
     items = [(k, Path(v)) for k, v in items if v]
     in_files: list[Path] = []
@@ -382,9 +382,7 @@ def check_outputs(
         elif len(os.fsencode(out.name)) > 255:
             check_writable_target(out)  # the name's length, said the same way
         if out.exists() and not overwrite:
-            raise InputError(
-                f"{out}: {opt} exists already; choose another file or add --overwrite"
-            )
+            raise InputError(f"{out}: {opt} exists already; choose another file or add --overwrite")
 
 
 # -- physical validity ----------------------------------------------------------------------
@@ -406,7 +404,9 @@ def check_geometry(spacing, origin=None, direction=None, *, where: str) -> None:
             raise InputError(f"{where}: direction {tuple(d)} is not a finite square matrix")
         m = d.reshape(n, n)
         if not np.allclose(m @ m.T, np.eye(n), atol=1e-4):
-            raise InputError(f"{where}: direction matrix is not orthonormal (axes not at right angles or not unit length)")
+            raise InputError(
+                f"{where}: direction matrix is not orthonormal (axes not at right angles or not unit length)"
+            )
 
 
 def check_voxel_count(shape, where: str, *, itemsize: int = 4) -> None:
@@ -442,7 +442,9 @@ def _npy_header(p: Path):
             else:
                 shape, fortran, dtype = npf.read_array_header_2_0(f, max_header_size=1 << 16)
         except (ValueError, SyntaxError, TypeError, OverflowError, EOFError) as exc:
-            raise InputError(f"{p}: not a readable .npy file ({' '.join(str(exc).split())[:120]})") from None
+            raise InputError(
+                f"{p}: not a readable .npy file ({' '.join(str(exc).split())[:120]})"
+            ) from None
         return shape, dtype, f.tell()
 
 
@@ -464,12 +466,16 @@ def check_header_size(path: str | os.PathLike) -> None:
                     f"{p}: array of {dtype} values; numbers (integer or floating point) are expected"
                 )
             if dtype.itemsize > 8:
-                raise InputError(f"{p}: {dtype} values ({dtype.itemsize * 8}-bit) are not supported; save as float64 or float32")
+                raise InputError(
+                    f"{p}: {dtype} values ({dtype.itemsize * 8}-bit) are not supported; save as float64 or float32"
+                )
             check_voxel_count(shape, str(p))
             need = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
             have = p.stat().st_size
             if have < need:
-                raise InputError(f"{p}: truncated file ({have} of {need} bytes for an array of shape {tuple(shape)})")
+                raise InputError(
+                    f"{p}: truncated file ({have} of {need} bytes for an array of shape {tuple(shape)})"
+                )
         elif name.endswith((".nii", ".nii.gz")):
             import gzip
             import struct
@@ -491,7 +497,9 @@ def check_header_size(path: str | os.PathLike) -> None:
                         pixdim = struct.unpack(e + "8d", head[104:168])
                     else:
                         pixdim = struct.unpack(e + "8f", head[76:108])
-                    for axis, (n, d) in enumerate(zip(sizes[:3], pixdim[1:4], strict=False), start=1):
+                    for axis, (n, d) in enumerate(
+                        zip(sizes[:3], pixdim[1:4], strict=False), start=1
+                    ):
                         if n > 1 and not (math.isfinite(d) and d > 0):
                             raise InputError(
                                 f"{p}: voxel size pixdim[{axis}] = {d:g} mm; it must be positive and finite"
@@ -504,7 +512,9 @@ def check_header_size(path: str | os.PathLike) -> None:
                 try:
                     dims = [int(float(v)) for v in m.group(1).split()]
                 except (ValueError, OverflowError):
-                    raise InputError(f"{p}: DimSize {m.group(1).strip()!r} is not a list of whole numbers") from None
+                    raise InputError(
+                        f"{p}: DimSize {m.group(1).strip()!r} is not a list of whole numbers"
+                    ) from None
                 if any(d <= 0 for d in dims):
                     raise InputError(f"{p}: DimSize {m.group(1).strip()!r} must be positive")
                 check_voxel_count(dims, str(p))
@@ -518,7 +528,9 @@ def check_header_size(path: str | os.PathLike) -> None:
                 try:
                     dims = [int(v) for v in m.group(1).split()]
                 except ValueError:
-                    raise InputError(f"{p}: sizes {m.group(1).strip()!r} is not a list of whole numbers") from None
+                    raise InputError(
+                        f"{p}: sizes {m.group(1).strip()!r} is not a list of whole numbers"
+                    ) from None
                 if any(d <= 0 for d in dims):
                     raise InputError(f"{p}: sizes {m.group(1).strip()!r} must be positive")
                 check_voxel_count(dims, str(p))
@@ -532,7 +544,9 @@ def check_header_size(path: str | os.PathLike) -> None:
                     try:
                         v = [float(x) for x in vec.split(",")]
                     except ValueError:
-                        raise InputError(f"{p}: space directions ({vec}) is not a vector of numbers") from None
+                        raise InputError(
+                            f"{p}: space directions ({vec}) is not a vector of numbers"
+                        ) from None
                     norm = math.sqrt(sum(x * x for x in v))
                     if not math.isfinite(norm) or norm <= 0:
                         raise InputError(
@@ -581,7 +595,9 @@ def _check_mdf_size(p: Path) -> None:
     if size is not None:
         a = np.asarray(size)
         if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise InputError(f"{p}: /reconstruction/size {_short(a)} must hold whole numbers (nx, ny, nz)")
+            raise InputError(
+                f"{p}: /reconstruction/size {_short(a)} must hold whole numbers (nx, ny, nz)"
+            )
         if np.any(a <= 0):
             raise InputError(f"{p}: /reconstruction/size {_short(a)} must be positive")
         check_voxel_count([int(v) for v in a.ravel()], f"{p}: /reconstruction/size")

@@ -124,7 +124,11 @@ def read_volume(
             if not all(math.isfinite(x) for x in v) or (what == "--spacing-mm" and min(v) <= 0):
                 raise InputError(
                     f"{what} {','.join(f'{x:g}' for x in v)}: "
-                    + ("must be positive and finite" if what == "--spacing-mm" else "must be finite")
+                    + (
+                        "must be positive and finite"
+                        if what == "--spacing-mm"
+                        else "must be finite"
+                    )
                 )
     sidecar = read_sidecar(p)
     try:
@@ -163,7 +167,9 @@ def read_volume(
             vol.acquisition = Acquisition.from_dict(merged)
         except (TypeError, ValueError, OverflowError, AttributeError) as exc:
             detail = " ".join(str(exc).split())[:160]
-            raise InputError(f"{sidecar_path(p)}: 'acquisition' has a value of the wrong type ({detail})") from None
+            raise InputError(
+                f"{sidecar_path(p)}: 'acquisition' has a value of the wrong type ({detail})"
+            ) from None
     if modality is not None:
         if modality not in MODALITIES:
             raise InputError(f"modality {modality!r}: expected one of {', '.join(MODALITIES)}")

@@ -30,6 +30,7 @@ def write_transform(path: str | os.PathLike, transform) -> Path:
     p = Path(path)
     tx = _as_sitk(transform)
     suffix = "".join(p.suffixes[-1:]) or ".tfm"
+
     def _write(tmp: Path) -> None:
         from mpi_viewer.errors import OutputError
         from mpi_viewer.io.guards import quiet_native_output

@@ -208,7 +208,9 @@ def write_report(
         raise write_error(out, exc) from None
     except RuntimeError as exc:  # ITK writers (a full disk)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise InputError(f"{out}: cannot write the report ({' '.join(str(exc).split())[-160:]})") from None
+        raise InputError(
+            f"{out}: cannot write the report ({' '.join(str(exc).split())[-160:]})"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

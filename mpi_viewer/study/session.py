@@ -251,7 +251,10 @@ def _companions(value: Any, where: str) -> list[dict[str, str]]:
         w = _where(where, i)
         c = _obj(c, w)
         out.append(
-            {"path": _rel_path(c.get("path"), f"{w}.path"), "sha256": _sha256_text(c.get("sha256"), f"{w}.sha256")}
+            {
+                "path": _rel_path(c.get("path"), f"{w}.path"),
+                "sha256": _sha256_text(c.get("sha256"), f"{w}.sha256"),
+            }
         )
     return out
 
@@ -741,7 +744,10 @@ class Session:
         out = []
         for i in self.inputs:
             out.append((f"input {i.role}", i.path, i.sha256))
-            out += [(f"input {i.role} (file read with it)", c["path"], c["sha256"]) for c in i.companions]
+            out += [
+                (f"input {i.role} (file read with it)", c["path"], c["sha256"])
+                for c in i.companions
+            ]
         for r in self.rois:
             out += [(f"mask {m.name}", m.path, m.sha256) for m in r.masks]
         if self.registration is not None and self.registration.transform_file:
@@ -1020,7 +1026,9 @@ def save_session(session: Session, path: str | Path) -> Path:
         except (OSError, ValueError, RuntimeError):
             same = False
         if same:
-            raise InputError(f"{p}: the session would overwrite its own {what}; choose another name")
+            raise InputError(
+                f"{p}: the session would overwrite its own {what}; choose another name"
+            )
     session.modified = _now()
     session.software = software_versions()
     text = dumps_session(session)
