@@ -2,7 +2,6 @@
 registration) makes an ROI whose total signal matches the known PSF and iron; a bad
 click is a notification and the table keeps its rows."""
 
-
 import numpy as np
 import pytest
 
