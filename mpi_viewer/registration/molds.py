@@ -369,12 +369,19 @@ class Candidates:
         Equivalent-sphere diameter of the region above half maximum, mm.
     modality : str
         The modality the detector assumed.
+    edge_mm : (n,) ndarray or None
+        Distance from each centre to the nearest face of the image's field of view, mm.
+    truncated : (n,) bool ndarray or None
+        The well reaches beyond the field of view (``edge_mm`` below its radius plus one
+        voxel): only part of it is imaged, so its centre is biased inwards.
     """
 
     positions_mm: np.ndarray
     scores: np.ndarray
     sizes_mm: np.ndarray
     modality: str = "unknown"
+    edge_mm: np.ndarray | None = None
+    truncated: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.positions_mm)
@@ -436,7 +443,31 @@ def detect_fiducials(
         pos, scores, sizes = det.detect_spheres(
             volume, d, max_candidates, bright=(look == "bright")
         )
-    return Candidates(positions_mm=pos, scores=scores, sizes_mm=sizes, modality=mod)
+    edge = edge_distance_mm(volume, pos)
+    return Candidates(
+        positions_mm=pos,
+        scores=scores,
+        sizes_mm=sizes,
+        modality=mod,
+        edge_mm=edge,
+        truncated=edge < 0.5 * d + float(max(volume.spacing_mm)),
+    )
+
+
+def edge_distance_mm(volume: Volume, points_xyz) -> np.ndarray:
+    """Distance (mm) from each physical point to the nearest face of the image's field of view.
+
+    The field of view spans the voxels' outer edges (index −0.5 … size − 0.5 on each
+    axis); points outside get negative distances.
+    """
+    pts = np.asarray(points_xyz, dtype=float).reshape(-1, 3)
+    if len(pts) == 0:
+        return np.zeros(0)
+    idx = volume.physical_to_index(pts)  # (z, y, x)
+    shape = np.asarray(volume.shape, dtype=float)
+    sp = np.asarray(volume.spacing_mm, dtype=float)[::-1]
+    d = np.minimum(idx + 0.5, shape - 0.5 - idx) * sp
+    return d.min(axis=1)
 
 
 # -- matching -----------------------------------------------------------------------------
@@ -468,6 +499,9 @@ class MoldMatch:
         Fiducials matched by the best-scoring pose that differs from this one (0 if none).
     score : float
         Consensus Σ(1 − (r/tol)²) over matched fiducials; ``runner_up_score`` likewise.
+    cut_by_edge : list of str
+        Matched wells that reach beyond the image's field of view (their centres are
+        biased; a registration leaves them out of the fit when it can).
     alternatives : list of MoldMatch
         When ``ambiguous``: the other distinct poses that score within
         :data:`AMBIGUITY_MARGIN` of this one (best first, at most
@@ -490,6 +524,7 @@ class MoldMatch:
     score: float = 0.0
     runner_up_score: float = 0.0
     alternatives: list[MoldMatch] = field(default_factory=list, repr=False)
+    cut_by_edge: list[str] = field(default_factory=list)
 
     @property
     def matched_names(self) -> list[str]:
@@ -517,6 +552,7 @@ class MoldMatch:
             "runner_up": self.runner_up,
             "score": self.score,
             "runner_up_score": self.runner_up_score,
+            "cut_by_edge": list(self.cut_by_edge),
         }
 
     def template_to_image(self, points_mm) -> np.ndarray:
@@ -533,6 +569,8 @@ class MoldMatch:
         ]
         if self.missing:
             lines.append(f"  not found: {', '.join(self.missing)}")
+        if self.cut_by_edge:
+            lines.append(f"  cut by the edge of the field of view: {', '.join(self.cut_by_edge)}")
         lines.append(
             f"  ambiguous: {'YES' if self.ambiguous else 'no'} (score {self.score:.2f}; next different "
             f"pose {self.runner_up_score:.2f} with {self.runner_up} fiducials)"
@@ -580,7 +618,9 @@ def match_fiducials(
     from mpi_viewer.registration import _fiducial_match as fm
 
     template = load_template(template)
+    truncated = None
     if isinstance(candidates_mm, Candidates):
+        truncated = candidates_mm.truncated
         candidates_mm = candidates_mm.positions_mm
     cand = np.asarray(candidates_mm, dtype=float).reshape(-1, 3)
     if not (math.isfinite(tolerance_mm) and tolerance_mm > 0):
@@ -620,7 +660,11 @@ def match_fiducials(
                 runner, runner_score = h.n, h.score(tolerance_mm)
                 break
     common = dict(
-        template=template, cand=cand, tolerance_mm=float(tolerance_mm), tried=tried
+        template=template,
+        cand=cand,
+        tolerance_mm=float(tolerance_mm),
+        tried=tried,
+        truncated=truncated,
     )
     match = _as_match(best, ambiguous=ambiguous, runner=(runner, runner_score), **common)
     match.alternatives = [
@@ -635,7 +679,9 @@ def match_fiducials(
     return match
 
 
-def _as_match(h, *, template: Template, cand, tolerance_mm, tried, ambiguous, runner) -> MoldMatch:
+def _as_match(
+    h, *, template: Template, cand, tolerance_mm, tried, ambiguous, runner, truncated=None
+) -> MoldMatch:
     names = template.names
     pairs = {names[a]: int(c) for a, c in h.pairs}
     res = {names[a]: float(r) for (a, _c), r in zip(h.pairs, h.residuals, strict=True)}
@@ -655,6 +701,9 @@ def _as_match(h, *, template: Template, cand, tolerance_mm, tried, ambiguous, ru
         runner_up=runner[0],
         score=h.score(tolerance_mm),
         runner_up_score=runner[1],
+        cut_by_edge=[]
+        if truncated is None
+        else [n for n in order if bool(np.asarray(truncated)[pairs[n]])],
     )
 
 
@@ -724,6 +773,9 @@ class PoseCandidate:
         without a prior).
     score : float
         Sum of the two matches' consensus scores (a precisely matched well counts 1 per image).
+    cut_excluded : list of str
+        Wells cut by the edge of either image's field of view, left out of the fit
+        (their residuals are still reported) because enough whole wells remain.
     """
 
     rank: int
@@ -736,6 +788,7 @@ class PoseCandidate:
     rotation_deg: float
     within_prior: bool
     score: float
+    cut_excluded: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: wells, rotation between the scans, RMS FRE and residuals (mm)."""
@@ -754,6 +807,7 @@ class PoseCandidate:
             "rotation_deg": self.rotation_deg,
             "within_prior": bool(self.within_prior),
             "score": self.score,
+            "cut_excluded": list(self.cut_excluded),
             "rms_fre_mm": float(self.fit.rms_fre_mm),
             "residuals_mm": np.asarray(self.fit.residuals_mm, dtype=float).tolist(),
             "matrix": np.asarray(self.fit.matrix).tolist(),
@@ -915,6 +969,12 @@ class MoldRegistration:
             + ", ".join(f"{n} {r:.2f}" for n, r in zip(self.matched_names, res, strict=True))
             + f"; RMS FRE {float(self.fit.rms_fre_mm):.2f} mm"
         )
+        cut = self.candidates[self.chosen].cut_excluded if self.candidates else []
+        if cut:
+            lines.append(
+                f"left out of the fit: {', '.join(cut)} (cut by the edge of the field of view, "
+                "centre biased inwards)"
+            )
         lines.append(self.decision_line())
         if len(self.candidates) > 1:
             lines += ["  " + c.summary() for c in self.candidates]
@@ -1104,12 +1164,16 @@ def register_with_template(
     for rank, (outside, neg_score, angle, f, m, names, _rot, _t) in enumerate(combos, start=1):
         fx = np.array([f.positions_mm[n] for n in names])
         mx = np.array([m.positions_mm[n] for n in names])
+        user_ex = [n for n in exclude if n in names]
+        cut = [n for n in names if n not in user_ex and (n in f.cut_by_edge or n in m.cut_by_edge)]
+        if len(names) - len(user_ex) - len(cut) < (4 if model == "affine" else 3):
+            cut = []  # too few whole wells: keep the cut ones (the report says so)
         fit = fit_landmarks(
             fx,
             mx,
             model=model,
             names=names,
-            exclude=[n for n in exclude if n in names],
+            exclude=user_ex + cut,
             fle_mm=fle_mm,
             fre_tolerance_mm=fre_tolerance_mm,
         )
@@ -1125,6 +1189,7 @@ def register_with_template(
                 rotation_deg=angle,
                 within_prior=not outside,
                 score=-neg_score,
+                cut_excluded=cut,
             )
         )
     c = candidates[chosen]
