@@ -6,6 +6,8 @@ Three sets of synthetic studies with a known MRI → MPI transform, each registe
 - ``variants`` (20): the acceptance set of tests/test_mold_variants.py (MPI mold pose
   ±15°, ±10 mm; MRI ±5°, ±3 mm; one well empty in the MPI in half; two extra hot spots);
 - ``stress`` (40): MPI pose ±30°, ±10 mm, noise ×4, 0–5 wells empty in the MPI;
+- ``few`` (60): as ``stress`` with exactly 3 or 4 wells left in the MPI (the hardest
+  case for the orientation prior: any three hot spots may form a triangle of wells);
 - ``fov`` (20): as ``variants`` but the MRI field of view shows only wells M3–M6 (the
   subset that a 180° turn maps onto itself within 0.25 mm), one of them cut by the
   edge of the field of view (its centre within ±0.75 mm of the edge).
@@ -16,7 +18,7 @@ is returned with a larger error, *refused* when an InputError is raised. For ref
 the table also counts those whose candidate poses (``exc.candidates``) hold the right
 one ("offered").
 
-    python benchmarks/bench_mold_variants.py [variants|stress|fov ...]
+    python benchmarks/bench_mold_variants.py [variants|stress|fov|few ...] [-v]
 """
 
 from __future__ import annotations
@@ -75,8 +77,27 @@ def variant_params(kind: str) -> list[dict]:
                     include_ct=False,
                 )
             )
+    elif kind == "few":
+        rng = np.random.default_rng(1515)
+        for i in range(60):
+            k = 3 + i % 2  # 4 or 3 wells left in the MPI
+            missing = tuple(str(v) for v in rng.choice(names, size=k, replace=False))
+            out.append(
+                dict(
+                    seed=900 + i,
+                    mpi_rotation_deg=tuple(float(v) for v in rng.uniform(-30, 30, 3)),
+                    mpi_translation_mm=tuple(float(v) for v in rng.uniform(-10, 10, 3)),
+                    mri_rotation_deg=tuple(float(v) for v in rng.uniform(-5, 5, 3)),
+                    mri_translation_mm=tuple(float(v) for v in rng.uniform(-3, 3, 3)),
+                    missing_fiducials=missing,
+                    extra_hot_spots=2,
+                    noise_sd_au=6.0,
+                    mri_spacing_mm=(0.5, 0.5, 0.5),
+                    include_ct=False,
+                )
+            )
     else:
-        raise SystemExit(f"unknown set {kind!r} (variants, stress, fov)")
+        raise SystemExit(f"unknown set {kind!r} (variants, stress, fov, few)")
     return out
 
 
@@ -140,7 +161,7 @@ def run_one(params: dict):
 
 
 def main(argv=None) -> int:
-    kinds = (argv if argv is not None else sys.argv[1:]) or ["variants", "stress", "fov"]
+    kinds = (argv if argv is not None else sys.argv[1:]) or ["variants", "stress", "fov", "few"]
     print(f"{'set':9s} {'n':>3s} {'correct':>7s} {'refused':>7s} {'offered':>7s} {'wrong':>5s} "
           f"{'max TRE mm (correct)':>21s} {'s':>6s}")
     bad = 0

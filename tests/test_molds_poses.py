@@ -85,6 +85,11 @@ def test_four_wells_one_cut_register_by_the_orientation_prior(four_wells):
     assert reg.decided_by == "prior" and not reg.ambiguous and reg.pose == 1
     assert set(reg.matched_names) <= set(FOUR) and len(reg.matched_names) >= 3
     assert tre_mm(reg.fit, study) < 0.5
+    # the cut well is seen, flagged and left out of the fit; its residual is still shown
+    assert reg.fixed_match.cut_by_edge == ["M6"] and reg.candidates[0].cut_excluded == ["M6"]
+    assert "M6" in reg.fit.names and tre_mm(reg.fit, study) < 0.1  # 0.16 mm with it in
+    with_cut = register_with_template(mri, study.mpi, "mouse_mold_v1", model="affine")
+    assert with_cut.candidates[0].cut_excluded == []  # affine needs all four
     # both candidates are shown, ranked; the rejected one is the turned mold, far off
     one, two = reg.candidates
     assert one.within_prior and not two.within_prior
@@ -126,9 +131,11 @@ def test_without_a_prior_the_candidates_hold_the_right_pose(four_wells):
         mri, study.mpi, "mouse_mold_v1", max_rotation_deg=None, pose=right[0]
     )
     assert by_arg.decided_by == "user" and tre_mm(by_arg.fit, study) < 0.5
-    for bad in (0, 3, True):
+    with pytest.raises(InputError, match="pose 3"):
+        register_with_template(mri, study.mpi, "mouse_mold_v1", pose=3)
+    for bad in (0, 3, True, "1"):
         with pytest.raises(InputError, match="pose"):
-            register_with_template(mri, study.mpi, "mouse_mold_v1", pose=bad)
+            undecided.with_pose(bad)
     with pytest.raises(InputError, match="rotation"):
         register_with_template(mri, study.mpi, "mouse_mold_v1", max_rotation_deg=0)
 

@@ -372,8 +372,8 @@ class Candidates:
     edge_mm : (n,) ndarray or None
         Distance from each centre to the nearest face of the image's field of view, mm.
     truncated : (n,) bool ndarray or None
-        The well reaches beyond the field of view (``edge_mm`` below its radius plus one
-        voxel): only part of it is imaged, so its centre is biased inwards.
+        The well reaches beyond the field of view (``edge_mm`` below its radius plus half
+        a voxel): only part of it is imaged, so its centre is biased inwards.
     """
 
     positions_mm: np.ndarray
@@ -450,7 +450,7 @@ def detect_fiducials(
         sizes_mm=sizes,
         modality=mod,
         edge_mm=edge,
-        truncated=edge < 0.5 * d + float(max(volume.spacing_mm)),
+        truncated=edge < 0.5 * d + 0.5 * float(max(volume.spacing_mm)),
     )
 
 
@@ -500,8 +500,9 @@ class MoldMatch:
     score : float
         Consensus Σ(1 − (r/tol)²) over matched fiducials; ``runner_up_score`` likewise.
     cut_by_edge : list of str
-        Matched wells that reach beyond the image's field of view (their centres are
-        biased; a registration leaves them out of the fit when it can).
+        Matched wells that reach beyond the image's field of view, the most cut first
+        (their centres are biased; a registration leaves them out of the fit while
+        enough wells remain for the model).
     alternatives : list of MoldMatch
         When ``ambiguous``: the other distinct poses that score within
         :data:`AMBIGUITY_MARGIN` of this one (best first, at most
@@ -618,9 +619,9 @@ def match_fiducials(
     from mpi_viewer.registration import _fiducial_match as fm
 
     template = load_template(template)
-    truncated = None
+    truncated = edge = None
     if isinstance(candidates_mm, Candidates):
-        truncated = candidates_mm.truncated
+        truncated, edge = candidates_mm.truncated, candidates_mm.edge_mm
         candidates_mm = candidates_mm.positions_mm
     cand = np.asarray(candidates_mm, dtype=float).reshape(-1, 3)
     if not (math.isfinite(tolerance_mm) and tolerance_mm > 0):
@@ -665,6 +666,7 @@ def match_fiducials(
         tolerance_mm=float(tolerance_mm),
         tried=tried,
         truncated=truncated,
+        edge=edge,
     )
     match = _as_match(best, ambiguous=ambiguous, runner=(runner, runner_score), **common)
     match.alternatives = [
@@ -680,7 +682,7 @@ def match_fiducials(
 
 
 def _as_match(
-    h, *, template: Template, cand, tolerance_mm, tried, ambiguous, runner, truncated=None
+    h, *, template: Template, cand, tolerance_mm, tried, ambiguous, runner, truncated=None, edge=None
 ) -> MoldMatch:
     names = template.names
     pairs = {names[a]: int(c) for a, c in h.pairs}
@@ -701,10 +703,16 @@ def _as_match(
         runner_up=runner[0],
         score=h.score(tolerance_mm),
         runner_up_score=runner[1],
-        cut_by_edge=[]
-        if truncated is None
-        else [n for n in order if bool(np.asarray(truncated)[pairs[n]])],
+        cut_by_edge=[] if truncated is None else _cut(order, pairs, truncated, edge),
     )
+
+
+def _cut(order, pairs, truncated, edge) -> list[str]:
+    """Matched wells cut by the field of view's edge, the most cut first."""
+    cut = [n for n in order if bool(np.asarray(truncated)[pairs[n]])]
+    if edge is not None:
+        cut.sort(key=lambda n: float(np.asarray(edge)[pairs[n]]))
+    return cut
 
 
 # -- registration -------------------------------------------------------------------------
@@ -1165,9 +1173,9 @@ def register_with_template(
         fx = np.array([f.positions_mm[n] for n in names])
         mx = np.array([m.positions_mm[n] for n in names])
         user_ex = [n for n in exclude if n in names]
-        cut = [n for n in names if n not in user_ex and (n in f.cut_by_edge or n in m.cut_by_edge)]
-        if len(names) - len(user_ex) - len(cut) < (4 if model == "affine" else 3):
-            cut = []  # too few whole wells: keep the cut ones (the report says so)
+        cut = [n for n in [*f.cut_by_edge, *m.cut_by_edge] if n in names and n not in user_ex]
+        cut = list(dict.fromkeys(cut))  # most cut first; keep enough wells for the model
+        cut = cut[: max(0, len(names) - len(user_ex) - (4 if model == "affine" else 3))]
         fit = fit_landmarks(
             fx,
             mx,
