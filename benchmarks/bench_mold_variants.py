@@ -162,8 +162,10 @@ def run_one(params: dict):
 
 def main(argv=None) -> int:
     kinds = (argv if argv is not None else sys.argv[1:]) or ["variants", "stress", "fov", "few"]
-    print(f"{'set':9s} {'n':>3s} {'correct':>7s} {'refused':>7s} {'offered':>7s} {'wrong':>5s} "
-          f"{'max TRE mm (correct)':>21s} {'s':>6s}")
+    print(
+        f"{'set':9s} {'n':>3s} {'correct':>7s} {'refused':>7s} {'offered':>7s} {'wrong':>5s} "
+        f"{'max TRE mm (correct)':>21s} {'s':>6s}"
+    )
     bad = 0
     for kind in kinds:
         t0 = time.perf_counter()
@@ -174,8 +176,10 @@ def main(argv=None) -> int:
         w = sum(r[0] == "wrong" for r in rows)
         off = sum(r[0] == "refused" and not r[2].startswith("offered []") for r in rows)
         tmax = max((r[1] for r in rows if r[0] == "correct"), default=float("nan"))
-        print(f"{kind:9s} {n:3d} {c:7d} {f:7d} {off:7d} {w:5d} {tmax:21.3f} "
-              f"{time.perf_counter() - t0:6.1f}")
+        print(
+            f"{kind:9s} {n:3d} {c:7d} {f:7d} {off:7d} {w:5d} {tmax:21.3f} "
+            f"{time.perf_counter() - t0:6.1f}"
+        )
         for i, r in enumerate(rows):
             if r[0] != "correct" or "-v" in sys.argv:
                 print(f"    #{i:02d} {r[0]:8s} {r[1]:.3f} {r[2][:160]}")

@@ -192,9 +192,11 @@ def _cmd_register(args) -> int:
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     if args.template:
-        from mpi_viewer.registration.molds import register_with_template
-
-        from mpi_viewer.registration.molds import MAX_ROTATION_DEG, AmbiguousPoseError
+        from mpi_viewer.registration.molds import (
+            MAX_ROTATION_DEG,
+            AmbiguousPoseError,
+            register_with_template,
+        )
 
         try:
             result = register_with_template(
@@ -214,7 +216,9 @@ def _cmd_register(args) -> int:
             for c in exc.candidates:
                 print(c.summary())
             n = len(exc.candidates)
-            raise InputError(f"{exc} with --pose 1" + (f" to --pose {n}" if n > 1 else "")) from None
+            raise InputError(
+                f"{exc} with --pose 1" + (f" to --pose {n}" if n > 1 else "")
+            ) from None
         fit = result.fit
         lines = [*result.report_lines(), *fit.report_lines()]
     else:

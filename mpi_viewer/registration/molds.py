@@ -19,6 +19,26 @@ Template schema (``units`` must be ``"mm"``)::
 
 Positions are mm in the ITK physical frame, (x, y, z) order. A *pose* maps template
 (mold) coordinates to an image's physical frame: ``p = R @ q + t``.
+
+Few visible wells
+-----------------
+When an image shows only part of the mold (a small MRI field of view), its wells may
+fit more than one pose: in ``mouse_mold_v1`` wells M3–M6 fit a 180° turn of the mold
+within 0.25 mm. :func:`register_with_template` then forms the candidate fixed → moving
+transforms (each pose of one image with each pose of the other) and decides with the
+**orientation prior**: both scans hold the animal the same way round, so the mold turns
+by at most ``max_rotation_deg`` (default 45°) between the two images' axes. It refuses
+(:class:`AmbiguousPoseError`, with the candidates) only when the prior cannot decide.
+Wells cut by the edge of a field of view are flagged and left out of the fit while
+enough whole wells remain.
+
+For a GUI: ``reg = register_with_template(fixed, moving, tpl, strict=False)``; if
+``reg.ambiguous``, show ``reg.candidates`` (at most two; ``c.summary()``,
+``c.matched_names``, ``c.fit.residuals_mm``, ``c.fixed_match.positions_mm`` to draw
+each reading's labels) and apply the one the user clicks with
+``reg.with_pose(c.rank)``. Even when decided (``reg.decided_by == "prior"``), the other
+candidate stays in ``reg.candidates`` for the user to switch to. The command line
+prints the candidates and takes ``--pose N`` and ``--max-rotation-deg DEG``.
 """
 
 from __future__ import annotations
@@ -682,7 +702,16 @@ def match_fiducials(
 
 
 def _as_match(
-    h, *, template: Template, cand, tolerance_mm, tried, ambiguous, runner, truncated=None, edge=None
+    h,
+    *,
+    template: Template,
+    cand,
+    tolerance_mm,
+    tried,
+    ambiguous,
+    runner,
+    truncated=None,
+    edge=None,
 ) -> MoldMatch:
     names = template.names
     pairs = {names[a]: int(c) for a, c in h.pairs}
@@ -899,8 +928,10 @@ class MoldRegistration:
         InputError
             ``n`` is not the rank of a candidate.
         """
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not (
-            1 <= n <= len(self.candidates)
+        if (
+            isinstance(n, bool)
+            or not isinstance(n, int | np.integer)
+            or not (1 <= n <= len(self.candidates))
         ):
             raise InputError(
                 f"pose {n!r}: choose 1 to {len(self.candidates)} (the candidate poses listed)"
@@ -1148,8 +1179,10 @@ def register_with_template(
     combos = combos[:MAX_CANDIDATES]
     chosen = 0
     if pose is not None:
-        if isinstance(pose, bool) or not isinstance(pose, int | np.integer) or not (
-            1 <= pose <= len(combos)
+        if (
+            isinstance(pose, bool)
+            or not isinstance(pose, int | np.integer)
+            or not (1 <= pose <= len(combos))
         ):
             raise InputError(
                 f"pose {pose!r}: this registration has {len(combos)} candidate pose"
