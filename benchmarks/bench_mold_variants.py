@@ -8,6 +8,9 @@ Three sets of synthetic studies with a known MRI → MPI transform, each registe
 - ``stress`` (40): MPI pose ±30°, ±10 mm, noise ×4, 0–5 wells empty in the MPI;
 - ``few`` (60): as ``stress`` with exactly 3 or 4 wells left in the MPI (the hardest
   case for the orientation prior: any three hot spots may form a triangle of wells);
+- ``flipped`` (10): as ``fov`` but the MPI holds the animal the other way round
+  (180° ± 15° about y: feet-first against a head-first MRI), so the orientation prior
+  is false: refusals are right here, a success must still be correct;
 - ``fov`` (20): as ``variants`` but the MRI field of view shows only wells M3–M6 (the
   subset that a 180° turn maps onto itself within 0.25 mm), one of them cut by the
   edge of the field of view (its centre within ±0.75 mm of the edge).
@@ -18,7 +21,7 @@ is returned with a larger error, *refused* when an InputError is raised. For ref
 the table also counts those whose candidate poses (``exc.candidates``) hold the right
 one ("offered").
 
-    python benchmarks/bench_mold_variants.py [variants|stress|fov|few ...] [-v]
+    python benchmarks/bench_mold_variants.py [variants|stress|fov|few|flipped ...] [-v]
 """
 
 from __future__ import annotations
@@ -77,6 +80,23 @@ def variant_params(kind: str) -> list[dict]:
                     include_ct=False,
                 )
             )
+    elif kind == "flipped":
+        rng = np.random.default_rng(180)
+        for i in range(10):
+            rot = rng.uniform(-15, 15, 3) + (0.0, 180.0, 0.0)
+            out.append(
+                dict(
+                    seed=700 + i,
+                    mpi_rotation_deg=tuple(float(v) for v in rot),
+                    mpi_translation_mm=tuple(float(v) for v in rng.uniform(-10, 10, 3)),
+                    mri_rotation_deg=tuple(float(v) for v in rng.uniform(-5, 5, 3)),
+                    mri_translation_mm=tuple(float(v) for v in rng.uniform(-3, 3, 3)),
+                    extra_hot_spots=2,
+                    mri_spacing_mm=(0.5, 0.5, 0.5),
+                    include_ct=False,
+                    fov_cut=(FOV_WELLS[i % 4], float(rng.uniform(-0.75, 0.75))),
+                )
+            )
     elif kind == "few":
         rng = np.random.default_rng(1515)
         for i in range(60):
@@ -97,7 +117,7 @@ def variant_params(kind: str) -> list[dict]:
                 )
             )
     else:
-        raise SystemExit(f"unknown set {kind!r} (variants, stress, fov, few)")
+        raise SystemExit(f"unknown set {kind!r} (variants, stress, fov, few, flipped)")
     return out
 
 
@@ -161,7 +181,13 @@ def run_one(params: dict):
 
 
 def main(argv=None) -> int:
-    kinds = (argv if argv is not None else sys.argv[1:]) or ["variants", "stress", "fov", "few"]
+    kinds = (argv if argv is not None else sys.argv[1:]) or [
+        "variants",
+        "stress",
+        "fov",
+        "few",
+        "flipped",
+    ]
     print(
         f"{'set':9s} {'n':>3s} {'correct':>7s} {'refused':>7s} {'offered':>7s} {'wrong':>5s} "
         f"{'max TRE mm (correct)':>21s} {'s':>6s}"

@@ -93,6 +93,7 @@ def test_four_wells_one_cut_register_by_the_orientation_prior(four_wells):
     # both candidates are shown, ranked; the rejected one is the turned mold, far off
     one, two = reg.candidates
     assert one.within_prior and not two.within_prior
+    assert one.unseen == [] and two.unseen == ["M7"]  # the turned mold puts M7 in view
     assert one.rotation_deg < 20 and two.rotation_deg > 135
     assert tre_mm(two.fit, study) > 20
     lines = reg.report_lines()
@@ -152,6 +153,13 @@ def test_scans_the_opposite_way_round_are_never_registered_wrongly():
     one, two = err.value.candidates
     assert one.rotation_deg > 170 and tre_mm(one.fit, study) < 0.5  # the right one, offered
     assert 45 < two.rotation_deg < 135 and tre_mm(two.fit, study) > 20
+    # a wrong prior that would let the wrong pose in (60°) is caught when that pose puts
+    # a well inside the MRI's field of view where the MRI shows none
+    mri = crop_to_wells(study, cut=("M6", 0.0))
+    with pytest.raises(AmbiguousPoseError, match="puts M7 inside the field of view") as err:
+        register_with_template(mri, study.mpi, "mouse_mold_v1", max_rotation_deg=60)
+    wrong = [c for c in err.value.candidates if c.within_prior]
+    assert len(wrong) == 1 and wrong[0].unseen == ["M7"] and tre_mm(wrong[0].fit, study) > 20
 
 
 def test_a_well_matched_study_is_decided_by_the_wells(study):

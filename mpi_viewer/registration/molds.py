@@ -29,8 +29,10 @@ transforms (each pose of one image with each pose of the other) and decides with
 **orientation prior**: both scans hold the animal the same way round, so the mold turns
 by at most ``max_rotation_deg`` (default 45°) between the two images' axes. It refuses
 (:class:`AmbiguousPoseError`, with the candidates) only when the prior cannot decide.
-Wells cut by the edge of a field of view are flagged and left out of the fit while
-enough whole wells remain.
+The anatomy can veto the prior: in MRI and CT every well shows, so a pose that puts a
+well wholly inside the field of view where none was found (:func:`unseen_wells`) is
+not taken on the prior alone. Wells cut by the edge of a field of view are flagged and
+left out of the fit while enough whole wells remain.
 
 For a GUI: ``reg = register_with_template(fixed, moving, tpl, strict=False)``; if
 ``reg.ambiguous``, show ``reg.candidates`` (at most two; ``c.summary()``,
@@ -813,6 +815,9 @@ class PoseCandidate:
     cut_excluded : list of str
         Wells cut by the edge of either image's field of view, left out of the fit
         (their residuals are still reported) because enough whole wells remain.
+    unseen : list of str
+        Wells this reading puts wholly inside the MRI's or CT's field of view where no
+        well was found (evidence against it; see :func:`unseen_wells`).
     """
 
     rank: int
@@ -826,6 +831,7 @@ class PoseCandidate:
     within_prior: bool
     score: float
     cut_excluded: list[str] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: wells, rotation between the scans, RMS FRE and residuals (mm)."""
@@ -835,6 +841,11 @@ class PoseCandidate:
             f"pose {self.rank}: {len(self.matched_names)} wells in both images "
             f"({', '.join(self.matched_names)}); mold turned {self.rotation_deg:.0f}° between the "
             f"scans; RMS FRE {float(self.fit.rms_fre_mm):.2f} mm; residuals (mm) {per}"
+            + (
+                f"; puts {', '.join(self.unseen)} in view where no well was found"
+                if self.unseen
+                else ""
+            )
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -845,6 +856,7 @@ class PoseCandidate:
             "within_prior": bool(self.within_prior),
             "score": self.score,
             "cut_excluded": list(self.cut_excluded),
+            "unseen": list(self.unseen),
             "rms_fre_mm": float(self.fit.rms_fre_mm),
             "residuals_mm": np.asarray(self.fit.residuals_mm, dtype=float).tolist(),
             "matrix": np.asarray(self.fit.matrix).tolist(),
@@ -1020,12 +1032,51 @@ class MoldRegistration:
         return lines
 
 
-def _combine(fixed_poses, moving_poses, tolerance_mm: float, max_rotation_deg):
+@dataclass
+class _Reading:
+    """One (fixed pose, moving pose) combination: a candidate fixed → moving map."""
+
+    outside: bool  # beyond the orientation prior
+    unseen: list[str]  # wells it puts inside an anatomical image where none was found
+    score: float
+    angle: float
+    fixed: MoldMatch
+    moving: MoldMatch
+    names: list[str]
+    rotation: np.ndarray
+    translation: np.ndarray
+
+    @property
+    def key(self):
+        return (self.outside, len(self.unseen), -self.score, self.angle)
+
+
+def unseen_wells(match: MoldMatch, volume: Volume, template: Template) -> list[str]:
+    """Wells a pose puts wholly inside an anatomical image's field of view that were not found.
+
+    In MRI and CT every well of the mold shows (Gd or plastic), so a pose that puts an
+    unfound well inside the field of view is contradicted by the image. MPI wells may be
+    left empty, so MPI images give no such evidence (empty list).
+    """
+    if volume.modality == "MPI":
+        return []
+    names = [n for n in template.names if n not in match.pairs]
+    if not names:
+        return []
+    q = np.array([template.fiducials[template.names.index(n)].position_mm for n in names])
+    edge = edge_distance_mm(volume, match.template_to_image(q))
+    margin = 0.5 * template.diameter_mm + float(max(volume.spacing_mm))
+    return [n for n, e in zip(names, edge, strict=True) if e > margin]
+
+
+def _combine(fixed_poses, moving_poses, tolerance_mm: float, max_rotation_deg, unseen):
     """Distinct (fixed pose, moving pose) readings sharing ≥ 3 wells, ranked.
 
-    Two readings are the same when their rigid fixed → moving maps (through the two
-    poses) move no template point (wells, mold corners) by more than the tolerance:
-    the two 180°-turned readings of the same subset in both images give one map.
+    Ranked by: within the orientation prior, fewest wells put where an anatomical image
+    shows none, best score, smallest turn. Two readings are the same when their rigid
+    fixed → moving maps (through the two poses) move no fixed-image well by more than
+    the tolerance: the two 180°-turned readings of the same subset in both images give
+    one map.
     """
     out = []
     for f in fixed_poses:
@@ -1034,17 +1085,28 @@ def _combine(fixed_poses, moving_poses, tolerance_mm: float, max_rotation_deg):
             if len(names) < 3:
                 continue
             rot = m.matrix @ f.matrix.T
-            trans = m.translation - rot @ f.translation
             angle = rotation_angle_deg(rot)
-            within = max_rotation_deg is None or angle <= max_rotation_deg
-            out.append((not within, -(f.score + m.score), angle, f, m, names, rot, trans))
-    out.sort(key=lambda c: c[:3])
+            out.append(
+                _Reading(
+                    outside=max_rotation_deg is not None and angle > max_rotation_deg,
+                    unseen=unseen(f, "fixed") + unseen(m, "moving"),
+                    score=f.score + m.score,
+                    angle=angle,
+                    fixed=f,
+                    moving=m,
+                    names=names,
+                    rotation=rot,
+                    translation=m.translation - rot @ f.translation,
+                )
+            )
+    out.sort(key=lambda c: c.key)
     ref = fixed_poses[0]
-    probe = np.vstack([ref.template_to_image(np.array(list(ref.positions_mm.values())))])
-    distinct = []
+    probe = ref.template_to_image(np.array(list(ref.positions_mm.values())))
+    distinct: list[_Reading] = []
     for c in out:
+        mapped = probe @ c.rotation.T + c.translation
         if all(
-            np.max(np.linalg.norm(probe @ c[6].T + c[7] - (probe @ d[6].T + d[7]), axis=1))
+            np.max(np.linalg.norm(mapped - (probe @ d.rotation.T + d.translation), axis=1))
             > tolerance_mm
             for d in distinct
         ):
@@ -1091,8 +1153,10 @@ def register_with_template(
     head-first and a feet-first mouse both lie along the bore.
 
     The decision: one candidate → it (``decided_by="wells"``, whatever its angle);
-    several → the only one within the prior (``"prior"``); none or several within the
-    prior → :class:`AmbiguousPoseError` listing the candidates (with ``strict=False``:
+    several → the only one within the prior (``"prior"``), unless it puts more wells than
+    another candidate inside the MRI's or CT's field of view where none was found
+    (:func:`unseen_wells`); none or several within the prior, or that contradiction →
+    :class:`AmbiguousPoseError` listing the candidates (with ``strict=False``:
     a registration with ``ambiguous=True``, for display only). ``pose=n`` takes
     candidate ``n`` (``"user"``).
 
@@ -1160,8 +1224,13 @@ def register_with_template(
         except InputError as exc:
             raise InputError(f"{role} image {vol.name!r}: {exc}") from None
     fm, mm = matches
+    vols = {"fixed": fixed, "moving": moving}
     combos = _combine(
-        [fm, *fm.alternatives], [mm, *mm.alternatives], tolerance_mm, max_rotation_deg
+        [fm, *fm.alternatives],
+        [mm, *mm.alternatives],
+        tolerance_mm,
+        max_rotation_deg,
+        lambda match, role: unseen_wells(match, vols[role], tpl),
     )
     if not combos:
         names = [n for n in tpl.names if n in fm.pairs and n in mm.pairs]
@@ -1169,11 +1238,19 @@ def register_with_template(
             f"template {tpl.name!r}: only {len(names)} fiducials found in both images "
             f"({', '.join(names) or 'none'}); at least 3 are needed"
         )
-    n_within = sum(not c[0] for c in combos)
+    n_within = sum(not c.outside for c in combos)
+    conflict = ""
     if len(combos) == 1:
         decided_by = "wells"
     elif max_rotation_deg is not None and n_within == 1:
         decided_by = "prior"
+        # the prior's pick must not be contradicted by the anatomy more than the others
+        if len(combos[0].unseen) > min(len(c.unseen) for c in combos[1:]):
+            decided_by = "undecided"
+            conflict = (
+                f"the pose within the prior puts {', '.join(combos[0].unseen)} inside the field "
+                "of view where no well was found"
+            )
     else:
         decided_by = "undecided"
     combos = combos[:MAX_CANDIDATES]
@@ -1194,7 +1271,7 @@ def register_with_template(
         progress(0.95, "fitting the transform")
     from mpi_viewer.registration.landmarks import fit_landmarks
 
-    names_chosen = combos[chosen][5]
+    names_chosen = combos[chosen].names
     unknown = [n for n in exclude if n not in names_chosen]
     if unknown:
         raise InputError(
@@ -1202,7 +1279,8 @@ def register_with_template(
             f"({', '.join(names_chosen)})"
         )
     candidates = []
-    for rank, (outside, neg_score, angle, f, m, names, _rot, _t) in enumerate(combos, start=1):
+    for rank, reading in enumerate(combos, start=1):
+        f, m, names = reading.fixed, reading.moving, reading.names
         fx = np.array([f.positions_mm[n] for n in names])
         mx = np.array([m.positions_mm[n] for n in names])
         user_ex = [n for n in exclude if n in names]
@@ -1227,10 +1305,11 @@ def register_with_template(
                 matched_names=names,
                 fixed_xyz_mm=fx,
                 moving_xyz_mm=mx,
-                rotation_deg=angle,
-                within_prior=not outside,
-                score=-neg_score,
+                rotation_deg=reading.angle,
+                within_prior=not reading.outside,
+                score=reading.score,
                 cut_excluded=cut,
+                unseen=list(reading.unseen),
             )
         )
     c = candidates[chosen]
@@ -1249,7 +1328,9 @@ def register_with_template(
     )
     if reg.ambiguous and strict:
         which = "fixed" if fm.ambiguous else "moving"
-        if max_rotation_deg is None:
+        if conflict:
+            why = conflict
+        elif max_rotation_deg is None:
             why = "no orientation prior given"
         elif n_within == 0:
             why = f"none turns the mold by at most {max_rotation_deg:g}° between the scans"
