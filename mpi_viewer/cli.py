@@ -142,6 +142,22 @@ def _add_register(sub) -> None:
         metavar="MM",
         help="warn when the RMS FRE exceeds this, in mm (default 1.0)",
     )
+    p.add_argument(
+        "--max-rotation-deg",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="with --template: the mold turns by at most DEG degrees between the two scans "
+        "(default 45; both scans head-first, or both feet-first); decides between poses that "
+        "fit few visible wells equally well; 180 = no prior",
+    )
+    p.add_argument(
+        "--pose",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --template: use candidate pose N of those printed when the wells fit more than one",
+    )
 
 
 def _cmd_register(args) -> int:
@@ -161,6 +177,8 @@ def _cmd_register(args) -> int:
         exclude=list(args.exclude),
     )
     has_points = bool(args.fixed_points or args.moving_points)
+    if has_points and (args.pose is not None or args.max_rotation_deg is not None):
+        raise InputError("register: --pose and --max-rotation-deg go with --template")
     if has_points and args.template:
         raise InputError(
             "register: give either --fixed-points/--moving-points or --template, not both"
@@ -182,17 +200,33 @@ def _cmd_register(args) -> int:
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     if args.template:
-        from mpi_viewer.registration.molds import register_with_template
-
-        result = register_with_template(
-            fixed,
-            moving,
-            args.template,
-            model=params.model,
-            exclude=params.exclude,
-            fle_mm=params.fle_mm,
-            fre_tolerance_mm=params.fre_tolerance_mm,
+        from mpi_viewer.registration.molds import (
+            MAX_ROTATION_DEG,
+            AmbiguousPoseError,
+            register_with_template,
         )
+
+        try:
+            result = register_with_template(
+                fixed,
+                moving,
+                args.template,
+                model=params.model,
+                exclude=params.exclude,
+                fle_mm=params.fle_mm,
+                fre_tolerance_mm=params.fre_tolerance_mm,
+                max_rotation_deg=MAX_ROTATION_DEG
+                if args.max_rotation_deg is None
+                else args.max_rotation_deg,
+                pose=args.pose,
+            )
+        except AmbiguousPoseError as exc:
+            for c in exc.candidates:
+                print(c.summary())
+            n = len(exc.candidates)
+            raise InputError(
+                f"{exc} with --pose 1" + (f" to --pose {n}" if n > 1 else "")
+            ) from None
         fit = result.fit
         lines = [*result.report_lines(), *fit.report_lines()]
     else:

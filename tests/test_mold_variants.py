@@ -66,3 +66,38 @@ def test_twenty_random_variants_register_within_half_a_millimetre():
         assert len(reg.matched_names) == len(in_mpi)
     good = sum(t <= 0.5 for t in tre_max)
     assert good >= 19, (tre_max, failures)
+
+
+@pytest.mark.slow
+def test_mri_showing_four_wells_one_cut_registers_or_offers_the_right_pose():
+    """Issue 15: the MRI's field of view holds only M3–M6 (self-congruent under a 180°
+    turn), one of them cut by the edge; four variants, each well cut once."""
+    from test_molds_poses import FOUR, crop_to_wells, tre_mm
+
+    from mpi_viewer.registration.molds import AmbiguousPoseError
+
+    rng = np.random.default_rng(15)
+    outcomes = []
+    for i in range(4):
+        study = make_demo_study(
+            seed=300 + i,
+            mpi_rotation_deg=tuple(float(v) for v in rng.uniform(-15, 15, 3)),
+            mpi_translation_mm=tuple(float(v) for v in rng.uniform(-10, 10, 3)),
+            mri_rotation_deg=tuple(float(v) for v in rng.uniform(-5, 5, 3)),
+            mri_translation_mm=tuple(float(v) for v in rng.uniform(-3, 3, 3)),
+            extra_hot_spots=2,
+            mri_spacing_mm=(0.5, 0.5, 0.5),
+            include_ct=False,
+        )
+        mri = crop_to_wells(study, cut=(FOUR[i % 4], float(rng.uniform(-0.75, 0.75))))
+        try:
+            reg = register_with_template(mri, study.mpi, "mouse_mold_v1")
+        except AmbiguousPoseError as exc:  # allowed if the right pose is offered
+            assert len(exc.candidates) <= 2
+            assert min(tre_mm(c.fit, study) for c in exc.candidates) < 0.5
+            outcomes.append("offered")
+            continue
+        assert tre_mm(reg.fit, study) < 0.5, reg.report_lines()  # never a wrong success
+        assert len(reg.candidates) <= 2 and set(reg.matched_names) <= set(FOUR)
+        outcomes.append(reg.decided_by)
+    assert outcomes.count("prior") >= 3, outcomes
