@@ -662,7 +662,8 @@ def write_demo_study(
 
     Files: ``mri.nii.gz``, ``ct.nii.gz``, ``mpi.nii.gz`` with ``mpi.json`` (modality and
     acquisition sidecar), ``phantoms.csv`` (vials, MPI frame: name,x,y,z,iron_ug),
-    ``fiducials_mri.csv`` and ``fiducials_mpi.csv`` (true fiducial centres:
+    ``sources.csv`` (the labelled-cell sources' true centres, MPI frame: name,x,y,z:
+    where to seed), ``fiducials_mri.csv`` and ``fiducials_mpi.csv`` (true fiducial centres:
     name,x,y,z), ``truth_mri_to_mpi.tfm`` and ``truth.json``.
     """
     import SimpleITK as sitk
@@ -683,6 +684,14 @@ def write_demo_study(
     ]
     paths["phantoms"] = out / "phantoms.csv"
     paths["phantoms"].write_text("\n".join(rows) + "\n", encoding="utf-8")
+    paths["sources"] = out / "sources.csv"  # where to seed: the labelled-cell sources, MPI mm
+    paths["sources"].write_text(
+        "\n".join(
+            ["name,x,y,z"] + [f"{src['name']},{_fmt(src['mpi_mm'])}" for src in study.truth["sources"]]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     for frame in ("mri", "mpi"):
         rows = ["name,x,y,z"] + [
             f"{f['name']},{_fmt(f[f'{frame}_mm'])}"
