@@ -163,7 +163,11 @@ def test_quantify_with_a_saved_calibration_matches_phantoms(demo_dir, tmp_path):
         == 0
     )
     c = tmp_path / "c.csv"
-    assert _quantify(demo_dir, c, "--calibration", str(nsd)) == 0
+    # a calibration made with another ROI method is an error (nothing written) ...
+    assert _quantify(demo_dir, c, "--calibration", str(nsd)) == 2
+    assert not c.exists()
+    # ... unless the user says so; then applied loudly
+    assert _quantify(demo_dir, c, "--calibration", str(nsd), "--allow-method-mismatch") == 0
     assert all("ROI method differs" in r["warnings"] for r in read_csv(c))
 
 

@@ -324,11 +324,11 @@ def _no_hot_spot(volume, arr, seed, idx0, radius, floor, curve) -> InputError:
     if not math.isfinite(floor):
         return InputError(msg)
     full = _box(arr, np.zeros(arr.ndim, int), np.asarray(arr.shape), curve)
-    hot = _smooth(full) >= floor
-    lab, n = ndi.label(hot)
+    sm = _smooth(full)
+    lab, n = ndi.label(sm >= floor)
     if n == 0:
         return InputError(f"{msg}; no voxel of the image is above {floor:.3g} a.u.")
-    peaks = ndi.maximum_position(np.nan_to_num(full, nan=-np.inf), lab, range(1, n + 1))
+    peaks = ndi.maximum_position(sm, lab, range(1, n + 1))
     xyz = volume.index_to_physical(np.asarray(peaks, dtype=float))
     dist = np.linalg.norm(xyz - np.asarray(seed, dtype=float), axis=1)
     k = int(np.argmin(dist))
@@ -442,11 +442,17 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None):
         _shoulder(arr, idx0, signal_peak, params, spacing_zyx, st) if params.split_sources else None
     )
     own_peak = cand if cand is not None else signal_peak
-    if np.linalg.norm((np.asarray(own_peak) - idx0) * spacing_zyx) > radius or not (
-        float(np.nanmax(_box(arr, np.asarray(signal_peak), np.asarray(signal_peak) + 1, curve)))
-        >= floor
-    ):
+    top = float(np.nanmax(_box(arr, np.asarray(signal_peak), np.asarray(signal_peak) + 1, curve)))
+    if not top >= floor:
         raise _no_hot_spot(volume, arr, seed, idx0, radius, floor, curve)
+    far = float(np.linalg.norm((np.asarray(own_peak) - idx0) * spacing_zyx))
+    if far > radius:
+        near = ", ".join(f"{v:.1f}" for v in volume.index_to_physical([own_peak])[0])
+        raise InputError(
+            f"seed {st}: no local maximum within {radius:g} mm; the signal there rises to a peak "
+            f"at ({near}) mm, {far:.1f} mm away (click closer to the hot spot, seed that peak, or "
+            "raise the search radius)"
+        )
 
     for _attempt in range(2):
         try:
