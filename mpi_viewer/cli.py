@@ -387,6 +387,7 @@ def _cmd_quantify(args) -> int:
         origin_mm=_vec_or_none(args.origin_mm, "--origin-mm"),
     )
     registration = _quantify_registration(args)  # read before any measuring: bad files fail fast
+    _check_calibration_method(args, params)
     seeds = [parse_vector(s, n=mpi.ndim, what="--seed") for s in args.seed]
     results = list(measure(mpi, seeds, params)) if seeds else []
     if label_image:
@@ -420,6 +421,21 @@ def _cmd_quantify(args) -> int:
     res.write_csv(args.output, rows)
     print(f"wrote {args.output}" + (f" and {args.masks}" if args.masks else ""))
     return 0
+
+
+def _check_calibration_method(args, params) -> None:
+    """A --calibration measured with another ROI method or parameters than the targets:
+    an error (before any measuring) unless --allow-method-mismatch."""
+    if not getattr(args, "calibration", None) or getattr(args, "allow_method_mismatch", False):
+        return
+    from mpi_viewer.calibration.record import load_calibration, roi_mismatches
+
+    mismatch = roi_mismatches(load_calibration(args.calibration), params)
+    if mismatch:
+        raise InputError(
+            f"{args.calibration}: {mismatch[0]}; quantify with the calibration's ROI method and "
+            "parameters, or add --allow-method-mismatch"
+        )
 
 
 class _Registration:
@@ -719,14 +735,7 @@ def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
                 "--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)"
             )
         return None, []
-    from mpi_viewer.calibration.record import apply_calibration, roi_mismatches
-
-    mismatch = roi_mismatches(calibration, roi_params)
-    if mismatch and not getattr(args, "allow_method_mismatch", False):
-        raise InputError(
-            f"{args.calibration or args.phantoms}: {mismatch[0]}; quantify with the calibration's "
-            "ROI method and parameters, or say --allow-method-mismatch"
-        )
+    from mpi_viewer.calibration.record import apply_calibration
 
     quantities = apply_calibration(
         roi_results,

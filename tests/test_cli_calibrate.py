@@ -123,7 +123,7 @@ def test_quantify_with_phantoms_and_cells(demo_dir, tmp_path):
         assert "20–70 %" in row["warnings"]  # solution calibration applied to cells
 
 
-def test_quantify_with_a_saved_calibration_matches_phantoms(demo_dir, tmp_path):
+def test_quantify_with_a_saved_calibration_matches_phantoms(demo_dir, tmp_path, capsys):
     cal_json = tmp_path / "cal.json"
     assert (
         main(
@@ -165,6 +165,11 @@ def test_quantify_with_a_saved_calibration_matches_phantoms(demo_dir, tmp_path):
     c = tmp_path / "c.csv"
     # a calibration made with another ROI method is an error (nothing written) ...
     assert _quantify(demo_dir, c, "--calibration", str(nsd)) == 2
+    assert not c.exists()
+    # a parameter mismatch too (the fraction of a half-maximum ROI), named in one line
+    capsys.readouterr()
+    assert _quantify(demo_dir, c, "--calibration", str(cal_json), "--fraction", "0.4") == 2
+    assert "ROI parameter fraction differs: calibration 0.5, image 0.4" in _one_error_line(capsys)
     assert not c.exists()
     # ... unless the user says so; then applied loudly
     assert _quantify(demo_dir, c, "--calibration", str(nsd), "--allow-method-mismatch") == 0
