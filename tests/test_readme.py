@@ -283,3 +283,21 @@ def test_replay_checks_the_registration_files(worked_example):
     assert "mri_to_mpi.tfm" in line and "transform has changed" in line
     (copy / "mri.nii.gz").unlink()
     assert "mri.nii.gz" in _one_line(_run(copy, "replay", "session.json", "--allow-changed-inputs"))
+
+
+def test_a_session_saved_before_a_new_check_still_replays(worked_example):
+    """A flag a newer version adds (here the unseeded source) is a note of the replay, not a
+    difference: replay compares numbers."""
+    folder, runs, _ = worked_example
+    strong = re.findall(r"--seed=\S+", runs[2][0])[1]
+    p = _run(folder, "quantify", "study/mpi.nii.gz", strong, "--method", "nsd", "-o", "old/r.csv", "--save-session", "study/old_session.json")  # fmt: skip
+    assert p.returncode == 0 and "unseeded_peak" in p.stdout
+    path = folder / "study" / "old_session.json"
+    d = json.loads(path.read_text(encoding="utf-8"))
+    for row in d["results"]:  # as an older version saved it, without the new flag
+        row["flags"], row["warnings"] = "", ""
+    path.write_text(json.dumps(d), encoding="utf-8")
+    p = _run(folder, "replay", "study/old_session.json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "every number matches" in p.stdout
+    assert "flags changed (text, not a number)" in p.stderr

@@ -24,6 +24,7 @@ its own module:
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -398,13 +399,34 @@ def _flatten(v, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def compare(session: Session, rec: Recomputed, *, rtol: float = RTOL) -> list[str]:
-    """Differences between a session's stored numbers and a recomputation, one line each."""
+#: Text columns (not numbers): a change there is a note of a replay, not a difference.
+_TEXT_KEYS = frozenset({"flags", "warnings"})
+
+
+def _is_text_key(key: str) -> bool:
+    return re.sub(r"\[\d+\]$", "", str(key).rsplit(".", 1)[-1]) in _TEXT_KEYS
+
+
+def compare(
+    session: Session, rec: Recomputed, *, rtol: float = RTOL, notes: list[str] | None = None
+) -> list[str]:
+    """Differences between a session's stored numbers and a recomputation, one line each.
+
+    With ``notes`` (a list), changed flags and warnings (text a newer version may add,
+    such as a new check) go there instead: a replay compares numbers.
+    """
     diffs: list[str] = []
 
     def cmp(what: str, stored, new) -> None:
         s, n = _flatten(stored, "", {}), _flatten(new, "", {})
         for key in sorted(set(s) | set(n), key=str):
+            if notes is not None and _is_text_key(key):
+                if not same_value(s.get(key), n.get(key), rtol=rtol):
+                    notes.append(
+                        f"{what}{key} changed (text, not a number): stored {s.get(key)!r}, "
+                        f"now {n.get(key)!r}"
+                    )
+                continue
             if key not in n:
                 diffs.append(f"{what}{key}: stored {s[key]!r}, not recomputed")
             elif key not in s:
@@ -465,7 +487,7 @@ def replay_session(
     """
     notes = session.verify_inputs(allow_changed=allow_changed_inputs)
     rec = recompute(session)
-    return rec, compare(session, rec), notes
+    return rec, compare(session, rec, notes=notes), notes
 
 
 def replay_path(path: str | Path, allow_changed_inputs: bool = False) -> ReplayOutcome:
