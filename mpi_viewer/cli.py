@@ -460,7 +460,9 @@ class _Registration:
         inside = self.anatomy.contains_physical(peaks)
         for r, ok in zip(results, inside, strict=True):
             if not ok:
-                out.append(f"{r.name} lies outside the anatomy {self.anatomy.name} through the transform")
+                out.append(
+                    f"{r.name} lies outside the anatomy {self.anatomy.name} through the transform"
+                )
         return out
 
 
@@ -548,8 +550,13 @@ def _print_table(rows, warnings, common, *, confidence: float = 0.95) -> None:
     ci = f"{100 * confidence:g} % CI"
     has_iron = any("iron_ug" in r for r in rows)
     has_cells = any("cells" in r for r in rows)
-    signal_key = next((k for k in (rows[0] if rows else {}) if k.startswith("total_signal_au")), None)
-    header = ["ROI", "signal a.u.·mm³" if signal_key == "total_signal_au_mm3" else "signal a.u.·mm²"]
+    signal_key = next(
+        (k for k in (rows[0] if rows else {}) if k.startswith("total_signal_au")), None
+    )
+    header = [
+        "ROI",
+        "signal a.u.·mm³" if signal_key == "total_signal_au_mm3" else "signal a.u.·mm²",
+    ]
     if has_iron:
         header.append(f"iron µg [{ci}]")
     if has_cells:
@@ -566,7 +573,9 @@ def _print_table(rows, warnings, common, *, confidence: float = 0.95) -> None:
             )
         if has_cells:
             cells.append(
-                "—" if r.get("below_lod") else _with_ci(r, "cells", "cells_ci_low", "cells_ci_high", 3)
+                "—"
+                if r.get("below_lod")
+                else _with_ci(r, "cells", "cells_ci_low", "cells_ci_high", 3)
             )
         cells.append(", ".join(f for f in str(r.get("flags") or "").split(";") if f) or "-")
         table.append(cells)
@@ -959,8 +968,11 @@ def _cmd_report(args) -> int:
     if session.registration is None:
         print(
             "mpi-viewer: note: the session has no registration: the report shows the MPI "
-            + ("over the anatomy, assumed to share its frame" if any(
-                i.role in ("mri", "ct") for i in session.inputs) else "only"),
+            + (
+                "over the anatomy, assumed to share its frame"
+                if any(i.role in ("mri", "ct") for i in session.inputs)
+                else "only"
+            ),
             file=sys.stderr,
         )
     out = write_session_report(

@@ -145,7 +145,9 @@ def test_readme_shows_what_the_commands_print(worked_example):
     table_block = next(b for b in shown if b.lstrip().startswith("ROI "))
     printed = {_norm(x) for x in (quantify.stdout + quantify.stderr).splitlines()}
     for line in table_block.strip().splitlines():
-        assert _norm(line) in printed, f"README shows {line!r}; quantify printed:\n{quantify.stdout}{quantify.stderr}"
+        assert _norm(line) in printed, (
+            f"README shows {line!r}; quantify printed:\n{quantify.stdout}{quantify.stderr}"
+        )
     # the unseeded-source example is what quantify says when only the strong source is seeded
     unseeded = next(b for b in shown if "unseeded source" in b).strip()
     strong = re.findall(r"--seed=\S+", runs[2][0])[1]

@@ -687,7 +687,8 @@ def write_demo_study(
     paths["sources"] = out / "sources.csv"  # where to seed: the labelled-cell sources, MPI mm
     paths["sources"].write_text(
         "\n".join(
-            ["name,x,y,z"] + [f"{src['name']},{_fmt(src['mpi_mm'])}" for src in study.truth["sources"]]
+            ["name,x,y,z"]
+            + [f"{src['name']},{_fmt(src['mpi_mm'])}" for src in study.truth["sources"]]
         )
         + "\n",
         encoding="utf-8",

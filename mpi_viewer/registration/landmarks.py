@@ -155,7 +155,9 @@ class LandmarkFit:
         if self.model == "affine":
             return "affine least-squares prediction error"
         if self.model == "similarity":
-            return "rigid-body formula of Fitzpatrick, West & Maurer 1998 (scale error not included)"
+            return (
+                "rigid-body formula of Fitzpatrick, West & Maurer 1998 (scale error not included)"
+            )
         return "rigid-body formula of Fitzpatrick, West & Maurer 1998"
 
     def expected_tre_mm(self, target_xyz, fle_mm: float | None = None) -> np.ndarray | float:

@@ -445,7 +445,13 @@ class _Scene:
             ax.set_ylabel(yl)
         fig.suptitle(roi_label_text(row), fontsize=15, fontweight="bold")
         fig.text(
-            0.5, 0.005, _frame_note(self.anatomy, self.registered), ha="center", va="bottom", fontsize=8, color="0.3"
+            0.5,
+            0.005,
+            _frame_note(self.anatomy, self.registered),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
         )
         fig.tight_layout(rect=(0, 0.07, 1, 0.93))
         fig.subplots_adjust(bottom=0.17)
@@ -588,7 +594,13 @@ class _Scene:
                 fontsize=11,
             )
         fig.text(
-            0.5, 0.005, _frame_note(self.anatomy, self.registered), ha="center", va="bottom", fontsize=8, color="0.3"
+            0.5,
+            0.005,
+            _frame_note(self.anatomy, self.registered),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
         )
         fig.tight_layout(rect=(0, 0.06 + 0.03 * n_lines, 1, 0.95))
         canvas.print_png(str(path))

@@ -316,7 +316,7 @@ def _log_field(sigma_vox):
 
 
 def _no_hot_spot(volume, arr, seed, idx0, radius, floor, curve) -> InputError:
-    """"no hot spot above the noise within R mm of (x, y, z); nearest at (…), d mm away"."""
+    """The error of a seed with no hot spot near it, naming the nearest one and its distance."""
     from scipy import ndimage as ndi
 
     where = ", ".join(f"{v:.4g}" for v in seed)

@@ -131,7 +131,8 @@ def run_registration(session: Session, volumes: dict[str, Any]):
     if reg is None:
         return None, None
     if reg.method == "transform":
-        if reg.transform_file:  # the user's .tfm (hashed): its numbers, compared with the stored ones
+        # the user's .tfm (hashed): its numbers, compared with the stored ones
+        if reg.transform_file:
             from mpi_viewer.geometry.transform import transform_to_matrix
             from mpi_viewer.io.transform_files import read_transform
 
@@ -551,8 +552,10 @@ def compute_and_save(
     rec = recompute(session, volumes=volumes)
     store(session, rec)
     given = session.registration is not None and session.registration.method == "transform"
-    if session.registration is not None and rec.fit is not None and not (
-        given and session.registration.transform_file
+    if (
+        session.registration is not None
+        and rec.fit is not None
+        and not (given and session.registration.transform_file)
     ):
         from mpi_viewer.io.transform_files import write_transform
 
@@ -633,9 +636,7 @@ def save_quantify_session(
         raise InputError(f"{sp}: refusing to overwrite an input file with the session")
     if transform is not None and anatomy is None:
         raise InputError("--transform needs --anatomy (the MRI/CT the transform maps from)")
-    if any(
-        f is not None and Path(f).resolve() == sp.resolve() for f in (transform, anatomy)
-    ):
+    if any(f is not None and Path(f).resolve() == sp.resolve() for f in (transform, anatomy)):
         raise InputError(f"{sp}: refusing to overwrite an input file with the session")
     role = "ct" if str(anatomy_modality).upper() == "CT" else "mri"
     s = new_session(
