@@ -79,7 +79,12 @@ def worked_example(tmp_path_factory):
     runs = []
     for cmd in commands:
         p = subprocess.run(
-            ["bash", "-c", cmd], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+            ["bash", "-c", cmd],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            encoding="utf-8",  # what the program prints (µg, en dashes), whatever the locale
+            timeout=300,
         )
         runs.append((cmd, p))
         assert p.returncode == 0, f"README command failed ({p.returncode}): {cmd}\n{p.stderr}"
@@ -176,7 +181,7 @@ def _run(folder, *args, env=None):
             [sys.executable, "-m", "mpi_viewer.cli", *args],
             cwd=folder,
             capture_output=True,
-            text=True,
+            encoding="utf-8",
             env=env,
         )
     import contextlib
