@@ -817,6 +817,7 @@ def _add_calibrate(sub) -> None:
     p.add_argument(
         "-o", "--output", metavar="OUT.json", required=True, help="calibration JSON to write"
     )
+    _add_strict(p)
 
 
 def _cmd_calibrate(args) -> int:
@@ -852,19 +853,23 @@ def _cmd_calibrate(args) -> int:
         roi=params.to_dict(),
         notes=args.notes,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)  # the rule of every command: create the folder
-    if args.library:
-        cal.CalibrationLibrary(args.library).add(c)
-    cal.save_calibration(c, out)
     f = c.fit
     print(c.summary())
     if f.mode == "line":
         print(
             f"slope {f.slope:.6g} ± {f.se_slope:.3g} a.u.·mm³/{c.x_unit}, intercept {f.intercept:.6g} ± "
-            f"{f.se_intercept:.3g} a.u.·mm³, R² {f.r_squared:.5f}, residual SD {f.residual_sd:.4g}, dof {f.dof}"
+            f"{f.se_intercept:.3g} a.u.·mm³, R² {f.r_squared:.5f}, residual SD {f.residual_sd:.4g}, dof {f.dof}",
+            flush=True,
         )
-    for w in cal.compatibility_warnings(c, acq, params):
-        print(f"mpi-viewer: warning: {_one_line(w)}", file=sys.stderr)
+    warnings = cal.compatibility_warnings(c, acq, params)
+    for w in warnings:
+        print(f"mpi-viewer: warning: {_one_line(w)}", file=sys.stderr, flush=True)
+    if args.strict and warnings:
+        raise InputError(f"--strict: {len(warnings)} warning(s) above; nothing written")
+    out.parent.mkdir(parents=True, exist_ok=True)  # the rule of every command: create the folder
+    if args.library:
+        cal.CalibrationLibrary(args.library).add(c)
+    cal.save_calibration(c, out)
     print(f"calibration: {out}")
     return 0
 

@@ -218,3 +218,18 @@ def test_iron_per_cell_without_calibration_and_other_schema(demo_dir, tmp_path, 
     assert _quantify(demo_dir, out, "--calibration", str(cal_json)) == 2
     assert "schema version 99" in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_calibrate_strict_refuses_a_calibration_with_warnings(demo_dir, tmp_path, capsys):
+    out = tmp_path / "sub" / "single.json"
+    args = ["calibrate", str(demo_dir / "mpi.nii.gz"), "--phantoms", str(demo_dir / "phantoms.csv")]
+    args += ["--reference-phantom", "vial_5ug", "-o", str(out)]
+    assert main([*args, "--strict"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (
+        "mpi-viewer: warning: single-reference calibration: no fit residuals, interval from "
+        "image noise only"
+    )
+    assert err[-1] == "mpi-viewer: error: --strict: 1 warning(s) above; nothing written"
+    assert not out.exists() and not out.parent.exists()
+    assert main(args) == 0 and out.is_file()  # without --strict: written, the folder created
