@@ -308,3 +308,15 @@ def test_a_session_saved_before_a_new_check_still_replays(worked_example):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "every number matches" in p.stdout
     assert "flags changed (text, not a number)" in p.stderr
+
+
+def test_a_bad_phantom_row_is_named_as_a_phantom_row(worked_example):
+    folder, runs, _ = worked_example
+    rows = (folder / "study" / "phantoms.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "bad_phantoms.csv").write_text(
+        "\n".join([*rows[:3], "empty_well,0,0,0,3"]) + "\n", encoding="utf-8"
+    )
+    seeds = re.findall(r"--seed=\S+", runs[2][0])
+    line = _one_line(_run(folder, "quantify", "study/mpi.nii.gz", *seeds, "--phantoms", "bad_phantoms.csv", "-o", "bad.csv"))  # fmt: skip
+    assert "bad_phantoms.csv: phantom row 3 (empty_well): no hot spot above the noise" in line
+    assert "seed (0, 0, 0)" not in line and not (folder / "bad.csv").exists()
