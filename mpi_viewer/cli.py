@@ -70,8 +70,21 @@ def _cmd_demo(args) -> int:
         paths = write_demo_study(args.write)
         for key, p in paths.items():
             print(f"{key}: {p}")
+        _print_demo_sources(paths["sources"])
         return 0
     return _run_gui(demo=True, screenshot=args.screenshot, ndisplay=args.ndisplay)
+
+
+def _print_demo_sources(path) -> None:
+    """Where the demo's hot spots are (MPI mm), as the --seed flags that measure them."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    print("labelled-cell sources (MPI frame, mm; seed them with --seed=X,Y,Z):")
+    for r in rows:
+        xyz = ",".join(f"{float(r[k]):.1f}" for k in "xyz")
+        print(f"  {r['name']:<9} --seed={xyz}")
 
 
 def _run_gui(
@@ -158,6 +171,7 @@ def _add_register(sub) -> None:
         metavar="N",
         help="with --template: use candidate pose N of those printed when the wells fit more than one",
     )
+    _add_strict(p)
 
 
 def _cmd_register(args) -> int:
@@ -232,13 +246,28 @@ def _cmd_register(args) -> int:
     else:
         fit = _register_points(args, fixed, moving, params)
         lines = fit.report_lines()
+    warnings = _print_lines(lines)
+    if args.strict and warnings:
+        raise InputError(f"--strict: {warnings} warning(s) above; nothing written")
+    out.parent.mkdir(parents=True, exist_ok=True)  # the rule of every command: create the folder
     write_transform(out, fit)
-    for line in lines:
-        print(line)
     print(
         f"wrote {out} (ITK transform, fixed → moving: {Path(args.fixed).name} → {Path(args.moving).name})"
     )
     return 0
+
+
+def _print_lines(lines) -> int:
+    """Print report lines: ``warning: …`` lines on stderr (one line each), the rest on stdout.
+    Returns the number of warnings."""
+    n = 0
+    for line in lines:
+        if line.startswith("warning: "):
+            n += 1
+            print(f"mpi-viewer: {_one_line(line)}", file=sys.stderr, flush=True)
+        else:
+            print(line, flush=True)
+    return n
 
 
 def _register_points(args, fixed, moving, params):
@@ -345,11 +374,23 @@ def _add_quantify(sub) -> None:
         "as a manual ROI, in addition to the seeds or instead of them",
     )
     _add_calibration_flags(p)
+    g = p.add_argument_group("registration (recorded in the session, shown in the report)")
+    g.add_argument(
+        "--transform",
+        metavar="MRI_TO_MPI.tfm",
+        help="ITK transform anatomy → MPI (from `mpi-viewer register`); needs --anatomy",
+    )
+    g.add_argument(
+        "--anatomy",
+        metavar="MRI",
+        help="the MRI or CT the transform maps from (the report draws the ROIs on it)",
+    )
     p.add_argument(
         "--save-session",
         metavar="S.json",
         help="also save the analysis as a session (inputs hashed) that `mpi-viewer replay` recomputes",
     )
+    _add_strict(p)
 
 
 def _quantify_params(args):
@@ -370,7 +411,7 @@ def _quantify_params(args):
 
 def _cmd_quantify(args) -> int:
     """Read the MPI, measure one ROI per seed (and per label of --mask), add the calibration
-    columns, write CSV (+ masks)."""
+    columns, print the table and every warning, write CSV (+ masks, session)."""
     from pathlib import Path
 
     from mpi_viewer.io import tables as res
@@ -382,6 +423,10 @@ def _cmd_quantify(args) -> int:
         raise InputError(
             "quantify: give at least one --seed=X,Y,Z (mm, in the MPI's frame) or --mask LABELS.nii.gz"
         )
+    if args.transform and not args.anatomy:
+        raise InputError(
+            "--transform needs --anatomy MRI (the image the transform maps from, anatomy → MPI)"
+        )
     _guard(
         args,
         {"-o": args.output, "--masks": args.masks, "--save-session": args.save_session},
@@ -389,18 +434,14 @@ def _cmd_quantify(args) -> int:
         + [getattr(args, k, None) for k in ("transform", "anatomy")],
     )
     params = _quantify_params(args)
-    src = Path(args.mpi).resolve()
-    for out in filter(None, (args.output, args.masks)):
-        if Path(out).resolve() == src or (
-            label_image and Path(out).resolve() == Path(label_image).resolve()
-        ):
-            raise InputError(f"{out}: refusing to overwrite an input image")
     mpi = read_volume(
         args.mpi,
         modality="MPI",
         spacing_mm=_vec_or_none(args.spacing_mm, "--spacing-mm"),
         origin_mm=_vec_or_none(args.origin_mm, "--origin-mm"),
     )
+    registration = _quantify_registration(args)  # read before any measuring: bad files fail fast
+    _check_calibration_method(args, params)
     seeds = [parse_vector(s, n=mpi.ndim, what="--seed") for s in args.seed]
     results = list(measure(mpi, seeds, params)) if seeds else []
     if label_image:
@@ -410,24 +451,210 @@ def _cmd_quantify(args) -> int:
             r.label = len(results) + 1  # after the seeded ROIs, as in a replayed session
             results.append(r)
     rows = res.rows_from_results(results)
-    _quantify_calibration(args, mpi, results, params, rows)
+    calibration, quantities = _quantify_calibration(args, mpi, results, params, rows)
+    # every warning is in the CSV's warnings column already (ROI and calibration ones)
+    warnings = _roi_warnings(results, quantities)
+    common = _common_warnings(warnings)
+    if registration is not None:
+        common += registration.warnings(results)
+    _print_table(rows, warnings, common, confidence=args.confidence)
+    n_warn = sum(len(w) for w in warnings) + len(common)
+    if args.strict and n_warn:
+        raise InputError(f"--strict: {n_warn} warning(s) above; nothing written")
     from mpi_viewer.io.atomic import written_together
 
+    for out in filter(None, (args.output, args.masks, getattr(args, "save_session", None))):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)  # every command creates the folder
     with written_together(args.output, args.masks, getattr(args, "save_session", None)):
         if getattr(args, "save_session", None):
             from mpi_viewer.study.pipeline import save_session_of_quantify
 
+            args.anatomy_modality = registration.modality if registration is not None else "MRI"
             print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
         if args.masks:
             write_masks_nifti(args.masks, mpi, results)
         res.write_csv(args.output, rows)
-    for r in results:
-        print(
-            f"{r.name}: total signal {r.total_signal:.6g} {r.total_signal_unit}, peak {r.peak_au:.4g} a.u., "
-            f"{r.size:.4g} {r.size_unit}" + (f" [{', '.join(r.flags)}]" if r.flags else "")
-        )
     print(f"wrote {args.output}" + (f" and {args.masks}" if args.masks else ""))
     return 0
+
+
+def _check_calibration_method(args, params) -> None:
+    """A --calibration measured with another ROI method or parameters than the targets:
+    an error (before any measuring) unless --allow-method-mismatch."""
+    if not getattr(args, "calibration", None) or getattr(args, "allow_method_mismatch", False):
+        return
+    from mpi_viewer.calibration.record import load_calibration, roi_mismatches
+
+    mismatch = roi_mismatches(load_calibration(args.calibration), params)
+    if mismatch:
+        raise InputError(
+            f"{args.calibration}: {mismatch[0]}; quantify with the calibration's ROI method and "
+            "parameters, or add --allow-method-mismatch"
+        )
+
+
+class _Registration:
+    """quantify's --transform/--anatomy, read and checked before any measuring."""
+
+    def __init__(self, anatomy, matrix, translation, modality):
+        self.anatomy = anatomy
+        self.matrix = matrix
+        self.translation = translation
+        self.modality = modality
+
+    def warnings(self, results) -> list[str]:
+        """ROIs whose peak maps outside the anatomy through the transform."""
+        import numpy as np
+
+        out = []
+        if self.anatomy is None or not results:
+            return out
+        peaks = np.array([r.peak_mm for r in results], dtype=float)
+        if self.matrix is not None:
+            peaks = np.linalg.solve(self.matrix, (peaks - self.translation).T).T
+        inside = self.anatomy.contains_physical(peaks)
+        for r, ok in zip(results, inside, strict=True):
+            if not ok:
+                out.append(
+                    f"{r.name} lies outside the anatomy {self.anatomy.name} through the transform"
+                )
+        return out
+
+
+def _quantify_registration(args):
+    if not args.anatomy:
+        return None
+    from mpi_viewer.io.images import read_volume
+
+    anatomy = read_volume(args.anatomy)
+    modality = "CT" if str(anatomy.modality).upper() == "CT" else "MRI"
+    matrix = translation = None
+    if args.transform:
+        from mpi_viewer.geometry.transform import transform_to_matrix
+        from mpi_viewer.io.transform_files import read_transform
+
+        try:
+            matrix, translation = transform_to_matrix(read_transform(args.transform))
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise InputError(f"{args.transform}: not a 3-D linear transform ({exc})") from None
+    return _Registration(anatomy, matrix, translation, modality)
+
+
+def _roi_warnings(results, quantities) -> list[list[str]]:
+    """Each ROI's warnings (ROI and calibration), one sentence each, without bare flag names."""
+    out = []
+    for i, r in enumerate(results):
+        flags = set(r.flags)
+        texts = list(r.warnings)
+        if quantities:
+            texts += list(quantities[i].warnings)
+        seen: list[str] = []
+        for t in texts:
+            t = " ".join(str(t).split()).rstrip(".")
+            if t and t not in flags and t not in seen:
+                seen.append(t)
+        out.append(seen)
+    return out
+
+
+def _common_warnings(warnings: list[list[str]]) -> list[str]:
+    """Warnings every ROI has (said once, after the table), removed from the per-ROI lists."""
+    if len(warnings) < 2:
+        return []
+    common = [w for w in warnings[0] if all(w in ws for ws in warnings[1:])]
+    for ws in warnings:
+        ws[:] = [w for w in ws if w not in common]
+    return common
+
+
+def _fmt_num(v, digits: int = 4) -> str:
+    import math
+
+    if v is None or v == "" or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    v = float(v)
+    if abs(v) >= 10 ** (digits + 1):
+        return f"{v:,.0f}".replace(",", " ")
+    return f"{v:.{digits}g}"
+
+
+def _with_ci(row, key, low, high, digits=4) -> str:
+    """``18.05 [18.00–18.10]``: the value to ``digits`` significant digits, its interval to
+    the same decimals; large counts in whole numbers with thin spaces."""
+    import math
+
+    v = row.get(key)
+    if v is None or not math.isfinite(float(v)):
+        return "—"
+    v = float(v)
+    if abs(v) >= 10 ** (digits + 1):
+        return f"{_fmt_num(v)} [{_fmt_num(row.get(low))}–{_fmt_num(row.get(high))}]"
+    dec = max(0, digits - 1 - math.floor(math.log10(abs(v)))) if v else digits - 1
+
+    def f(x):
+        if x is None or x == "" or not math.isfinite(float(x)):
+            return "—"
+        return f"{float(x):.{dec}f}"
+
+    return f"{f(v)} [{f(row.get(low))}–{f(row.get(high))}]"
+
+
+def _print_table(rows, warnings, common, *, confidence: float = 0.95) -> None:
+    """The readable table on stdout (ROI, signal, iron, cells, flags), each ROI's warnings on
+    stderr right after its row, then the warnings every ROI shares."""
+    ci = f"{100 * confidence:g} % CI"
+    has_iron = any("iron_ug" in r for r in rows)
+    has_cells = any("cells" in r for r in rows)
+    signal_key = next(
+        (k for k in (rows[0] if rows else {}) if k.startswith("total_signal_au")), None
+    )
+    header = [
+        "ROI",
+        "signal a.u.·mm³" if signal_key == "total_signal_au_mm3" else "signal a.u.·mm²",
+    ]
+    if has_iron:
+        header.append(f"iron µg [{ci}]")
+    if has_cells:
+        header.append(f"cells [{ci}]")
+    header.append("flags")
+    table = []
+    for r in rows:
+        cells = [str(r.get("name", "")), _fmt_num(r.get(signal_key), 6)]
+        if has_iron:
+            cells.append(
+                "below detection limit"
+                if r.get("below_lod")
+                else _with_ci(r, "iron_ug", "iron_ci_low_ug", "iron_ci_high_ug")
+            )
+        if has_cells:
+            cells.append(
+                "—"
+                if r.get("below_lod")
+                else _with_ci(r, "cells", "cells_ci_low", "cells_ci_high", 3)
+            )
+        cells.append(", ".join(f for f in str(r.get("flags") or "").split(";") if f) or "-")
+        table.append(cells)
+    widths = [max(len(c[i]) for c in [header, *table]) for i in range(len(header))]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    print(line(header), flush=True)
+    for cells, ws in zip(table, warnings, strict=True):
+        print(line(cells), flush=True)
+        for w in ws:
+            print(f"mpi-viewer: warning: {cells[0]}: {_one_line(w)}", file=sys.stderr, flush=True)
+    for w in common:
+        who = "every ROI" if len(rows) > 1 else (rows[0].get("name") if rows else "")
+        print(f"mpi-viewer: warning: {who}: {_one_line(w)}", file=sys.stderr, flush=True)
+
+
+def _add_strict(p) -> None:
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat every warning as an error: exit status 2 and nothing written (for pipelines)",
+    )
 
 
 def _vec_or_none(text, what):
@@ -466,6 +693,12 @@ def _add_calibration_flags(p) -> None:
     )
     g.add_argument(
         "--confidence", type=float, default=0.95, help="confidence of the intervals (default 0.95)"
+    )
+    g.add_argument(
+        "--allow-method-mismatch",
+        action="store_true",
+        help="apply a --calibration made with another ROI method or parameters (an error otherwise: "
+        "iron from a calibration measured differently is biased)",
     )
 
 
@@ -516,7 +749,10 @@ def _calibration_from_args(args, mpi, roi_params):
     phantoms = cal.read_phantoms_csv(
         args.phantoms, min_count=1 if mode == "single_reference" else 2
     )
-    points = cal.measure_phantoms(mpi, phantoms, roi_params, kind=args.calibration_kind)
+    try:
+        points = cal.measure_phantoms(mpi, phantoms, roi_params, kind=args.calibration_kind)
+    except InputError as exc:
+        raise InputError(f"{args.phantoms}: {exc}") from None
     return cal.Calibration.from_points(
         _stem(args.phantoms),
         points,
@@ -543,7 +779,7 @@ def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
     """quantify's hook: add iron/cell columns to ``rows`` (one per ROI result) in place.
 
     Checks the iron per cell first, so bad input fails before any measuring; returns
-    the calibration (or None).
+    (calibration, quantities) or (None, []).
     """
     ipc = _iron_per_cell_from_args(args)
     calibration = _calibration_from_args(args, mpi, roi_params)
@@ -552,7 +788,7 @@ def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
             raise InputError(
                 "--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)"
             )
-        return None
+        return None, []
     from mpi_viewer.calibration.record import apply_calibration
 
     quantities = apply_calibration(
@@ -566,7 +802,7 @@ def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
     )
     for row, q in zip(rows, quantities, strict=True):
         row.update(q.columns(include_cells=ipc is not None or calibration.kind == "cells"))
-    return calibration
+    return calibration, quantities
 
 
 def _add_calibrate(sub) -> None:
@@ -633,6 +869,7 @@ def _add_calibrate(sub) -> None:
     p.add_argument(
         "-o", "--output", metavar="OUT.json", required=True, help="calibration JSON to write"
     )
+    _add_strict(p)
 
 
 def _cmd_calibrate(args) -> int:
@@ -669,18 +906,23 @@ def _cmd_calibrate(args) -> int:
         roi=params.to_dict(),
         notes=args.notes,
     )
-    if args.library:
-        cal.CalibrationLibrary(args.library).add(c)
-    cal.save_calibration(c, out)
     f = c.fit
     print(c.summary())
     if f.mode == "line":
         print(
             f"slope {f.slope:.6g} ± {f.se_slope:.3g} a.u.·mm³/{c.x_unit}, intercept {f.intercept:.6g} ± "
-            f"{f.se_intercept:.3g} a.u.·mm³, R² {f.r_squared:.5f}, residual SD {f.residual_sd:.4g}, dof {f.dof}"
+            f"{f.se_intercept:.3g} a.u.·mm³, R² {f.r_squared:.5f}, residual SD {f.residual_sd:.4g}, dof {f.dof}",
+            flush=True,
         )
-    for w in cal.compatibility_warnings(c, acq, params):
-        print(f"warning: {w}")
+    warnings = cal.compatibility_warnings(c, acq, params)
+    for w in warnings:
+        print(f"mpi-viewer: warning: {_one_line(w)}", file=sys.stderr, flush=True)
+    if args.strict and warnings:
+        raise InputError(f"--strict: {len(warnings)} warning(s) above; nothing written")
+    out.parent.mkdir(parents=True, exist_ok=True)  # the rule of every command: create the folder
+    if args.library:
+        cal.CalibrationLibrary(args.library).add(c)
+    cal.save_calibration(c, out)
     print(f"calibration: {out}")
     return 0
 
@@ -764,17 +1006,38 @@ def _add_report(sub) -> None:
     p.add_argument(
         "-o", "--output", metavar="DIR", required=True, help="report folder (new or empty)"
     )
+    p.add_argument(
+        "--allow-changed-inputs",
+        action="store_true",
+        help="report even when an input file's SHA-256 differs from the session's",
+    )
 
 
 def _cmd_report(args) -> int:
-    from mpi_viewer.report.study_report import write_session_report
+    from mpi_viewer.report.study_report import check_report_folder, write_session_report
     from mpi_viewer.study.session import load_session
 
+    check_report_folder(args.output, overwrite=args.overwrite)  # before any work
     session = load_session(args.session)
     for w in session.warnings:
         print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
     _guard_folder(args, session)
-    out = write_session_report(session, args.output, overwrite=args.overwrite)
+    if session.registration is None:
+        print(
+            "mpi-viewer: note: the session has no registration: the report shows the MPI "
+            + (
+                "over the anatomy, assumed to share its frame"
+                if any(i.role in ("mri", "ct") for i in session.inputs)
+                else "only"
+            ),
+            file=sys.stderr,
+        )
+    out = write_session_report(
+        session,
+        args.output,
+        overwrite=args.overwrite,
+        allow_changed_inputs=args.allow_changed_inputs,
+    )
     print(f"report: {out}")
     return 0
 
@@ -831,7 +1094,8 @@ def build_parser(*, with_files: bool = True) -> argparse.ArgumentParser:
             sub.choices[name].add_argument(
                 "--overwrite",
                 action="store_true",
-                help="replace existing output files (never an input)",
+                help="replace existing output files, or a non-empty report folder (checked "
+                "before any work; never an input)",
             )
     return parser
 
@@ -840,6 +1104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # "mpi-viewer scan.nii" opens files in the GUI; anything that names a command is a command
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        problem = _not_a_file_or_command(argv)
+        if problem:
+            print(f"mpi-viewer: error: {problem}", file=sys.stderr)
+            return 2
         files = argv
         argv = []
     else:
@@ -856,6 +1124,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         print("mpi-viewer: interrupted", file=sys.stderr)
         return 130
+
+
+def _not_a_file_or_command(words: Sequence[str]) -> str | None:
+    """Why ``mpi-viewer WORD …`` cannot open WORD… in the viewer (None when every file exists):
+    a mistyped command gets a suggestion, before any display is needed."""
+    import difflib
+    from pathlib import Path
+
+    first = words[0]
+    if not Path(first).exists():
+        close = difflib.get_close_matches(first.lower(), list(COMMANDS), n=1, cutoff=0.6)
+        if close:
+            return f"unknown command {first!r} (did you mean {close[0]}?)"
+        if len(words) > 1 or "." not in Path(first).name:
+            return (
+                f"unknown command {first!r}; commands: {', '.join(COMMANDS)} "
+                "(or name image files to open them in the viewer)"
+            )
+    for w in words:
+        if not w.startswith("-") and not Path(w).exists():
+            return f"{w}: no such file"
+    return None
 
 
 def _one_line(text: str) -> str:

@@ -141,7 +141,13 @@ def _scale_bar(viewer):
 
 def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay: int = 2) -> int:
     _check_display()
+    import warnings
+
     import napari
+
+    # oblique layers (the registered MPI) are drawn in 2-D through world-aligned display
+    # twins, so napari's warning about its own non-orthogonal slicing does not apply
+    warnings.filterwarnings("ignore", message="Non-orthogonal slicing", category=UserWarning)
 
     viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
     if screenshot:

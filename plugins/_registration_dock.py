@@ -640,11 +640,12 @@ class RegistrationDock(PairEditsMixin, TransformFilesMixin, RefineMixin, QWidget
             return
         where = "target" if self.target_xyz is not None else "cursor"
         self.tre_label.setText(
-            f"Expected TRE at {where}: {tre:.3f} mm (FLE {self.fle_spin.value():.2f} mm)"
+            f"Expected TRE at {where}: {tre:.3f} mm (FLE {self.fle_spin.value():.2f} mm; "
+            f"{'affine formula' if self.fit.model == 'affine' else 'rigid-body formula'})"
         )
         self.tre_label.setToolTip(
-            f"{where} at x, y, z = {_fmt_xyz(target)} mm in the fixed image; "
-            "Fitzpatrick, West & Maurer 1998, doi:10.1109/42.736021"
+            f"{where} at x, y, z = {_fmt_xyz(target)} mm in the fixed image; {self.fit.tre_formula}"
+            + ("" if self.fit.model == "affine" else ", doi:10.1109/42.736021")
         )
 
     def _pin_target(self, on: bool) -> None:

@@ -152,8 +152,12 @@ class SessionDock(QWidget):
             self._timer.start(interval)
         self._watcher = _CloseWatcher(self._on_close)
         try:
-            self.viewer.window._qt_window.installEventFilter(self._watcher)
-        except AttributeError:  # pragma: no cover - headless viewer
+            import warnings
+
+            with warnings.catch_warnings():  # napari ≥ 0.9 warns on a plugin's private access;
+                warnings.simplefilter("ignore", FutureWarning)  # no public close signal yet
+                self.viewer.window._qt_window.installEventFilter(self._watcher)
+        except AttributeError:  # pragma: no cover - headless viewer, or napari ≥ 0.10
             pass
         self._offer_recovery()
 

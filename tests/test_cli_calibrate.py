@@ -123,7 +123,7 @@ def test_quantify_with_phantoms_and_cells(demo_dir, tmp_path):
         assert "20–70 %" in row["warnings"]  # solution calibration applied to cells
 
 
-def test_quantify_with_a_saved_calibration_matches_phantoms(demo_dir, tmp_path):
+def test_quantify_with_a_saved_calibration_matches_phantoms(demo_dir, tmp_path, capsys):
     cal_json = tmp_path / "cal.json"
     assert (
         main(
@@ -163,7 +163,16 @@ def test_quantify_with_a_saved_calibration_matches_phantoms(demo_dir, tmp_path):
         == 0
     )
     c = tmp_path / "c.csv"
-    assert _quantify(demo_dir, c, "--calibration", str(nsd)) == 0
+    # a calibration made with another ROI method is an error (nothing written) ...
+    assert _quantify(demo_dir, c, "--calibration", str(nsd)) == 2
+    assert not c.exists()
+    # a parameter mismatch too (the fraction of a half-maximum ROI), named in one line
+    capsys.readouterr()
+    assert _quantify(demo_dir, c, "--calibration", str(cal_json), "--fraction", "0.4") == 2
+    assert "ROI parameter fraction differs: calibration 0.5, image 0.4" in _one_error_line(capsys)
+    assert not c.exists()
+    # ... unless the user says so; then applied loudly
+    assert _quantify(demo_dir, c, "--calibration", str(nsd), "--allow-method-mismatch") == 0
     assert all("ROI method differs" in r["warnings"] for r in read_csv(c))
 
 
@@ -209,3 +218,18 @@ def test_iron_per_cell_without_calibration_and_other_schema(demo_dir, tmp_path, 
     assert _quantify(demo_dir, out, "--calibration", str(cal_json)) == 2
     assert "schema version 99" in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_calibrate_strict_refuses_a_calibration_with_warnings(demo_dir, tmp_path, capsys):
+    out = tmp_path / "sub" / "single.json"
+    args = ["calibrate", str(demo_dir / "mpi.nii.gz"), "--phantoms", str(demo_dir / "phantoms.csv")]
+    args += ["--reference-phantom", "vial_5ug", "-o", str(out)]
+    assert main([*args, "--strict"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (
+        "mpi-viewer: warning: single-reference calibration: no fit residuals, interval from "
+        "image noise only"
+    )
+    assert err[-1] == "mpi-viewer: error: --strict: 1 warning(s) above; nothing written"
+    assert not out.exists() and not out.parent.exists()
+    assert main(args) == 0 and out.is_file()  # without --strict: written, the folder created

@@ -3,6 +3,7 @@ known PSF and iron, the results CSV with units in its columns, label masks on th
 grid, and bad input as exit 2 with one stderr line and nothing written."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -69,7 +70,9 @@ def test_quantify_writes_csv_and_masks(demo_dir, tmp_path, capsys):
     np.testing.assert_allclose(lab.GetOrigin(), study.mpi.origin_mm, atol=1e-4)
     a = sitk.GetArrayFromImage(lab)
     assert int((a == 1).sum()) == int(rows[0]["n_voxels"])
-    assert "roi_1: total signal" in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["ROI", "signal", "a.u.·mm³"]  # the readable table
+    assert out[1].split()[:2] == ["roi_1", f"{float(rows[0]['total_signal_au_mm3']):.6g}"]
 
 
 def test_quantify_nsd_and_noise_sd(demo_dir, tmp_path):
@@ -164,7 +167,16 @@ def test_quantify_background_click_exit_2(demo_dir, tmp_path, capsys):
     out = tmp_path / "r.csv"
     assert main(["quantify", str(d / "mpi.nii.gz"), _seed(bg), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no peak above the noise" in err[0]
+    assert len(err) == 1 and "no hot spot above the noise within 3 mm of (" in err[0]
+    # ... and where the nearest one is: the isolated source and fiducial M3 are both 12.0 mm away
+    near = re.search(r"nearest at \(([^)]*)\) mm, ([\d.]+) mm away", err[0])
+    xyz = [float(v) for v in near.group(1).split(",")]
+    t = study.truth
+    known = [x["mpi_mm"] for x in t["sources"] + t["vials"]]
+    known += [f["mpi_mm"] for f in t["fiducials"] if f.get("in_mpi")]
+    assert min(np.linalg.norm(np.subtract(xyz, k)) for k in known) < 0.5  # a voxel
+    truest = min(np.linalg.norm(np.subtract(bg, k)) for k in known)
+    assert float(near.group(2)) == pytest.approx(truest, abs=0.5)
     assert not out.exists()
 
 

@@ -258,7 +258,7 @@ def test_bad_seeds_are_one_line_input_errors(study):
     vol = study.mpi
     bg = np.asarray(_by_name(study, "isolated")["mpi_mm"]) + [0, 0, -12.0]  # body, no iron
     for seed, match in [
-        (bg, "no peak above the noise"),
+        (bg, "no hot spot above the noise"),
         ((500.0, 0.0, 0.0), "outside the image"),
         ((1.0, 2.0), "2 coordinates on a 3-D image"),
     ]:

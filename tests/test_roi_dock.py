@@ -53,7 +53,7 @@ def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_pa
     # a click on background: a notification, no ROI, the table keeps its row
     bg = physical_to_world(mpi_layer, [np.asarray(iso["mpi_mm"]) + [0, 0, -12.0]])[0]
     assert dock.add_seed_world(bg) is None
-    assert notes["error"] and "no peak above the noise" in notes["error"][-1]
+    assert notes["error"] and "no hot spot above the noise" in notes["error"][-1]
     assert len(dock.results) == 1 and dock.table.rowCount() == 1 and len(dock._seed_layer.data) == 1
 
     # the weak source beside the strong one: its own ROI

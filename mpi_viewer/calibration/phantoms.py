@@ -306,9 +306,17 @@ def measure_phantoms(volume, phantoms, roi_params, *, kind: str = "iron") -> lis
     from mpi_viewer.roi import regions as roi
 
     phantoms_outside(volume, phantoms)
-    results = roi.measure(
-        volume, [ph.xyz_mm for ph in phantoms], roi_params, names=[ph.name for ph in phantoms]
-    )
+    try:
+        results = roi.measure(
+            volume, [ph.xyz_mm for ph in phantoms], roi_params, names=[ph.name for ph in phantoms]
+        )
+    except InputError as exc:  # name the phantom row, not "seed (x, y, z) mm"
+        for k, ph in enumerate(phantoms):
+            try:
+                roi.measure(volume, [ph.xyz_mm], roi_params, names=[ph.name])
+            except InputError as one:
+                raise InputError(f"phantom row {k + 1} ({ph.name}): {one}") from None
+        raise exc
     vv = volume.voxel_volume_mm
     points = []
     for ph, r in zip(phantoms, results, strict=True):

@@ -429,6 +429,15 @@ def _norm(v) -> str:
 _ROI_KEYS = {"halfmax": ("fraction",), "nsd": ("n_sd",), "kmeans": ()}
 
 
+def roi_mismatches(calibration: Calibration, roi_params) -> list[str]:
+    """How the calibration's ROI method and parameters differ from ``roi_params``
+    (empty when they match, or when the calibration does not record them)."""
+    if not calibration.roi or roi_params is None:
+        return []
+    img_roi = roi_params.to_dict() if hasattr(roi_params, "to_dict") else dict(roi_params)
+    return _roi_differences(calibration.roi, img_roi)
+
+
 def _roi_differences(cal_roi: dict, img_roi: dict) -> list[str]:
     if not cal_roi:
         return ["calibration does not record its ROI method: ROI match not checked"]

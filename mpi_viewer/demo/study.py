@@ -860,7 +860,8 @@ def write_demo_study(
 
     Files: ``mri.nii.gz``, ``ct.nii.gz``, ``mpi.nii.gz`` with ``mpi.json`` (modality and
     acquisition sidecar), ``phantoms.csv`` (vials, MPI frame: name,x,y,z,iron_ug),
-    ``fiducials_mri.csv`` and ``fiducials_mpi.csv`` (true fiducial centres:
+    ``sources.csv`` (the labelled-cell sources' true centres, MPI frame: name,x,y,z:
+    where to seed), ``fiducials_mri.csv`` and ``fiducials_mpi.csv`` (true fiducial centres:
     name,x,y,z), ``truth_mri_to_mpi.tfm`` and ``truth.json``.
     """
     import time
@@ -904,6 +905,15 @@ def _write_demo_files(study, out: Path) -> dict[str, Path]:
     ]
     paths["phantoms"] = out / "phantoms.csv"
     atomic_write_text(paths["phantoms"], "\n".join(rows) + "\n")
+    paths["sources"] = out / "sources.csv"  # where to seed: the labelled-cell sources, MPI mm
+    atomic_write_text(
+        paths["sources"],
+        "\n".join(
+            ["name,x,y,z"]
+            + [f"{src['name']},{_fmt(src['mpi_mm'])}" for src in study.truth["sources"]]
+        )
+        + "\n",
+    )
     for frame in ("mri", "mpi"):
         rows = ["name,x,y,z"] + [
             f"{f['name']},{_fmt(f[f'{frame}_mm'])}"
@@ -932,6 +942,7 @@ DEMO_FILES = (
     "ct.nii.gz",
     "ct.json",
     "phantoms.csv",
+    "sources.csv",
     "fiducials_mri.csv",
     "fiducials_mpi.csv",
     "truth_mri_to_mpi.tfm",

@@ -73,13 +73,20 @@ def header_label(column: str) -> str:
 
 
 def format_value(value: Any) -> str:
-    """A cell as text: floats to 6 significant digits, NaN as empty."""
+    """A cell as text: floats to 6 significant digits in one positional format (``400238``,
+    ``1203160``, ``0.0123457``; never ``1.20316e+06``), NaN as empty."""
     if value is None:
         return ""
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        return f"{value:.6g}"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        import numpy as np
+
+        return np.format_float_positional(
+            value, precision=6, unique=False, fractional=False, trim="-"
+        )
     return str(value)
 
 

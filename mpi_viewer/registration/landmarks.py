@@ -149,6 +149,17 @@ class LandmarkFit:
         out = np.linalg.solve(self.matrix, (np.atleast_2d(p) - self.translation).T).T
         return out if p.ndim == 2 else out[0]
 
+    @property
+    def tre_formula(self) -> str:
+        """Which formula :meth:`expected_tre_mm` uses for this model (shown with every TRE)."""
+        if self.model == "affine":
+            return "affine least-squares prediction error"
+        if self.model == "similarity":
+            return (
+                "rigid-body formula of Fitzpatrick, West & Maurer 1998 (scale error not included)"
+            )
+        return "rigid-body formula of Fitzpatrick, West & Maurer 1998"
+
     def expected_tre_mm(self, target_xyz, fle_mm: float | None = None) -> np.ndarray | float:
         """Expected RMS target registration error (mm) at fixed-frame target point(s).
 
@@ -198,7 +209,7 @@ class LandmarkFit:
         centre = self.fixed_xyz[self.used].mean(axis=0)
         lines.append(
             f"expected TRE at the fiducials' centroid: {self.expected_tre_mm(centre):.3f} mm "
-            f"(FLE {self.fle_mm:.3f} mm)"
+            f"(FLE {self.fle_mm:.3f} mm; {self.tre_formula})"
         )
         lines += [f"warning: {w}" for w in self.warnings]
         return lines

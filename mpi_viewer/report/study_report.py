@@ -60,6 +60,7 @@ def write_session_report(
     from mpi_viewer.report.study_report import write_report
     from mpi_viewer.roi.regions import rois_to_label_image
 
+    check_report_folder(folder, overwrite=overwrite)  # before any work
     session.verify_inputs(allow_changed=allow_changed_inputs)
     rec = recompute(session)
     mpi = rec.volumes.get("mpi")
@@ -86,6 +87,24 @@ def write_session_report(
             iron_per_cell=rec.iron_per_cell,
         )
     )
+
+
+def check_report_folder(folder: str | Path, *, overwrite: bool = False) -> Path:
+    """The report folder, checked before any work: new, empty, or ``overwrite``.
+
+    Raises
+    ------
+    InputError
+        It is a file, or a non-empty folder without ``overwrite``.
+    """
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(
+            f"{out}: report folder exists and is not empty (choose another folder, or --overwrite to replace it)"
+        )
+    return out
 
 
 #: Display grid pixel size (mm) of the slice and projection pictures.
@@ -149,13 +168,7 @@ def write_report(
         The folder exists and is not empty (without ``overwrite``), or is a file; ROI
         labels of another shape than the MPI.
     """
-    out = Path(folder)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(
-            f"{out}: report folder exists and is not empty (choose another folder or allow overwrite)"
-        )
+    out = check_report_folder(folder, overwrite=overwrite)
     rows = [dict(r) for r in (results_rows or [])]
     if roi_labels is not None:
         roi_labels = np.asarray(roi_labels)
@@ -267,7 +280,7 @@ def _write_all(
         plot_calibration(calibration, tmp / "calibration.png", rows=rows)
         files["calibration_png"] = "calibration.png"
     if mpi.ndim == 3:
-        scene = _Scene(mpi, anatomy, tx, roi_labels, rows)
+        scene = _Scene(mpi, anatomy, tx, roi_labels, rows, registered=transform is not None)
         for row in rows:
             name = str(row.get("name", "roi"))
             p = tmp / f"roi_{_slug(name)}.png"
@@ -342,8 +355,10 @@ def _roi_position_mpi(row) -> np.ndarray | None:
 class _Scene:
     """Anatomy + MPI (through the transform) + ROI labels, resampled on display planes."""
 
-    def __init__(self, mpi, anatomy, tx, roi_labels, rows):
+    def __init__(self, mpi, anatomy, tx, roi_labels, rows, *, registered=False):
         import SimpleITK as sitk
+
+        self.registered = bool(registered)
 
         self.mpi = mpi
         self.anatomy = anatomy
@@ -444,7 +459,13 @@ class _Scene:
             ax.set_ylabel(yl)
         fig.suptitle(roi_label_text(row), fontsize=15, fontweight="bold")
         fig.text(
-            0.5, 0.005, _frame_note(self.anatomy), ha="center", va="bottom", fontsize=8, color="0.3"
+            0.5,
+            0.005,
+            _frame_note(self.anatomy, self.registered),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
         )
         fig.tight_layout(rect=(0, 0.07, 1, 0.93))
         fig.subplots_adjust(bottom=0.17)
@@ -574,7 +595,7 @@ class _Scene:
             ax.set_ylabel(f"{names[ver]} (mm)")
             ax.set_title(title, fontsize=11)
             ax.set_aspect("equal")
-        fig.suptitle("3-D view: MPI maximum-intensity projections over the anatomy", fontsize=14)
+        fig.suptitle(_view_title(self.anatomy, self.registered), fontsize=14)
         legend = [roi_label_text(r) for r in self.rows]
         n_lines = (len(legend) + 1) // 2
         for k, text in enumerate(legend):
@@ -587,7 +608,13 @@ class _Scene:
                 fontsize=11,
             )
         fig.text(
-            0.5, 0.005, _frame_note(self.anatomy), ha="center", va="bottom", fontsize=8, color="0.3"
+            0.5,
+            0.005,
+            _frame_note(self.anatomy, self.registered),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
         )
         fig.tight_layout(rect=(0, 0.06 + 0.03 * n_lines, 1, 0.95))
         canvas.print_png(str(path))
@@ -601,9 +628,30 @@ def _hot():
     return ListedColormap(colormaps["hot"](np.linspace(0.3, 0.85, 256)), name="hot_no_white")
 
 
-def _frame_note(anatomy) -> str:
-    frame = "anatomy (fixed) physical frame" if anatomy is not None else "MPI physical frame"
-    return f"Positions in mm, {frame}, ITK (LPS) axes. MPI shown through the registration; numbers from the native MPI grid."
+def _frame_note(anatomy, registered: bool = False) -> str:
+    """The caption under every picture: which frame, and whether a registration placed the MPI."""
+    if anatomy is None:
+        return (
+            "MPI only (no anatomy, no registration). Positions in mm, MPI physical frame, ITK (LPS) "
+            "axes; numbers from the native MPI grid."
+        )
+    if registered:
+        return (
+            "Positions in mm, anatomy (fixed) physical frame, ITK (LPS) axes. MPI shown on the anatomy "
+            "through the registration; numbers from the native MPI grid."
+        )
+    return (
+        "No registration: MPI and anatomy drawn in their own physical frames, assumed to coincide. "
+        "Positions in mm, ITK (LPS) axes; numbers from the native MPI grid."
+    )
+
+
+def _view_title(anatomy, registered: bool) -> str:
+    if anatomy is None:
+        return "3-D view: MPI maximum-intensity projections (MPI only, no anatomy)"
+    if registered:
+        return "3-D view: MPI maximum-intensity projections on the anatomy (registered)"
+    return "3-D view: MPI maximum-intensity projections over the anatomy (no registration)"
 
 
 def _squeeze_plane(arr_zyx, axes) -> np.ndarray:
@@ -779,6 +827,16 @@ def _write_html(
     if transform is None and anatomy is not None:
         parts.append(
             "<p class='warn'>No registration: anatomy and MPI are assumed to share a physical frame.</p>"
+        )
+    elif transform is None:
+        parts.append(
+            "<p class='warn'>No registration and no anatomy: the pictures show the MPI only, in its "
+            "own physical frame.</p>"
+        )
+    else:
+        parts.append(
+            "<p>Registration: the MPI is shown on the anatomy through the transform written beside "
+            "this page (ITK .tfm, anatomy → MPI); every number comes from the native MPI grid.</p>"
         )
     if iron_per_cell is not None:
         parts.append(

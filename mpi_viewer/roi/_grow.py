@@ -421,6 +421,30 @@ def _log_field(sigma_vox):
     return f
 
 
+def _no_hot_spot(volume, arr, seed, idx0, radius, floor, curve) -> InputError:
+    """The error of a seed with no hot spot near it, naming the nearest one and its distance."""
+    from scipy import ndimage as ndi
+
+    where = ", ".join(f"{v:.4g}" for v in seed)
+    msg = f"no hot spot above the noise within {radius:g} mm of ({where}) mm"
+    if not math.isfinite(floor):
+        return InputError(msg)
+    full = _box(arr, np.zeros(arr.ndim, int), np.asarray(arr.shape), curve)
+    sm = _smooth(full)
+    lab, n = ndi.label(sm >= floor)
+    if n == 0:
+        return InputError(f"{msg}; no voxel of the image is above {floor:.3g} a.u.")
+    peaks = ndi.maximum_position(sm, lab, range(1, n + 1))
+    xyz = volume.index_to_physical(np.asarray(peaks, dtype=float))
+    dist = np.linalg.norm(xyz - np.asarray(seed, dtype=float), axis=1)
+    k = int(np.argmin(dist))
+    near = ", ".join(f"{v:.1f}" for v in xyz[k])
+    return InputError(
+        f"{msg}; nearest at ({near}) mm, {dist[k]:.1f} mm away (above {floor:.3g} a.u. = "
+        "min_snr × noise SD)"
+    )
+
+
 def _check_seed(volume, arr, seed) -> tuple[tuple[float, ...], str, np.ndarray]:
     d = arr.ndim
     seed = tuple(float(v) for v in seed)
@@ -515,29 +539,41 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     radius = float(params.search_radius_mm)
     # the signal's own peak may lie farther than the search radius when the click is on a
     # hidden weak source's shoulder: climb without the limit, check it after
-    signal_peak = climb(arr, idx0, curve, spacing_zyx, 4 * radius, st)
+    floor = float(params.min_snr) * noise if math.isfinite(noise) else -math.inf
+    try:
+        signal_peak = climb(arr, idx0, curve, spacing_zyx, 4 * radius, st)
+    except InputError:
+        raise _no_hot_spot(volume, arr, seed, idx0, radius, floor, curve) from None
     cand = (
         _shoulder(arr, idx0, signal_peak, params, spacing_zyx, st) if params.split_sources else None
     )
     own_peak = cand if cand is not None else signal_peak
-    if np.linalg.norm((np.asarray(own_peak) - idx0) * spacing_zyx) > radius:
+    top = float(np.nanmax(_box(arr, np.asarray(signal_peak), np.asarray(signal_peak) + 1, curve)))
+    if not top >= floor:
+        raise _no_hot_spot(volume, arr, seed, idx0, radius, floor, curve)
+    far = float(np.linalg.norm((np.asarray(own_peak) - idx0) * spacing_zyx))
+    if far > radius:
+        near = ", ".join(f"{v:.1f}" for v in volume.index_to_physical([own_peak])[0])
         raise InputError(
-            f"seed {st}: no local maximum within {radius:g} mm "
-            "(click closer to the hot spot or raise the search radius)"
+            f"seed {st}: no local maximum within {radius:g} mm; the signal there rises to a peak "
+            f"at ({near}) mm, {far:.1f} mm away (click closer to the hot spot, seed that peak, or "
+            "raise the search radius)"
         )
 
     for _attempt in range(2):
-        g = grow_region(arr, own_peak, params, noise, structure, st, psf=psf)
+        try:
+            g = grow_region(arr, own_peak, params, noise, structure, st, psf=psf)
+        except InputError as exc:
+            if "below the threshold" not in str(exc):
+                raise
+            raise _no_hot_spot(volume, arr, seed, idx0, radius, floor, curve) from None
         sub, region = g.sub, g.region
         at = tuple(int(v) for v in np.asarray(own_peak) - g.lo)
         if g.peak_au <= 0 or g.peak_au < float(params.min_snr) * noise:
             if cand is not None and own_peak == cand:
                 own_peak, cand = signal_peak, None
                 continue
-            raise InputError(
-                f"seed {st}: no peak above the noise there (local maximum {g.peak_au:.3g} a.u. "
-                f"= {g.peak_au / noise:.1f} × noise SD {noise:.3g} a.u.; need {params.min_snr:g})"
-            )
+            raise _no_hot_spot(volume, arr, seed, idx0, radius, floor, curve)
         sm = _smooth(sub)
         h = max(3.0 * noise, 0.1 * g.peak_au) if math.isfinite(noise) else 0.1 * g.peak_au
         peaks = find_peaks(sm, region, h, connectivity=conn)
@@ -896,7 +932,65 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
             peaks_seen[pv] = name
         out.append(res)
     _flag_touching(out, arr.ndim, structure)
+    _flag_unseeded_peaks(volume, arr, out, params, noise)
     return out
+
+
+def _flag_unseeded_peaks(volume, arr, results, params, noise) -> None:
+    """Flag ``unseeded_peak`` (with its position) on an ROI that holds a second source no
+    seed measures: its signal is counted in this ROI.
+
+    A second source beside a bright one often has no maximum of its own, only a
+    shoulder; the negative Laplacian of Gaussian (curvature, at half the point-spread
+    width) has a maximum there (Sehl et al. 2020, fig. 5). One counts when it lies
+    inside the ROI, away from every ROI's own peak, and its curvature stands
+    ``min_snr`` times above the curvature noise (noise SD × the filter's L2 norm).
+    """
+    from scipy.ndimage import gaussian_laplace
+
+    from mpi_viewer.roi._split import find_peaks
+
+    d = arr.ndim
+    if not (math.isfinite(noise) and noise > 0):
+        return
+    conn = d if params.connectivity == "full" else 1
+    own = [np.asarray(volume.physical_to_index([r.peak_mm])[0], dtype=float) for r in results]
+    for r, pk in zip(results, own, strict=True):
+        mask = getattr(r, "mask", None)
+        if mask is None or not mask.array.any():
+            continue
+        pad = 4
+        lo = np.maximum(np.asarray(mask.start) - pad, 0)
+        hi = np.minimum(np.asarray(mask.start) + mask.array.shape + pad, arr.shape)
+        sub = _box(arr, lo, hi, params.saturation_curve)
+        region = np.zeros(sub.shape, dtype=bool)
+        off = np.asarray(mask.start) - lo
+        region[tuple(slice(o, o + n) for o, n in zip(off, mask.array.shape, strict=True))] = (
+            mask.array
+        )
+        sm = _smooth(sub)
+        at = tuple(int(v) for v in np.clip(np.rint(pk) - lo, 0, np.asarray(sub.shape) - 1))
+        sigma = _half_widths(sm, at) / math.sqrt(2 * math.log(2))
+        sigma_l = np.maximum(0.5 * sigma, 1.0)
+        curv = _log_field(sigma_l)(sub)
+        delta = np.zeros((int(8 * sigma_l.max()) | 1,) * d)
+        delta[(delta.shape[0] // 2,) * d] = 1.0
+        curv_noise = noise * float(np.sqrt(np.sum(gaussian_laplace(delta, sigma_l) ** 2)))
+        h = float(params.min_snr) * curv_noise
+        reach = np.maximum(2.0, sigma)
+        for p in find_peaks(curv, region, h, connectivity=conn):
+            q = np.asarray(p) + lo
+            if curv[p] < h or any(np.all(np.abs(q - o) <= reach) for o in own):
+                continue
+            xyz = volume.index_to_physical([q])[0]
+            where = ", ".join(f"{v:.1f}" for v in xyz)
+            if "unseeded_peak" not in r.flags:
+                r.flags.append("unseeded_peak")
+            r.warnings.append(
+                f"unseeded source at ({where}) mm ({sm[p]:.3g} a.u.) inside this ROI: its signal is "
+                f"counted here; seed it too (--seed={','.join(f'{v:.1f}' for v in xyz)}) to measure "
+                "it on its own."
+            )
 
 
 #: A half-maximum region more than this factor away from its FWHM ellipse is "extended".

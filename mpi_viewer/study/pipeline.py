@@ -24,6 +24,7 @@ its own module:
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,13 @@ def run_registration(session: Session, volumes: dict[str, Any]):
     if reg is None:
         return None, None
     if reg.method == "transform":
+        # the user's .tfm (hashed): its numbers, compared with the stored ones
+        if reg.transform_file:
+            from mpi_viewer.geometry.transform import transform_to_matrix
+            from mpi_viewer.io.transform_files import read_transform
+
+            m, t = transform_to_matrix(read_transform(session.resolve(reg.transform_file)))
+            return GivenTransform(np.asarray(m, float), np.asarray(t, float), reg.model), None
         return GivenTransform(
             np.asarray(reg.matrix, dtype=float), np.asarray(reg.translation, dtype=float), reg.model
         ), None
@@ -398,13 +406,34 @@ def _flatten(v, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def compare(session: Session, rec: Recomputed, *, rtol: float = RTOL) -> list[str]:
-    """Differences between a session's stored numbers and a recomputation, one line each."""
+#: Text columns (not numbers): a change there is a note of a replay, not a difference.
+_TEXT_KEYS = frozenset({"flags", "warnings"})
+
+
+def _is_text_key(key: str) -> bool:
+    return re.sub(r"\[\d+\]$", "", str(key).rsplit(".", 1)[-1]) in _TEXT_KEYS
+
+
+def compare(
+    session: Session, rec: Recomputed, *, rtol: float = RTOL, notes: list[str] | None = None
+) -> list[str]:
+    """Differences between a session's stored numbers and a recomputation, one line each.
+
+    With ``notes`` (a list), changed flags and warnings (text a newer version may add,
+    such as a new check) go there instead: a replay compares numbers.
+    """
     diffs: list[str] = []
 
     def cmp(what: str, stored, new) -> None:
         s, n = _flatten(stored, "", {}), _flatten(new, "", {})
         for key in sorted(set(s) | set(n), key=str):
+            if notes is not None and _is_text_key(key):
+                if not same_value(s.get(key), n.get(key), rtol=rtol):
+                    notes.append(
+                        f"{what}{key} changed (text, not a number): stored {s.get(key)!r}, "
+                        f"now {n.get(key)!r}"
+                    )
+                continue
             if key not in n:
                 diffs.append(f"{what}{key}: stored {s[key]!r}, not recomputed")
             elif key not in s:
@@ -465,7 +494,7 @@ def replay_session(
     """
     notes = session.verify_inputs(allow_changed=allow_changed_inputs)
     rec = recompute(session)
-    return rec, compare(session, rec), notes
+    return rec, compare(session, rec, notes=notes), notes
 
 
 def replay_path(path: str | Path, allow_changed_inputs: bool = False) -> ReplayOutcome:
@@ -530,7 +559,12 @@ def compute_and_save(
     session.path = Path(session_path).resolve()
     rec = recompute(session, volumes=volumes)
     store(session, rec)
-    if session.registration is not None and rec.fit is not None:
+    given = session.registration is not None and session.registration.method == "transform"
+    if (
+        session.registration is not None
+        and rec.fit is not None
+        and not (given and session.registration.transform_file)
+    ):
         from mpi_viewer.io.transform_files import write_transform
         from mpi_viewer.study.session import file_beside
 
@@ -556,6 +590,9 @@ def save_quantify_session(
     rows: list[dict[str, Any]] | None = None,
     mask: str | Path | None = None,
     mask_names=None,
+    transform: str | Path | None = None,
+    anatomy: str | Path | None = None,
+    anatomy_modality: str = "MRI",
 ) -> tuple[Path, list[str]]:
     """The session of a ``quantify`` run: inputs hashed, ROI definitions, calibration,
     iron per cell, and results recomputed through this pipeline.
@@ -584,6 +621,14 @@ def save_quantify_session(
         (a :class:`~mpi_viewer.study.session.MaskFile`), read, never written.
     mask_names : list of str, optional
         The mask's ROI names in increasing label order (``manual_<label>`` by default).
+    transform : path, optional
+        ``quantify --transform``: the ITK ``.tfm`` (anatomy → MPI) that places the MPI on
+        the anatomy. Recorded as the registration (method ``"transform"``) with its
+        path and SHA-256; replay re-reads it and checks both.
+    anatomy : path, optional
+        ``quantify --anatomy``: the MRI or CT (the transform's fixed image), recorded as
+        an input with its hash (role ``"ct"`` when ``anatomy_modality`` is CT, else
+        ``"mri"``) and shown in the report.
 
     Returns
     -------
@@ -598,7 +643,34 @@ def save_quantify_session(
         for f in (mpi, mask, phantoms, calibration_file)
     ):
         raise InputError(f"{sp}: refusing to overwrite an input file with the session")
-    s = new_session(sp, mpi=mpi, phantoms=phantoms, calibration_file=calibration_file)
+    if transform is not None and anatomy is None:
+        raise InputError("--transform needs --anatomy (the MRI/CT the transform maps from)")
+    if any(f is not None and Path(f).resolve() == sp.resolve() for f in (transform, anatomy)):
+        raise InputError(f"{sp}: refusing to overwrite an input file with the session")
+    role = "ct" if str(anatomy_modality).upper() == "CT" else "mri"
+    s = new_session(
+        sp,
+        mpi=mpi,
+        phantoms=phantoms,
+        calibration_file=calibration_file,
+        **({role: anatomy} if anatomy is not None else {}),
+    )
+    if transform is not None:
+        from mpi_viewer.geometry.transform import transform_to_matrix
+        from mpi_viewer.io.transform_files import read_transform
+        from mpi_viewer.study.session import RegistrationSection, relative_path, sha256_file
+
+        m, t = transform_to_matrix(read_transform(transform))
+        s.registration = RegistrationSection(
+            fixed=role,
+            moving="mpi",
+            method="transform",
+            model="affine",
+            matrix=np.asarray(m, float).tolist(),
+            translation=np.asarray(t, float).tolist(),
+            transform_file=relative_path(transform, sp),
+            transform_sha256=sha256_file(transform),
+        )
     seeds = np.asarray(seeds_xyz_mm, dtype=float)
     seeds = np.atleast_2d(seeds).tolist() if seeds.size else []
     masks = []
@@ -686,6 +758,9 @@ def save_session_of_quantify(args, mpi, seeds, params, rows) -> Path:
         rows=rows,
         mask=getattr(args, "mask", None),
         mask_names=[r["name"] for r in rows[len(seeds) :]] if getattr(args, "mask", None) else None,
+        transform=getattr(args, "transform", None),
+        anatomy=getattr(args, "anatomy", None),
+        anatomy_modality=getattr(args, "anatomy_modality", "MRI") or "MRI",
     )
     for d in diffs:
         print(f"mpi-viewer: note: session differs from the CSV: {d}", file=sys.stderr)
