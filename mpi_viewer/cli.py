@@ -587,8 +587,14 @@ def _with_ci(row, key, low, high, digits=4) -> str:
     if v is None or not math.isfinite(float(v)):
         return "—"
     v = float(v)
-    if abs(v) >= 10 ** (digits + 1):
-        return f"{_fmt_num(v)} [{_fmt_num(row.get(low))}–{_fmt_num(row.get(high))}]"
+    if abs(v) >= 10 ** (digits + 1):  # counts: whole numbers, the interval's ends too
+
+        def whole(x):
+            if x is None or x == "" or not math.isfinite(float(x)):
+                return "—"
+            return f"{float(x):,.0f}".replace(",", " ")
+
+        return f"{whole(v)} [{whole(row.get(low))}–{whole(row.get(high))}]"
     dec = max(0, digits - 1 - math.floor(math.log10(abs(v)))) if v else digits - 1
 
     def f(x):
@@ -1022,6 +1028,12 @@ def _cmd_report(args) -> int:
     for w in session.warnings:
         print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
     _guard_folder(args, session)
+    out = write_session_report(
+        session,
+        args.output,
+        overwrite=args.overwrite,
+        allow_changed_inputs=args.allow_changed_inputs,
+    )
     if session.registration is None:
         print(
             "mpi-viewer: note: the session has no registration: the report shows the MPI "
@@ -1032,12 +1044,6 @@ def _cmd_report(args) -> int:
             ),
             file=sys.stderr,
         )
-    out = write_session_report(
-        session,
-        args.output,
-        overwrite=args.overwrite,
-        allow_changed_inputs=args.allow_changed_inputs,
-    )
     print(f"report: {out}")
     return 0
 

@@ -98,9 +98,16 @@ def check_report_folder(folder: str | Path, *, overwrite: bool = False) -> Path:
         It is a file, or a non-empty folder without ``overwrite``.
     """
     out = Path(folder)
-    if out.exists() and not out.is_dir():
+    try:
+        exists, is_dir = out.exists(), out.is_dir()
+        full = is_dir and any(out.iterdir())
+    except OSError as exc:  # a name too long, a folder that cannot be listed
+        raise InputError(
+            f"{out}: cannot use as the report folder ({exc.strerror or exc})"
+        ) from None
+    if exists and not is_dir:
         raise InputError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if full and not overwrite:
         raise InputError(
             f"{out}: report folder exists and is not empty (choose another folder, or --overwrite to replace it)"
         )
