@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 
-PLAIN_ARRAY_EXTENSIONS = (".mat", ".npy", ".tif", ".tiff")
+PLAIN_ARRAY_EXTENSIONS = (".mat", ".npy", ".npz", ".tif", ".tiff")
 
 
 def guess_modality(path: str | Path) -> str:
@@ -71,6 +71,9 @@ def read_volume(
     spacing_mm=None,
     origin_mm=None,
     name: str | None = None,
+    frame: int | str | None = None,
+    channel: int | None = None,
+    variable: str | None = None,
 ) -> Volume:
     """Read any supported image file (or DICOM folder) into a :class:`Volume`.
 
@@ -85,6 +88,12 @@ def read_volume(
         Geometry in mm, ITK order, for plain arrays without a sidecar JSON.
     name : str, optional
         Layer name; the file name by default.
+    frame : int or "mean", optional
+        Reconstructed frame of a multi-frame MDF (from 0) or ``"mean"`` of all frames.
+    channel : int, optional
+        Channel of a multispectral MDF (from 0).
+    variable : str, optional
+        Array of a ``.mat`` or ``.npz`` file holding several.
 
     Raises
     ------
@@ -97,7 +106,42 @@ def read_volume(
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
-    vol = _formats.read(p, spacing_mm=spacing_mm, origin_mm=origin_mm)
+    vol = _formats.read(
+        p,
+        spacing_mm=spacing_mm,
+        origin_mm=origin_mm,
+        frame=frame,
+        channel=channel,
+        variable=variable,
+    )
+    return _complete(vol, p, modality=modality, name=name)
+
+
+def read_volume_stacks(
+    path: str | Path, *, spacing_mm=None, origin_mm=None, variable=None
+) -> list[tuple[Volume, Any]]:
+    """Every frame of every channel, for viewers: ``[(volume, frames or None), ...]``.
+
+    One entry per channel of a multispectral MDF (one for other files). ``volume``
+    is the first frame, completed as :func:`read_volume` completes it (modality,
+    units, placement); ``frames`` is the (T, ...) array of all T frames of that
+    channel when the file has several (napari's time axis), else ``None``.
+    """
+    from mpi_viewer.io import _formats
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    out = []
+    for vol, frames in _formats.read_stacks(
+        p, spacing_mm=spacing_mm, origin_mm=origin_mm, variable=variable
+    ):
+        out.append((_complete(vol, p, modality=None, name=None), frames))
+    return out
+
+
+def _complete(vol: Volume, p: Path, *, modality: str | None, name: str | None) -> Volume:
+    """Modality, units, acquisition from the sidecar; name and source; checked geometry."""
     sidecar = read_sidecar(p)
     if sidecar.get("modality") and vol.modality == "unknown":
         vol.modality = {"MR": "MRI"}.get(str(sidecar["modality"]), str(sidecar["modality"]))
@@ -147,6 +191,7 @@ def display_name(path: str | Path) -> str:
         ".hdf5",
         ".mat",
         ".npy",
+        ".npz",
         ".tif",
         ".tiff",
     ):
