@@ -113,7 +113,7 @@ def read_inputs(session: Session, roles=("mri", "ct", "mpi")) -> dict[str, Any]:
     for inp in session.inputs:
         if inp.role in roles:
             out[inp.role] = read_volume(
-                session.resolve(inp.path), modality=inp.modality, name=inp.name
+                session.resolve(inp.path), modality=inp.modality, name=inp.name, **inp.selection
             )
     return out
 
@@ -547,6 +547,7 @@ def save_quantify_session(
     rows: list[dict[str, Any]] | None = None,
     mask: str | Path | None = None,
     mask_names=None,
+    mpi_selection: dict[str, Any] | None = None,
 ) -> tuple[Path, list[str]]:
     """The session of a ``quantify`` run: inputs hashed, ROI definitions, calibration,
     iron per cell, and results recomputed through this pipeline.
@@ -590,6 +591,7 @@ def save_quantify_session(
     ):
         raise InputError(f"{sp}: refusing to overwrite an input file with the session")
     s = new_session(sp, mpi=mpi, phantoms=phantoms, calibration_file=calibration_file)
+    s.inputs[0].selection = dict(mpi_selection or {})  # frame/channel/variable read from the MPI
     seeds = np.asarray(seeds_xyz_mm, dtype=float)
     seeds = np.atleast_2d(seeds).tolist() if seeds.size else []
     masks = []
@@ -629,6 +631,12 @@ def save_quantify_session(
         probe = Session(results=[dict(r) for r in rows])
         diffs = compare(probe, Recomputed(rows=rec.rows))
     return out, diffs
+
+
+def image_selection(args) -> dict[str, Any]:
+    """``--frame``/``--channel``/``--variable`` of a parsed command line, as a session records them."""
+    sel = {k: getattr(args, k, None) for k in ("frame", "channel", "variable")}
+    return {k: v for k, v in sel.items() if v is not None}
 
 
 def save_session_of_quantify(args, mpi, seeds, params, rows) -> Path:
@@ -677,6 +685,7 @@ def save_session_of_quantify(args, mpi, seeds, params, rows) -> Path:
         rows=rows,
         mask=getattr(args, "mask", None),
         mask_names=[r["name"] for r in rows[len(seeds) :]] if getattr(args, "mask", None) else None,
+        mpi_selection=image_selection(args),
     )
     for d in diffs:
         print(f"mpi-viewer: note: session differs from the CSV: {d}", file=sys.stderr)

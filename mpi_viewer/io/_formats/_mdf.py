@@ -379,7 +379,6 @@ class MDFStack:
         InputError
             Several frames or channels and no choice, or a choice out of range.
         """
-        c = _choose_channel(self.path, channel, self.n_channels)
         if frame is None:
             if self.n_frames > 1:
                 raise InputError(
@@ -387,6 +386,7 @@ class MDFStack:
                     f"--frame N (0…{self.n_frames - 1}) or average them with --frame mean"
                 )
             frame = 0
+        c = _choose_channel(self.path, channel, self.n_channels)
         if isinstance(frame, str) and frame.strip().lower() == "mean":
             with np.errstate(invalid="ignore"):
                 image = self.data[:, c].mean(axis=0, dtype=np.float64).astype(
