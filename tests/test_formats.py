@@ -634,6 +634,17 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     cases["truncated mdf"] = (_truncate(good / "v.mdf", tmp / "half.mdf"), "HDF5")
     cases["truncated npy"] = (_truncate(good / "v.npy", tmp / "half.npy"), ".npy")
     cases["truncated mat"] = (_truncate(good / "v.mat", tmp / "half.mat"), "MATLAB")
+    np.savez(good / "v.npz", a=np.ones((4, 5, 6), np.float32))
+    cases["truncated npz"] = (_truncate(good / "v.npz", tmp / "half.npz"), ".npz")
+    import h5py
+
+    with h5py.File(tmp / "plain.h5", "w") as f:
+        f["x"] = np.ones((3, 3))
+    cases["plain HDF5"] = (tmp / "plain.h5", "HDF5 file that is not MDF")
+    import nibabel as nib
+
+    nib.save(nib.Nifti2Image(np.ones((4, 5, 6), np.float32), np.eye(4)), str(good / "v2.nii"))
+    cases["truncated nifti-2"] = (_truncate(good / "v2.nii", tmp / "half2.nii"), "NIfTI-2")
     (tmp / "scan.xyz").write_bytes(b"12345")
     cases["unknown"] = (tmp / "scan.xyz", "unknown file type")
     cases["missing"] = (tmp / "nothere.nii", "no such file")

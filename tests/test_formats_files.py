@@ -105,12 +105,17 @@ def test_npz_one_image_several_and_variable(tmp_path):
     np.testing.assert_array_equal(vol.array, img)  # (z, y, x) as .npy
     assert vol.modality == "MPI" and vol.metadata["npz_variable"] == "recon"
     np.savez(tmp_path / "two.npz", a=img, b=img[0])
-    with pytest.raises(InputError, match=r"several image variables: a \(3 × 4 × 5\), b \(4 × 5\); choose one with --variable NAME"):
+    with pytest.raises(
+        InputError,
+        match=r"several image variables: a \(3 × 4 × 5\), b \(4 × 5\); choose one with --variable NAME",
+    ):
         read_volume(tmp_path / "two.npz", spacing_mm=(1, 1, 1))
     np.testing.assert_array_equal(
         read_volume(tmp_path / "two.npz", spacing_mm=(1, 1), variable="b").array, img[0]
     )
-    with pytest.raises(InputError, match=r"--variable c: .* has no such variable \(it holds a, b\)"):
+    with pytest.raises(
+        InputError, match=r"--variable c: .* has no such variable \(it holds a, b\)"
+    ):
         read_volume(tmp_path / "two.npz", spacing_mm=(1, 1), variable="c")
 
 
@@ -143,7 +148,10 @@ def test_mat_several_arrays_refused_listing_them(ffl_with_matrices):
     with pytest.raises(InputError) as exc:
         read_volume(path)
     msg = str(exc.value)
-    assert "several image variables: interp (338 × 1352), recons (338 × 11), reconstructed_full (64 × 64)" in msg
+    assert (
+        "several image variables: interp (338 × 1352), recons (338 × 11), reconstructed_full (64 × 64)"
+        in msg
+    )
     assert "--variable NAME" in msg and "\n" not in msg
 
 
@@ -155,15 +163,21 @@ def test_mat_sidecar_geometry_picks_the_image_and_refuses_the_matrix(ffl_with_ma
     vol = read_volume(path)
     assert vol.metadata["matlab_variable"] == "reconstructed_full" and vol.shape == (64, 64)
     np.testing.assert_array_equal(vol.array, recon)
-    with pytest.raises(InputError, match=r"--variable interp: .*338 × 1352 does not fit the 64 × 64 voxels"):
+    with pytest.raises(
+        InputError, match=r"--variable interp: .*338 × 1352 does not fit the 64 × 64 voxels"
+    ):
         read_volume(path, variable="interp")
     np.testing.assert_array_equal(read_volume(path, variable="reconstructed_full").array, recon)
 
 
 def test_mat_with_only_a_matrix_that_does_not_fit_is_refused(tmp_path):
     write_mat_v73(tmp_path / "interp.mat", {"interp": np.ones((338, 1352))})
-    (tmp_path / "interp.json").write_text(json.dumps({"spacing_mm": [0.3125, 0.3125], "size": [64, 64]}))
-    with pytest.raises(InputError, match=r"no variable fits the image geometry \(interp 338 × 1352 does not fit"):
+    (tmp_path / "interp.json").write_text(
+        json.dumps({"spacing_mm": [0.3125, 0.3125], "size": [64, 64]})
+    )
+    with pytest.raises(
+        InputError, match=r"no variable fits the image geometry \(interp 338 × 1352 does not fit"
+    ):
         read_volume(tmp_path / "interp.mat")
 
 
@@ -179,7 +193,17 @@ def test_cli_variable_flag(ffl_with_matrices, tmp_path):
 
     def run(*args):
         return subprocess.run(
-            [sys.executable, "-m", "mpi_viewer.cli", "quantify", str(path), seed, "-o", str(out), *args],
+            [
+                sys.executable,
+                "-m",
+                "mpi_viewer.cli",
+                "quantify",
+                str(path),
+                seed,
+                "-o",
+                str(out),
+                *args,
+            ],
             capture_output=True,
             text=True,
         )

@@ -25,7 +25,15 @@ from mpi_viewer.cli import main
 from mpi_viewer.errors import InputError
 from mpi_viewer.io.images import read_volume, read_volume_stacks
 
-REAL_MDF = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "mdf" / "systemMatrix.mdf"
+REAL_MDF = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "data"
+    / "real"
+    / "mdf"
+    / "systemMatrix.mdf"
+)
 if not REAL_MDF.is_file():
     REAL_MDF = Path("/work/shared/data/real/mdf/systemMatrix.mdf")
 pytestmark = pytest.mark.skipif(
@@ -87,7 +95,10 @@ def encoded(shape_zyx) -> np.ndarray:
 def test_real_metadata_read_as_the_specification_defines(tmp_path):
     zyx = encoded((3, 4, 5))
     path = spec_mdf(
-        tmp_path / "r.mdf", frames_channels(zyx, 1, 1), size_xyz=(5, 4, 3), fov_m=(0.01, 0.008, 0.006)
+        tmp_path / "r.mdf",
+        frames_channels(zyx, 1, 1),
+        size_xyz=(5, 4, 3),
+        fov_m=(0.01, 0.008, 0.006),
     )
     vol = read_volume(path)
     acq = vol.acquisition
@@ -117,7 +128,11 @@ def test_background_correction_flag_and_real_names(tmp_path):
     import h5py
 
     with h5py.File(path, "r+") as f:
-        for key, value in (("tracer/name", "perimag"), ("tracer/batch", "L-2291"), ("scanner/name", "MPI 25/20 FF")):
+        for key, value in (
+            ("tracer/name", "perimag"),
+            ("tracer/batch", "L-2291"),
+            ("scanner/name", "MPI 25/20 FF"),
+        ):
             del f[key]
             f[key] = value
         del f["scanner/manufacturer"]
@@ -132,9 +147,14 @@ def test_background_correction_flag_and_real_names(tmp_path):
 def test_frames_need_a_choice_and_give_frame_or_mean(tmp_path):
     zyx = encoded((3, 4, 5))
     path = spec_mdf(
-        tmp_path / "dyn.mdf", frames_channels(zyx, 4, 1), size_xyz=(5, 4, 3), fov_m=(0.01, 0.008, 0.006)
+        tmp_path / "dyn.mdf",
+        frames_channels(zyx, 4, 1),
+        size_xyz=(5, 4, 3),
+        fov_m=(0.01, 0.008, 0.006),
     )
-    with pytest.raises(InputError, match=r"4 reconstructed frames; choose one with --frame N \(0…3\) or"):
+    with pytest.raises(
+        InputError, match=r"4 reconstructed frames; choose one with --frame N \(0…3\) or"
+    ):
         read_volume(path)
     np.testing.assert_allclose(read_volume(path, frame=2).array, 3 * zyx)
     np.testing.assert_allclose(read_volume(path, frame="mean").array, 2.5 * zyx, rtol=1e-6)
@@ -146,12 +166,19 @@ def test_frames_need_a_choice_and_give_frame_or_mean(tmp_path):
 def test_channels_are_the_last_dimension_and_need_a_choice(tmp_path):
     zyx = encoded((2, 3, 4))
     path = spec_mdf(
-        tmp_path / "multi.mdf", frames_channels(zyx, 1, 2), size_xyz=(4, 3, 2), fov_m=(0.004, 0.003, 0.002)
+        tmp_path / "multi.mdf",
+        frames_channels(zyx, 1, 2),
+        size_xyz=(4, 3, 2),
+        fov_m=(0.004, 0.003, 0.002),
     )
-    with pytest.raises(InputError, match=r"2 reconstructed \(multispectral\) channels; choose one with --channel N"):
+    with pytest.raises(
+        InputError, match=r"2 reconstructed \(multispectral\) channels; choose one with --channel N"
+    ):
         read_volume(path)
     np.testing.assert_array_equal(read_volume(path, channel=0).array, zyx.astype(np.float32))
-    np.testing.assert_array_equal(read_volume(path, channel=1).array, (zyx + 1000).astype(np.float32))
+    np.testing.assert_array_equal(
+        read_volume(path, channel=1).array, (zyx + 1000).astype(np.float32)
+    )
     with pytest.raises(InputError, match="--channel 2: .* has 2 channels"):
         read_volume(path, channel=2)
     with pytest.raises(InputError, match="--frame: .* not an MDF reconstruction"):
@@ -162,7 +189,10 @@ def test_channels_are_the_last_dimension_and_need_a_choice(tmp_path):
 def test_stacks_for_napari_time_axis_and_one_entry_per_channel(tmp_path):
     zyx = encoded((2, 3, 4))
     path = spec_mdf(
-        tmp_path / "dyn.mdf", frames_channels(zyx, 3, 2), size_xyz=(4, 3, 2), fov_m=(0.004, 0.003, 0.002)
+        tmp_path / "dyn.mdf",
+        frames_channels(zyx, 3, 2),
+        size_xyz=(4, 3, 2),
+        fov_m=(0.004, 0.003, 0.002),
     )
     stacks = read_volume_stacks(path)
     assert len(stacks) == 2
@@ -201,7 +231,10 @@ def test_napari_reader_time_axis_and_channel_layers(tmp_path):
 def test_two_d_reconstruction_is_a_two_d_image(tmp_path):
     zyx = encoded((1, 40, 40))  # as MPIFiles' reco test: 40 × 40 × 1, FOV 44 × 44 × 1 mm
     path = spec_mdf(
-        tmp_path / "r2d.mdf", frames_channels(zyx, 1, 1), size_xyz=(40, 40, 1), fov_m=(0.044, 0.044, 0.001)
+        tmp_path / "r2d.mdf",
+        frames_channels(zyx, 1, 1),
+        size_xyz=(40, 40, 1),
+        fov_m=(0.044, 0.044, 0.001),
     )
     vol = read_volume(path)
     assert vol.ndim == 2 and vol.shape == (40, 40) and vol.acquisition.mode == "2D"
@@ -260,15 +293,25 @@ def test_overscan_region_is_cropped_and_masked_and_said(tmp_path):
         fov_m=(0.008, 0.006, 0.004),
         overscan=over.reshape(-1),
     )
-    full = spec_mdf(tmp_path / "full.mdf", frames_channels(zyx, 1, 1), size_xyz=(8, 6, 4), fov_m=(0.008, 0.006, 0.004))
+    full = spec_mdf(
+        tmp_path / "full.mdf",
+        frames_channels(zyx, 1, 1),
+        size_xyz=(8, 6, 4),
+        fov_m=(0.008, 0.006, 0.004),
+    )
     vol, ref = read_volume(path), read_volume(full)
     assert vol.shape == (4, 5, 6)
     # the same voxel keeps its value and its physical place
-    np.testing.assert_allclose(vol.index_to_physical([[1, 2, 3]]), ref.index_to_physical([[1, 2, 5]]))
+    np.testing.assert_allclose(
+        vol.index_to_physical([[1, 2, 3]]), ref.index_to_physical([[1, 2, 5]])
+    )
     assert vol.array[1, 2, 3] == ref.array[1, 2, 5]
     assert np.isnan(vol.array[0, 0, 0]) and np.isnan(vol.array).sum() == 1
     [note] = vol.metadata["notes"]
-    assert "cropped from 8 × 6 × 4 to the covered 6 × 5 × 4 voxels" in note and "1 overscan voxels" in note
+    assert (
+        "cropped from 8 × 6 × 4 to the covered 6 × 5 × 4 voxels" in note
+        and "1 overscan voxels" in note
+    )
 
 
 # -- positions ------------------------------------------------------------------------------------
@@ -276,7 +319,9 @@ def test_grid_from_positions_and_inconsistent_positions_refused(tmp_path):
     zyx = encoded((2, 3, 4))
     z, y, x = np.indices(zyx.shape)
     pos_m = np.stack([x, y, z], axis=-1).reshape(-1, 3) * 0.0005 + [0.001, 0.002, 0.003]
-    path = spec_mdf(tmp_path / "p.mdf", frames_channels(zyx, 1, 1), size_xyz=None, positions_m=pos_m)
+    path = spec_mdf(
+        tmp_path / "p.mdf", frames_channels(zyx, 1, 1), size_xyz=None, positions_m=pos_m
+    )
     vol = read_volume(path)
     np.testing.assert_array_equal(vol.array, zyx.astype(np.float32))
     np.testing.assert_allclose(vol.spacing_mm, [0.5, 0.5, 0.5])
@@ -297,11 +342,16 @@ def test_grid_from_positions_and_inconsistent_positions_refused(tmp_path):
 def test_measurement_only_and_plain_hdf5_refused_with_the_reason(tmp_path):
     import h5py
 
-    with pytest.raises(InputError, match=r"system-matrix \(calibration\) measurement .* no /reconstruction; reconstruct it first"):
+    with pytest.raises(
+        InputError,
+        match=r"system-matrix \(calibration\) measurement .* no /reconstruction; reconstruct it first",
+    ):
         read_volume(REAL_MDF)
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["images/stack"] = np.ones((3, 3))
-    with pytest.raises(InputError, match=r"HDF5 file that is not MDF \(no /reconstruction/data; it holds images\)") as exc:
+    with pytest.raises(
+        InputError, match=r"HDF5 file that is not MDF \(no /reconstruction/data; it holds images\)"
+    ) as exc:
         read_volume(tmp_path / "other.h5")
     assert "MDF file" not in str(exc.value)
 
@@ -319,13 +369,25 @@ def test_cli_frame_channel_flags_exit_2_with_one_line(tmp_path):
     zyx = np.zeros((3, 5, 5))
     zyx[1, 2, 2] = 50.0
     path = spec_mdf(
-        tmp_path / "dyn.mdf", frames_channels(zyx, 3, 2), size_xyz=(5, 5, 3), fov_m=(0.005, 0.005, 0.003)
+        tmp_path / "dyn.mdf",
+        frames_channels(zyx, 3, 2),
+        size_xyz=(5, 5, 3),
+        fov_m=(0.005, 0.005, 0.003),
     )
     out = tmp_path / "r.csv"
     for args, needle in [
-        ([], "3 reconstructed frames; choose one with --frame N (0…2) or average them with --frame mean"),
-        (["--frame", "1"], "2 reconstructed (multispectral) channels; choose one with --channel N (0…1)"),
-        (["--frame", "x", "--channel", "0"], "--frame: 'x': expected a frame number (from 0) or 'mean'"),
+        (
+            [],
+            "3 reconstructed frames; choose one with --frame N (0…2) or average them with --frame mean",
+        ),
+        (
+            ["--frame", "1"],
+            "2 reconstructed (multispectral) channels; choose one with --channel N (0…1)",
+        ),
+        (
+            ["--frame", "x", "--channel", "0"],
+            "--frame: 'x': expected a frame number (from 0) or 'mean'",
+        ),
         (["--frame", "5", "--channel", "0"], "--frame 5:"),
         (["--frame", "mean", "--channel", "-1"], "--channel: '-1': channels are counted from 0"),
         (["--frame", "0", "--channel", "0", "--variable", "v"], "--variable:"),

@@ -169,9 +169,7 @@ def read_stacks(path: Path, *, spacing_mm=None, origin_mm=None, variable=None):
             else:
                 out.append((vol, None))
         return out
-    return [
-        (read(path, spacing_mm=spacing_mm, origin_mm=origin_mm, variable=variable), None)
-    ]
+    return [(read(path, spacing_mm=spacing_mm, origin_mm=origin_mm, variable=variable), None)]
 
 
 def _check_file(path: Path) -> None:

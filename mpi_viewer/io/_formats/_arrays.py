@@ -244,7 +244,9 @@ def _fits(path: Path, shape_zyx: tuple[int, ...]) -> str | None:
     if sc.get("spacing_mm") is not None:
         n_sp = len(np.atleast_1d(np.asarray(sc["spacing_mm"], dtype=object)).ravel())
         if n_sp == 2 and len(dims) == 3:
-            return f"{_shape_text(shape_zyx)} is 3-D but {sidecar_path(path).name} gives 2-D spacing"
+            return (
+                f"{_shape_text(shape_zyx)} is 3-D but {sidecar_path(path).name} gives 2-D spacing"
+            )
     size = sidecar_size_xyz(path, len(dims))
     if size is None:
         return None
@@ -269,7 +271,9 @@ def _pick_variable(
     names = ", ".join(all_names) or "none"
     if variable is not None:
         if variable not in all_names:
-            raise InputError(f"--variable {variable}: {path} has no such variable (it holds {names})")
+            raise InputError(
+                f"--variable {variable}: {path} has no such variable (it holds {names})"
+            )
         if variable not in candidates:
             raise InputError(f"--variable {variable}: {path}: {variable!r} is not a numeric array")
         a = candidates[variable]

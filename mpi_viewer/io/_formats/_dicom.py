@@ -236,7 +236,9 @@ def grid_frame_offsets(ds, path: Path, n_frames: int) -> np.ndarray | None:
     try:
         values = np.atleast_1d(np.asarray(g, dtype=float)).ravel()
     except (TypeError, ValueError):
-        raise InputError(f"{path}: Grid Frame Offset Vector {g!r} is not a list of numbers") from None
+        raise InputError(
+            f"{path}: Grid Frame Offset Vector {g!r} is not a list of numbers"
+        ) from None
     if values.size != n_frames:
         raise InputError(
             f"{path}: Grid Frame Offset Vector has {values.size} values for {n_frames} frames"

@@ -65,7 +65,15 @@ from mpi_viewer.io.images import display_name
 
 MDF_EXTENSIONS = (".mdf", ".h5", ".hdf5")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-MDF_GROUPS = ("study", "experiment", "scanner", "acquisition", "tracer", "measurement", "calibration")
+MDF_GROUPS = (
+    "study",
+    "experiment",
+    "scanner",
+    "acquisition",
+    "tracer",
+    "measurement",
+    "calibration",
+)
 PLACEHOLDERS = {"", "n.a", "n.a.", "na", "n/a", "none", "null", "unknown", "-", "--", "?", "nan"}
 
 
@@ -389,8 +397,10 @@ class MDFStack:
         c = _choose_channel(self.path, channel, self.n_channels)
         if isinstance(frame, str) and frame.strip().lower() == "mean":
             with np.errstate(invalid="ignore"):
-                image = self.data[:, c].mean(axis=0, dtype=np.float64).astype(
-                    np.result_type(self.data.dtype, np.float32)
+                image = (
+                    self.data[:, c]
+                    .mean(axis=0, dtype=np.float64)
+                    .astype(np.result_type(self.data.dtype, np.float32))
                 )
             label = "mean"
         else:
@@ -413,9 +423,7 @@ def _index(path: Path, value, n: int, flag: str, what: str) -> int:
     except ValueError:
         raise InputError(f"{flag} {value!r}: expected a {what} number (from 0) or 'mean'") from None
     if not 0 <= i < n:
-        raise InputError(
-            f"{flag} {i}: {path} has {n} {what}{'s' if n != 1 else ''} (0…{n - 1})"
-        )
+        raise InputError(f"{flag} {i}: {path} has {n} {what}{'s' if n != 1 else ''} (0…{n - 1})")
     return i
 
 
@@ -607,9 +615,7 @@ def _crop_overscan(path, zyx, over_zyx, spacing, origin):
     return out, origin, note
 
 
-def read_mdf(
-    path: Path, *, spacing_mm=None, origin_mm=None, frame=None, channel=None
-) -> Volume:
+def read_mdf(path: Path, *, spacing_mm=None, origin_mm=None, frame=None, channel=None) -> Volume:
     """One image of an MDF reconstruction: ``frame`` (from 0, or ``"mean"``) of ``channel``."""
     stack = read_mdf_stack(path, spacing_mm=spacing_mm, origin_mm=origin_mm)
     return stack.volume(frame, channel)

@@ -166,8 +166,6 @@ def read_nifti2(path: Path):
     zyx = np.ascontiguousarray(np.transpose(data, tuple(range(d))[::-1]))
     value_range = validate_image_data(zyx, str(path))
     image = image_from_array(zyx, spacing_mm=spacing, origin_mm=origin, direction=direction)
-    vol = Volume(
-        image=image, units="", name=display_name(path), metadata={"format": "NIfTI-2"}
-    )
+    vol = Volume(image=image, units="", name=display_name(path), metadata={"format": "NIfTI-2"})
     vol._range = value_range
     return vol
