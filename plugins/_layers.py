@@ -52,6 +52,24 @@ def _current_frame(layer, n: int) -> int:
     return min(max(k, 0), n - 1)
 
 
+def image_selection(layer) -> dict[str, Any]:
+    """Which part of its file a layer shows, as a session records it (``InputFile.selection``):
+    the frame on screen of a time-axis MDF layer, its channel, a .mat/.npz variable."""
+    m = layer.metadata.get("mpi_viewer", {})
+    head = m.get("header") or {}
+    sel: dict[str, Any] = {}
+    if m.get("frames") and np.ndim(layer.data) == len(m.get("spacing_mm", ())) + 1:
+        sel["frame"] = _current_frame(layer, int(np.shape(layer.data)[0]))
+    elif head.get("frame") is not None:
+        sel["frame"] = head["frame"]
+    if head.get("channel") is not None:
+        sel["channel"] = int(head["channel"])
+    variable = head.get("matlab_variable") or head.get("npz_variable")
+    if variable:
+        sel["variable"] = str(variable)
+    return sel
+
+
 def volume_from_layer(layer) -> Volume:
     """The core Volume behind an Image or Labels layer, on the layer's native grid.
 

@@ -120,7 +120,9 @@ def _with_frames(tup, frames):
         big[1:, 1:] = a
         kwargs["affine"] = big
     if "units" in kwargs:
-        kwargs["units"] = ("s", *kwargs["units"])  # napari needs a unit; frames are time
+        # every axis in mm, as the docks keep all layers (install_mm_units): a time unit
+        # would make napari rescale the axis between layers; the axis counts frames
+        kwargs["units"] = ("mm", *kwargs["units"])
     kwargs["axis_labels"] = ("frame", *("zyx"[-(frames.ndim - 1) :]))
     kwargs["metadata"]["mpi_viewer"]["frames"] = int(frames.shape[0])
     return frames, kwargs, kind

@@ -38,3 +38,32 @@ def test_roi_on_the_frame_shown(make_napari_viewer, tmp_path):
         r = dock.results[-1]
         assert r.peak_au == pytest.approx(50.0 * (frame + 1) * 2, rel=1e-4)
     assert viewer.layers[LABELS_LAYER].data.shape == (9, 9, 9)
+
+
+def test_gui_session_records_frame_and_channel_and_replays(make_napari_viewer, tmp_path):
+    from mpi_viewer.plugins._launch import open_docks
+
+    from mpi_viewer import cli
+    from mpi_viewer.study import session as S
+
+    z, y, x = np.indices((9, 9, 9))
+    blob = (50.0 * np.exp(-((x - 4) ** 2 + (y - 4) ** 2 + (z - 4) ** 2) / (2 * 1.2**2))).reshape(-1)
+    data = np.stack([np.stack([blob * (k + 1) * (c + 1) for c in range(2)], -1) for k in range(3)])
+    path = spec_mdf(tmp_path / "dyn.mdf", data, size_xyz=(9, 9, 9), fov_m=(0.009,) * 3)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="mpi-viewer")
+    docks = {type(w).__name__: w for w in open_docks(viewer)}
+    roi = docks["ROIDock"]
+    roi.layer_combo.setCurrentText("dyn [channel 1]")
+    viewer.dims.set_current_step(0, 1)  # frame 1 on screen
+    lyr = viewer.layers["dyn [channel 1]"]
+    r = roi.add_seed_mm([0.0, 0.0, 0.0], name="src")
+    assert r is not None and r.peak_au == pytest.approx(200.0, rel=1e-4)  # 2 × 2 × 50
+    # a session holds one MPI image: the user closes the channel not analysed
+    viewer.layers.remove("dyn [channel 0]")
+    out = docks["SessionDock"].save(tmp_path / "gui.json")
+    assert out is not None
+    saved = S.load_session(out)
+    [mpi] = [i for i in saved.inputs if i.name == "dyn [channel 1]"]
+    assert mpi.selection == {"frame": 1, "channel": 1}
+    assert cli.main(["replay", str(out)]) == 0
