@@ -44,12 +44,19 @@ def modality_of(layer) -> str:
 
 
 def _current_frame(layer, n: int) -> int:
-    """The frame of a time-axis layer (multi-frame MDF) that napari currently shows."""
+    """The frame of a time-axis layer (multi-frame MDF) that napari currently shows:
+    the viewer's time-slider position in the layer's data (frame 0 without a viewer)."""
+    k = 0.0
     try:
-        k = int(round(float(layer._data_slice.point[0])))
-    except (AttributeError, IndexError, TypeError, ValueError):
-        k = 0
-    return min(max(k, 0), n - 1)
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is not None and layer in viewer.layers:
+            point = np.asarray(viewer.dims.point, dtype=float)[-layer.ndim :]
+            k = float(np.asarray(layer.world_to_data(point))[0])
+    except Exception:  # noqa: BLE001 - no viewer (headless use): the first frame
+        k = 0.0
+    return min(max(int(round(k)), 0), n - 1)
 
 
 def image_selection(layer) -> dict[str, Any]:

@@ -56,7 +56,6 @@ def test_gui_session_records_frame_and_channel_and_replays(make_napari_viewer, t
     roi = docks["ROIDock"]
     roi.layer_combo.setCurrentText("dyn [channel 1]")
     viewer.dims.set_current_step(0, 1)  # frame 1 on screen
-    lyr = viewer.layers["dyn [channel 1]"]
     r = roi.add_seed_mm([0.0, 0.0, 0.0], name="src")
     assert r is not None and r.peak_au == pytest.approx(200.0, rel=1e-4)  # 2 × 2 × 50
     # a session holds one MPI image: the user closes the channel not analysed
