@@ -360,12 +360,12 @@ def _cli(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "mpi_viewer.cli", *map(str, args)],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         cwd=cwd,
     )
 
 
-def test_cli_frame_channel_flags_exit_2_with_one_line(tmp_path):
+def test_cli_frame_channel_flags_exit_2_with_one_line(tmp_path, capsys):
     zyx = np.zeros((3, 5, 5))
     zyx[1, 2, 2] = 50.0
     path = spec_mdf(
@@ -375,11 +375,14 @@ def test_cli_frame_channel_flags_exit_2_with_one_line(tmp_path):
         fov_m=(0.005, 0.005, 0.003),
     )
     out = tmp_path / "r.csv"
+    # as typed in a shell: one real process
+    r = _cli("quantify", path, "--seed=0,0,0", "-o", out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"mpi-viewer: error: {path}: 3 reconstructed frames; choose one with --frame N (0…2) "
+        "or average them with --frame mean"
+    ]
     for args, needle in [
-        (
-            [],
-            "3 reconstructed frames; choose one with --frame N (0…2) or average them with --frame mean",
-        ),
         (
             ["--frame", "1"],
             "2 reconstructed (multispectral) channels; choose one with --channel N (0…1)",
@@ -392,11 +395,14 @@ def test_cli_frame_channel_flags_exit_2_with_one_line(tmp_path):
         (["--frame", "mean", "--channel", "-1"], "--channel: '-1': channels are counted from 0"),
         (["--frame", "0", "--channel", "0", "--variable", "v"], "--variable:"),
     ]:
-        r = _cli("quantify", path, "--seed=0,0,0", "-o", out, *args)
-        assert r.returncode == 2, (args, r.stderr)
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and needle in lines[0], (args, r.stderr)
-        assert "Traceback" not in r.stderr and not out.exists()
+        try:
+            code = main(["quantify", str(path), "--seed=0,0,0", "-o", str(out), *args])
+        except SystemExit as exc:  # argparse's own one-line usage error
+            code = exc.code
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and needle in lines[0], (args, err)
+        assert not out.exists()
 
 
 def test_cli_frame_mean_and_session_replay(tmp_path, capsys):
