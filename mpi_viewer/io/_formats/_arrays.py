@@ -1,4 +1,4 @@
-"""Plain arrays from MPI pipelines: MATLAB ``.mat`` (v5 and v7.3), ``.npy`` and TIFF.
+"""Plain arrays from MPI pipelines: MATLAB ``.mat`` (v5 and v7.3), ``.npy``, ``.npz`` and TIFF.
 
 These files carry pixels but no geometry. Spacing and origin come from the sidecar
 JSON beside the file (``scan.json`` beside ``scan.mat``: ``spacing_mm``,
@@ -15,6 +15,16 @@ Axis conventions (numpy order is (z, y, x) everywhere in mpi-viewer):
   ``meshgrid`` use them, so a 2-D matrix keeps the orientation MATLAB displays.
   v7.3 files are HDF5 and store the column-major matrix transposed; the reader
   undoes it.
+- ``.npz``: as ``.npy``.
+
+Files holding several arrays (``.mat``, ``.npz``): ``variable=NAME`` (``--variable``)
+chooses one. Without it the reader takes the only 2-D or 3-D numeric array that fits
+the sidecar's geometry and refuses to guess between several, listing them with their
+shapes. An array fits when its non-singleton dimensions are the sidecar's ``size``
+(voxels, x, y[, z]; ``shape`` is accepted too) or ``fov_mm / spacing_mm``, and a 2-D
+``spacing_mm`` is not given to a 3-D array: a 338 × 1352 interpolation matrix never
+opens as a 64 × 64 image. The chosen array's name is kept in ``metadata``
+(``matlab_variable``, ``npz_variable``).
 """
 
 from __future__ import annotations
@@ -331,26 +341,48 @@ def _matlab_shape_to_zyx(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 # -- .npz --------------------------------------------------------------------------------------
+def _npz_arrays(path: Path) -> tuple[list[str], dict[str, Any]]:
+    """Names of an ``.npz`` archive's arrays and, for the numeric ones, their shapes, from
+    the ``.npy`` headers only (no array is read)."""
+    import zipfile
+    from types import SimpleNamespace
+
+    names, numeric = [], {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[: -len(".npy")]
+            names.append(name)
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(fh)
+            if np.issubdtype(dtype, np.number) or dtype == bool:
+                numeric[name] = SimpleNamespace(shape=tuple(shape), dtype=dtype)
+    return names, numeric
+
+
 def read_npz(path: Path, *, spacing_mm=None, origin_mm=None, variable=None) -> Volume:
-    """A NumPy ``.npz`` archive: one array, (z, y, x) as ``.npy`` (chosen by ``variable``)."""
+    """A NumPy ``.npz`` archive: one array, (z, y, x) as ``.npy`` (chosen by ``variable``).
+
+    Only the chosen array is read; the others are known from their headers.
+    """
     import zipfile
 
     try:
+        names, arrays = _npz_arrays(path)
+        name, _ = _pick_variable(path, arrays, names, variable)
         with np.load(path, allow_pickle=False) as z:
-            names = list(z.files)
-            arrays = {}
-            for k in names:
-                try:
-                    a = z[k]
-                except ValueError:  # object arrays need pickle: not an image
-                    continue
-                if isinstance(a, np.ndarray) and (
-                    np.issubdtype(a.dtype, np.number) or a.dtype == bool
-                ):
-                    arrays[k] = a
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            a = z[name]
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not a readable .npz archive ({_first_line(exc)})") from None
-    name, a = _pick_variable(path, arrays, names, variable)
     return volume_from_array(
         a,
         path,

@@ -370,6 +370,8 @@ class MDFStack:
     origin_mm: list[float]
     acquisition: Acquisition
     metadata: dict[str, Any] = field(default_factory=dict)
+    selected_frame: int | str | None = None  # read one frame (or the mean) only
+    total_frames: int | None = None
 
     @property
     def n_frames(self) -> int:
@@ -387,15 +389,23 @@ class MDFStack:
         InputError
             Several frames or channels and no choice, or a choice out of range.
         """
+        if self.selected_frame is not None:  # read selectively: the one frame held
+            frame = self.selected_frame
+            c = _choose_channel(self.path, channel, self.n_channels)
+            meta = dict(self.metadata)
+            if (self.total_frames or 1) > 1 or frame != 0:
+                meta["frame"] = frame
+                meta["frames"] = self.total_frames
+            if self.n_channels > 1 or channel not in (None, 0):
+                meta["channel"] = c
+                meta["channels"] = self.n_channels
+            return _volume(self.path, np.ascontiguousarray(self.data[0, c]), self, meta)
         if frame is None:
             if self.n_frames > 1:
-                raise InputError(
-                    f"{self.path}: {self.n_frames} reconstructed frames; choose one with "
-                    f"--frame N (0…{self.n_frames - 1}) or average them with --frame mean"
-                )
+                raise InputError(_choose_frame_message(self.path, self.n_frames))
             frame = 0
         c = _choose_channel(self.path, channel, self.n_channels)
-        if isinstance(frame, str) and frame.strip().lower() == "mean":
+        if _is_mean(frame):
             with np.errstate(invalid="ignore"):
                 image = (
                     self.data[:, c]
@@ -415,6 +425,45 @@ class MDFStack:
             meta["channel"] = c
             meta["channels"] = self.n_channels
         return _volume(self.path, np.ascontiguousarray(image), self, meta)
+
+
+def _is_mean(frame) -> bool:
+    return isinstance(frame, str) and frame.strip().lower() == "mean"
+
+
+def _choose_frame_message(path: Path, n: int) -> str:
+    return (
+        f"{path}: {n} reconstructed frames; choose one with --frame N (0…{n - 1}) "
+        "or average them with --frame mean"
+    )
+
+
+def _read_frames(ds, frame, q: int, p: int, s: int, path: Path) -> tuple[np.ndarray, Any]:
+    """(frames × P × S data, label): all frames, one frame, or their mean (read frame by
+    frame, accumulated in float64), reading from the file only what is needed."""
+    try:
+        if frame == "all" or ds.ndim == 1:
+            return np.asarray(ds[()]).reshape(q, p, s), None
+        if frame is None:
+            if q > 1:
+                raise InputError(_choose_frame_message(path, q))
+            frame = 0
+        if _is_mean(frame):
+            acc = np.zeros((p, s), np.float64)
+            step = max(1, (64 << 20) // max(1, p * s * ds.dtype.itemsize))  # ~64 MiB at a time
+            for k in range(0, q, step):
+                block = np.asarray(ds[k : k + step]).reshape(-1, p, s)
+                acc += block.sum(axis=0, dtype=np.float64)
+            out_dtype = np.result_type(ds.dtype, np.float32)
+            return (acc / q).astype(out_dtype)[None], "mean"
+        k = _index(path, frame, q, "--frame", "frame")
+        return np.asarray(ds[k]).reshape(1, p, s), k
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated datasets raise OSError
+        raise InputError(
+            f"{path}: /reconstruction/data cannot be read ({str(exc).splitlines()[0][:160]})"
+        ) from None
 
 
 def _index(path: Path, value, n: int, flag: str, what: str) -> int:
@@ -489,8 +538,15 @@ def _refuse_without_reconstruction(path: Path, f) -> None:
     )
 
 
-def read_mdf_stack(path: Path, *, spacing_mm=None, origin_mm=None) -> MDFStack:
-    """All frames and channels of an MDF reconstruction (see the module docstring)."""
+def read_mdf_stack(
+    path: Path, *, spacing_mm=None, origin_mm=None, frame: int | str | None = "all"
+) -> MDFStack:
+    """Frames and channels of an MDF reconstruction (see the module docstring).
+
+    ``frame="all"`` reads every frame; an index or ``"mean"`` reads only what that
+    needs (one frame, or the frames one at a time for the mean); ``None`` reads the
+    only frame and refuses several.
+    """
     path = Path(path)
     f = _open(path)
     try:
@@ -519,13 +575,8 @@ def read_mdf_stack(path: Path, *, spacing_mm=None, origin_mm=None) -> MDFStack:
                 f"{path}: /reconstruction/data of shape {shape} has {p} voxels per frame but "
                 f"/reconstruction/size {tuple(grid.size_xyz)} gives {n_vox}"
             )
-        try:
-            data = ds[()]
-        except Exception as exc:  # noqa: BLE001 - truncated datasets raise OSError
-            raise InputError(
-                f"{path}: /reconstruction/data cannot be read ({str(exc).splitlines()[0][:160]})"
-            ) from None
-        data = np.moveaxis(np.asarray(data).reshape(q, p, s), 2, 1)  # → Q × S × P
+        data, selected = _read_frames(ds, frame, q, p, s, path)
+        data = np.moveaxis(data, 2, 1)  # → Q × S × P
         if data.dtype == bool:
             data = data.astype(np.uint8)
         overscan = _get(f, "reconstruction/isOverscanRegion")
@@ -571,6 +622,8 @@ def read_mdf_stack(path: Path, *, spacing_mm=None, origin_mm=None) -> MDFStack:
     if notes:
         header["notes"] = notes
     return MDFStack(
+        selected_frame=selected,
+        total_frames=q,
         path=path,
         data=zyx,
         spacing_mm=[float(v) for v in spacing_out],
@@ -617,5 +670,5 @@ def _crop_overscan(path, zyx, over_zyx, spacing, origin):
 
 def read_mdf(path: Path, *, spacing_mm=None, origin_mm=None, frame=None, channel=None) -> Volume:
     """One image of an MDF reconstruction: ``frame`` (from 0, or ``"mean"``) of ``channel``."""
-    stack = read_mdf_stack(path, spacing_mm=spacing_mm, origin_mm=origin_mm)
+    stack = read_mdf_stack(path, spacing_mm=spacing_mm, origin_mm=origin_mm, frame=frame)
     return stack.volume(frame, channel)
