@@ -362,7 +362,7 @@ def _npz_arrays(path: Path) -> tuple[list[str], dict[str, Any]]:
                     else np.lib.format.read_array_header_2_0
                 )
                 shape, _, dtype = read_header(fh)
-            if np.issubdtype(dtype, np.number) or dtype == bool:
+            if np.issubdtype(dtype, np.number) or dtype == np.dtype(bool):
                 numeric[name] = SimpleNamespace(shape=tuple(shape), dtype=dtype)
     return names, numeric
 
