@@ -138,7 +138,7 @@ def test_background_correction_flag_and_real_names(tmp_path):
         del f["scanner/manufacturer"]
         f["scanner/manufacturer"] = "Bruker"
     vol = read_volume(path)
-    assert vol.metadata["background_corrected"] is True
+    assert vol.metadata["background_corrected"] is True and "notes" not in vol.metadata
     assert vol.acquisition.tracer == "perimag" and vol.acquisition.tracer_lot == "L-2291"
     assert vol.acquisition.scanner == "Bruker MPI 25/20 FF"
 
@@ -280,7 +280,7 @@ def test_quantify_two_d_mdf_with_a_two_value_seed(tmp_path, capsys):
 
 
 # -- overscan -------------------------------------------------------------------------------------
-def test_overscan_region_is_cropped_and_masked_and_said(tmp_path):
+def test_overscan_region_is_cropped_and_masked_and_said(tmp_path, capsys):
     zyx = encoded((4, 6, 8))
     over = np.zeros(zyx.shape, bool)
     over[:, :, :2] = True  # two columns of x not covered
@@ -308,10 +308,26 @@ def test_overscan_region_is_cropped_and_masked_and_said(tmp_path):
     assert vol.array[1, 2, 3] == ref.array[1, 2, 5]
     assert np.isnan(vol.array[0, 0, 0]) and np.isnan(vol.array).sum() == 1
     [note] = vol.metadata["notes"]
-    assert (
-        "cropped from 8 × 6 × 4 to the covered 6 × 5 × 4 voxels" in note
-        and "1 overscan voxels" in note
+    assert "cropped from 8 × 6 × 4 to the covered 6 × 5 × 4 voxels" in note
+    assert "1 overscan voxels inside it masked (NaN)" in note
+    # the command line says so too (stderr), and measures on the covered voxels
+    z, y, x = np.indices(zyx.shape)
+    blob = 100.0 * np.exp(-((x - 5) ** 2 + (y - 2) ** 2 + (z - 2) ** 2) / (2 * 0.8**2))
+    src = spec_mdf(
+        tmp_path / "src.mdf",
+        frames_channels(blob, 1, 1),
+        size_xyz=(8, 6, 4),
+        fov_m=(0.008, 0.006, 0.004),
+        overscan=over.reshape(-1),
     )
+    out = tmp_path / "r.csv"
+    # voxel (x=5, y=2, z=2): (-4 + 0.5 + 5, -3 + 0.5 + 2, -2 + 0.5 + 2) mm
+    code = main(["quantify", str(src), "--seed=1.5,-0.5,0.5", "-o", str(out), "--no-split"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"mpi-viewer: note: {src}: overscan region" in err
+    [row] = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert float(row["peak_au"]) == pytest.approx(100.0, rel=1e-4)
 
 
 # -- positions ------------------------------------------------------------------------------------

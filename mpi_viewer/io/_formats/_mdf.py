@@ -619,6 +619,12 @@ def read_mdf_stack(
         header["frames"] = q
     if s > 1:
         header["channels"] = s
+    if header.get("background_corrected") is False:
+        notes.append(
+            "/measurement/isBackgroundCorrected is 0: the data were not background-corrected"
+        )
+    if header.get("simulated"):
+        notes.append("/experiment/isSimulation is 1: the file holds simulated data")
     if notes:
         header["notes"] = notes
     return MDFStack(
