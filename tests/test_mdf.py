@@ -440,3 +440,37 @@ def test_cli_frame_mean_and_session_replay(tmp_path, capsys):
     capsys.readouterr()
     assert main(["replay", str(session)]) == 0
     assert "every number matches" in capsys.readouterr().out
+
+
+def test_calibrate_on_a_chosen_frame_of_a_two_d_mdf(tmp_path, capsys):
+    from mpi_viewer.calibration.record import load_calibration
+
+    # three phantoms on a 2-D reconstruction (1 mm pixels): 100 a.u. peak per µg Fe,
+    # Gaussian σ = 1.5 mm; frame 1 is twice frame 0
+    y, x = np.mgrid[0:48, 0:48]
+    phantoms = [("p1", 12, 12, 1.0), ("p2", 34, 14, 2.0), ("p4", 22, 34, 4.0)]
+    img = sum(
+        100.0 * ug * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * 1.5**2))
+        for _, cx, cy, ug in phantoms
+    )
+    path = spec_mdf(
+        tmp_path / "cal.mdf",
+        frames_channels(img[None], 2, 1),
+        size_xyz=(48, 48, 1),
+        fov_m=(0.048, 0.048, 0.001),
+    )
+    ph = tmp_path / "ph.csv"
+    ph.write_text(
+        "name,x,y,z,iron_ug\n"
+        + "".join(f"{n},{cx - 23.5},{cy - 23.5},0,{ug}\n" for n, cx, cy, ug in phantoms),
+        encoding="utf-8",
+    )
+    slopes = []
+    for frame in ("0", "1"):
+        out = tmp_path / f"cal{frame}.json"
+        rc = main(["calibrate", str(path), "--phantoms", str(ph), "--frame", frame, "-o", str(out)])
+        assert rc == 0, capsys.readouterr().err
+        slopes.append(load_calibration(out).fit.slope)
+    # a 2-D Gaussian holds half its integral (2π σ² A) inside its half-maximum contour
+    assert slopes[0] == pytest.approx(100 * 2 * np.pi * 1.5**2 * 0.5, rel=0.05)
+    assert slopes[1] / slopes[0] == pytest.approx(2.0, rel=1e-6)

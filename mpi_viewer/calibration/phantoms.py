@@ -103,7 +103,8 @@ def phantoms_outside(volume, phantoms, *, raise_error: bool = True) -> list[str]
     """
     if not phantoms:
         return []
-    inside = volume.contains_physical(np.array([ph.xyz_mm for ph in phantoms], dtype=float))
+    d = volume.ndim  # a 2-D image: the phantoms' x, y on its own axes (z not used)
+    inside = volume.contains_physical(np.array([ph.xyz_mm[:d] for ph in phantoms], dtype=float))
     out = [ph.name for ph, ok in zip(phantoms, inside, strict=True) if not ok]
     if out and raise_error:
         ph = next(p for p in phantoms if p.name == out[0])
@@ -306,7 +307,10 @@ def measure_phantoms(volume, phantoms, roi_params, *, kind: str = "iron") -> lis
 
     phantoms_outside(volume, phantoms)
     results = roi.measure(
-        volume, [ph.xyz_mm for ph in phantoms], roi_params, names=[ph.name for ph in phantoms]
+        volume,
+        [ph.xyz_mm[: volume.ndim] for ph in phantoms],  # 2-D image: x, y only
+        roi_params,
+        names=[ph.name for ph in phantoms],
     )
     vv = volume.voxel_volume_mm
     points = []
