@@ -81,7 +81,7 @@ def read_volume(
     ----------
     path : str or Path
         A NIfTI, NRRD, MetaImage, DICOM file or series folder, MDF (HDF5), MATLAB
-        ``.mat``, ``.npy`` or TIFF file.
+        ``.mat``, ``.npy``, ``.npz`` or TIFF file.
     modality : str, optional
         Overrides what the file (or its name) says.
     spacing_mm, origin_mm : sequence of float, optional
