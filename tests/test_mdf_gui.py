@@ -11,6 +11,14 @@ pytestmark = [
 ]
 
 
+def _pick(combo, text: str) -> None:
+    """Choose an item of a combo box as a user does (the ``activated`` signal)."""
+    i = combo.findText(text)
+    assert i >= 0, [combo.itemText(k) for k in range(combo.count())]
+    combo.setCurrentIndex(i)
+    combo.activated.emit(i)
+
+
 def test_roi_on_the_frame_shown(make_napari_viewer, tmp_path):
     from mpi_viewer.plugins._layers import physical_to_world
     from mpi_viewer.plugins._roi_dock import LABELS_LAYER, ROIDock
@@ -26,7 +34,7 @@ def test_roi_on_the_frame_shown(make_napari_viewer, tmp_path):
     assert viewer.dims.nsteps[0] == 3  # the time slider
     dock = ROIDock(viewer)
     viewer.window.add_dock_widget(dock, name="MPI ROIs")
-    dock.layer_combo.setCurrentText("dyn [channel 1]")  # the user picks channel 1
+    _pick(dock.layer_combo, "dyn [channel 1]")  # the user picks channel 1
     layer = dock.mpi_layer
     assert layer is layers[1]
     dock.start_clicking()
@@ -54,7 +62,7 @@ def test_gui_session_records_frame_and_channel_and_replays(make_napari_viewer, t
     viewer.open(str(path), plugin="mpi-viewer")
     docks = {type(w).__name__: w for w in open_docks(viewer)}
     roi = docks["ROIDock"]
-    roi.layer_combo.setCurrentText("dyn [channel 1]")
+    _pick(roi.layer_combo, "dyn [channel 1]")
     viewer.dims.set_current_step(0, 1)  # frame 1 on screen
     r = roi.add_seed_mm([0.0, 0.0, 0.0], name="src")
     assert r is not None and r.peak_au == pytest.approx(200.0, rel=1e-4)  # 2 × 2 × 50
