@@ -772,4 +772,6 @@ def add_screenshots(report_folder, shots) -> None:
         text = index.read_text(encoding="utf-8")
         block = "\n".join(parts)
         text = text.replace("</body>", block + "\n</body>") if "</body>" in text else text + block
-        index.write_text(text, encoding="utf-8")
+        from mpi_viewer.io.atomic import atomic_write_text
+
+        atomic_write_text(index, text)
