@@ -419,7 +419,7 @@ def check_voxel_count(shape, where: str, *, itemsize: int = 4) -> None:
         n *= s
     if n > MAX_VOXELS:
         raise InputError(
-            f"{where}: {n:.3g} voxels ({tuple(int(s) for s in shape)}) is more than the limit of "
+            f"{where}: {min(n, 10**300):.3g} voxels ({tuple(int(s) for s in shape)}) is more than the limit of "
             f"{MAX_VOXELS:.3g}"
         )
 
