@@ -43,6 +43,65 @@ def parse_vector(text: str, *, n: int | None = 3, what: str = "value") -> tuple[
     return values
 
 
+def _frame_value(text: str):
+    """``--frame``: a frame number from 0, or ``mean``."""
+    t = text.strip().lower()
+    if t == "mean":
+        return "mean"
+    try:
+        v = int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a frame number (from 0) or 'mean'"
+        ) from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: frames are counted from 0")
+    return v
+
+
+def _channel_value(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a channel number (from 0)") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: channels are counted from 0")
+    return v
+
+
+def _add_image_choice_flags(p, image: str = "MPI") -> None:
+    """``--frame``, ``--channel``, ``--variable``: which image of a multi-part file to read."""
+    g = p.add_argument_group(f"which image of a multi-part {image} file")
+    g.add_argument(
+        "--frame",
+        type=_frame_value,
+        metavar="N|mean",
+        help="multi-frame MDF: the reconstructed frame to use (from 0), or 'mean' of all frames",
+    )
+    g.add_argument(
+        "--channel",
+        type=_channel_value,
+        metavar="N",
+        help="multispectral MDF: the reconstructed channel to use (from 0)",
+    )
+    g.add_argument(
+        "--variable",
+        metavar="NAME",
+        help=".mat/.npz holding several arrays: the one to open",
+    )
+
+
+def _image_choice(args) -> dict:
+    sel = {k: getattr(args, k, None) for k in ("frame", "channel", "variable")}
+    return {k: v for k, v in sel.items() if v is not None}
+
+
+def _print_notes(vol) -> None:
+    """What the reader did to the image that the user should know (e.g. overscan cropped)."""
+    for note in vol.metadata.get("notes", []) if isinstance(vol.metadata, dict) else []:
+        print(f"mpi-viewer: note: {vol.source or vol.name}: {note}", file=sys.stderr)
+
+
 # -- gui / demo ---------------------------------------------------------------------------
 def _add_demo(sub) -> None:
     p = sub.add_parser(
@@ -172,6 +231,7 @@ def _add_register(sub) -> None:
         help="with --template: use candidate pose N of those printed when the wells fit more than one",
     )
     _add_strict(p)
+    _add_image_choice_flags(p, "MOVING")
 
 
 def _cmd_register(args) -> int:
@@ -212,7 +272,8 @@ def _cmd_register(args) -> int:
         [args.fixed, args.moving, args.fixed_points, args.moving_points, template],
     )
     fixed = read_volume(args.fixed)
-    moving = read_volume(args.moving)
+    moving = read_volume(args.moving, **_image_choice(args))
+    _print_notes(moving)
     if args.template:
         from mpi_viewer.registration.molds import (
             MAX_ROTATION_DEG,
@@ -385,6 +446,7 @@ def _add_quantify(sub) -> None:
         metavar="MRI",
         help="the MRI or CT the transform maps from (the report draws the ROIs on it)",
     )
+    _add_image_choice_flags(p)
     p.add_argument(
         "--save-session",
         metavar="S.json",
@@ -439,9 +501,11 @@ def _cmd_quantify(args) -> int:
         modality="MPI",
         spacing_mm=_vec_or_none(args.spacing_mm, "--spacing-mm"),
         origin_mm=_vec_or_none(args.origin_mm, "--origin-mm"),
+        **_image_choice(args),
     )
     registration = _quantify_registration(args)  # read before any measuring: bad files fail fast
     _check_calibration_method(args, params)
+    _print_notes(mpi)
     seeds = [parse_vector(s, n=mpi.ndim, what="--seed") for s in args.seed]
     results = list(measure(mpi, seeds, params)) if seeds else []
     if label_image:
@@ -854,6 +918,7 @@ def _add_calibrate(sub) -> None:
         help="receiver response (measured,true signal), applied before any statistic",
     )
     _add_fit_flags(p)
+    _add_image_choice_flags(p)
     p.add_argument("--name", help="calibration name (default: the phantom file's name)")
     p.add_argument("--tracer", help="tracer (default: the image's metadata)")
     p.add_argument("--tracer-lot", help="tracer lot")
@@ -893,7 +958,8 @@ def _cmd_calibrate(args) -> int:
     phantoms = cal.read_phantoms_csv(
         args.phantoms, min_count=1 if mode == "single_reference" else 2
     )
-    mpi = read_volume(args.mpi, modality="MPI")
+    mpi = read_volume(args.mpi, modality="MPI", **_image_choice(args))
+    _print_notes(mpi)
     points = cal.measure_phantoms(mpi, phantoms, params, kind=args.calibration_kind)
     acq = mpi.acquisition
     c = cal.Calibration.from_points(

@@ -43,6 +43,40 @@ def modality_of(layer) -> str:
     return layer.metadata.get("mpi_viewer", {}).get("modality", "unknown")
 
 
+def _current_frame(layer, n: int) -> int:
+    """The frame of a time-axis layer (multi-frame MDF) that napari currently shows:
+    the viewer's time-slider position in the layer's data (frame 0 without a viewer)."""
+    k = 0.0
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is not None and layer in viewer.layers:
+            point = np.asarray(viewer.dims.point, dtype=float)[-layer.ndim :]
+            k = float(np.asarray(layer.world_to_data(point))[0])
+    except Exception:  # noqa: BLE001 - no viewer (headless use): the first frame
+        k = 0.0
+    return min(max(int(round(k)), 0), n - 1)
+
+
+def image_selection(layer) -> dict[str, Any]:
+    """Which part of its file a layer shows, as a session records it (``InputFile.selection``):
+    the frame on screen of a time-axis MDF layer, its channel, a .mat/.npz variable."""
+    m = layer.metadata.get("mpi_viewer", {})
+    head = m.get("header") or {}
+    sel: dict[str, Any] = {}
+    if m.get("frames") and np.ndim(layer.data) == len(m.get("spacing_mm", ())) + 1:
+        sel["frame"] = _current_frame(layer, int(np.shape(layer.data)[0]))
+    elif head.get("frame") is not None:
+        sel["frame"] = head["frame"]
+    if head.get("channel") is not None:
+        sel["channel"] = int(head["channel"])
+    variable = head.get("matlab_variable") or head.get("npz_variable")
+    if variable:
+        sel["variable"] = str(variable)
+    return sel
+
+
 def volume_from_layer(layer) -> Volume:
     """The core Volume behind an Image or Labels layer, on the layer's native grid.
 
@@ -64,6 +98,8 @@ def volume_from_layer(layer) -> Volume:
         raise InputError(f"layer {layer.name!r}: RGB or multiscale data cannot be quantified")
     data = np.asarray(layer.data)
     m = layer.metadata.get("mpi_viewer", {})
+    if m.get("frames") and data.ndim == len(m.get("spacing_mm", ())) + 1:
+        data = data[_current_frame(layer, data.shape[0])]  # a time axis: the frame on screen
     d = data.ndim
     if "spacing_mm" in m and len(m["spacing_mm"]) == d:
         spacing, origin, direction = m["spacing_mm"], m["origin_mm"], m["direction"]
@@ -81,7 +117,7 @@ def volume_from_layer(layer) -> Volume:
         name=layer.name,
         source=m.get("source"),
     )
-    vol._array = layer.data if isinstance(layer.data, np.ndarray) else data
+    vol._array = layer.data if isinstance(layer.data, np.ndarray) and layer.data.ndim == d else data
     _VOLUMES[layer] = vol
     return vol
 
@@ -183,6 +219,12 @@ def _install_2d_display_for(layer) -> None:
 
 def copy_placement(src, dst) -> None:
     """Give ``dst`` the same data → world transform as ``src`` (same grid)."""
+    n = dst.ndim
+    if src.ndim > n:  # src has a leading time axis (multi-frame MDF): place on its space axes
+        dst.scale = list(src.scale)[-n:]
+        dst.translate = list(src.translate)[-n:]
+        dst.affine = np.asarray(src.affine.affine_matrix)[-(n + 1) :, -(n + 1) :]
+        return
     dst.scale = src.scale
     dst.translate = src.translate
     dst.affine = src.affine

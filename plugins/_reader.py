@@ -76,12 +76,17 @@ def read_layers(path) -> list:
     Bad files become error notifications; the good ones are still returned.
     """
     from mpi_viewer.geometry.volume import MissingSpacingError
-    from mpi_viewer.io.images import read_volume
+    from mpi_viewer.io.images import read_volume, read_volume_stacks
 
     out = []
     for p in _paths(path) or []:
         try:
-            out.append(layer_data_tuple(read_volume(p)))
+            for vol, frames in read_volume_stacks(
+                p
+            ):  # one layer per channel; frames on a time axis
+                out.append(_with_frames(layer_data_tuple(vol), frames))
+                for note in vol.metadata.get("notes", []):
+                    _notify_info(f"{vol.name}: {note}")
         except MissingSpacingError:
             # ask rather than refuse: open on 1 mm voxels, flagged, and say where to set them
             try:
@@ -103,6 +108,35 @@ def read_layers(path) -> list:
             detail = " ".join(str(exc).split())[:200] or type(exc).__name__
             _notify_error(f"{_shown(p)}: cannot read ({type(exc).__name__}: {detail})")
     return out or NO_LAYERS
+
+
+def _with_frames(tup, frames):
+    """A layer tuple whose data gains a leading time axis (frame 0, 1, …) when ``frames`` is given."""
+    if frames is None:
+        return tup
+    _, kwargs, kind = tup
+    kwargs = dict(kwargs)
+    kwargs["scale"] = [1.0, *kwargs["scale"]]
+    if "translate" in kwargs:
+        kwargs["translate"] = [0.0, *kwargs["translate"]]
+    if "affine" in kwargs:
+        a = np.asarray(kwargs["affine"], dtype=float)
+        big = np.eye(a.shape[0] + 1)
+        big[1:, 1:] = a
+        kwargs["affine"] = big
+    if "units" in kwargs:
+        # every axis in mm, as the docks keep all layers (install_mm_units): a time unit
+        # would make napari rescale the axis between layers; the axis counts frames
+        kwargs["units"] = ("mm", *kwargs["units"])
+    kwargs["axis_labels"] = ("frame", *("zyx"[-(frames.ndim - 1) :]))
+    kwargs["metadata"]["mpi_viewer"]["frames"] = int(frames.shape[0])
+    return frames, kwargs, kind
+
+
+def _notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
 
 
 def _shown(path) -> str:

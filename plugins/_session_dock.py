@@ -224,6 +224,7 @@ class SessionDock(QWidget):
                         modality=m.get("modality"),
                         name=layer.name,
                         acquisition=acq,
+                        selection=_layers.image_selection(layer),
                     )
                 )
                 continue

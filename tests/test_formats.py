@@ -119,7 +119,7 @@ def write_mdf(
             f["tracer/name"] = np.array([b"Perimag"])
             f["tracer/batch"] = np.array([b"L-2291"])
             f["scanner/manufacturer"] = "Bruker"
-            f["scanner/model"] = "MPI 25/20 FF"
+            f["scanner/name"] = "MPI 25/20 FF"
             f["scanner/topology"] = "FFP"
             f["acquisition/gradient"] = np.array([[-1.0, -1.0, 2.0]])  # T/m, J × 3
             f["acquisition/drivefield/strength"] = np.array(
@@ -127,7 +127,7 @@ def write_mdf(
             )  # T, J × D × F
             f["acquisition/drivefield/baseFrequency"] = 2.5e6  # Hz
             f["acquisition/drivefield/divider"] = np.array([[102], [96], [99]])
-            f["acquisition/receiver/numAverages"] = 10
+            f["acquisition/numAverages"] = 10  # MDF v2: /acquisition/numAverages
     return path
 
 
@@ -425,10 +425,12 @@ def test_mdf_v1_layout_two_d_and_order(tmp_path):
         acquisition=False,
     )
     vol = read_volume(path)
-    assert vol.shape == (1, 3, 4) and vol.acquisition.mode == "2D"
-    np.testing.assert_allclose(vol.spacing_mm, [3, 2, 1])  # no extent along the single slice: 1 mm
-    np.testing.assert_allclose(vol.origin_mm, [-6 + 1.5, -3 + 1, 2])
-    np.testing.assert_array_equal(vol.array, data)
+    # a 2-D reconstruction is a 2-D image on its plane: no thickness is invented
+    assert vol.ndim == 2 and vol.shape == (3, 4) and vol.acquisition.mode == "2D"
+    np.testing.assert_allclose(vol.spacing_mm, [3, 2])
+    np.testing.assert_allclose(vol.origin_mm, [-6 + 1.5, -3 + 1])
+    assert vol.metadata["plane"] == "xy" and vol.metadata["slice_position_mm"] == 2
+    np.testing.assert_array_equal(vol.array, data[0])
     # order "zyx": z varies fastest on disk
     zyx = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     with h5py.File(tmp_path / "zyx.mdf", "w") as f:
@@ -444,11 +446,11 @@ def test_mdf_refusals(tmp_path):
 
     data = np.ones((2, 3, 4), np.float32)
     write_mdf(tmp_path / "dyn.mdf", data, fov_m=(0.01,) * 3, centre_m=(0,) * 3, frames=5)
-    with pytest.raises(InputError, match="5 frames or channels"):
+    with pytest.raises(InputError, match="5 reconstructed frames; choose one with --frame N"):
         read_volume(tmp_path / "dyn.mdf")
     with h5py.File(tmp_path / "raw.mdf", "w") as f:
         f["measurement/data"] = np.zeros((2, 3))
-    with pytest.raises(InputError, match="without /reconstruction/data"):
+    with pytest.raises(InputError, match="raw MPI measurements .* but no /reconstruction"):
         read_volume(tmp_path / "raw.mdf")
 
 
@@ -519,7 +521,10 @@ def test_mat_v5_matlab_axis_order_and_variable_choice(tmp_path):
     np.testing.assert_array_equal(vol.array, 100.0 * zz + 10 * yy + xx)
     assert vol.metadata["matlab_variable"] == "img"
     scipy.io.savemat(tmp_path / "two.mat", {"recon_a": a, "recon_b": a[:, :, 0]})
-    with pytest.raises(InputError, match="several image variables.*recon_a, recon_b"):
+    with pytest.raises(
+        InputError,
+        match=r"several image variables: recon_a \(4 × 5 × 3\), recon_b \(4 × 5\); choose one with --variable NAME",
+    ):
         read_volume(tmp_path / "two.mat", spacing_mm=(1, 1, 1))
 
 
@@ -629,6 +634,17 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     cases["truncated mdf"] = (_truncate(good / "v.mdf", tmp / "half.mdf"), "HDF5")
     cases["truncated npy"] = (_truncate(good / "v.npy", tmp / "half.npy"), ".npy")
     cases["truncated mat"] = (_truncate(good / "v.mat", tmp / "half.mat"), "MATLAB")
+    np.savez(good / "v.npz", a=np.ones((4, 5, 6), np.float32))
+    cases["truncated npz"] = (_truncate(good / "v.npz", tmp / "half.npz"), ".npz")
+    import h5py
+
+    with h5py.File(tmp / "plain.h5", "w") as f:
+        f["x"] = np.ones((3, 3))
+    cases["plain HDF5"] = (tmp / "plain.h5", "HDF5 file that is not MDF")
+    import nibabel as nib
+
+    nib.save(nib.Nifti2Image(np.ones((4, 5, 6), np.float32), np.eye(4)), str(good / "v2.nii"))
+    cases["truncated nifti-2"] = (_truncate(good / "v2.nii", tmp / "half2.nii"), "NIfTI-2")
     (tmp / "scan.xyz").write_bytes(b"12345")
     cases["unknown"] = (tmp / "scan.xyz", "unknown file type")
     cases["missing"] = (tmp / "nothere.nii", "no such file")

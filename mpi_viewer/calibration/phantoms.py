@@ -104,7 +104,8 @@ def phantoms_outside(volume, phantoms, *, raise_error: bool = True) -> list[str]
     """
     if not phantoms:
         return []
-    inside = volume.contains_physical(np.array([ph.xyz_mm for ph in phantoms], dtype=float))
+    d = volume.ndim  # a 2-D image: the phantoms' x, y on its own axes (z not used)
+    inside = volume.contains_physical(np.array([ph.xyz_mm[:d] for ph in phantoms], dtype=float))
     out = [ph.name for ph, ok in zip(phantoms, inside, strict=True) if not ok]
     if out and raise_error:
         ph = next(p for p in phantoms if p.name == out[0])
@@ -308,12 +309,15 @@ def measure_phantoms(volume, phantoms, roi_params, *, kind: str = "iron") -> lis
     phantoms_outside(volume, phantoms)
     try:
         results = roi.measure(
-            volume, [ph.xyz_mm for ph in phantoms], roi_params, names=[ph.name for ph in phantoms]
+            volume,
+            [ph.xyz_mm[: volume.ndim] for ph in phantoms],  # 2-D image: x, y only
+            roi_params,
+            names=[ph.name for ph in phantoms],
         )
     except InputError as exc:  # name the phantom row, not "seed (x, y, z) mm"
         for k, ph in enumerate(phantoms):
             try:
-                roi.measure(volume, [ph.xyz_mm], roi_params, names=[ph.name])
+                roi.measure(volume, [ph.xyz_mm[: volume.ndim]], roi_params, names=[ph.name])
             except InputError as one:
                 raise InputError(f"phantom row {k + 1} ({ph.name}): {one}") from None
         raise exc

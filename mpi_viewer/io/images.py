@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 
-PLAIN_ARRAY_EXTENSIONS = (".mat", ".npy", ".tif", ".tiff")
+PLAIN_ARRAY_EXTENSIONS = (".mat", ".npy", ".npz", ".tif", ".tiff")
 
 
 def guess_modality(path: str | Path) -> str:
@@ -81,6 +81,9 @@ def read_volume(
     spacing_mm=None,
     origin_mm=None,
     name: str | None = None,
+    frame: int | str | None = None,
+    channel: int | None = None,
+    variable: str | None = None,
 ) -> Volume:
     """Read any supported image file (or DICOM folder) into a :class:`Volume`.
 
@@ -88,13 +91,19 @@ def read_volume(
     ----------
     path : str or Path
         A NIfTI, NRRD, MetaImage, DICOM file or series folder, MDF (HDF5), MATLAB
-        ``.mat``, ``.npy`` or TIFF file.
+        ``.mat``, ``.npy``, ``.npz`` or TIFF file.
     modality : str, optional
         Overrides what the file (or its name) says.
     spacing_mm, origin_mm : sequence of float, optional
         Geometry in mm, ITK order, for plain arrays without a sidecar JSON.
     name : str, optional
         Layer name; the file name by default.
+    frame : int or "mean", optional
+        Reconstructed frame of a multi-frame MDF (from 0) or ``"mean"`` of all frames.
+    channel : int, optional
+        Channel of a multispectral MDF (from 0).
+    variable : str, optional
+        Array of a ``.mat`` or ``.npz`` file holding several.
 
     Raises
     ------
@@ -103,13 +112,55 @@ def read_volume(
         all-NaN or infinite data, plain arrays with no spacing.
     """
     from mpi_viewer.io import _formats
+
+    p = _checked_input(path, spacing_mm, origin_mm)
+    sidecar = read_sidecar(p)
+    vol = _guarded_read(
+        p,
+        lambda: _formats.read(
+            p,
+            spacing_mm=spacing_mm,
+            origin_mm=origin_mm,
+            frame=frame,
+            channel=channel,
+            variable=variable,
+        ),
+    )
+    return _complete(vol, p, sidecar, modality=modality, name=name)
+
+
+def read_volume_stacks(
+    path: str | Path, *, spacing_mm=None, origin_mm=None, variable=None
+) -> list[tuple[Volume, Any]]:
+    """Every frame of every channel, for viewers: ``[(volume, frames or None), ...]``.
+
+    One entry per channel of a multispectral MDF (one for other files). ``volume``
+    is the first frame, completed as :func:`read_volume` completes it (modality,
+    units, placement); ``frames`` is the (T, ...) array of all T frames of that
+    channel when the file has several (napari's time axis), else ``None``.
+    """
+    from mpi_viewer.io import _formats
+
+    p = _checked_input(path, spacing_mm, origin_mm)
+    sidecar = read_sidecar(p)
+    stacks = _guarded_read(
+        p,
+        lambda: _formats.read_stacks(
+            p, spacing_mm=spacing_mm, origin_mm=origin_mm, variable=variable
+        ),
+    )
+    return [
+        (_complete(vol, p, sidecar, modality=None, name=None), frames) for vol, frames in stacks
+    ]
+
+
+def _checked_input(path, spacing_mm, origin_mm) -> Path:
+    """The path, checked before any reader touches it; --spacing-mm/--origin-mm checked."""
     from mpi_viewer.io.guards import (
         check_detached_data,
-        check_geometry,
         check_header_size,
         check_name,
         check_regular_file,
-        quiet_native_output,
     )
 
     p = check_name(path)
@@ -130,10 +181,16 @@ def read_volume(
                         else "must be finite"
                     )
                 )
-    sidecar = read_sidecar(p)
+    return p
+
+
+def _guarded_read(p: Path, read):
+    """``read()`` with native libraries quiet and their unexpected errors as one line."""
+    from mpi_viewer.io.guards import quiet_native_output
+
     try:
         with quiet_native_output():
-            vol = _formats.read(p, spacing_mm=spacing_mm, origin_mm=origin_mm)
+            return read()
     except InputError:
         raise
     except MemoryError:
@@ -153,6 +210,14 @@ def read_volume(
     ) as exc:
         detail = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise InputError(f"{p}: cannot read the image ({detail})") from None
+
+
+def _complete(
+    vol: Volume, p: Path, sidecar: dict[str, Any], *, modality: str | None, name: str | None
+) -> Volume:
+    """Checked geometry; modality, units, acquisition from the sidecar; name and source."""
+    from mpi_viewer.io.guards import check_geometry
+
     img = vol.image
     check_geometry(img.GetSpacing(), img.GetOrigin(), img.GetDirection(), where=str(p))
     if sidecar.get("modality") and vol.modality == "unknown":
@@ -209,6 +274,7 @@ def display_name(path: str | Path) -> str:
         ".hdf5",
         ".mat",
         ".npy",
+        ".npz",
         ".tif",
         ".tiff",
     ):

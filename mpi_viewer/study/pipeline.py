@@ -114,7 +114,7 @@ def read_inputs(session: Session, roles=("mri", "ct", "mpi")) -> dict[str, Any]:
     for inp in session.inputs:
         if inp.role in roles:
             out[inp.role] = read_volume(
-                session.resolve(inp.path), modality=inp.modality, name=inp.name
+                session.resolve(inp.path), modality=inp.modality, name=inp.name, **inp.selection
             )
     return out
 
@@ -593,6 +593,7 @@ def save_quantify_session(
     transform: str | Path | None = None,
     anatomy: str | Path | None = None,
     anatomy_modality: str = "MRI",
+    mpi_selection: dict[str, Any] | None = None,
 ) -> tuple[Path, list[str]]:
     """The session of a ``quantify`` run: inputs hashed, ROI definitions, calibration,
     iron per cell, and results recomputed through this pipeline.
@@ -671,6 +672,7 @@ def save_quantify_session(
             transform_file=relative_path(transform, sp),
             transform_sha256=sha256_file(transform),
         )
+    s.inputs[0].selection = dict(mpi_selection or {})  # frame/channel/variable read from the MPI
     seeds = np.asarray(seeds_xyz_mm, dtype=float)
     seeds = np.atleast_2d(seeds).tolist() if seeds.size else []
     masks = []
@@ -710,6 +712,12 @@ def save_quantify_session(
         probe = Session(results=[dict(r) for r in rows])
         diffs = compare(probe, Recomputed(rows=rec.rows))
     return out, diffs
+
+
+def image_selection(args) -> dict[str, Any]:
+    """``--frame``/``--channel``/``--variable`` of a parsed command line, as a session records them."""
+    sel = {k: getattr(args, k, None) for k in ("frame", "channel", "variable")}
+    return {k: v for k, v in sel.items() if v is not None}
 
 
 def save_session_of_quantify(args, mpi, seeds, params, rows) -> Path:
@@ -761,6 +769,7 @@ def save_session_of_quantify(args, mpi, seeds, params, rows) -> Path:
         transform=getattr(args, "transform", None),
         anatomy=getattr(args, "anatomy", None),
         anatomy_modality=getattr(args, "anatomy_modality", "MRI") or "MRI",
+        mpi_selection=image_selection(args),
     )
     for d in diffs:
         print(f"mpi-viewer: note: session differs from the CSV: {d}", file=sys.stderr)

@@ -262,6 +262,28 @@ def _companions(value: Any, where: str) -> list[dict[str, str]]:
 
 
 # -- sections ------------------------------------------------------------------------------
+def _selection(value: Any, where: str) -> dict[str, Any]:
+    """``{"frame": N | "mean", "channel": N, "variable": NAME}``, each key optional."""
+    d = _obj(value, where)
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        w = f"{where}.{k}"
+        if k in ("frame", "channel"):
+            if k == "frame" and v == "mean":
+                out[k] = v
+            elif isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                out[k] = v
+            else:
+                raise InputError(
+                    f"{w}: expected a number from 0" + (" or 'mean'" if k == "frame" else "")
+                )
+        elif k == "variable":
+            out[k] = _str(v, w)
+        else:
+            raise InputError(f"{w}: unknown key (expected frame, channel or variable)")
+    return out
+
+
 @dataclass
 class InputFile:
     """An input file: where it is (relative to the session), its hash, role and modality.
@@ -280,6 +302,9 @@ class InputFile:
     #: Files read with this one (sidecar JSON, detached data): ``[{"path", "sha256"}]``,
     #: paths relative to the session (:func:`mpi_viewer.io.guards.input_files_of`).
     companions: list[dict[str, str]] = field(default_factory=list)
+    # which part of a multi-part image file was read: {"frame": N | "mean",
+    # "channel": N, "variable": NAME} (MDF frames/channels, .mat/.npz arrays)
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"role": self.role, "path": self.path, "sha256": self.sha256}
@@ -291,6 +316,8 @@ class InputFile:
             d["name"] = self.name
         if self.acquisition:
             d["acquisition"] = dict(self.acquisition)
+        if self.selection:
+            d["selection"] = dict(self.selection)
         return d
 
     @classmethod
@@ -306,6 +333,7 @@ class InputFile:
             name=f("name", _opt(_str), None),
             acquisition=f("acquisition", _json_obj, dict),
             companions=f("companions", _companions, list),
+            selection=f("selection", _selection, dict),
         )
         f.done()
         from mpi_viewer.geometry.volume import Acquisition

@@ -19,6 +19,7 @@ MDF_EXTENSIONS = (".mdf",)
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 MAT_EXTENSIONS = (".mat",)
 NPY_EXTENSIONS = (".npy",)
+NPZ_EXTENSIONS = (".npz",)
 TIFF_EXTENSIONS = (".tif", ".tiff")
 EXTENSIONS = (
     SITK_EXTENSIONS
@@ -27,9 +28,10 @@ EXTENSIONS = (
     + HDF5_EXTENSIONS
     + MAT_EXTENSIONS
     + NPY_EXTENSIONS
+    + NPZ_EXTENSIONS
     + TIFF_EXTENSIONS
 )
-KNOWN = "NIfTI, NRRD, MetaImage, DICOM, MDF, .mat, .npy or TIFF"
+KNOWN = "NIfTI, NRRD, MetaImage, DICOM, MDF, .mat, .npy, .npz or TIFF"
 
 
 def claims(path: str | Path) -> bool:
@@ -72,17 +74,40 @@ def claims(path: str | Path) -> bool:
     return False
 
 
-def read(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
+def read(
+    path: Path, *, spacing_mm=None, origin_mm=None, frame=None, channel=None, variable=None
+) -> Volume:
     """Read ``path`` with the reader its type needs (see :func:`claims`).
+
+    Parameters
+    ----------
+    frame : int or "mean", optional
+        Which reconstructed frame of a multi-frame MDF (from 0), or their mean.
+    channel : int, optional
+        Which channel of a multispectral MDF (from 0).
+    variable : str, optional
+        Which array of a ``.mat``/``.npz`` file holding several.
 
     Raises
     ------
     InputError
         Empty, unknown, unreadable or truncated files; plain arrays without spacing
-        (:class:`~mpi_viewer.geometry.volume.MissingSpacingError`).
+        (:class:`~mpi_viewer.geometry.volume.MissingSpacingError`); a choice the file
+        has nothing to choose from, or several things and no choice.
     """
     path = Path(path)
     kw = {"spacing_mm": spacing_mm, "origin_mm": origin_mm}
+    name = path.name.lower()
+    is_mdf = name.endswith(MDF_EXTENSIONS + HDF5_EXTENSIONS)
+    if (frame is not None or channel is not None) and not is_mdf:
+        flag = "--frame" if frame is not None else "--channel"
+        raise InputError(
+            f"{flag}: {path} is not an MDF reconstruction (only MDF files have frames and channels)"
+        )
+    if variable is not None and not name.endswith(MAT_EXTENSIONS + NPZ_EXTENSIONS):
+        raise InputError(
+            f"--variable: {path} is not a .mat or .npz file (only those hold named arrays)"
+        )
     if path.is_dir():
         from mpi_viewer.io._formats._dicom import folder_has_dicom, read_dicom_series
 
@@ -91,33 +116,29 @@ def read(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
                 f"{path}: folder holds no DICOM files (a folder is read as one DICOM series)"
             )
         return read_dicom_series(path, **kw)
-    try:
-        nbytes = path.stat().st_size
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if nbytes == 0:
-        raise InputError(f"{path}: the file is empty (0 bytes)")
-    if not _readable(path):
-        raise InputError(f"{path}: permission denied (cannot open the file for reading)")
-    name = path.name.lower()
+    _check_file(path)
     if name.endswith(SITK_EXTENSIONS):
         return read_sitk(path)
     if name.endswith(DICOM_EXTENSIONS):
         from mpi_viewer.io._formats._dicom import read_dicom_file
 
         return read_dicom_file(path, **kw)
-    if name.endswith(MDF_EXTENSIONS + HDF5_EXTENSIONS):
+    if is_mdf:
         from mpi_viewer.io._formats._mdf import read_mdf
 
-        return read_mdf(path, **kw)
+        return read_mdf(path, frame=frame, channel=channel, **kw)
     if name.endswith(MAT_EXTENSIONS):
         from mpi_viewer.io._formats._arrays import read_mat
 
-        return read_mat(path, **kw)
+        return read_mat(path, variable=variable, **kw)
     if name.endswith(NPY_EXTENSIONS):
         from mpi_viewer.io._formats._arrays import read_npy
 
         return read_npy(path, **kw)
+    if name.endswith(NPZ_EXTENSIONS):
+        from mpi_viewer.io._formats._arrays import read_npz
+
+        return read_npz(path, variable=variable, **kw)
     if name.endswith(TIFF_EXTENSIONS):
         from mpi_viewer.io._formats._arrays import read_tiff
 
@@ -129,6 +150,48 @@ def read(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
 
         return read_dicom_file(path, **kw)
     raise InputError(f"{path}: unknown file type (expected {KNOWN})")
+
+
+def read_stacks(path: Path, *, spacing_mm=None, origin_mm=None, variable=None):
+    """Every frame of every channel, for viewers: ``[(volume, frames or None), ...]``.
+
+    One entry per channel (MDF) or one entry (other files). ``volume`` is the first
+    frame (placement, metadata); ``frames`` the (Q, ...) stack of all Q frames of that
+    channel when Q > 1, else ``None``.
+    """
+    path = Path(path)
+    if path.is_file() and path.name.lower().endswith(MDF_EXTENSIONS + HDF5_EXTENSIONS):
+        from mpi_viewer.io._formats._mdf import read_mdf_stack
+
+        _check_file(path)
+        stack = read_mdf_stack(path, spacing_mm=spacing_mm, origin_mm=origin_mm)
+        out = []
+        for c in range(stack.n_channels):
+            vol = stack.volume(0, c if stack.n_channels > 1 else None)
+            if stack.n_channels > 1:
+                vol.name = f"{vol.name} [channel {c}]"
+            if stack.n_frames > 1:
+                vol.metadata.pop("frame", None)
+                frames = stack.data[:, c]
+                from mpi_viewer.geometry.volume import finite_range
+
+                vol._range = finite_range(frames)
+                out.append((vol, frames))
+            else:
+                out.append((vol, None))
+        return out
+    return [(read(path, spacing_mm=spacing_mm, origin_mm=origin_mm, variable=variable), None)]
+
+
+def _check_file(path: Path) -> None:
+    try:
+        nbytes = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if nbytes == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes)")
+    if not _readable(path):
+        raise InputError(f"{path}: permission denied (cannot open the file for reading)")
 
 
 def _readable(path: Path) -> bool:
@@ -212,9 +275,11 @@ def read_sitk(path: Path) -> Volume:
     """NIfTI, NRRD or MetaImage through SimpleITK (geometry as the header states it)."""
     import SimpleITK as sitk
 
-    from mpi_viewer.io._formats._nifti import read_nifti_direct
+    from mpi_viewer.io._formats._nifti import is_nifti2, read_nifti2, read_nifti_direct
 
     check_nifti_complete(path)
+    if is_nifti2(path):
+        return read_nifti2(path)  # SimpleITK 2.5 has no NIfTI-2 reader
     try:
         img = read_nifti_direct(path)  # one buffer for plain .nii files; None otherwise
         if img is None:

@@ -1,4 +1,4 @@
-"""Plain arrays from MPI pipelines: MATLAB ``.mat`` (v5 and v7.3), ``.npy`` and TIFF.
+"""Plain arrays from MPI pipelines: MATLAB ``.mat`` (v5 and v7.3), ``.npy``, ``.npz`` and TIFF.
 
 These files carry pixels but no geometry. Spacing and origin come from the sidecar
 JSON beside the file (``scan.json`` beside ``scan.mat``: ``spacing_mm``,
@@ -15,6 +15,16 @@ Axis conventions (numpy order is (z, y, x) everywhere in mpi-viewer):
   ``meshgrid`` use them, so a 2-D matrix keeps the orientation MATLAB displays.
   v7.3 files are HDF5 and store the column-major matrix transposed; the reader
   undoes it.
+- ``.npz``: as ``.npy``.
+
+Files holding several arrays (``.mat``, ``.npz``): ``variable=NAME`` (``--variable``)
+chooses one. Without it the reader takes the only 2-D or 3-D numeric array that fits
+the sidecar's geometry and refuses to guess between several, listing them with their
+shapes. An array fits when its non-singleton dimensions are the sidecar's ``size``
+(voxels, x, y[, z]; ``shape`` is accepted too) or ``fov_mm / spacing_mm``, and a 2-D
+``spacing_mm`` is not given to a 3-D array: a 338 × 1352 interpolation matrix never
+opens as a 64 × 64 image. The chosen array's name is kept in ``metadata``
+(``matlab_variable``, ``npz_variable``).
 """
 
 from __future__ import annotations
@@ -215,26 +225,102 @@ def _matlab_to_zyx(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _shape_text(shape) -> str:
+    return " × ".join(str(int(v)) for v in shape)
+
+
+def sidecar_size_xyz(path: Path, ndim: int) -> list[int] | None:
+    """Voxel counts (ITK order) the sidecar states: ``size`` (or ``shape``), else ``fov_mm / spacing_mm``."""
+    sc = read_sidecar(path)
+    what = str(sidecar_path(path))
+    size = sc.get("size", sc.get("shape"))
+    if size is not None:
+        vals = _vector(size, "size", what)
+        if not all(v >= 1 and float(v).is_integer() for v in vals):
+            raise InputError(f"{what}: size {size!r} is not a list of voxel counts")
+        return [int(v) for v in vals]
+    if sc.get("fov_mm") is not None and sc.get("spacing_mm") is not None:
+        fov = _vector(sc["fov_mm"], "fov_mm", what)
+        sp = _vector(sc["spacing_mm"], "spacing_mm", what)
+        if len(fov) == len(sp) and all(v > 0 for v in sp):
+            return [int(round(f / s)) for f, s in zip(fov, sp, strict=True)]
+    return None
+
+
+def _fits(path: Path, shape_zyx: tuple[int, ...]) -> str | None:
+    """Why an array of (z, y, x) shape ``shape_zyx`` cannot be the sidecar's image (None: it fits)."""
+    sc = read_sidecar(path)
+    dims = [int(v) for v in shape_zyx if v > 1]
+    if sc.get("spacing_mm") is not None:
+        n_sp = len(np.atleast_1d(np.asarray(sc["spacing_mm"], dtype=object)).ravel())
+        if n_sp == 2 and len(dims) == 3:
+            return (
+                f"{_shape_text(shape_zyx)} is 3-D but {sidecar_path(path).name} gives 2-D spacing"
+            )
+    size = sidecar_size_xyz(path, len(dims))
+    if size is None:
+        return None
+    want = [v for v in size[::-1] if v > 1]
+    if dims != want:
+        return (
+            f"{_shape_text(shape_zyx)} does not fit the {_shape_text(size)} voxels (x, y"
+            f"{', z' if len(size) == 3 else ''}) of {sidecar_path(path).name}"
+        )
+    return None
+
+
 def _pick_variable(
-    path: Path, candidates: dict[str, np.ndarray], all_names: list[str]
-) -> tuple[str, np.ndarray]:
-    images = {k: v for k, v in candidates.items() if sum(1 for s in v.shape if s > 1) in (2, 3)}
-    if len(images) == 1:
-        return next(iter(images.items()))
+    path: Path,
+    candidates: dict[str, Any],
+    all_names: list[str],
+    variable: str | None,
+    to_zyx=lambda shape: shape,
+) -> tuple[str, Any]:
+    """The one array to open: ``variable`` if given, else the only image-shaped array that
+    fits the sidecar's geometry; several candidates are refused, listing them."""
     names = ", ".join(all_names) or "none"
+    if variable is not None:
+        if variable not in all_names:
+            raise InputError(
+                f"--variable {variable}: {path} has no such variable (it holds {names})"
+            )
+        if variable not in candidates:
+            raise InputError(f"--variable {variable}: {path}: {variable!r} is not a numeric array")
+        a = candidates[variable]
+        nd = sum(1 for s in a.shape if s > 1)
+        if nd not in (2, 3):
+            raise InputError(
+                f"--variable {variable}: {path}: {variable!r} of shape {_shape_text(a.shape)} "
+                "is not a 2-D or 3-D image"
+            )
+        why = _fits(path, to_zyx(tuple(a.shape)))
+        if why:
+            raise InputError(f"--variable {variable}: {path}: {variable!r} of shape {why}")
+        return variable, a
+    images = {k: v for k, v in candidates.items() if sum(1 for s in v.shape if s > 1) in (2, 3)}
     if not images:
         raise InputError(f"{path}: no 2-D or 3-D numeric array among the variables ({names})")
-    raise InputError(
-        f"{path}: several image variables ({', '.join(images)}); keep one per file "
-        f"or save the one to open alone (variables: {names})"
-    )
+    fitting = {k: v for k, v in images.items() if _fits(path, to_zyx(tuple(v.shape))) is None}
+    if not fitting:
+        k, v = next(iter(images.items()))
+        raise InputError(
+            f"{path}: no variable fits the image geometry ("
+            + "; ".join(f"{k} {_fits(path, to_zyx(tuple(v.shape)))}" for k, v in images.items())
+            + ")"
+        )
+    if len(fitting) > 1:
+        listed = ", ".join(f"{k} ({_shape_text(v.shape)})" for k, v in fitting.items())
+        raise InputError(
+            f"{path}: several image variables: {listed}; choose one with --variable NAME"
+        )
+    return next(iter(fitting.items()))
 
 
-def read_mat(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
+def read_mat(path: Path, *, spacing_mm=None, origin_mm=None, variable=None) -> Volume:
     if is_mat_v73(path):
-        name, a = _read_mat_v73(path)
+        name, a = _read_mat_v73(path, variable)
     else:
-        name, a = _read_mat_v5(path)
+        name, a = _read_mat_v5(path, variable)
     return volume_from_array(
         _matlab_to_zyx(a),
         path,
@@ -245,13 +331,75 @@ def read_mat(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
     )
 
 
-def _read_mat_v5(path: Path) -> tuple[str, np.ndarray]:
+def _matlab_shape_to_zyx(shape: tuple[int, ...]) -> tuple[int, ...]:
+    s = tuple(int(v) for v in shape)
+    if len(s) == 3:
+        return (s[2], s[0], s[1])
+    if len(s) == 4:
+        return (s[3], s[2], s[0], s[1])
+    return s
+
+
+# -- .npz --------------------------------------------------------------------------------------
+def _npz_arrays(path: Path) -> tuple[list[str], dict[str, Any]]:
+    """Names of an ``.npz`` archive's arrays and, for the numeric ones, their shapes, from
+    the ``.npy`` headers only (no array is read)."""
+    import zipfile
+    from types import SimpleNamespace
+
+    names, numeric = [], {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[: -len(".npy")]
+            names.append(name)
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(fh)
+            if np.issubdtype(dtype, np.number) or dtype == np.dtype(bool):
+                numeric[name] = SimpleNamespace(shape=tuple(shape), dtype=dtype)
+    return names, numeric
+
+
+def read_npz(path: Path, *, spacing_mm=None, origin_mm=None, variable=None) -> Volume:
+    """A NumPy ``.npz`` archive: one array, (z, y, x) as ``.npy`` (chosen by ``variable``).
+
+    Only the chosen array is read; the others are known from their headers.
+    """
+    import zipfile
+
+    try:
+        names, arrays = _npz_arrays(path)
+        name, _ = _pick_variable(path, arrays, names, variable)
+        with np.load(path, allow_pickle=False) as z:
+            a = z[name]
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a readable .npz archive ({_first_line(exc)})") from None
+    return volume_from_array(
+        a,
+        path,
+        spacing_mm=spacing_mm,
+        origin_mm=origin_mm,
+        kind=".npz array",
+        metadata={"npz_variable": name},
+    )
+
+
+def _read_mat_v5(path: Path, variable: str | None = None) -> tuple[str, np.ndarray]:
     import scipy.io
 
     try:
         contents = scipy.io.loadmat(path, squeeze_me=False)
     except NotImplementedError:  # v7.3 without the HDF5 signature where expected
-        return _read_mat_v73(path)
+        return _read_mat_v73(path, variable)
     except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, TypeError, OSError…
         raise InputError(f"{path}: not a readable MATLAB file ({_first_line(exc)})") from None
     names = [k for k in contents if not k.startswith("__")]
@@ -262,10 +410,10 @@ def _read_mat_v5(path: Path) -> tuple[str, np.ndarray]:
         and isinstance(v, np.ndarray)
         and (np.issubdtype(v.dtype, np.number) or v.dtype == bool)
     }
-    return _pick_variable(path, numeric, names)
+    return _pick_variable(path, numeric, names, variable, _matlab_shape_to_zyx)
 
 
-def _read_mat_v73(path: Path) -> tuple[str, np.ndarray]:
+def _read_mat_v73(path: Path, variable: str | None = None) -> tuple[str, np.ndarray]:
     import h5py
 
     try:
@@ -281,19 +429,29 @@ def _read_mat_v73(path: Path) -> tuple[str, np.ndarray]:
                 if cls in ("char", "cell", "struct", "function_handle"):
                     continue
                 if obj.dtype.names is not None:  # complex: compound (real, imag)
-                    raise InputError(
-                        f"{path}: variable {k!r} is complex; a real-valued (magnitude) image is expected"
-                    )
+                    if variable == k:
+                        raise InputError(
+                            f"{path}: variable {k!r} is complex; a real-valued (magnitude) image is expected"
+                        )
+                    continue
                 if np.issubdtype(obj.dtype, np.number) or obj.dtype == bool:
-                    numeric[k] = obj
-            name, ds = _pick_variable(path, numeric, names)
-            data = ds[()]
+                    numeric[k] = _Transposed(obj)
+            name, ds = _pick_variable(path, numeric, names, variable, _matlab_shape_to_zyx)
+            data = ds.ds[()]
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError/KeyError/ValueError…
         raise InputError(f"{path}: not a readable MATLAB v7.3 file ({_first_line(exc)})") from None
     # HDF5 holds MATLAB's column-major array with its dimensions reversed.
     return name, np.ascontiguousarray(data.T)
+
+
+class _Transposed:
+    """An h5py dataset of a v7.3 file seen with MATLAB's shape (HDF5 stores it reversed)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+        self.shape = tuple(ds.shape[::-1])
 
 
 def _first_line(exc: BaseException) -> str:

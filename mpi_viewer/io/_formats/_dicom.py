@@ -183,6 +183,13 @@ def multiframe_geometry(ds, path: Path, n_frames: int) -> dict[str, Any] | None:
     col = np.asarray([float(v) for v in orient[3:]])
     normal = np.cross(row, col)
     sx, sy = float(ps[1]), float(ps[0])  # PixelSpacing = (between rows, between columns)
+    offsets = grid_frame_offsets(ds, path, n_frames)
+    source = "functional groups"
+    if offsets is not None and n_frames > 1 and np.ptp(pos, axis=0).max() == 0:
+        source = "Grid Frame Offset Vector"
+        # RT dose and similar: one Image Position for the first frame, the others placed
+        # along the slice normal by Grid Frame Offset Vector (3004,000C)
+        pos = pos[0] + (offsets - offsets[0])[:, None] * normal
     if n_frames > 1:
         step = (pos[-1] - pos[0]) / (n_frames - 1)
         dz = float(np.linalg.norm(step))
@@ -211,7 +218,32 @@ def multiframe_geometry(ds, path: Path, n_frames: int) -> dict[str, Any] | None:
         "spacing_mm": [sx, sy, dz],
         "origin_mm": list(pos[0]),
         "direction": list(direction.ravel()),
+        "geometry_from": source,
     }
+
+
+def grid_frame_offsets(ds, path: Path, n_frames: int) -> np.ndarray | None:
+    """Grid Frame Offset Vector (3004,000C) in mm, one value per frame, or ``None``.
+
+    DICOM RT (C.8.8.3.2): offsets along the slice normal from the Image Position
+    of the first frame (first value 0), or, for axial slices, the frames' z
+    positions (first value = Image Position z); both give the same placement
+    relative to the first frame.
+    """
+    g = ds.get("GridFrameOffsetVector")
+    if g is None:
+        return None
+    try:
+        values = np.atleast_1d(np.asarray(g, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{path}: Grid Frame Offset Vector {g!r} is not a list of numbers"
+        ) from None
+    if values.size != n_frames:
+        raise InputError(
+            f"{path}: Grid Frame Offset Vector has {values.size} values for {n_frames} frames"
+        )
+    return values
 
 
 # -- readers -------------------------------------------------------------------------------
@@ -285,7 +317,7 @@ def read_dicom_file(path: Path, *, spacing_mm=None, origin_mm=None) -> Volume:
             img.SetSpacing(geo["spacing_mm"])
             img.SetOrigin(geo["origin_mm"])
             img.SetDirection(geo["direction"])
-            extra["geometry_from"] = "functional groups"
+            extra["geometry_from"] = geo["geometry_from"]
         extra["frames"] = n_frames
     return _finish(img, ds, path, spacing_mm=spacing_mm, origin_mm=origin_mm, extra=extra)
 

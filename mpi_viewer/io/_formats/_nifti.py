@@ -98,3 +98,74 @@ def read_nifti_direct(path: Path):
                 return None  # short file: ReadImage path reports it
             done += n
     return img
+
+
+# -- NIfTI-2 ---------------------------------------------------------------------------------
+def is_nifti2(path: Path) -> bool:
+    """Whether a ``.nii``/``.nii.gz`` file has a NIfTI-2 header (``sizeof_hdr`` = 540)."""
+    import gzip
+
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as f:
+            head = f.read(4)
+    except (OSError, EOFError):
+        return False
+    return len(head) == 4 and 540 in (
+        struct.unpack("<i", head)[0],
+        struct.unpack(">i", head)[0],
+    )
+
+
+def read_nifti2(path: Path):
+    """A NIfTI-2 file through nibabel, as a Volume placed as ITK places NIfTI-1.
+
+    nibabel gives the voxel → RAS affine (the sform when its code is set, else the
+    qform, as the NIfTI standard says) and the voxels with the header's scaling
+    applied. ITK works in LPS: x and y change sign. Spacing is the length of the
+    affine's columns, direction its normalised columns; a sheared affine (columns not
+    orthogonal) cannot be one ITK grid and is refused.
+    """
+    import nibabel as nib
+
+    from mpi_viewer.errors import InputError
+    from mpi_viewer.geometry.volume import Volume, image_from_array, validate_image_data
+    from mpi_viewer.io.images import display_name
+
+    try:
+        img = nib.Nifti2Image.from_filename(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for damaged files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"{path}: cannot read NIfTI-2 image ({first})") from None
+    if data.ndim > 3:
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        else:
+            raise InputError(
+                f"{path}: {data.ndim}-D image of size {data.shape}; a 2-D or 3-D image is expected"
+            )
+    if data.ndim < 2:
+        raise InputError(f"{path}: {data.ndim}-D image; a 2-D or 3-D image is expected")
+    if data.dtype.kind == "V" or np.iscomplexobj(data):
+        raise InputError(f"{path}: data of type {data.dtype}; a scalar real image is expected")
+    d = data.ndim
+    affine = np.asarray(img.affine, dtype=float)
+    m = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, :3]  # RAS → LPS
+    origin = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, 3]
+    spacing = np.linalg.norm(m, axis=0)
+    if np.any(spacing <= 0) or not np.all(np.isfinite(m)):
+        raise InputError(f"{path}: the header's affine has a zero or non-finite voxel size")
+    direction = m / spacing
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
+        raise InputError(f"{path}: the header's affine is sheared; it cannot be placed on one grid")
+    if d == 2:
+        spacing, origin, direction = spacing[:2], origin[:2], direction[:2, :2]
+        if not np.allclose(direction.T @ direction, np.eye(2), atol=1e-4):
+            raise InputError(f"{path}: a 2-D image whose plane is not the x-y plane")
+    zyx = np.ascontiguousarray(np.transpose(data, tuple(range(d))[::-1]))
+    value_range = validate_image_data(zyx, str(path))
+    image = image_from_array(zyx, spacing_mm=spacing, origin_mm=origin, direction=direction)
+    vol = Volume(image=image, units="", name=display_name(path), metadata={"format": "NIfTI-2"})
+    vol._range = value_range
+    return vol
