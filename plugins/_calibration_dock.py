@@ -497,6 +497,7 @@ class CalibrationDock(QWidget):
             np.empty((0, mpi.ndim)),
             ndim=mpi.ndim,
             name=PHANTOM_LAYER,
+            units=("mm",) * mpi.ndim,  # made in mm: no "Inconsistent units" from napari
             features=feats,
             feature_defaults={
                 "name": "",

@@ -97,6 +97,7 @@ class CellsDock(QWidget):
         self.iron_per_cell = None
         self.roi_results: list = []
         self.visible: dict[str, bool] = {}
+        self.shown_texts: list[str] = []  # the label texts drawn (shortened when crowded)
         self._volume = None
         self._mpi_layer = None
         self._calibration = None
@@ -455,15 +456,28 @@ class CellsDock(QWidget):
         """Label positions (world), leader segments (world, (k, 2, 3)) and the placements
         on screen for the visible ROIs (:func:`mpi_viewer.report.overlays.place_labels`)."""
         anchors, radii = self._anchors()
-        texts = self.label_texts()
         shown = [i for i, r in enumerate(self.results) if self.visible.get(r.name, True)]
         centre, right, down, zoom, (w, h) = self._screen_frame()
         rel = anchors - centre
         px = np.stack([rel @ right * zoom + w / 2, rel @ down * zoom + h / 2], axis=1)
-        sizes = np.array([text_size_px(texts[i], LABEL_FONT_PX) for i in shown]).reshape(-1, 2)
-        places = place_labels(
-            px[shown], sizes, np.maximum(radii[shown] * zoom, 4.0), (0, 0, w, h)
-        )
+        full = self.label_texts()
+        # the whole label when the view has room for it, else without the interval, else
+        # the name (a narrow canvas beside the docks); the table has every number
+        for texts in (
+            full,
+            [t.split(" [", 1)[0] for t in full],
+            [r.name for r in self.results],
+        ):
+            sizes = np.array([text_size_px(texts[i], LABEL_FONT_PX) for i in shown])
+            places = place_labels(
+                px[shown],
+                sizes.reshape(-1, 2),
+                np.maximum(radii[shown] * zoom, 4.0),
+                (0, 0, w, h),
+            )
+            if all(p.clear for p in places):
+                break
+        self.shown_texts = list(texts)
         pos = anchors.copy()
         leaders = []
         for i, p in zip(shown, places, strict=True):
@@ -485,6 +499,10 @@ class CellsDock(QWidget):
         except Exception:  # noqa: BLE001 - a view being torn down: nothing to lay out
             return
         layer.data = pos
+        feats = layer.features
+        feats["shown"] = self.shown_texts
+        layer.features = feats
+        layer.refresh_text()
         _, radii = self._anchors()
         layer.size = np.maximum(2.0 * radii, 1.0)  # seen (out of slice) across the ROI's depth
         layer.shown = np.array([self.visible.get(r.name, True) for r in self.results], bool)
@@ -499,7 +517,13 @@ class CellsDock(QWidget):
         import pandas as pd
 
         anchors, _ = self._anchors()
-        feats = pd.DataFrame({"label": self.label_texts(), "name": [r.name for r in self.results]})
+        feats = pd.DataFrame(
+            {
+                "label": self.label_texts(),
+                "name": [r.name for r in self.results],
+                "shown": self.label_texts(),
+            }
+        )
         layer = self._layer(LABEL_LAYER)
         if layer is None:
             import warnings
@@ -521,7 +545,7 @@ class CellsDock(QWidget):
                     out_of_slice_display=True,
                     blending="translucent_no_depth",  # labels drawn over the 3-D rendering
                     text={
-                        "string": "{label}",
+                        "string": "{shown}",
                         "size": LABEL_FONT_PX * 0.75,  # points: LABEL_FONT_PX on screen
                         "color": "white",
                         "anchor": "center",

@@ -9,7 +9,7 @@ of a dock silently misbehaving. napari warns (FutureWarning) on private access f
 plugin; these accesses are deliberate and the warning is silenced here only.
 
 Exposed: :func:`qt_window`, :func:`install_close_filter`, :func:`resize_docks`,
-:func:`resize_window`, :func:`layer_visual`, :func:`set_node_visible`,
+:func:`resize_window`, :func:`unelide_dock_tabs`, :func:`layer_visual`, :func:`set_node_visible`,
 :func:`text_on_top`, :func:`extent_updater`, :func:`canvas_size_px`,
 :func:`dock_widgets`, :data:`MM_UNITS`, :func:`check`.
 """
@@ -78,6 +78,22 @@ def resize_docks(viewer, docks, widths_px) -> None:
     win = qt_window(viewer)
     if win is not None and docks:
         win.resizeDocks(list(docks), [int(w) for w in widths_px], Qt.Orientation.Horizontal)
+
+
+def unelide_dock_tabs(viewer) -> int:
+    """Tabbed docks show their whole titles (scroll arrows instead of "Se…"); returns
+    how many tab bars were changed."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    win = qt_window(viewer)
+    if win is None:
+        return 0
+    bars = win.findChildren(QTabBar)
+    for bar in bars:
+        bar.setElideMode(Qt.TextElideMode.ElideNone)
+        bar.setUsesScrollButtons(True)
+    return len(bars)
 
 
 def dock_widgets(viewer) -> dict:

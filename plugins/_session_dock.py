@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from mpi_viewer.plugins import _layers
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._layers import install_mm_units
 from napari.viewer import Viewer
 from qtpy.QtCore import QEvent, QObject, QTimer
@@ -40,6 +41,8 @@ from mpi_viewer.study import session as S
 AUTOSAVE_MS = 3 * 60 * 1000
 _ROLE_OF = {"MPI": "mpi", "MRI": "mri", "CT": "ct"}
 ROI_LAYER = "ROIs (session)"
+#: The dock's display name in napari.yaml.
+SESSION_DOCK_NAME = "7 Session"
 
 
 def _notify(kind: str, msg: str) -> None:
@@ -149,10 +152,7 @@ class SessionDock(QWidget):
         if interval > 0:
             self._timer.start(interval)
         self._watcher = _CloseWatcher(self._on_close)
-        try:
-            self.viewer.window._qt_window.installEventFilter(self._watcher)
-        except AttributeError:  # pragma: no cover - headless viewer
-            pass
+        compat.install_close_filter(self.viewer, self._watcher)
         self._offer_recovery()
 
     # ------------------------------------------------------------------ buttons
@@ -504,6 +504,10 @@ class SessionDock(QWidget):
         """
         from mpi_viewer.study import pipeline as P
 
+        if self.session is None and not any(_layers.find_layers(self.viewer)):
+            _notify("warning", "nothing to save: open images (or the demo) first")
+            self.status.setText("nothing to save: the viewer has no images")
+            return None
         writes: list = []
         try:
             s = self.collect(path, deferred=writes)
@@ -671,7 +675,9 @@ class SessionDock(QWidget):
             if ROI_LAYER in self.viewer.layers:
                 self.viewer.layers.remove(ROI_LAYER)
             labels = self.viewer.add_labels(
-                rois_to_label_image(rec.volumes["mpi"], results), name=ROI_LAYER
+                rois_to_label_image(rec.volumes["mpi"], results),
+                name=ROI_LAYER,
+                units=compat.mm_units(rec.volumes["mpi"].ndim),
             )
             labels.metadata["mpi_viewer"] = (
                 dict(_layers.meta(layers["mpi"])) if "mpi" in layers else {}
@@ -711,10 +717,7 @@ class SessionDock(QWidget):
             _notify("warning", f"layer {d.name!r}: display setting not restored ({exc})")
 
     def _docks(self) -> list:
-        win = self.viewer.window
-        docks = (
-            win.dock_widgets if hasattr(win, "dock_widgets") else getattr(win, "_dock_widgets", {})
-        )
+        docks = compat.dock_widgets(self.viewer)
         out = []
         for d in list(docks.values()):
             w = getattr(d, "native", d)
@@ -895,7 +898,7 @@ def _session_dock_of(viewer) -> SessionDock:
     for w in viewer.window.dock_widgets.values() if hasattr(viewer.window, "dock_widgets") else []:
         if isinstance(w, SessionDock):
             return w
-    _, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", "Session")
+    _, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", SESSION_DOCK_NAME)
     return widget
 
 
