@@ -75,7 +75,9 @@ def step(hb: Heartbeat, name: str, fn, table: list) -> None:
     pump(lambda: time.perf_counter() > t_end)
     t1 = time.perf_counter()
     table.append((name, hb.longest_gap_ms(t0, t1), 1000.0 * (t1 - t0 - 0.3)))
-    print(f"{name:<34} longest gap {table[-1][1]:7.0f} ms   wall {table[-1][2]:7.0f} ms", flush=True)
+    print(
+        f"{name:<34} longest gap {table[-1][1]:7.0f} ms   wall {table[-1][2]:7.0f} ms", flush=True
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -85,10 +87,10 @@ def main(argv: list[str]) -> int:
 
     import napari
     import numpy as np
+    from mpi_viewer.plugins._launch import load_demo, open_docks
     from napari.utils.notifications import notification_manager
 
     from mpi_viewer.demo.study import make_demo_study, write_demo_study
-    from mpi_viewer.plugins._launch import load_demo, open_docks
 
     seen: list[str] = []
     notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
@@ -105,8 +107,6 @@ def main(argv: list[str]) -> int:
     folder = tmp / "study"
     write_demo_study(folder)
     truth = study.truth
-    mri = "MRI (synthetic demo)"
-    mpi = "MPI (synthetic demo)"
 
     mold = docks.get("MoldPanel")
     if mold is not None:
@@ -127,9 +127,24 @@ def main(argv: list[str]) -> int:
     step(hb, "report", lambda: wait_worker(cells.write_report(tmp / "report")), rows)
     sess = docks["SessionDock"]
     sess._timer.stop()
-    step(hb, "session save", lambda: (sess.save(tmp / "s.json", block=False), wait_worker(sess._worker)), rows)
-    step(hb, "session save again (files exist)", lambda: (sess.save(tmp / "s.json", block=False), wait_worker(sess._worker)), rows)
-    step(hb, "session open", lambda: (sess.open(tmp / "s.json", block=False), wait_worker(sess._worker)), rows)
+    step(
+        hb,
+        "session save",
+        lambda: (sess.save(tmp / "s.json", block=False), wait_worker(sess._worker)),
+        rows,
+    )
+    step(
+        hb,
+        "session save again (files exist)",
+        lambda: (sess.save(tmp / "s.json", block=False), wait_worker(sess._worker)),
+        rows,
+    )
+    step(
+        hb,
+        "session open",
+        lambda: (sess.open(tmp / "s.json", block=False), wait_worker(sess._worker)),
+        rows,
+    )
 
     # napari's own cost of adding the same layers
     demo = make_demo_study()

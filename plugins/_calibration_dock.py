@@ -175,9 +175,11 @@ def warning_html(warnings) -> str:
 
     if not warnings:
         return ""
-    return f"<span style='color:{_WARN_COLOUR}'>" + "<br>".join(
-        f"⚠ {_html.escape(w)}" for w in warnings
-    ) + "</span>"
+    return (
+        f"<span style='color:{_WARN_COLOUR}'>"
+        + "<br>".join(f"⚠ {_html.escape(w)}" for w in warnings)
+        + "</span>"
+    )
 
 
 def make_table(min_height: int = 120) -> QTableWidget:

@@ -551,7 +551,7 @@ class CellsDock(QWidget):
                         "anchor": "center",
                     },
                 )
-                lead = self.viewer.add_vectors(
+                self.viewer.add_vectors(
                     np.zeros((0, 2, 3)),
                     name=LEADER_LAYER,
                     edge_width=0.25,

@@ -64,7 +64,7 @@ def test_cells_labels_and_overlays_sit_on_the_anatomy(computed, errors):
     _, _, places = cells.label_layout()
     assert all(p.clear for p in places)
     assert list(labels.features["shown"]) == cells.shown_texts
-    assert all(t.startswith(r.name) for t, r in zip(cells.shown_texts, cells.results))
+    assert all(t.startswith(r.name) for t, r in zip(cells.shown_texts, cells.results, strict=False))
     # outline and density: drawn on the MRI grid, non-empty at the source's MRI position
     mri = viewer.layers[0]
     outline, density = viewer.layers["ROI outlines"], viewer.layers["cell density (cells/mm³)"]

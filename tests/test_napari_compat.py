@@ -9,7 +9,9 @@ import pytest
 
 pytestmark = pytest.mark.gui
 
-PRIVATE = re.compile(r"_qt_window|_qt_viewer|_on_layers_change|layer_to_visual|_dock_widgets|\.node\.")
+PRIVATE = re.compile(
+    r"_qt_window|_qt_viewer|_on_layers_change|layer_to_visual|_dock_widgets|\.node\."
+)
 #: gui's files, converted when their branch lands (they import from _napari_compat then).
 PENDING = {"_registration_dock.py", "_launch.py"}
 
@@ -27,9 +29,8 @@ def test_private_napari_api_only_in_the_compat_module():
 
 
 def test_every_private_access_still_works(make_napari_viewer, qtbot):
-    from qtpy.QtCore import QObject
-
     from mpi_viewer.plugins import _napari_compat as compat
+    from qtpy.QtCore import QObject
 
     viewer = make_napari_viewer(show=True)
     layer = viewer.add_points(np.zeros((1, 3)), text={"string": "x"}, units=compat.MM_UNITS)

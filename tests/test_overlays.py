@@ -38,7 +38,7 @@ def _check(anchors, sizes, radii, bounds, out, gap=4.0):
 
 def test_crowded_labels_never_overlap_and_never_hide_an_roi():
     rng = np.random.default_rng(3)
-    for trial in range(20):
+    for _trial in range(20):
         n = 6
         anchors = rng.uniform([250, 200], [550, 400], size=(n, 2))
         texts = [f"roi_{k}: 3.{k} × 10⁵ cells [2.9–3.6 × 10⁵]" for k in range(n)]

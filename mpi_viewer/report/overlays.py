@@ -192,9 +192,7 @@ def place_labels(
             d = r[i] + gap + ring * (h + gap)
             for ux, uy in _DIRECTIONS:
                 diag = 0.7071 if ux and uy else 1.0
-                c = np.array(
-                    [a[i, 0] + ux * (d * diag + w / 2), a[i, 1] + uy * (d * diag + h / 2)]
-                )
+                c = np.array([a[i, 0] + ux * (d * diag + w / 2), a[i, 1] + uy * (d * diag + h / 2)])
                 # how bad is this spot: outside the view, over an ROI, over a label
                 bad = 0.0
                 bad += max(x0 - (c[0] - w / 2), 0) + max((c[0] + w / 2) - x1, 0)
@@ -219,12 +217,18 @@ def place_labels(
         if edge_gap > 2 * gap + 1.0:  # away from its ROI: a leader line from ROI edge to box
             # nearest point of the box to the anchor
             q = np.array(
-                [np.clip(a[i, 0], c[0] - w / 2, c[0] + w / 2), np.clip(a[i, 1], c[1] - h / 2, c[1] + h / 2)]
+                [
+                    np.clip(a[i, 0], c[0] - w / 2, c[0] + w / 2),
+                    np.clip(a[i, 1], c[1] - h / 2, c[1] + h / 2),
+                ]
             )
             v = q - a[i]
             start = a[i] + v / max(np.linalg.norm(v), 1e-9) * r[i]
             leader = ((float(start[0]), float(start[1])), (float(q[0]), float(q[1])))
         out[i] = LabelPlacement(
-            centre=(float(c[0]), float(c[1])), size=(float(w), float(h)), leader=leader, clear=bad == 0.0
+            centre=(float(c[0]), float(c[1])),
+            size=(float(w), float(h)),
+            leader=leader,
+            clear=bad == 0.0,
         )
     return out  # type: ignore[return-value]

@@ -328,9 +328,7 @@ def _radius_mm(row) -> float:
     return float((3.0 * v / (4.0 * np.pi)) ** (1.0 / 3.0)) if v and v > 0 else 2.0
 
 
-def annotate_rois(
-    ax, points, texts, radii_mm, *, fontsize: float = 9, rings: bool = True
-) -> None:
+def annotate_rois(ax, points, texts, radii_mm, *, fontsize: float = 9, rings: bool = True) -> None:
     """Label ROIs on a matplotlib axes (data in mm): each label beside its ROI, never over
     another label or ROI (:func:`mpi_viewer.report.overlays.place_labels`, in screen
     pixels), a leader line when it had to move away, a ring on each ROI."""
@@ -349,14 +347,17 @@ def annotate_rois(
     sizes = [text_size_px(t, font_px) for t in texts]
     bbox = ax.get_window_extent()
     places = place_labels(
-        xy, sizes, np.maximum(np.asarray(radii_mm) * mm_px, 6.0), (bbox.x0, bbox.y0, bbox.x1, bbox.y1)
+        xy,
+        sizes,
+        np.maximum(np.asarray(radii_mm) * mm_px, 6.0),
+        (bbox.x0, bbox.y0, bbox.x1, bbox.y1),
     )
     inv = to_px.inverted()
     for (x, y), r_mm, text, p in zip(points, radii_mm, texts, places, strict=True):
         if rings:
             ax.add_patch(
-            Circle((x, y), max(r_mm, 6.0 / mm_px), fill=False, ec="cyan", lw=1.0, alpha=0.9)
-        )
+                Circle((x, y), max(r_mm, 6.0 / mm_px), fill=False, ec="cyan", lw=1.0, alpha=0.9)
+            )
         cx, cy = inv.transform(p.centre)
         ax.text(
             cx,
