@@ -106,6 +106,15 @@ def run_task(fn, *, on_done, block: bool = False, desc: str = "working…"):
     return worker
 
 
+def warm_imports() -> None:
+    """Import, off the GUI thread, what the first fit and plot need (scipy.stats,
+    matplotlib's Qt canvas): seconds of the first click otherwise spent with the window
+    frozen. Importing creates no widget."""
+    import scipy.stats  # noqa: F401
+    from matplotlib.backends import backend_qtagg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+
 def fmt(v, digits: int = 4) -> str:
     """A number for a table cell (empty for None/NaN, ∞ kept)."""
     if v is None:
@@ -816,8 +825,14 @@ class CalibrationDock(QWidget):
             self._sync_amounts()
             done(self.points)
             return None
+
+        def work():
+            points = measure_phantoms(volume, phantoms, params, kind=kind)
+            warm_imports()  # the fit's t quantile and the plot: not on the GUI thread
+            return points
+
         self._worker = run_task(
-            lambda: measure_phantoms(volume, phantoms, params, kind=kind),
+            work,
             on_done=done,
             block=block,
             desc=f"measuring {len(phantoms)} phantoms",

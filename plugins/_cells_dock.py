@@ -39,7 +39,6 @@ from mpi_viewer.plugins._calibration_dock import (
     warning_html,
 )
 from mpi_viewer.plugins._layers import (
-    copy_placement,
     find_layers,
     install_mm_units,
     meta,
@@ -63,7 +62,7 @@ from qtpy.QtWidgets import (
 )
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.report.overlays import overlay_arrays, place_labels, text_size_px
+from mpi_viewer.report.overlays import content_box, overlay_arrays, place_labels, text_size_px
 
 OUTLINE_LAYER = "ROI outlines"
 LABEL_LAYER = "cell counts"
@@ -260,13 +259,17 @@ class CellsDock(QWidget):
 
         def work():
             res = quantify_rois(cal, rois, params, volume, iron_per_cell=ipc)
-            disp = overlay_arrays(
+            labels, density, threshold = overlay_arrays(
                 volume, cal, rois, params, ipc, transform if fixed is not None else None, fixed
             )
-            return res, disp
+            # only the part with something to show: napari's cost of a layer grows with it
+            box = content_box((labels > 0) | (density > 0), margin=2)
+            offset = np.array([sl.start for sl in box], dtype=float)
+            return res, (labels[box].copy(), density[box].copy(), threshold, offset)
 
         def done(out):
-            res, (labels, density, threshold) = out
+            res, (labels, density, threshold, offset) = out
+            self._disp_offset = offset
             self.results, self.iron_per_cell, self._calibration = res, ipc, cal
             self.roi_results, self._roi_params, self._volume, self._mpi_layer = (
                 rois,
@@ -382,6 +385,27 @@ class CellsDock(QWidget):
         shown = {r.name for r in self.results if self.visible.get(r.name, True)}
         return np.array([r.label for r in self.roi_results if r.name in shown], dtype=np.uint16)
 
+    def _placement(self) -> dict:
+        """scale, translate, affine of the overlay arrays: the display layer's grid, shifted
+        to the box they were cut from (world = A·(s·(i + offset) + t))."""
+        src = self._display_layer
+        scale = np.asarray(src.scale, dtype=float)
+        off = np.asarray(getattr(self, "_disp_offset", np.zeros(len(scale))), dtype=float)
+        return {
+            "scale": scale,
+            "translate": np.asarray(src.translate, dtype=float) + scale * off,
+            "affine": np.asarray(src.affine.affine_matrix, dtype=float),
+        }
+
+    def _place(self, layer) -> None:
+        p = self._placement()
+        if not np.allclose(layer.scale, p["scale"]):
+            layer.scale = p["scale"]
+        if not np.allclose(layer.translate, p["translate"]):
+            layer.translate = p["translate"]
+        if not np.allclose(layer.affine.affine_matrix, p["affine"]):
+            layer.affine = p["affine"]
+
     def _draw_outlines(self) -> None:
         labels = self._labels_disp
         labels = np.where(np.isin(labels, self._visible_labels()), labels, 0).astype(np.uint16)
@@ -395,11 +419,12 @@ class CellsDock(QWidget):
                 opacity=1.0,
                 blending="translucent",
                 units=compat.mm_units(labels.ndim),
+                colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
+                **self._placement(),
             )
-            layer.colormap = DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"})
         else:
             layer.data = labels
-        copy_placement(self._display_layer, layer)
+            self._place(layer)
         layer.editable = False
         self._outline_style()
         layer.visible = self.outline_check.isChecked()
@@ -585,12 +610,13 @@ class CellsDock(QWidget):
                 contrast_limits=(0.0, top),
                 blending="translucent",
                 opacity=0.8,
+                **self._placement(),
             )
             meta(layer).update({"units": "cells/mm3", "modality": "density"})
         else:
             layer.data = dens
             layer.contrast_limits = (0.0, top)
-        copy_placement(self._display_layer, layer)
+            self._place(layer)
         layer.colorbar.visible = True
         layer.visible = self.density_check.isChecked()
         overlay = self.viewer.text_overlay

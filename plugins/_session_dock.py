@@ -704,15 +704,23 @@ class SessionDock(QWidget):
 
     @staticmethod
     def _apply_display(layer, d: S.LayerDisplay) -> None:
+        # only what differs: each change makes napari redraw the layer (and its 2-D twin)
         try:
-            if d.colormap and type(layer).__name__ == "Image":
+            image = type(layer).__name__ == "Image"
+            if d.colormap and image and getattr(layer.colormap, "name", None) != d.colormap:
                 layer.colormap = d.colormap
-            if d.contrast_limits and type(layer).__name__ == "Image":
+            if (
+                d.contrast_limits
+                and image
+                and not np.allclose(layer.contrast_limits, d.contrast_limits)
+            ):
                 layer.contrast_limits = d.contrast_limits
-            if d.blending:
+            if d.blending and str(layer.blending) != d.blending:
                 layer.blending = d.blending
-            layer.opacity = d.opacity
-            layer.visible = d.visible
+            if float(layer.opacity) != float(d.opacity):
+                layer.opacity = d.opacity
+            if bool(layer.visible) != bool(d.visible):
+                layer.visible = d.visible
         except (ValueError, KeyError, TypeError) as exc:
             _notify("warning", f"layer {d.name!r}: display setting not restored ({exc})")
 

@@ -6,6 +6,7 @@ import pytest
 from mpi_viewer.report.overlays import (
     _box_disc_distance,
     cell_density,
+    content_box,
     place_labels,
     text_size_px,
 )
@@ -67,3 +68,12 @@ def test_density_integrates_to_the_roi_cells():
     d = cell_density(sig, slope=1250.0, kind="iron", pg_per_cell=20.0, threshold_au=1.0)
     # 100 a.u. over 1 mm³ → 0.08 µg → 4000 cells at 20 pg/cell
     assert d[2, 2, 2] == pytest.approx(100 / 1250 / 20e-6) and d.sum() == pytest.approx(4000)
+
+
+def test_content_box_holds_every_voxel_with_a_margin():
+    m = np.zeros((20, 30, 40), bool)
+    m[5, 7, 9] = m[8, 20, 30] = True
+    box = content_box(m, margin=2)
+    assert box == (slice(3, 11), slice(5, 23), slice(7, 33))
+    assert m[box].sum() == m.sum()
+    assert content_box(np.zeros((3, 3), bool)) == (slice(0, 1), slice(0, 1))

@@ -107,6 +107,22 @@ def to_fixed_grid(mpi, fixed, transform, labels, density):
     return out[0], out[1]
 
 
+def content_box(mask, *, margin: int = 2) -> tuple[slice, ...]:
+    """The smallest box (slices) holding every true voxel of ``mask``, grown by
+    ``margin`` voxels; a 1-voxel box at the origin when nothing is set."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return tuple(slice(0, 1) for _ in mask.shape)
+    out = []
+    for axis in range(mask.ndim):
+        other = tuple(k for k in range(mask.ndim) if k != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        out.append(
+            slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, mask.shape[axis]))
+        )
+    return tuple(out)
+
+
 # -- label placement ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LabelPlacement:
