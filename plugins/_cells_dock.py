@@ -498,7 +498,7 @@ class CellsDock(QWidget):
                 px[shown],
                 sizes.reshape(-1, 2),
                 np.maximum(radii[shown] * zoom, 4.0),
-                (0, 0, w, h),
+                (8, 8, w - 8, h - 8),  # a margin: the text estimate is not exact
             )
             if all(p.clear for p in places):
                 break

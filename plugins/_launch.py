@@ -8,7 +8,7 @@ import sys
 #: A 3-D view from above and the side, head to the right.
 DEMO_CAMERA_ANGLES = (0.0, -60.0, 30.0)
 
-DOCK_WIDTH_PX = 460
+DOCK_WIDTH_PX = 420
 
 DOCKS = ("Fiducial registration", "MPI ROIs", "Calibration", "Cells and report", "Session")
 
@@ -26,6 +26,7 @@ def _check_display() -> None:
 
 def open_docks(viewer) -> list:
     """Add every mpi-viewer dock the manifest declares; returns the widgets."""
+    from mpi_viewer.plugins import _napari_compat as compat
     from mpi_viewer.plugins._display2d import install_2d_display
     from mpi_viewer.plugins._layers import install_mm_units
     from npe2 import PluginManager
@@ -55,7 +56,8 @@ def open_docks(viewer) -> list:
 
         QApplication.processEvents()  # tabs exist only after the event loop has run
         docks[0].raise_()  # the first step of the workflow is the tab shown
-        viewer.window._qt_window.resizeDocks(docks[:1], [DOCK_WIDTH_PX], _horizontal())
+        compat.resize_docks(viewer, docks[:1], [DOCK_WIDTH_PX])
+        compat.unelide_dock_tabs(viewer)  # whole step names, scroll arrows if need be
     return widgets
 
 
@@ -83,10 +85,12 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
     _check_display()
     import napari
 
+    from mpi_viewer.plugins import _napari_compat as compat
+
     viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
     viewer.scale_bar.visible = True
     if screenshot:
-        viewer.window._qt_window.resize(1600, 1000)
+        compat.resize_window(viewer, 1600, 1000)
     open_docks(viewer)
     if demo:
         load_demo(viewer)
