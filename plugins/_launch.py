@@ -84,7 +84,6 @@ def load_demo(viewer):
 def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay: int = 2) -> int:
     _check_display()
     import napari
-
     from mpi_viewer.plugins import _napari_compat as compat
 
     viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
