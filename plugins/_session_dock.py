@@ -42,7 +42,7 @@ AUTOSAVE_MS = 3 * 60 * 1000
 _ROLE_OF = {"MPI": "mpi", "MRI": "mri", "CT": "ct"}
 ROI_LAYER = "ROIs (session)"
 #: The dock's display name in napari.yaml.
-SESSION_DOCK_NAME = "7 Session"
+SESSION_DOCK_NAME = "Session"
 
 
 def _notify(kind: str, msg: str) -> None:

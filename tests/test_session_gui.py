@@ -214,4 +214,4 @@ def test_saving_an_empty_viewer_says_so(make_napari_viewer, tmp_path, monkeypatc
     qtbot.mouseClick(save, Qt.MouseButton.LeftButton)
     assert not target.exists()
     assert any("nothing to save" in m for m in seen)
-    assert "nothing to save" in dock.status.text() and sd.SESSION_DOCK_NAME == "7 Session"
+    assert "nothing to save" in dock.status.text() and sd.SESSION_DOCK_NAME == "Session"
