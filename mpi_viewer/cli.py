@@ -61,7 +61,11 @@ def _add_demo(sub) -> None:
 
 def _cmd_demo(args) -> int:
     if args.write:
-        from mpi_viewer.demo.study import write_demo_study
+        from pathlib import Path
+
+        from mpi_viewer.demo.study import DEMO_FILES, write_demo_study
+
+        _guard(args, {f"--write ({n})": Path(args.write) / n for n in DEMO_FILES})
 
         paths = write_demo_study(args.write)
         for key, p in paths.items():
@@ -169,8 +173,12 @@ def _cmd_register(args) -> int:
             f"register: {missing} is missing (landmark registration needs both point files)"
         )
     out = Path(args.output)
-    if not out.parent.is_dir():
-        raise InputError(f"{out}: folder {out.parent} does not exist")
+    template = args.template if args.template and Path(args.template).is_file() else None
+    _guard(
+        args,
+        {"-o": out},
+        [args.fixed, args.moving, args.fixed_points, args.moving_points, template],
+    )
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     if args.template:
@@ -332,6 +340,12 @@ def _cmd_quantify(args) -> int:
         raise InputError(
             "quantify: give at least one --seed=X,Y,Z (mm, in the MPI's frame) or --mask LABELS.nii.gz"
         )
+    _guard(
+        args,
+        {"-o": args.output, "--masks": args.masks, "--save-session": args.save_session},
+        [args.mpi, label_image, args.phantoms, args.calibration, args.saturation_curve]
+        + [getattr(args, k, None) for k in ("transform", "anatomy")],
+    )
     params = _quantify_params(args)
     src = Path(args.mpi).resolve()
     for out in filter(None, (args.output, args.masks)):
@@ -355,13 +369,16 @@ def _cmd_quantify(args) -> int:
             results.append(r)
     rows = res.rows_from_results(results)
     _quantify_calibration(args, mpi, results, params, rows)
-    if getattr(args, "save_session", None):
-        from mpi_viewer.study.pipeline import save_session_of_quantify
+    from mpi_viewer.io.atomic import written_together
 
-        print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
-    if args.masks:
-        write_masks_nifti(args.masks, mpi, results)
-    res.write_csv(args.output, rows)
+    with written_together(args.output, args.masks, getattr(args, "save_session", None)):
+        if getattr(args, "save_session", None):
+            from mpi_viewer.study.pipeline import save_session_of_quantify
+
+            print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
+        if args.masks:
+            write_masks_nifti(args.masks, mpi, results)
+        res.write_csv(args.output, rows)
     for r in results:
         print(
             f"{r.name}: total signal {r.total_signal:.6g} {r.total_signal_unit}, peak {r.peak_au:.4g} a.u., "
@@ -575,6 +592,7 @@ def _cmd_calibrate(args) -> int:
     from mpi_viewer import calibration as cal
     from mpi_viewer.io.images import read_volume
 
+    _guard(args, {"-o": args.output}, [args.mpi, args.phantoms, args.saturation_curve])
     params = _quantify_params(args)  # the same ROI parameters quantify builds from the same flags
     out = Path(args.output)
     if Path(args.phantoms).resolve() == out.resolve():
@@ -647,13 +665,17 @@ def _cmd_replay(args) -> int:
     from mpi_viewer.study.session import load_session
 
     said = set()
+    inputs = list(args.sessions)
     for path in args.sessions:  # files outside a session's folder: said before they are opened
         try:
-            for w in load_session(path).warnings:
+            session = load_session(path)
+            inputs += [session.resolve(rel) for _, rel, _ in session.all_files()]
+            for w in session.warnings:
                 print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
                 said.add(w)
         except MPIViewerError:
             pass  # reported with the outcome
+    _guard(args, {"-o": args.output}, inputs)
     progress = TextProgress(sys.stderr) if len(args.sessions) > 1 else None
     outcomes = replay_many(
         args.sessions,
@@ -702,10 +724,37 @@ def _cmd_report(args) -> int:
     session = load_session(args.session)
     for w in session.warnings:
         print(f"mpi-viewer: note: {_one_line(w)}", file=sys.stderr)
-    out = write_session_report(session, args.output)
+    _guard_folder(args, session)
+    out = write_session_report(session, args.output, overwrite=args.overwrite)
     print(f"report: {out}")
     return 0
 
+
+def _guard(args, outputs, inputs=()) -> None:
+    """Refuse, before any work, outputs that are inputs or exist already (without --overwrite)."""
+    from mpi_viewer.io.guards import check_outputs
+
+    check_outputs(outputs, inputs, overwrite=bool(getattr(args, "overwrite", False)))
+
+
+def _guard_folder(args, session) -> None:
+    """``report -o DIR``: DIR must hold none of the session's files (it is replaced whole)."""
+    from pathlib import Path
+
+    from mpi_viewer.io.guards import check_name, input_files_of
+
+    out = check_name(args.output).resolve()
+    files = [Path(args.session)] + [session.resolve(rel) for _, rel, _ in session.all_files()]
+    for f in files:
+        for g in input_files_of(f) if f.exists() else [f]:
+            if g.resolve().is_relative_to(out):
+                raise InputError(
+                    f"{args.output}: the report folder holds an input ({g}); choose another folder"
+                )
+
+
+#: Commands that write files: each takes --overwrite.
+WRITERS = ("demo", "register", "quantify", "calibrate", "replay", "report")
 
 COMMANDS = {
     "demo": (_add_demo, _cmd_demo),
@@ -727,8 +776,14 @@ def build_parser(*, with_files: bool = True) -> argparse.ArgumentParser:
     if with_files:  # a positional before the sub-commands would swallow the command's name
         parser.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    for add, _ in COMMANDS.values():
+    for name, (add, _) in COMMANDS.items():
         add(sub)
+        if name in WRITERS:
+            sub.choices[name].add_argument(
+                "--overwrite",
+                action="store_true",
+                help="replace existing output files (never an input)",
+            )
     return parser
 
 

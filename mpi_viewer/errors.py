@@ -22,3 +22,11 @@ class InputError(MPIViewerError, ValueError):
 
 class CancelledError(MPIViewerError):
     """Long work stopped because the user asked it to."""
+
+
+class OutputError(InputError, OSError):
+    """An output that cannot be written (a full or read-only folder, a folder in the
+    way, a name too long): one line naming the file; nothing is left behind.
+
+    Also an :class:`OSError`, so callers that catch file-system errors keep working.
+    """

@@ -99,7 +99,16 @@ def read_layers(path) -> list:
             )
         except InputError as exc:
             _notify_error(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a file must never take the viewer down
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            _notify_error(f"{_shown(p)}: cannot read ({type(exc).__name__}: {detail})")
     return out or NO_LAYERS
+
+
+def _shown(path) -> str:
+    from mpi_viewer.io.guards import shown
+
+    return shown(path)
 
 
 def _notify_warning(message: str) -> None:

@@ -77,7 +77,9 @@ def _labels_writer(labels, volume):
             lab.astype(np.uint16 if lab.max(initial=0) <= 65535 else np.uint32)
         )
         img.CopyInformation(volume.image)
-        sitk.WriteImage(img, str(path), useCompression=True)
+        from mpi_viewer.io.atomic import atomic_write_image
+
+        atomic_write_image(path, img, compress=True)
 
     return write
 
@@ -223,7 +225,7 @@ class SessionDock(QWidget):
                 continue
             # NRRD, not NIfTI: NIfTI keeps the origin and direction in float32, which moves
             # every physical position (peaks, seeds) by ~1e-7 relative; NRRD keeps doubles
-            p = session_path.with_name(f"{session_path.stem}_{role}_{len(out)}.nrrd")
+            p = S.file_beside(session_path, f"{session_path.stem}_{role}_{len(out)}.nrrd")
             inp = S.InputFile(
                 role=role,
                 path=S.relative_path(p, session_path),
@@ -392,7 +394,7 @@ class SessionDock(QWidget):
             raise InputError(f"ROI layer {st['layer']!r} is not an image the session can name")
         masks = []
         if manual is not None:
-            p = session_path.with_name(f"{session_path.stem}_manual_rois.nrrd")
+            p = S.file_beside(session_path, f"{session_path.stem}_manual_rois.nrrd")
             m = S.MaskFile(
                 name="manual",
                 path=S.relative_path(p, session_path),
@@ -435,7 +437,7 @@ class SessionDock(QWidget):
         )
         if not replayable:
             return S.CalibrationSection(source="stored", calibration=st["calibration"])
-        p = session_path.with_name(f"{session_path.stem}_phantoms.csv")
+        p = S.file_beside(session_path, f"{session_path.stem}_phantoms.csv")
         inp = S.InputFile(role="phantoms", path=S.relative_path(p, session_path), sha256="0" * 64)
         writes.append(
             (

@@ -120,7 +120,18 @@ def test_quantify_2d_array_with_spacing_flag(tmp_path, capsys):
     assert float(row["total_signal_au_mm2"]) == pytest.approx(0.5 * total, rel=0.03)
     # a 3-D seed on the 2-D image
     assert (
-        main(["quantify", str(p), "--seed=10,8,0", "--spacing-mm", "0.3125,0.3125", "-o", str(out)])
+        main(
+            [
+                "quantify",
+                str(p),
+                "--seed=10,8,0",
+                "--spacing-mm",
+                "0.3125,0.3125",
+                "-o",
+                str(out),
+                "--overwrite",
+            ]
+        )
         == 2
     )
     assert "expected 2" in capsys.readouterr().err

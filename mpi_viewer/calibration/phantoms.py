@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -45,7 +44,9 @@ def read_phantoms_csv(path: str | Path, *, min_count: int = 2) -> list[Phantom]:
 
     p = Path(path)
     text = read_text_file(p, "phantom file")
-    rows = list(csv.reader(line for line in text.splitlines() if line.strip()))
+    from mpi_viewer.io.guards import csv_rows
+
+    rows = csv_rows("\n".join(line for line in text.splitlines() if line.strip()), str(p))
     if not rows:
         raise InputError(f"{p}: empty phantom file (expected header name,x,y,z,iron_ug)")
     header = [h.strip().lower() for h in rows[0]]

@@ -36,9 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +221,7 @@ class Calibration:
             points = [CalibrationPoint.from_dict(p) for p in d.get("points", [])]
             opts = d.get("fit_options", {})
             fit = CalibrationFit.from_dict(d["fit"])
+            _check_slope(fit.slope, "fit.slope")
             return cls(
                 name=str(d.get("name") or "calibration"),
                 kind=kind,
@@ -242,9 +241,9 @@ class Calibration:
             )
         except InputError as exc:
             raise InputError(f"{source}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as exc:
             raise InputError(
-                f"{source}: malformed calibration ({type(exc).__name__}: {exc})"
+                f"{source}: malformed calibration ({type(exc).__name__}: {_one_line(exc)})"
             ) from None
 
     def summary(self) -> str:
@@ -258,6 +257,7 @@ class Calibration:
         )
 
 
+<<<<<<< HEAD
 def line_text(slope: float, intercept: float, x_name: str, digits: int = 4) -> str:
     """``364.3 × iron − 1.947``: a calibration line as read aloud (a true minus sign,
     never ``+ -``; no intercept term when it is 0)."""
@@ -266,6 +266,18 @@ def line_text(slope: float, intercept: float, x_name: str, digits: int = 4) -> s
         return text
     sign = "−" if intercept < 0 else "+"
     return f"{text} {sign} {abs(intercept):.{digits}g}"
+=======
+def _check_slope(slope, what: str = "slope") -> None:
+    """A calibration's slope (signal per µg or per cell) must be positive and finite."""
+    try:
+        v = float(slope)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} {slope!r}: not a number") from None
+    if not (math.isfinite(v) and v > 0):
+        raise InputError(
+            f"{what} {v:g}: a calibration slope must be positive and finite (more iron, more signal)"
+        )
+>>>>>>> main
 
 
 def _check_choice(what: str, value, choices) -> None:
@@ -280,33 +292,28 @@ def _safe_name(name: str) -> str:
 
 def save_calibration(calibration: Calibration, path: str | Path) -> Path:
     """Write a calibration as JSON, atomically (temporary file, then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from mpi_viewer.io.atomic import atomic_write_text
+
     text = json.dumps(calibration.to_dict(), indent=2, ensure_ascii=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write_text(Path(path), text + "\n", mkdir=True)
 
 
 def load_calibration(path: str | Path) -> Calibration:
     """Read a calibration JSON; InputError for a missing, malformed or other-version file."""
+    from mpi_viewer.io.guards import read_json_file
+
     p = Path(path)
+    if not (p.exists() or p.is_symlink()):
+        raise InputError(f"{p}: no such calibration file")
+    d = read_json_file(p, "calibration JSON")
+    if not isinstance(d, dict):
+        raise InputError(f"{p}: a calibration must be a JSON object, not {type(d).__name__}")
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such calibration file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: not a readable calibration JSON ({_one_line(exc)})") from None
-    return Calibration.from_dict(d, source=str(p))
+        return Calibration.from_dict(d, source=str(p))
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise InputError(f"{p}: not a valid calibration ({_one_line(exc)})") from None
 
 
 def _one_line(exc) -> str:
@@ -555,6 +562,7 @@ def apply_calibration(
         calibration, acquisition, roi_params, for_cells=iron_per_cell is not None
     )
     fit = calibration.fit
+    _check_slope(fit.slope, f"calibration {calibration.name!r}: slope")
     lo_sig, hi_sig = fit.signal_range
     n_sd = float(getattr(roi_params, "n_sd", 5.0) or 5.0) if roi_params is not None else 5.0
     ppu = calibration.peak_per_unit

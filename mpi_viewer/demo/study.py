@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from mpi_viewer.errors import InputError
 from mpi_viewer.geometry.volume import Acquisition, Volume, image_from_array
 from mpi_viewer.registration.molds import template_path
 from mpi_viewer.study.pipeline import compute_and_save, new_session
@@ -665,13 +666,36 @@ def write_demo_study(
     ``fiducials_mri.csv`` and ``fiducials_mpi.csv`` (true fiducial centres:
     name,x,y,z), ``truth_mri_to_mpi.tfm`` and ``truth.json``.
     """
-    import SimpleITK as sitk
-
-    from mpi_viewer.io.images import write_volume
+    import time
 
     study = make_demo_study(params, **overrides)
+    started_ns = time.time_ns()
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
+    try:
+        return _write_demo_files(study, out)
+    except InputError:  # a full or read-only disk: take back what this run wrote
+        for name in DEMO_FILES:
+            if (out / name).exists() and (out / name).stat().st_mtime_ns >= started_ns:
+                (out / name).unlink()
+        if created:
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _write_demo_files(study, out: Path) -> dict[str, Path]:
+    from mpi_viewer.io.atomic import atomic_write_text
+    from mpi_viewer.io.images import write_volume
+
     paths = {
         "mri": write_volume(study.mri, out / "mri.nii.gz"),
         "mpi": write_volume(study.mpi, out / "mpi.nii.gz"),
@@ -682,7 +706,7 @@ def write_demo_study(
         f"{v['name']},{_fmt(v['mpi_mm'])},{v['iron_ug']}" for v in study.truth["vials"]
     ]
     paths["phantoms"] = out / "phantoms.csv"
-    paths["phantoms"].write_text("\n".join(rows) + "\n", encoding="utf-8")
+    atomic_write_text(paths["phantoms"], "\n".join(rows) + "\n")
     for frame in ("mri", "mpi"):
         rows = ["name,x,y,z"] + [
             f"{f['name']},{_fmt(f[f'{frame}_mm'])}"
@@ -690,14 +714,32 @@ def write_demo_study(
             if frame != "mpi" or f["in_mpi"]
         ]
         paths[f"fiducials_{frame}"] = out / f"fiducials_{frame}.csv"
-        paths[f"fiducials_{frame}"].write_text("\n".join(rows) + "\n", encoding="utf-8")
+        atomic_write_text(paths[f"fiducials_{frame}"], "\n".join(rows) + "\n")
     paths["truth_transform"] = out / "truth_mri_to_mpi.tfm"
-    sitk.WriteTransform(truth_transform(study), str(paths["truth_transform"]))
+    from mpi_viewer.io.transform_files import write_transform
+
+    write_transform(paths["truth_transform"], truth_transform(study))
     paths["truth"] = out / "truth.json"
     truth = copy.deepcopy(study.truth)
     truth["files"] = {k: p.name for k, p in paths.items() if k != "truth"}
-    paths["truth"].write_text(json.dumps(truth, indent=2), encoding="utf-8")
+    atomic_write_text(paths["truth"], json.dumps(truth, indent=2))
     return paths
+
+
+#: The files :func:`write_demo_study` writes (``demo --write`` refuses to replace them).
+DEMO_FILES = (
+    "mri.nii.gz",
+    "mri.json",
+    "mpi.nii.gz",
+    "mpi.json",
+    "ct.nii.gz",
+    "ct.json",
+    "phantoms.csv",
+    "fiducials_mri.csv",
+    "fiducials_mpi.csv",
+    "truth_mri_to_mpi.tfm",
+    "truth.json",
+)
 
 
 def _fmt(xyz) -> str:

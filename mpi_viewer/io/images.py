@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,17 +51,26 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """The sidecar JSON beside ``path`` (empty dict when there is none)."""
+    """The sidecar JSON beside ``path`` (empty dict when there is none).
+
+    Bounded in size and depth; ``modality`` and ``units`` must be text and
+    ``acquisition`` an object, or the sidecar is refused in one line.
+    """
+    from mpi_viewer.io.guards import read_json_file
+
     sc = sidecar_path(path)
-    if Path(path).is_dir() or not sc.is_file() or sc == Path(path):
+    if Path(path).is_dir() or not (sc.exists() or sc.is_symlink()) or sc == Path(path):
         return {}
-    try:
-        with open(sc, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{sc}: not a readable JSON sidecar ({exc})") from None
+    data = read_json_file(sc, "JSON sidecar")
     if not isinstance(data, dict):
         raise InputError(f"{sc}: a sidecar must be a JSON object")
+    for key in ("modality", "units"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise InputError(f"{sc}: {key!r} must be text, not {type(data[key]).__name__}")
+    if data.get("acquisition") is not None and not isinstance(data["acquisition"], dict):
+        raise InputError(
+            f"{sc}: 'acquisition' must be a JSON object, not {type(data['acquisition']).__name__}"
+        )
     return data
 
 
@@ -93,12 +103,58 @@ def read_volume(
         all-NaN or infinite data, plain arrays with no spacing.
     """
     from mpi_viewer.io import _formats
+    from mpi_viewer.io.guards import (
+        check_detached_data,
+        check_geometry,
+        check_header_size,
+        check_name,
+        check_regular_file,
+        quiet_native_output,
+    )
 
-    p = Path(path)
+    p = check_name(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
-    vol = _formats.read(p, spacing_mm=spacing_mm, origin_mm=origin_mm)
+    check_regular_file(p, "image", allow_dir=True)
+    check_detached_data(p)
+    check_header_size(p)
+    for what, vec in (("--spacing-mm", spacing_mm), ("--origin-mm", origin_mm)):
+        if vec is not None:
+            v = [float(x) for x in vec]
+            if not all(math.isfinite(x) for x in v) or (what == "--spacing-mm" and min(v) <= 0):
+                raise InputError(
+                    f"{what} {','.join(f'{x:g}' for x in v)}: "
+                    + (
+                        "must be positive and finite"
+                        if what == "--spacing-mm"
+                        else "must be finite"
+                    )
+                )
     sidecar = read_sidecar(p)
+    try:
+        with quiet_native_output():
+            vol = _formats.read(p, spacing_mm=spacing_mm, origin_mm=origin_mm)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"{p}: the image is too large for the memory available") from None
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+        OSError,
+        RuntimeError,
+        AttributeError,
+        EOFError,
+        NotImplementedError,
+    ) as exc:
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise InputError(f"{p}: cannot read the image ({detail})") from None
+    img = vol.image
+    check_geometry(img.GetSpacing(), img.GetOrigin(), img.GetDirection(), where=str(p))
     if sidecar.get("modality") and vol.modality == "unknown":
         vol.modality = {"MR": "MRI"}.get(str(sidecar["modality"]), str(sidecar["modality"]))
         if vol.modality not in MODALITIES:
@@ -107,7 +163,13 @@ def read_volume(
             )
     if sidecar.get("acquisition"):
         merged = {**sidecar["acquisition"], **vol.acquisition.to_dict()}
-        vol.acquisition = Acquisition.from_dict(merged)
+        try:
+            vol.acquisition = Acquisition.from_dict(merged)
+        except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+            detail = " ".join(str(exc).split())[:160]
+            raise InputError(
+                f"{sidecar_path(p)}: 'acquisition' has a value of the wrong type ({detail})"
+            ) from None
     if modality is not None:
         if modality not in MODALITIES:
             raise InputError(f"modality {modality!r}: expected one of {', '.join(MODALITIES)}")
@@ -161,17 +223,17 @@ def write_volume(volume: Volume, path: str | Path, *, sidecar: bool = True) -> P
     The sidecar keeps modality, units and acquisition metadata, which NIfTI and
     friends have no place for.
     """
-    import SimpleITK as sitk
+    from mpi_viewer.io.atomic import atomic_write_image, atomic_write_text
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(volume.image, str(p), useCompression=str(p).endswith((".gz", ".mha", ".nrrd")))
     if sidecar:
         data = {
             "modality": volume.modality,
             "units": volume.units,
             "acquisition": volume.acquisition.to_dict(),
         }
-        with open(sidecar_path(p), "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
+        text = json.dumps(data, indent=2)
+    atomic_write_image(p, volume.image, mkdir=True)
+    if sidecar:
+        atomic_write_text(sidecar_path(p), text)
     return p

@@ -13,7 +13,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,13 +102,9 @@ def read_text_file(path: str | Path, what: str) -> str:
 
     ``what`` names the kind of file in the message ("point file", "phantom file").
     """
-    p = Path(path)
-    try:
-        return p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file ({what})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read {what} ({exc})") from None
+    from mpi_viewer.io.guards import read_small_text
+
+    return read_small_text(path, what)
 
 
 def read_points_csv(path: str | os.PathLike) -> PointSet:
@@ -139,7 +134,9 @@ def read_points_csv(path: str | os.PathLike) -> PointSet:
         raise InputError(
             f"{p}: empty point file (expected a header name,x,y,z and one row per point)"
         )
-    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    from mpi_viewer.io.guards import csv_rows
+
+    rows = csv_rows("\n".join(lines), str(p))
     header = [h.strip().lower() for h in rows[0]]
     missing = [c for c in ("name", "x", "y") if c not in header]
     if missing:
@@ -202,17 +199,8 @@ def write_points_csv(path: str | os.PathLike, pointset: PointSet) -> Path:
     return p
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`mpi_viewer.io.atomic.atomic_write_text`)."""
+    from mpi_viewer.io.atomic import atomic_write_text as _write
+
+    return _write(path, text)

@@ -95,16 +95,9 @@ def to_csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Write rows as CSV (header = column names with units), atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".part")
-    try:
-        tmp.write_text(to_csv_text(rows), encoding="utf-8")
-        tmp.replace(p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+    from mpi_viewer.io.atomic import atomic_write_text
+
+    return atomic_write_text(Path(path), to_csv_text(rows), mkdir=True)
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

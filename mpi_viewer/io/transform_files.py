@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,35 +25,41 @@ def write_transform(path: str | os.PathLike, transform) -> Path:
     """
     import SimpleITK as sitk
 
+    from mpi_viewer.io.atomic import atomic_write
+
     p = Path(path)
-    if not p.parent.is_dir():
-        raise InputError(f"{p}: folder {p.parent} does not exist")
     tx = _as_sitk(transform)
     suffix = "".join(p.suffixes[-1:]) or ".tfm"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        sitk.WriteTransform(tx, tmp)
-        os.replace(tmp, p)
-    except RuntimeError as exc:
-        raise InputError(
-            f"{p}: cannot write the transform ({str(exc).strip().splitlines()[-1]})"
-        ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+
+    def _write(tmp: Path) -> None:
+        from mpi_viewer.errors import OutputError
+        from mpi_viewer.io.guards import quiet_native_output
+
+        with quiet_native_output():
+            sitk.WriteTransform(tx, str(tmp))
+            try:  # ITK does not report every failed write (a full disk): read it back
+                ok = bool(sitk.ReadTransform(str(tmp)).GetParameters() or True)
+            except RuntimeError:
+                ok = False
+        if not ok or os.path.getsize(tmp) == 0:
+            from mpi_viewer.io.atomic import _itk_reason
+
+            reason = _itk_reason(RuntimeError("the transform file came out incomplete"), p)
+            raise OutputError(f"{p}: cannot write: {reason}")
+
+    return atomic_write(p, _write, suffix=suffix)
 
 
 def read_transform(path: str | os.PathLike) -> sitk.Transform:
     """Read an ITK transform file (fixed → moving); a one-element composite is unwrapped."""
     import SimpleITK as sitk
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
+    from mpi_viewer.io.guards import check_regular_file, quiet_native_output
+
+    p = check_regular_file(path, "transform file", max_bytes=1 << 24)
     try:
-        tx = sitk.ReadTransform(str(p))
+        with quiet_native_output():
+            tx = sitk.ReadTransform(str(p))
     except RuntimeError:
         raise InputError(f"{p}: not a readable ITK transform file") from None
     if tx.GetName() == "CompositeTransform":

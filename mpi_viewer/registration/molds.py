@@ -23,7 +23,6 @@ Positions are mm in the ITK physical frame, (x, y, z) order. A *pose* maps templ
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -305,12 +304,9 @@ def load_template(name_or_path: str | os.PathLike | Template, *, search_dirs=())
         else:
             avail = ", ".join(list_templates(search_dirs)) or "none"
             raise InputError(f"template {text!r}: no such template (available: {avail})")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read template ({exc.__class__.__name__})") from None
-    except ValueError as exc:
-        raise InputError(f"{p}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    from mpi_viewer.io.guards import read_json_file
+
+    data = read_json_file(p, "template")
     return replace(_validate(data, str(p)), source=str(p))
 
 

@@ -163,8 +163,13 @@ def write_report(
             raise InputError(
                 f"ROI labels of shape {roi_labels.shape} do not match the MPI grid {mpi.shape}"
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    from mpi_viewer.io.atomic import check_writable_target, write_error
+
+    check_writable_target(out, folder=True)  # names, folders in the way, permissions: one line
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:40]}.", dir=out.parent))
+    except OSError as exc:
+        raise write_error(out, exc) from None
     try:
         files = _write_all(
             tmp,
@@ -198,6 +203,14 @@ def write_report(
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(out, exc) from None
+    except RuntimeError as exc:  # ITK writers (a full disk)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(
+            f"{out}: cannot write the report ({' '.join(str(exc).split())[-160:]})"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -206,11 +219,12 @@ def write_report(
 
 def _normal_permissions(folder: Path) -> None:
     """mkdtemp/mkstemp make private files; give the report the user's usual permissions."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(folder, 0o777 & ~mask)
+    from mpi_viewer.io.atomic import default_file_mode
+
+    mode = default_file_mode()
+    os.chmod(folder, mode | ((mode & 0o444) >> 2))  # folders: x wherever r
     for f in folder.iterdir():
-        os.chmod(f, 0o666 & ~mask)
+        os.chmod(f, mode)
 
 
 # -- pieces ---------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ correction: a monotone (PCHIP) interpolation of the measured → true curve.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,17 +62,13 @@ class SaturationCurve:
         Column names are matched by prefix (``measured_au``, ``true_au`` work); a file
         without a header is read as two columns, measured then true.
         """
+        from mpi_viewer.io.guards import csv_rows, read_small_text
+
         p = Path(path)
-        if not p.is_file():
+        if not (p.exists() or p.is_symlink()):
             raise InputError(f"{p}: no such saturation-curve file")
-        try:
-            rows = [
-                r
-                for r in csv.reader(p.read_text(encoding="utf-8-sig").splitlines())
-                if r and any(c.strip() for c in r)
-            ]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{p}: unreadable saturation curve ({exc})") from None
+        text = read_small_text(p, "saturation curve")
+        rows = [r for r in csv_rows(text, str(p)) if r and any(c.strip() for c in r)]
         if not rows:
             raise InputError(f"{p}: empty saturation curve")
         header = [c.strip().lower() for c in rows[0]]

@@ -152,8 +152,14 @@ class ROIParams:
             raise InputError(f"connectivity {self.connectivity!r}: expected 'full' or 'face'")
         if not float(self.search_radius_mm) > 0:
             raise InputError(f"search radius {self.search_radius_mm} mm: must be positive")
+        from mpi_viewer.io.guards import MAX_KMEANS_CLUSTERS
+
         if int(self.kmeans_clusters) < 2:
             raise InputError(f"k-means clusters {self.kmeans_clusters}: at least 2")
+        if int(self.kmeans_clusters) > MAX_KMEANS_CLUSTERS:
+            raise InputError(
+                f"k-means clusters {self.kmeans_clusters}: at most {MAX_KMEANS_CLUSTERS}"
+            )
         if not float(self.min_snr) >= 0:
             raise InputError(f"min_snr {self.min_snr}: must be zero or positive")
 
@@ -436,10 +442,12 @@ def measure(
         Labels 1, 2, … in seed order; ROIs that border each other are flagged
         ``touching``.
     """
+    from mpi_viewer.io.guards import MAX_ROIS, check_count
     from mpi_viewer.roi._grow import measure_seeds
 
     params = params or ROIParams()
     params.validate()
+    check_count(len(seeds_xyz_mm), MAX_ROIS, "seeds")
     return measure_seeds(
         volume, _array_of(volume), seeds_xyz_mm, params, names=names, on_error=on_error
     )
@@ -553,6 +561,10 @@ def measure_label_image(
                 f"spacing {volume.spacing_mm} mm)"
             )
         labels = lab_vol.array
+    from mpi_viewer.io.guards import MAX_ROIS, check_count
+
+    found = np.unique(np.asarray(labels))
+    check_count(int(np.count_nonzero(found)), MAX_ROIS, "label image: regions (non-zero labels)")
     arr = _array_of(volume)
     return measure_labels(volume, arr, labels, params, _noise_for(arr, params), names=names)
 
@@ -601,17 +613,11 @@ def write_masks_nifti(path, volume: Volume, results) -> Path:
     p = Path(path)
     if volume.source and Path(volume.source).resolve() == p.resolve():
         raise InputError(f"{p}: refusing to overwrite the input image")
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from mpi_viewer.io.atomic import atomic_write_image
+
     img = sitk.GetImageFromArray(rois_to_label_image(volume, results))
     img.CopyInformation(volume.image)
-    tmp = p.with_name(p.name + ".part" + "".join(p.suffixes))
-    try:
-        sitk.WriteImage(img, str(tmp), useCompression=str(p).endswith(".gz"))
-        tmp.replace(p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+    return atomic_write_image(p, img, compress=str(p).endswith(".gz"), mkdir=True)
 
 
 def _array_of(volume_or_array) -> np.ndarray:

@@ -137,8 +137,14 @@ def run_registration(session: Session, volumes: dict[str, Any]):
         from mpi_viewer.registration.molds import register_with_template
 
         fixed, moving = volumes[reg.fixed], volumes[reg.moving]
+        template = session.template_file() if session.path is not None else None
         mold = _wrap(
-            "registration", register_with_template, fixed, moving, reg.template, model=reg.model
+            "registration",
+            register_with_template,
+            fixed,
+            moving,
+            reg.template if template is None else str(template),
+            model=reg.model,
         )
         return mold.fit, mold
     from mpi_viewer.registration.landmarks import fit_landmarks
@@ -476,6 +482,8 @@ def replay_path(path: str | Path, allow_changed_inputs: bool = False) -> ReplayO
         out.status = 1 if diffs else 0
     except MPIViewerError as exc:
         out.message = " ".join(str(exc).split())
+        if str(path) not in out.message:  # a batch error names the session it belongs to
+            out.message = f"session {path}: {out.message}"
         out.status = 2
     out.seconds = time.perf_counter() - t0
     out.cpu_seconds = time.process_time() - c0
@@ -524,8 +532,9 @@ def compute_and_save(
     store(session, rec)
     if session.registration is not None and rec.fit is not None:
         from mpi_viewer.io.transform_files import write_transform
+        from mpi_viewer.study.session import file_beside
 
-        tfm = Path(session_path).with_suffix(".tfm")
+        tfm = file_beside(session_path, Path(session_path).with_suffix(".tfm").name)
         _wrap("transform", write_transform, tfm, rec.transform())
         session.registration.transform_file = relative_path(tfm, session_path)
         session.registration.transform_sha256 = sha256_file(tfm)

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +243,22 @@ def _sha256_text(value: Any, where: str) -> str:
     return s
 
 
+def _companions(value: Any, where: str) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise InputError(f"{where}: expected a list of {{path, sha256}} objects")
+    out = []
+    for i, c in enumerate(value):
+        w = _where(where, i)
+        c = _obj(c, w)
+        out.append(
+            {
+                "path": _rel_path(c.get("path"), f"{w}.path"),
+                "sha256": _sha256_text(c.get("sha256"), f"{w}.sha256"),
+            }
+        )
+    return out
+
+
 # -- sections ------------------------------------------------------------------------------
 @dataclass
 class InputFile:
@@ -260,9 +275,14 @@ class InputFile:
     modality: str | None = None
     name: str | None = None
     acquisition: dict[str, Any] = field(default_factory=dict)
+    #: Files read with this one (sidecar JSON, detached data): ``[{"path", "sha256"}]``,
+    #: paths relative to the session (:func:`mpi_viewer.io.guards.input_files_of`).
+    companions: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"role": self.role, "path": self.path, "sha256": self.sha256}
+        if self.companions:
+            d["companions"] = [dict(c) for c in self.companions]
         if self.modality is not None:
             d["modality"] = self.modality
         if self.name is not None:
@@ -283,6 +303,7 @@ class InputFile:
             modality=f("modality", _opt(_choice(MODALITIES)), None),
             name=f("name", _opt(_str), None),
             acquisition=f("acquisition", _json_obj, dict),
+            companions=f("companions", _companions, list),
         )
         f.done()
         from mpi_viewer.geometry.volume import Acquisition
@@ -720,7 +741,13 @@ class Session:
     # -- files ----------------------------------------------------------------------
     def all_files(self) -> list[tuple[str, str, str | None]]:
         """Every file the session names: (what, relative path, sha256 or None)."""
-        out = [(f"input {i.role}", i.path, i.sha256) for i in self.inputs]
+        out = []
+        for i in self.inputs:
+            out.append((f"input {i.role}", i.path, i.sha256))
+            out += [
+                (f"input {i.role} (file read with it)", c["path"], c["sha256"])
+                for c in i.companions
+            ]
         for r in self.rois:
             out += [(f"mask {m.name}", m.path, m.sha256) for m in r.masks]
         if self.registration is not None and self.registration.transform_file:
@@ -729,11 +756,23 @@ class Session:
             )
         return out
 
+    def template_file(self) -> Path | None:
+        """The registration template when the session names it as a file (``*.json`` or a
+        path), resolved against the session's folder; None for a template name."""
+        reg = self.registration
+        t = None if reg is None else reg.template
+        if not t or not (t.lower().endswith(".json") or "/" in t or "\\" in t):
+            return None
+        return self.resolve(t)
+
     def files_outside_folder(self) -> list[str]:
         """Relative paths that resolve outside the session's folder."""
         folder = self.folder
         out = []
-        for _, rel, _ in self.all_files():
+        files = [rel for _, rel, _ in self.all_files()]
+        if self.template_file() is not None:
+            files.append(self.registration.template)
+        for rel in files:
             p = self.resolve(rel)
             if os.path.isabs(rel) or not _is_within(p, folder):
                 out.append(rel)
@@ -877,6 +916,9 @@ def migrate(d: Any, *, where: str = "session") -> tuple[dict[str, Any], int]:
 # -- files --------------------------------------------------------------------------------------
 def sha256_file(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
     """SHA-256 hex digest of a file (read in chunks, never written)."""
+    from mpi_viewer.io.guards import check_regular_file
+
+    check_regular_file(path, "input")  # a FIFO or device would never end
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -962,33 +1004,12 @@ def dumps_session(session: Session) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: temporary file in the same folder, flush,
-    fsync, rename over the target. A crash leaves the old file or the new one, never
-    half of one."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(p.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - e.g. Windows
-        pass
-    return p
+    """Write ``text`` to ``path`` atomically (the one writer,
+    :func:`mpi_viewer.io.atomic.atomic_write_text`): temporary file in the same folder,
+    fsync, rename. A crash leaves the old file or the new one, never half of one."""
+    from mpi_viewer.io.atomic import atomic_write_text as _write
+
+    return _write(path, text, mkdir=True)
 
 
 def save_session(session: Session, path: str | Path) -> Path:
@@ -998,12 +1019,55 @@ def save_session(session: Session, path: str | Path) -> Path:
     :func:`input_file` with the session's path to make them).
     """
     p = Path(path)
+    folder = p.resolve().parent
+    for what, rel, _ in session.all_files():
+        try:
+            same = (folder / rel).resolve() == p.resolve()
+        except (OSError, ValueError, RuntimeError):
+            same = False
+        if same:
+            raise InputError(
+                f"{p}: the session would overwrite its own {what}; choose another name"
+            )
     session.modified = _now()
     session.software = software_versions()
     text = dumps_session(session)
     atomic_write_text(p, text)
     session.path = p.resolve()
     return p
+
+
+def file_beside(session_path: str | Path, name: str) -> Path:
+    """Where a session saved at ``session_path`` may write its own file ``name``
+    (``X.tfm``, ``X_phantoms.csv``) without replacing anyone else's.
+
+    The file itself when it does not exist yet, or when the session already at
+    ``session_path`` names it with the same SHA-256 (its own earlier save); otherwise
+    the first free ``stem_2.ext``, ``stem_3.ext``… An existing file that is not the
+    session's own is never replaced.
+    """
+    sp = Path(session_path)
+    target = sp.with_name(name)
+    owned: dict[Path, str] = {}
+    if sp.is_file():
+        try:
+            old = load_session(sp)
+            owned = {old.resolve(rel): digest for _, rel, digest in old.all_files() if digest}
+        except (InputError, OSError):
+            owned = {}
+
+    def free(p: Path) -> bool:
+        if not (p.exists() or p.is_symlink()):
+            return True
+        digest = owned.get(p.resolve())
+        return digest is not None and p.is_file() and sha256_file(p) == digest
+
+    stem, dot, ext = target.name.partition(".")
+    i = 1
+    while not free(target):
+        i += 1
+        target = sp.with_name(f"{stem}_{i}{dot}{ext}")
+    return target
 
 
 def relative_path(target: str | Path, session_path: str | Path) -> str:
@@ -1026,8 +1090,16 @@ def input_file(
     acquisition: dict[str, Any] | None = None,
 ) -> InputFile:
     """An :class:`InputFile` for ``path``, hashed now, path relative to the session."""
+    from mpi_viewer.io.guards import input_files_of
+
     if role not in ROLES:
         raise InputError(f"input role {role!r}: expected one of {', '.join(ROLES)}")
+    companions = []
+    if not Path(path).is_dir():
+        companions = [
+            {"path": relative_path(c, session_path), "sha256": sha256_file(c)}
+            for c in input_files_of(path)[1:]
+        ]
     return InputFile(
         role=role,
         path=relative_path(path, session_path),
@@ -1035,6 +1107,7 @@ def input_file(
         modality=modality,
         name=name,
         acquisition=dict(acquisition or {}),
+        companions=companions,
     )
 
 

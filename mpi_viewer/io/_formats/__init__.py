@@ -40,8 +40,19 @@ def claims(path: str | Path) -> bool:
     ``DICM`` signature, and folders that directly hold DICOM files.
     """
     try:
+        import os
+        import stat
+
         p = Path(path)
         name = p.name.lower()
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            # a FIFO or device is never opened here (it could block); claimed by name only,
+            # so that reading it says why it is refused
+            return name.endswith(EXTENSIONS)
         if p.is_dir():
             from mpi_viewer.io._formats._dicom import folder_has_dicom
 
