@@ -257,7 +257,6 @@ class Calibration:
         )
 
 
-<<<<<<< HEAD
 def line_text(slope: float, intercept: float, x_name: str, digits: int = 4) -> str:
     """``364.3 × iron − 1.947``: a calibration line as read aloud (a true minus sign,
     never ``+ -``; no intercept term when it is 0)."""
@@ -266,7 +265,8 @@ def line_text(slope: float, intercept: float, x_name: str, digits: int = 4) -> s
         return text
     sign = "−" if intercept < 0 else "+"
     return f"{text} {sign} {abs(intercept):.{digits}g}"
-=======
+
+
 def _check_slope(slope, what: str = "slope") -> None:
     """A calibration's slope (signal per µg or per cell) must be positive and finite."""
     try:
@@ -277,7 +277,6 @@ def _check_slope(slope, what: str = "slope") -> None:
         raise InputError(
             f"{what} {v:g}: a calibration slope must be positive and finite (more iron, more signal)"
         )
->>>>>>> main
 
 
 def _check_choice(what: str, value, choices) -> None:
