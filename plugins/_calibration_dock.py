@@ -106,6 +106,15 @@ def run_task(fn, *, on_done, block: bool = False, desc: str = "working…"):
     return worker
 
 
+def warm_imports() -> None:
+    """Import, off the GUI thread, what the first fit and plot need (scipy.stats,
+    matplotlib's Qt canvas): seconds of the first click otherwise spent with the window
+    frozen. Importing creates no widget."""
+    import scipy.stats  # noqa: F401
+    from matplotlib.backends import backend_qtagg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+
 def fmt(v, digits: int = 4) -> str:
     """A number for a table cell (empty for None/NaN, ∞ kept)."""
     if v is None:
@@ -149,7 +158,37 @@ def fill_table(
                 item.setForeground(QColor(_WARN_COLOUR))
             table.setItem(i, j, item)
     table.resizeColumnsToContents()
+    if warn_col is not None:  # the warnings wrap in full instead of running off the dock
+        table.setWordWrap(True)
+        table.setColumnWidth(warn_col, max(240, min(table.columnWidth(warn_col), 360)))
+        table.resizeRowsToContents()
     table.blockSignals(False)
+
+
+def split_warnings(warning_lists) -> tuple[list[str], list[list[str]]]:
+    """Warnings every row shares (said once, beside the table) and each row's own.
+
+    A calibration-level warning (e.g. a solution calibration applied to cells) is true of
+    every ROI: repeating it on every row tints the whole table and hides the warnings
+    that concern one number."""
+    lists = [list(w or []) for w in warning_lists]
+    if len(lists) < 2:
+        return [], lists
+    common = [w for w in lists[0] if all(w in other for other in lists[1:])]
+    return common, [[w for w in ws if w not in common] for ws in lists]
+
+
+def warning_html(warnings) -> str:
+    """Warnings in full, one per line, amber (for a QLabel beside a table)."""
+    import html as _html
+
+    if not warnings:
+        return ""
+    return (
+        f"<span style='color:{_WARN_COLOUR}'>"
+        + "<br>".join(f"⚠ {_html.escape(w)}" for w in warnings)
+        + "</span>"
+    )
 
 
 def make_table(min_height: int = 120) -> QTableWidget:
@@ -232,12 +271,24 @@ class CalibrationDock(QWidget):
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(2, 2, 2, 2)
-        self.setMinimumWidth(440)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("MPI image:"))
+        self.setMinimumWidth(380)
+        top = QFormLayout()
         self.mpi_combo = QComboBox()
-        row.addWidget(self.mpi_combo, 1)
-        outer.addLayout(row)
+        top.addRow("MPI image:", self.mpi_combo)
+        # asked up front: the tracer and where the phantoms' iron was (free particles in
+        # solution, or inside labelled cells) decide which warnings the numbers carry
+        self.tracer_edit = QLineEdit()
+        self.tracer_edit.setPlaceholderText("e.g. VivoTrax, Synomag-D")
+        top.addRow("Tracer:", self.tracer_edit)
+        self.env_combo = QComboBox()
+        self.env_combo.addItems(["solution", "cells"])
+        self.env_combo.setToolTip(
+            "Where the phantoms' iron was: free particles in solution, or inside labelled "
+            "cells. A solution calibration applied to cells may under-estimate their iron "
+            "(Ureña Horno et al. 2025): then the results say so once."
+        )
+        top.addRow("Phantoms in:", self.env_combo)
+        outer.addLayout(top)
         self.tabs = QTabWidget()
         outer.addWidget(self.tabs)
         self.tabs.addTab(self._build_phantoms_tab(), "Phantoms")
@@ -322,18 +373,13 @@ class CalibrationDock(QWidget):
         box = QGroupBox("Calibration record")
         fl = QFormLayout(box)
         self.name_edit = QLineEdit("calibration")
-        self.tracer_edit = QLineEdit()
         self.lot_edit = QLineEdit()
-        self.env_combo = QComboBox()
-        self.env_combo.addItems(["solution", "cells"])
         self.prep_combo = QComboBox()
         self.prep_combo.addItems(["fixed_concentration", "fixed_volume"])
         self.acq_label = QLabel()
         self.acq_label.setWordWrap(True)
         fl.addRow("Name:", self.name_edit)
-        fl.addRow("Tracer:", self.tracer_edit)
         fl.addRow("Tracer lot:", self.lot_edit)
-        fl.addRow("Environment:", self.env_combo)
         fl.addRow("Preparation:", self.prep_combo)
         fl.addRow("Scan:", self.acq_label)
         lay.addWidget(box)
@@ -462,6 +508,7 @@ class CalibrationDock(QWidget):
             np.empty((0, mpi.ndim)),
             ndim=mpi.ndim,
             name=PHANTOM_LAYER,
+            units=("mm",) * mpi.ndim,  # made in mm: no "Inconsistent units" from napari
             features=feats,
             feature_defaults={
                 "name": "",
@@ -778,8 +825,14 @@ class CalibrationDock(QWidget):
             self._sync_amounts()
             done(self.points)
             return None
+
+        def work():
+            points = measure_phantoms(volume, phantoms, params, kind=kind)
+            warm_imports()  # the fit's t quantile and the plot: not on the GUI thread
+            return points
+
         self._worker = run_task(
-            lambda: measure_phantoms(volume, phantoms, params, kind=kind),
+            work,
             on_done=done,
             block=block,
             desc=f"measuring {len(phantoms)} phantoms",
@@ -1030,8 +1083,9 @@ class CalibrationDock(QWidget):
             return self.iron_results
         self.iron_results = res
         unit = "µg Fe" if self.calibration.kind == "iron" else "cells"
+        common, own = split_warnings([r.warnings for r in res])
         rows = []
-        for r in res:
+        for r, warns in zip(res, own, strict=True):
             v, lo, hi = (
                 (r.iron_ug, r.iron_ci_low_ug, r.iron_ci_high_ug)
                 if self.calibration.kind == "iron"
@@ -1045,7 +1099,7 @@ class CalibrationDock(QWidget):
                     fmt(lo),
                     fmt(hi),
                     "yes" if r.below_lod else "no",
-                    "; ".join(r.warnings),
+                    "; ".join(warns),
                 ]
             )
         fill_table(
@@ -1064,9 +1118,10 @@ class CalibrationDock(QWidget):
         )
         lod = next((r.lod for r in res if r.lod is not None), None)
         self.apply_label.setText(
-            f"Detection limit: {fmt(lod, 3)} {unit}." if lod is not None else ""
+            (f"Detection limit: {fmt(lod, 3)} {unit}." if lod is not None else "")
+            + ("<br>" + warning_html(["all ROIs: " + w for w in common]) if common else "")
         )
-        flagged = [r.name for r in res if r.warnings]
+        flagged = [r.name for r, w in zip(res, own, strict=True) if w]
         if flagged:
             notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the iron table")
         self.draw_plot()

@@ -22,12 +22,10 @@ Public attributes: :attr:`CellsDock.results` (list of
 
 from __future__ import annotations
 
-import html
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._calibration_dock import (
     fill_table,
     find_dock,
@@ -37,16 +35,17 @@ from mpi_viewer.plugins._calibration_dock import (
     notify_warning,
     quantify_rois,
     run_task,
+    split_warnings,
+    warning_html,
 )
 from mpi_viewer.plugins._layers import (
-    copy_placement,
     find_layers,
     install_mm_units,
     meta,
     physical_to_world,
     volume_from_layer,
 )
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -63,15 +62,16 @@ from qtpy.QtWidgets import (
 )
 
 from mpi_viewer.errors import InputError
+from mpi_viewer.report.overlays import content_box, overlay_arrays, place_labels, text_size_px
 
 OUTLINE_LAYER = "ROI outlines"
 LABEL_LAYER = "cell counts"
 DENSITY_LAYER = "cell density (cells/mm³)"
 _COLORBAR_NOTE = "colour bar: cells/mm³"
-#: Smallest window (width, height in pixels) while screenshots are taken, and the 3-D
-#: camera (a side view, the body across).
-SHOT_WINDOW_PX = (1800, 1100)
-VIEW_3D_ANGLES = (90.0, -30.0, 0.0)
+LEADER_LAYER = "cell count leaders"
+#: Label text size (screen pixels) and outline width (anatomy pixels) at any zoom.
+LABEL_FONT_PX = 13
+OUTLINE_PX = 2
 
 
 def density_colormap():
@@ -85,42 +85,6 @@ def density_colormap():
     )
 
 
-def cell_density(
-    signal_au, *, slope, kind: str, pg_per_cell: float | None, threshold_au: float
-) -> np.ndarray:
-    """Cells per mm³ of each voxel of a calibrated MPI image (0 below ``threshold_au``).
-
-    A voxel of signal ``s`` (a.u.) and volume ``v`` (mm³) contributes ``s·v`` a.u.·mm³
-    of total signal, i.e. ``s·v/slope`` µg Fe (iron calibration, slope in a.u.·mm³/µg)
-    or cells (cell calibration); per mm³ that is ``s/slope``, then divided by the iron
-    per cell (``pg_per_cell`` × 10⁻⁶ µg) for an iron calibration. The calibration's
-    intercept belongs to a whole ROI's total signal, not to a voxel, and is not spread
-    over voxels: the density integrated over an ROI is its ``(signal)/slope``.
-
-    Parameters
-    ----------
-    signal_au : ndarray
-        MPI signal (a.u.) on its native grid.
-    slope : float
-        Calibration slope (a.u.·mm³ per µg Fe, or per cell).
-    kind : {"iron", "cells"}
-    pg_per_cell : float or None
-        Mean iron per cell (pg Fe/cell); needed for an iron calibration.
-    threshold_au : float
-        Voxels below it (the ROI method's noise threshold: the detection limit) are 0.
-
-    Returns
-    -------
-    ndarray of float32
-        cells/mm³.
-    """
-    per_mm3 = np.asarray(signal_au, dtype=np.float32) / np.float32(slope)
-    if kind == "iron":
-        per_mm3 = per_mm3 / np.float32(pg_per_cell * 1e-6)
-    per_mm3[~(np.asarray(signal_au) >= threshold_au)] = 0.0
-    return per_mm3
-
-
 class CellsDock(QWidget):
     """Cells per ROI, overlays on the anatomy and the report (see the module docstring)."""
 
@@ -132,6 +96,7 @@ class CellsDock(QWidget):
         self.iron_per_cell = None
         self.roi_results: list = []
         self.visible: dict[str, bool] = {}
+        self.shown_texts: list[str] = []  # the label texts drawn (shortened when crowded)
         self._volume = None
         self._mpi_layer = None
         self._calibration = None
@@ -142,7 +107,7 @@ class CellsDock(QWidget):
         self._worker = None
 
         lay = QVBoxLayout(self)
-        self.setMinimumWidth(440)
+        self.setMinimumWidth(380)
         form = QFormLayout()
         self.ipc_radio = QRadioButton("iron per cell (ex vivo, e.g. ICP-MS):")
         self.ipc_radio.setChecked(True)
@@ -167,15 +132,22 @@ class CellsDock(QWidget):
         lay.addWidget(self.compute_btn)
         self.table = make_table(170)
         lay.addWidget(self.table, 1)
-        row = QHBoxLayout()
+        self.common_label = QLabel()  # warnings true of every ROI: said once, in full
+        self.common_label.setWordWrap(True)
+        lay.addWidget(self.common_label)
         self.outline_check = QCheckBox("outlines")
         self.label_check = QCheckBox("labels")
         self.density_check = QCheckBox("cell density")
         self.inside_check = QCheckBox("density inside ROIs only")
-        for c in (self.outline_check, self.label_check, self.density_check, self.inside_check):
-            c.setChecked(True)
-            row.addWidget(c)
-        lay.addLayout(row)
+        for checks in (
+            (self.outline_check, self.label_check),
+            (self.density_check, self.inside_check),
+        ):
+            row = QHBoxLayout()
+            for c in checks:
+                c.setChecked(True)
+                row.addWidget(c)
+            lay.addLayout(row)
         self.info_label = QLabel("Fit or pick a calibration, apply it to the ROIs, then compute.")
         self.info_label.setWordWrap(True)
         lay.addWidget(self.info_label)
@@ -191,6 +163,15 @@ class CellsDock(QWidget):
         for c in (self.outline_check, self.label_check, self.density_check, self.inside_check):
             c.toggled.connect(lambda *_: self.update_overlays())
         self.report_btn.clicked.connect(self._choose_report_folder)
+        # labels are laid out on screen: again (debounced) when the view changes
+        self._relayout = QTimer(self)
+        self._relayout.setSingleShot(True)
+        self._relayout.setInterval(40)
+        self._relayout.timeout.connect(self._layout_labels)
+        cam = self.viewer.camera.events
+        for ev in (cam.zoom, cam.angles, cam.center, self.viewer.dims.events.ndisplay):
+            ev.connect(lambda *_: self._relayout.start())
+        self.viewer.dims.events.ndisplay.connect(lambda *_: self._outline_style())
 
     # -- inputs -----------------------------------------------------------------------------------
     def calibration_dock(self):
@@ -278,13 +259,17 @@ class CellsDock(QWidget):
 
         def work():
             res = quantify_rois(cal, rois, params, volume, iron_per_cell=ipc)
-            disp = display_arrays(
+            labels, density, threshold = overlay_arrays(
                 volume, cal, rois, params, ipc, transform if fixed is not None else None, fixed
             )
-            return res, disp
+            # only the part with something to show: napari's cost of a layer grows with it
+            box = content_box((labels > 0) | (density > 0), margin=2)
+            offset = np.array([sl.start for sl in box], dtype=float)
+            return res, (labels[box].copy(), density[box].copy(), threshold, offset)
 
         def done(out):
-            res, (labels, density, threshold) = out
+            res, (labels, density, threshold, offset) = out
+            self._disp_offset = offset
             self.results, self.iron_per_cell, self._calibration = res, ipc, cal
             self.roi_results, self._roi_params, self._volume, self._mpi_layer = (
                 rois,
@@ -306,7 +291,9 @@ class CellsDock(QWidget):
                 f"Calibration {cal.name} ({cal.kind}), {ipc_text}; density blank below "
                 f"{fmt(threshold, 3)} a.u. (the ROI method's noise threshold)."
             )
-            flagged = [r.name for r in res if r.warnings]
+            common, own = split_warnings([r.warnings for r in res])
+            self.common_label.setText(warning_html(["all ROIs: " + w for w in common]))
+            flagged = [r.name for r, w in zip(res, own, strict=True) if w]
             if flagged:
                 notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the cells table")
 
@@ -317,7 +304,8 @@ class CellsDock(QWidget):
 
     def _fill_table(self) -> None:
         rows = []
-        for r in self.results:
+        _, own = split_warnings([r.warnings for r in self.results])
+        for r, warns in zip(self.results, own, strict=True):
             rows.append(
                 [
                     "",
@@ -327,7 +315,7 @@ class CellsDock(QWidget):
                     _count(r.cells_ci_high),
                     fmt(r.iron_ug, 3),
                     "yes" if r.below_lod else "no",
-                    "; ".join(r.warnings),
+                    "; ".join(warns),
                 ]
             )
         fill_table(
@@ -397,6 +385,27 @@ class CellsDock(QWidget):
         shown = {r.name for r in self.results if self.visible.get(r.name, True)}
         return np.array([r.label for r in self.roi_results if r.name in shown], dtype=np.uint16)
 
+    def _placement(self) -> dict:
+        """scale, translate, affine of the overlay arrays: the display layer's grid, shifted
+        to the box they were cut from (world = A·(s·(i + offset) + t))."""
+        src = self._display_layer
+        scale = np.asarray(src.scale, dtype=float)
+        off = np.asarray(getattr(self, "_disp_offset", np.zeros(len(scale))), dtype=float)
+        return {
+            "scale": scale,
+            "translate": np.asarray(src.translate, dtype=float) + scale * off,
+            "affine": np.asarray(src.affine.affine_matrix, dtype=float),
+        }
+
+    def _place(self, layer) -> None:
+        p = self._placement()
+        if not np.allclose(layer.scale, p["scale"]):
+            layer.scale = p["scale"]
+        if not np.allclose(layer.translate, p["translate"]):
+            layer.translate = p["translate"]
+        if not np.allclose(layer.affine.affine_matrix, p["affine"]):
+            layer.affine = p["affine"]
+
     def _draw_outlines(self) -> None:
         labels = self._labels_disp
         labels = np.where(np.isin(labels, self._visible_labels()), labels, 0).astype(np.uint16)
@@ -405,60 +414,184 @@ class CellsDock(QWidget):
             from napari.utils.colormaps import DirectLabelColormap
 
             layer = self.viewer.add_labels(
-                labels, name=OUTLINE_LAYER, opacity=1.0, blending="translucent"
+                labels,
+                name=OUTLINE_LAYER,
+                opacity=1.0,
+                blending="translucent",
+                units=compat.mm_units(labels.ndim),
+                colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
+                **self._placement(),
             )
-            layer.colormap = DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"})
-            layer.contour = 1
         else:
             layer.data = labels
-        copy_placement(self._display_layer, layer)
+            self._place(layer)
+        layer.editable = False
+        self._outline_style()
         layer.visible = self.outline_check.isChecked()
 
-    def _draw_labels(self) -> None:
-        import pandas as pd
+    def _outline_style(self) -> None:
+        """2-D: a contour line; 3-D: a see-through surface (a contour of a volume drawn
+        voxel by voxel is the yellow speckle of the old overlay)."""
+        layer = self._layer(OUTLINE_LAYER)
+        if layer is None:
+            return
+        if self.viewer.dims.ndisplay == 3:
+            layer.contour = 0
+            layer.rendering = "iso_categorical"
+            layer.opacity = 0.45
+        else:
+            layer.contour = OUTLINE_PX
+            layer.opacity = 1.0
 
+    def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
+        """World positions (z, y, x) of each result's peak, and each ROI's radius (mm)."""
         peaks = np.array([r.peak_mm for r in self.roi_results], dtype=float).reshape(-1, 3)
         by_name = {r.name: i for i, r in enumerate(self.roi_results)}
         idx = [by_name[r.name] for r in self.results]
         world = physical_to_world(self._mpi_layer, peaks[idx]) if idx else np.empty((0, 3))
-        feats = pd.DataFrame({"label": self.label_texts(), "name": [r.name for r in self.results]})
-        shown = np.array([self.visible.get(r.name, True) for r in self.results], dtype=bool)
+        radii = []
+        for i in idx:
+            vol = getattr(self.roi_results[i], "volume_mm3", None)
+            vol = float(vol) if vol is not None and np.isfinite(vol) else 4.0
+            radii.append(max((3.0 * vol / (4.0 * np.pi)) ** (1.0 / 3.0), 0.5))
+        return np.asarray(world, dtype=float).reshape(-1, 3), np.asarray(radii, dtype=float)
+
+    def _screen_frame(self):
+        """(centre, right, down, zoom, (w, h)): world (z, y, x) → screen pixels of the view."""
+        v = self.viewer
+        zoom = float(v.camera.zoom) or 1.0
+        w, h = compat.canvas_size_px(v)
+        centre = np.zeros(3)
+        cam = np.asarray(v.camera.center, dtype=float)
+        displayed = list(v.dims.displayed)[-3:]
+        for k, d in enumerate(displayed):
+            centre[d] = cam[len(cam) - len(displayed) + k]
+        if v.dims.ndisplay == 3:
+            up = np.asarray(v.camera.up_direction, dtype=float)
+            view = np.asarray(v.camera.view_direction, dtype=float)
+            right = np.cross(up, view)
+            right /= np.linalg.norm(right) or 1.0
+            down = -up / (np.linalg.norm(up) or 1.0)
+        else:
+            right, down = np.zeros(3), np.zeros(3)
+            right[displayed[-1]], down[displayed[-2]] = 1.0, 1.0
+        return centre, right, down, zoom, (w, h)
+
+    def label_layout(self):
+        """Label positions (world), leader segments (world, (k, 2, 3)) and the placements
+        on screen for the visible ROIs (:func:`mpi_viewer.report.overlays.place_labels`)."""
+        anchors, radii = self._anchors()
+        shown = [i for i, r in enumerate(self.results) if self.visible.get(r.name, True)]
+        centre, right, down, zoom, (w, h) = self._screen_frame()
+        rel = anchors - centre
+        px = np.stack([rel @ right * zoom + w / 2, rel @ down * zoom + h / 2], axis=1)
+        full = self.label_texts()
+        # the whole label when the view has room for it, else without the interval, else
+        # the name (a narrow canvas beside the docks); the table has every number
+        for texts in (
+            full,
+            [t.split(" [", 1)[0] for t in full],
+            [r.name for r in self.results],
+        ):
+            sizes = np.array([text_size_px(texts[i], LABEL_FONT_PX) for i in shown])
+            places = place_labels(
+                px[shown],
+                sizes.reshape(-1, 2),
+                np.maximum(radii[shown] * zoom, 4.0),
+                (8, 8, w - 8, h - 8),  # a margin: the text estimate is not exact
+            )
+            if all(p.clear for p in places):
+                break
+        self.shown_texts = list(texts)
+        pos = anchors.copy()
+        leaders = []
+        for i, p in zip(shown, places, strict=True):
+            d = np.asarray(p.centre) - px[i]
+            pos[i] = anchors[i] + (d[0] * right + d[1] * down) / zoom
+            if p.leader is not None:
+                (a0, a1), (b0, b1) = p.leader
+                start = anchors[i] + ((a0 - px[i, 0]) * right + (a1 - px[i, 1]) * down) / zoom
+                end = anchors[i] + ((b0 - px[i, 0]) * right + (b1 - px[i, 1]) * down) / zoom
+                leaders.append([start, end - start])
+        return pos, np.asarray(leaders, dtype=float).reshape(-1, 2, 3), places
+
+    def _layout_labels(self) -> None:
+        layer = self._layer(LABEL_LAYER)
+        if layer is None or not self.results:
+            return
+        try:
+            pos, leaders, _ = self.label_layout()
+        except Exception:  # noqa: BLE001 - a view being torn down: nothing to lay out
+            return
+        layer.data = pos
+        feats = layer.features
+        feats["shown"] = self.shown_texts
+        layer.features = feats
+        layer.refresh_text()
+        _, radii = self._anchors()
+        layer.size = np.maximum(2.0 * radii, 1.0)  # seen (out of slice) across the ROI's depth
+        layer.shown = np.array([self.visible.get(r.name, True) for r in self.results], bool)
+        lead = self._layer(LEADER_LAYER)
+        if lead is not None:
+            lead.data = leaders
+            lead.visible = layer.visible and len(leaders) > 0
+        if self.viewer.dims.ndisplay == 3:
+            compat.text_on_top(self.viewer, layer)
+
+    def _draw_labels(self) -> None:
+        import pandas as pd
+
+        anchors, _ = self._anchors()
+        feats = pd.DataFrame(
+            {
+                "label": self.label_texts(),
+                "name": [r.name for r in self.results],
+                "shown": self.label_texts(),
+            }
+        )
         layer = self._layer(LABEL_LAYER)
         if layer is None:
             import warnings
 
-            with (
-                warnings.catch_warnings()
-            ):  # out_of_slice_display: deprecated in napari 0.9, still the
-                warnings.simplefilter(
-                    "ignore", FutureWarning
-                )  # way to see a label ±2 mm around its peak
+            with warnings.catch_warnings():
+                # out_of_slice_display: deprecated in napari 0.9, still the way to see a
+                # label ±2 mm around its peak
+                warnings.simplefilter("ignore", FutureWarning)
                 layer = self.viewer.add_points(
-                    world,
+                    anchors,
                     ndim=3,
                     name=LABEL_LAYER,
                     features=feats,
-                    size=2.5,
+                    size=1.0,
                     symbol="disc",
-                    units=("mm",) * 3,
+                    units=compat.mm_units(3),
                     face_color="transparent",
                     border_color="transparent",
                     out_of_slice_display=True,
-                    blending="translucent_no_depth",  # labels drawn over the 3-D rendering, never cut
+                    blending="translucent_no_depth",  # labels drawn over the 3-D rendering
                     text={
-                        "string": "{label}",
-                        "size": 12,
+                        "string": "{shown}",
+                        "size": LABEL_FONT_PX * 0.75,  # points: LABEL_FONT_PX on screen
                         "color": "white",
                         "anchor": "center",
-                        "translation": [0.0, -3.2, 0.0],
                     },
                 )
+                self.viewer.add_vectors(
+                    np.zeros((0, 2, 3)),
+                    name=LEADER_LAYER,
+                    edge_width=0.25,
+                    edge_color="white",
+                    vector_style="line",
+                    units=compat.mm_units(3),
+                    out_of_slice_display=True,
+                    blending="translucent_no_depth",
+                )
         else:
-            layer.data = world
             layer.features = feats
-        layer.shown = shown
+        meta(layer)["anchors_zyx_mm"] = anchors.tolist()  # the ROI peaks the labels belong to
         layer.refresh_text()
         layer.visible = self.label_check.isChecked()
+        self._layout_labels()
 
     def _draw_density(self) -> None:
         dens = self._density_disp
@@ -472,16 +605,18 @@ class CellsDock(QWidget):
             layer = self.viewer.add_image(
                 dens,
                 name=DENSITY_LAYER,
+                units=compat.mm_units(dens.ndim),
                 colormap=density_colormap(),
                 contrast_limits=(0.0, top),
                 blending="translucent",
                 opacity=0.8,
+                **self._placement(),
             )
             meta(layer).update({"units": "cells/mm3", "modality": "density"})
         else:
             layer.data = dens
             layer.contrast_limits = (0.0, top)
-        copy_placement(self._display_layer, layer)
+            self._place(layer)
         layer.colorbar.visible = True
         layer.visible = self.density_check.isChecked()
         overlay = self.viewer.text_overlay
@@ -526,7 +661,8 @@ class CellsDock(QWidget):
         return None
 
     def write_report(self, folder, *, overwrite: bool = False, block: bool = False):
-        """Screenshots (here, on the GUI thread), then the report files (off it).
+        """The report folder (:func:`mpi_viewer.report.write_report`), written off the GUI
+        thread; the live window is not touched.
 
         Refuses a non-empty folder unless ``overwrite``. Returns the worker, or the
         report path when ``block``.
@@ -555,16 +691,11 @@ class CellsDock(QWidget):
             anatomy_layer = self.anatomy_layer(transform.get("fixed") if transform else None)
             anatomy = volume_from_layer(anatomy_layer) if anatomy_layer is not None else None
             mpi_layer = self._mpi_layer
-            from mpi_viewer.roi.regions import rois_to_label_image
-
-            labels = rois_to_label_image(self._volume, self.roi_results)
             inputs = {
                 lyr_role: (meta(lyr).get("source") or lyr.name)
                 for lyr_role, lyr in (("MPI", mpi_layer), ("anatomy", anatomy_layer))
                 if lyr is not None
             }
-            shots_dir = Path(tempfile.mkdtemp(prefix="mpi_viewer_shots_"))
-            shots = self.take_screenshots(shots_dir)
         except InputError as exc:
             notify_error(exc)
             return None
@@ -576,20 +707,22 @@ class CellsDock(QWidget):
             mpi=self._volume,
             anatomy=anatomy,
             transform=(transform["matrix"], transform["translation"]) if transform else None,
-            roi_labels=labels,
+            roi_labels=None,
             calibration=self._calibration,
             inputs=inputs,
             overwrite=overwrite,
             iron_per_cell=self.iron_per_cell,
         )
+        volume, roi_results = self._volume, list(self.roi_results)
 
         def work():
-            try:
-                out = report.write_report(folder, **kwargs)
-                add_screenshots(out, shots)
-            finally:
-                shutil.rmtree(shots_dir, ignore_errors=True)
-            return out
+            # all of it off the GUI thread: the report draws its own slices (anatomy, MPI
+            # through the registration, ROI outlines, labels), nothing is taken from the
+            # live window
+            from mpi_viewer.roi.regions import rois_to_label_image
+
+            kwargs["roi_labels"] = rois_to_label_image(volume, roi_results)
+            return report.write_report(folder, **kwargs)
 
         def done(out):
             self.last_report = out
@@ -598,180 +731,9 @@ class CellsDock(QWidget):
         result = run_task(work, on_done=done, block=block, desc="writing the report")
         return getattr(self, "last_report", None) if block else result
 
-    def take_screenshots(self, folder: Path) -> list[tuple[str, Path]]:
-        """napari screenshots with the overlays: a slice through each visible ROI's peak, a 3-D view.
-
-        The viewer's dims, camera and display mode are restored afterwards.
-        """
-        v = self.viewer
-        state = (
-            v.dims.ndisplay,
-            tuple(v.dims.point),
-            v.camera.center,
-            v.camera.zoom,
-            v.camera.angles,
-        )
-        out: list[tuple[str, Path]] = []
-        labels = self._layer(LABEL_LAYER)
-        mixed: list = []
-        hidden = [
-            lyr
-            for lyr in v.layers
-            if lyr.visible and type(lyr).__name__ == "Points" and lyr is not labels
-        ]
-        for lyr in hidden:  # phantom and landmark markers would crowd the pictures
-            lyr.visible = False
-        qwin = getattr(v.window, "_qt_window", None)  # a canvas large enough beside the docks
-        old_size = qwin.size() if qwin is not None else None
-        if qwin is not None:
-            from qtpy.QtWidgets import QApplication
-
-            qwin.resize(
-                max(old_size.width(), SHOT_WINDOW_PX[0]), max(old_size.height(), SHOT_WINDOW_PX[1])
-            )
-            QApplication.processEvents()
-        try:
-            v.dims.ndisplay = 2
-            v.reset_view()
-            zoom0 = v.camera.zoom
-            # napari draws a 2-D slice of a layer whose affine mixes the sliced axis in (the
-            # registered MPI) displaced; the density layer shows the MPI correctly placed
-            mixed = [lyr for lyr in v.layers if lyr.visible and _mixes_sliced_axis(lyr)]
-            for lyr in mixed:
-                lyr.visible = False
-            for i, r in enumerate(self.results):
-                if not self.visible.get(r.name, True) or labels is None:
-                    continue
-                z, y, x = np.asarray(labels.data[i], dtype=float)
-                v.dims.set_point(0, z)
-                v.camera.center = (z, y, x)
-                v.camera.zoom = zoom0 * 2.2
-                p = folder / f"napari_slice_{_slug(r.name)}.png"
-                v.screenshot(str(p), canvas_only=True, flash=False)
-                out.append((f"{r.name}: slice through the peak (napari, anatomy with overlays)", p))
-            for lyr in mixed:
-                lyr.visible = True
-            mixed = []
-            v.dims.ndisplay = 3
-            v.reset_view()
-            v.camera.angles = VIEW_3D_ANGLES
-            v.camera.zoom *= 1.15
-            _labels_on_top(v, labels)
-            p = folder / "napari_3d.png"
-            v.screenshot(str(p), canvas_only=True, flash=False)
-            out.append(("3-D view (napari, anatomy with overlays)", p))
-        finally:
-            for lyr in [*hidden, *mixed]:
-                lyr.visible = True
-            if qwin is not None:
-                qwin.resize(old_size)
-            v.dims.ndisplay = state[0]
-            v.dims.point = state[1]
-            v.camera.center, v.camera.zoom, v.camera.angles = state[2], state[3], state[4]
-        return out
-
-
-def display_arrays(volume, calibration, roi_results, roi_params, iron_per_cell, transform, fixed):
-    """ROI labels, cell density (cells/mm³) and the density threshold (a.u.) for display.
-
-    With a registration (``transform``, fixed → moving, and the ``fixed`` anatomy
-    Volume), labels and density are resampled onto the anatomy's grid through it
-    (labels nearest-neighbour, density linearly), to be placed like the anatomy layer:
-    napari draws a 2-D slice of a layer whose affine mixes the sliced axis into the
-    displayed ones (the registered MPI) without that mixing, i.e. displaced by up to a
-    few mm, whereas the anatomy's own grid is drawn exactly. Display only: every number
-    comes from the native MPI grid. Without a registration they stay on the MPI grid.
-    """
-    from mpi_viewer.roi.regions import estimate_noise_sd, rois_to_label_image
-
-    noise = next((float(r.noise_sd) for r in roi_results if getattr(r, "noise_sd", None)), None)
-    if noise is None:
-        noise = estimate_noise_sd(volume)
-    threshold = float(getattr(roi_params, "n_sd", 5.0) or 5.0) * noise
-    pg = iron_per_cell.mean_pg if iron_per_cell is not None else None
-    density = cell_density(
-        volume.array,
-        slope=calibration.fit.slope,
-        kind=calibration.kind,
-        pg_per_cell=pg,
-        threshold_au=threshold,
-    )
-    labels = rois_to_label_image(volume, roi_results)
-    if transform is not None and fixed is not None:
-        labels, density = _to_fixed_grid(volume, fixed, transform, labels, density)
-    return labels, density, threshold
-
-
-def _mixes_sliced_axis(layer) -> bool:
-    """Whether the layer's affine mixes the first (sliced) world axis with the others."""
-    a = np.asarray(layer.affine.affine_matrix)[:-1, :-1]
-    return bool(np.any(np.abs(a[0, 1:]) > 1e-6) or np.any(np.abs(a[1:, 0]) > 1e-6))
-
-
-def _labels_on_top(viewer, layer) -> None:
-    """Draw a Points layer's text without the depth test, so a 3-D rendering in front of
-    a label does not cut it (napari has no public switch; skipped if its internals change)."""
-    try:
-        visual = viewer.window._qt_viewer.canvas.layer_to_visual[layer]
-        visual.node.text.set_gl_state(depth_test=False, blend=True)
-    except Exception:  # noqa: BLE001 - cosmetic only
-        pass
-
 
 def _count(v) -> str:
     """A cell count for a table: ``393 005`` (empty when not reported)."""
     if v is None or not np.isfinite(v):
         return fmt(v)
     return f"{v:,.0f}".replace(",", "\u2009")
-
-
-def _to_fixed_grid(mpi, fixed, transform, labels, density):
-    """ROI labels (nearest neighbour) and density (linear) of the MPI grid on the fixed grid."""
-    import SimpleITK as sitk
-
-    from mpi_viewer.geometry.transform import matrix_to_sitk
-
-    tx = matrix_to_sitk(
-        np.asarray(transform["matrix"], dtype=float),
-        np.asarray(transform["translation"], dtype=float),
-    )
-    out = []
-    for arr, interp, pixel in (
-        (labels, sitk.sitkNearestNeighbor, sitk.sitkUInt16),
-        (density, sitk.sitkLinear, sitk.sitkFloat32),
-    ):
-        img = sitk.GetImageFromArray(arr)
-        img.CopyInformation(mpi.image)
-        out.append(sitk.GetArrayFromImage(sitk.Resample(img, fixed.image, tx, interp, 0, pixel)))
-    return out[0], out[1]
-
-
-def _slug(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "roi"
-
-
-def add_screenshots(report_folder, shots) -> None:
-    """Copy screenshots into ``<report>/napari/`` and add them to its index.html."""
-    report_folder = Path(report_folder)
-    if not shots:
-        return
-    sub = report_folder / "napari"
-    sub.mkdir(exist_ok=True)
-    parts = ["<h2>napari views with the overlays</h2>"]
-    for title, p in shots:
-        dst = sub / Path(p).name
-        shutil.copyfile(p, dst)
-        parts.append(
-            f"<h3>{html.escape(title)}</h3><img src='napari/{html.escape(dst.name)}' "
-            f"alt='{html.escape(title)}'>"
-        )
-    index = report_folder / "index.html"
-    if index.is_file():
-        text = index.read_text(encoding="utf-8")
-        block = "\n".join(parts)
-        text = text.replace("</body>", block + "\n</body>") if "</body>" in text else text + block
-        from mpi_viewer.io.atomic import atomic_write_text
-
-        atomic_write_text(index, text)

@@ -34,6 +34,7 @@ import weakref
 from typing import Any
 
 import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._layers import TWIN_KEY, is_display_twin, layer_kind, meta
 
 from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, zyx_to_xyz
@@ -565,22 +566,13 @@ class Display2D:
             self._show_native(e.native)
 
     def _visual(self, layer):
-        window = getattr(self.viewer, "window", None)
-        qt_viewer = getattr(window, "_qt_viewer", None)
-        canvas = getattr(qt_viewer, "canvas", None)
-        return getattr(canvas, "layer_to_visual", {}).get(layer)
+        return compat.layer_visual(self.viewer, layer)
 
     def _hide_native(self, layer) -> None:
-        vis = self._visual(layer)
-        if vis is not None:
-            vis.node.visible = False
-            vis.node.update()
+        compat.set_node_visible(self.viewer, layer, False)
 
     def _show_native(self, layer) -> None:
-        vis = self._visual(layer)
-        if vis is not None:
-            vis.node.visible = bool(layer.visible)
-            vis.node.update()
+        compat.set_node_visible(self.viewer, layer, bool(layer.visible))
 
     def _copy_props(self, src, dst, names) -> None:
         self._busy = True

@@ -151,7 +151,9 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
 
     viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
     if screenshot:
-        viewer.window._qt_window.resize(1600, 1000)
+        from mpi_viewer.plugins import _napari_compat as compat
+
+        compat.resize_window(viewer, 1600, 1000)
     prepare(viewer, demo=demo, files=files, ndisplay=ndisplay)
     if screenshot:
         from qtpy.QtWidgets import QApplication

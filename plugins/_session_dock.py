@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from mpi_viewer.plugins import _layers
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._layers import install_mm_units
 from napari.viewer import Viewer
 from qtpy.QtCore import QEvent, QObject, QTimer
@@ -40,6 +41,8 @@ from mpi_viewer.study import session as S
 AUTOSAVE_MS = 3 * 60 * 1000
 _ROLE_OF = {"MPI": "mpi", "MRI": "mri", "CT": "ct"}
 ROI_LAYER = "ROIs (session)"
+#: The dock's display name in napari.yaml.
+SESSION_DOCK_NAME = "Session"
 
 
 def _notify(kind: str, msg: str) -> None:
@@ -151,14 +154,7 @@ class SessionDock(QWidget):
         if interval > 0:
             self._timer.start(interval)
         self._watcher = _CloseWatcher(self._on_close)
-        try:
-            import warnings
-
-            with warnings.catch_warnings():  # napari ≥ 0.9 warns on a plugin's private access;
-                warnings.simplefilter("ignore", FutureWarning)  # no public close signal yet
-                self.viewer.window._qt_window.installEventFilter(self._watcher)
-        except AttributeError:  # pragma: no cover - headless viewer, or napari ≥ 0.10
-            pass
+        compat.install_close_filter(self.viewer, self._watcher)
         self._offer_recovery()
 
     # ------------------------------------------------------------------ buttons
@@ -511,6 +507,10 @@ class SessionDock(QWidget):
         """
         from mpi_viewer.study import pipeline as P
 
+        if self.session is None and not any(_layers.find_layers(self.viewer)):
+            _notify("warning", "nothing to save: open images (or the demo) first")
+            self.status.setText("nothing to save: the viewer has no images")
+            return None
         writes: list = []
         try:
             s = self.collect(path, deferred=writes)
@@ -678,7 +678,9 @@ class SessionDock(QWidget):
             if ROI_LAYER in self.viewer.layers:
                 self.viewer.layers.remove(ROI_LAYER)
             labels = self.viewer.add_labels(
-                rois_to_label_image(rec.volumes["mpi"], results), name=ROI_LAYER
+                rois_to_label_image(rec.volumes["mpi"], results),
+                name=ROI_LAYER,
+                units=compat.mm_units(rec.volumes["mpi"].ndim),
             )
             labels.metadata["mpi_viewer"] = (
                 dict(_layers.meta(layers["mpi"])) if "mpi" in layers else {}
@@ -705,23 +707,28 @@ class SessionDock(QWidget):
 
     @staticmethod
     def _apply_display(layer, d: S.LayerDisplay) -> None:
+        # only what differs: each change makes napari redraw the layer (and its 2-D twin)
         try:
-            if d.colormap and type(layer).__name__ == "Image":
+            image = type(layer).__name__ == "Image"
+            if d.colormap and image and getattr(layer.colormap, "name", None) != d.colormap:
                 layer.colormap = d.colormap
-            if d.contrast_limits and type(layer).__name__ == "Image":
+            if (
+                d.contrast_limits
+                and image
+                and not np.allclose(layer.contrast_limits, d.contrast_limits)
+            ):
                 layer.contrast_limits = d.contrast_limits
-            if d.blending:
+            if d.blending and str(layer.blending) != d.blending:
                 layer.blending = d.blending
-            layer.opacity = d.opacity
-            layer.visible = d.visible
+            if float(layer.opacity) != float(d.opacity):
+                layer.opacity = d.opacity
+            if bool(layer.visible) != bool(d.visible):
+                layer.visible = d.visible
         except (ValueError, KeyError, TypeError) as exc:
             _notify("warning", f"layer {d.name!r}: display setting not restored ({exc})")
 
     def _docks(self) -> list:
-        win = self.viewer.window
-        docks = (
-            win.dock_widgets if hasattr(win, "dock_widgets") else getattr(win, "_dock_widgets", {})
-        )
+        docks = compat.dock_widgets(self.viewer)
         out = []
         for d in list(docks.values()):
             w = getattr(d, "native", d)
@@ -902,7 +909,7 @@ def _session_dock_of(viewer) -> SessionDock:
     for w in viewer.window.dock_widgets.values() if hasattr(viewer.window, "dock_widgets") else []:
         if isinstance(w, SessionDock):
             return w
-    _, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", "Session")
+    _, widget = viewer.window.add_plugin_dock_widget("mpi-viewer", SESSION_DOCK_NAME)
     return widget
 
 

@@ -56,13 +56,20 @@ def test_cells_labels_and_overlays_sit_on_the_anatomy(computed, errors):
 
     labels = viewer.layers["cell counts"]
     assert list(labels.features["label"]) == cells.label_texts()
-    # the label point of the isolated source is at its MRI position (world = z, y, x)
-    np.testing.assert_allclose(labels.data[i], np.asarray(truth["mri_mm"])[::-1], atol=0.5)
+    # the label of the isolated source belongs to its MRI position (world = z, y, x)
+    anchors = np.asarray(labels.metadata["mpi_viewer"]["anchors_zyx_mm"])
+    np.testing.assert_allclose(anchors[i], np.asarray(truth["mri_mm"])[::-1], atol=0.5)
+    # on screen, no label overlaps another or covers an ROI (placed beside, leader if moved)
+    cells._layout_labels()  # as after a zoom or turn of the view
+    _, _, places = cells.label_layout()
+    assert all(p.clear for p in places)
+    assert list(labels.features["shown"]) == cells.shown_texts
+    assert all(t.startswith(r.name) for t, r in zip(cells.shown_texts, cells.results, strict=False))
     # outline and density: drawn on the MRI grid, non-empty at the source's MRI position
     mri = viewer.layers[0]
     outline, density = viewer.layers["ROI outlines"], viewer.layers["cell density (cells/mm³)"]
-    assert outline.contour == 1 and density.colorbar.visible
-    idx = tuple(np.round(outline.world_to_data(labels.data[i])).astype(int))
+    assert outline.contour >= 1 and density.colorbar.visible
+    idx = tuple(np.round(outline.world_to_data(anchors[i])).astype(int))
     assert outline.data[idx] > 0 and density.data[idx] > 0
     np.testing.assert_allclose(outline.affine.affine_matrix, mri.affine.affine_matrix)
 
@@ -98,19 +105,23 @@ def test_report_folder_with_html_and_pictures(computed, errors, tmp_path):
     assert out is not None and (out / "index.html").is_file()
     html = (out / "index.html").read_text(encoding="utf-8")
     pngs = sorted(out.rglob("*.png"))
-    shots = sorted((out / "napari").glob("*.png"))
-    assert len(shots) == len(cells.results) + 1  # one slice per ROI and a 3-D view
+    slices = sorted(out.glob("roi_*.png"))
+    assert len(slices) == len(cells.results)  # one picture of slices per ROI
     for p in pngs:
         assert p.stat().st_size > 5000, p
         assert p.relative_to(out).as_posix() in html
     from PIL import Image
 
-    for p in shots:  # the anatomy shows in every napari screenshot (grey, or tinted red by the MPI)
+    for p in slices:  # anatomy (grey), MPI (red–yellow) and outlines/labels (cyan) all shown
         rgb = np.asarray(Image.open(p))[..., :3].astype(int)
-        grey = (np.abs(rgb[..., 1] - rgb[..., 2]) < 10) & (rgb[..., 1] > 50)
-        assert grey.mean() > 0.02, p
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        grey = (np.abs(g - b) < 10) & (np.abs(r - g) < 10) & (g > 80) & (g < 250)
+        hot = (r > 180) & (b < 90)
+        cyan = (r < 90) & (g > 180) & (b > 180)
+        assert grey.mean() > 0.05 and hot.mean() > 0.0001 and cyan.mean() > 0.0001, p
     assert (out / "results.csv").is_file()
-    assert viewer.dims.ndisplay == 2  # the view is restored
+    assert not (out / "napari").exists()  # nothing taken from the live window
+    assert viewer.dims.ndisplay == 2
 
 
 def test_cells_from_a_cell_based_calibration(make_napari_viewer, tmp_path, errors, qtbot):

@@ -195,3 +195,23 @@ def test_file_menu_offers_session_open_and_save(make_napari_viewer):
         assert any(t.startswith(title) for t in texts), title
     dock = _session_dock_of(viewer)  # the menu actions open the dock once and reuse it
     assert isinstance(dock, SessionDock) and _session_dock_of(viewer) is dock
+
+
+def test_saving_an_empty_viewer_says_so(make_napari_viewer, tmp_path, monkeypatch, qtbot):
+    """Save from a viewer with no images: a notification, no file, the viewer keeps going."""
+    import mpi_viewer.plugins._session_dock as sd
+    import napari.utils.notifications as notifications
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFileDialog, QPushButton
+
+    seen: list[str] = []
+    monkeypatch.setattr(notifications, "show_warning", lambda m: seen.append(str(m)))
+    target = tmp_path / "empty.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    viewer = make_napari_viewer()
+    dock = _dock(viewer)
+    save = next(b for b in dock.findChildren(QPushButton) if b.text() == "Save")
+    qtbot.mouseClick(save, Qt.MouseButton.LeftButton)
+    assert not target.exists()
+    assert any("nothing to save" in m for m in seen)
+    assert "nothing to save" in dock.status.text() and sd.SESSION_DOCK_NAME == "Session"

@@ -252,9 +252,19 @@ class Calibration:
         if f.mode == "single_reference":
             return f"{self.name}: single reference, {f.slope:.4g} a.u.·mm³/{unit}"
         return (
-            f"{self.name}: signal = {f.slope:.4g} × {self.kind} + {f.intercept:.4g} "
+            f"{self.name}: signal = {line_text(f.slope, f.intercept, self.kind)} "
             f"(R² {f.r_squared:.4f}, n {f.n}, {self.tracer or 'tracer ?'}, {self.environment})"
         )
+
+
+def line_text(slope: float, intercept: float, x_name: str, digits: int = 4) -> str:
+    """``364.3 × iron − 1.947``: a calibration line as read aloud (a true minus sign,
+    never ``+ -``; no intercept term when it is 0)."""
+    text = f"{slope:.{digits}g} × {x_name}"
+    if intercept == 0:
+        return text
+    sign = "−" if intercept < 0 else "+"
+    return f"{text} {sign} {abs(intercept):.{digits}g}"
 
 
 def _check_slope(slope, what: str = "slope") -> None:

@@ -351,6 +351,64 @@ def roi_label_text(row: dict[str, Any]) -> str:
     return f"{name}: {s:.4g} a.u.·mm³" if s is not None else name
 
 
+def short_label_text(row: dict[str, Any]) -> str:
+    """The label without its interval, for a small picture: ``isolated: 4.0 × 10⁵ cells``."""
+    return roi_label_text(row).split(" [", 1)[0]
+
+
+def _radius_mm(row) -> float:
+    """Radius (mm) of a sphere of the ROI's volume (2 mm when not reported)."""
+    v = _num(row.get("volume_mm3"))
+    return float((3.0 * v / (4.0 * np.pi)) ** (1.0 / 3.0)) if v and v > 0 else 2.0
+
+
+def annotate_rois(ax, points, texts, radii_mm, *, fontsize: float = 9, rings: bool = True) -> None:
+    """Label ROIs on a matplotlib axes (data in mm): each label beside its ROI, never over
+    another label or ROI (:func:`mpi_viewer.report.overlays.place_labels`, in screen
+    pixels), a leader line when it had to move away, a ring on each ROI."""
+    from matplotlib.patches import Circle
+
+    from mpi_viewer.report.overlays import place_labels, text_size_px
+
+    if not points:
+        return
+    fig = ax.figure
+    ax.apply_aspect()  # the axes' final box (equal aspect), before measuring in pixels
+    to_px = ax.transData
+    xy = to_px.transform(np.asarray(points, dtype=float))
+    mm_px = abs(to_px.transform((1.0, 0.0))[0] - to_px.transform((0.0, 0.0))[0])
+    font_px = fontsize * fig.dpi / 72.0
+    sizes = [text_size_px(t, font_px) for t in texts]
+    bbox = ax.get_window_extent()
+    places = place_labels(
+        xy,
+        sizes,
+        np.maximum(np.asarray(radii_mm) * mm_px, 6.0),
+        (bbox.x0, bbox.y0, bbox.x1, bbox.y1),
+    )
+    inv = to_px.inverted()
+    for (x, y), r_mm, text, p in zip(points, radii_mm, texts, places, strict=True):
+        if rings:
+            ax.add_patch(
+                Circle((x, y), max(r_mm, 6.0 / mm_px), fill=False, ec="cyan", lw=1.0, alpha=0.9)
+            )
+        cx, cy = inv.transform(p.centre)
+        ax.text(
+            cx,
+            cy,
+            text,
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color="black",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "cyan", "alpha": 0.9},
+            clip_on=True,
+        )
+        if p.leader is not None:
+            (a, b) = inv.transform(np.asarray(p.leader))
+            ax.plot([a[0], b[0]], [a[1], b[1]], color="cyan", lw=1.0)
+
+
 def _roi_position_mpi(row) -> np.ndarray | None:
     for prefix in ("peak", "seed"):
         v = [_num(row.get(f"{prefix}_{a}_mm")) for a in "xyz"]
@@ -444,6 +502,7 @@ class _Scene:
         c = self.to_fixed(p_mpi)
         label = int(_num(row.get("label")) or 0)
         fig, canvas = _figure(12.0, 4.6)
+        jobs: list = []
         planes = (
             ((0, 1), "axial", ("x (mm)", "y (mm)")),
             ((0, 2), "coronal", ("x (mm)", "z (mm)")),
@@ -461,6 +520,7 @@ class _Scene:
             )
             self._draw(ax, anat, mpi, lab, ext, highlight=label, vmax=_num(row.get("peak_au")))
             ax.plot([c[axes[0]]], [c[axes[1]]], marker="+", color="cyan", markersize=14, mew=1.5)
+            jobs.append((ax, axes, lab))
             ax.set_title(f"{pname} through {row.get('name', 'roi')}", fontsize=11)
             ax.set_xlabel(xl)
             ax.set_ylabel(yl)
@@ -476,6 +536,19 @@ class _Scene:
         )
         fig.tight_layout(rect=(0, 0.07, 1, 0.93))
         fig.subplots_adjust(bottom=0.17)
+        for ax, axes, lab in jobs:  # every ROI cut by the plane gets its label, placed clear
+            in_plane = set(np.unique(lab[lab > 0]).tolist()) if lab is not None else set()
+            pts, texts, radii = [], [], []
+            for r in self.rows:
+                p = _roi_position_mpi(r)
+                value = int(_num(r.get("label")) or 0)
+                if p is None or (value not in in_plane and value != label):
+                    continue
+                q = self.to_fixed(p)
+                pts.append((q[axes[0]], q[axes[1]]))
+                texts.append(short_label_text(r))
+                radii.append(_radius_mm(r))
+            annotate_rois(ax, pts, texts, radii, fontsize=8, rings=False)
         canvas.print_png(str(path))
         return True
 
@@ -544,6 +617,7 @@ class _Scene:
                 )
             )
         fig, canvas = _figure(14.0, 6.2)
+        jobs: list = []
         views = (
             ("along z (axial MIP)", 0),
             ("along y (coronal MIP)", 1),
@@ -579,25 +653,7 @@ class _Scene:
                 alpha=0.8,
                 norm=PowerNorm(0.5, vmin=self.display_min, vmax=self.mpi_max),
             )
-            for k, row in enumerate(self.rows):
-                p = _roi_position_mpi(row)
-                if p is None:
-                    continue
-                q = self.to_fixed(p)
-                ax.plot(
-                    [q[hor]], [q[ver]], marker="o", mfc="none", mec="cyan", markersize=12, mew=1.5
-                )
-                right = k % 2 == 0
-                ax.annotate(
-                    str(row.get("name", k + 1)),
-                    (q[hor], q[ver]),
-                    xytext=(10 if right else -10, 8 if right else -14),
-                    textcoords="offset points",
-                    ha="left" if right else "right",
-                    fontsize=9,
-                    color="black",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "cyan", "alpha": 0.85},
-                )
+            jobs.append((ax, hor, ver))
             ax.set_xlabel(f"{names[hor]} (mm)")
             ax.set_ylabel(f"{names[ver]} (mm)")
             ax.set_title(title, fontsize=11)
@@ -624,6 +680,17 @@ class _Scene:
             color="0.3",
         )
         fig.tight_layout(rect=(0, 0.06 + 0.03 * n_lines, 1, 0.95))
+        for ax, hor, ver in jobs:
+            pts, texts, radii = [], [], []
+            for row in self.rows:
+                p = _roi_position_mpi(row)
+                if p is None:
+                    continue
+                q = self.to_fixed(p)
+                pts.append((q[hor], q[ver]))
+                texts.append(str(row.get("name", len(pts))))
+                radii.append(_radius_mm(row))
+            annotate_rois(ax, pts, texts, radii, fontsize=9)
         canvas.print_png(str(path))
 
 

@@ -1,0 +1,173 @@
+"""GUI-thread stalls during the demo study, step by step (needs a display: ``xvfb-run -a``).
+
+    xvfb-run -a -s "-screen 0 1920x1200x24" python benchmarks/bench_gui_stalls.py [--warnings]
+
+A 10 ms ``QTimer`` heartbeat runs on the GUI thread; for each step of the demo study
+(mold registration, four ROIs, calibration fit, cells, report, session save, session
+open) the longest gap between two beats is the longest time the window could not
+repaint or take a click. Each step is started the way the dock's button starts it
+(``block=False``: workers where the dock has one) and waited for with the event loop
+running. Side by side: napari's own cost of adding the same layers (the demo's MRI, CT
+and MPI images and a Labels layer) measured by the same heartbeat. Target: ≤ 100 ms
+per step (the viewer's own start-up excluded).
+
+``--warnings`` also lists every napari notification shown during the study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_API", "pyqt6")
+
+
+class Heartbeat:
+    """Time stamps of a 10 ms QTimer; :meth:`longest_gap_ms` between two marks."""
+
+    def __init__(self, interval_ms: int = 10):
+        from qtpy.QtCore import QTimer
+
+        self.beats: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(lambda: self.beats.append(time.perf_counter()))
+        self.timer.start()
+
+    def longest_gap_ms(self, t0: float, t1: float) -> float:
+        ts = [t0, *[b for b in self.beats if t0 <= b <= t1], t1]
+        return 1000.0 * max(b - a for a, b in zip(ts, ts[1:], strict=False))
+
+
+def pump(until, timeout_s: float = 300.0) -> None:
+    """Run the event loop until ``until()`` is true (or fail after ``timeout_s``)."""
+    from qtpy.QtWidgets import QApplication
+
+    end = time.perf_counter() + timeout_s
+    while not until():
+        QApplication.processEvents()
+        time.sleep(0.002)
+        if time.perf_counter() > end:
+            raise TimeoutError("step did not finish")
+
+
+def wait_worker(worker) -> None:
+    if not hasattr(worker, "finished"):  # the step ran on the GUI thread (or was refused)
+        return
+    done: list[bool] = []
+    worker.finished.connect(lambda: done.append(True))  # queued: delivered by pump()
+    pump(lambda: bool(done))
+
+
+def step(hb: Heartbeat, name: str, fn, table: list) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(5):
+        QApplication.processEvents()
+    t0 = time.perf_counter()
+    fn()
+    # let deferred drawing happen (layers swapped in, canvas redrawn)
+    t_end = time.perf_counter() + 0.3
+    pump(lambda: time.perf_counter() > t_end)
+    t1 = time.perf_counter()
+    table.append((name, hb.longest_gap_ms(t0, t1), 1000.0 * (t1 - t0 - 0.3)))
+    print(
+        f"{name:<34} longest gap {table[-1][1]:7.0f} ms   wall {table[-1][2]:7.0f} ms", flush=True
+    )
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--warnings", action="store_true")
+    args = ap.parse_args(argv)
+
+    import napari
+    import numpy as np
+    from mpi_viewer.plugins._launch import load_demo, open_docks
+    from napari.utils.notifications import notification_manager
+
+    from mpi_viewer.demo.study import make_demo_study, write_demo_study
+
+    seen: list[str] = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+
+    t = time.perf_counter()
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1600, 1000)
+    docks = {type(w).__name__: w for w in open_docks(viewer)}
+    study = load_demo(viewer)
+    print(f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s")
+    hb = Heartbeat()
+    rows: list = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gui_"))
+    folder = tmp / "study"
+    write_demo_study(folder)
+    truth = study.truth
+
+    mold = docks.get("MoldPanel")
+    if mold is not None:
+        step(hb, "register (mold detect + fit)", lambda: wait_worker(mold.detect()), rows)
+    roi = docks["ROIDock"]
+    for k, s in enumerate(truth["sources"][:4]):
+        step(
+            hb,
+            f"ROI {k + 1} ({s['name']})",
+            lambda s=s: wait_worker(roi.add_seed_mm(s["mpi_mm"], name=s["name"])),
+            rows,
+        )
+    cal = docks["CalibrationDock"]
+    cal.load_phantoms_csv(folder / "phantoms.csv")
+    step(hb, "calibrate (measure + fit)", lambda: wait_worker(cal.fit()), rows)
+    cells = docks["CellsDock"]
+    step(hb, "cells and overlays", lambda: wait_worker(cells.compute()), rows)
+    step(hb, "report", lambda: wait_worker(cells.write_report(tmp / "report")), rows)
+    sess = docks["SessionDock"]
+    sess._timer.stop()
+    step(
+        hb,
+        "session save",
+        lambda: (sess.save(tmp / "s.json", block=False), wait_worker(sess._worker)),
+        rows,
+    )
+    step(
+        hb,
+        "session save again (files exist)",
+        lambda: (sess.save(tmp / "s.json", block=False), wait_worker(sess._worker)),
+        rows,
+    )
+    step(
+        hb,
+        "session open",
+        lambda: (sess.open(tmp / "s.json", block=False), wait_worker(sess._worker)),
+        rows,
+    )
+
+    # napari's own cost of adding the same layers
+    demo = make_demo_study()
+    v2 = napari.Viewer(show=True)
+    v2.window.resize(1600, 1000)
+    for name, vol in (("MRI", demo.mri), ("CT", demo.ct), ("MPI", demo.mpi)):
+        arr = np.asarray(vol.array)
+        step(hb, f"napari add_image {name} {arr.shape}", lambda a=arr: v2.add_image(a), rows)
+    lab = (np.asarray(demo.mpi.array) > np.asarray(demo.mpi.array).max() * 0.5).astype(np.uint16)
+    step(hb, "napari add_labels (MPI grid)", lambda: v2.add_labels(lab), rows)
+
+    print("\nstep | longest GUI-thread gap (ms) | wall (ms)")
+    for name, gap, wall in rows:
+        print(f"{name} | {gap:.0f} | {wall:.0f}")
+    if args.warnings:
+        print("\nnotifications:")
+        for m in seen:
+            print("  ", m[:200])
+    hb.timer.stop()
+    v2.close()
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,180 @@
+"""The one place where mpi-viewer touches napari's private API.
+
+napari 0.9 has no public way to do a few things the docks need (a window to resize, a
+layer's vispy node, a deferred extent update, the canvas size in pixels). Everything
+private goes through the functions here, each with a public fallback or a harmless
+no-op, so that when napari changes underneath, one module changes and
+``tests/test_napari_compat.py`` fails loudly (:func:`check` lists what broke) instead
+of a dock silently misbehaving. napari warns (FutureWarning) on private access from a
+plugin; these accesses are deliberate and the warning is silenced here only.
+
+Exposed: :func:`qt_window`, :func:`install_close_filter`, :func:`resize_docks`,
+:func:`resize_window`, :func:`unelide_dock_tabs`, :func:`layer_visual`, :func:`set_node_visible`,
+:func:`text_on_top`, :func:`extent_updater`, :func:`canvas_size_px`,
+:func:`dock_widgets`, :data:`MM_UNITS`, :func:`check`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+
+#: Units to pass when a dock creates a layer (``viewer.add_points(..., units=MM_UNITS)``).
+#: A layer created in pixels and converted later makes napari's canvas warn
+#: "Inconsistent units across layers": its own layer-added callback draws at once,
+#: before any plugin callback (napari core callbacks always run first) can set mm.
+MM_UNITS = ("mm", "mm", "mm")
+
+
+def mm_units(ndim: int = 3) -> tuple[str, ...]:
+    """``("mm",) * ndim``: the ``units`` of a layer a dock creates."""
+    return ("mm",) * int(ndim)
+
+
+@contextlib.contextmanager
+def _private() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Pp]rivate attribute access.*")
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def qt_window(viewer):
+    """The viewer's ``QMainWindow`` (None for a viewer without a window)."""
+    window = getattr(viewer, "window", None)
+    if window is None:
+        return None
+    with _private():
+        return getattr(window, "_qt_window", None)
+
+
+def _qt_viewer(viewer):
+    window = getattr(viewer, "window", None)
+    with _private():
+        return getattr(window, "_qt_viewer", None) if window is not None else None
+
+
+def install_close_filter(viewer, event_filter) -> bool:
+    """Install a Qt event filter on the main window (to see it close); False if none."""
+    win = qt_window(viewer)
+    if win is None:
+        return False
+    win.installEventFilter(event_filter)
+    return True
+
+
+def resize_window(viewer, width_px: int, height_px: int) -> None:
+    """Resize the main window (screenshots, the demo)."""
+    win = qt_window(viewer)
+    if win is not None:
+        win.resize(int(width_px), int(height_px))
+
+
+def resize_docks(viewer, docks, widths_px) -> None:
+    """``QMainWindow.resizeDocks`` horizontally for napari dock widgets."""
+    from qtpy.QtCore import Qt
+
+    win = qt_window(viewer)
+    if win is not None and docks:
+        win.resizeDocks(list(docks), [int(w) for w in widths_px], Qt.Orientation.Horizontal)
+
+
+def unelide_dock_tabs(viewer) -> int:
+    """Tabbed docks show their whole titles (scroll arrows instead of "Se…"); returns
+    how many tab bars were changed."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    win = qt_window(viewer)
+    if win is None:
+        return 0
+    bars = win.findChildren(QTabBar)
+    for bar in bars:
+        bar.setElideMode(Qt.TextElideMode.ElideNone)
+        bar.setUsesScrollButtons(True)
+    return len(bars)
+
+
+def dock_widgets(viewer) -> dict:
+    """Name → dock widget (public ``dock_widgets`` when napari has it)."""
+    window = getattr(viewer, "window", None)
+    if window is None:
+        return {}
+    if hasattr(window, "dock_widgets"):
+        return dict(window.dock_widgets)
+    with _private():
+        return dict(getattr(window, "_dock_widgets", {}))
+
+
+def layer_visual(viewer, layer):
+    """napari's vispy layer drawing ``layer`` (has ``.node``), or None."""
+    qt_viewer = _qt_viewer(viewer)
+    canvas = getattr(qt_viewer, "canvas", None)
+    return getattr(canvas, "layer_to_visual", {}).get(layer)
+
+
+def set_node_visible(viewer, layer, visible: bool) -> bool:
+    """Show or hide a layer's vispy node only (its ``visible`` property unchanged).
+
+    Returns False when the node cannot be reached (nothing done)."""
+    vis = layer_visual(viewer, layer)
+    node = getattr(vis, "node", None)
+    if node is None:
+        return False
+    node.visible = bool(visible)
+    node.update()
+    return True
+
+
+def text_on_top(viewer, layer) -> bool:
+    """Draw a Points layer's text without the depth test (a 3-D rendering in front of a
+    label does not cut it). Returns False when napari's internals changed (cosmetic)."""
+    vis = layer_visual(viewer, layer)
+    text = getattr(getattr(vis, "node", None), "text", None)
+    if text is None or not hasattr(text, "set_gl_state"):
+        return False
+    text.set_gl_state(depth_test=False, blend=True)
+    text.update()
+    return True
+
+
+def extent_updater(viewer) -> Callable[[], None] | None:
+    """napari's handler that recomputes the world extent after layer changes (to block
+    it during a burst of affine edits and call it once after), or None."""
+    with _private():
+        return getattr(viewer, "_on_layers_change", None)
+
+
+def canvas_size_px(viewer) -> tuple[int, int]:
+    """(width, height) of the canvas in screen pixels ((800, 600) without a window)."""
+    qt_viewer = _qt_viewer(viewer)
+    canvas = getattr(qt_viewer, "canvas", None)
+    native = getattr(canvas, "native", None)
+    if native is not None and native.width() > 1:
+        return int(native.width()), int(native.height())
+    return 800, 600
+
+
+def check(viewer) -> list[str]:
+    """What of the private API above is missing in the running napari (empty: all there).
+
+    ``viewer`` must have a window and at least one layer."""
+    problems = []
+    if qt_window(viewer) is None:
+        problems.append("Window._qt_window is gone")
+    qv = _qt_viewer(viewer)
+    if qv is None:
+        problems.append("Window._qt_viewer is gone")
+    canvas = getattr(qv, "canvas", None)
+    if not hasattr(canvas, "layer_to_visual"):
+        problems.append("QtViewer.canvas.layer_to_visual is gone")
+    elif len(viewer.layers) and not all(
+        hasattr(layer_visual(viewer, lyr), "node") for lyr in viewer.layers
+    ):
+        problems.append("a vispy layer has no .node")
+    if not callable(extent_updater(viewer)):
+        problems.append("ViewerModel._on_layers_change is gone")
+    if getattr(getattr(canvas, "native", None), "width", None) is None:
+        problems.append("the canvas has no native Qt widget")
+    return problems
