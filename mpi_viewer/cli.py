@@ -360,31 +360,11 @@ def _register_points(args, fixed, moving, params):
 
 
 # -- quantify -------------------------------------------------------------------------------
-def _add_quantify(sub) -> None:
-    p = sub.add_parser(
-        "quantify",
-        help="ROIs, signal, iron and cells of an MPI image",
-        description="One ROI per seed on the MPI's native grid: climb from the seed to its own peak, keep the "
-        "connected voxels above a threshold, report peak, mean, volume, total signal (a.u.·mm³), SNR and "
-        "FWHM. The default method is halfmax (50 %% of the source's own peak): the field's convention "
-        "(Sehl et al. 2020, doi:10.18383/j.tom.2020.00043), independent of any noise estimate and "
-        "comparable between sources; nsd (n × noise SD, Ureña Horno et al. 2025, doi:10.1039/d5nr02393a) "
-        "takes in more of faint sources. Nearby sources are split and their neighbours' signal removed.",
-    )
-    p.add_argument("mpi", metavar="MPI", help="MPI image")
+def _add_roi_flags(p, *, method_help: str) -> None:
+    """The ROI method and its parameters, the same for quantify and calibrate (a calibration
+    must be measured as its targets are)."""
     p.add_argument(
-        "--seed",
-        action="append",
-        default=[],
-        metavar="X,Y,Z",
-        help="a point near a hot spot, physical mm in the MPI's frame (repeatable; use --seed=X,Y,Z for negative values)",
-    )
-    p.add_argument(
-        "--method",
-        choices=("halfmax", "nsd", "kmeans"),
-        default="halfmax",
-        help="ROI method (default halfmax: the field's convention, insensitive to the noise estimate; "
-        "nsd is better for faint sources)",
+        "--method", choices=("halfmax", "nsd", "kmeans"), default="halfmax", help=method_help
     )
     p.add_argument(
         "--fraction",
@@ -412,15 +392,41 @@ def _add_quantify(sub) -> None:
         "--no-split", action="store_true", help="do not split regions holding several sources"
     )
     p.add_argument(
+        "--saturation-curve",
+        metavar="CSV",
+        help="receiver response (measured,true signal), applied before any statistic",
+    )
+
+
+def _add_quantify(sub) -> None:
+    p = sub.add_parser(
+        "quantify",
+        help="ROIs, signal, iron and cells of an MPI image",
+        description="One ROI per seed on the MPI's native grid: climb from the seed to its own peak, keep the "
+        "connected voxels above a threshold, report peak, mean, volume, total signal (a.u.·mm³), SNR and "
+        "FWHM. The default method is halfmax (50 %% of the source's own peak): the field's convention "
+        "(Sehl et al. 2020, doi:10.18383/j.tom.2020.00043), independent of any noise estimate and "
+        "comparable between sources; nsd (n × noise SD, Ureña Horno et al. 2025, doi:10.1039/d5nr02393a) "
+        "takes in more of faint sources. Nearby sources are split and their neighbours' signal removed.",
+    )
+    p.add_argument("mpi", metavar="MPI", help="MPI image")
+    p.add_argument(
+        "--seed",
+        action="append",
+        default=[],
+        metavar="X,Y,Z",
+        help="a point near a hot spot, physical mm in the MPI's frame (repeatable; use --seed=X,Y,Z for negative values)",
+    )
+    _add_roi_flags(
+        p,
+        method_help="ROI method (default halfmax: the field's convention, insensitive to the noise "
+        "estimate; nsd is better for faint sources)",
+    )
+    p.add_argument(
         "--spacing-mm", metavar="X,Y,Z", help="voxel size for files without one (e.g. .mat), mm"
     )
     p.add_argument(
         "--origin-mm", metavar="X,Y,Z", help="position of the first voxel for files without one, mm"
-    )
-    p.add_argument(
-        "--saturation-curve",
-        metavar="CSV",
-        help="receiver response (measured,true signal), applied before any statistic",
     )
     p.add_argument(
         "-o", "--output", metavar="OUT.csv", required=True, help="results table to write"
@@ -884,38 +890,8 @@ def _add_calibrate(sub) -> None:
         required=True,
         help="phantoms: name,x,y,z,iron_ug (MPI mm, µg Fe)",
     )
-    p.add_argument(
-        "--method",
-        choices=("halfmax", "nsd", "kmeans"),
-        default="halfmax",
-        help="ROI method (default halfmax): use the one you will quantify with",
-    )
-    p.add_argument(
-        "--fraction",
-        type=float,
-        default=0.5,
-        help="halfmax: threshold fraction of the peak (default 0.5)",
-    )
-    p.add_argument(
-        "--peak",
-        choices=("subvoxel", "voxel"),
-        default="subvoxel",
-        help="halfmax: the maximum the fraction is taken of: the sub-voxel fitted peak (default) "
-        "or the brightest voxel, as a DICOM viewer's ROI tool reads it (Horos)",
-    )
-    p.add_argument(
-        "--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)"
-    )
-    p.add_argument(
-        "--noise-sd", type=float, metavar="AU", help="noise SD in a.u. (default: estimated)"
-    )
-    p.add_argument(
-        "--no-split", action="store_true", help="do not split regions holding several sources"
-    )
-    p.add_argument(
-        "--saturation-curve",
-        metavar="CSV",
-        help="receiver response (measured,true signal), applied before any statistic",
+    _add_roi_flags(
+        p, method_help="ROI method (default halfmax): use the one you will quantify with"
     )
     _add_fit_flags(p)
     _add_image_choice_flags(p)
