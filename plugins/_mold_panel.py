@@ -315,8 +315,9 @@ class MoldPanel(QWidget):
             lines.append(f"{role}: {len(m.pairs)}/{n} wells, RMS residual {m.rms_mm:.2f} mm{miss}")
         lines.append(
             f"Paired: {', '.join(result.matched_names)}; RMS FRE "
-            f"{float(result.fit.rms_fre_mm):.2f} mm; match unambiguous"
+            f"{float(result.fit.rms_fre_mm):.2f} mm"
         )
+        lines.append(result.decision_line())  # how the pose was chosen (wells, prior, user)
         return "\n".join(lines)
 
     def _put_points(self, name: str, xyz_mm: np.ndarray, names: list[str], image_layer) -> None:
