@@ -145,3 +145,24 @@ def cli(argv, *, cwd=None, timeout=60, env=None) -> subprocess.CompletedProcess:
         timeout=timeout,
         env=e,
     )
+
+
+def saved_session(st, capfd, *, image: str = "mpi", name: str = "s.json") -> Path:
+    """``quantify … --save-session`` on the small study ``st``: the session file (CSV beside it)."""
+    s = st["mpi"].parent / name
+    rc, _, err = run_main(
+        [
+            "quantify",
+            st[image],
+            SEED,
+            "--phantoms",
+            st["phantoms"],
+            "-o",
+            s.with_suffix(".csv"),
+            "--save-session",
+            s,
+        ],
+        capfd,
+    )
+    assert rc == 0, err
+    return s

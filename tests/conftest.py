@@ -1,5 +1,7 @@
 """Fixtures shared by the widget tests."""
 
+import shutil
+
 import pytest
 
 
@@ -27,3 +29,20 @@ def study():
     from mpi_viewer.demo.study import make_demo_study
 
     return make_demo_study()
+
+
+# -- the small study of the safety tests (a fresh copy per test) --------------------------------
+
+
+@pytest.fixture(scope="module")
+def template_study(tmp_path_factory):
+    from _safety_study import make_study
+
+    return make_study(tmp_path_factory.mktemp("template") / "study")
+
+
+@pytest.fixture
+def st(template_study, tmp_path):
+    folder = tmp_path / "study"
+    shutil.copytree(template_study["mpi"].parent, folder)
+    return {k: folder / v.name for k, v in template_study.items()}

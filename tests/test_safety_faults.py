@@ -20,39 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _safety_study import SEED, make_study, one_line_error, run_main, snapshot
-
-
-@pytest.fixture(scope="module")
-def template_study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("template") / "study")
-
-
-@pytest.fixture
-def st(template_study, tmp_path):
-    folder = tmp_path / "study"
-    shutil.copytree(template_study["mpi"].parent, folder)
-    return {k: folder / v.name for k, v in template_study.items()}
-
-
-def _session(st, capfd):
-    s = st["mpi"].parent / "s.json"
-    rc, _, err = run_main(
-        [
-            "quantify",
-            st["mpi"],
-            SEED,
-            "--phantoms",
-            st["phantoms"],
-            "-o",
-            st["mpi"].parent / "s.csv",
-            "--save-session",
-            s,
-        ],
-        capfd,
-    )
-    assert rc == 0, err
-    return s
+from _safety_study import SEED, one_line_error, run_main, saved_session, snapshot
 
 
 def _commands(st, s, out: Path):
@@ -95,7 +63,7 @@ KINDS = [
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_full_disk_is_one_line_and_keeps_the_old_output(st, capfd, monkeypatch, kind):
     """ENOSPC shim: every flush to disk fails, as on a full disk."""
-    s = _session(st, capfd)
+    s = saved_session(st, capfd)
     out = st["mpi"].parent / "out"
     out.mkdir()
     argv = _commands(st, s, out)[kind]
@@ -156,7 +124,7 @@ def _small_tmpfs(tmp_path, *, read_only=False):
 
 @pytest.mark.parametrize("read_only", [False, True], ids=["full tmpfs", "read-only tmpfs"])
 def test_a_really_full_or_read_only_disk(st, capfd, tmp_path, read_only):
-    s = _session(st, capfd)
+    s = saved_session(st, capfd)
     with _small_tmpfs(tmp_path, read_only=read_only) as out:
         before = snapshot(out.parent)
         for kind, argv in _commands(st, s, out).items():
@@ -176,7 +144,7 @@ def test_a_read_only_folder_as_a_user(st, capfd, tmp_path):
     """chmod 555 stops a user (root is not stopped by permissions: the read-only tmpfs above)."""
     if os.geteuid() == 0:
         pytest.skip("root ignores folder permissions; covered by the read-only tmpfs test")
-    s = _session(st, capfd)
+    s = saved_session(st, capfd)
     out = tmp_path / "ro"
     out.mkdir()
     os.chmod(out, 0o555)
@@ -314,7 +282,7 @@ def _spawn(kind, target, tag, study, loops):
 
 @pytest.fixture
 def study_with_files(st, capfd):
-    _session(st, capfd)
+    saved_session(st, capfd)
     rc, _, err = run_main(
         ["calibrate", st["mpi"], "--phantoms", st["phantoms"], "-o", st["mpi"].parent / "c.json"],
         capfd,

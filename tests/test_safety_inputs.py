@@ -7,25 +7,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _safety_study import SEED, cli, make_study, one_line_error, refused, run_main, snapshot
-
-
-@pytest.fixture(scope="module")
-def template_study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("template") / "study")
-
-
-@pytest.fixture
-def st(template_study, tmp_path):
-    folder = tmp_path / "study"
-    shutil.copytree(template_study["mpi"].parent, folder)
-    return {k: folder / v.name for k, v in template_study.items()}
+from _safety_study import (
+    SEED,
+    cli,
+    one_line_error,
+    refused,
+    run_main,
+    saved_session,
+    snapshot,
+)
 
 
 def _within(seconds, fn, *args):
@@ -76,26 +71,6 @@ def _reader_no_layers():
     from mpi_viewer.plugins._reader import NO_LAYERS
 
     return NO_LAYERS
-
-
-def _save(st, capfd, *, image="mhd", name="s.json"):
-    s = st["mpi"].parent / name
-    rc, _, err = run_main(
-        [
-            "quantify",
-            st[image],
-            SEED,
-            "--phantoms",
-            st["phantoms"],
-            "-o",
-            s.with_suffix(".csv"),
-            "--save-session",
-            s,
-        ],
-        capfd,
-    )
-    assert rc == 0, err
-    return s
 
 
 # -- detached data files ------------------------------------------------------------------------
@@ -154,7 +129,7 @@ def test_a_symlinked_data_file_pointing_outside_is_refused(st, capfd, tmp_path):
 def test_detached_data_and_sidecars_are_hashed_inputs(st, capfd):
     """A session on mpi.mhd names mpi.raw and mpi.json with their hashes; changing either
     is a changed input (exit 2), not a difference in numbers (exit 1)."""
-    s = _save(st, capfd)
+    s = saved_session(st, capfd, image="mhd")
     d = json.loads(s.read_text(encoding="utf-8"))
     mpi = next(i for i in d["inputs"] if i["role"] == "mpi")
     assert {c["path"] for c in mpi["companions"]} == {"mpi.raw", "mpi.json"}
@@ -185,7 +160,7 @@ def test_detached_data_and_sidecars_are_hashed_inputs(st, capfd):
 def test_templates_resolve_against_the_session_folder_and_outside_ones_are_named_first(
     st, capfd, tmp_path
 ):
-    s = _save(st, capfd, image="mpi")
+    s = saved_session(st, capfd, image="mpi")
     d = json.loads(s.read_text(encoding="utf-8"))
     from mpi_viewer.study.session import input_file
 
@@ -348,8 +323,8 @@ def test_fifos_and_devices_are_refused_without_blocking(st, capfd, case):
 
 
 def test_an_input_replaced_by_a_fifo_and_batch_errors_name_their_session(st, capfd):
-    good = _save(st, capfd, image="mpi", name="good.json")
-    bad = _save(st, capfd, image="mhd", name="bad.json")
+    good = saved_session(st, capfd, image="mpi", name="good.json")
+    bad = saved_session(st, capfd, image="mhd", name="bad.json")
     _fifo(st["raw"])
     rc, out, err = _within(30, run_main, ["replay", good, bad, "--jobs", "1"], capfd)
     assert rc == 2, out + err
@@ -367,7 +342,7 @@ def test_napari_reader_never_blocks_on_a_fifo(st):
 
 
 def test_session_and_sizes_are_bounded(st, capfd):
-    s = _save(st, capfd, image="mpi")
+    s = saved_session(st, capfd, image="mpi")
     d = json.loads(s.read_text(encoding="utf-8"))
     d["rois"][0]["method"] = "kmeans"
     d["rois"][0]["params"]["method"] = "kmeans"

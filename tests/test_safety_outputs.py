@@ -3,22 +3,15 @@ without ``--overwrite``; unwritable outputs are one line; nothing is written on 
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from _safety_study import SEED, make_study, one_line_error, refused, run_main, snapshot
-
-
-@pytest.fixture(scope="module")
-def template_study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("template") / "study")
-
-
-@pytest.fixture
-def st(template_study, tmp_path):
-    folder = tmp_path / "study"
-    shutil.copytree(template_study["mpi"].parent, folder)
-    return {k: folder / v.name for k, v in template_study.items()}
+from _safety_study import (
+    SEED,
+    one_line_error,
+    refused,
+    run_main,
+    saved_session,
+    snapshot,
+)
 
 
 def _q(st, *extra):
@@ -93,28 +86,8 @@ def test_no_command_writes_over_an_input(st, capfd, case, overwrite):
     )
 
 
-def _session(st, capfd, name="s.json", image="mpi"):
-    s = st["mpi"].parent / name
-    rc, out, err = run_main(
-        [
-            "quantify",
-            st[image],
-            SEED,
-            "--phantoms",
-            st["phantoms"],
-            "-o",
-            s.with_suffix(".csv"),
-            "--save-session",
-            s,
-        ],
-        capfd,
-    )
-    assert rc == 0, err
-    return s
-
-
 def test_replay_and_report_never_write_over_the_session_or_its_inputs(st, capfd):
-    s = _session(st, capfd, image="mhd")
+    s = saved_session(st, capfd, image="mhd")
     folder = st["mpi"].parent
     for target in (s, st["mhd"], st["raw"], st["sidecar"], st["phantoms"]):
         for extra in ([], ["--overwrite"]):
@@ -151,7 +124,7 @@ def test_an_existing_file_is_replaced_only_with_overwrite(st, capfd, case):
 
 
 def test_replay_report_and_demo_refuse_existing_outputs(st, capfd, tmp_path):
-    s = _session(st, capfd)
+    s = saved_session(st, capfd)
     folder = st["mpi"].parent
     (folder / "old.csv").write_text("keep\n", encoding="utf-8")
     refused(["replay", s, "-o", folder / "old.csv"], folder, capfd, words="exists")
@@ -181,7 +154,7 @@ def test_outputs_that_cannot_be_files_are_one_line(st, capfd, case, cmd):
     folder = st["mpi"].parent
     target = case[1](folder)
     if cmd in ("replay", "report"):
-        s = _session(st, capfd)
+        s = saved_session(st, capfd)
         if cmd == "report" and case[0] == "a folder":
             target = folder / "phantoms.csv"  # a report folder that is a file
         argv = [cmd, s, "-o", target]
