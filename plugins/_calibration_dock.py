@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins._controller import get_controller
 from mpi_viewer.plugins._layers import (
     find_layers,
     install_mm_units,
@@ -259,6 +260,7 @@ class CalibrationDock(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
+        get_controller(napari_viewer).provide_section("calibration", self)
         self.calibration = None
         self.iron_results: list = []
         self.points: list = []  # CalibrationPoint of the phantoms, as measured
@@ -880,6 +882,7 @@ class CalibrationDock(QWidget):
         from mpi_viewer.calibration.record import compatibility_warnings
 
         self.calibration = cal
+        get_controller(self.viewer).set_calibration(cal)
         f = cal.fit
         u = cal.x_unit
         if f.mode == "single_reference":
@@ -1072,6 +1075,7 @@ class CalibrationDock(QWidget):
         rois, params, volume = self.roi_inputs(roi_results, roi_params)
         out = quantify_rois(self.calibration, rois, params, volume, iron_per_cell=iron_per_cell)
         self.applied_to = (rois, params, volume)
+        get_controller(self.viewer).set_calibration(self.calibration, applied_to=(rois, params))
         return out
 
     def apply_to_rois(self, roi_results=None, roi_params=None) -> list:

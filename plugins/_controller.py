@@ -97,6 +97,8 @@ class ControllerEvents(SignalGroup):
     registration = Signal(object)
     #: the ROI definitions / results changed
     rois = Signal()
+    #: the calibration (a :class:`~mpi_viewer.calibration.Calibration` or None) changed
+    calibration = Signal(object)
 
 
 def _ask_user(question: str) -> bool:
@@ -132,6 +134,13 @@ class StudyController:
         self.registration: Registration | None = None
         self.rois: list[ROIDefinition] = []
         self.roi_results: list = []
+        #: the ROI method's parameters (:class:`~mpi_viewer.roi.regions.ROIParams`) of the ROIs
+        self.roi_params = None
+        self.calibration = None
+        #: (ROI results, ROI parameters) the calibration was last applied to, when these
+        #: are not the ROIs of :attr:`rois` (a session's, or given by a script)
+        self.calibration_applied_to: tuple | None = None
+        self._sections: dict[str, weakref.ref] = {}
         install_mm_units(viewer)
         for layer in viewer.layers:
             self._adopt(layer)
@@ -357,11 +366,41 @@ class StudyController:
         return m @ g_lin, m @ g_t + t
 
     # ------------------------------------------------------------------- ROIs
-    def set_rois(self, definitions, results) -> None:
-        """Publish the ROI definitions (:class:`ROIDefinition`) and their results."""
+    def set_rois(self, definitions, results, params=None) -> None:
+        """Publish the ROI definitions (:class:`ROIDefinition`), their results and the
+        ROI method's parameters (None: unchanged)."""
         self.rois = list(definitions)
         self.roi_results = list(results)
+        if params is not None:
+            self.roi_params = params
         self.events.rois.emit()
+
+    # ------------------------------------------------------------ calibration
+    def set_calibration(self, calibration, *, applied_to: tuple | None = None) -> None:
+        """Publish the current calibration (and the ROIs it was applied to, if not :attr:`rois`)."""
+        if applied_to is not None:
+            self.calibration_applied_to = (list(applied_to[0]), applied_to[1])
+        if calibration is not self.calibration:
+            self.calibration = calibration
+            self.events.calibration.emit(calibration)
+
+    # --------------------------------------------------------- session parts
+    def provide_section(self, name: str, dock) -> None:
+        """A dock offers its part of the session (``state()`` / ``restore(state)``) under
+        ``name`` (``"registration"``, ``"rois"``, ``"calibration"``, ``"cells"``)."""
+        self._sections[name] = weakref.ref(_raw(dock))
+
+    def section(self, name: str):
+        """The dock providing the session part ``name``, or None (closed, never opened)."""
+        ref = self._sections.get(name)
+        dock = ref() if ref is not None else None
+        if dock is None:
+            return None
+        try:  # a dock whose Qt widget was deleted (closed) no longer provides
+            dock.isVisible()
+        except RuntimeError:
+            return None
+        return dock
 
 
 _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

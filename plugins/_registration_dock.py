@@ -68,6 +68,7 @@ class RegistrationDock(PairEditsMixin, TransformFilesMixin, RefineMixin, QWidget
         self.viewer = napari_viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.ctl = get_controller(napari_viewer)  # image roles and the registration
+        self.ctl.provide_section("registration", self)
         self.pairs: PairedPoints | None = None
         self.excluded: set[str] = set()
         self.fit = None  # LandmarkFit of the current pairs (None: too few / failed)

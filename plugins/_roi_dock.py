@@ -105,6 +105,7 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         self.viewer = napari_viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
         self.ctl = get_controller(napari_viewer)
+        self.ctl.provide_section("rois", self)
         self.clicks = ClickMode(napari_viewer, self._on_canvas_click, lambda: self.mpi_layer)
         self._queue: list[tuple[float, ...]] = []  # clicked seeds waiting to be measured
         self._worker = None  # the measurement running off the GUI thread
@@ -379,6 +380,7 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         self.ctl.set_rois(
             [ROIDefinition(n, tuple(s)) for n, s in zip(self._names, self._seeds_mm, strict=False)],
             results,
+            self.params,
         )
         self._filling = True
         ndim = results[0].ndim if results else 3

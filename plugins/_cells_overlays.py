@@ -1,0 +1,331 @@
+"""Overlays of the Cells dock on the anatomy: ROI outlines, cell-count labels placed
+beside their ROIs (leader lines when moved), and the cell-density map.
+
+A mixin of :class:`~mpi_viewer.plugins._cells_dock.CellsDock`. The arrays (outline
+labels, density in cells/mm³, cut to the box with something to show) are computed off
+the GUI thread by :func:`mpi_viewer.report.overlays.overlay_arrays`; here they only
+become layers, each one step of the GUI thread (:meth:`CellOverlaysMixin.overlay_steps`),
+and the labels are laid out on screen
+(:func:`mpi_viewer.report.overlays.place_labels`) again when the view changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
+from mpi_viewer.plugins._layers import meta, physical_to_world
+from mpi_viewer.plugins._tasks import notify_error
+
+from mpi_viewer.report.overlays import place_labels, text_size_px
+
+OUTLINE_LAYER = "ROI outlines"
+LABEL_LAYER = "cell counts"
+DENSITY_LAYER = "cell density (cells/mm³)"
+_COLORBAR_NOTE = "colour bar: cells/mm³"
+LEADER_LAYER = "cell count leaders"
+#: Label text size (screen pixels) and outline width (anatomy pixels) at any zoom.
+LABEL_FONT_PX = 13
+OUTLINE_PX = 2
+
+
+def density_colormap():
+    """Blue → cyan → white, transparent at 0 (blank voxels show the anatomy)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(
+        colors=[[0, 0, 0, 0], [0.15, 0.25, 0.95, 0.85], [0.0, 0.85, 1.0, 0.95], [1, 1, 1, 1]],
+        controls=[0.0, 1e-3, 0.55, 1.0],
+        name="cell density",
+    )
+
+
+class CellOverlaysMixin:
+    """Outlines, labels and density of the Cells dock (needs its results and check boxes)."""
+
+    def label_texts(self) -> list[str]:
+        """The text of each ROI's label, e.g. ``isolated: 4.0 × 10⁵ cells [3.6–4.4 × 10⁵]``."""
+        from mpi_viewer.report.study_report import roi_label_text
+
+        return [roi_label_text({"name": r.name, **r.columns()}) for r in self.results]
+
+    def _layer(self, name):
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def can_draw(self) -> bool:
+        """Whether there is something to draw (results, and the layer to draw them on)."""
+        return bool(
+            self.results
+            and self._labels_disp is not None
+            and self._display_layer in self.viewer.layers
+        )
+
+    def overlay_steps(self) -> list:
+        """The overlays as GUI-thread steps, one layer each: density (below), outlines,
+        labels, their leader lines. Between two, the window repaints."""
+        return [self._draw_density, self._draw_outlines, self._draw_labels, self._draw_leaders]
+
+    def update_overlays(self) -> None:
+        """(Re)draw outlines, labels and density for the visible ROIs."""
+        if not self.can_draw():
+            return
+        try:
+            for draw in self.overlay_steps():
+                draw()
+        except Exception as exc:  # noqa: BLE001 - never let an error reach Qt
+            notify_error(exc, "drawing the overlays")
+
+    def _visible_labels(self) -> np.ndarray:
+        shown = {r.name for r in self.results if self.visible.get(r.name, True)}
+        return np.array([r.label for r in self.roi_results if r.name in shown], dtype=np.uint16)
+
+    def _placement(self) -> dict:
+        """scale, translate, affine of the overlay arrays: the display layer's grid, shifted
+        to the box they were cut from (world = A·(s·(i + offset) + t))."""
+        src = self._display_layer
+        scale = np.asarray(src.scale, dtype=float)
+        off = np.asarray(getattr(self, "_disp_offset", np.zeros(len(scale))), dtype=float)
+        return {
+            "scale": scale,
+            "translate": np.asarray(src.translate, dtype=float) + scale * off,
+            "affine": np.asarray(src.affine.affine_matrix, dtype=float),
+        }
+
+    def _place(self, layer) -> None:
+        p = self._placement()
+        if not np.allclose(layer.scale, p["scale"]):
+            layer.scale = p["scale"]
+        if not np.allclose(layer.translate, p["translate"]):
+            layer.translate = p["translate"]
+        if not np.allclose(layer.affine.affine_matrix, p["affine"]):
+            layer.affine = p["affine"]
+
+    def _draw_outlines(self) -> None:
+        labels = self._labels_disp
+        labels = np.where(np.isin(labels, self._visible_labels()), labels, 0).astype(np.uint16)
+        layer = self._layer(OUTLINE_LAYER)
+        if layer is None:
+            from napari.utils.colormaps import DirectLabelColormap
+
+            layer = self.viewer.add_labels(
+                labels,
+                name=OUTLINE_LAYER,
+                opacity=1.0,
+                blending="translucent",
+                units=compat.mm_units(labels.ndim),
+                colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
+                **self._placement(),
+            )
+        else:
+            layer.data = labels
+            self._place(layer)
+        layer.editable = False
+        self._outline_style()
+        layer.visible = self.outline_check.isChecked()
+
+    def _outline_style(self) -> None:
+        """2-D: a contour line; 3-D: a see-through surface (a contour of a volume drawn
+        voxel by voxel is the yellow speckle of the old overlay)."""
+        layer = self._layer(OUTLINE_LAYER)
+        if layer is None:
+            return
+        if self.viewer.dims.ndisplay == 3:
+            layer.contour = 0
+            layer.rendering = "iso_categorical"
+            layer.opacity = 0.45
+        else:
+            layer.contour = OUTLINE_PX
+            layer.opacity = 1.0
+
+    def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
+        """World positions (z, y, x) of each result's peak, and each ROI's radius (mm)."""
+        peaks = np.array([r.peak_mm for r in self.roi_results], dtype=float).reshape(-1, 3)
+        by_name = {r.name: i for i, r in enumerate(self.roi_results)}
+        idx = [by_name[r.name] for r in self.results]
+        world = physical_to_world(self._mpi_layer, peaks[idx]) if idx else np.empty((0, 3))
+        radii = []
+        for i in idx:
+            vol = getattr(self.roi_results[i], "volume_mm3", None)
+            vol = float(vol) if vol is not None and np.isfinite(vol) else 4.0
+            radii.append(max((3.0 * vol / (4.0 * np.pi)) ** (1.0 / 3.0), 0.5))
+        return np.asarray(world, dtype=float).reshape(-1, 3), np.asarray(radii, dtype=float)
+
+    def _screen_frame(self):
+        """(centre, right, down, zoom, (w, h)): world (z, y, x) → screen pixels of the view."""
+        v = self.viewer
+        zoom = float(v.camera.zoom) or 1.0
+        w, h = compat.canvas_size_px(v)
+        centre = np.zeros(3)
+        cam = np.asarray(v.camera.center, dtype=float)
+        displayed = list(v.dims.displayed)[-3:]
+        for k, d in enumerate(displayed):
+            centre[d] = cam[len(cam) - len(displayed) + k]
+        if v.dims.ndisplay == 3:
+            up = np.asarray(v.camera.up_direction, dtype=float)
+            view = np.asarray(v.camera.view_direction, dtype=float)
+            right = np.cross(up, view)
+            right /= np.linalg.norm(right) or 1.0
+            down = -up / (np.linalg.norm(up) or 1.0)
+        else:
+            right, down = np.zeros(3), np.zeros(3)
+            right[displayed[-1]], down[displayed[-2]] = 1.0, 1.0
+        return centre, right, down, zoom, (w, h)
+
+    def label_layout(self):
+        """Label positions (world), leader segments (world, (k, 2, 3)) and the placements
+        on screen for the visible ROIs (:func:`mpi_viewer.report.overlays.place_labels`)."""
+        anchors, radii = self._anchors()
+        shown = [i for i, r in enumerate(self.results) if self.visible.get(r.name, True)]
+        centre, right, down, zoom, (w, h) = self._screen_frame()
+        rel = anchors - centre
+        px = np.stack([rel @ right * zoom + w / 2, rel @ down * zoom + h / 2], axis=1)
+        full = self.label_texts()
+        # the whole label when the view has room for it, else without the interval, else
+        # the name (a narrow canvas beside the docks); the table has every number
+        for texts in (
+            full,
+            [t.split(" [", 1)[0] for t in full],
+            [r.name for r in self.results],
+        ):
+            sizes = np.array([text_size_px(texts[i], LABEL_FONT_PX) for i in shown])
+            places = place_labels(
+                px[shown],
+                sizes.reshape(-1, 2),
+                np.maximum(radii[shown] * zoom, 4.0),
+                (8, 8, w - 8, h - 8),  # a margin: the text estimate is not exact
+            )
+            if all(p.clear for p in places):
+                break
+        self.shown_texts = list(texts)
+        pos = anchors.copy()
+        leaders = []
+        for i, p in zip(shown, places, strict=True):
+            d = np.asarray(p.centre) - px[i]
+            pos[i] = anchors[i] + (d[0] * right + d[1] * down) / zoom
+            if p.leader is not None:
+                (a0, a1), (b0, b1) = p.leader
+                start = anchors[i] + ((a0 - px[i, 0]) * right + (a1 - px[i, 1]) * down) / zoom
+                end = anchors[i] + ((b0 - px[i, 0]) * right + (b1 - px[i, 1]) * down) / zoom
+                leaders.append([start, end - start])
+        return pos, np.asarray(leaders, dtype=float).reshape(-1, 2, 3), places
+
+    def _layout_labels(self) -> None:
+        layer = self._layer(LABEL_LAYER)
+        if layer is None or not self.results:
+            return
+        try:
+            pos, leaders, _ = self.label_layout()
+        except Exception:  # noqa: BLE001 - a view being torn down: nothing to lay out
+            return
+        layer.data = pos
+        feats = layer.features
+        feats["shown"] = self.shown_texts
+        layer.features = feats
+        layer.refresh_text()
+        _, radii = self._anchors()
+        layer.size = np.maximum(2.0 * radii, 1.0)  # seen (out of slice) across the ROI's depth
+        layer.shown = np.array([self.visible.get(r.name, True) for r in self.results], bool)
+        lead = self._layer(LEADER_LAYER)
+        if lead is not None:
+            lead.data = leaders
+            lead.visible = layer.visible and len(leaders) > 0
+        if self.viewer.dims.ndisplay == 3:
+            compat.text_on_top(self.viewer, layer)
+
+    def _draw_labels(self) -> None:
+        import pandas as pd
+
+        anchors, _ = self._anchors()
+        feats = pd.DataFrame(
+            {
+                "label": self.label_texts(),
+                "name": [r.name for r in self.results],
+                "shown": self.label_texts(),
+            }
+        )
+        layer = self._layer(LABEL_LAYER)
+        if layer is None:
+            import warnings
+
+            with warnings.catch_warnings():
+                # out_of_slice_display: deprecated in napari 0.9, still the way to see a
+                # label ±2 mm around its peak
+                warnings.simplefilter("ignore", FutureWarning)
+                layer = self.viewer.add_points(
+                    anchors,
+                    ndim=3,
+                    name=LABEL_LAYER,
+                    features=feats,
+                    size=1.0,
+                    symbol="disc",
+                    units=compat.mm_units(3),
+                    face_color="transparent",
+                    border_color="transparent",
+                    out_of_slice_display=True,
+                    blending="translucent_no_depth",  # labels drawn over the 3-D rendering
+                    text={
+                        "string": "{shown}",
+                        "size": LABEL_FONT_PX * 0.75,  # points: LABEL_FONT_PX on screen
+                        "color": "white",
+                        "anchor": "center",
+                    },
+                )
+        else:
+            layer.features = feats
+        meta(layer)["anchors_zyx_mm"] = anchors.tolist()  # the ROI peaks the labels belong to
+        layer.refresh_text()
+        layer.visible = self.label_check.isChecked()
+        self._layout_labels()
+
+    def _draw_leaders(self) -> None:
+        """The leader lines of labels moved away from their ROI (a layer above the labels)."""
+        if self._layer(LEADER_LAYER) is None:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # out_of_slice_display
+                self.viewer.add_vectors(
+                    np.zeros((0, 2, 3)),
+                    name=LEADER_LAYER,
+                    edge_width=0.25,
+                    edge_color="white",
+                    vector_style="line",
+                    units=compat.mm_units(3),
+                    out_of_slice_display=True,
+                    blending="translucent_no_depth",
+                )
+        self._layout_labels()
+
+    def _draw_density(self) -> None:
+        dens = self._density_disp
+        if self.inside_check.isChecked():
+            dens = np.where(
+                np.isin(self._labels_disp, self._visible_labels()), dens, np.float32(0.0)
+            )
+        top = float(np.nanmax(dens)) if dens.size and np.nanmax(dens) > 0 else 1.0
+        layer = self._layer(DENSITY_LAYER)
+        if layer is None:
+            layer = self.viewer.add_image(
+                dens,
+                name=DENSITY_LAYER,
+                units=compat.mm_units(dens.ndim),
+                colormap=density_colormap(),
+                contrast_limits=(0.0, top),
+                blending="translucent",
+                opacity=0.8,
+                **self._placement(),
+            )
+            meta(layer).update({"units": "cells/mm3", "modality": "density"})
+        else:
+            layer.data = dens
+            layer.contrast_limits = (0.0, top)
+            self._place(layer)
+        layer.colorbar.visible = True
+        layer.visible = self.density_check.isChecked()
+        overlay = self.viewer.text_overlay
+        if (
+            not overlay.text or overlay.text == _COLORBAR_NOTE
+        ):  # the colour bar's unit, if the overlay is free
+            overlay.text = _COLORBAR_NOTE
+            overlay.position = "top_right"
+            overlay.font_size = 10
+            overlay.visible = layer.visible
