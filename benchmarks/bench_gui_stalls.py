@@ -116,7 +116,7 @@ def main(argv: list[str]) -> int:
         step(
             hb,
             f"ROI {k + 1} ({s['name']})",
-            lambda s=s: wait_worker(roi.add_seed_mm(s["mpi_mm"], name=s["name"])),
+            lambda s=s: wait_worker(roi.add_seed_mm(s["mpi_mm"], name=s["name"], block=False)),
             rows,
         )
     cal = docks["CalibrationDock"]

@@ -169,18 +169,22 @@ class CellsDock(CellOverlaysMixin, ReportMixin, QWidget):
     def restore(self, state: dict, *, block: bool = False):
         """Set the iron per cell of :meth:`state`; recompute cells and overlays when a
         calibration is there (errors: notifications). Returns the worker (or None)."""
+        if self.set_state(state) and self.ctl.calibration is not None:
+            out = self.compute(block=block)
+            return None if block else out
+        return None
+
+    def set_state(self, state: dict) -> bool:
+        """The widgets of :meth:`state`; False (a notification) if it is not valid."""
         try:
             self.set_iron_per_cell(float(state["mean_pg"]), float(state.get("sd_pg", 0.0)))
             self.cellcal_radio.setChecked(bool(state.get("from_cells")))
         except (KeyError, TypeError, ValueError) as exc:
             notify_error(exc, "iron per cell not restored")
-            return None
-        if self.ctl.calibration is not None:
-            out = self.compute(block=block)
-            return None if block else out
-        return None
+            return False
+        return True
 
-    def _inputs(self, roi_results=None, roi_params=None) -> dict:
+    def inputs(self, roi_results=None, roi_params=None) -> dict:
         """What :meth:`compute` needs, read on the GUI thread (InputError when missing)."""
         cal = self.ctl.calibration
         if cal is None:
@@ -228,7 +232,7 @@ class CellsDock(CellOverlaysMixin, ReportMixin, QWidget):
         results when ``block``, else the worker (``quit()`` cancels: nothing changes).
         """
         try:
-            inp = self._inputs(roi_results, roi_params)
+            inp = self.inputs(roi_results, roi_params)
         except InputError as exc:
             notify_error(exc)
             return self.results if block else None
@@ -238,22 +242,7 @@ class CellsDock(CellOverlaysMixin, ReportMixin, QWidget):
         self.compute_btn.setEnabled(False)
 
         def work():
-            res = quantify_rois(
-                inp["cal"], inp["rois"], inp["params"], inp["volume"], iron_per_cell=inp["ipc"]
-            )
-            yield
-            labels, density, threshold = overlay_arrays(
-                inp["volume"], inp["cal"], inp["rois"], inp["params"], inp["ipc"],
-                inp["transform"], inp["fixed"],
-            )  # fmt: skip
-            # only the part with something to show: napari's cost of a layer grows with it
-            box = content_box((labels > 0) | (density > 0), margin=2)
-            offset = np.array([sl.start for sl in box], dtype=float)
-            disp = (labels[box].copy(), density[box].copy(), threshold, offset)
-            yield GuiStep(lambda: self._take(inp, res, disp))
-            for draw in self.overlay_steps():
-                yield GuiStep(lambda draw=draw: draw() if self.can_draw() else None)
-            return res, inp, threshold
+            return (yield from self.compute_steps(inp))
 
         self._worker = run_task(
             work, on_done=self._computed, block=block, desc="computing cells and overlays", total=6
@@ -263,6 +252,27 @@ class CellsDock(CellOverlaysMixin, ReportMixin, QWidget):
         else:
             self._worker.finished.connect(lambda: self.compute_btn.setEnabled(True))
         return self.results if block else self._worker
+
+    def compute_steps(self, inp: dict):
+        """The work of :meth:`compute` (a generator for :func:`run_task`, or to run inside
+        another task, as a session's opening does): numbers and overlay arrays here, the
+        layers as :class:`GuiStep` s. Returns (results, inputs, density threshold)."""
+        res = quantify_rois(
+            inp["cal"], inp["rois"], inp["params"], inp["volume"], iron_per_cell=inp["ipc"]
+        )
+        yield
+        labels, density, threshold = overlay_arrays(
+            inp["volume"], inp["cal"], inp["rois"], inp["params"], inp["ipc"],
+            inp["transform"], inp["fixed"],
+        )  # fmt: skip
+        # only the part with something to show: napari's cost of a layer grows with it
+        box = content_box((labels > 0) | (density > 0), margin=2)
+        offset = np.array([sl.start for sl in box], dtype=float)
+        disp = (labels[box].copy(), density[box].copy(), threshold, offset)
+        yield GuiStep(lambda: self._take(inp, res, disp))
+        for draw in self.overlay_steps():
+            yield GuiStep(lambda draw=draw: draw() if self.can_draw() else None)
+        return res, inp, threshold
 
     def _take(self, inp: dict, res: list, disp: tuple) -> None:
         """The new numbers and display arrays (GUI thread), before the overlays are drawn."""

@@ -107,7 +107,7 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         self.ctl = get_controller(napari_viewer)
         self.ctl.provide_section("rois", self)
         self.clicks = ClickMode(napari_viewer, self._on_canvas_click, lambda: self.mpi_layer)
-        self._queue: list[tuple[float, ...]] = []  # clicked seeds waiting to be measured
+        self._queue: list[tuple] = []  # (seed, name or None) clicked, waiting to be measured
         self._worker = None  # the measurement running off the GUI thread
         self._history: list[tuple[list, list]] = []  # (seeds, names) before each edit
         self.results: list = []
@@ -369,7 +369,9 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         self.table.setColumnCount(len(heads))
         self.table.setHorizontalHeaderLabels(heads)
 
-    def _set_results(self, results: list) -> None:
+    def _set_results(self, results: list, *, labels=None) -> None:
+        """Show ``results`` (seeded; the manual ROIs follow). ``labels``: their label
+        image on the MPI grid when already made (off the GUI thread)."""
         seeded = [r for r in results if r.method != MANUAL]
         for k, r in enumerate(
             self._manual
@@ -405,19 +407,19 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(i, j, item)
         self._filling = False
-        self._update_labels()
+        self._update_labels(labels if not self._manual else None)
         if results:
             self.status.setText(
                 f"{len(results)} ROI(s), method {self.params.method}, noise SD "
                 f"{results[0].noise_sd:.3g} a.u."
             )
 
-    def _update_labels(self) -> None:
+    def _update_labels(self, lab=None) -> None:
         layer = self.mpi_layer
         if layer is None:
             return
-        vol = volume_from_layer(layer)
-        lab = rois_to_label_image(vol, self.results)
+        if lab is None:
+            lab = rois_to_label_image(volume_from_layer(layer), self.results)
         if self._labels_layer is None or self._labels_layer not in self.viewer.layers:
             if not self.results:
                 return
@@ -472,7 +474,12 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         }
 
     def restore(self, state: dict) -> None:
-        """Set the widgets from :meth:`state` and measure the seeds again (errors: notifications)."""
+        """Set the widgets from :meth:`state` and measure the seeds again (errors: notifications).
+
+        ``state["results"]`` (optional): the seeds' results, measured already with these
+        parameters (a session's, recomputed off the GUI thread), and ``state["labels"]``
+        their label image: shown as they are, not measured again.
+        """
         try:
             params = ROIParams.from_dict(state.get("params"))
         except (InputError, TypeError, ValueError) as exc:
@@ -515,7 +522,13 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         if self._seeds_mm and self.mpi_layer is not None:
             self._ensure_seed_layer()
         self._manual, self._manual_names, self._gone_layer = [], {}, None
-        self.recompute()
+        given = state.get("results")
+        if given is not None and [r.name for r in given] == self._names:
+            # measured already (a session's recomputed results): not again on the GUI thread
+            self._set_results(list(given), labels=state.get("labels"))
+            self._sync_points()
+        else:
+            self.recompute()
         manual = state.get("manual")
         if manual is not None and self.mpi_layer is not None:
             self._guarded(self._restore_manual, manual)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 from mpi_viewer.plugins._layers import physical_to_world, world_to_physical
+from mpi_viewer.plugins._tasks import run_task
 from napari.utils import notifications
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.roi.regions import measure
+from mpi_viewer.roi.regions import measure, rois_to_label_image
 
 SEED_LAYER = "ROI seeds"
 
@@ -111,8 +112,19 @@ class SeedEditsMixin:
             return None
         return self.add_seed_mm(xyz, _from_layer=_from_layer)
 
-    def add_seed_mm(self, xyz_mm, *, name: str | None = None, _from_layer: bool = False):
-        """Add an ROI from a seed in the MPI's physical mm (x, y, z); returns its result or None."""
+    def add_seed_mm(
+        self, xyz_mm, *, name: str | None = None, block: bool = True, _from_layer: bool = False
+    ):
+        """Add an ROI from a seed in the MPI's physical mm (x, y, z).
+
+        ``block=True``: measured here, returns its result (None if refused).
+        ``block=False``: measured in a worker as a click is; returns the worker.
+        """
+        if not block:
+            self._queue.append((tuple(float(v) for v in xyz_mm), name))
+            if self._worker is None:
+                self._measure_queued()
+            return self._worker
         name = name or self._free_name()
         before = (list(self._seeds_mm), list(self._names))
         seeds = [*self._seeds_mm, tuple(float(v) for v in xyz_mm)]
@@ -160,48 +172,49 @@ class SeedEditsMixin:
         except InputError as exc:
             notifications.show_error(str(exc))
             return
-        self._queue.append(tuple(float(v) for v in xyz))
+        self._queue.append((tuple(float(v) for v in xyz), None))
         if self._worker is None:
             self._measure_queued()
 
     def _measure_queued(self) -> None:
-        from napari.qt.threading import thread_worker
-
         queued, self._queue = self._queue, []
         new_names: list[str] = []
-        for _ in queued:
-            new_names.append(self._free_name(new_names))
+        for _, name in queued:
+            new_names.append(name or self._free_name(new_names))
         before = (list(self._seeds_mm), list(self._names))
-        seeds, names = [*before[0], *queued], [*before[1], *new_names]
+        seeds, names = [*before[0], *(q[0] for q in queued)], [*before[1], *new_names]
         try:
             vol, params, mpi = self._volume(), self.params, self.mpi_layer
         except InputError as exc:
             notifications.show_error(str(exc))
             return
-        worker = thread_worker(
-            lambda: measure(vol, seeds, params, names=names, on_error="skip"),
-            ignore_errors=True,  # errors become a notification (below), never a traceback
-        )()
-        worker.returned.connect(lambda out: self._measured(out, seeds, names, before, mpi))
-        worker.errored.connect(lambda exc: notifications.show_error(f"ROI not measured: {exc}"))
-        worker.finished.connect(self._measure_finished)
-        self._worker = worker
-        self.status.setText(f"Measuring {', '.join(new_names)}…")
-        worker.start()
 
-    def _measured(self, out, seeds, names, before, mpi) -> None:
+        def work():  # the measurement and the label image: nothing left for the GUI thread
+            out = measure(vol, seeds, params, names=names, on_error="skip")
+            return out, rois_to_label_image(vol, list(out))
+
+        self.status.setText(f"Measuring {', '.join(new_names)}…")
+        self._worker = run_task(
+            work,
+            on_done=lambda r: self._measured(*r, seeds, names, before, mpi),
+            desc="measuring ROIs",
+        )
+        self._worker.finished.connect(self._measure_finished)
+
+    def _measured(self, out, labels, seeds, names, before, mpi) -> None:
         n_old = len(before[0])
         if (list(self._seeds_mm), list(self._names)) != before or mpi is not self.mpi_layer:
             # the ROIs changed meanwhile (undo, delete, another MPI): measure the clicks again
             if mpi is self.mpi_layer:
-                self._queue = list(seeds[n_old:]) + self._queue
+                again = list(zip(seeds[n_old:], names[n_old:], strict=True))
+                self._queue = again + self._queue
             return
         bad = {i for i, _ in out.errors}
         for _, msg in out.errors:
             notifications.show_error(msg)
         self._seeds_mm = [s for i, s in enumerate(seeds) if i not in bad]
         self._names = [n for i, n in enumerate(names) if i not in bad]
-        self._set_results(list(out))
+        self._set_results(list(out), labels=labels)
         self._sync_points()
         added = [i for i in range(n_old, len(seeds)) if i not in bad]
         kept = [i for i in range(n_old) if i not in bad]

@@ -14,21 +14,37 @@ clicks between two layers: the longest stall is napari's own cost of one layer.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 
 from mpi_viewer.errors import InputError
 
 
 class GuiStep:
-    """A callable to run on the GUI thread, yielded by a task (see the module docstring)."""
+    """A callable to run on the GUI thread, yielded by a task (see the module docstring).
 
-    __slots__ = ("fn",)
+    After it ran, :attr:`result` holds what it returned and :attr:`done` is set: a task
+    that needs the result waits with :meth:`wait` (in its worker thread).
+    """
+
+    __slots__ = ("fn", "result", "done")
 
     def __init__(self, fn: Callable[[], object]):
         self.fn = fn
+        self.result = None
+        self.done = threading.Event()
 
     def __call__(self) -> None:
-        self.fn()
+        try:
+            self.result = self.fn()
+        finally:
+            self.done.set()
+
+    def wait(self, timeout_s: float = 300.0):
+        """Wait (in the worker) until the step ran on the GUI thread; its result."""
+        if not self.done.wait(timeout_s):
+            raise TimeoutError("the window did not take the results (closed?)")
+        return self.result
 
 
 def notify_error(exc: BaseException, what: str = "") -> None:

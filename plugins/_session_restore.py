@@ -1,0 +1,270 @@
+"""What the Session dock shows of an opened session, one GUI-thread step at a time.
+
+A mixin of :class:`~mpi_viewer.plugins._session_dock.SessionDock`. Everything that
+takes time (reading and hashing the inputs, recomputing every number, the ROI label
+images, the cells and their overlay arrays) is done in the opening's worker; the GUI
+thread only adds each finished layer and restores each dock, in its own turn of the
+event loop (:class:`~mpi_viewer.plugins._tasks.GuiStep`), so the window keeps
+repainting. The docks are reached through the controller
+(:meth:`~mpi_viewer.plugins._controller.StudyController.section`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi_viewer.plugins import _layers
+from mpi_viewer.plugins import _napari_compat as compat
+from mpi_viewer.plugins._tasks import GuiStep
+
+from mpi_viewer.study import session as S
+
+ROI_LAYER = "ROIs (session)"
+
+
+def _notify(kind: str, msg: str) -> None:
+    from napari.utils import notifications
+
+    {
+        "error": notifications.show_error,
+        "warning": notifications.show_warning,
+        "info": notifications.show_info,
+    }[kind](" ".join(str(msg).split()))
+
+
+class SessionRestoreMixin:
+    """The open side of the Session dock (needs ``viewer`` and ``ctl``)."""
+
+    def open_steps(self, s: S.Session, rec, *, block: bool = False):
+        """Show ``s`` (recomputed as ``rec``): a generator run in the opening's worker."""
+        from mpi_viewer.roi.regions import rois_to_label_image
+
+        layers: dict = {}
+        name: dict = {}
+        order = {"mri": 0, "ct": 1, "mpi": 2}  # anatomy below, MPI (additive) above
+        for inp in sorted(s.inputs, key=lambda i: order.get(i.role, 3)):
+            vol = rec.volumes.get(inp.role)
+            if vol is not None:
+                name[inp.role] = inp.name or vol.name
+                yield GuiStep(lambda inp=inp, vol=vol: self._add_input(layers, inp.role, vol, name))
+        fit = rec.transform()
+        yield GuiStep(lambda: self._register(s, fit, layers))
+        results = [r for _, rs in rec.rois for r in rs]
+        if results and "mpi" in rec.volumes:
+            lab = rois_to_label_image(rec.volumes["mpi"], results)
+            yield GuiStep(lambda: self._add_roi_layer(results, lab, layers))
+        plan = self._restore_plan(s, rec, name)
+        for section, state in plan:
+            if section == "cells":
+                yield from self._restore_cells(state, block=block)
+            else:
+                yield GuiStep(lambda section=section, state=state: self._restore(section, state))
+        if s.registration is not None and s.registration.method == "transform":
+            # a refined or loaded transform wins over the landmarks' refit
+            yield GuiStep(lambda: self._register(s, fit, layers))
+        yield GuiStep(lambda: self._apply_displays(s))
+
+    def _add_input(self, layers: dict, role: str, vol, name: dict) -> None:
+        if name[role] in self.viewer.layers:
+            self.viewer.layers.remove(name[role])
+        layers[role] = _layers.add_volume(self.viewer, vol, name=name[role])
+
+    def _register(self, s: S.Session, fit, layers: dict) -> None:
+        mpi_layer = layers.get(s.registration.moving if s.registration else "mpi")
+        if fit is not None and mpi_layer is not None:
+            fixed = layers.get(s.registration.fixed) if s.registration else None
+            _layers.apply_registration(
+                mpi_layer, fit[0], fit[1], fixed_name=getattr(fixed, "name", None)
+            )
+
+    def _add_roi_layer(self, results: list, lab, layers: dict) -> None:
+        """Without an ROI dock, the session's ROIs as a Labels layer on the MPI grid."""
+        if self.ctl.section("rois") is not None:
+            return
+        if ROI_LAYER in self.viewer.layers:
+            self.viewer.layers.remove(ROI_LAYER)
+        labels = self.viewer.add_labels(lab, name=ROI_LAYER, units=compat.mm_units(lab.ndim))
+        labels.metadata["mpi_viewer"] = dict(_layers.meta(layers["mpi"])) if "mpi" in layers else {}
+        labels.metadata["mpi_viewer"]["roi_names"] = [r.name for r in results]
+        if "mpi" in layers:
+            _layers.copy_placement(layers["mpi"], labels)
+
+    def _restore(self, section: str, state: dict):
+        """One dock's ``restore`` (a dock's own problem must not stop the opening)."""
+        dock = self.ctl.section(section)
+        if dock is None:
+            return None
+        try:
+            return dock.restore(state)
+        except Exception as exc:  # noqa: BLE001
+            _notify("warning", f"{section}: values not restored ({exc})")
+            return None
+
+    def _restore_cells(self, state: dict, *, block: bool):
+        """The Cells dock's iron per cell, then its cells and overlays computed here (in
+        the opening's worker), drawn one layer per step."""
+        from mpi_viewer.errors import InputError
+
+        def prepare():
+            dock = self.ctl.section("cells")
+            if dock is None or not dock.set_state(state) or self.ctl.calibration is None:
+                return None
+            try:
+                return dock, dock.inputs()
+            except InputError as exc:
+                _notify("error", str(exc))
+                return None
+
+        step = GuiStep(prepare)
+        yield step
+        got = step.wait()
+        if got is None:
+            return
+        dock, inp = got
+        out = yield from dock.compute_steps(inp)
+        yield GuiStep(lambda: dock._computed(out))
+
+    def _apply_displays(self, s: S.Session) -> None:
+        for d in s.layers:
+            if d.name in self.viewer.layers:
+                self._apply_display(self.viewer.layers[d.name], d)
+
+    @staticmethod
+    def _apply_display(layer, d: S.LayerDisplay) -> None:
+        # only what differs: each change makes napari redraw the layer (and its 2-D twin)
+        try:
+            image = type(layer).__name__ == "Image"
+            if d.colormap and image and getattr(layer.colormap, "name", None) != d.colormap:
+                layer.colormap = d.colormap
+            if (
+                d.contrast_limits
+                and image
+                and not np.allclose(layer.contrast_limits, d.contrast_limits)
+            ):
+                layer.contrast_limits = d.contrast_limits
+            if d.blending and str(layer.blending) != d.blending:
+                layer.blending = d.blending
+            if float(layer.opacity) != float(d.opacity):
+                layer.opacity = d.opacity
+            if bool(layer.visible) != bool(d.visible):
+                layer.visible = d.visible
+        except (ValueError, KeyError, TypeError) as exc:
+            _notify("warning", f"layer {d.name!r}: display setting not restored ({exc})")
+
+    def _restore_plan(self, s: S.Session, rec, name: dict) -> list:
+        """(section, state) for each dock's ``restore``, in the order of the workflow:
+        landmarks, ROIs (with their recomputed results and label image: not measured
+        again), calibration, cells. Made in the worker: no dock is touched here."""
+        from mpi_viewer.roi.regions import rois_to_label_image
+
+        steps = []
+        reg = s.registration
+        if reg is not None:
+            lm = reg.landmarks
+            names, fx, mv = lm.names, lm.fixed_xyz_mm, lm.moving_xyz_mm
+            if not names and rec.registration is not None:  # template: the matched wells
+                names = list(rec.registration.matched_names)
+                fx, mv = rec.registration.fixed_xyz_mm, rec.registration.moving_xyz_mm
+            params = {
+                "model": reg.model,
+                **({"fle_mm": reg.fle_mm} if reg.fle_mm is not None else {}),
+            }
+            if names:
+                steps.append(
+                    (
+                        "registration",
+                        {
+                            "names": list(names),
+                            "fixed_xyz_mm": np.asarray(fx, float).tolist(),
+                            "moving_xyz_mm": np.asarray(mv, float).tolist(),
+                            "excluded": list(lm.excluded),
+                            "model": reg.model,
+                            "fixed": name.get(reg.fixed),
+                            "moving": name.get(reg.moving),
+                            "params": params,
+                        },
+                    )
+                )
+        if s.rois:
+            sec = s.rois[0]
+            seeded = [r for r in rec.rois[0][1] if r.method != "manual"] if rec.rois else []
+            steps.append(
+                (
+                    "rois",
+                    {
+                        "layer": name.get(sec.image),
+                        "params": sec.params,
+                        "seeds_xyz_mm": sec.seeds_xyz_mm,
+                        "names": sec.names,
+                        "manual": self._manual_state(rec, 0),
+                        "results": seeded,
+                        "labels": rois_to_label_image(rec.volumes[sec.image], seeded)
+                        if seeded and sec.image in rec.volumes
+                        else None,
+                    },
+                )
+            )
+        if rec.calibration is not None:
+            steps.append(("calibration", self._calibration_state(s, rec, name)))
+            if s.cells is not None or rec.calibration.kind == "cells":
+                cells = s.cells or S.CellsSection(mean_pg=15.0, sd_pg=1.5)
+                steps.append(
+                    (
+                        "cells",
+                        {
+                            "mean_pg": cells.mean_pg,
+                            "sd_pg": cells.sd_pg,
+                            "from_cells": s.cells is None,
+                        },
+                    )
+                )
+        return steps
+
+    @staticmethod
+    def _manual_state(rec, index: int) -> dict | None:
+        """The ROI dock's manual ROIs of ROI section ``index``, as recomputed from its masks:
+        a label image on the MPI grid (labels 1…n in the table's order) and their names."""
+        sec, results = rec.rois[index]
+        manual = [r for r in results if r.method == "manual"]
+        if not manual:
+            return None
+        lab = np.zeros(tuple(rec.volumes[sec.image].shape), dtype=np.uint16)
+        for k, r in enumerate(manual):
+            sub = lab[r.mask.slices]
+            sub[r.mask.array & (sub == 0)] = k + 1
+        return {"labels": lab, "names": [r.name for r in manual]}
+
+    @staticmethod
+    def _calibration_state(s: S.Session, rec, name: dict) -> dict:
+        """The calibration dock's state of a session: its phantoms, options and the
+        recomputed calibration (with its raw points)."""
+        c, sec = rec.calibration, s.calibration
+        phantoms = []
+        if sec.source == "phantoms":
+            from mpi_viewer.calibration.phantoms import read_phantoms_csv
+
+            phantoms = [
+                [p.name, list(p.xyz_mm), p.iron_ug]
+                for p in read_phantoms_csv(s.resolve(s.input("phantoms").path), min_count=1)
+            ]
+        options = {
+            "name": c.name,
+            "kind": c.kind,
+            "through_origin": c.through_origin,
+            "weighting": c.weighting,
+            "mode": c.mode,
+            "reference": sec.options.get("reference"),
+            "tracer": c.tracer,
+            "tracer_lot": c.tracer_lot,
+            "environment": c.environment,
+            "preparation": c.preparation,
+        }
+        roi = (
+            sec.roi_params if sec.roi_params is not None else (s.rois[0].params if s.rois else None)
+        )
+        return {
+            "layer": name.get("mpi"),
+            "options": options,
+            "phantoms": phantoms,
+            "roi_params": roi if sec.source == "phantoms" else None,
+            "calibration": c.to_dict(),
+        }
