@@ -39,6 +39,12 @@ def density_colormap():
     )
 
 
+def _set(obj, name: str, value) -> None:
+    """Set a layer property only when it changes (each set costs napari a redraw)."""
+    if getattr(obj, name) != value:
+        setattr(obj, name, value)
+
+
 class CellOverlaysMixin:
     """Outlines, labels and density of the Cells dock (needs its results and check boxes)."""
 
@@ -99,9 +105,19 @@ class CellOverlaysMixin:
         if not np.allclose(layer.affine.affine_matrix, p["affine"]):
             layer.affine = p["affine"]
 
+    def _visible_mask(self) -> np.ndarray:
+        """Voxels of the display arrays inside a visible ROI (a look-up, not ``np.isin``)."""
+        lab = self._labels_disp
+        lut = np.zeros(int(lab.max(initial=0)) + 1, dtype=bool)
+        vis = self._visible_labels()
+        lut[vis[vis < lut.size]] = True
+        return lut[lab]
+
     def _draw_outlines(self) -> None:
         labels = self._labels_disp
-        labels = np.where(np.isin(labels, self._visible_labels()), labels, 0).astype(np.uint16)
+        if not all(self.visible.get(r.name, True) for r in self.results):
+            labels = np.where(self._visible_mask(), labels, 0)
+        labels = labels.astype(np.uint16, copy=False)
         layer = self._layer(OUTLINE_LAYER)
         if layer is None:
             from napari.utils.colormaps import DirectLabelColormap
@@ -109,7 +125,7 @@ class CellOverlaysMixin:
             layer = self.viewer.add_labels(
                 labels,
                 name=OUTLINE_LAYER,
-                opacity=1.0,
+                opacity=1.0 if self.viewer.dims.ndisplay == 2 else 0.45,
                 blending="translucent",
                 units=compat.mm_units(labels.ndim),
                 colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
@@ -118,9 +134,9 @@ class CellOverlaysMixin:
         else:
             layer.data = labels
             self._place(layer)
-        layer.editable = False
+        _set(layer, "editable", False)
         self._outline_style()
-        layer.visible = self.outline_check.isChecked()
+        _set(layer, "visible", self.outline_check.isChecked())
 
     def _outline_style(self) -> None:
         """2-D: a contour line; 3-D: a see-through surface (a contour of a volume drawn
@@ -129,12 +145,12 @@ class CellOverlaysMixin:
         if layer is None:
             return
         if self.viewer.dims.ndisplay == 3:
-            layer.contour = 0
-            layer.rendering = "iso_categorical"
-            layer.opacity = 0.45
+            _set(layer, "contour", 0)
+            _set(layer, "rendering", "iso_categorical")
+            _set(layer, "opacity", 0.45)
         else:
-            layer.contour = OUTLINE_PX
-            layer.opacity = 1.0
+            _set(layer, "contour", OUTLINE_PX)
+            _set(layer, "opacity", 1.0)
 
     def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
         """World positions (z, y, x) of each result's peak, and each ROI's radius (mm)."""
@@ -273,7 +289,7 @@ class CellOverlaysMixin:
             layer.features = feats
         meta(layer)["anchors_zyx_mm"] = anchors.tolist()  # the ROI peaks the labels belong to
         layer.refresh_text()
-        layer.visible = self.label_check.isChecked()
+        _set(layer, "visible", self.label_check.isChecked())
         self._layout_labels()
 
     def _draw_leaders(self) -> None:
@@ -298,9 +314,7 @@ class CellOverlaysMixin:
     def _draw_density(self) -> None:
         dens = self._density_disp
         if self.inside_check.isChecked():
-            dens = np.where(
-                np.isin(self._labels_disp, self._visible_labels()), dens, np.float32(0.0)
-            )
+            dens = np.where(self._visible_mask(), dens, np.float32(0.0))
         top = float(np.nanmax(dens)) if dens.size and np.nanmax(dens) > 0 else 1.0
         layer = self._layer(DENSITY_LAYER)
         if layer is None:
@@ -319,8 +333,8 @@ class CellOverlaysMixin:
             layer.data = dens
             layer.contrast_limits = (0.0, top)
             self._place(layer)
-        layer.colorbar.visible = True
-        layer.visible = self.density_check.isChecked()
+        _set(layer.colorbar, "visible", True)
+        _set(layer, "visible", self.density_check.isChecked())
         overlay = self.viewer.text_overlay
         if (
             not overlay.text or overlay.text == _COLORBAR_NOTE

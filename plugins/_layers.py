@@ -217,17 +217,27 @@ def _install_2d_display_for(layer) -> None:
         install_2d_display(viewer)
 
 
+def placement_of(src, ndim: int | None = None) -> dict:
+    """``scale``, ``translate``, ``affine`` (layer keyword arguments) placing a layer of
+    ``ndim`` dimensions on ``src``'s grid (its space axes when ``src`` has a time axis)."""
+    n = src.ndim if ndim is None else ndim
+    return {
+        "scale": list(src.scale)[-n:],
+        "translate": list(src.translate)[-n:],
+        "affine": np.asarray(src.affine.affine_matrix)[-(n + 1) :, -(n + 1) :],
+    }
+
+
 def copy_placement(src, dst) -> None:
-    """Give ``dst`` the same data → world transform as ``src`` (same grid)."""
-    n = dst.ndim
-    if src.ndim > n:  # src has a leading time axis (multi-frame MDF): place on its space axes
-        dst.scale = list(src.scale)[-n:]
-        dst.translate = list(src.translate)[-n:]
-        dst.affine = np.asarray(src.affine.affine_matrix)[-(n + 1) :, -(n + 1) :]
-        return
-    dst.scale = src.scale
-    dst.translate = src.translate
-    dst.affine = src.affine
+    """Give ``dst`` the same data → world transform as ``src`` (same grid); only what
+    differs is set (each set costs napari a re-slice and a redraw)."""
+    p = placement_of(src, dst.ndim)
+    if not np.allclose(dst.scale, p["scale"]):
+        dst.scale = p["scale"]
+    if not np.allclose(dst.translate, p["translate"]):
+        dst.translate = p["translate"]
+    if not np.allclose(dst.affine.affine_matrix, p["affine"]):
+        dst.affine = p["affine"]
 
 
 def layer_kind(layer) -> str:

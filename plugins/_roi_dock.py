@@ -27,6 +27,7 @@ from mpi_viewer.plugins._layers import (
     copy_placement,
     find_layers,
     install_mm_units,
+    placement_of,
     volume_from_layer,
 )
 from mpi_viewer.plugins._roi_manual import MANUAL, PAINT_LAYER, SHAPES_LAYER, ManualROIsMixin
@@ -425,7 +426,11 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
                 return
             active = self.viewer.layers.selection.active
             self._labels_layer = self.viewer.add_labels(
-                lab, name=LABELS_LAYER, opacity=0.5, units=("mm",) * lab.ndim
+                lab,
+                name=LABELS_LAYER,
+                opacity=0.5,
+                units=("mm",) * lab.ndim,
+                **placement_of(layer, lab.ndim),  # placed as it arrives: one redraw, not four
             )
             self._labels_layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
             if active is not None:  # the new layer must not take the user's active layer

@@ -40,13 +40,19 @@ class SessionRestoreMixin:
 
         layers: dict = {}
         name: dict = {}
+        fit = rec.transform()
+        moving = (s.registration.moving if s.registration else "mpi") if fit is not None else None
         order = {"mri": 0, "ct": 1, "mpi": 2}  # anatomy below, MPI (additive) above
         for inp in sorted(s.inputs, key=lambda i: order.get(i.role, 3)):
             vol = rec.volumes.get(inp.role)
             if vol is not None:
                 name[inp.role] = inp.name or vol.name
-                yield GuiStep(lambda inp=inp, vol=vol: self._add_input(layers, inp.role, vol, name))
-        fit = rec.transform()
+                same = self._same_layer(name[inp.role], vol)
+                yield GuiStep(
+                    lambda inp=inp, vol=vol, same=same: self._add_input(
+                        layers, inp.role, vol, name, same, placed=inp.role == moving
+                    )
+                )
         yield GuiStep(lambda: self._register(s, fit, layers))
         results = [r for _, rs in rec.rois for r in rs]
         if results and "mpi" in rec.volumes:
@@ -63,7 +69,51 @@ class SessionRestoreMixin:
             yield GuiStep(lambda: self._register(s, fit, layers))
         yield GuiStep(lambda: self._apply_displays(s))
 
-    def _add_input(self, layers: dict, role: str, vol, name: dict) -> None:
+    def _same_layer(self, name: str, vol):
+        """The image layer ``name`` if it shows ``vol`` already (same voxels, same grid):
+        kept instead of removed and added again (seconds of napari's time). Read in the
+        worker: nothing is changed here."""
+        layer = next((lyr for lyr in list(self.viewer.layers) if lyr.name == name), None)
+        if layer is None or type(layer).__name__ != "Image":
+            return None
+        want = _layers.image_layer_kwargs(vol).get("metadata", {}).get("mpi_viewer", {})
+        have = _layers.meta(layer)
+        keys = ("modality", "spacing_mm", "origin_mm", "direction")
+        try:
+            same_grid = all(np.allclose(have[k], want[k]) for k in keys[1:] if k in want) and (
+                have.get("modality") == want.get("modality")
+            )
+            data = layer.data
+            same = (
+                same_grid
+                and isinstance(data, np.ndarray)
+                and data.shape == vol.array.shape
+                and np.array_equal(data, vol.array)
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        return layer if same else None
+
+    def _add_input(
+        self, layers: dict, role: str, vol, name: dict, same=None, *, placed: bool = False
+    ) -> None:
+        """Add ``vol`` as a layer, or keep ``same`` (it shows ``vol``); ``placed``: the
+        registration places it next (its placement is not reset first)."""
+        if same is not None and same in self.viewer.layers:
+            kwargs = _layers.image_layer_kwargs(vol)
+            _layers.meta(same).update(kwargs.get("metadata", {}).get("mpi_viewer", {}))
+            if not placed:
+                _layers.meta(same).pop("transform_fixed_to_moving", None)
+            for key in ("scale", "translate") if not placed else ():
+                if key in kwargs and not np.allclose(getattr(same, key), kwargs[key]):
+                    setattr(same, key, kwargs[key])
+            aff = kwargs.get("affine", np.eye(vol.ndim + 1))
+            if not placed and not np.allclose(same.affine.affine_matrix, aff):
+                same.affine = aff
+            vol._array = same.data  # equal voxels: the layer's own array, cached as its volume
+            _layers._VOLUMES[same] = vol
+            layers[role] = same
+            return
         if name[role] in self.viewer.layers:
             self.viewer.layers.remove(name[role])
         layers[role] = _layers.add_volume(self.viewer, vol, name=name[role])

@@ -13,6 +13,7 @@ clicks between two layers: the longest stall is napari's own cost of one layer.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 from collections.abc import Callable
@@ -81,6 +82,26 @@ def _run_here(fn):
             value()
 
 
+def _paced(fn):
+    """``fn`` (a generator function) whose GuiSteps are waited for before it goes on: one
+    step per turn of the event loop (the window repaints between two layers), and
+    ``returned`` / ``finished`` come after the last step."""
+
+    @functools.wraps(fn)
+    def run():
+        gen = fn()
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield item
+            if isinstance(item, GuiStep):
+                item.wait()
+
+    return run
+
+
 def run_task(
     fn,
     *,
@@ -122,8 +143,9 @@ def run_task(
         return None
     from napari.qt.threading import thread_worker
 
-    progress = {"total": int(total) if inspect.isgeneratorfunction(fn) else 0, "desc": desc}
-    worker = thread_worker(fn, progress=progress, ignore_errors=True)()
+    gen = inspect.isgeneratorfunction(fn)
+    progress = {"total": int(total) if gen else 0, "desc": desc}
+    worker = thread_worker(_paced(fn) if gen else fn, progress=progress, ignore_errors=True)()
     if hasattr(worker, "yielded"):
         worker.yielded.connect(lambda value: _on_yield(value, desc))
     worker.returned.connect(on_done)
