@@ -245,7 +245,7 @@ class CellsDock(CellOverlaysMixin, ReportMixin, QWidget):
             return (yield from self.compute_steps(inp))
 
         self._worker = run_task(
-            work, on_done=self._computed, block=block, desc="computing cells and overlays", total=6
+            work, on_done=self._computed, block=block, desc="computing cells and overlays"
         )
         if self._worker is None:
             self.compute_btn.setEnabled(True)

@@ -125,7 +125,9 @@ def run_task(
     desc : str
         The progress bar's text (and the error notification's prefix).
     total : int
-        The number of yields, for a determinate bar (0: indeterminate).
+        The number of yields, for a determinate bar (0: indeterminate, the default and
+        the docks' choice: napari's bar runs the whole event loop at each of its steps,
+        painting the canvas inside the step and lengthening the stall).
 
     Returns
     -------

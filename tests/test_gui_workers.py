@@ -1,0 +1,142 @@
+"""The window stays responsive: Compute cells, Save and Open run in napari workers.
+
+Driven as the user does it (the docks' own buttons; the file dialogs answered with a
+path), each test asserts that the button returns at once (the result is not there yet,
+a worker is running), that the result arrives later with the demo's known numbers, and
+that cancelling the worker (napari's progress bar does ``worker.quit()``) changes
+nothing. No timing is asserted (speed: ``benchmarks/bench_gui_stalls.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from qtpy.QtCore import Qt
+
+from mpi_viewer.study import session as S
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _recovery_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(S.RECOVERY_ENV, str(tmp_path / "recovery"))
+
+
+@pytest.fixture
+def study_docks(make_napari_viewer, tmp_path):
+    """Demo with every dock, the four sources as ROIs, the vials' calibration."""
+    from mpi_viewer.plugins._launch import load_demo, open_docks
+
+    from mpi_viewer.demo.study import write_demo_study
+
+    viewer = make_napari_viewer()
+    study = load_demo(viewer)
+    docks = {type(w).__name__: w for w in open_docks(viewer)}
+    docks["SessionDock"]._timer.stop()
+    paths = write_demo_study(tmp_path / "study")
+    roi = docks["ROIDock"]
+    for s in study.truth["sources"][:4]:
+        assert roi.add_seed_mm(s["mpi_mm"], name=s["name"]) is not None
+    cal = docks["CalibrationDock"]
+    assert cal.load_phantoms_csv(paths["phantoms"])
+    cal.fit(block=True)
+    assert cal.calibration is not None
+    docks["CellsDock"].set_iron_per_cell(
+        study.truth["iron_per_cell_pg"], study.truth["iron_per_cell_sd_pg"]
+    )
+    return viewer, study, docks
+
+
+def _watch(worker) -> list:
+    """Connect to ``worker.finished`` at once (before the event loop runs again)."""
+    done: list[bool] = []
+    worker.finished.connect(lambda: done.append(True))
+    return done
+
+
+def _finished(qtbot, done: list) -> None:
+    qtbot.waitUntil(lambda: bool(done), timeout=180000)
+
+
+def test_compute_cells_returns_at_once_and_cancel_changes_nothing(study_docks, qtbot, errors):
+    viewer, study, docks = study_docks
+    cells = docks["CellsDock"]
+
+    qtbot.mouseClick(cells.compute_btn, Qt.MouseButton.LeftButton)
+    worker = cells._worker
+    done = _watch(worker)
+    worker.quit()  # the progress bar's cancel
+    _finished(qtbot, done)
+    assert cells.results == [] and "cell counts" not in viewer.layers
+    assert cells.compute_btn.isEnabled()
+
+    qtbot.mouseClick(cells.compute_btn, Qt.MouseButton.LeftButton)
+    done = _watch(cells._worker)
+    assert cells.results == [] and not cells.compute_btn.isEnabled()  # not here yet
+    assert "cell counts" not in viewer.layers and cells._worker is not worker
+    _finished(qtbot, done)
+    iso = next(r for r in cells.results if r.name == "isolated")
+    truth = study.source("isolated")
+    assert iso.cells == pytest.approx(truth["cells"], rel=0.05)
+    for name in ("ROI outlines", "cell counts", "cell density (cells/mm³)"):
+        assert name in viewer.layers
+    assert cells.compute_btn.isEnabled() and not errors
+
+
+def _answer_dialog(monkeypatch, method: str, path) -> None:
+    from qtpy.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, method, staticmethod(lambda *a, **k: (str(path), "")))
+
+
+def _button(dock, text: str):
+    from qtpy.QtWidgets import QPushButton
+
+    return next(b for b in dock.findChildren(QPushButton) if b.text() == text)
+
+
+def test_session_save_and_open_return_at_once_and_open_cancels(
+    study_docks, make_napari_viewer, qtbot, tmp_path, monkeypatch, errors
+):
+    from mpi_viewer.plugins._launch import open_docks
+
+    viewer, study, docks = study_docks
+    cells = docks["CellsDock"]
+    cells.compute(block=True)
+    before = [(r.name, r.cells) for r in cells.results]
+    path = tmp_path / "analysis.json"
+
+    # Save as…: the button returns before the session is written
+    sess = docks["SessionDock"]
+    _answer_dialog(monkeypatch, "getSaveFileName", path)
+    qtbot.mouseClick(_button(sess, "Save as…"), Qt.MouseButton.LeftButton)
+    done = _watch(sess._worker)
+    assert not path.exists() and sess.path is None
+    _finished(qtbot, done)
+    assert path.is_file() and sess.path == path
+
+    # a fresh window: Open… returns before any layer is there; cancelled: nothing shown
+    vb = make_napari_viewer()
+    b = {type(w).__name__: w for w in open_docks(vb)}
+    b["SessionDock"]._timer.stop()
+    _answer_dialog(monkeypatch, "getOpenFileName", path)
+    qtbot.mouseClick(_button(b["SessionDock"], "Open…"), Qt.MouseButton.LeftButton)
+    done = _watch(b["SessionDock"]._worker)
+    assert len(vb.layers) == 0
+    b["SessionDock"]._worker.quit()
+    _finished(qtbot, done)
+    assert len(vb.layers) == 0 and b["SessionDock"].session is None
+
+    # opened for real: the layers arrive one by one, then the same numbers
+    qtbot.mouseClick(_button(b["SessionDock"], "Open…"), Qt.MouseButton.LeftButton)
+    done = _watch(b["SessionDock"]._worker)
+    assert len(vb.layers) == 0
+    _finished(qtbot, done)
+    assert "numbers match" in b["SessionDock"].status.text()
+    got = b["CellsDock"].results
+    assert [r.name for r in got] == [n for n, _ in before]
+    assert [r.cells for r in got] == pytest.approx([c for _, c in before], rel=1e-9)
+    assert [r.name for r in b["ROIDock"].results] == [n for n, _ in before]
+    for name in ("MRI (synthetic demo)", "MPI (synthetic demo)", "cell counts"):
+        assert name in vb.layers
+    assert not errors
