@@ -325,7 +325,8 @@ def _cmd_quantify(args) -> int:
 
     from mpi_viewer.io import tables as res
     from mpi_viewer.io.images import read_volume
-    from mpi_viewer.roi.regions import measure, write_masks_nifti
+    from mpi_viewer.roi.regions import write_masks_nifti
+    from mpi_viewer.study.quantify import run_quantify
 
     label_image = getattr(args, "mask", None)
     if not args.seed and not label_image:
@@ -346,19 +347,12 @@ def _cmd_quantify(args) -> int:
         origin_mm=_vec_or_none(args.origin_mm, "--origin-mm"),
     )
     seeds = [parse_vector(s, n=mpi.ndim, what="--seed") for s in args.seed]
-    results = list(measure(mpi, seeds, params)) if seeds else []
-    if label_image:
-        from mpi_viewer.roi.regions import measure_label_image
-
-        for r in measure_label_image(mpi, read_volume(label_image, modality="unknown"), params):
-            r.label = len(results) + 1  # after the seeded ROIs, as in a replayed session
-            results.append(r)
-    rows = res.rows_from_results(results)
-    _quantify_calibration(args, mpi, results, params, rows)
+    _check_cells_flags(args)
+    rec = run_quantify(args, mpi, seeds, params)  # the one pipeline; saves --save-session
     if getattr(args, "save_session", None):
-        from mpi_viewer.study.pipeline import save_session_of_quantify
-
-        print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
+        print(f"wrote {args.save_session}")
+    results = [r for _, rs in rec.rois for r in rs]
+    rows = rec.rows
     if args.masks:
         write_masks_nifti(args.masks, mpi, results)
     res.write_csv(args.output, rows)
@@ -435,79 +429,19 @@ def _add_fit_flags(g) -> None:
     )
 
 
-def _iron_per_cell_from_args(args):
+def _check_cells_flags(args) -> None:
+    """quantify's cell flags, checked before anything is measured."""
     if getattr(args, "iron_per_cell", None) is None:
         if getattr(args, "iron_per_cell_sd", None) is not None:
             raise InputError("--iron-per-cell-sd needs --iron-per-cell")
-        return None
+        return
     from mpi_viewer.calibration.cells import IronPerCell
 
-    return IronPerCell(args.iron_per_cell, args.iron_per_cell_sd or 0.0)
-
-
-def _calibration_from_args(args, mpi, roi_params):
-    """The calibration quantify applies (None without --phantoms/--calibration)."""
-    from mpi_viewer import calibration as cal
-
-    if getattr(args, "calibration", None):
-        return cal.load_calibration(args.calibration)
-    if not getattr(args, "phantoms", None):
-        return None
-    mode = "single_reference" if args.reference_phantom else "line"
-    phantoms = cal.read_phantoms_csv(
-        args.phantoms, min_count=1 if mode == "single_reference" else 2
-    )
-    points = cal.measure_phantoms(mpi, phantoms, roi_params, kind=args.calibration_kind)
-    return cal.Calibration.from_points(
-        _stem(args.phantoms),
-        points,
-        kind=args.calibration_kind,
-        through_origin=args.through_origin,
-        weighting=args.weighting,
-        mode=mode,
-        reference=args.reference_phantom,
-        tracer=mpi.acquisition.tracer,
-        tracer_lot=mpi.acquisition.tracer_lot,
-        acquisition=mpi.acquisition.to_dict(),
-        roi=roi_params.to_dict(),
-        notes=f"phantoms {args.phantoms} measured in {mpi.source or mpi.name}",
-    )
-
-
-def _stem(path) -> str:
-    from pathlib import Path
-
-    return Path(path).name.split(".")[0]
-
-
-def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
-    """quantify's hook: add iron/cell columns to ``rows`` (one per ROI result) in place.
-
-    Checks the iron per cell first, so bad input fails before any measuring; returns
-    the calibration (or None).
-    """
-    ipc = _iron_per_cell_from_args(args)
-    calibration = _calibration_from_args(args, mpi, roi_params)
-    if calibration is None:
-        if ipc is not None:
-            raise InputError(
-                "--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)"
-            )
-        return None
-    from mpi_viewer.calibration.record import apply_calibration
-
-    quantities = apply_calibration(
-        roi_results,
-        calibration,
-        acquisition=mpi.acquisition,
-        roi_params=roi_params,
-        voxel_volume_mm3=mpi.voxel_volume_mm,
-        iron_per_cell=ipc,
-        confidence=args.confidence,
-    )
-    for row, q in zip(rows, quantities, strict=True):
-        row.update(q.columns(include_cells=ipc is not None or calibration.kind == "cells"))
-    return calibration
+    IronPerCell(args.iron_per_cell, args.iron_per_cell_sd or 0.0)  # a one-line error if bad
+    if not (getattr(args, "phantoms", None) or getattr(args, "calibration", None)):
+        raise InputError(
+            "--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)"
+        )
 
 
 def _add_calibrate(sub) -> None:
@@ -574,34 +508,21 @@ def _cmd_calibrate(args) -> int:
 
     from mpi_viewer import calibration as cal
     from mpi_viewer.io.images import read_volume
+    from mpi_viewer.study.pipeline import calibration_from_phantoms
+    from mpi_viewer.study.quantify import calibration_options
 
     params = _quantify_params(args)  # the same ROI parameters quantify builds from the same flags
     out = Path(args.output)
     if Path(args.phantoms).resolve() == out.resolve():
         raise InputError(f"{out}: refusing to overwrite the phantom file")
-    mode = "single_reference" if args.reference_phantom else "line"
-    phantoms = cal.read_phantoms_csv(
-        args.phantoms, min_count=1 if mode == "single_reference" else 2
-    )
     mpi = read_volume(args.mpi, modality="MPI")
-    points = cal.measure_phantoms(mpi, phantoms, params, kind=args.calibration_kind)
     acq = mpi.acquisition
-    c = cal.Calibration.from_points(
-        args.name or _stem(args.phantoms),
-        points,
-        kind=args.calibration_kind,
-        through_origin=args.through_origin,
-        weighting=args.weighting,
-        mode=mode,
-        reference=args.reference_phantom,
-        tracer=args.tracer or acq.tracer,
-        tracer_lot=args.tracer_lot or acq.tracer_lot,
-        environment=args.environment,
-        preparation=args.preparation,
-        acquisition=acq.to_dict(),
-        roi=params.to_dict(),
-        notes=args.notes,
-    )
+    options = calibration_options(args, mpi) | {
+        "environment": args.environment,
+        "preparation": args.preparation,
+        "notes": args.notes,
+    }
+    c = calibration_from_phantoms(mpi, args.phantoms, params, options)
     if args.library:
         cal.CalibrationLibrary(args.library).add(c)
     cal.save_calibration(c, out)

@@ -150,7 +150,9 @@ class CellsDock(QWidget):
         row = QHBoxLayout()
         self.mean_spin = QDoubleSpinBox()
         self.sd_spin = QDoubleSpinBox()
-        for s, v in ((self.mean_spin, 15.0), (self.sd_spin, 1.5)):
+        from mpi_viewer.calibration.cells import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG
+
+        for s, v in ((self.mean_spin, IRON_PER_CELL_PG), (self.sd_spin, IRON_PER_CELL_SD_PG)):
             s.setRange(-1000.0, 100000.0)  # validation (and its message) is IronPerCell's
             s.setDecimals(2)
             s.setSingleStep(0.5)

@@ -781,7 +781,7 @@ class SessionDock(QWidget):
         if rec.calibration is not None:
             steps.append(("CalibrationDock", self._calibration_state(s, rec, name)))
             if s.cells is not None or rec.calibration.kind == "cells":
-                cells = s.cells or S.CellsSection(mean_pg=15.0, sd_pg=1.5)
+                cells = s.cells or S.CellsSection()  # the default iron per cell
                 steps.append(
                     (
                         "CellsDock",

@@ -38,6 +38,11 @@ class ResultList(list):
 
 
 # -- noise -----------------------------------------------------------------------------------
+#: SD of normal noise per unit of median absolute deviation (the rounded constant the
+#: numbers were always computed with; scipy's ``scale="normal"`` is 1.482602…).
+MAD_TO_SD = 1.4826
+
+
 def noise_sd(arr: np.ndarray, *, mask=None, bbox=None) -> float:
     """See :func:`mpi_viewer.roi.estimate_noise_sd`."""
     if mask is not None or bbox is not None:
@@ -61,8 +66,10 @@ def noise_sd(arr: np.ndarray, *, mask=None, bbox=None) -> float:
         vals = vals[np.isfinite(vals)]
         if vals.size < 2:
             raise InputError("image: too few finite voxels to estimate the noise SD")
+        from scipy.stats import median_abs_deviation
+
         med = np.median(vals)
-        sd = 1.4826 * float(np.median(np.abs(vals - med)))
+        sd = MAD_TO_SD * float(median_abs_deviation(vals))
         if (
             sd <= 0
         ):  # mostly constant background (e.g. zero-filled): fall back to the SD below the median

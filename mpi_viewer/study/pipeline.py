@@ -1,5 +1,6 @@
-"""Recompute a session's numbers: the one path shared by ``quantify --save-session``,
-``replay``, ``report`` and the napari session dock.
+"""From a Study to its numbers: the one path shared by ``quantify`` (with and without
+``--save-session``, :mod:`mpi_viewer.study.quantify`), ``replay``, ``report``, the batch
+and the napari docks.
 
 Each step is one function calling exactly one core function, so the science stays in
 its own module:
@@ -8,9 +9,10 @@ its own module:
   :func:`mpi_viewer.registration.molds.register_with_template`;
 - :func:`run_rois` → :func:`mpi_viewer.roi.measure` (seeds) and
   :func:`mpi_viewer.roi.measure_label_image` (painted masks);
-- :func:`run_calibration` → :func:`mpi_viewer.calibration.measure_phantoms` and
-  :meth:`~mpi_viewer.calibration.Calibration.from_points` (phantoms measured with the
-  targets' ROI method), or a stored calibration;
+- :func:`run_calibration` → :func:`calibration_from_phantoms` (phantoms measured with the
+  targets' ROI method, then :meth:`~mpi_viewer.calibration.Calibration.from_points`: the
+  one place a calibration is built from phantoms, also used by ``mpi-viewer calibrate``),
+  a calibration file, or a stored calibration;
 - :func:`run_cells` → :class:`mpi_viewer.calibration.cells.IronPerCell`;
 - :func:`run_quantities` → :func:`mpi_viewer.calibration.apply_calibration` (iron by
   inverse prediction, cells by :func:`mpi_viewer.calibration.cells.cells_from_iron`).
@@ -32,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from mpi_viewer.errors import InputError, MPIViewerError
+from mpi_viewer.geometry.transform import Transform
+from mpi_viewer.study.model import STORED_TRANSFORM_METHODS, TransformModel
 from mpi_viewer.study.session import (
-    CalibrationSection,
-    CellsSection,
     ROISection,
     Session,
     input_file,
@@ -63,26 +65,12 @@ class Recomputed:
     quantities: list = field(default_factory=list)  # calibration.QuantityResult per ROI
     rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def transform(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(matrix, translation) fixed → moving, or None without a registration."""
+    def transform(self) -> Transform | None:
+        """The fixed → moving :class:`~mpi_viewer.geometry.transform.Transform`, or None
+        without a registration."""
         if self.fit is None:
             return None
-        return np.asarray(self.fit.matrix, dtype=float), np.asarray(
-            self.fit.translation, dtype=float
-        )
-
-
-@dataclass
-class GivenTransform:
-    """A transform used as given (registration method ``"transform"``): fixed → moving."""
-
-    matrix: np.ndarray
-    translation: np.ndarray
-    model: str = "affine"
-    rms_fre_mm: float | None = None
-
-    def transform_points(self, xyz) -> np.ndarray:
-        return np.atleast_2d(np.asarray(xyz, dtype=float)) @ self.matrix.T + self.translation
+        return Transform.from_any(self.fit)
 
 
 def _wrap(step: str, fn, *args, **kwargs):
@@ -124,15 +112,17 @@ def run_registration(session: Session, volumes: dict[str, Any]):
 
     Returns
     -------
-    (LandmarkFit, MoldRegistration or None)
+    (LandmarkFit or Transform, MoldRegistration or None)
     """
     reg = session.registration
     if reg is None:
         return None, None
-    if reg.method == "transform":
-        return GivenTransform(
-            np.asarray(reg.matrix, dtype=float), np.asarray(reg.translation, dtype=float), reg.model
-        ), None
+    if reg.method in STORED_TRANSFORM_METHODS:  # as stored (an intensity refinement's result)
+        return _wrap("registration", reg.transform.to_transform), None
+    if reg.method == "file":
+        from mpi_viewer.io.transform_files import load_transform
+
+        return load_transform(session.resolve(reg.transform_file), reg.model), None
     if reg.method == "template":
         from mpi_viewer.registration.molds import register_with_template
 
@@ -231,19 +221,31 @@ def run_calibration(session: Session, volumes: dict[str, Any]):
         )
     if sec.source == "file":
         return cal.load_calibration(session.resolve(session.input("calibration").path))
-    options = {k: v for k, v in sec.options.items() if k != "confidence"}
-    single = options.get("mode") == "single_reference"
-    phantoms = cal.read_phantoms_csv(
-        session.resolve(session.input("phantoms").path), min_count=1 if single else 2
-    )
-    mpi = volumes["mpi"]
     params = roi_params(sec.roi_params if sec.roi_params is not None else session.rois[0].params)
-    points = _wrap(
-        "phantoms", cal.measure_phantoms, mpi, phantoms, params, kind=options.get("kind", "iron")
-    )
+    phantoms = session.resolve(session.input("phantoms").path)
+    return calibration_from_phantoms(volumes["mpi"], phantoms, params, sec.options)
+
+
+def calibration_from_phantoms(mpi, phantoms_csv, params, options: dict[str, Any] | None = None):
+    """A calibration from phantoms in the MPI image: the one place one is built.
+
+    The phantoms (``name,x,y,z,iron_ug``, MPI mm) are measured with ``params`` (the
+    targets' ROI method: :func:`mpi_viewer.calibration.measure_phantoms`) and fitted
+    (:meth:`mpi_viewer.calibration.Calibration.from_points`) with ``options`` (name, kind,
+    through_origin, weighting, mode, reference, tracer, tracer_lot, environment,
+    preparation, notes).
+    """
+    from mpi_viewer import calibration as cal
+
+    options = {k: v for k, v in (options or {}).items() if k != "confidence"}
     bad = sorted(set(options) - _CAL_OPTIONS)
     if bad:
         raise InputError(f"calibration options: unknown option(s) {', '.join(bad)}")
+    single = options.get("mode") == "single_reference"
+    phantoms = cal.read_phantoms_csv(phantoms_csv, min_count=1 if single else 2)
+    points = _wrap(
+        "phantoms", cal.measure_phantoms, mpi, phantoms, params, kind=options.get("kind", "iron")
+    )
     options.setdefault("name", "session")
     return _wrap(
         "calibration",
@@ -290,7 +292,7 @@ def run_quantities(
         return []
     from mpi_viewer.calibration.record import apply_calibration
 
-    confidence = session.calibration.options.get("confidence", 0.95)
+    confidence = session.calibration.confidence
     out = []
     for sec, results in rois:
         vol = volumes[sec.image]
@@ -343,9 +345,7 @@ def store(session: Session, rec: Recomputed) -> Session:
     """Write a recomputation's numbers into the session (results, fit, calibration)."""
     session.results = [dict(r) for r in rec.rows]
     if session.registration is not None and rec.fit is not None:
-        m, t = rec.transform()
-        session.registration.matrix = m.tolist()
-        session.registration.translation = t.tolist()
+        session.registration.transform = TransformModel.of(rec.transform())
         rms = getattr(rec.fit, "rms_fre_mm", None)
         session.registration.rms_fre_mm = None if rms is None else float(rms)
     if session.calibration is not None and rec.calibration is not None:
@@ -526,158 +526,8 @@ def compute_and_save(
         from mpi_viewer.io.transform_files import write_transform
 
         tfm = Path(session_path).with_suffix(".tfm")
-        _wrap("transform", write_transform, tfm, rec.transform())
+        # written as an ITK AffineTransform whatever the model (as sessions always were)
+        _wrap("transform", write_transform, tfm, rec.transform().with_model("affine"))
         session.registration.transform_file = relative_path(tfm, session_path)
         session.registration.transform_sha256 = sha256_file(tfm)
     return save_session(session, session_path), rec
-
-
-# -- quantify --save-session ---------------------------------------------------------------------
-def save_quantify_session(
-    session_path: str | Path,
-    *,
-    mpi: str | Path,
-    seeds_xyz_mm,
-    roi_params,
-    names=None,
-    phantoms: str | Path | None = None,
-    calibration_file: str | Path | None = None,
-    calibration_options: dict[str, Any] | None = None,
-    iron_per_cell=None,
-    rows: list[dict[str, Any]] | None = None,
-    mask: str | Path | None = None,
-    mask_names=None,
-) -> tuple[Path, list[str]]:
-    """The session of a ``quantify`` run: inputs hashed, ROI definitions, calibration,
-    iron per cell, and results recomputed through this pipeline.
-
-    Parameters
-    ----------
-    session_path : path
-        The session file to write (atomically); its folder must exist.
-    mpi, phantoms, calibration_file : path
-        quantify's input files.
-    seeds_xyz_mm : (n, 3) array_like
-        Seeds, MPI physical mm (may be empty with ``mask``).
-    roi_params : ROIParams
-    names : list of str, optional
-        ROI names.
-    calibration_options : dict, optional
-        :meth:`Calibration.from_points` options used with ``phantoms`` (kind,
-        through_origin, weighting, mode, reference, tracer, tracer_lot, name, notes).
-    iron_per_cell : IronPerCell, optional
-    rows : list of dict, optional
-        quantify's own rows: the differences from the session's (there should be none)
-        are returned.
-    mask : path, optional
-        ``quantify --mask``: a label image on the MPI grid, one manual ROI per label.
-        It is an input: named where it lies (relative to the session) with its SHA-256
-        (a :class:`~mpi_viewer.study.session.MaskFile`), read, never written.
-    mask_names : list of str, optional
-        The mask's ROI names in increasing label order (``manual_<label>`` by default).
-
-    Returns
-    -------
-    (Path, list of str)
-        The session file and the differences between ``rows`` and the session's rows.
-    """
-    sp = Path(session_path)
-    if not sp.parent.is_dir():
-        raise InputError(f"{sp}: folder {sp.parent} does not exist")
-    if any(
-        f is not None and Path(f).resolve() == sp.resolve()
-        for f in (mpi, mask, phantoms, calibration_file)
-    ):
-        raise InputError(f"{sp}: refusing to overwrite an input file with the session")
-    s = new_session(sp, mpi=mpi, phantoms=phantoms, calibration_file=calibration_file)
-    seeds = np.asarray(seeds_xyz_mm, dtype=float)
-    seeds = np.atleast_2d(seeds).tolist() if seeds.size else []
-    masks = []
-    if mask is not None:
-        from mpi_viewer.study.session import MaskFile, relative_path, sha256_file
-
-        masks = [
-            MaskFile(
-                name=Path(mask).name.split(".")[0],
-                path=relative_path(mask, sp),
-                sha256=sha256_file(mask),
-                names=[str(n) for n in mask_names or []],
-            )
-        ]
-    s.rois = [
-        ROISection(
-            method=roi_params.method,
-            params=roi_params.to_dict(),
-            seeds_xyz_mm=seeds,
-            names=[str(n) for n in names] if names else [],
-            masks=masks,
-        )
-    ]
-    if phantoms is not None:
-        s.calibration = CalibrationSection(
-            source="phantoms", options=dict(calibration_options or {})
-        )
-    elif calibration_file is not None:
-        s.calibration = CalibrationSection(source="file", options=dict(calibration_options or {}))
-    if iron_per_cell is not None:
-        s.cells = CellsSection(
-            mean_pg=float(iron_per_cell.mean_pg), sd_pg=float(iron_per_cell.sd_pg)
-        )
-    out, rec = compute_and_save(s, sp)
-    diffs = []
-    if rows is not None:
-        probe = Session(results=[dict(r) for r in rows])
-        diffs = compare(probe, Recomputed(rows=rec.rows))
-    return out, diffs
-
-
-def save_session_of_quantify(args, mpi, seeds, params, rows) -> Path:
-    """``quantify --save-session``: the session of this run (called by the CLI with its
-    parsed arguments). Refuses images whose geometry came from the command line (a
-    session can only name files), and says so when the session's numbers would differ
-    from the CSV's."""
-    import sys
-
-    if getattr(args, "spacing_mm", None) or getattr(args, "origin_mm", None):
-        raise InputError(
-            "--save-session: the image's geometry came from --spacing-mm/--origin-mm; "
-            "put it in a sidecar JSON beside the image so that the session can replay it"
-        )
-    options = {"confidence": float(getattr(args, "confidence", 0.95))}
-    phantoms = getattr(args, "phantoms", None)
-    if phantoms:
-        from pathlib import Path as _P
-
-        single = bool(getattr(args, "reference_phantom", None))
-        options |= {
-            "name": _P(phantoms).name.split(".")[0],
-            "kind": args.calibration_kind,
-            "through_origin": bool(args.through_origin),
-            "weighting": args.weighting,
-            "mode": "single_reference" if single else "line",
-            "reference": args.reference_phantom,
-            "tracer": mpi.acquisition.tracer,
-            "tracer_lot": mpi.acquisition.tracer_lot,
-            "notes": f"phantoms {phantoms} measured in {mpi.source or mpi.name}",
-        }
-    ipc = None
-    if getattr(args, "iron_per_cell", None) is not None:
-        from mpi_viewer.calibration.cells import IronPerCell
-
-        ipc = IronPerCell(args.iron_per_cell, args.iron_per_cell_sd or 0.0)
-    path, diffs = save_quantify_session(
-        args.save_session,
-        mpi=args.mpi,
-        seeds_xyz_mm=seeds,
-        roi_params=params,
-        phantoms=phantoms,
-        calibration_file=getattr(args, "calibration", None),
-        calibration_options=options,
-        iron_per_cell=ipc,
-        rows=rows,
-        mask=getattr(args, "mask", None),
-        mask_names=[r["name"] for r in rows[len(seeds) :]] if getattr(args, "mask", None) else None,
-    )
-    for d in diffs:
-        print(f"mpi-viewer: note: session differs from the CSV: {d}", file=sys.stderr)
-    return path
