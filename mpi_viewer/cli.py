@@ -229,6 +229,8 @@ def _register_points(args, fixed, moving, params):
 
 # -- quantify -------------------------------------------------------------------------------
 def _add_quantify(sub) -> None:
+    from mpi_viewer.defaults import HALFMAX_FRACTION, N_SD
+
     p = sub.add_parser(
         "quantify",
         help="ROIs, signal, iron and cells of an MPI image",
@@ -257,11 +259,11 @@ def _add_quantify(sub) -> None:
     p.add_argument(
         "--fraction",
         type=float,
-        default=0.5,
-        help="halfmax: threshold as a fraction of the peak (default 0.5)",
+        default=HALFMAX_FRACTION,
+        help=f"halfmax: threshold as a fraction of the peak (default {HALFMAX_FRACTION:g})",
     )
     p.add_argument(
-        "--n-sd", type=float, default=5.0, help="nsd: threshold in noise SDs (default 5)"
+        "--n-sd", type=float, default=N_SD, help=f"nsd: threshold in noise SDs (default {N_SD:g})"
     )
     p.add_argument(
         "--noise-sd",
@@ -374,6 +376,8 @@ def _vec_or_none(text, what):
 # -- calibration and cells (quantify's calibration hook; the calibrate command) -------------------
 def _add_calibration_flags(p) -> None:
     """quantify's calibration and cell flags (issue 6/7)."""
+    from mpi_viewer.defaults import CONFIDENCE
+
     g = p.add_argument_group("calibration → iron (µg Fe) and cells")
     src = g.add_mutually_exclusive_group()
     src.add_argument(
@@ -400,7 +404,10 @@ def _add_calibration_flags(p) -> None:
         help="SD of the iron per cell, pg Fe/cell (default 0)",
     )
     g.add_argument(
-        "--confidence", type=float, default=0.95, help="confidence of the intervals (default 0.95)"
+        "--confidence",
+        type=float,
+        default=CONFIDENCE,
+        help=f"confidence of the intervals (default {CONFIDENCE:g})",
     )
 
 

@@ -150,7 +150,7 @@ class CellsDock(QWidget):
         row = QHBoxLayout()
         self.mean_spin = QDoubleSpinBox()
         self.sd_spin = QDoubleSpinBox()
-        from mpi_viewer.calibration.cells import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG
+        from mpi_viewer.defaults import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG
 
         for s, v in ((self.mean_spin, IRON_PER_CELL_PG), (self.sd_spin, IRON_PER_CELL_SD_PG)):
             s.setRange(-1000.0, 100000.0)  # validation (and its message) is IronPerCell's
@@ -689,7 +689,9 @@ def display_arrays(volume, calibration, roi_results, roi_params, iron_per_cell, 
     noise = next((float(r.noise_sd) for r in roi_results if getattr(r, "noise_sd", None)), None)
     if noise is None:
         noise = estimate_noise_sd(volume)
-    threshold = float(getattr(roi_params, "n_sd", 5.0) or 5.0) * noise
+    from mpi_viewer.defaults import N_SD
+
+    threshold = float(getattr(roi_params, "n_sd", N_SD) or N_SD) * noise
     pg = iron_per_cell.mean_pg if iron_per_cell is not None else None
     density = cell_density(
         volume.array,

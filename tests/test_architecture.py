@@ -32,6 +32,7 @@ def test_importing_the_whole_core_loads_no_gui_library():
 #: The core's stages, lowest first: a module may import its own stage and the ones below.
 STAGES = (
     "errors",
+    "defaults",
     "geometry",
     "io",
     "registration",

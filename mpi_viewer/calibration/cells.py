@@ -14,14 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mpi_viewer.defaults import CONFIDENCE, IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG  # noqa: F401
 from mpi_viewer.errors import InputError
-
-#: Default iron per labelled cell (pg Fe/cell, mean and SD), used wherever the user has not
-#: measured one (the CLI requires it; the cells dock and a session's cells start from it):
-#: a typical SPION-labelled stem cell (Sehl et al. 2020). The one definition.
-IRON_PER_CELL_PG = 15.0
-IRON_PER_CELL_SD_PG = 1.5
-
 
 #: Monte Carlo draws and seed of :func:`cells_from_iron` (fixed: results replay exactly).
 MC_DRAWS = 200_000
@@ -81,7 +75,7 @@ def cells_from_iron(
     high_ug: float,
     ipc: IronPerCell,
     *,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     dof: float = float("inf"),
     draws: int = MC_DRAWS,
     seed: int = MC_SEED,

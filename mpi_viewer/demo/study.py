@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mpi_viewer.calibration.cells import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG  # noqa: F401
+from mpi_viewer.defaults import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG  # noqa: F401
 from mpi_viewer.geometry.volume import Acquisition, Volume, image_from_array
 from mpi_viewer.registration.molds import template_path
 from mpi_viewer.study.pipeline import compute_and_save, new_session

@@ -14,17 +14,12 @@ from .model import (  # noqa: F401
     TransformModel,
 )
 from .pipeline import (  # noqa: F401
-    RTOL,
     Recomputed,
-    ReplayOutcome,
     calibration_from_phantoms,
-    compare,
     compute_and_save,
     new_session,
     read_inputs,
     recompute,
-    replay_path,
-    replay_session,
     result_rows,
     roi_params,
     run_calibration,
@@ -32,10 +27,17 @@ from .pipeline import (  # noqa: F401
     run_quantities,
     run_registration,
     run_rois,
-    same_value,
     store,
 )
 from .quantify import quantify_study, run_quantify  # noqa: F401
+from .replay import (  # noqa: F401
+    RTOL,
+    ReplayOutcome,
+    compare,
+    replay_path,
+    replay_session,
+    same_value,
+)
 from .session import (  # noqa: F401
     FORMAT_NAME,
     MAX_SESSION_BYTES,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mpi_viewer.defaults import CONFIDENCE
 from mpi_viewer.errors import InputError
 from mpi_viewer.study.model import CalibrationSection, CellsSection, InputFile, MaskFile, ROISection
 from mpi_viewer.study.pipeline import Recomputed, compute_and_save, new_session, recompute
@@ -53,7 +54,7 @@ def quantify_study(
     phantoms: str | Path | None = None,
     calibration_file: str | Path | None = None,
     calibration_options: dict[str, Any] | None = None,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     iron_per_cell=None,
     mask: str | Path | None = None,
     mask_names=None,
@@ -73,7 +74,11 @@ def quantify_study(
         for role, f in (("mpi", mpi), ("phantoms", phantoms), ("calibration", calibration_file)):
             if f is not None:
                 s.inputs.append(
-                    InputFile(role=role, path=relative_path(f, sp), modality="MPI" if role == "mpi" else None)
+                    InputFile(
+                        role=role,
+                        path=relative_path(f, sp),
+                        modality="MPI" if role == "mpi" else None,
+                    )
                 )
     s.path = sp.resolve()
     seeds = np.asarray(seeds_xyz_mm, dtype=float)
@@ -103,7 +108,9 @@ def quantify_study(
             confidence=float(confidence),
         )
     if iron_per_cell is not None:
-        s.cells = CellsSection(mean_pg=float(iron_per_cell.mean_pg), sd_pg=float(iron_per_cell.sd_pg))
+        s.cells = CellsSection(
+            mean_pg=float(iron_per_cell.mean_pg), sd_pg=float(iron_per_cell.sd_pg)
+        )
     return s
 
 
