@@ -37,6 +37,7 @@ from mpi_viewer.study.sections import (  # noqa: F401  (re-exported: the model's
     ANATOMY_ROLES,
     DEFAULT_CONFIDENCE,
     FORMAT_NAME,
+    IMAGE_ROLES,
     IRON_PER_CELL_PG,
     IRON_PER_CELL_SD_PG,
     MODALITIES,
@@ -216,6 +217,11 @@ class Study(_Section):
         if required:
             raise InputError(f"session {self.path}: no {role!r} input")
         return None
+
+    @property
+    def images(self) -> list[InputFile]:
+        """The images (anatomy, MPI, other) with their roles."""
+        return [i for i in self.inputs if i.role in IMAGE_ROLES]
 
     @property
     def anatomy(self) -> InputFile | None:

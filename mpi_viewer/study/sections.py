@@ -9,7 +9,7 @@ together is a model validator whose message becomes the one-line
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -25,18 +25,6 @@ SCHEMA_VERSION = 2
 FORMAT_NAME = "mpi-viewer session"
 
 #: Roles an input file can have (images: ``mri``, ``ct`` = anatomy; ``mpi``; ``other``).
-ROLES = (
-    "mri",
-    "ct",
-    "mpi",
-    "phantoms",
-    "calibration",
-    "fiducials_fixed",
-    "fiducials_moving",
-    "template",
-    "mask",
-    "other",
-)
 Role = Literal[
     "mri",
     "ct",
@@ -49,8 +37,10 @@ Role = Literal[
     "mask",
     "other",
 ]
-#: Image roles that are anatomy (the fixed image of a registration).
+ROLES: tuple[str, ...] = get_args(Role)
+#: Image roles that are anatomy (the fixed image of a registration), and every image role.
 ANATOMY_ROLES = ("mri", "ct")
+IMAGE_ROLES = ("mri", "ct", "mpi", "other")
 MODALITIES = ("MPI", "MRI", "CT", "unknown")
 #: Where a registration's transform comes from.
 REGISTRATION_METHODS = ("landmarks", "template", "intensity", "file", "transform")
