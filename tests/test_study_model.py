@@ -115,7 +115,9 @@ def test_defaults_are_defined_once():
     assert S.CellsSection().mean_pg == demo.IRON_PER_CELL_PG == defaults.IRON_PER_CELL_PG == 15.0
     assert S.CellsSection().sd_pg == defaults.IRON_PER_CELL_SD_PG
     assert ROIParams().n_sd == defaults.N_SD == 5.0 and ROIParams().fraction == 0.5
-    args = build_parser(with_files=False).parse_args(["quantify", "m.nii", "--seed=1,2,3", "-o", "x.csv"])
+    args = build_parser(with_files=False).parse_args(
+        ["quantify", "m.nii", "--seed=1,2,3", "-o", "x.csv"]
+    )
     assert (args.n_sd, args.fraction, args.confidence) == (5.0, 0.5, 0.95)
     assert S.CalibrationSection(source="phantoms").confidence == defaults.CONFIDENCE
     assert IronPerCell(defaults.IRON_PER_CELL_PG).mean_pg == 15.0
@@ -168,3 +170,41 @@ def test_transform_round_trips_against_the_known_demo_transform(demo_folder, tmp
         fit.transform.model = "affine"
     m, tr = fit.transform  # unpacks as (matrix, translation)
     assert m.shape == (3, 3) and tr.shape == (3,)
+
+
+# -- one pipeline -------------------------------------------------------------------------------
+def test_quantify_with_and_without_a_session_is_one_computation(demo_folder, tmp_path, capsys):
+    """The CSV of a plain run, the CSV of a --save-session run and the session's stored
+    results are the same numbers (the pipeline runs once; nothing is recomputed to compare)."""
+    truth = json.loads((demo_folder / "truth.json").read_text(encoding="utf-8"))
+    seeds = [f"--seed={','.join(f'{v:.1f}' for v in s['mpi_mm'])}" for s in truth["sources"]]
+    common = ["quantify", str(demo_folder / "mpi.nii.gz"), *seeds, "--phantoms"]
+    common += [str(demo_folder / "phantoms.csv"), "--iron-per-cell", "15"]
+    session = tmp_path / "q.json"
+    assert main([*common, "-o", str(tmp_path / "a.csv")]) == 0
+    assert main([*common, "-o", str(tmp_path / "b.csv"), "--save-session", str(session)]) == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    s = S.load_session(session)
+    assert s.to_dict()["schema_version"] == 2 and s.calibration.confidence == 0.95
+    cells = [r["cells"] for r in s.results]
+    true = [src["cells"] for src in truth["sources"]]
+    assert cells[:3] == pytest.approx(true[:3], rel=0.06)  # faint: near the detection limit
+    assert main(["replay", str(session)]) == 0
+    assert "every number matches" in capsys.readouterr().out
+
+
+def test_the_v1_demo_session_registers_the_mpi_onto_the_anatomy(demo_folder, tmp_path):
+    """The pipeline's Transform of the (migrated) mold-template demo session puts every
+    demo source within 0.5 mm of its true MRI position; fixed is the MRI, moving the MPI."""
+    from mpi_viewer.study.pipeline import recompute
+
+    shutil.copytree(demo_folder, tmp_path / "s")
+    for name in ("demo_session.json", "demo_session.tfm"):
+        shutil.copy(V1 / name, tmp_path / "s" / name)
+    s = S.load_session(tmp_path / "s" / "demo_session.json")
+    assert (s.registration.fixed, s.registration.moving, s.anatomy.role) == ("mri", "mpi", "mri")
+    t = recompute(s).transform()
+    truth = json.loads((demo_folder / "truth.json").read_text(encoding="utf-8"))
+    mri = np.array([src["mri_mm"] for src in truth["sources"]])
+    mpi = np.array([src["mpi_mm"] for src in truth["sources"]])
+    assert np.linalg.norm(t.inverse_points(mpi) - mri, axis=1).max() < 0.5

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mpi_viewer.errors import InputError
+from mpi_viewer.geometry.transform import Transform
 from mpi_viewer.geometry.volume import Volume
 
 
@@ -669,6 +670,11 @@ class MoldRegistration:
     fixed_xyz_mm: np.ndarray
     moving_xyz_mm: np.ndarray
     template: str = ""
+
+    @property
+    def transform(self) -> Transform:
+        """The fixed → moving :class:`~mpi_viewer.geometry.transform.Transform` of the fit."""
+        return Transform.from_any(self.fit)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record: template, paired fiducials (mm), both matches, the fit."""
