@@ -155,5 +155,3 @@ def replay_path(path: str | Path, allow_changed_inputs: bool = False) -> ReplayO
     out.seconds = time.perf_counter() - t0
     out.cpu_seconds = time.process_time() - c0
     return out
-
-

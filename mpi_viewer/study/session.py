@@ -133,7 +133,9 @@ def migrate(d: Any, *, where: str = "session") -> tuple[dict[str, Any], int]:
         raise InputError(f"{where}: not an mpi-viewer session (no schema_version)")
     version = d["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int):
-        raise InputError(f"{where}.schema_version: expected an integer, got {type(version).__name__}")
+        raise InputError(
+            f"{where}.schema_version: expected an integer, got {type(version).__name__}"
+        )
     if version > SCHEMA_VERSION:
         raise InputError(
             f"{where}: schema_version {version} is newer than this mpi-viewer "
