@@ -20,7 +20,7 @@ def v1_folder(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("v1")
     write_demo_study(folder)
-    for line in (DATA / "demo_inputs.sha256").read_text().splitlines():
+    for line in (DATA / "demo_inputs.sha256").read_text(encoding="utf-8").splitlines():
         digest, name = line.split()
         actual = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         assert actual == digest, f"demo input {name} is no longer byte-identical"
@@ -33,7 +33,7 @@ def v1_folder(tmp_path_factory) -> Path:
 def test_fixtures_are_version_1():
     assert len(SESSIONS) == 6
     for name in SESSIONS:
-        assert json.loads((DATA / name).read_text())["schema_version"] == 1
+        assert json.loads((DATA / name).read_text(encoding="utf-8"))["schema_version"] == 1
 
 
 def test_every_v1_session_replays_with_exit_0(v1_folder, capsys):
