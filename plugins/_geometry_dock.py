@@ -173,5 +173,8 @@ class GeometryDock(QWidget):
         layer.scale = list(xyz_to_zyx(spacing))
         layer.translate = list(xyz_to_zyx(origin))
         _VOLUMES.pop(layer, None)
+        from mpi_viewer.plugins._controller import get_controller
+
+        get_controller(self.viewer).set_role_from_modality(layer)  # the one place roles change
         self.status.setText(f"{layer.name}: spacing {spacing} mm, origin {origin} mm")
         show_info(f"{layer.name}: geometry set")

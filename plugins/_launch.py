@@ -8,9 +8,21 @@ import sys
 #: A 3-D view from above and the side, head to the right.
 DEMO_CAMERA_ANGLES = (0.0, -60.0, 30.0)
 
-DOCK_WIDTH_PX = 460
+DOCK_WIDTH_PX = 440
 
-DOCKS = ("Fiducial registration", "MPI ROIs", "Calibration", "Cells and report", "Session")
+#: The docks in the order of the work: geometry (plain arrays only) → register → ROIs →
+#: calibrate → cells → report and session. Tabs keep their full names (no eliding).
+DOCKS = (
+    "Image geometry",
+    "Mold registration",
+    "Fiducial registration",
+    "MPI ROIs",
+    "Calibration",
+    "Cells and report",
+    "Session",
+)
+#: The tab shown first: the first step a study with geometry needs.
+FIRST_SHOWN = "Mold registration"
 
 
 def _check_display() -> None:
@@ -26,17 +38,20 @@ def _check_display() -> None:
 
 def open_docks(viewer) -> list:
     """Add every mpi-viewer dock the manifest declares; returns the widgets."""
+    from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._display2d import install_2d_display
     from mpi_viewer.plugins._layers import install_mm_units
     from npe2 import PluginManager
 
     install_mm_units(viewer)
+    get_controller(viewer)  # the study's roles and registration, shared by every dock
     install_2d_display(viewer)  # oblique layers (the registered MPI) drawn right in 2-D
     pm = PluginManager.instance()
     manifest = pm.get_manifest("mpi-viewer")
     names = [w.display_name for w in (manifest.contributions.widgets or [])]
     widgets = []
     docks = []
+    shown = None
     ordered = [n for n in DOCKS if n in names] + [n for n in names if n not in DOCKS]
     for name in ordered:
         try:
@@ -50,13 +65,28 @@ def open_docks(viewer) -> list:
             continue
         widgets.append(widget)
         docks.append(_dock)
+        if name == FIRST_SHOWN:
+            shown = _dock
     if docks:
         from qtpy.QtWidgets import QApplication
 
         QApplication.processEvents()  # tabs exist only after the event loop has run
-        docks[0].raise_()  # the first step of the workflow is the tab shown
-        viewer.window._qt_window.resizeDocks(docks[:1], [DOCK_WIDTH_PX], _horizontal())
+        (shown or docks[0]).raise_()
+        main = docks[0].parent()  # the napari window, through Qt (no private napari API)
+        main.resizeDocks(docks[:1], [DOCK_WIDTH_PX], _horizontal())
+        _full_tab_names(main)
     return widgets
+
+
+def _full_tab_names(main) -> None:
+    """Dock tabs show whole names, scrolling when they do not fit (Qt elides by default)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    for bar in main.findChildren(QTabBar):
+        bar.setElideMode(Qt.TextElideMode.ElideNone)
+        bar.setUsesScrollButtons(True)
+        bar.setExpanding(False)
 
 
 def _horizontal():
@@ -65,18 +95,48 @@ def _horizontal():
     return Qt.Orientation.Horizontal
 
 
-def load_demo(viewer):
-    """Load the demo study into a viewer, registered; returns the DemoStudy."""
-    from mpi_viewer.plugins._layers import install_mm_units
+def load_demo(viewer, study=None):
+    """Load the demo study (made here unless given) into a viewer, registered; returns it."""
+    from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._sample_data import demo_layer_data, demo_registration
 
     from mpi_viewer.demo.study import make_demo_study
 
-    install_mm_units(viewer)
-    study = make_demo_study()
-    for data, kwargs, kind in demo_layer_data(study, transform=demo_registration(study)):
-        viewer._add_layer_from_data(data, kwargs, kind)
+    get_controller(viewer)  # roles from each layer's modality as it arrives
+    study = study if study is not None else make_demo_study()
+    for data, kwargs, _kind in demo_layer_data(study, transform=demo_registration(study)):
+        viewer.add_image(data, **kwargs)
     return study
+
+
+def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None):
+    """What ``mpi-viewer [demo] [FILES]`` does to a new viewer: the docks, then the data.
+
+    Returns the widgets of the docks. ``study`` (tests): a demo study already made.
+    """
+    _scale_bar(viewer).visible = True
+    widgets = open_docks(viewer)
+    if demo:
+        load_demo(viewer, study)
+    for f in files:
+        viewer.open(f, plugin="mpi-viewer")
+    viewer.dims.ndisplay = ndisplay
+    viewer.reset_view()
+    if ndisplay == 3:
+        _camera(viewer).angles = DEMO_CAMERA_ANGLES
+    return widgets
+
+
+def _camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def _scale_bar(viewer):
+    """The scale bar overlay (``viewer.canvas.overlays`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.overlays.scale_bar if canvas is not None else viewer.scale_bar
 
 
 def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay: int = 2) -> int:
@@ -84,25 +144,16 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
     import napari
 
     viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
-    viewer.scale_bar.visible = True
     if screenshot:
         viewer.window._qt_window.resize(1600, 1000)
-    open_docks(viewer)
-    if demo:
-        load_demo(viewer)
-    for f in files:
-        viewer.open(f, plugin="mpi-viewer")
-    viewer.dims.ndisplay = ndisplay
-    viewer.reset_view()
-    if ndisplay == 3:
-        viewer.camera.angles = DEMO_CAMERA_ANGLES
+    prepare(viewer, demo=demo, files=files, ndisplay=ndisplay)
     if screenshot:
         from qtpy.QtWidgets import QApplication
 
         QApplication.processEvents()
         viewer.reset_view()
         if ndisplay == 3:
-            viewer.camera.angles = DEMO_CAMERA_ANGLES
+            _camera(viewer).angles = DEMO_CAMERA_ANGLES
         QApplication.processEvents()
         viewer.screenshot(screenshot, canvas_only=False)
         viewer.close()

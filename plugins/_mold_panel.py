@@ -1,11 +1,13 @@
 """Mold registration panel: detect a mold's fiducial wells in two images, automatically.
 
-Thin: it reads two image layers, calls :func:`mpi_viewer.registration.molds.register_with_template`
+Thin: it reads the study's anatomy and MPI images from the viewer's controller
+(:mod:`._controller`), calls :func:`mpi_viewer.registration.molds.register_with_template`
 off the GUI thread, and writes two named Points layers ("mold fiducials (fixed)" and
 "mold fiducials (moving)") placed where each image is drawn. The matched pairs (each
 image's own physical mm, ITK x, y, z) go to ``on_pairs(names, fixed_xyz_mm,
 moving_xyz_mm)``: in the registration dock's "Mold" mode that is the landmark
-workflow (residuals, excludes, preview, save). Used alone, the panel shows the fit.
+workflow (residuals, excludes, preview, save). Used alone, the panel draws the MPI
+on the anatomy through the fit (:meth:`StudyController.register`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from mpi_viewer.plugins._layers import (
-    install_mm_units,
-    is_display_twin,
-    modality_of,
-    volume_from_layer,
-)
+from mpi_viewer.plugins._controller import ANATOMY, MPI, get_controller
+from mpi_viewer.plugins._layers import install_mm_units, volume_from_layer
 from mpi_viewer.plugins._points_pairs import world_from_physical_affine
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
@@ -58,27 +56,23 @@ class MoldPanel(QWidget):
     on_pairs : callable, optional
         ``on_pairs(names, fixed_xyz_mm, moving_xyz_mm)`` with the fiducials found in
         both images (mm, each image's own physical frame, ITK x, y, z).
-    fixed_combo, moving_combo : QComboBox, optional
-        A host dock's own layer pickers: when given, the panel reads the two image
-        layers from them and hides its own pickers (no duplicate choice).
+    embedded : bool
+        Inside a host dock that shows the same study images: the panel hides its own
+        pickers (both follow the controller, so they can never disagree).
     """
 
     def __init__(
         self,
         viewer: napari.viewer.Viewer,  # noqa: F821 - napari injects by this name
         on_pairs=None,
-        fixed_combo=None,
-        moving_combo=None,
+        embedded: bool = False,
     ):
         super().__init__()
         self.viewer = viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
+        self.ctl = get_controller(viewer)
         self.on_pairs = on_pairs
-        self._host_combos = (
-            (fixed_combo, moving_combo)
-            if fixed_combo is not None and moving_combo is not None
-            else None
-        )
+        self._embedded = embedded
         self.result = None  # MoldRegistration of the last detection
         self.error: str | None = None  # message of the last failure
         self._worker = None
@@ -87,9 +81,9 @@ class MoldPanel(QWidget):
         self._relay = _Relay()
         self._relay.step.connect(self._on_step)
         self._build()
-        ev = self.viewer.layers.events
-        for e in (ev.inserted, ev.removed, ev.reordered):
+        for e in (self.ctl.events.roles, self.ctl.events.mpi, self.ctl.events.anatomy):
             e.connect(self._sync_layers)
+        self.viewer.layers.events.reordered.connect(self._sync_layers)
         self._sync_layers()
 
     # ------------------------------------------------------------------ UI
@@ -110,7 +104,9 @@ class MoldPanel(QWidget):
         self._last_template = self.template_combo.currentIndex()
         self.template_combo.activated.connect(self._on_template)
         self.fixed_combo = QComboBox(toolTip="Anatomical image (MRI or CT)")
-        self.moving_combo = QComboBox(toolTip="Image that moves (MPI)")
+        self.moving_combo = QComboBox(toolTip="Image that moves (MPI images only)")
+        self.fixed_combo.activated.connect(lambda i: self._choose(self.fixed_combo, i))
+        self.moving_combo.activated.connect(lambda i: self._choose(self.moving_combo, i))
         self.tol_spin = QDoubleSpinBox(
             minimum=0.1,
             maximum=10.0,
@@ -121,10 +117,10 @@ class MoldPanel(QWidget):
             toolTip="Largest accepted residual of a matched well",
         )
         form.addRow("Template:", self.template_combo)
-        form.addRow("Fixed image:", self.fixed_combo)
-        form.addRow("Moving image:", self.moving_combo)
+        form.addRow("Anatomy (MRI/CT):", self.fixed_combo)
+        form.addRow("MPI (moves):", self.moving_combo)
         form.addRow("Tolerance:", self.tol_spin)
-        if self._host_combos is not None:
+        if self._embedded:
             for combo in (self.fixed_combo, self.moving_combo):
                 form.labelForField(combo).setVisible(False)
                 combo.setVisible(False)
@@ -143,31 +139,34 @@ class MoldPanel(QWidget):
         self.progress.setFormat("%p %")
         self.progress.setVisible(False)
         lay.addWidget(self.progress)
-        self.status = QLabel("Pick the template and the two images, then Detect.", wordWrap=True)
+        self.status = QLabel(
+            "Pick the template, then Detect: the MPI is drawn on the anatomy.", wordWrap=True
+        )
         self.status.setMinimumWidth(260)
         lay.addWidget(self.status)
 
     def _sync_layers(self, event=None) -> None:
-        images = [
-            lyr
-            for lyr in self.viewer.layers
-            if type(lyr).__name__ == "Image" and not is_display_twin(lyr)
-        ]
-        for combo, wanted in ((self.fixed_combo, ("MRI", "CT")), (self.moving_combo, ("MPI",))):
-            current = combo.currentText()
-            names = [lyr.name for lyr in images]
+        """The pickers list the anatomy and the MPI images; the current ones are the study's."""
+        for combo, role, current in (
+            (self.fixed_combo, ANATOMY, self.ctl.anatomy),
+            (self.moving_combo, MPI, self.ctl.mpi),
+        ):
+            layers = self.ctl.layers(role)
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            else:
-                for mod in wanted:
-                    hit = next((lyr.name for lyr in images if modality_of(lyr) == mod), None)
-                    if hit is not None:
-                        combo.setCurrentText(hit)
-                        break
+            combo.addItems([lyr.name for lyr in layers])
+            combo.setCurrentIndex(next((i for i, lyr in enumerate(layers) if lyr is current), -1))
             combo.blockSignals(False)
+
+    def _choose(self, combo, index: int) -> None:
+        name = combo.itemText(index)
+        layer = next((lyr for lyr in self.ctl.viewer.layers if lyr.name == name), None)
+        if layer is not None:
+            if combo is self.fixed_combo:
+                self.ctl.set_anatomy(layer)
+            else:
+                self.ctl.set_mpi(layer)  # asks before discarding ROIs
+        self._sync_layers()
 
     def _on_template(self, index: int) -> None:
         if (
@@ -200,18 +199,16 @@ class MoldPanel(QWidget):
         return self.template_combo.currentData() or self.template_combo.currentText()
 
     # ------------------------------------------------------------------ work
-    def _layer(self, combo):
-        name = combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
-
     def detect(self, *, block: bool = False):
         """Detect, match and pair the wells; returns the worker (None when ``block`` or refused)."""
         from mpi_viewer.registration.molds import register_with_template
 
-        combos = self._host_combos or (self.fixed_combo, self.moving_combo)
-        fixed_layer, moving_layer = (self._layer(c) for c in combos)
-        if fixed_layer is None or moving_layer is None or fixed_layer is moving_layer:
-            self._fail("Mold registration: choose two different image layers (fixed and moving)")
+        fixed_layer, moving_layer = self.ctl.anatomy, self.ctl.mpi
+        if fixed_layer is None or moving_layer is None:
+            self._fail(
+                "Mold registration: open an anatomy (MRI/CT) and an MPI image "
+                "(set a layer's modality in the Image geometry dock)"
+            )
             return None
         try:
             fixed, moving = volume_from_layer(fixed_layer), volume_from_layer(moving_layer)
@@ -292,15 +289,21 @@ class MoldPanel(QWidget):
         fixed_layer, moving_layer = layers
         self.result, self.error = result, None
         names = list(result.matched_names)
-        for layer_name, image_layer, xyz in (
-            (FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
-            (MOVING_POINTS, moving_layer, result.moving_xyz_mm),
-        ):
-            self._put_points(layer_name, xyz, names, image_layer)
+        if not self._embedded:  # in a host dock, the host's fiducial pairs show them
+            for layer_name, image_layer, xyz in (
+                (FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
+                (MOVING_POINTS, moving_layer, result.moving_xyz_mm),
+            ):
+                self._put_points(layer_name, xyz, names, image_layer)
         self.status.setText(self._summary(result))
         self.status.setToolTip("\n".join(result.report_lines()))
         if self.on_pairs is not None:
             self.on_pairs(names, np.asarray(result.fixed_xyz_mm), np.asarray(result.moving_xyz_mm))
+        elif fixed_layer is self.ctl.anatomy and moving_layer is self.ctl.mpi:
+            try:  # alone: the MPI drawn on the anatomy through the template fit
+                self.ctl.register(result.fit.matrix, result.fit.translation, source="template")
+            except (ValueError, MPIViewerError) as exc:
+                self._fail(f"Mold registration: the MPI could not be moved: {exc}")
 
     @staticmethod
     def _summary(result) -> str:
@@ -357,6 +360,7 @@ class MoldPanel(QWidget):
                 features=features,
                 text=text,
                 size=3.0,
+                units=("mm",) * data.shape[1],
                 affine=affine,
                 face_color="transparent",
                 border_color=colour,

@@ -120,6 +120,7 @@ class PairedPoints:
             np.zeros((0, d)),
             ndim=d,
             name=name,
+            units=("mm",) * d,  # world mm like the images: no napari unit warning
             affine=world_from_physical_affine(image),
             features=pd.DataFrame(
                 {"name": pd.Series([], dtype=object), "label": pd.Series([], dtype=object)}

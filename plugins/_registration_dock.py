@@ -13,31 +13,30 @@ doi:10.1109/42.736021
 
 from __future__ import annotations
 
-import contextlib
-import re
-import time
-
 import numpy as np
+from mpi_viewer.plugins._controller import ANATOMY, MPI, get_controller
 from mpi_viewer.plugins._layers import (
-    add_volume,
-    apply_registration,
     install_mm_units,
-    is_display_twin,
-    meta,
-    modality_of,
-    registered_affine,
     volume_from_layer,
     world_to_physical,
 )
-from mpi_viewer.plugins._points_pairs import PairedPoints, PairState, world_from_physical_affine
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QColor
+from mpi_viewer.plugins._points_pairs import PairedPoints, PairState
+from mpi_viewer.plugins._registration_base import (
+    COLUMNS,
+    MODELS,
+    _fmt_xyz,
+    _reg,
+    _warning_key,
+)
+from mpi_viewer.plugins._registration_edits import PairEditsMixin
+from mpi_viewer.plugins._registration_files import TransformFilesMixin
+from mpi_viewer.plugins._registration_refine import RefineMixin
+from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -48,40 +47,15 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QStackedWidget,
     QTableWidget,
-    QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from mpi_viewer.errors import CancelledError, MPIViewerError
-from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, xyz_to_zyx, zyx_to_xyz
-from mpi_viewer.geometry.transform import resample_to_fixed, transform_to_matrix
-from mpi_viewer.io.transform_files import read_transform, write_transform
-
-MODELS = ("rigid", "similarity", "affine")
-COLUMNS = ("use", "name", "FRE (mm)", "fixed x, y, z (mm)", "moving x, y, z (mm)")
-USE, NAME, FRE = 0, 1, 2  # column indices; rows are numbered by pair in the vertical header
-GREEN, AMBER, RED = QColor(60, 160, 60), QColor(210, 150, 20), QColor(200, 50, 50)
-#: CHANGED events closer than this (s) on the same points are one drag → one undo step.
-DRAG_GAP_S = 0.5
+from mpi_viewer.errors import MPIViewerError
 
 
-def _reg():
-    from mpi_viewer import registration
-
-    return registration
-
-
-def _warning_key(text: str) -> str:
-    return re.sub(r"[-+]?\d+(\.\d+)?", "#", text)
-
-
-def _fmt_xyz(p) -> str:
-    return ", ".join(f"{v:.2f}" for v in p)
-
-
-class RegistrationDock(QWidget):
+class RegistrationDock(PairEditsMixin, TransformFilesMixin, RefineMixin, QWidget):
     """Landmark (fiducial) registration of a moving image (MPI) to a fixed one (MRI/CT).
 
     Parameters
@@ -93,6 +67,7 @@ class RegistrationDock(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
+        self.ctl = get_controller(napari_viewer)  # image roles and the registration
         self.pairs: PairedPoints | None = None
         self.excluded: set[str] = set()
         self.fit = None  # LandmarkFit of the current pairs (None: too few / failed)
@@ -117,8 +92,12 @@ class RegistrationDock(QWidget):
         self._poll = QTimer(self, interval=100)
         self._poll.timeout.connect(self._poll_progress)
         ev = self.viewer.layers.events
-        for e in (ev.inserted, ev.removed, ev.reordered):
+        for e in (ev.removed, ev.reordered):
             e.connect(self._sync_layer_combos)
+        for e in (self.ctl.events.roles, self.ctl.events.mpi, self.ctl.events.anatomy):
+            e.connect(self._sync_layer_combos)
+        self.fixed_combo.activated.connect(self._on_fixed_chosen)
+        self.moving_combo.activated.connect(self._on_moving_chosen)
         self.viewer.cursor.events.position.connect(self._on_cursor)
         self._sync_layer_combos()
 
@@ -128,8 +107,11 @@ class RegistrationDock(QWidget):
         form = QFormLayout()
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(["Landmarks", "Mold"])
-        self.fixed_combo = QComboBox(toolTip="Anatomical image the MPI is drawn onto (MRI or CT)")
-        self.moving_combo = QComboBox(toolTip="Image that moves: the MPI")
+        self.fixed_combo = QComboBox(
+            toolTip="Anatomical image the MPI is drawn onto (MRI or CT). "
+            "A layer's role follows its modality (Image geometry dock)"
+        )
+        self.moving_combo = QComboBox(toolTip="Image that moves: the MPI (MPI layers only)")
         self.model_combo = QComboBox(
             toolTip="rigid: rotation + translation (never a reflection); "
             "similarity: + isotropic scale; affine: needs ≥ 4 non-coplanar pairs"
@@ -169,12 +151,7 @@ class RegistrationDock(QWidget):
         try:
             from mpi_viewer.plugins._mold_panel import MoldPanel
 
-            self.mold_panel = MoldPanel(
-                self.viewer,
-                on_pairs=self._pairs_from_mold,
-                fixed_combo=self.fixed_combo,
-                moving_combo=self.moving_combo,
-            )
+            self.mold_panel = MoldPanel(self.viewer, on_pairs=self._pairs_from_mold, embedded=True)
             self.stack.addWidget(self.mold_panel)
         except Exception as exc:  # noqa: BLE001 - the mold panel is optional
             item = self.mode_combo.model().item(1)
@@ -300,42 +277,39 @@ class RegistrationDock(QWidget):
             self.stack.widget(i).setSizePolicy(policy, policy)
         self.stack.adjustSize()
 
-    def _image_layers(self):
-        return [
-            lyr
-            for lyr in self.viewer.layers
-            if type(lyr).__name__ == "Image" and not is_display_twin(lyr)
-        ]
-
     def _sync_layer_combos(self, event=None) -> None:
-        images = self._image_layers()
-        names = [lyr.name for lyr in images]
-        fixed_default = next(
-            (lyr.name for lyr in images if modality_of(lyr) in ("MRI", "CT")), None
-        )
-        moving_default = next((lyr.name for lyr in images if modality_of(lyr) == "MPI"), None)
-        for combo, default in (
-            (self.fixed_combo, fixed_default),
-            (self.moving_combo, moving_default),
-            (self.apply_combo, moving_default),
+        """Fixed: the anatomy images; moving and "apply loaded": the MPI images (roles
+        and current choice from the controller)."""
+        fixed, mpis = self.ctl.layers(ANATOMY), self.ctl.layers(MPI)
+        for combo, layers, current in (
+            (self.fixed_combo, fixed, self.ctl.anatomy),
+            (self.moving_combo, mpis, self.ctl.mpi),
+            (self.apply_combo, mpis, self.ctl.mpi),
         ):
-            current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(names)
-            keep = current if current in names else default
-            if keep in names:
-                combo.setCurrentText(keep)
+            combo.addItems([lyr.name for lyr in layers])
+            combo.setCurrentIndex(next((i for i, lyr in enumerate(layers) if lyr is current), -1))
             combo.blockSignals(False)
         if self.pairs is not None and not self.pairs.alive():
             self.pairs = None
             self.fit = None
 
+    def _on_fixed_chosen(self, index: int) -> None:
+        layer = self._layer(self.fixed_combo.itemText(index))
+        if layer is not None:
+            self.ctl.set_anatomy(layer)
+        self._sync_layer_combos()
+
+    def _on_moving_chosen(self, index: int) -> None:
+        layer = self._layer(self.moving_combo.itemText(index))
+        if layer is not None:
+            self.ctl.set_mpi(layer)  # asks before discarding ROIs; may keep the old one
+        self._sync_layer_combos()
+
     def _layer(self, name: str):
-        try:
-            return self.viewer.layers[name]
-        except (KeyError, ValueError):
-            return None
+        """The study's image layer of this name (None if there is none)."""
+        return next((lyr for lyr in self.ctl.viewer.layers if lyr.name == name), None)
 
     # -------------------------------------------------------------- session
     @property
@@ -349,10 +323,7 @@ class RegistrationDock(QWidget):
 
     def start(self) -> bool:
         """Make the paired Points layers for the chosen fixed and moving images."""
-        fixed, moving = (
-            self._layer(self.fixed_combo.currentText()),
-            self._layer(self.moving_combo.currentText()),
-        )
+        fixed, moving = self.ctl.anatomy, self.ctl.mpi
         if (
             self.pairs is not None
             and self.pairs.alive()
@@ -362,7 +333,8 @@ class RegistrationDock(QWidget):
             return True
         if fixed is None or moving is None:
             show_error(
-                "Fiducial registration: choose a fixed (MRI/CT) and a moving (MPI) image layer"
+                "Fiducial registration: open an anatomy (MRI/CT) and an MPI image "
+                "(set a layer's modality in the Image geometry dock)"
             )
             return False
         if fixed is moving:
@@ -425,10 +397,13 @@ class RegistrationDock(QWidget):
             self.model_combo.blockSignals(True)
             self.model_combo.setCurrentText(model)
             self.model_combo.blockSignals(False)
-        if fixed_layer is not None:
-            self.fixed_combo.setCurrentText(getattr(fixed_layer, "name", fixed_layer))
-        if moving_layer is not None:
-            self.moving_combo.setCurrentText(getattr(moving_layer, "name", moving_layer))
+        for chosen, role, choose in (
+            (fixed_layer, ANATOMY, self.ctl.set_anatomy),
+            (moving_layer, MPI, self.ctl.set_mpi),
+        ):  # a named image of the right role becomes the study's; others are ignored
+            layer = self._layer(getattr(chosen, "name", chosen)) if chosen is not None else None
+            if layer is not None and self.ctl.role_of(layer) == role:
+                choose(layer)
         chosen = (self.fixed_combo.currentText(), self.moving_combo.currentText())
         if (
             self.pairs is not None
@@ -507,17 +482,11 @@ class RegistrationDock(QWidget):
             self._busy = False
 
     def _pairs_from_mold(self, names, fixed_xyz_mm, moving_xyz_mm) -> None:
-        """The mold panel's matched wells, on the images chosen in the mold panel."""
-        panel = self.mold_panel
-        fixed = getattr(getattr(panel, "fixed_combo", None), "currentText", lambda: None)()
-        moving = getattr(getattr(panel, "moving_combo", None), "currentText", lambda: None)()
-        self.load_pairs(
-            names,
-            fixed_xyz_mm,
-            moving_xyz_mm,
-            fixed_layer=fixed or None,
-            moving_layer=moving or None,
-        )
+        """The mold panel's matched wells (found in the study's anatomy and MPI)."""
+        self.load_pairs(names, fixed_xyz_mm, moving_xyz_mm)
+        if self.pairs is not None and self.pairs.alive():  # found, not to be clicked: the
+            for layer in self.pairs.layers():  # next click must not add a landmark
+                layer.mode = "pan_zoom"
 
     def _replace(self, st: PairState) -> None:
         self._set_state(st)
@@ -525,138 +494,6 @@ class RegistrationDock(QWidget):
         self._record()
         self._notified.clear()
         self.update_preview(notify_too_few=True)
-
-    # ------------------------------------------------------------ point edits
-    def _on_points_data(self, event) -> None:
-        if self._busy or self.pairs is None:
-            return
-        action = str(getattr(event, "action", "changed"))
-        if action in ("adding", "removing", "changing"):
-            return
-        layer = event.source
-        self._busy = True
-        try:
-            if action == "added":
-                self.pairs.name_new_points(layer, getattr(event, "data_indices", None) or None)
-                other = self.pairs.moving if layer is self.pairs.fixed else self.pairs.fixed
-                QTimer.singleShot(0, lambda: self._activate(other))
-            key = (id(layer), tuple(getattr(event, "data_indices", ()) or ()))
-            self._record(drag_key=key if action == "changed" else None)
-            self.pairs.restyle()
-        except Exception as exc:  # noqa: BLE001 - never let an error escape into Qt
-            show_error(f"Fiducial registration: {exc}")
-        finally:
-            self._busy = False
-        if action == "changed" and layer is self.pairs.moving:
-            self._preview_timer.start()  # a drag in the layer that the preview moves
-        else:
-            self.update_preview()
-
-    def _activate(self, layer) -> None:
-        if self.pairs is not None and layer in self.viewer.layers:
-            self.viewer.layers.selection.active = layer
-            layer.mode = "add"
-
-    def _record(self, drag_key=None) -> None:
-        """Push the previous state on the undo stack if the points changed."""
-        cur = self.pairs.state(self.excluded)
-        now = time.monotonic()
-        if self._last is not None and not cur.same_as(self._last):
-            same_drag = (
-                drag_key is not None
-                and drag_key == self._last_key
-                and now - self._last_time < DRAG_GAP_S
-            )
-            if not same_drag:
-                self._undo.append(self._last)
-                del self._undo[:-200]
-        self._last, self._last_key, self._last_time = cur, drag_key, now
-
-    def undo(self) -> None:
-        """Restore the fiducials as they were before the last edit."""
-        if self.pairs is None or not self._undo:
-            show_info("Fiducial registration: nothing to undo")
-            return
-        st = self._undo.pop()
-        self._set_state(st)
-        self.excluded = set(st.excluded)
-        self._last, self._last_key = st, None
-        self.update_preview()
-
-    def _edit(self, fn) -> None:
-        """Apply ``fn(state) -> state`` to the fiducials as one undoable edit."""
-        if self.pairs is None:
-            return
-        try:
-            st = fn(self.pairs.state(self.excluded))
-        except (KeyError, ValueError) as exc:
-            show_warning(f"Fiducial registration: {exc}")
-            self._refresh_table()
-            return
-        self._replace(st)
-
-    def rename_pair(self, old: str, new: str) -> None:
-        """Rename a fiducial in both layers."""
-        new = new.strip()
-
-        def fn(st):
-            if not new:
-                raise ValueError("a fiducial name cannot be empty")
-            if new != old and (new in st.fixed_names or new in st.moving_names):
-                raise ValueError(f"the name {new!r} is already used")
-            st.fixed_names = [new if n == old else n for n in st.fixed_names]
-            st.moving_names = [new if n == old else n for n in st.moving_names]
-            st.excluded = frozenset(new if n == old else n for n in st.excluded)
-            return st
-
-        self._edit(fn)
-
-    def delete_pair(self, name: str | None) -> None:
-        """Delete the fiducial called ``name`` from both layers."""
-        if name is None:
-            return
-
-        def fn(st):
-            fk = [i for i, n in enumerate(st.fixed_names) if n != name]
-            mk = [i for i, n in enumerate(st.moving_names) if n != name]
-            return PairState(
-                [st.fixed_names[i] for i in fk],
-                st.fixed_xyz[fk],
-                [st.moving_names[i] for i in mk],
-                st.moving_xyz[mk],
-                st.excluded - {name},
-            )
-
-        self._edit(fn)
-
-    def move_pair(self, name: str | None, step: int) -> None:
-        """Move a fiducial up (``step=-1``) or down (``+1``) in the pair order."""
-        if name is None:
-            return
-
-        def fn(st):
-            order = list(range(len(st.fixed_names)))
-            i = st.fixed_names.index(name)
-            j = min(max(i + step, 0), len(order) - 1)
-            order.insert(j, order.pop(i))
-            st.fixed_names = [st.fixed_names[k] for k in order]
-            st.fixed_xyz = st.fixed_xyz[order]
-            return st
-
-        self._edit(fn)
-        self._select_row_of(name)
-
-    def set_included(self, name: str, included: bool) -> None:
-        """Use (``True``) or exclude a fiducial from the fit."""
-        self._edit(
-            lambda st: PairState(
-                st.fixed_names,
-                st.fixed_xyz,
-                st.moving_names,
-                st.moving_xyz,
-                (st.excluded - {name}) if included else (st.excluded | {name}),
-            )
-        )
 
     # ---------------------------------------------------------------- fitting
     def update_preview(self, notify_too_few: bool = False) -> None:
@@ -740,44 +577,13 @@ class RegistrationDock(QWidget):
         return mask
 
     def _draw(self, matrix, translation, source) -> None:
-        """Draw the moving layer in world through a fixed → moving transform (physical mm)."""
-        fixed, moving = self.pairs.fixed_image, self.pairs.moving_image
-        m = np.asarray(matrix, dtype=float)
-        t = np.asarray(translation, dtype=float)
-        wf = world_from_physical_affine(fixed)  # fixed physical (zyx) → world (zyx)
-        if not np.allclose(wf, np.eye(len(wf)), atol=1e-9):
-            g = np.linalg.inv(wf)  # world → fixed physical, as a map on (x, y, z)
-            d = len(g) - 1
-            g_lin, g_t = matrix_xyz_to_zyx(g[:d, :d]), zyx_to_xyz(g[:d, d])
-            m, t = m @ g_lin, m @ g_t + t
-        vol = volume_from_layer(moving)
-        placed = np.allclose(moving.scale[-vol.ndim :], xyz_to_zyx(vol.spacing_mm)) and not np.any(
-            moving.translate
-        )
-        if not placed:
-            apply_registration(moving, m, t, fixed_name=fixed.name)
-            self.pairs.follow_images()
-        else:
-            # fast path for live edits: only the affines of the MPI and of its markers
-            # change; the viewer's world-extent update (a third of each napari affine
-            # set) is deferred and done once after the edits settle
-            aff = registered_affine(vol, m, t)
-            extent_update = getattr(self.viewer, "_on_layers_change", None)
-            layers = (moving, self.pairs.moving)
-            with contextlib.ExitStack() as stack:
-                if extent_update is not None:
-                    for lyr in layers:
-                        stack.enter_context(lyr.events.affine.blocker(extent_update))
-                if not np.allclose(moving.affine.affine_matrix, aff, rtol=0, atol=1e-12):
-                    moving.affine = aff
-                self.pairs.follow_images()
-            if extent_update is not None:
-                self._extent_timer.start()
-            meta(moving)["transform_fixed_to_moving"] = {
-                "matrix": m.tolist(),
-                "translation": t.tolist(),
-                "fixed": fixed.name,
-            }
+        """Draw the MPI on the anatomy through a fixed → moving transform (physical mm)."""
+        kind = "landmarks" if hasattr(source, "residuals_mm") else "intensity"
+        if source is not None and self.loaded_transform and source is self.loaded_transform[2]:
+            kind = "file"
+        self.ctl.register(matrix, translation, source=kind, live=True)
+        self.pairs.follow_images()
+        self._extent_timer.start()
         self.transform = (np.asarray(matrix, float), np.asarray(translation, float), source)
 
     def _update_extent(self) -> None:
@@ -851,302 +657,3 @@ class RegistrationDock(QWidget):
         self.pin_btn.setChecked(self.target_xyz is not None)
         self.pin_btn.blockSignals(False)
         self._update_tre()
-
-    # ------------------------------------------------------------------ table
-    def _refresh_table(self, names=None, f=None, m=None) -> None:
-        if self.pairs is None:
-            self.table.setRowCount(0)
-            return
-        if names is None:
-            names, f, m = self.pairs.pairs()
-        res = (
-            np.asarray(self.fit.residuals_mm, float)
-            if self.fit is not None
-            else np.full(len(names), np.nan)
-        )
-        tol = self.tol_spin.value()
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(names))
-        for r, name in enumerate(names):
-            cells = [
-                "",
-                name,
-                "—" if not np.isfinite(res[r]) else f"{res[r]:.3f}",
-                _fmt_xyz(f[r]),
-                _fmt_xyz(m[r]),
-            ]
-            for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                flags = Qt.ItemIsSelectable | Qt.ItemIsEnabled
-                if c == NAME:
-                    flags |= Qt.ItemIsEditable
-                if c == USE:
-                    flags |= Qt.ItemIsUserCheckable
-                    item.setCheckState(Qt.Unchecked if name in self.excluded else Qt.Checked)
-                if c == FRE and np.isfinite(res[r]):
-                    item.setBackground(
-                        GREEN if res[r] < tol / 2 else AMBER if res[r] < tol else RED
-                    )
-                    item.setForeground(QColor("white"))
-                    item.setToolTip("green < tolerance/2, amber < tolerance, red above")
-                if c == FRE:
-                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                item.setFlags(flags)
-                item.setData(Qt.UserRole, name)
-                self.table.setItem(r, c, item)
-        self.table.blockSignals(False)
-
-    def _on_item_changed(self, item) -> None:
-        name = item.data(Qt.UserRole)
-        if item.column() == NAME and item.text() != name:
-            QTimer.singleShot(0, lambda: self.rename_pair(name, item.text()))
-        elif item.column() == USE:
-            included = item.checkState() == Qt.Checked
-            if included == (name in self.excluded):
-                QTimer.singleShot(0, lambda: self.set_included(name, included))
-
-    def _selected_name(self):
-        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
-        if not rows:
-            show_info("Fiducial registration: select a pair in the table first")
-            return None
-        return self.table.item(rows[0].row(), NAME).data(Qt.UserRole)
-
-    def _select_row_of(self, name: str) -> None:
-        for r in range(self.table.rowCount()):
-            if self.table.item(r, NAME).data(Qt.UserRole) == name:
-                self.table.selectRow(r)
-
-    # ----------------------------------------------------------------- files
-    def import_csv(self, which: str, path) -> bool:
-        """Replace the ``which`` ("fixed" or "moving") points by a CSV (name,x,y,z; mm,
-        that image's own physical frame)."""
-        from mpi_viewer.io.points import read_points_csv
-
-        if not self._ensure_started():
-            return False
-        try:
-            ps = read_points_csv(path)
-            d = self.pairs.fixed.ndim
-            if ps.ndim != d:
-                show_error(f"{path}: {ps.ndim}-D points for a {d}-D image")
-                return False
-        except MPIViewerError as exc:
-            show_error(str(exc))
-            return False
-        st = self.pairs.state(self.excluded)
-        if which == "fixed":
-            st.fixed_names, st.fixed_xyz = list(ps.names), ps.xyz_mm
-        else:
-            st.moving_names, st.moving_xyz = list(ps.names), ps.xyz_mm
-        self._replace(st)
-        return True
-
-    def export_csv(self, which: str, path) -> bool:
-        """Write the ``which`` ("fixed" or "moving") points to a CSV (name,x,y,z; mm, the
-        image's own physical frame)."""
-        from mpi_viewer.io.points import PointSet, write_points_csv
-
-        if self.pairs is None:
-            show_error("Fiducial registration: no fiducials yet (press Start)")
-            return False
-        layer = self.pairs.fixed if which == "fixed" else self.pairs.moving
-        try:
-            write_points_csv(path, PointSet(self.pairs.names_of(layer), self.pairs.xyz_of(layer)))
-        except MPIViewerError as exc:
-            show_error(str(exc))
-            return False
-        show_info(f"Fiducial registration: wrote {path}")
-        return True
-
-    def _ask_import(self, which: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, f"Import {which} points", "", "Point CSV (*.csv)"
-        )
-        if path:
-            self.import_csv(which, path)
-
-    def _ask_export(self, which: str) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, f"Export {which} points", f"fiducials_{which}.csv", "Point CSV (*.csv)"
-        )
-        if path:
-            self.export_csv(which, path)
-
-    def save_transform(self, path) -> bool:
-        """Write the current transform (fixed → moving) as an ITK .tfm."""
-        if self.transform is None:
-            show_error("Fiducial registration: no transform to save (too few pairs?)")
-            return False
-        try:
-            write_transform(path, self.transform[2])
-        except (MPIViewerError, OSError, RuntimeError) as exc:
-            show_error(f"{path}: {exc}")
-            return False
-        show_info(f"Fiducial registration: wrote {path}")
-        return True
-
-    def load_transform(self, path) -> bool:
-        """Read an ITK .tfm (fixed → moving); apply it with :meth:`apply_loaded`."""
-        try:
-            t = read_transform(path)
-            matrix, translation = transform_to_matrix(t)
-        except (MPIViewerError, OSError, RuntimeError) as exc:
-            show_error(f"{path}: {exc}")
-            return False
-        self.loaded_transform = (np.asarray(matrix, float), np.asarray(translation, float), t)
-        show_info(f"Fiducial registration: loaded {path}; choose a layer and press Apply loaded")
-        return True
-
-    def apply_loaded(self, layer_name: str) -> bool:
-        """Draw a layer through the loaded transform (e.g. a scan in the same holder)."""
-        layer = self._layer(layer_name)
-        if self.loaded_transform is None or layer is None:
-            show_error("Fiducial registration: load a .tfm and choose a layer first")
-            return False
-        matrix, translation, t = self.loaded_transform
-        try:
-            if self.pairs is not None and layer is self.pairs.moving_image:
-                self._draw(matrix, translation, t)
-            else:
-                apply_registration(
-                    layer, matrix, translation, fixed_name=self.fixed_combo.currentText()
-                )
-        except Exception as exc:  # noqa: BLE001
-            show_error(
-                f"Fiducial registration: cannot apply the transform to {layer_name!r}: {exc}"
-            )
-            return False
-        return True
-
-    def _ask_save(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save transform", "fixed_to_moving.tfm", "ITK transform (*.tfm)"
-        )
-        if path:
-            self.save_transform(path)
-
-    def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Load transform", "", "ITK transform (*.tfm *.txt)"
-        )
-        if path:
-            self.load_transform(path)
-
-    # ------------------------------------------------------- resample, refine
-    def _sitk_transform(self):
-        src = self.transform[2]
-        return src.to_sitk() if hasattr(src, "to_sitk") else src
-
-    def resample(self):
-        """Add the moving image resampled on the fixed grid (linear; display only)."""
-        if self.pairs is None or self.transform is None:
-            show_error("Fiducial registration: no transform yet (click at least 3 pairs)")
-            return None
-        try:
-            vol = resample_to_fixed(
-                volume_from_layer(self.pairs.moving_image),
-                volume_from_layer(self.pairs.fixed_image),
-                self._sitk_transform(),
-            )
-            return add_volume(
-                self.viewer, vol, name=f"{self.pairs.moving_image.name} resampled (display only)"
-            )
-        except Exception as exc:  # noqa: BLE001
-            show_error(f"Fiducial registration: resampling failed: {exc}")
-            return None
-
-    @property
-    def refining(self) -> bool:
-        return self._worker is not None
-
-    def refine(self):
-        """Refine the current transform by intensity in a worker thread; returns the worker.
-
-        Tests wait with ``qtbot.waitUntil(lambda: not dock.refining)``.
-        """
-        if self.pairs is None or self.transform is None or self._worker is not None:
-            show_error("Fiducial registration: refinement needs a landmark fit first")
-            return None
-        from napari.qt.threading import thread_worker
-        from napari.utils import progress
-
-        reg = _reg()
-        fixed = volume_from_layer(self.pairs.fixed_image)
-        moving = volume_from_layer(self.pairs.moving_image)
-        initial = self._sitk_transform()
-        self._stop = False
-        self._progress = 0.0
-
-        def on_progress(fraction, *args):
-            self._progress = float(fraction)
-
-        model = "affine" if self.model_combo.currentText() == "affine" else "rigid"
-        spacing_mm = max(1.0, *moving.spacing_mm)  # the MPI resolution is ~1 mm or coarser
-
-        @thread_worker
-        def work():
-            try:  # errors come back as values: the dock reports them, not napari's relay
-                return True, reg.refine_intensity(
-                    fixed,
-                    moving,
-                    initial,
-                    model=model,
-                    progress=on_progress,
-                    should_stop=lambda: self._stop,
-                    working_spacing_mm=spacing_mm,
-                )
-            except Exception as exc:  # noqa: BLE001
-                return False, exc
-
-        self._pbar = progress(total=100, desc="Refining registration (intensity)")
-        self._pbar_n = 0
-        worker = work()
-        worker.returned.connect(self._refined)
-        worker.finished.connect(self._refine_done)
-        self._worker = worker
-        self.refine_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self._poll.start()
-        worker.start()
-        return worker
-
-    def cancel_refine(self) -> None:
-        """Ask the running refinement to stop (it ends at its next iteration)."""
-        self._stop = True
-
-    def _poll_progress(self) -> None:
-        n = int(min(max(self._progress, 0.0), 1.0) * 100)
-        if n > self._pbar_n:
-            self._pbar.update(n - self._pbar_n)
-            self._pbar_n = n
-
-    def _refined(self, outcome) -> None:
-        ok, result = outcome
-        if not ok:
-            self._refine_failed(result)
-            return
-        if self.pairs is None or not self.pairs.alive():
-            return
-        t = getattr(result, "transform", result)
-        try:
-            matrix, translation = transform_to_matrix(t)
-            self._draw(matrix, translation, t)
-            show_info(
-                "Fiducial registration: refined by intensity; FRE in the table is of the landmark fit"
-            )
-        except Exception as exc:  # noqa: BLE001
-            show_error(f"Fiducial registration: refinement result unusable: {exc}")
-
-    def _refine_failed(self, exc) -> None:
-        if isinstance(exc, CancelledError) or self._stop:
-            show_info("Fiducial registration: refinement cancelled; the landmark fit is kept")
-        else:
-            show_error(f"Fiducial registration: refinement failed: {exc}")
-
-    def _refine_done(self) -> None:
-        self._poll.stop()
-        self._pbar.close()
-        self._worker = None
-        self.refine_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)

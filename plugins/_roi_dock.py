@@ -1,13 +1,19 @@
 """MPI ROIs dock: click near a hot spot, get its ROI and signal statistics.
 
-Thin: reads the MPI layer (:func:`volume_from_layer`), calls
+Thin: reads the study's MPI layer from the viewer's controller (:mod:`._controller`;
+only MPI images are offered, and replacing the MPI asks before discarding ROIs), calls
 :func:`mpi_viewer.roi.measure` on the seeds, writes a Labels layer on the MPI grid
 (same placement as the MPI layer, so it follows the registration over the MRI) and a
 table with units. Clicks are in world coordinates (the MPI's own or, once
 registered, the MRI's): :func:`world_to_physical` turns them into the MPI's mm.
 
-``ROIDock.results`` (list of ROIResult) and ``ROIDock.params`` (ROIParams) are what
-the calibration dock reads.
+"Click hot spots" is a mode (:class:`._canvas_clicks.ClickMode`): every plain click
+adds an ROI, in 2-D and 3-D (the brightest MPI voxel under the cursor), until the
+user leaves it. ROIs are named in the table, deleted, and undone with Ctrl+Z.
+
+The ROI definitions and results are published to the controller
+(``StudyController.rois`` / ``roi_results``); ``ROIDock.results`` and
+``ROIDock.params`` stay for the docks that still read them.
 """
 
 from __future__ import annotations
@@ -15,15 +21,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from mpi_viewer.plugins._canvas_clicks import ClickMode
+from mpi_viewer.plugins._controller import MPI, ROIDefinition, get_controller
 from mpi_viewer.plugins._layers import (
     copy_placement,
     find_layers,
     install_mm_units,
-    physical_to_world,
     volume_from_layer,
-    world_to_physical,
 )
+from mpi_viewer.plugins._roi_manual import MANUAL, PAINT_LAYER, SHAPES_LAYER, ManualROIsMixin
+from mpi_viewer.plugins._roi_seeds import SEED_LAYER, SeedEditsMixin  # noqa: F401 - re-exported
 from napari.utils import notifications
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -47,19 +57,11 @@ from mpi_viewer.roi.regions import (
     METHODS,
     ROIParams,
     measure,
-    measure_label_image,
-    measure_mask,
-    polygon_to_mask,
     rois_to_label_image,
     write_masks_nifti,
 )
 
-SEED_LAYER = "ROI seeds"
 LABELS_LAYER = "MPI ROIs"
-#: Manual ROIs: polygons drawn on a 2-D MPI image, labels painted on a 3-D one (MPI grid).
-SHAPES_LAYER = "manual ROIs (draw polygons)"
-PAINT_LAYER = "manual ROIs (paint)"
-MANUAL = "manual"
 
 #: Table columns: (row key, header with unit). Volume/area and total depend on 2-D/3-D.
 _COLUMNS = (
@@ -95,13 +97,18 @@ def _spin(lo, hi, value, decimals=2, step=0.1, suffix="", special=None) -> QDoub
     return s
 
 
-class ROIDock(QWidget):
+class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
     """Quantification ROIs: one click, one ROI, on the native MPI grid."""
 
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
         install_mm_units(self.viewer)  # world = physical mm, for every layer
+        self.ctl = get_controller(napari_viewer)
+        self.clicks = ClickMode(napari_viewer, self._on_canvas_click, lambda: self.mpi_layer)
+        self._queue: list[tuple[float, ...]] = []  # clicked seeds waiting to be measured
+        self._worker = None  # the measurement running off the GUI thread
+        self._history: list[tuple[list, list]] = []  # (seeds, names) before each edit
         self.results: list = []
         self.params = ROIParams()
         self._seeds_mm: list[tuple[float, ...]] = []
@@ -110,6 +117,7 @@ class ROIDock(QWidget):
         self._seed_layer = None
         self._labels_layer = None
         self._syncing = False
+        self._filling = False  # the table is being filled: no rename
         self._manual: list = []  # manual ROI results (polygons / painted labels), after the seeded ones
         self._manual_layer = None
         self._manual_names: dict[int, str] = {}  # painted label → ROI name (restored sessions)
@@ -139,7 +147,7 @@ class ROIDock(QWidget):
         self.sat_btn.clicked.connect(self._saturation_dialog)
         self.split = QCheckBox("split nearby sources (subtract neighbours' PSF)")
         self.split.setChecked(True)
-        self.status = QLabel("Pick the MPI layer, then click near each hot spot.")
+        self.status = QLabel("Press 'Click hot spots', then click each hot spot.")
         self.status.setWordWrap(True)
 
         form = QFormLayout()
@@ -153,11 +161,15 @@ class ROIDock(QWidget):
         form.addRow("receiver saturation", self.sat_btn)
         form.addRow(self.split)
 
-        self.click_btn = QPushButton("Click seeds")
+        self.click_btn = QPushButton("Click hot spots", checkable=True)
         self.click_btn.setToolTip(
-            "Add points to the 'ROI seeds' layer: each click near a hot spot makes an ROI"
+            "While pressed, each click on a hot spot (2-D or 3-D, MPI or registered view) "
+            "makes an ROI; press again to stop"
         )
-        self.click_btn.clicked.connect(self.start_clicking)
+        self.click_btn.toggled.connect(self._on_click_toggled)
+        self.undo_btn = QPushButton("Undo", toolTip="Undo the last ROI edit (Ctrl+Z)")
+        self.undo_btn.clicked.connect(self.undo)
+        QShortcut(QKeySequence.StandardKey.Undo, self, activated=self.undo)
         self.remove_btn = QPushButton("Remove selected")
         self.remove_btn.clicked.connect(self.remove_selected)
         self.clear_btn = QPushButton("Clear")
@@ -169,11 +181,15 @@ class ROIDock(QWidget):
         )
         self.manual_btn.clicked.connect(lambda: self._guarded(self.measure_manual))
         row1 = QHBoxLayout()
-        for b in (self.click_btn, self.remove_btn, self.clear_btn, self.manual_btn):
+        for b in (self.click_btn, self.undo_btn, self.remove_btn, self.clear_btn, self.manual_btn):
             row1.addWidget(b)
 
         self.table = QTableWidget(0, len(_COLUMNS))
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setEditTriggers(
+            QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed
+        )
+        self.table.setToolTip("Double-click an ROI's name to rename it")
+        self.table.itemChanged.connect(self._on_item_changed)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.setMinimumHeight(160)
@@ -199,17 +215,21 @@ class ROIDock(QWidget):
         self.method.currentIndexChanged.connect(self._on_params_changed)
         self.split.toggled.connect(self._on_params_changed)
         self.background.currentIndexChanged.connect(self._on_params_changed)
-        self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
+        self.layer_combo.activated.connect(self._on_layer_chosen)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.ctl.events.roles.connect(self._refresh_layers)
+        self.ctl.events.mpi.connect(self._on_mpi_changed)
+        self.ctl.events.registration.connect(self._follow_mpi)
+        self.viewer.bind_key("Control-z", lambda _viewer: self.undo(), overwrite=True)
         self._refresh_layers()
         self._update_enabled()
 
     # -- layers -------------------------------------------------------------------------------
     @property
     def mpi_layer(self):
-        name = self.layer_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        """The study's MPI layer (the controller's), None if there is none."""
+        return self.ctl.mpi
 
     def _refresh_layers(self, event=None) -> None:
         bg = self.background.currentText()
@@ -225,125 +245,48 @@ class ROIDock(QWidget):
             if bg in bg_names:
                 self.background.setCurrentText(bg)
             self.background.blockSignals(False)
-        current = self.layer_combo.currentText()
-        mpi = [lyr.name for lyr in find_layers(self.viewer, "MPI")]
-        others = [lyr.name for lyr in find_layers(self.viewer) if lyr.name not in mpi]
-        names = mpi + others
-        if current and current not in names and (self._seeds_mm or self._manual):
-            self._gone_layer = current  # the ROIs stay, but no longer belong to a layer shown
-        if names == [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())]:
-            return
+        mpis = self.ctl.layers(MPI)  # only MPI images: never the anatomy
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        if current in mpi or (current in names and not mpi):
-            self.layer_combo.setCurrentText(current)
-        # a dock opened before the data picked whatever came first (often the MRI):
-        # once an MPI layer exists, it is the one to quantify unless ROIs already belong elsewhere
-        elif current in names and (self._seeds_mm or self._manual):
-            self.layer_combo.setCurrentText(current)
+        self.layer_combo.addItems([lyr.name for lyr in mpis])
+        self.layer_combo.setCurrentIndex(
+            next((i for i, lyr in enumerate(mpis) if lyr is self.ctl.mpi), -1)
+        )
         self.layer_combo.blockSignals(False)
-        if self.layer_combo.currentText() != current:
-            self._on_layer_changed()
 
-    def _on_layer_changed(self, *_):
-        if self._seeds_mm:
-            self.clear()
+    def _on_layer_chosen(self, index: int) -> None:
+        """The user picked another MPI: the controller asks before discarding the ROIs."""
+        name = self.layer_combo.itemText(index)
+        layer = next((lyr for lyr in self.ctl.layers(MPI) if lyr.name == name), None)
+        if layer is not None:
+            self.ctl.set_mpi(layer)
+        self._refresh_layers()
+
+    def _on_mpi_changed(self, layer) -> None:
+        self._refresh_layers()
+        if layer is None:  # the MPI layer was removed: the ROIs stay, without a layer shown
+            if self._seeds_mm or self._manual:
+                self._gone_layer = self._gone_layer or (
+                    self._labels_layer.metadata.get("mpi_viewer", {}).get("grid_of")
+                    if self._labels_layer is not None
+                    else None
+                )
+            return
+        if not self.ctl.rois and (self._seeds_mm or self._manual):
+            self.clear()  # the controller discarded them (the user said yes)
         self._gone_layer = None
+
+    def _follow_mpi(self, registration=None) -> None:
+        """Keep the ROI labels drawn where the MPI is drawn (after a registration)."""
+        mpi, labels = self.mpi_layer, self._labels_layer
+        if mpi is not None and labels is not None and labels in self.viewer.layers:
+            copy_placement(mpi, labels)
 
     def _volume(self):
         layer = self.mpi_layer
         if layer is None:
             raise InputError("no MPI image layer: open an MPI image (or the demo) first")
         return volume_from_layer(layer)
-
-    def _ensure_seed_layer(self):
-        if self._seed_layer is not None and self._seed_layer in self.viewer.layers:
-            return self._seed_layer
-        ndim = self.viewer.dims.ndim
-        layer = self.viewer.add_points(
-            np.empty((0, ndim)),
-            ndim=ndim,
-            name=SEED_LAYER,
-            size=1.5,
-            face_color="cyan",
-            border_color="white",
-        )
-        layer.events.data.connect(self._on_points_changed)
-        self._seed_layer = layer
-        return layer
-
-    def start_clicking(self) -> None:
-        """Select the seed layer in add mode: each click in the canvas makes an ROI."""
-        try:
-            self._volume()
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            return
-        layer = self._ensure_seed_layer()
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add"
-        self.status.setText("Click near each hot spot (in the MPI or the MRI view).")
-
-    def _on_points_changed(self, event=None) -> None:
-        if self._syncing:
-            return
-        action = str(getattr(event, "action", "") or "")
-        if action.endswith("ing"):  # "adding"/"removing": wait for "added"/"removed"
-            return
-        layer = self._seed_layer
-        n_have = len(self._seeds_mm)
-        data = np.asarray(layer.data)
-        if len(data) > n_have:  # clicks added points (world coordinates)
-            for p in data[n_have:]:
-                self.add_seed_world(p, _from_layer=True)
-        elif len(data) < n_have:  # points deleted in the layer
-            world_now = {tuple(np.round(p, 6)) for p in data}
-            keep = [
-                i for i, s in enumerate(self._seeds_world()) if tuple(np.round(s, 6)) in world_now
-            ]
-            self._seeds_mm = [self._seeds_mm[i] for i in keep]
-            self._names = [self._names[i] for i in keep]
-            self.recompute()
-
-    # -- seeds ---------------------------------------------------------------------------------
-    def add_seed_world(self, world_zyx, *, _from_layer: bool = False):
-        """Add an ROI from a click in world coordinates (z, y, x); returns its result or None."""
-        try:
-            layer = self.mpi_layer
-            if layer is None:
-                raise InputError("no MPI image layer: open an MPI image (or the demo) first")
-            xyz = tuple(
-                float(v) for v in world_to_physical(layer, np.asarray(world_zyx)[-layer.ndim :])[0]
-            )
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            self._sync_points()
-            return None
-        return self.add_seed_mm(xyz, _from_layer=_from_layer)
-
-    def add_seed_mm(self, xyz_mm, *, name: str | None = None, _from_layer: bool = False):
-        """Add an ROI from a seed in the MPI's physical mm (x, y, z); returns its result or None."""
-        name = name or f"roi_{self._counter + 1}"
-        seeds = [*self._seeds_mm, tuple(float(v) for v in xyz_mm)]
-        names = [*self._names, name]
-        try:
-            out = measure(self._volume(), seeds, self.params, names=names, on_error="skip")
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            self._sync_points()
-            return None
-        bad = {i for i, _ in out.errors}
-        for _, msg in out.errors:
-            notifications.show_error(msg)
-        self._seeds_mm = [s for i, s in enumerate(seeds) if i not in bad]
-        self._names = [n for i, n in enumerate(names) if i not in bad]
-        self._set_results(list(out))
-        self._sync_points()
-        if (len(seeds) - 1) in bad:
-            return None
-        self._counter += 1
-        return self.results[-1]
 
     def recompute(self) -> None:
         """Measure every seed again (after a parameter or layer change)."""
@@ -364,125 +307,6 @@ class ROIDock(QWidget):
         self._names = [n for i, n in enumerate(self._names) if i not in bad]
         self._set_results(list(out))
         self._sync_points()
-
-    def remove_selected(self) -> None:
-        rows = sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True)
-        if any(r >= len(self._seeds_mm) for r in rows):
-            notifications.show_warning(
-                "manual ROIs: delete the polygon or erase the paint in the manual ROIs "
-                "layer, then measure again"
-            )
-            rows = [r for r in rows if r < len(self._seeds_mm)]
-        for r in rows:
-            del self._seeds_mm[r]
-            del self._names[r]
-        self.recompute()
-
-    def clear(self) -> None:
-        self._seeds_mm, self._names = [], []
-        self._manual = []
-        self._gone_layer = None
-        self._set_results([])
-        self._sync_points()
-
-    def _seeds_world(self) -> list:
-        layer = self.mpi_layer
-        if layer is None or not self._seeds_mm:
-            return []
-        w = physical_to_world(layer, np.asarray(self._seeds_mm))
-        nd = self.viewer.dims.ndim
-        if w.shape[1] < nd:
-            w = np.hstack([np.zeros((len(w), nd - w.shape[1])), w])
-        return list(w)
-
-    def _sync_points(self) -> None:
-        """The seed layer shows exactly the accepted seeds."""
-        if self._seed_layer is None or self._seed_layer not in self.viewer.layers:
-            return
-        self._syncing = True
-        try:
-            w = self._seeds_world()
-            self._seed_layer.data = np.asarray(w) if w else np.empty((0, self._seed_layer.ndim))
-        finally:
-            self._syncing = False
-
-    # -- manual ROIs ---------------------------------------------------------------------------
-    def _ensure_manual_layer(self, *, paint: bool = False):
-        """The layer the user draws (2-D: Shapes) or paints (3-D, or ``paint``: Labels)
-        manual ROIs in, placed like the MPI layer (its data coordinates are the MPI's
-        voxel indices)."""
-        layer = self._manual_layer
-        if (
-            layer is not None
-            and layer in self.viewer.layers
-            and (not paint or type(layer).__name__ == "Labels")
-        ):
-            return layer
-        mpi = self.mpi_layer
-        if mpi is None:
-            raise InputError("no MPI image layer: open an MPI image (or the demo) first")
-        vol = volume_from_layer(mpi)
-        if vol.ndim == 2 and not paint:
-            layer = self.viewer.add_shapes(
-                ndim=2,
-                name=SHAPES_LAYER,
-                shape_type="polygon",
-                edge_color="yellow",
-                face_color="transparent",
-                edge_width=0.5,
-            )
-            layer.events.data.connect(self._on_shapes_changed)
-        else:
-            layer = self.viewer.add_labels(
-                np.zeros(vol.shape, dtype=np.uint16), name=PAINT_LAYER, opacity=0.5
-            )
-            layer.metadata["mpi_viewer"] = {"modality": "manual ROIs", "grid_of": mpi.name}
-        copy_placement(mpi, layer)
-        self._manual_layer = layer
-        self.manual_btn.setEnabled(True)
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add_polygon" if type(layer).__name__ == "Shapes" else "paint"
-        return layer
-
-    def _on_shapes_changed(self, event=None) -> None:
-        if str(getattr(event, "action", "") or "").endswith("ing"):
-            return
-        self._guarded(self.measure_manual)
-
-    def measure_manual(self) -> list:
-        """Measure the manual ROIs: each polygon of the Shapes layer (2-D image) or each
-        label painted in the paint layer (3-D image) with :func:`mpi_viewer.roi.measure_mask`
-        / :func:`mpi_viewer.roi.measure_label_image`; rows follow the seeded ROIs."""
-        layer = self._manual_layer
-        if layer is None or layer not in self.viewer.layers:
-            raise InputError(
-                "no manual ROIs: choose the method 'manual', then draw (2-D) or paint (3-D)"
-            )
-        vol = self._volume()
-        if type(layer).__name__ == "Shapes":
-            out = []
-            for i, (poly, kind) in enumerate(zip(layer.data, layer.shape_type, strict=True)):
-                if kind not in ("polygon", "rectangle") or len(poly) < 3:  # closed outlines only
-                    continue
-                xyz = vol.index_to_physical(np.asarray(poly)[:, -vol.ndim :])
-                try:
-                    out.append(
-                        measure_mask(
-                            vol, polygon_to_mask(vol, xyz), self.params, name=f"manual_{i + 1}"
-                        )
-                    )
-                except InputError as exc:  # one bad polygon: a message, the others kept
-                    notifications.show_error(f"polygon {i + 1}: {exc}")
-        else:
-            data = np.asarray(layer.data)
-            out = (
-                measure_label_image(vol, data, self.params, names=self._manual_names)
-                if data.any()
-                else []
-            )
-        self._manual = list(out)
-        self._set_results([r for r in self.results if r.method != MANUAL])
-        return self._manual
 
     # -- parameters ----------------------------------------------------------------------------
     def _background_mask(self):
@@ -554,6 +378,11 @@ class ROIDock(QWidget):
             r.label = len(seeded) + k + 1
         results = seeded + list(self._manual)
         self.results = results
+        self.ctl.set_rois(
+            [ROIDefinition(n, tuple(s)) for n, s in zip(self._names, self._seeds_mm, strict=False)],
+            results,
+        )
+        self._filling = True
         ndim = results[0].ndim if results else 3
         self._set_headers(ndim)
         keys = [k for k, _ in _COLUMNS if not (ndim == 2 and k == "fwhm_z_mm")]
@@ -572,7 +401,10 @@ class ROIDock(QWidget):
                 )
                 if r.warnings:
                     item.setToolTip(" ".join(r.warnings))
+                if j != 0 or r.method == MANUAL:
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(i, j, item)
+        self._filling = False
         self._update_labels()
         if results:
             self.status.setText(
@@ -589,7 +421,13 @@ class ROIDock(QWidget):
         if self._labels_layer is None or self._labels_layer not in self.viewer.layers:
             if not self.results:
                 return
-            self._labels_layer = self.viewer.add_labels(lab, name=LABELS_LAYER, opacity=0.5)
+            active = self.viewer.layers.selection.active
+            self._labels_layer = self.viewer.add_labels(
+                lab, name=LABELS_LAYER, opacity=0.5, units=("mm",) * lab.ndim
+            )
+            self._labels_layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
+            if active is not None:  # the new layer must not take the user's active layer
+                self.viewer.layers.selection.active = active
             self._labels_layer.metadata["mpi_viewer"] = {
                 "modality": "MPI ROIs",
                 "grid_of": layer.name,
@@ -633,27 +471,6 @@ class ROIDock(QWidget):
             "manual": self._manual_state(),
         }
 
-    def _manual_state(self) -> dict | None:
-        if not self._manual:
-            return None
-        names = [r.name for r in self._manual]
-        layer = self._manual_layer
-        if layer is not None and layer in self.viewer.layers and type(layer).__name__ == "Labels":
-            data = np.asarray(layer.data)
-            if np.unique(data[data > 0]).size == len(
-                self._manual
-            ):  # as measured: keep the painted values
-                return {"labels": data.copy(), "names": names}
-        if (
-            self.mpi_layer is None or self._gone_layer
-        ):  # the MPI layer is gone: no grid to draw them on
-            return None
-        lab = np.zeros(tuple(self._volume().shape), dtype=np.uint16)
-        for k, r in enumerate(self._manual):  # polygons (or a removed paint layer): labels 1…n
-            sub = lab[r.mask.slices]
-            sub[r.mask.array & (sub == 0)] = k + 1
-        return {"labels": lab, "names": names}
-
     def restore(self, state: dict) -> None:
         """Set the widgets from :meth:`state` and measure the seeds again (errors: notifications)."""
         try:
@@ -673,8 +490,12 @@ class ROIDock(QWidget):
         for w in widgets:
             w.blockSignals(True)
         try:
-            if state.get("layer"):
-                self.layer_combo.setCurrentText(state["layer"])
+            layer = next(
+                (lyr for lyr in self.ctl.layers(MPI) if lyr.name == state.get("layer")), None
+            )
+            if layer is not None:
+                self.ctl.set_rois([], [])  # a restored session replaces the ROIs
+                self.ctl.set_mpi(layer)
             self.method.setCurrentIndex(max(0, self.method.findData(params.method)))
             self.fraction.setValue(params.fraction)
             self.n_sd.setValue(params.n_sd)
@@ -698,22 +519,6 @@ class ROIDock(QWidget):
         manual = state.get("manual")
         if manual is not None and self.mpi_layer is not None:
             self._guarded(self._restore_manual, manual)
-
-    def _restore_manual(self, manual: dict) -> None:
-        """The manual ROIs of a session: its label image in the paint layer (a Labels
-        layer on the MPI grid, 2-D images too), measured with their names."""
-        labels = np.asarray(manual["labels"])
-        shape = tuple(self._volume().shape)
-        if labels.shape != shape:
-            raise InputError(f"manual ROIs of shape {labels.shape} are not on the MPI grid {shape}")
-        values = [int(v) for v in np.unique(labels[labels > 0])]
-        names = [str(n) for n in manual.get("names") or []]
-        self._manual_names = (
-            dict(zip(values, names, strict=True)) if len(names) == len(values) else {}
-        )
-        layer = self._ensure_manual_layer(paint=True)
-        layer.data = labels
-        self.measure_manual()
 
     # -- export --------------------------------------------------------------------------------
     def rows(self) -> list[dict]:

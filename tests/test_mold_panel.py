@@ -126,27 +126,33 @@ def test_cancel_stops_the_worker_and_adds_nothing(setup, qtbot, monkeypatch):
     assert len(viewer.layers) == n_layers and panel.detect_btn.isEnabled()
 
 
-def test_host_layer_pickers_are_used_when_given(make_napari_viewer):
-    from mpi_viewer.plugins._layers import add_volume
+def test_panel_uses_the_study_images_and_alone_moves_the_mpi(make_napari_viewer):
+    """Embedded: no pickers of its own (the host shows the same study images). Alone:
+    Detect draws the MPI on the anatomy (sources land on their true MRI positions)."""
+    from mpi_viewer.plugins._layers import add_volume, physical_to_world
     from mpi_viewer.plugins._mold_panel import FIXED_POINTS, MoldPanel
-    from qtpy.QtWidgets import QComboBox
 
     from mpi_viewer.demo.study import make_demo_study
 
     study = make_demo_study(**SMALL)
     viewer = make_napari_viewer()
+    add_volume(viewer, study.mpi, name="iron")  # MPI first: roles come from the modality
     add_volume(viewer, study.mri, name="anatomy")
-    add_volume(viewer, study.mpi, name="iron")
-    fixed_combo, moving_combo = QComboBox(), QComboBox()
-    fixed_combo.addItems(["iron", "anatomy"])
-    moving_combo.addItems(["iron", "anatomy"])
-    fixed_combo.setCurrentText("anatomy")
-    panel = MoldPanel(viewer, fixed_combo=fixed_combo, moving_combo=moving_combo)
-    assert panel.fixed_combo.isHidden() and panel.moving_combo.isHidden()
+    embedded = MoldPanel(viewer, embedded=True)
+    assert embedded.fixed_combo.isHidden() and embedded.moving_combo.isHidden()
+    panel = MoldPanel(viewer)
+    assert (
+        panel.fixed_combo.currentText() == "anatomy" and panel.moving_combo.currentText() == "iron"
+    )
+    assert [panel.moving_combo.itemText(i) for i in range(panel.moving_combo.count())] == ["iron"]
     panel.detect(block=True)
     assert panel.error is None
     assert viewer.layers[FIXED_POINTS].metadata["mpi_viewer"]["fiducials_of"] == "anatomy"
     assert "Moving: 7/7 wells" in panel.status.text()
+    mpi = viewer.layers["iron"]
+    for src in study.truth["sources"]:
+        world = physical_to_world(mpi, [src["mpi_mm"]])[0]
+        assert np.linalg.norm(world[::-1] - np.asarray(src["mri_mm"])) < 0.5
 
 
 def test_mold_mode_of_the_registration_dock_fits_the_true_transform(make_napari_viewer):

@@ -1,0 +1,28 @@
+"""Constants and small helpers shared by the registration dock's modules."""
+
+from __future__ import annotations
+
+import re
+
+from qtpy.QtGui import QColor
+
+MODELS = ("rigid", "similarity", "affine")
+COLUMNS = ("use", "name", "FRE (mm)", "fixed x, y, z (mm)", "moving x, y, z (mm)")
+USE, NAME, FRE = 0, 1, 2  # column indices; rows are numbered by pair in the vertical header
+GREEN, AMBER, RED = QColor(60, 160, 60), QColor(210, 150, 20), QColor(200, 50, 50)
+#: CHANGED events closer than this (s) on the same points are one drag → one undo step.
+DRAG_GAP_S = 0.5
+
+
+def _reg():
+    from mpi_viewer import registration
+
+    return registration
+
+
+def _warning_key(text: str) -> str:
+    return re.sub(r"[-+]?\d+(\.\d+)?", "#", text)
+
+
+def _fmt_xyz(p) -> str:
+    return ", ".join(f"{v:.2f}" for v in p)
