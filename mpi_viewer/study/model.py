@@ -187,6 +187,14 @@ class Study(_Section):
         for role in needed:
             if role not in roles:
                 raise ValueError(f"needs a {role!r} input, none is listed")
+        cal = self.calibration
+        if (
+            cal is not None
+            and cal.source == "phantoms"
+            and cal.roi_params is None
+            and not self.rois
+        ):
+            raise ValueError("calibration from phantoms needs roi_params or an ROI section")
         if self.cells is not None and self.calibration is None:
             raise ValueError("iron per cell needs a calibration")
         return self

@@ -298,6 +298,8 @@ class ROISection(_Section):
             raise ValueError(f"{len(self.names)} names for {len(self.seeds_xyz_mm)} seeds")
         if not self.seeds_xyz_mm and not self.masks:
             raise ValueError("no seeds and no masks")
+        if len({len(p) for p in self.seeds_xyz_mm}) > 1:
+            raise ValueError("seeds of different dimensions (all (x, y, z) or all (x, y))")
         return self
 
     def to_dict(self) -> dict[str, Any]:
