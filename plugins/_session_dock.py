@@ -669,7 +669,7 @@ class SessionDock(QWidget):
         if fit is not None and mpi_layer is not None:
             fixed = layers.get(s.registration.fixed)
             _layers.apply_registration(
-                mpi_layer, fit[0], fit[1], fixed_name=getattr(fixed, "name", None)
+                mpi_layer, fit.matrix, fit.translation, fixed_name=getattr(fixed, "name", None)
             )
         results = [r for _, rs in rec.rois for r in rs]
         if results and "mpi" in rec.volumes and "ROIDock" not in self._dock_by_class():
@@ -691,14 +691,14 @@ class SessionDock(QWidget):
         self._restore_docks(s, rec, layers, block=block)
         if (
             s.registration is not None
-            and s.registration.method == "transform"
+            and s.registration.method in ("transform", "intensity", "file")
             and fit is not None
             and mpi_layer is not None
         ):  # a refined or loaded transform wins over the landmarks' refit
             _layers.apply_registration(
                 mpi_layer,
-                fit[0],
-                fit[1],
+                fit.matrix,
+                fit.translation,
                 fixed_name=getattr(layers.get(s.registration.fixed), "name", None),
             )
         for d in s.layers:
@@ -795,7 +795,7 @@ class SessionDock(QWidget):
         if rec.calibration is not None:
             steps.append(("CalibrationDock", self._calibration_state(s, rec, name)))
             if s.cells is not None or rec.calibration.kind == "cells":
-                cells = s.cells or S.CellsSection(mean_pg=15.0, sd_pg=1.5)
+                cells = s.cells or S.CellsSection()  # the default iron per cell
                 steps.append(
                     (
                         "CellsDock",

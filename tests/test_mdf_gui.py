@@ -72,5 +72,5 @@ def test_gui_session_records_frame_and_channel_and_replays(make_napari_viewer, t
     assert out is not None
     saved = S.load_session(out)
     [mpi] = [i for i in saved.inputs if i.name == "dyn [channel 1]"]
-    assert mpi.selection == {"frame": 1, "channel": 1}
+    assert mpi.selection.as_kwargs() == {"frame": 1, "channel": 1}
     assert cli.main(["replay", str(out)]) == 0

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpi_viewer.defaults import N_SD
+
 
 def cell_density(
     signal_au, *, slope: float, kind: str, pg_per_cell: float | None, threshold_au: float
@@ -71,7 +73,7 @@ def overlay_arrays(volume, calibration, roi_results, roi_params, iron_per_cell, 
     noise = next((float(r.noise_sd) for r in roi_results if getattr(r, "noise_sd", None)), None)
     if noise is None:
         noise = estimate_noise_sd(volume)
-    threshold = float(getattr(roi_params, "n_sd", 5.0) or 5.0) * noise
+    threshold = float(getattr(roi_params, "n_sd", N_SD) or N_SD) * noise
     pg = iron_per_cell.mean_pg if iron_per_cell is not None else None
     density = cell_density(
         volume.array,
