@@ -54,6 +54,9 @@ class Recomputed:
     iron_per_cell: Any = None
     quantities: list = field(default_factory=list)  # calibration.QuantityResult per ROI
     rows: list[dict[str, Any]] = field(default_factory=list)
+    #: images of role "other" (e.g. an MDF's second channel), read only for display
+    #: (:func:`read_other_images`): (input, Volume) pairs
+    others: list = field(default_factory=list)
 
     def transform(self) -> Transform | None:
         """The fixed → moving :class:`~mpi_viewer.geometry.transform.Transform`, or None
@@ -97,6 +100,26 @@ def read_inputs(session: Session, roles=("mri", "ct", "mpi")) -> dict[str, Any]:
                 **inp.selection.as_kwargs(),
             )
     return out
+
+
+def read_other_images(session: Session) -> list[tuple[Any, Any]]:
+    """The session's images of role ``"other"`` (another MDF channel, a second MPI) as
+    (input, Volume) pairs, for display; no number depends on them."""
+    from mpi_viewer.io.images import read_volume
+
+    return [
+        (
+            inp,
+            read_volume(
+                session.resolve(inp.path),
+                modality=inp.modality,
+                name=inp.name,
+                **inp.selection.as_kwargs(),
+            ),
+        )
+        for inp in session.inputs
+        if inp.role == "other" and inp.path and inp.modality
+    ]
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -247,9 +270,17 @@ def calibration_from_phantoms(mpi, phantoms_csv, params, options: dict[str, Any]
         raise InputError(f"calibration options: unknown option(s) {', '.join(bad)}")
     single = options.get("mode") == "single_reference"
     phantoms = cal.read_phantoms_csv(phantoms_csv, min_count=1 if single else 2)
-    points = _wrap(
-        "phantoms", cal.measure_phantoms, mpi, phantoms, params, kind=options.get("kind", "iron")
-    )
+    try:
+        points = _wrap(
+            "phantoms",
+            cal.measure_phantoms,
+            mpi,
+            phantoms,
+            params,
+            kind=options.get("kind", "iron"),
+        )
+    except InputError as exc:  # name the file the bad row is in
+        raise InputError(f"{phantoms_csv}: {exc}") from None
     options.setdefault("name", "session")
     return _wrap(
         "calibration",
