@@ -600,11 +600,10 @@ def _quantify_registration(args):
     modality = "CT" if str(anatomy.modality).upper() == "CT" else "MRI"
     matrix = translation = None
     if args.transform:
-        from mpi_viewer.geometry.transform import transform_to_matrix
-        from mpi_viewer.io.transform_files import read_transform
+        from mpi_viewer.io.transform_files import load_transform
 
         try:
-            matrix, translation = transform_to_matrix(read_transform(args.transform))
+            matrix, translation = load_transform(args.transform)
         except (ValueError, TypeError, RuntimeError) as exc:
             raise InputError(f"{args.transform}: not a 3-D linear transform ({exc})") from None
     return _Registration(anatomy, matrix, translation, modality)

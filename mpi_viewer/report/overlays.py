@@ -92,12 +92,9 @@ def to_fixed_grid(mpi, fixed, transform, labels, density):
     """ROI labels (nearest neighbour) and density (linear) of the MPI grid on the fixed grid."""
     import SimpleITK as sitk
 
-    from mpi_viewer.geometry.transform import matrix_to_sitk
+    from mpi_viewer.geometry.transform import Transform
 
-    tx = matrix_to_sitk(
-        np.asarray(transform["matrix"], dtype=float),
-        np.asarray(transform["translation"], dtype=float),
-    )
+    tx = Transform(transform["matrix"], transform["translation"]).to_sitk()
     out = []
     for arr, interp, pixel in (
         (labels, sitk.sitkNearestNeighbor, sitk.sitkUInt16),

@@ -435,10 +435,10 @@ class _Scene:
             self.labels_img = sitk.GetImageFromArray(roi_labels.astype(np.uint16))
             self.labels_img.CopyInformation(mpi.image)
         # fixed → moving as (matrix, translation) to map ROI positions back to the anatomy
-        from mpi_viewer.geometry.transform import transform_to_matrix
+        from mpi_viewer.geometry.transform import Transform
 
         self.m, self.t = (
-            transform_to_matrix(tx) if tx.GetName() != "Transform" else (np.eye(3), np.zeros(3))
+            Transform.from_sitk(tx) if tx.GetName() != "Transform" else Transform.identity()
         )
         mpi_arr = np.asarray(mpi.array, dtype=float)
         self.mpi_max = float(np.nanmax(mpi_arr)) if mpi_arr.size else 1.0
