@@ -78,7 +78,12 @@ class SessionCollectMixin:
         MRI or CT such as the demo: written once beside the session as NIfTI, see
         :meth:`_write_files`). Derived images (cell density…) are not inputs."""
         out, roles = [], set()
-        for layer in _layers.find_layers(self.viewer):
+        layers = list(_layers.find_layers(self.viewer))
+        study_mpi = self.ctl.mpi
+        if study_mpi in layers:  # the study's MPI is "the" mpi; other MPI layers are "other"
+            layers.remove(study_mpi)
+            layers.insert(0, study_mpi)
+        for layer in layers:
             m = layer.metadata.get("mpi_viewer", {})
             src = m.get("source")
             has_file = bool(src) and Path(src).is_file()

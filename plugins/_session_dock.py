@@ -240,6 +240,7 @@ class SessionDock(SessionCollectMixin, SessionRestoreMixin, QWidget):
         def show(notes, rec):
             try:
                 rec = rec if rec is not None else P.recompute(s)
+                rec.others = P.read_other_images(s)
                 differences = P.compare(s, rec) if s.results else []
             except MPIViewerError as exc:
                 raise InputError(f"session not opened: {' '.join(str(exc).split())}") from None

@@ -53,6 +53,8 @@ class SessionRestoreMixin:
                         layers, inp.role, vol, name, same, placed=inp.role == moving
                     )
                 )
+        for inp, vol in getattr(rec, "others", ()):  # display only (another MPI channel…)
+            yield GuiStep(lambda inp=inp, vol=vol: self._add_other(inp.name or vol.name, vol))
         yield GuiStep(lambda: self._register(s, fit, layers))
         results = [r for _, rs in rec.rois for r in rs]
         if results and "mpi" in rec.volumes:
@@ -64,7 +66,11 @@ class SessionRestoreMixin:
                 yield from self._restore_cells(state, block=block)
             else:
                 yield GuiStep(lambda section=section, state=state: self._restore(section, state))
-        if s.registration is not None and s.registration.method == "transform":
+        if s.registration is not None and s.registration.method in (
+            "transform",
+            "intensity",
+            "file",
+        ):
             # a refined or loaded transform wins over the landmarks' refit
             yield GuiStep(lambda: self._register(s, fit, layers))
         yield GuiStep(lambda: self._apply_displays(s))
@@ -118,12 +124,17 @@ class SessionRestoreMixin:
             self.viewer.layers.remove(name[role])
         layers[role] = _layers.add_volume(self.viewer, vol, name=name[role])
 
+    def _add_other(self, name: str, vol) -> None:
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        _layers.add_volume(self.viewer, vol, name=name)
+
     def _register(self, s: S.Session, fit, layers: dict) -> None:
         mpi_layer = layers.get(s.registration.moving if s.registration else "mpi")
         if fit is not None and mpi_layer is not None:
             fixed = layers.get(s.registration.fixed) if s.registration else None
             _layers.apply_registration(
-                mpi_layer, fit[0], fit[1], fixed_name=getattr(fixed, "name", None)
+                mpi_layer, fit.matrix, fit.translation, fixed_name=getattr(fixed, "name", None)
             )
 
     def _add_roi_layer(self, results: list, lab, layers: dict) -> None:
@@ -256,7 +267,7 @@ class SessionRestoreMixin:
         if rec.calibration is not None:
             steps.append(("calibration", self._calibration_state(s, rec, name)))
             if s.cells is not None or rec.calibration.kind == "cells":
-                cells = s.cells or S.CellsSection(mean_pg=15.0, sd_pg=1.5)
+                cells = s.cells or S.CellsSection()  # the default iron per cell
                 steps.append(
                     (
                         "cells",
