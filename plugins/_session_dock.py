@@ -24,10 +24,11 @@ from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._controller import get_controller
 from mpi_viewer.plugins._layers import install_mm_units
 from mpi_viewer.plugins._session_collect import SessionCollectMixin
+from mpi_viewer.plugins._session_recovery import RecoveryMixin, _CloseWatcher
 from mpi_viewer.plugins._session_restore import ROI_LAYER, SessionRestoreMixin, _notify
 from mpi_viewer.plugins._tasks import run_task
 from napari.viewer import Viewer
-from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -48,18 +49,7 @@ SESSION_DOCK_NAME = "Session"
 __all__ = ["ROI_LAYER", "SESSION_DOCK_NAME", "SessionDock"]
 
 
-class _CloseWatcher(QObject):
-    def __init__(self, callback):
-        super().__init__()
-        self._callback = callback
-
-    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
-        if event.type() == QEvent.Close:
-            self._callback()
-        return False
-
-
-class SessionDock(SessionCollectMixin, SessionRestoreMixin, QWidget):
+class SessionDock(SessionCollectMixin, SessionRestoreMixin, RecoveryMixin, QWidget):
     """Save, save as, open; autosave and recovery.
 
     Parameters
@@ -186,25 +176,6 @@ class SessionDock(SessionCollectMixin, SessionRestoreMixin, QWidget):
         self._worker = run_task(work, on_done=done, block=block, desc="saving session")
         return saved[0] if saved else None
 
-    def autosave_now(self) -> Path | None:
-        """Write the current state to this process's recovery file (no recomputation)."""
-        if self.session is None and not any(_layers.find_layers(self.viewer)):
-            return None
-        rp = S.recovery_path()
-        try:
-            s = self.collect(rp)
-            if self.path is not None:
-                s.notes = f"recovery of {self.path}"
-            S.atomic_write_text(rp, S.dumps_session(s))
-        except (MPIViewerError, OSError, ValueError) as exc:
-            _notify("warning", f"autosave failed: {exc}")
-            return None
-        return rp
-
-    def _on_close(self) -> None:
-        self.autosave_now()
-        self._timer.stop()
-
     # ------------------------------------------------------------------ open
     def open(
         self, path: str | Path, *, allow_changed_inputs: bool | None = None, block: bool = True
@@ -292,45 +263,7 @@ class SessionDock(SessionCollectMixin, SessionRestoreMixin, QWidget):
         )
         return True
 
-    # ------------------------------------------------------------------ recovery
-    def pending_recoveries(self) -> list[Path]:
-        return S.pending_recoveries()
 
-    def _offer_recovery(self) -> None:
-        pending = self.pending_recoveries()
-        if not pending:
-            return
-        self._recovery_box = box = QMessageBox(self)
-        box.setWindowTitle("mpi-viewer: recover session")
-        box.setText(
-            f"mpi-viewer did not close properly. Recover the autosaved session {pending[0].name}?"
-        )
-        box.setStandardButtons(QMessageBox.Yes | QMessageBox.No)
-        box.buttonClicked.connect(
-            lambda b: self.recover(pending[0]) if box.standardButton(b) == QMessageBox.Yes else None
-        )
-        QTimer.singleShot(0, box.open)  # non-blocking, after the window is up
-
-    def recover(self, path: str | Path) -> bool:
-        """Open a recovery file, then remove it (the state is autosaved anew)."""
-        path = Path(path)
-        self.recovered_from = path
-        ok = False
-        try:
-            ok = self.open(path, allow_changed_inputs=False)
-        finally:
-            if not ok:
-                self.recovered_from = None
-        if ok:
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            self.autosave_now()
-        return ok
-
-
-# -- File menu actions ------------------------------------------------------------------------------
 def _session_dock_of(viewer) -> SessionDock:
     """The viewer's Session dock, opened if it is not."""
     dock = get_controller(viewer).section("session")
