@@ -66,7 +66,8 @@ class Registration:
 
     ``matrix`` (d × d) and ``translation`` (d,) in ITK (x, y, z) order; ``source`` is
     what made it: ``"landmarks"``, ``"template"``, ``"intensity"``, ``"file"`` or
-    ``"reader"`` (a layer that arrived already registered, e.g. the demo).
+    ``"reader"`` (a layer that arrived already registered, e.g. the demo). ``pose``: for
+    a mold template, how its pose was chosen (:func:`._mold_panel.pose_record`).
     """
 
     matrix: np.ndarray
@@ -74,6 +75,7 @@ class Registration:
     fixed: str
     moving: str
     source: str = "landmarks"
+    pose: dict | None = None
 
 
 @dataclass
@@ -291,7 +293,15 @@ class StudyController:
         self.events.anatomy.emit(layer)
 
     # ----------------------------------------------------------- registration
-    def register(self, matrix, translation, *, source: str = "landmarks", live: bool = False):
+    def register(
+        self,
+        matrix,
+        translation,
+        *,
+        source: str = "landmarks",
+        live: bool = False,
+        pose: dict | None = None,
+    ):
         """Draw the MPI on the anatomy through a fixed → moving transform; returns it.
 
         Parameters
@@ -303,6 +313,8 @@ class StudyController:
         live : bool
             A preview during point edits: only the affines change, the viewer's extent
             is updated by the caller once the edits settle.
+        pose : dict, optional
+            A mold template's pose choice (see :class:`Registration`).
 
         Raises
         ------
@@ -336,7 +348,9 @@ class StudyController:
                 "translation": tw.tolist(),
                 "fixed": fixed.name,
             }
-        self.registration = Registration(m, t, fixed=fixed.name, moving=moving.name, source=source)
+        self.registration = Registration(
+            m, t, fixed=fixed.name, moving=moving.name, source=source, pose=pose
+        )
         self.events.registration.emit(self.registration)
         return self.registration
 

@@ -225,7 +225,7 @@ def test_cli_prints_the_poses_and_takes_pose_n(four_wells, tmp_path, capsys):
         assert (
             rc == 0
             and out2.is_file()
-            and f"pose {n} of 2: chosen by the user" in (capsys.readouterr().out)
+            and f"pose chosen by the user (candidate {n} of 2" in (capsys.readouterr().out)
         )
         tres.append(tre_file(out2))
         out2.unlink()
