@@ -213,6 +213,7 @@ class MoldPanel(QWidget):
         for w in (self.pose_hint, self.pose_table, self.pose_detail):
             w.setVisible(False)
             lay.addWidget(w)
+        lay.addStretch(1)  # the rows stay together at the top of a tall dock
         self._placement = None  # the MPI layer's placement saved while a preview is drawn
         self._previewed: int | None = None
 
@@ -559,10 +560,13 @@ class MoldPanel(QWidget):
             n = len(m.pairs) + len(m.missing)
             miss = f"; not found: {', '.join(m.missing)}" if m.missing else ""
             lines.append(f"{role}: {len(m.pairs)}/{n} wells, RMS residual {m.rms_mm:.2f} mm{miss}")
-        lines.append(
-            f"Paired: {', '.join(result.matched_names)}; RMS FRE "
-            f"{float(result.fit.rms_fre_mm):.2f} mm"
-        )
+        if result.ambiguous:
+            lines.append("Nothing moved: choose a pose below.")
+        else:
+            lines.append(
+                f"Paired: {', '.join(result.matched_names)}; RMS FRE "
+                f"{float(result.fit.rms_fre_mm):.2f} mm"
+            )
         lines.append(result.decision_line())  # how the pose was chosen (wells, prior, user)
         return "\n".join(lines)
 
