@@ -476,9 +476,13 @@ class MoldPanel(QWidget):
             + ("" if c.within_prior else f" (beyond the {self.result.max_rotation_deg:g}° prior)")
         ]
         if c.cut_excluded:
-            lines.append(f"left out of the fit (cut by the image edge): {', '.join(c.cut_excluded)}")
+            lines.append(
+                f"left out of the fit (cut by the image edge): {', '.join(c.cut_excluded)}"
+            )
         if c.unseen:
-            lines.append(f"puts {', '.join(c.unseen)} in the anatomy's view where no well was found")
+            lines.append(
+                f"puts {', '.join(c.unseen)} in the anatomy's view where no well was found"
+            )
         self.pose_detail.setText("\n".join(lines))
 
     def preview_pose(self, n: int) -> None:
