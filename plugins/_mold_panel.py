@@ -49,15 +49,17 @@ MOVING_POINTS = "mold fiducials (moving)"
 POSE_COLUMNS = ("Pose", "Wells", "Turn (°)", "FRE (mm)", "Score")
 
 
-def pose_record(result) -> dict:
+def pose_record(result, template: str, tolerance_mm: float) -> dict:
     """How the pose of a mold registration was chosen, for the study's registration record.
 
-    ``{"template", "pose" (1-based), "candidates" (how many), "decided_by" ("wells",
-    "prior" or "user"), "max_rotation_deg"}``: a session saved and reopened, and
-    ``replay``, reproduce the pose the user chose.
+    ``{"template" (name or file, as detected), "tolerance_mm", "pose" (1-based),
+    "candidates" (how many), "decided_by" ("wells", "prior" or "user"),
+    "max_rotation_deg"}``: a session saved and reopened, and ``replay``, reproduce the
+    pose the user chose.
     """
     return {
-        "template": result.template,
+        "template": str(template),
+        "tolerance_mm": float(tolerance_mm),
         "pose": int(result.pose),
         "candidates": len(result.candidates),
         "decided_by": result.decided_by,
@@ -102,6 +104,7 @@ class MoldPanel(QWidget):
         self._worker = None
         self._cancel = False
         self._layers = (None, None)  # (anatomy, MPI) layers of the last detection
+        self._settings: dict = {}  # template and tolerance of the last detection
         self._followers: dict[str, tuple] = {}  # points layer name → (image layer, callback)
         self._relay = _Relay()
         self._relay.step.connect(self._on_step)
@@ -314,6 +317,7 @@ class MoldPanel(QWidget):
             )
 
         layers = (fixed_layer, moving_layer)
+        self._settings = {"template": template, "tolerance_mm": tol}
         self.end_preview()
         if block:
             try:
@@ -406,7 +410,7 @@ class MoldPanel(QWidget):
                     result.fit.matrix,
                     result.fit.translation,
                     source="template",
-                    pose=pose_record(result),
+                    pose=pose_record(result, **self._settings),
                 )
             except (ValueError, MPIViewerError) as exc:
                 self._fail(f"Mold registration: the MPI could not be moved: {exc}")

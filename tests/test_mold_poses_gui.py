@@ -182,7 +182,17 @@ def test_undecided_pose_is_picked_with_a_click_and_reopens(
     from mpi_viewer.study import session as S
 
     saved = S.load_session(out)
-    assert saved.registration is not None
+    # recorded as the template registration with the user's pose; replay takes it again
+    assert saved.registration.method == "template"
+    assert saved.registration.template == "mouse_mold_v1"
+    assert saved.registration.mold["pose"] == right + 1
+    assert saved.registration.mold["decided_by"] == "user"
+    from mpi_viewer.study import pipeline as P
+
+    replayed = P.replay_path(out)
+    assert replayed.status == 0, (replayed.message, replayed.differences)
+    rec = P.recompute(saved)
+    assert rec.registration.decided_by == "user" and rec.registration.pose == right + 1
     viewer2 = make_napari_viewer(show=True)
     from mpi_viewer.plugins._session_dock import SessionDock
 

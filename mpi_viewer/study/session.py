@@ -416,6 +416,23 @@ class Landmarks:
         return out
 
 
+def _mold_choice(value: Any, where: str) -> dict[str, Any]:
+    """A template registration's settings and pose choice (see ``RegistrationSection.mold``)."""
+    f = _Fields(value, where, None)
+    out = {
+        "tolerance_mm": f("tolerance_mm", _opt(_float), None),
+        "max_rotation_deg": f("max_rotation_deg", _opt(_float), None),
+        "pose": f("pose", _opt(_int), None),
+        "decided_by": f("decided_by", _opt(_choice(("wells", "prior", "user"))), None),
+    }
+    extra = sorted(k for k in f.d if k not in f.seen)
+    if extra:
+        raise InputError(f"{where}: unknown key {extra[0]!r}")
+    if out["pose"] is not None and out["pose"] < 1:
+        raise InputError(f"{where}.pose: a candidate pose is numbered from 1")
+    return {k: v for k, v in out.items() if v is not None}
+
+
 @dataclass
 class RegistrationSection:
     """How the MPI (moving) was registered to the anatomy (fixed), and the result.
@@ -439,6 +456,10 @@ class RegistrationSection:
     rms_fre_mm: float | None = None
     transform_file: str | None = None
     transform_sha256: str | None = None
+    #: method "template": how the wells were matched and the pose chosen
+    #: (``tolerance_mm``, ``max_rotation_deg``, ``pose``, ``decided_by``), so that replay
+    #: takes the same candidate pose (the user's click in the mold dock, ``--pose N``)
+    mold: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -467,6 +488,7 @@ class RegistrationSection:
             rms_fre_mm=f("rms_fre_mm", _opt(_float), None),
             transform_file=f("transform_file", _opt(_rel_path), None),
             transform_sha256=f("transform_sha256", _opt(_sha256_text), None),
+            mold=f("mold", _opt(_mold_choice), None),
         )
         f.done()
         if out.method == "template" and not out.template:
