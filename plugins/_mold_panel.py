@@ -606,11 +606,14 @@ class MoldPanel(QWidget):
         }
         if name in self.viewer.layers:
             lyr = self.viewer.layers[name]
-            lyr.data = np.zeros((0, 3))
-            lyr.affine = affine
-            lyr.data = data
+            # each property set costs napari a refresh: set only what changes (a pose
+            # switched in the table keeps the wells' count, so data and names suffice)
+            if len(lyr.data) != len(data):
+                lyr.data = np.zeros((0, 3))
+            if not np.allclose(lyr.affine.affine_matrix, affine):
+                lyr.affine = affine
             lyr.features = features
-            lyr.text = text
+            lyr.data = data
             lyr.metadata.update(meta)
         else:
             lyr = self.viewer.add_points(
