@@ -18,7 +18,7 @@ import numpy as np
 from mpi_viewer.plugins._controller import ANATOMY, MPI, get_controller
 from mpi_viewer.plugins._layers import install_mm_units, volume_from_layer
 from mpi_viewer.plugins._points_pairs import world_from_physical_affine
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt, Signal
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
@@ -382,6 +382,10 @@ class MoldPanel(QWidget):
         self._layers = layers
         self._fill_pose_table()
         if result.ambiguous:  # not a result: nothing moves until the user picks a pose
+            show_warning(
+                f"Mold registration: the wells fit {len(result.candidates)} poses and the "
+                "orientation prior cannot decide; nothing moved. Choose a pose in the dock."
+            )
             self.status.setText(self._summary(result))
             self.status.setToolTip("\n".join(result.report_lines()))
             for name in (FIXED_POINTS, MOVING_POINTS):  # stale wells of an earlier detection

@@ -83,6 +83,25 @@ def _rows(table):
     ]
 
 
+def _fits_400_px(panel):
+    """At 400 px wide the dock would show the candidate table whole: no cell text cut.
+
+    The table's columns share its width equally (the panel is laid out by the dock, whose
+    width the other tabbed docks set), so the check is on the width each column gets
+    when the panel is 400 px wide.
+    """
+    assert panel.minimumSizeHint().width() <= 400
+    table = panel.pose_table
+    column_px = (table.viewport().width() - (panel.width() - 400)) / table.columnCount()
+    fm = table.fontMetrics()
+    texts = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    texts += [
+        table.item(r, c).text() for r in range(table.rowCount()) for c in range(table.columnCount())
+    ]
+    for text in texts:
+        assert fm.horizontalAdvance(text) + 12 <= column_px, (text, column_px)
+
+
 def _open(make_napari_viewer, study, mri):
     """`mpi-viewer`, then the four-well MRI and the MPI (unregistered) opened."""
     from mpi_viewer.plugins._launch import prepare
@@ -143,6 +162,8 @@ def test_undecided_pose_is_picked_with_a_click_and_reopens(
     for r, c in zip(rows, mold.result.candidates, strict=True):
         assert r[1].startswith(str(len(c.matched_names))) and float(r[3]) < 1.0
     assert not any(ly.mode == "add" for ly in viewer.layers if type(ly).__name__ == "Points")
+    assert any("nothing moved" in w for w in notes["warning"])
+    _fits_400_px(mold)
 
     # hovering a row previews the MPI through that pose; leaving the table puts it back
     errs = []
@@ -228,6 +249,7 @@ def test_prior_decides_the_other_pose_stays_one_click_away(
     assert rows[0][0] == "✓ 1" and rows[1][0] == "2" and rows[1][2].endswith("> 45")
     assert rows[1][1] == "4 ⚠"  # the turned mold puts M7 where the MRI shows no well
     assert "pose 1 is used" in mold.pose_hint.text()
+    _fits_400_px(mold)
     points = [ly for ly in viewer.layers if type(ly).__name__ == "Points"]
     assert points and all(ly.mode == "pan_zoom" for ly in points)  # issue 12
 
