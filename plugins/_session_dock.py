@@ -366,8 +366,7 @@ class SessionDock(QWidget):
                 matrix=np.asarray(reg.fit.matrix, float).tolist(),
                 translation=np.asarray(reg.fit.translation, float).tolist(),
             )
-        else:
-            self._template_section(s, roles)
+        self._template_section(s, roles)  # the mold dock's, when it made the registration
         roi = docks.get("ROIDock")
         if roi is not None:
             self._roi_sections(roi, s, session_path, writes, roles, autosave=autosave)
