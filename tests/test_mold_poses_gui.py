@@ -137,9 +137,12 @@ def four_wells():
 
 
 def test_undecided_pose_is_picked_with_a_click_and_reopens(
-    make_napari_viewer, qtbot, opposite, tmp_path, notes
+    make_napari_viewer, qtbot, opposite, tmp_path, notes, monkeypatch
 ):
+    import mpi_viewer.plugins._mold_panel as mp
     from qtpy.QtCore import Qt
+
+    monkeypatch.setattr(mp, "show_warning", notes["warning"].append)
 
     study, mri = opposite
     viewer, docks = _open(make_napari_viewer, study, mri)
