@@ -209,8 +209,8 @@ def test_undecided_pose_is_picked_with_a_click_and_reopens(
     # recorded as the template registration with the user's pose; replay takes it again
     assert saved.registration.method == "template"
     assert saved.registration.template == "mouse_mold_v1"
-    assert saved.registration.mold["pose"] == right + 1
-    assert saved.registration.mold["decided_by"] == "user"
+    assert saved.registration.mold.pose == right + 1
+    assert saved.registration.mold.decided_by == "user"
     from mpi_viewer.study import pipeline as P
 
     replayed = P.replay_path(out)

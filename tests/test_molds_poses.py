@@ -243,11 +243,14 @@ def test_session_records_the_pose_choice_and_refuses_a_bad_one():
     base = {"method": "template", "template": "mouse_mold_v1"}
     mold = {"tolerance_mm": 1.5, "max_rotation_deg": 180.0, "pose": 2, "decided_by": "user"}
     sec = S.RegistrationSection.from_dict({**base, "mold": mold})
-    assert sec.mold["pose"] == 2 and sec.to_dict()["mold"] == mold
+    assert sec.mold.pose == 2 and sec.to_dict()["mold"] == mold
     # replay asks the registration for the same pose, with the same prior and tolerance
     assert mold_kwargs(sec.mold) == {"tolerance_mm": 1.5, "max_rotation_deg": 180.0, "pose": 2}
     # a pose decided by the prior or the wells is decided again, not forced
     assert "pose" not in mold_kwargs({**mold, "decided_by": "prior"})
-    for bad in ({"pose": 0}, {"pose": "2"}, {"decided_by": "luck"}, {"posture": 1}):
+    for bad in ({"pose": 0}, {"pose": "2"}, {"decided_by": "luck"}, {"max_rotation_deg": 200.0}):
         with pytest.raises(InputError, match="mold"):
             S.RegistrationSection.from_dict({**base, "mold": bad})
+    warnings = []
+    S.RegistrationSection.from_dict({**base, "mold": {"posture": 1}}, warnings=warnings)
+    assert warnings and "posture" in warnings[0]
