@@ -19,9 +19,16 @@ Registration
     anatomy: the transform maps the anatomy's physical mm to the MPI's (ITK fixed →
     moving, x, y, z), whatever made it (landmarks, mold template, intensity, a file).
 ROIs
-    The ROI dock publishes its ROI definitions and results with
-    :meth:`StudyController.set_rois`; other docks read :attr:`StudyController.rois` and
-    :attr:`StudyController.roi_results` and follow ``events.rois``.
+    The ROI dock publishes its ROI definitions, results and method
+    (:meth:`StudyController.set_rois`, :meth:`StudyController.set_roi_params`); other
+    docks read :attr:`StudyController.rois`, :attr:`StudyController.roi_results` and
+    :attr:`StudyController.roi_params` (None: no ROI dock has chosen a method) and follow
+    ``events.rois``.
+Calibration
+    The Calibration dock publishes the current calibration
+    (:meth:`StudyController.set_calibration`, ``events.calibration``) and the iron it
+    gave the ROIs (:meth:`StudyController.set_iron`, ``events.iron``): the cells dock
+    and the session read them here.
 
 The state is small and typed (:class:`Registration`, :class:`ROIDefinition`) so that it
 maps one-to-one onto the core's ``Study`` model when that lands.
@@ -95,8 +102,12 @@ class ControllerEvents(SignalGroup):
     anatomy = Signal(object)
     #: the registration (a :class:`Registration` or None) changed
     registration = Signal(object)
-    #: the ROI definitions / results changed
+    #: the ROI definitions / results / method changed
     rois = Signal()
+    #: the calibration (a ``Calibration`` or None) changed
+    calibration = Signal(object)
+    #: the iron per ROI (list of ``QuantityResult``) changed
+    iron = Signal(object)
 
 
 def _ask_user(question: str) -> bool:
@@ -132,6 +143,14 @@ class StudyController:
         self.registration: Registration | None = None
         self.rois: list[ROIDefinition] = []
         self.roi_results: list = []
+        #: the ROI method (``ROIParams``) of the ROI dock; None: no ROI dock yet
+        self.roi_params = None
+        #: the current calibration (``Calibration``) or None
+        self.calibration = None
+        #: iron (and cells) per ROI of the last "Apply to ROIs", ``QuantityResult`` list
+        self.iron_results: list = []
+        #: (ROI results, ROI params, MPI Volume) the iron results were computed from
+        self.iron_inputs: tuple | None = None
         install_mm_units(viewer)
         for layer in viewer.layers:
             self._adopt(layer)
@@ -357,11 +376,32 @@ class StudyController:
         return m @ g_lin, m @ g_t + t
 
     # ------------------------------------------------------------------- ROIs
-    def set_rois(self, definitions, results) -> None:
-        """Publish the ROI definitions (:class:`ROIDefinition`) and their results."""
+    def set_rois(self, definitions, results, params=None) -> None:
+        """Publish the ROI definitions (:class:`ROIDefinition`), their results and
+        (optionally) the ``ROIParams`` they were measured with."""
         self.rois = list(definitions)
         self.roi_results = list(results)
+        if params is not None:
+            self.roi_params = params
         self.events.rois.emit()
+
+    def set_roi_params(self, params) -> None:
+        """Publish the ROI method (``ROIParams``) phantoms and targets are measured with."""
+        self.roi_params = params
+        self.events.rois.emit()
+
+    # ------------------------------------------------------------ calibration
+    def set_calibration(self, calibration) -> None:
+        """Make ``calibration`` (a ``Calibration`` or None) the study's calibration."""
+        self.calibration = calibration
+        self.events.calibration.emit(calibration)
+
+    def set_iron(self, results, inputs=None) -> None:
+        """Publish iron per ROI (``QuantityResult`` list) and the (ROI results, ROI
+        params, MPI Volume) they came from."""
+        self.iron_results = list(results)
+        self.iron_inputs = inputs
+        self.events.iron.emit(self.iron_results)
 
 
 _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
