@@ -113,7 +113,9 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
         tab = QWidget()
         lay = QVBoxLayout(tab)
         self.apply_btn = QPushButton("Apply to ROIs", clicked=lambda: self.apply_to_rois())
-        self.apply_btn.setToolTip("Iron with its 95 % calibration interval for every ROI of the study")
+        self.apply_btn.setToolTip(
+            "Iron with its 95 % calibration interval for every ROI of the study"
+        )
         lay.addWidget(self.apply_btn)
         self.iron_table = make_table(200)
         lay.addWidget(self.iron_table, 1)
@@ -288,7 +290,9 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
             self.lot_edit.value = o.get("tracer_lot") or ""
             self.env_combo.value = "cells" if o.get("environment") == "cells" else "solution"
             prep = o.get("preparation") or "fixed_concentration"
-            self.prep_combo.value = prep if prep in self.prep_combo.choices else "fixed_concentration"
+            self.prep_combo.value = (
+                prep if prep in self.prep_combo.choices else "fixed_concentration"
+            )
             if state.get("phantoms") and self.mpi_layer is not None:
                 self.set_phantoms([(n, xyz, a) for n, xyz, a in state["phantoms"]])
             if o.get("reference") in self.reference_combo.choices:

@@ -13,7 +13,15 @@ import numpy as np
 from mpi_viewer.plugins._layers import physical_to_world, volume_from_layer, world_to_physical
 from mpi_viewer.plugins._tables import fill_table, make_table
 from mpi_viewer.plugins._work import notify_error
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from mpi_viewer.calibration.describe import fmt
 from mpi_viewer.errors import InputError

@@ -97,7 +97,8 @@ def start_work(
         return None
     from napari.qt.threading import thread_worker
 
-    worker = thread_worker(work, start_thread=False)()
+    # errors are ours to show (one notification), not re-raised on the GUI thread
+    worker = thread_worker(work, start_thread=False, ignore_errors=True)()
     if desc is not None:
         from napari.utils import progress
 
@@ -112,7 +113,7 @@ def start_work(
             worker.yielded.connect(step)
         worker.finished.connect(pbar.close)
     worker.returned.connect(lambda result: None if worker.abort_requested else on_done(result))
-    worker.errored.connect(fail)
+    worker.errored.connect(lambda exc: None if worker.abort_requested else fail(exc))
     if on_finish is not None:
         worker.finished.connect(on_finish)
     worker.start()

@@ -91,7 +91,15 @@ def iron_rows(results, kind: str) -> tuple[list[str], list[list[str]], list[str]
             else (r.cells, r.cells_ci_low, r.cells_ci_high)
         )
         rows.append(
-            [r.name, fmt(r.signal), fmt(v), fmt(lo), fmt(hi), fmt(bool(r.below_lod)), "; ".join(warns)]
+            [
+                r.name,
+                fmt(r.signal),
+                fmt(v),
+                fmt(lo),
+                fmt(hi),
+                fmt(bool(r.below_lod)),
+                "; ".join(warns),
+            ]
         )
     headers = [
         "ROI",
