@@ -78,7 +78,7 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(2, 2, 2, 2)
         self.setMinimumWidth(380)
-        self.mpi_combo = ComboBox(label="MPI image:", choices=[], nullable=True)
+        self.mpi_combo = ComboBox(label="MPI image:", choices=[])
         self.mpi_combo.tooltip = "The MPI image the phantoms are in (MPI-role layers only)"
         # asked up front: the tracer and where the phantoms' iron was (free particles in
         # solution, or inside labelled cells) decide which warnings the numbers carry

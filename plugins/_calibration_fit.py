@@ -43,7 +43,7 @@ class FitMixin:
         self.origin_check = CheckBox(text="force through the origin")
         self.weight_combo = ComboBox(label="Weighting:", choices=WEIGHTINGS)
         self.single_check = CheckBox(text="single reference")
-        self.reference_combo = ComboBox(label="reference:", choices=[], nullable=True)
+        self.reference_combo = ComboBox(label="reference:", choices=[])
         self.fit_form = Container(
             widgets=[self.origin_check, self.weight_combo, self.single_check, self.reference_combo]
         )

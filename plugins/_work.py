@@ -112,6 +112,7 @@ def start_work(
 
             worker.yielded.connect(step)
         worker.finished.connect(pbar.close)
+        worker.progress_bar = pbar  # napari's bar of this work (tests read it)
     worker.returned.connect(lambda result: None if worker.abort_requested else on_done(result))
     worker.errored.connect(lambda exc: None if worker.abort_requested else fail(exc))
     if on_finish is not None:
