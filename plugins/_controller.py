@@ -365,15 +365,9 @@ class StudyController:
         to ``m, t`` when the anatomy's world is its physical frame, as readers place it)."""
         from mpi_viewer.plugins._points_pairs import world_from_physical_affine
 
-        from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, zyx_to_xyz
+        from mpi_viewer.geometry.compose import from_placed_frame
 
-        wf = world_from_physical_affine(fixed)
-        if np.allclose(wf, np.eye(len(wf)), atol=1e-9):
-            return m, t
-        g = np.linalg.inv(wf)
-        d = len(g) - 1
-        g_lin, g_t = matrix_xyz_to_zyx(g[:d, :d]), zyx_to_xyz(g[:d, d])
-        return m @ g_lin, m @ g_t + t
+        return from_placed_frame(m, t, world_from_physical_affine(fixed))
 
     # ------------------------------------------------------------------- ROIs
     def set_rois(self, definitions, results, params=None) -> None:

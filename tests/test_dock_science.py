@@ -129,3 +129,22 @@ def test_calibration_plot_and_iron_table_from_a_known_line():
     assert headers[2] == "iron (µg Fe)" and headers[-1] == "warnings"
     assert common == ["w"] and rows[0][0] == "a" and rows[0][2] == "3" and rows[0][6] == "x"
     assert rows[1][6] == "" and rows[1][5] == "no"
+
+
+def test_from_placed_frame_composes_with_the_anatomy_placement():
+    from mpi_viewer.geometry.axes import affine_xyz_to_zyx, xyz_to_zyx
+    from mpi_viewer.geometry.compose import from_placed_frame
+
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    m, t = q * 1.1, rng.uniform(-20, 20, 3)  # fixed physical → moving physical (x, y, z)
+    g_m, g_t = np.linalg.qr(rng.normal(size=(3, 3)))[0], rng.uniform(-5, 5, 3)
+    g = affine_xyz_to_zyx(g_m, g_t)  # fixed physical → world, napari (z, y, x)
+    m2, t2 = from_placed_frame(m, t, g)
+    p = rng.uniform(-30, 30, (5, 3))  # fixed physical points (x, y, z)
+    world_xyz = p @ g_m.T + g_t
+    assert_allclose(world_xyz @ m2.T + t2, p @ m.T + t, atol=1e-9)  # the same moving points
+    assert_allclose(xyz_to_zyx(world_xyz), (np.c_[xyz_to_zyx(p), np.ones(5)] @ g.T)[:, :3])
+    m3, t3 = from_placed_frame(m, t, np.eye(4))
+    assert_allclose(m3, m)
+    assert_allclose(t3, t)  # identity placement: unchanged
