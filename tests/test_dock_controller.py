@@ -91,7 +91,8 @@ def test_start_work_progress_cancel_and_errors(qtbot, errors):
     holder = {}
 
     def work():
-        return (yield from callback_steps(slow, stop=lambda: holder["w"].abort_requested))
+        stop = lambda: "w" in holder and holder["w"].abort_requested  # noqa: E731 - set once made
+        return (yield from callback_steps(slow, stop=stop))
 
     holder["w"] = start_work(
         work, on_done=delivered.append, desc="slow", on_finish=lambda: finished.append(1)
