@@ -13,6 +13,8 @@ from .display_grid import (  # noqa: F401
     world_aligned_grid,
 )
 from .transform import (  # noqa: F401
+    MODELS,
+    Transform,
     as_sitk_transform,
     matrix_to_sitk,
     napari_affine_for_moving,
