@@ -54,6 +54,8 @@ from mpi_viewer.plugins._layers import (
 )
 from psygnal import Signal, SignalGroup
 
+from mpi_viewer.geometry.transform import Transform
+
 ANATOMY, MPI, OTHER = "anatomy", "mpi", "other"
 
 
@@ -69,18 +71,25 @@ ROLE_OF_MODALITY = {"MRI": ANATOMY, "CT": ANATOMY, "MPI": MPI}
 
 @dataclass(frozen=True)
 class Registration:
-    """The study's registration: anatomy (fixed) physical mm → MPI (moving) physical mm.
-
-    ``matrix`` (d × d) and ``translation`` (d,) in ITK (x, y, z) order; ``source`` is
-    what made it: ``"landmarks"``, ``"template"``, ``"intensity"``, ``"file"`` or
+    """The study's registration: the one transform type
+    (:class:`~mpi_viewer.geometry.transform.Transform`, anatomy (fixed) physical mm → MPI
+    (moving) physical mm, ITK (x, y, z)), the images' names and what made it:
+    ``source`` is ``"landmarks"``, ``"template"``, ``"intensity"``, ``"file"`` or
     ``"reader"`` (a layer that arrived already registered, e.g. the demo).
     """
 
-    matrix: np.ndarray
-    translation: np.ndarray
+    transform: Transform
     fixed: str
     moving: str
     source: str = "landmarks"
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.transform.matrix
+
+    @property
+    def translation(self) -> np.ndarray:
+        return self.transform.translation
 
 
 @dataclass
@@ -291,8 +300,7 @@ class StudyController:
         reg = meta(layer).get("transform_fixed_to_moving") if layer is not None else None
         if reg:  # a layer that arrived registered (the demo, a session): its transform
             self.registration = Registration(
-                np.asarray(reg["matrix"], float),
-                np.asarray(reg["translation"], float),
+                Transform(reg["matrix"], reg["translation"], reg.get("model", "affine")),
                 fixed=str(reg.get("fixed") or getattr(self._anatomy, "name", "")),
                 moving=layer.name,
                 source="reader",
@@ -310,7 +318,15 @@ class StudyController:
         self.events.anatomy.emit(layer)
 
     # ----------------------------------------------------------- registration
-    def register(self, matrix, translation, *, source: str = "landmarks", live: bool = False):
+    def register(
+        self,
+        matrix,
+        translation,
+        *,
+        source: str = "landmarks",
+        live: bool = False,
+        model: str = "affine",
+    ) -> Registration:
         """Draw the MPI on the anatomy through a fixed → moving transform; returns it.
 
         Parameters
@@ -322,6 +338,8 @@ class StudyController:
         live : bool
             A preview during point edits: only the affines change, the viewer's extent
             is updated by the caller once the edits settle.
+        model : {"rigid", "similarity", "affine"}
+            How it was fitted (kept in the :class:`Transform`).
 
         Raises
         ------
@@ -355,7 +373,9 @@ class StudyController:
                 "translation": tw.tolist(),
                 "fixed": fixed.name,
             }
-        self.registration = Registration(m, t, fixed=fixed.name, moving=moving.name, source=source)
+        self.registration = Registration(
+            Transform(m, t, model), fixed=fixed.name, moving=moving.name, source=source
+        )
         self.events.registration.emit(self.registration)
         return self.registration
 

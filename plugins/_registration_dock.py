@@ -227,7 +227,8 @@ class RegistrationDock(
         kind = "landmarks" if hasattr(source, "residuals_mm") else "intensity"
         if source is not None and self.loaded_transform and source is self.loaded_transform[2]:
             kind = "file"
-        self.ctl.register(matrix, translation, source=kind, live=True)
+        model = getattr(source, "model", "affine")
+        self.ctl.register(matrix, translation, source=kind, live=True, model=model)
         self.pairs.follow_images()
         self._extent_timer.start()
         self.transform = (np.asarray(matrix, float), np.asarray(translation, float), source)

@@ -16,7 +16,7 @@ from mpi_viewer.plugins._work import callback_steps, start_work
 from napari.utils.notifications import show_error, show_info
 
 from mpi_viewer.errors import CancelledError
-from mpi_viewer.geometry.transform import resample_to_fixed, transform_to_matrix
+from mpi_viewer.geometry.transform import Transform, resample_to_fixed
 
 
 class RefineMixin:
@@ -90,7 +90,7 @@ class RefineMixin:
         self.cancel_btn.setEnabled(True)
         self._worker = start_work(
             work,
-            on_done=self._refined,
+            on_done=lambda result: self._refined(result, model),
             desc="Refining registration (intensity)",
             on_error=self._refine_failed,
             on_finish=self._refine_done,
@@ -104,13 +104,12 @@ class RefineMixin:
             self._worker.quit()
             show_info("Fiducial registration: refinement cancelled; the landmark fit is kept")
 
-    def _refined(self, result) -> None:
+    def _refined(self, result, model: str = "affine") -> None:
         if self.pairs is None or not self.pairs.alive():
             return
-        t = getattr(result, "transform", result)
         try:
-            matrix, translation = transform_to_matrix(t)
-            self._draw(matrix, translation, t)
+            t = Transform.from_any(getattr(result, "transform", result), model)
+            self._draw(t.matrix, t.translation, t)
             show_info(
                 "Fiducial registration: refined by intensity; FRE in the table is of the landmark fit"
             )
