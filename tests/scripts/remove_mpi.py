@@ -6,10 +6,10 @@ tests/test_remove_mpi.py, so that a crash in OpenGL fails a test instead of the 
 import sys
 
 import napari
+from mpi_viewer.plugins._launch import prepare
 from qtpy.QtWidgets import QApplication
 
 from mpi_viewer.demo.study import make_demo_study
-from mpi_viewer.plugins._launch import prepare
 
 
 def _draw(viewer) -> None:
