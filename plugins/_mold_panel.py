@@ -414,6 +414,7 @@ class MoldPanel(QWidget):
                     result.fit.matrix,
                     result.fit.translation,
                     source="template",
+                    model=getattr(result.fit, "model", "rigid"),
                     pose=pose_record(result, **self._settings),
                 )
             except (ValueError, MPIViewerError) as exc:
