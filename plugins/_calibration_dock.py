@@ -30,7 +30,6 @@ from mpi_viewer.plugins._controller import MPI, get_controller
 from mpi_viewer.plugins._layers import install_mm_units, meta, volume_from_layer
 from mpi_viewer.plugins._tables import fill_table, make_table, warning_html  # noqa: F401
 from mpi_viewer.plugins._work import notify_error, notify_warning
-from mpi_viewer.plugins._work import start_work as run_task  # noqa: F401 - session, cells docks
 from qtpy.QtWidgets import QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from mpi_viewer.calibration.describe import (  # noqa: F401 - fmt, split_warnings: cells dock

@@ -14,7 +14,7 @@ study's ROIs and calibration as the controller holds them
   "2.4 × 10⁵ cells [1.9–2.9 × 10⁵]" beside each ROI, a cell-density layer (cells/mm³);
 - "Report…" (:mod:`~mpi_viewer.plugins._cells_report`).
 
-"Compute" runs in a worker (:func:`~mpi_viewer.plugins._tasks.run_task`): the numbers
+"Compute" runs in a worker (:func:`~mpi_viewer.plugins._work.start_work`): the numbers
 and the overlay arrays off the GUI thread, then one layer per turn of the event loop.
 
 Public attributes: :attr:`CellsDock.results` (list of
@@ -37,7 +37,7 @@ from mpi_viewer.plugins._cells_report import ReportMixin
 from mpi_viewer.plugins._cells_table import CellsTableMixin
 from mpi_viewer.plugins._controller import get_controller
 from mpi_viewer.plugins._layers import install_mm_units, meta, volume_from_layer
-from mpi_viewer.plugins._tasks import GuiStep, notify_error, run_task
+from mpi_viewer.plugins._work import GuiStep, notify_error, start_work
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -244,8 +244,12 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         def work():
             return (yield from self.compute_steps(inp))
 
-        self._worker = run_task(
-            work, on_done=self._computed, block=block, desc="computing cells and overlays"
+        self._worker = start_work(
+            work,
+            on_done=self._computed,
+            block=block,
+            determinate=False,
+            desc="computing cells and overlays",
         )
         if self._worker is None:
             self.compute_btn.setEnabled(True)
@@ -254,7 +258,7 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         return self.results if block else self._worker
 
     def compute_steps(self, inp: dict):
-        """The work of :meth:`compute` (a generator for :func:`run_task`, or to run inside
+        """The work of :meth:`compute` (a generator for :func:`start_work`, or to run inside
         another task, as a session's opening does): numbers and overlay arrays here, the
         layers as :class:`GuiStep` s. Returns (results, inputs, density threshold)."""
         res = quantify_rois(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._layers import meta, physical_to_world
-from mpi_viewer.plugins._tasks import notify_error
+from mpi_viewer.plugins._work import notify_error
 
 from mpi_viewer.report.overlays import place_labels, text_size_px
 

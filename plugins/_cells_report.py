@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpi_viewer.plugins._layers import meta, volume_from_layer
-from mpi_viewer.plugins._tasks import notify_error, run_task
+from mpi_viewer.plugins._work import notify_error, start_work
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from mpi_viewer.errors import InputError
@@ -114,5 +114,7 @@ class ReportMixin:
             self.last_report = out
             self.info_label.setText(f"Report written to {out} (open index.html).")
 
-        result = run_task(work, on_done=done, block=block, desc="writing the report")
+        result = start_work(
+            work, on_done=done, block=block, determinate=False, desc="writing the report"
+        )
         return getattr(self, "last_report", None) if block else result

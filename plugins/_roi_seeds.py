@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from mpi_viewer.plugins._layers import physical_to_world, world_to_physical
-from mpi_viewer.plugins._tasks import run_task
+from mpi_viewer.plugins._work import start_work
 from napari.utils import notifications
 
 from mpi_viewer.errors import InputError
@@ -194,9 +194,10 @@ class SeedEditsMixin:
             return out, rois_to_label_image(vol, list(out))
 
         self.status.setText(f"Measuring {', '.join(new_names)}…")
-        self._worker = run_task(
+        self._worker = start_work(
             work,
             on_done=lambda r: self._measured(*r, seeds, names, before, mpi),
+            determinate=False,
             desc="measuring ROIs",
         )
         self._worker.finished.connect(self._measure_finished)

@@ -250,6 +250,7 @@ class SessionCollectMixin:
                 matrix=np.asarray(reg.fit.matrix, float).tolist(),
                 translation=np.asarray(reg.fit.translation, float).tolist(),
             )
+        self._template_section(s, roles)  # the mold dock's, when it made the registration
         roi = self.ctl.section("rois")
         if roi is not None:
             self._roi_sections(roi, s, session_path, writes, roles, autosave=autosave)
@@ -346,6 +347,24 @@ class SessionCollectMixin:
             if remember and layer is not None:
                 _layers.meta(layer)["source"] = str(Path(path).resolve())
         return [Path(w[1]).name for w in writes]
+
+    def _template_section(self, s: S.Session, roles: dict[str, str]) -> None:
+        """The mold dock's registration (template, pose choice), so replay takes the same pose."""
+        reg = self.ctl.registration
+        if reg is None or reg.source != "template" or not reg.pose:
+            return
+        if not {reg.fixed, reg.moving} <= set(roles):
+            return
+        p = reg.pose
+        s.registration = S.RegistrationSection(
+            fixed=roles[reg.fixed],
+            moving=roles[reg.moving],
+            method="template",
+            template=p["template"],
+            mold={k: p[k] for k in ("tolerance_mm", "max_rotation_deg", "pose", "decided_by")},
+            matrix=np.asarray(reg.matrix, float).tolist(),
+            translation=np.asarray(reg.translation, float).tolist(),
+        )
 
     def _transform_from_layers(self, s: S.Session) -> None:
         roles = self._roles(s)

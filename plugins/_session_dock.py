@@ -7,7 +7,7 @@ by :mod:`~mpi_viewer.plugins._session_restore`: its inputs as layers placed in p
 space, the MPI drawn through the stored transform, the ROIs, each layer's display
 settings, and each dock's part (landmarks, ROIs, calibration, cells) handed to it
 through the controller; then whether the recomputed numbers match the stored ones.
-Saving and opening run in a worker (:func:`~mpi_viewer.plugins._tasks.run_task`): the
+Saving and opening run in a worker (:func:`~mpi_viewer.plugins._work.start_work`): the
 window keeps repainting, the layers come in one at a time.
 
 Every few minutes, and when the window closes, the current state is written to a
@@ -26,7 +26,7 @@ from mpi_viewer.plugins._layers import install_mm_units
 from mpi_viewer.plugins._session_collect import SessionCollectMixin
 from mpi_viewer.plugins._session_recovery import RecoveryMixin, _CloseWatcher
 from mpi_viewer.plugins._session_restore import ROI_LAYER, SessionRestoreMixin, _notify
-from mpi_viewer.plugins._tasks import run_task
+from mpi_viewer.plugins._work import start_work
 from napari.viewer import Viewer
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -173,7 +173,9 @@ class SessionDock(SessionCollectMixin, SessionRestoreMixin, RecoveryMixin, QWidg
             self.status.setText(text)
             saved.append(Path(out))
 
-        self._worker = run_task(work, on_done=done, block=block, desc="saving session")
+        self._worker = start_work(
+            work, on_done=done, block=block, determinate=False, desc="saving session"
+        )
         return saved[0] if saved else None
 
     # ------------------------------------------------------------------ open
@@ -241,9 +243,13 @@ class SessionDock(SessionCollectMixin, SessionRestoreMixin, RecoveryMixin, QWidg
             def again():  # the user said yes: open it anyway
                 return (yield from show(notes, rec))
 
-            self._worker = run_task(again, on_done=done, block=block, desc="opening session")
+            self._worker = start_work(
+                again, on_done=done, block=block, determinate=False, desc="opening session"
+            )
 
-        self._worker = run_task(work, on_done=done, block=block, desc="opening session")
+        self._worker = start_work(
+            work, on_done=done, block=block, determinate=False, desc="opening session"
+        )
         return bool(opened and opened[0]) if block else True
 
     def _opened(self, path, s: S.Session, notes: list[str], rec, differences) -> bool:

@@ -4,7 +4,7 @@ A mixin of :class:`~mpi_viewer.plugins._session_dock.SessionDock`. Everything th
 takes time (reading and hashing the inputs, recomputing every number, the ROI label
 images, the cells and their overlay arrays) is done in the opening's worker; the GUI
 thread only adds each finished layer and restores each dock, in its own turn of the
-event loop (:class:`~mpi_viewer.plugins._tasks.GuiStep`), so the window keeps
+event loop (:class:`~mpi_viewer.plugins._work.GuiStep`), so the window keeps
 repainting. The docks are reached through the controller
 (:meth:`~mpi_viewer.plugins._controller.StudyController.section`).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from mpi_viewer.plugins import _layers
 from mpi_viewer.plugins import _napari_compat as compat
-from mpi_viewer.plugins._tasks import GuiStep
+from mpi_viewer.plugins._work import GuiStep
 
 from mpi_viewer.study import session as S
 

@@ -3,7 +3,11 @@
 :func:`start_work` runs a function or a generator function in a napari worker:
 
 - a generator ``yield``\\ s its progress, a fraction 0..1, shown in napari's progress bar
-  (a plain function gets an indeterminate bar);
+  (a plain function gets an indeterminate bar), or hands a :class:`GuiStep` to the GUI
+  thread: what must happen there (set a layer's data, add a layer, fill a table) runs in
+  its own turn of the event loop, in order, and the worker waits for it, so the window
+  repaints and takes clicks between two layers: the longest stall is napari's own cost
+  of one layer;
 - ``worker.quit()`` cancels: a generator stops at its next ``yield`` (nothing is
   delivered), and :func:`callback_steps` turns a core function that takes ``progress``
   and ``should_stop`` callbacks into such a generator;
@@ -14,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import queue
 import threading
@@ -21,6 +26,52 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from mpi_viewer.errors import InputError
+
+
+class GuiStep:
+    """A callable to run on the GUI thread, yielded by a work generator (module docstring).
+
+    After it ran, :attr:`result` holds what it returned and :attr:`done` is set: work that
+    needs the result waits with :meth:`wait` (in its worker thread).
+    """
+
+    __slots__ = ("fn", "result", "done")
+
+    def __init__(self, fn: Callable[[], object]):
+        self.fn = fn
+        self.result = None
+        self.done = threading.Event()
+
+    def __call__(self) -> None:
+        try:
+            self.result = self.fn()
+        finally:
+            self.done.set()
+
+    def wait(self, timeout_s: float = 300.0):
+        """Wait (in the worker) until the step ran on the GUI thread; its result."""
+        if not self.done.wait(timeout_s):
+            raise TimeoutError("the window did not take the results (closed?)")
+        return self.result
+
+
+def _paced(fn):
+    """``fn`` (a generator function) whose GuiSteps are waited for before it goes on: one
+    step per turn of the event loop, and ``returned`` / ``finished`` after the last."""
+
+    @functools.wraps(fn)
+    def run():
+        gen = fn()
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield item
+            if isinstance(item, GuiStep):
+                item.wait()
+
+    return run
 
 
 def notify_error(exc: BaseException, what: str = "") -> None:
@@ -42,12 +93,14 @@ def notify_warning(msg: str) -> None:
 
 
 def _drain(gen: Generator) -> Any:
-    """Run a generator to its end here; its return value."""
+    """Run a generator to its end here (its GuiSteps too, in order); its return value."""
     while True:
         try:
-            next(gen)
+            item = next(gen)
         except StopIteration as stop:
             return stop.value
+        if isinstance(item, GuiStep):
+            item()
 
 
 def start_work(
@@ -58,6 +111,7 @@ def start_work(
     block: bool = False,
     on_error: Callable[[BaseException], None] | None = None,
     on_finish: Callable[[], None] | None = None,
+    determinate: bool | None = None,
 ):
     """Run ``work()`` (a function or a generator function) in a napari ``thread_worker``.
 
@@ -76,6 +130,10 @@ def start_work(
         Instead of the default notification.
     on_finish : callable(), optional
         After the work ends, whatever the outcome (re-enable buttons…).
+    determinate : bool, optional
+        A bar that fills with the yielded fractions (default: for a generator). Work that
+        yields GuiSteps to build layers says False: napari's determinate bar runs the
+        event loop at each of its updates, painting the canvas inside a step.
 
     Returns
     -------
@@ -98,21 +156,31 @@ def start_work(
     from napari.qt.threading import thread_worker
 
     # errors are ours to show (one notification), not re-raised on the GUI thread
-    worker = thread_worker(work, start_thread=False, ignore_errors=True)()
+    worker = thread_worker(
+        _paced(work) if is_gen else work, start_thread=False, ignore_errors=True
+    )()
+    determinate = is_gen if determinate is None else (determinate and is_gen)
+    pbar = None
     if desc is not None:
         from napari.utils import progress
 
-        pbar = progress(total=100 if is_gen else 0, desc=desc)
-        if is_gen:
+        pbar = progress(total=100 if determinate else 0, desc=desc)
+        worker.finished.connect(pbar.close)
+        worker.progress_bar = pbar  # napari's bar of this work (tests read it)
+    if is_gen:
 
-            def step(fraction) -> None:
-                n = int(min(max(float(fraction or 0.0), 0.0), 1.0) * 100)
+        def step(item) -> None:
+            if isinstance(item, GuiStep):
+                try:
+                    item()
+                except Exception as exc:  # noqa: BLE001 - never let an error reach Qt
+                    fail(exc)
+            elif pbar is not None and determinate:
+                n = int(min(max(float(item or 0.0), 0.0), 1.0) * 100)
                 if n > pbar.n:
                     pbar.update(n - pbar.n)
 
-            worker.yielded.connect(step)
-        worker.finished.connect(pbar.close)
-        worker.progress_bar = pbar  # napari's bar of this work (tests read it)
+        worker.yielded.connect(step)
     worker.returned.connect(lambda result: None if worker.abort_requested else on_done(result))
     worker.errored.connect(lambda exc: None if worker.abort_requested else fail(exc))
     if on_finish is not None:
