@@ -58,6 +58,7 @@ class GeometryDock(QWidget):
         self.frequency = _spin(0, 10000, 0, 2, " kHz")
         self.averages = QSpinBox()
         self.averages.setRange(0, 100000)
+        self.averages.setSpecialValueText("unknown")  # 0
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -74,7 +75,7 @@ class GeometryDock(QWidget):
         form.addRow("gradient", self.gradient)
         form.addRow("drive amplitude", self.drive)
         form.addRow("drive frequency", self.frequency)
-        form.addRow("averages (0 = unknown)", self.averages)
+        form.addRow("averages", self.averages)
         apply_btn = QPushButton("Apply to layer")
         apply_btn.clicked.connect(self.apply)
         lay = QVBoxLayout(self)
