@@ -133,35 +133,48 @@ def fmt(v, digits: int = 4) -> str:
 
 
 def fill_table(
-    table: QTableWidget, headers, rows, *, editable=(), warn_col: int | None = None
+    table: QTableWidget,
+    headers,
+    rows,
+    *,
+    editable=(),
+    warn_col: int | None = None,
+    warn_beside: int | None = None,
+    name_col: int = 0,
 ) -> None:
     """Replace a table's contents; only columns in ``editable`` can be edited.
 
-    Rows with text in ``warn_col`` are tinted so warnings are seen in the table.
+    ``warn_col``: the column of each row's warnings (``"; "``-joined). It is not shown
+    as a column: the number in ``warn_beside`` (default: the name) gets a marker (⚠1)
+    and the warnings in full as its tooltip, and each distinct warning is said once,
+    in full, under the table (:mod:`mpi_viewer.plugins._warnings_view`).
     """
+    from mpi_viewer.plugins._warnings_view import WARN_COLOUR, show_warnings, tooltip_html
     from qtpy.QtGui import QColor
 
+    per_row, texts, beside = None, None, None
+    if warn_col is not None:
+        texts = [str(r[warn_col]) for r in rows]
+        headers, rows, per_row, _, beside = show_warnings(
+            table, list(headers), rows, warn_col,
+            warn_beside if warn_beside is not None else name_col, name_col,
+        )  # fmt: skip
     table.blockSignals(True)
     table.clear()
     table.setColumnCount(len(headers))
     table.setHorizontalHeaderLabels(list(headers))
     table.setRowCount(len(rows))
     for i, row in enumerate(rows):
-        warn = warn_col is not None and str(row[warn_col]).strip()
+        warn = per_row is not None and bool(per_row[i])
         for j, val in enumerate(row):
             item = QTableWidgetItem(val if isinstance(val, str) else fmt(val))
             if j not in editable:
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
-            if j == warn_col and warn:
-                item.setToolTip(str(val))
-            if warn:
-                item.setForeground(QColor(_WARN_COLOUR))
+            if warn and j in (beside, name_col):
+                item.setForeground(QColor(WARN_COLOUR))
+                item.setToolTip(tooltip_html(texts[i]))
             table.setItem(i, j, item)
     table.resizeColumnsToContents()
-    if warn_col is not None:  # the warnings wrap in full instead of running off the dock
-        table.setWordWrap(True)
-        table.setColumnWidth(warn_col, max(240, min(table.columnWidth(warn_col), 360)))
-        table.resizeRowsToContents()
     table.blockSignals(False)
 
 
@@ -673,7 +686,7 @@ class CalibrationDock(QWidget):
             "ROI volume (mm³)",
             "flags",
         ]
-        fill_table(self.phantom_table, headers, rows, editable=(0, 4), warn_col=8)
+        fill_table(self.phantom_table, headers, rows, editable=(0, 4), warn_col=8, warn_beside=5)
         current = self.reference_combo.currentText()
         self.reference_combo.clear()
         self.reference_combo.addItems([r[0] for r in rows])
@@ -1115,6 +1128,7 @@ class CalibrationDock(QWidget):
             ],
             rows,
             warn_col=6,
+            warn_beside=2,
         )
         lod = next((r.lod for r in res if r.lod is not None), None)
         self.apply_label.setText(
@@ -1123,7 +1137,7 @@ class CalibrationDock(QWidget):
         )
         flagged = [r.name for r, w in zip(res, own, strict=True) if w]
         if flagged:
-            notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the iron table")
+            notify_warning(f"See ⚠ in the iron table: {', '.join(flagged)}")
         self.draw_plot()
         self.tabs.setCurrentIndex(3)
         return res

@@ -45,6 +45,7 @@ from mpi_viewer.plugins._layers import (
     physical_to_world,
     volume_from_layer,
 )
+from mpi_viewer.plugins._overlay_style import style_roi_labels
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -295,7 +296,7 @@ class CellsDock(QWidget):
             self.common_label.setText(warning_html(["all ROIs: " + w for w in common]))
             flagged = [r.name for r, w in zip(res, own, strict=True) if w]
             if flagged:
-                notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the cells table")
+                notify_warning(f"See ⚠ in the cells table: {', '.join(flagged)}")
 
         self._worker = run_task(
             work, on_done=done, block=block, desc="computing cells and overlays"
@@ -332,6 +333,8 @@ class CellsDock(QWidget):
             ],
             rows,
             warn_col=7,
+            warn_beside=2,
+            name_col=1,
         )
         self.table.blockSignals(True)
         for i, r in enumerate(self.results):
@@ -430,18 +433,12 @@ class CellsDock(QWidget):
         layer.visible = self.outline_check.isChecked()
 
     def _outline_style(self) -> None:
-        """2-D: a contour line; 3-D: a see-through surface (a contour of a volume drawn
-        voxel by voxel is the yellow speckle of the old overlay)."""
+        """2-D: a contour line; 3-D: a see-through surface drawn over the rendering
+        (:mod:`mpi_viewer.plugins._overlay_style`)."""
         layer = self._layer(OUTLINE_LAYER)
         if layer is None:
             return
-        if self.viewer.dims.ndisplay == 3:
-            layer.contour = 0
-            layer.rendering = "iso_categorical"
-            layer.opacity = 0.45
-        else:
-            layer.contour = OUTLINE_PX
-            layer.opacity = 1.0
+        style_roi_labels(layer, self.viewer.dims.ndisplay, contour=OUTLINE_PX)
 
     def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
         """World positions (z, y, x) of each result's peak, and each ROI's radius (mm)."""

@@ -50,7 +50,7 @@ _AXIS_TOL = 1e-6
 
 #: Display properties mirrored native → twin (and, for the first five, back).
 _IMAGE_PROPS = ("contrast_limits", "colormap", "gamma", "opacity", "blending", "interpolation2d")
-_LABELS_PROPS = ("colormap", "opacity", "blending")
+_LABELS_PROPS = ("colormap", "opacity", "blending", "contour")
 _BACK_PROPS = ("contrast_limits", "colormap", "gamma", "opacity", "blending")
 
 _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -283,6 +283,7 @@ class Display2D:
             "data",
             "labels_update",
             *_IMAGE_PROPS,
+            "contour",
             "visible",
             "set_data",
             "name",

@@ -97,9 +97,7 @@ def fit_width(widget, max_px: int = DOCK_MAX_WIDTH_PX) -> int:
     )
 
     for combo in widget.findChildren(QComboBox):
-        combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(10)
         # Qt caches a combo's minimum size hint; a style change recomputes it
         QApplication.sendEvent(combo, QEvent(QEvent.Type.StyleChange))
@@ -158,10 +156,15 @@ def _fit_layout(layout, max_px: int) -> None:
         child = item.layout()
         if child is None:
             w = item.widget()
-            if w is not None and w.layout() is not None and type(w).__name__ in (
-                "QWidget",
-                "QGroupBox",
-                "QFrame",
+            if (
+                w is not None
+                and w.layout() is not None
+                and type(w).__name__
+                in (
+                    "QWidget",
+                    "QGroupBox",
+                    "QFrame",
+                )
             ):
                 _fit_layout(w.layout(), max_px)
             continue

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
+from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX, STEPS
+
 #: A 3-D view from above and the side, head to the right.
 DEMO_CAMERA_ANGLES = (0.0, -60.0, 30.0)
-
-from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX, STEPS
 
 DOCK_WIDTH_PX = DOCK_MAX_WIDTH_PX
 
