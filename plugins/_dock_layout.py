@@ -103,9 +103,12 @@ def fit_width(widget, max_px: int = DOCK_MAX_WIDTH_PX) -> int:
         QApplication.sendEvent(combo, QEvent(QEvent.Type.StyleChange))
         _tooltip_follows_text(combo)
     for label in widget.findChildren(QLabel):
-        if type(label) is QLabel and not label.wordWrap() and label.text():
-            if label.sizeHint().width() > max_px // 2:
+        # status lines (empty until something happens) and long texts wrap
+        if type(label) is QLabel and not label.wordWrap():
+            if not label.text() or label.sizeHint().width() > max_px // 2:
                 label.setWordWrap(True)
+        if type(label) is QLabel and label.wordWrap():
+            take_width_given(label)
     for area in widget.findChildren(QAbstractScrollArea):
         area.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustIgnored)
         if area.minimumWidth() > max_px - 40:
@@ -128,8 +131,34 @@ def fit_width(widget, max_px: int = DOCK_MAX_WIDTH_PX) -> int:
                 spin.setSizePolicy(policy)
                 shown = spin.fontMetrics().horizontalAdvance(spin.text() + "0")
                 spin.setMinimumWidth(max(60, shown + 12))
-    widget.updateGeometry()
+    if widget.minimumWidth() > max_px:  # a dock's own fixed minimum wider than the budget
+        widget.setMinimumWidth(0)
+    # the dock (and napari's wrapper) computed their minimum before: recompute it
+    w = widget
+    while w is not None and not w.isWindow():
+        w.updateGeometry()
+        if w.layout() is not None:
+            w.layout().invalidate()
+            w.layout().activate()
+        if w is not widget and w.minimumWidth() > max_px:  # napari's dock kept the old one
+            w.setMinimumWidth(50)
+            if w.layout() is not None:
+                w.layout().activate()
+        w = w.parentWidget()
     return int(widget.sizeHint().width())
+
+
+def take_width_given(label) -> None:
+    """A wrapped line of a box layout (status, notes) takes the width the dock has instead
+    of asking for the width of its longest paragraph (Qt's guess for wrapped text)."""
+    from qtpy.QtWidgets import QBoxLayout, QSizePolicy
+
+    parent = label.parentWidget()
+    layout = parent.layout() if parent is not None else None
+    if isinstance(layout, QBoxLayout) and layout.indexOf(label) >= 0:
+        policy = label.sizePolicy()
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        label.setSizePolicy(policy)
 
 
 def _tooltip_follows_text(combo) -> None:

@@ -11,6 +11,8 @@ from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX, STEPS
 DEMO_CAMERA_ANGLES = (0.0, -60.0, 30.0)
 
 DOCK_WIDTH_PX = DOCK_MAX_WIDTH_PX
+#: Width of the vertical strip of step tabs beside the docks (px).
+TAB_STRIP_PX = 30
 
 #: The docks in the order of the work: geometry (plain arrays only) → register → ROIs →
 #: calibrate → cells → report and session (``_dock_layout.STEPS``: numbered tab titles).
@@ -72,7 +74,10 @@ def open_docks(viewer) -> list:
         (shown or docks[0]).raise_()
         main = docks[0].parent()  # the napari window, through Qt (no private napari API)
         number_docks(main, dict(zip(ordered_added, docks, strict=True)))
-        main.resizeDocks(docks[:1], [DOCK_WIDTH_PX], _horizontal())
+        QApplication.processEvents()
+        # the dock on top (Qt ignores a hidden tab's size); the vertical tab strip beside it
+        front = shown or docks[0]
+        main.resizeDocks([front], [DOCK_WIDTH_PX + TAB_STRIP_PX], _horizontal())
     return widgets
 
 

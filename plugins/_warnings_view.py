@@ -82,6 +82,9 @@ def notes_label(table):
     index = layout.indexOf(table) if layout is not None else -1
     if isinstance(layout, QBoxLayout) and index >= 0:
         layout.insertWidget(index + 1, label)
+        from mpi_viewer.plugins._dock_layout import take_width_given
+
+        take_width_given(label)
     setattr(table, _NOTES, label)
     return label
 
