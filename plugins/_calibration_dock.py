@@ -154,7 +154,7 @@ def fill_table(
 
     per_row, texts, beside = None, None, None
     if warn_col is not None:
-        texts = [str(r[warn_col]) for r in rows]
+        texts = [_warn_text(r[warn_col]) for r in rows]
         headers, rows, per_row, _, beside = show_warnings(
             table, list(headers), rows, warn_col,
             warn_beside if warn_beside is not None else name_col, name_col,
@@ -176,6 +176,10 @@ def fill_table(
             table.setItem(i, j, item)
     table.resizeColumnsToContents()
     table.blockSignals(False)
+
+
+def _warn_text(value) -> str:
+    return "; ".join(value) if isinstance(value, list | tuple) else str(value)
 
 
 def split_warnings(warning_lists) -> tuple[list[str], list[list[str]]]:
@@ -1112,7 +1116,7 @@ class CalibrationDock(QWidget):
                     fmt(lo),
                     fmt(hi),
                     "yes" if r.below_lod else "no",
-                    "; ".join(warns),
+                    list(warns),
                 ]
             )
         fill_table(

@@ -289,7 +289,7 @@ class CellsDock(QWidget):
                 else "cells from the cell-based calibration"
             )
             self.info_label.setText(
-                f"Calibration {cal.name} ({cal.kind}), {ipc_text}; density blank below "
+                f"Calibration “{cal.name}” ({cal.kind}), {ipc_text}; density blank below "
                 f"{fmt(threshold, 3)} a.u. (the ROI method's noise threshold)."
             )
             common, own = split_warnings([r.warnings for r in res])
@@ -316,7 +316,7 @@ class CellsDock(QWidget):
                     _count(r.cells_ci_high),
                     fmt(r.iron_ug, 3),
                     "yes" if r.below_lod else "no",
-                    "; ".join(warns),
+                    list(warns),
                 ]
             )
         fill_table(
@@ -377,12 +377,19 @@ class CellsDock(QWidget):
             or self._display_layer not in self.viewer.layers
         ):
             return
+        layers = self.viewer.layers
+        selected, active = set(layers.selection), layers.selection.active
         try:
             self._draw_density()  # first: below the outlines and labels
             self._draw_outlines()
             self._draw_labels()
         except Exception as exc:  # noqa: BLE001 - never let an error reach Qt
             notify_error(exc, "drawing the overlays")
+        finally:  # new overlay layers do not take the user's active layer
+            if active is not None and active in layers and layers.selection.active is not active:
+                layers.selection.clear()
+                layers.selection.update(selected & set(layers))
+                layers.selection.active = active
 
     def _visible_labels(self) -> np.ndarray:
         shown = {r.name for r in self.results if self.visible.get(r.name, True)}

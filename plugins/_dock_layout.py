@@ -45,7 +45,7 @@ STEPS = (
          "on the native MPI grid"),
     Step("Calibration", "4 Calibration", "Step 4: phantoms of known iron → calibration "
          "line → iron per ROI"),
-    Step("Cells and report", "5 Cells & report", "Step 5: iron per cell → cell number per ROI, "
+    Step("Cells and report", "5 Cells, report", "Step 5: iron per cell → cell number per ROI, "
          "overlays on the anatomy, the report"),
     Step("Session", "6 Session", "Step 6: save the study (every input and decision) "
          "to replay it"),
@@ -92,7 +92,6 @@ def fit_width(widget, max_px: int = DOCK_MAX_WIDTH_PX) -> int:
         QFormLayout,
         QHBoxLayout,
         QLabel,
-        QSizePolicy,
         QTabBar,
     )
 
@@ -117,8 +116,11 @@ def fit_width(widget, max_px: int = DOCK_MAX_WIDTH_PX) -> int:
         bar.setUsesScrollButtons(True)
     for form in widget.findChildren(QFormLayout):  # a field too wide goes under its label
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form.setHorizontalSpacing(6)
     layout = widget.layout()
     if layout is not None:
+        m = layout.contentsMargins()  # the dock's own frame: 6 px a side is enough
+        layout.setContentsMargins(min(m.left(), 6), m.top(), min(m.right(), 6), m.bottom())
         _fit_layout(layout, max_px - 24)
     for row in widget.findChildren(QHBoxLayout):
         spins = [row.itemAt(i).widget() for i in range(row.count())]
@@ -126,11 +128,9 @@ def fit_width(widget, max_px: int = DOCK_MAX_WIDTH_PX) -> int:
         if len(spins) > 1:  # share the row evenly, sized by the value shown, not the range
             for spin in spins:
                 spin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
-                policy = spin.sizePolicy()
-                policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
-                spin.setSizePolicy(policy)
-                shown = spin.fontMetrics().horizontalAdvance(spin.text() + "0")
-                spin.setMinimumWidth(max(60, shown + 12))
+                shown = spin.fontMetrics().horizontalAdvance(_typical_text(spin))
+                spin.setMinimumWidth(max(56, shown + 6))
+                spin.setMaximumWidth(max(64, shown + 14))
     if widget.minimumWidth() > max_px:  # a dock's own fixed minimum wider than the budget
         widget.setMinimumWidth(0)
     # the dock (and napari's wrapper) computed their minimum before: recompute it
@@ -146,6 +146,19 @@ def fit_width(widget, max_px: int = DOCK_MAX_WIDTH_PX) -> int:
                 w.layout().activate()
         w = w.parentWidget()
     return int(widget.sizeHint().width())
+
+
+def _typical_text(spin) -> str:
+    """The text of a three-digit value (−999 when negatives are allowed) of a spin box:
+    wide enough for what is typed, not for the extremes of its range (1e5 mm…)."""
+    lo = float(spin.minimum()) if hasattr(spin, "minimum") else 0.0
+    value = -999.0 if lo < 0 else 999.0
+    value = min(max(value, lo), float(spin.maximum()))
+    if hasattr(spin, "decimals"):
+        text = spin.textFromValue(value)
+    else:
+        text = spin.textFromValue(int(value))
+    return f"{spin.prefix()}{text}{spin.suffix()}"
 
 
 def take_width_given(label) -> None:

@@ -90,11 +90,14 @@ def notes_label(table):
 
 
 def show_warnings(table, headers, rows, warn_col: int, beside: int, name_col: int):
-    """Move the warnings of ``rows[i][warn_col]`` (``"; "``-joined text) beside the number
+    """Move the warnings of ``rows[i][warn_col]`` (a list, or one text) beside the number
     in column ``beside``; returns ``(headers, rows, per_row_numbers, notes)`` without the
     warnings column, for the table to be filled with, and sets the notes label."""
     names = [r[name_col] for r in rows]
-    texts = [[w for w in str(r[warn_col]).split("; ") if w.strip()] for r in rows]
+    texts = [
+        list(r[warn_col]) if isinstance(r[warn_col], list | tuple) else [str(r[warn_col])]
+        for r in rows
+    ]
     per_row, notes = numbered(names, texts)
     keep = [j for j in range(len(headers)) if j != warn_col]
     new_rows = []
