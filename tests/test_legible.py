@@ -48,9 +48,10 @@ def test_roi_label_style_follows_2d_and_3d():
 def _boxes_disjoint(places) -> bool:
     for i, p in enumerate(places):
         for q in places[i + 1 :]:
-            if abs(p.centre[0] - q.centre[0]) < (p.size[0] + q.size[0]) / 2 and abs(
-                p.centre[1] - q.centre[1]
-            ) < (p.size[1] + q.size[1]) / 2:
+            if (
+                abs(p.centre[0] - q.centre[0]) < (p.size[0] + q.size[0]) / 2
+                and abs(p.centre[1] - q.centre[1]) < (p.size[1] + q.size[1]) / 2
+            ):
                 return False
     return True
 
