@@ -12,16 +12,17 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._launch import load_demo, open_docks
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QDockWidget
 
 from mpi_viewer.demo.study import write_demo_study
 
 
 def main(out: str, ndisplay: int = 2) -> None:
     viewer = napari.Viewer(title="mpi-viewer — demo study (synthetic)")
-    viewer.window._qt_window.resize(1900, 1050)
-    viewer.scale_bar.visible = True
+    compat.resize_window(viewer, 1900, 1050)
+    viewer.canvas.overlays.scale_bar.visible = True
     widgets = {type(w).__name__: w for w in open_docks(viewer)}
     study = load_demo(viewer)
     folder = Path(tempfile.mkdtemp())
@@ -49,21 +50,18 @@ def main(out: str, ndisplay: int = 2) -> None:
         point = list(viewer.dims.point)
         point[1] = iso["mri_mm"][1]
         viewer.dims.point = point
-    for dock in viewer.window._dock_widgets.values():
-        if (
-            dock.widget() is cells
-            or getattr(dock, "inner_widget", None) is cells
-            or "Cells" in dock.name
-        ):
-            dock.raise_()
+    dock = cells.parentWidget()  # the cells dock in front (its QDockWidget, through Qt)
+    while not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    dock.raise_()
     QApplication.processEvents()
     viewer.reset_view()
     if ndisplay == 3:
-        viewer.camera.angles = DEMO_CAMERA_ANGLES
-        viewer.camera.zoom *= 1.15
+        viewer.scene.camera.angles = DEMO_CAMERA_ANGLES
+        viewer.scene.camera.zoom *= 1.15
     QApplication.processEvents()
     viewer.screenshot(out, canvas_only=False)
-    print(out, np.round(viewer.camera.zoom, 2))
+    print(out, np.round(viewer.scene.camera.zoom, 2))
     viewer.close()
 
 

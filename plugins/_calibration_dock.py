@@ -227,7 +227,9 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
         self.ctl.set_iron(res, self.applied_to)
         kind = self.calibration.kind
         headers, rows, common = iron_rows(res, kind)
-        fill_table(self.iron_table, headers, rows, warn_col=6)
+        own = split_warnings([r.warnings for r in res])[1]  # each warning whole (a list)
+        rows = [[*row[:6], list(w)] for row, w in zip(rows, own, strict=True)]
+        fill_table(self.iron_table, headers, rows, warn_col=6, warn_beside=2)
         lod = next((r.lod for r in res if r.lod is not None), None)
         unit = "µg Fe" if kind == "iron" else "cells"
         self.apply_label.setText(
@@ -236,7 +238,7 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
         )
         flagged = [row[0] for row in rows if row[6]]
         if flagged:
-            notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the iron table")
+            notify_warning(f"See ⚠ in the iron table: {', '.join(flagged)}")
         self.draw_plot()
         self.tabs.setCurrentIndex(3)
         return res

@@ -221,7 +221,7 @@ class PhantomsMixin:
             )
         headers = ["name", "x (mm)", "y (mm)", "z (mm)", self._amount_header()]
         headers += ["total signal (a.u.·mm³)", "peak (a.u.)", "ROI volume (mm³)", "flags"]
-        fill_table(self.phantom_table, headers, rows, editable=(0, 4), warn_col=8)
+        fill_table(self.phantom_table, headers, rows, editable=(0, 4), warn_col=8, warn_beside=5)
         current = self.reference_combo.value
         self.reference_combo.choices = [r[0] for r in rows]
         if current in self.reference_combo.choices:

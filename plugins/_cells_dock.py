@@ -297,11 +297,11 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
             else "cells from the cell-based calibration"
         )
         self.info_label.setText(
-            f"Calibration {cal.name} ({cal.kind}), {ipc_text}; density blank below "
+            f"Calibration “{cal.name}” ({cal.kind}), {ipc_text}; density blank below "
             f"{fmt(threshold, 3)} a.u. (the ROI method's noise threshold)."
         )
         common, own = split_warnings([r.warnings for r in res])
         self.common_label.setText(warning_html(["all ROIs: " + w for w in common]))
         flagged = [r.name for r, w in zip(res, own, strict=True) if w]
         if flagged:
-            notify_warning(f"warnings for ROI(s) {', '.join(flagged)}: see the cells table")
+            notify_warning(f"See ⚠ in the cells table: {', '.join(flagged)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._layers import meta, physical_to_world
+from mpi_viewer.plugins._overlay_style import style_roi_labels
 from mpi_viewer.plugins._work import notify_error
 
 from mpi_viewer.report.overlays import place_labels, text_size_px
@@ -122,7 +123,8 @@ class CellOverlaysMixin:
         if layer is None:
             from napari.utils.colormaps import DirectLabelColormap
 
-            layer = self.viewer.add_labels(
+            layer = self._add_keeping_active(
+                self.viewer.add_labels,
                 labels,
                 name=OUTLINE_LAYER,
                 opacity=1.0 if self.viewer.dims.ndisplay == 2 else 0.45,
@@ -139,18 +141,24 @@ class CellOverlaysMixin:
         _set(layer, "visible", self.outline_check.isChecked())
 
     def _outline_style(self) -> None:
-        """2-D: a contour line; 3-D: a see-through surface (a contour of a volume drawn
-        voxel by voxel is the yellow speckle of the old overlay)."""
+        """2-D: a contour line; 3-D: a see-through surface drawn over the rendering
+        (:mod:`mpi_viewer.plugins._overlay_style`)."""
         layer = self._layer(OUTLINE_LAYER)
         if layer is None:
             return
-        if self.viewer.dims.ndisplay == 3:
-            _set(layer, "contour", 0)
-            _set(layer, "rendering", "iso_categorical")
-            _set(layer, "opacity", 0.45)
-        else:
-            _set(layer, "contour", OUTLINE_PX)
-            _set(layer, "opacity", 1.0)
+        style_roi_labels(layer, self.viewer.dims.ndisplay, contour=OUTLINE_PX)
+
+    def _add_keeping_active(self, add, *args, **kwargs):
+        """``add(*args, **kwargs)`` (a viewer's ``add_*``): the new overlay layer does not
+        take the user's active layer (the one their clicks go to)."""
+        layers = self.viewer.layers
+        selected, active = set(layers.selection), layers.selection.active
+        layer = add(*args, **kwargs)
+        if active is not None and active in layers and layers.selection.active is not active:
+            layers.selection.clear()
+            layers.selection.update(selected & set(layers))
+            layers.selection.active = active
+        return layer
 
     def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
         """World positions (z, y, x) of each result's peak, and each ROI's radius (mm)."""
@@ -266,7 +274,8 @@ class CellOverlaysMixin:
                 # out_of_slice_display: deprecated in napari 0.9, still the way to see a
                 # label ±2 mm around its peak
                 warnings.simplefilter("ignore", FutureWarning)
-                layer = self.viewer.add_points(
+                layer = self._add_keeping_active(
+                    self.viewer.add_points,
                     anchors,
                     ndim=3,
                     name=LABEL_LAYER,
@@ -318,7 +327,8 @@ class CellOverlaysMixin:
         top = float(np.nanmax(dens)) if dens.size and np.nanmax(dens) > 0 else 1.0
         layer = self._layer(DENSITY_LAYER)
         if layer is None:
-            layer = self.viewer.add_image(
+            layer = self._add_keeping_active(
+                self.viewer.add_image,
                 dens,
                 name=DENSITY_LAYER,
                 units=compat.mm_units(dens.ndim),

@@ -28,7 +28,7 @@ class CellsTableMixin:
                     _count(r.cells_ci_high),
                     fmt(r.iron_ug, 3),
                     "yes" if r.below_lod else "no",
-                    "; ".join(warns),
+                    list(warns),
                 ]
             )
         fill_table(
@@ -45,6 +45,8 @@ class CellsTableMixin:
             ],
             rows,
             warn_col=7,
+            warn_beside=2,
+            name_col=1,
         )
         self.table.blockSignals(True)
         for i, r in enumerate(self.results):

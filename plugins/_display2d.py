@@ -166,6 +166,7 @@ class Display2D(TwinsMixin):
             "data",
             "labels_update",
             *_IMAGE_PROPS,
+            "contour",
             "visible",
             "set_data",
             "name",

@@ -26,7 +26,7 @@ TWIN_SUFFIX = " (2-D view)"
 
 #: Display properties mirrored native → twin (and, for the first five, back).
 _IMAGE_PROPS = ("contrast_limits", "colormap", "gamma", "opacity", "blending", "interpolation2d")
-_LABELS_PROPS = ("colormap", "opacity", "blending")
+_LABELS_PROPS = ("colormap", "opacity", "blending", "contour")
 _BACK_PROPS = ("contrast_limits", "colormap", "gamma", "opacity", "blending")
 
 

@@ -48,8 +48,8 @@ class GeometryDock(QWidget):
         self.layer_combo = QComboBox()
         self.modality = QComboBox()
         self.modality.addItems(MODALITIES)
-        self.spacing = [_spin(1e-4, 1e3, 1.0, suffix=" mm") for _ in range(3)]
-        self.origin = [_spin(-1e5, 1e5, 0.0, 3, " mm") for _ in range(3)]
+        self.spacing = [_spin(1e-4, 1e3, 1.0) for _ in range(3)]  # mm (in the row's label)
+        self.origin = [_spin(-1e5, 1e5, 0.0, 3) for _ in range(3)]
         self.tracer = QLineEdit()
         self.mode = QComboBox()
         self.mode.addItems(["", "2D", "3D"])
@@ -58,13 +58,17 @@ class GeometryDock(QWidget):
         self.frequency = _spin(0, 10000, 0, 2, " kHz")
         self.averages = QSpinBox()
         self.averages.setRange(0, 100000)
+        self.averages.setSpecialValueText("unknown")  # 0
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("layer", self.layer_combo)
         form.addRow("modality", self.modality)
-        for label, boxes in (("spacing x, y, z", self.spacing), ("origin x, y, z", self.origin)):
+        for label, boxes in (
+            ("spacing x, y, z (mm)", self.spacing),
+            ("origin x, y, z (mm)", self.origin),
+        ):
             row = QHBoxLayout()
             for b in boxes:
                 row.addWidget(b)
@@ -74,7 +78,7 @@ class GeometryDock(QWidget):
         form.addRow("gradient", self.gradient)
         form.addRow("drive amplitude", self.drive)
         form.addRow("drive frequency", self.frequency)
-        form.addRow("averages (0 = unknown)", self.averages)
+        form.addRow("averages", self.averages)
         apply_btn = QPushButton("Apply to layer")
         apply_btn.clicked.connect(self.apply)
         lay = QVBoxLayout(self)

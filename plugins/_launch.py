@@ -5,22 +5,18 @@ from __future__ import annotations
 import os
 import sys
 
+from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX, STEPS
+
 #: A 3-D view from above and the side, head to the right.
 DEMO_CAMERA_ANGLES = (0.0, -60.0, 30.0)
 
-DOCK_WIDTH_PX = 440
+DOCK_WIDTH_PX = DOCK_MAX_WIDTH_PX
+#: Width of the vertical strip of step tabs beside the docks (px).
+TAB_STRIP_PX = 30
 
 #: The docks in the order of the work: geometry (plain arrays only) → register → ROIs →
-#: calibrate → cells → report and session. Tabs keep their full names (no eliding).
-DOCKS = (
-    "Image geometry",
-    "Mold registration",
-    "Fiducial registration",
-    "MPI ROIs",
-    "Calibration",
-    "Cells and report",
-    "Session",
-)
+#: calibrate → cells → report and session (``_dock_layout.STEPS``: numbered tab titles).
+DOCKS = tuple(s.display_name for s in STEPS)
 #: The tab shown first: the first step a study with geometry needs.
 FIRST_SHOWN = "Mold registration"
 
@@ -40,6 +36,7 @@ def open_docks(viewer) -> list:
     """Add every mpi-viewer dock the manifest declares; returns the widgets."""
     from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._display2d import install_2d_display
+    from mpi_viewer.plugins._dock_layout import fit_width, number_docks
     from mpi_viewer.plugins._layers import install_mm_units
     from npe2 import PluginManager
 
@@ -51,6 +48,7 @@ def open_docks(viewer) -> list:
     names = [w.display_name for w in (manifest.contributions.widgets or [])]
     widgets = []
     docks = []
+    ordered_added: list[str] = []
     shown = None
     ordered = [n for n in DOCKS if n in names] + [n for n in names if n not in DOCKS]
     for name in ordered:
@@ -63,7 +61,9 @@ def open_docks(viewer) -> list:
 
             show_warning(f"mpi-viewer: the {name!r} dock could not be opened ({exc})")
             continue
+        fit_width(widget)
         widgets.append(widget)
+        ordered_added.append(name)
         docks.append(_dock)
         if name == FIRST_SHOWN:
             shown = _dock
@@ -73,20 +73,12 @@ def open_docks(viewer) -> list:
         QApplication.processEvents()  # tabs exist only after the event loop has run
         (shown or docks[0]).raise_()
         main = docks[0].parent()  # the napari window, through Qt (no private napari API)
-        main.resizeDocks(docks[:1], [DOCK_WIDTH_PX], _horizontal())
-        _full_tab_names(main)
+        number_docks(main, dict(zip(ordered_added, docks, strict=True)))
+        QApplication.processEvents()
+        # the dock on top (Qt ignores a hidden tab's size); the vertical tab strip beside it
+        front = shown or docks[0]
+        main.resizeDocks([front], [DOCK_WIDTH_PX + TAB_STRIP_PX], _horizontal())
     return widgets
-
-
-def _full_tab_names(main) -> None:
-    """Dock tabs show whole names, scrolling when they do not fit (Qt elides by default)."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QTabBar
-
-    for bar in main.findChildren(QTabBar):
-        bar.setElideMode(Qt.TextElideMode.ElideNone)
-        bar.setUsesScrollButtons(True)
-        bar.setExpanding(False)
 
 
 def _horizontal():

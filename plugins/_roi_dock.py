@@ -30,11 +30,20 @@ from mpi_viewer.plugins._layers import (
     placement_of,
     volume_from_layer,
 )
+from mpi_viewer.plugins._overlay_style import follow_ndisplay
 from mpi_viewer.plugins._roi_manual import MANUAL, PAINT_LAYER, SHAPES_LAYER, ManualROIsMixin
 from mpi_viewer.plugins._roi_seeds import SEED_LAYER, SeedEditsMixin  # noqa: F401 - re-exported
+from mpi_viewer.plugins._warnings_view import (
+    WARN_COLOUR,
+    marker,
+    notes_html,
+    notes_label,
+    numbered,
+    tooltip_html,
+)
 from napari.utils import notifications
 from qtpy.QtCore import Qt
-from qtpy.QtGui import QKeySequence, QShortcut
+from qtpy.QtGui import QColor, QKeySequence, QShortcut
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -402,6 +411,8 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         self._set_headers(ndim)
         keys = [k for k, _ in _COLUMNS if not (ndim == 2 and k == "fwhm_z_mm")]
         self.table.setRowCount(len(results))
+        # each warning once, in full, under the table; ⚠n beside the total signal
+        per_row, notes = numbered([r.name for r in results], [r.warnings for r in results])
         for i, r in enumerate(results):
             row = r.to_row()
             for j, k in enumerate(keys):
@@ -411,14 +422,20 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
                     v = r.total_signal
                 else:
                     v = row.get(k, "")
-                item = QTableWidgetItem(
-                    res.format_value(v) if not isinstance(v, float) else f"{v:.4g}"
-                )
+                text = res.format_value(v) if not isinstance(v, float) else f"{v:.4g}"
+                if k == "TOTAL" and per_row[i]:
+                    text = f"{text} {marker(per_row[i])}"
+                item = QTableWidgetItem(text)
                 if r.warnings:
-                    item.setToolTip(" ".join(r.warnings))
+                    item.setToolTip(tooltip_html("; ".join(r.warnings)))
+                    if k in ("TOTAL", _COLUMNS[0][0]):
+                        item.setForeground(QColor(WARN_COLOUR))
                 if j != 0 or r.method == MANUAL:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(i, j, item)
+        notes_lbl = notes_label(self.table)
+        notes_lbl.setText(notes_html(notes))
+        notes_lbl.setVisible(bool(notes))
         self._filling = False
         self._update_labels(labels if not self._manual else None)
         if results:
@@ -451,6 +468,7 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
                 "modality": "MPI ROIs",
                 "grid_of": layer.name,
             }
+            follow_ndisplay(self.viewer, self._labels_layer)  # outlines (2-D), surfaces (3-D)
         else:
             self._labels_layer.data = lab
         copy_placement(layer, self._labels_layer)

@@ -576,7 +576,7 @@ class _Scene:
             vmax=vmax,
             origin="lower",
             extent=ext,
-            alpha=0.7,
+            alpha=_fade_in(mpi, self.display_min, vmax),
             interpolation="bilinear",
         )
         if lab is not None and np.any(lab):
@@ -651,7 +651,7 @@ class _Scene:
                 cmap=_hot(),
                 origin="lower",
                 extent=ext,
-                alpha=0.8,
+                alpha=_fade_in(img_mpi, self.display_min, self.mpi_max),
                 norm=PowerNorm(0.5, vmin=self.display_min, vmax=self.mpi_max),
             )
             jobs.append((ax, hor, ver))
@@ -693,6 +693,14 @@ class _Scene:
                 radii.append(_radius_mm(row))
             annotate_rois(ax, pts, texts, radii, fontsize=9)
         canvas.print_png(str(path))
+
+
+def _fade_in(img, lo: float, hi: float, *, top: float = 0.85) -> np.ndarray:
+    """Opacity of the MPI over the anatomy: 0 at the display threshold rising to ``top``
+    (square root: the tails of a source show, faintly), so the anatomy under a
+    source's edge stays visible instead of a hard-edged disc hiding it."""
+    a = (np.asarray(img, dtype=float) - lo) / max(hi - lo, 1e-12)
+    return (np.sqrt(np.clip(np.nan_to_num(a), 0.0, 1.0)) * top).astype(float)
 
 
 def _hot():
@@ -812,7 +820,7 @@ def plot_calibration(calibration, path, *, rows=None, confidence: float = CONFID
             f"{', through origin' if fit.through_origin else ''}{', weights 1/y²' if fit.weighting == 'relative' else ''}"
         )
     ax.set_title(
-        f"Calibration {calibration.name} ({calibration.tracer or 'tracer ?'}, {calibration.environment})\n{eq}",
+        f"Calibration “{calibration.name}” ({calibration.tracer or 'tracer ?'}, {calibration.environment})\n{eq}",
         fontsize=10,
     )
     ax.legend(loc="upper left", fontsize=9)
