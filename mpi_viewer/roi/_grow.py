@@ -932,7 +932,9 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
             peaks_seen[pv] = name
         out.append(res)
     _flag_touching(out, arr.ndim, structure)
-    _flag_unseeded_peaks(volume, arr, out, params, noise)
+    from mpi_viewer.roi._unseeded import flag_unseeded
+
+    flag_unseeded(volume, arr, out, params, noise, psf)
     return out
 
 
