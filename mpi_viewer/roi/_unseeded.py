@@ -152,6 +152,28 @@ def _share(sub, region, pm, threshold: float, at, structure) -> float:
     return old / new - 1.0 if new > 0 else float("inf")
 
 
+def _mirrored(resid, c, seeded, hw) -> bool:
+    """Whether the residual at ``c`` has its match on the other side of the nearest seeded
+    source (within two FWHM): the symmetric misfit of a source wider than a point (a
+    fiducial well), not a second source, which leaves nothing there."""
+    c = np.asarray(c, dtype=float)
+    fwhm = 2.0 * np.maximum(np.asarray(hw, dtype=float), 0.5)
+    dist = [float(np.sqrt(np.sum(((c - o) / fwhm) ** 2))) for o in seeded]
+    k = int(np.argmin(dist))
+    if dist[k] > 2.0:
+        return False
+
+    def near(p):
+        i = np.rint(p).astype(int)
+        if np.any(i < 0) or np.any(i >= resid.shape):
+            return None
+        a, b = np.maximum(i - 1, 0), np.minimum(i + 2, resid.shape)
+        return float(resid[tuple(slice(x, y) for x, y in zip(a, b, strict=True))].max())
+
+    here, there = near(c), near(2 * np.asarray(seeded[k]) - c)
+    return here is not None and there is not None and there >= 0.5 * here
+
+
 def _core(shape, at, half) -> np.ndarray:
     """Boolean box of ``±half`` voxels around ``at``."""
     out = np.zeros(tuple(shape), dtype=bool)
@@ -273,6 +295,8 @@ def flag_unseeded(volume, arr, results, params, noise: float, psf=None) -> None:
                 continue  # noise, or the seeded sources' model misfit
             if any(np.all(np.abs(c + lo - o) <= np.maximum(2.0, sigma)) for o in own):
                 continue  # a seeded source's own peak
+            if _mirrored(resid, c, [own[j] - lo for j in inbox], hw):
+                continue  # a seeded source wider than a point (a fiducial well): its misfit
             # 4. inside the ROI, or its tail raises the ROI's total
             inside = bool(region[ci])
             share = _share(sub, region, pm, float(r.threshold_au), ipk - lo, structure)
