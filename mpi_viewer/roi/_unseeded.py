@@ -5,25 +5,31 @@ doi:10.18383/j.tom.2020.00043) is easily missed: often it has no maximum of its 
 only a shoulder on the strong one's flank. When only the strong one is seeded, its
 signal is counted in the strong one's ROI: all of it when the ROI reaches it (an n·SD
 region 4 mm wide), its tail when it does not (a half-maximum region: +4.8 % on the
-Langevin demo). Here, for every thresholded ROI:
+Langevin demo: its tail lifts the strong one's flank above the threshold). Here, for
+every thresholded ROI:
 
-1. the box around the ROI, widened by the reach of the point-spread function (the
-   measured PSF's box, else two FWHM), is fitted with one point-source model per
-   seeded source whose peak lies in it (the measured PSF, tails included, else
-   Gaussians; see :mod:`mpi_viewer.roi._psf`) plus a constant;
-2. what the seeded sources do not explain (the residual, lightly smoothed) is searched
-   for hot spots: connected parts above half ``min_snr`` × the noise SD, away from the
-   seeded sources' own cores;
-3. each hot spot is fitted together with the seeded sources (its position is the
-   fitted centre of a point source of the image's own PSF, not the maximum of a
-   curvature filter, which the strong neighbour's heavy x-space tail drags 1.1 mm
-   along the drive axis); it is kept when its amplitude is at least ``min_snr`` × the
-   noise SD and well above what the seeded sources' model leaves unexplained there;
-4. a kept hot spot is reported on the ROI when its peak lies inside the ROI, or its
-   model adds more than :data:`TAIL_FRACTION` of the ROI's total signal.
+1. the box around the ROI, widened by the reach of the point-spread function (the part
+   of the measured PSF distinguishable from zero, :func:`_significant`; else two FWHM),
+   holds the seeded sources' point-source models: the measured PSF at each ROI's
+   sub-voxel peak and amplitude (fitted on its core when the ROI was grown), else
+   Gaussians fitted on their cores;
+2. what they leave (the residual, lightly smoothed) is searched for hot spots:
+   connected parts above half ``min_snr`` × the noise SD, outside the seeded sources'
+   half-maximum cores and away from the box's edge;
+3. each hot spot is fitted as a point source of the image's own PSF together with the
+   seeded sources near it: its position is that fit's centre, not the maximum of a
+   curvature filter (which the strong neighbour's heavy x-space tail dragged 1.1 mm
+   along the drive axis). It is kept when its amplitude is at least ``min_snr`` × the
+   noise SD and :data:`_MISFIT` of the seeded model there, and when the residual has
+   no match on the other side of the nearest seeded source (the symmetric misfit of a
+   source wider than a point, such as a fiducial well);
+4. a kept hot spot is reported on the ROI when its fitted peak lies inside the ROI, or
+   when it raises the ROI's total by more than :data:`TAIL_FRACTION` (:func:`_share`:
+   the total over that of the region grown again at the same threshold without it).
 
-Extended structures (an ROI whose maxima point sources do not explain) are left out:
-their maxima are parts of one object, already remarked on.
+Extended structures (an ROI flagged ``multiple_peaks``: maxima that point sources do
+not explain) are left out: their maxima are parts of one object, already remarked on.
+Sources closer to a seeded peak than about half its FWHM are not told apart from it.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ import math
 
 import numpy as np
 
-#: An unseeded source outside an ROI is reported when its model adds more than this
-#: fraction of the ROI's total signal.
+#: An unseeded source outside an ROI is reported when it raises the ROI's total by more
+#: than this fraction.
 TAIL_FRACTION = 0.01
 #: Largest search box (voxels): the margin around a larger ROI is narrowed.
 _MAX_BOX_VOXELS = 1 << 21
