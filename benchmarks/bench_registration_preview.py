@@ -54,7 +54,7 @@ def main() -> int:
     layer.events.data.connect(timed_handler)
     rows = {}
     for model in ("rigid", "affine"):
-        dock.model_combo.setCurrentText(model)
+        dock.model_combo.value = model
         QApplication.processEvents()
         edit_ms, paint_ms, dock_ms = [], [], []
         for k in range(-5, N_EDITS):  # 5 warm-up edits, not counted

@@ -236,11 +236,7 @@ class CellsDock(QWidget):
                 )
             ipc = None if from_cells else self.read_iron_per_cell()
             if roi_results is None:
-                dock = cal_dock.roi_dock()
-                if (
-                    not (dock is not None and getattr(dock, "results", None))
-                    and cal_dock.applied_to is not None
-                ):
+                if not cal_dock.ctl.roi_results and cal_dock.applied_to is not None:
                     roi_results, roi_params = cal_dock.applied_to[0], cal_dock.applied_to[1]
             rois, params, volume = cal_dock.roi_inputs(roi_results, roi_params)
             mpi_layer = cal_dock.mpi_layer

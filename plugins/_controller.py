@@ -19,9 +19,16 @@ Registration
     anatomy: the transform maps the anatomy's physical mm to the MPI's (ITK fixed →
     moving, x, y, z), whatever made it (landmarks, mold template, intensity, a file).
 ROIs
-    The ROI dock publishes its ROI definitions and results with
-    :meth:`StudyController.set_rois`; other docks read :attr:`StudyController.rois` and
-    :attr:`StudyController.roi_results` and follow ``events.rois``.
+    The ROI dock publishes its ROI definitions, results and method
+    (:meth:`StudyController.set_rois`, :meth:`StudyController.set_roi_params`); other
+    docks read :attr:`StudyController.rois`, :attr:`StudyController.roi_results` and
+    :attr:`StudyController.roi_params` (None: no ROI dock has chosen a method) and follow
+    ``events.rois``.
+Calibration
+    The Calibration dock publishes the current calibration
+    (:meth:`StudyController.set_calibration`, ``events.calibration``) and the iron it
+    gave the ROIs (:meth:`StudyController.set_iron`, ``events.iron``): the cells dock
+    and the session read them here.
 
 The state is small and typed (:class:`Registration`, :class:`ROIDefinition`) so that it
 maps one-to-one onto the core's ``Study`` model when that lands.
@@ -47,6 +54,8 @@ from mpi_viewer.plugins._layers import (
 )
 from psygnal import Signal, SignalGroup
 
+from mpi_viewer.geometry.transform import Transform
+
 ANATOMY, MPI, OTHER = "anatomy", "mpi", "other"
 
 
@@ -62,18 +71,27 @@ ROLE_OF_MODALITY = {"MRI": ANATOMY, "CT": ANATOMY, "MPI": MPI}
 
 @dataclass(frozen=True)
 class Registration:
-    """The study's registration: anatomy (fixed) physical mm → MPI (moving) physical mm.
-
-    ``matrix`` (d × d) and ``translation`` (d,) in ITK (x, y, z) order; ``source`` is
-    what made it: ``"landmarks"``, ``"template"``, ``"intensity"``, ``"file"`` or
-    ``"reader"`` (a layer that arrived already registered, e.g. the demo).
+    """The study's registration: the one transform type
+    (:class:`~mpi_viewer.geometry.transform.Transform`, anatomy (fixed) physical mm → MPI
+    (moving) physical mm, ITK (x, y, z)), the images' names and what made it:
+    ``source`` is ``"landmarks"``, ``"template"``, ``"intensity"``, ``"file"`` or
+    ``"reader"`` (a layer that arrived already registered, e.g. the demo). ``pose``: for a
+    mold template, how its pose was chosen (:func:`._mold_panel.pose_record`).
     """
 
-    matrix: np.ndarray
-    translation: np.ndarray
+    transform: Transform
     fixed: str
     moving: str
     source: str = "landmarks"
+    pose: dict | None = None
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.transform.matrix
+
+    @property
+    def translation(self) -> np.ndarray:
+        return self.transform.translation
 
 
 @dataclass
@@ -95,8 +113,12 @@ class ControllerEvents(SignalGroup):
     anatomy = Signal(object)
     #: the registration (a :class:`Registration` or None) changed
     registration = Signal(object)
-    #: the ROI definitions / results changed
+    #: the ROI definitions / results / method changed
     rois = Signal()
+    #: the calibration (a ``Calibration`` or None) changed
+    calibration = Signal(object)
+    #: the iron per ROI (list of ``QuantityResult``) changed
+    iron = Signal(object)
 
 
 def _ask_user(question: str) -> bool:
@@ -132,6 +154,14 @@ class StudyController:
         self.registration: Registration | None = None
         self.rois: list[ROIDefinition] = []
         self.roi_results: list = []
+        #: the ROI method (``ROIParams``) of the ROI dock; None: no ROI dock yet
+        self.roi_params = None
+        #: the current calibration (``Calibration``) or None
+        self.calibration = None
+        #: iron (and cells) per ROI of the last "Apply to ROIs", ``QuantityResult`` list
+        self.iron_results: list = []
+        #: (ROI results, ROI params, MPI Volume) the iron results were computed from
+        self.iron_inputs: tuple | None = None
         install_mm_units(viewer)
         for layer in viewer.layers:
             self._adopt(layer)
@@ -272,8 +302,7 @@ class StudyController:
         reg = meta(layer).get("transform_fixed_to_moving") if layer is not None else None
         if reg:  # a layer that arrived registered (the demo, a session): its transform
             self.registration = Registration(
-                np.asarray(reg["matrix"], float),
-                np.asarray(reg["translation"], float),
+                Transform(reg["matrix"], reg["translation"], reg.get("model", "affine")),
                 fixed=str(reg.get("fixed") or getattr(self._anatomy, "name", "")),
                 moving=layer.name,
                 source="reader",
@@ -291,7 +320,16 @@ class StudyController:
         self.events.anatomy.emit(layer)
 
     # ----------------------------------------------------------- registration
-    def register(self, matrix, translation, *, source: str = "landmarks", live: bool = False):
+    def register(
+        self,
+        matrix,
+        translation,
+        *,
+        source: str = "landmarks",
+        live: bool = False,
+        model: str = "affine",
+        pose: dict | None = None,
+    ) -> Registration:
         """Draw the MPI on the anatomy through a fixed → moving transform; returns it.
 
         Parameters
@@ -303,6 +341,10 @@ class StudyController:
         live : bool
             A preview during point edits: only the affines change, the viewer's extent
             is updated by the caller once the edits settle.
+        model : {"rigid", "similarity", "affine"}
+            How it was fitted (kept in the :class:`Transform`).
+        pose : dict, optional
+            A mold template's pose choice (see :class:`Registration`).
 
         Raises
         ------
@@ -336,7 +378,9 @@ class StudyController:
                 "translation": tw.tolist(),
                 "fixed": fixed.name,
             }
-        self.registration = Registration(m, t, fixed=fixed.name, moving=moving.name, source=source)
+        self.registration = Registration(
+            Transform(m, t, model), fixed=fixed.name, moving=moving.name, source=source, pose=pose
+        )
         self.events.registration.emit(self.registration)
         return self.registration
 
@@ -346,22 +390,37 @@ class StudyController:
         to ``m, t`` when the anatomy's world is its physical frame, as readers place it)."""
         from mpi_viewer.plugins._points_pairs import world_from_physical_affine
 
-        from mpi_viewer.geometry.axes import matrix_xyz_to_zyx, zyx_to_xyz
+        from mpi_viewer.geometry.compose import from_placed_frame
 
-        wf = world_from_physical_affine(fixed)
-        if np.allclose(wf, np.eye(len(wf)), atol=1e-9):
-            return m, t
-        g = np.linalg.inv(wf)
-        d = len(g) - 1
-        g_lin, g_t = matrix_xyz_to_zyx(g[:d, :d]), zyx_to_xyz(g[:d, d])
-        return m @ g_lin, m @ g_t + t
+        return from_placed_frame(m, t, world_from_physical_affine(fixed))
 
     # ------------------------------------------------------------------- ROIs
-    def set_rois(self, definitions, results) -> None:
-        """Publish the ROI definitions (:class:`ROIDefinition`) and their results."""
+    def set_rois(self, definitions, results, params=None) -> None:
+        """Publish the ROI definitions (:class:`ROIDefinition`), their results and
+        (optionally) the ``ROIParams`` they were measured with."""
         self.rois = list(definitions)
         self.roi_results = list(results)
+        if params is not None:
+            self.roi_params = params
         self.events.rois.emit()
+
+    def set_roi_params(self, params) -> None:
+        """Publish the ROI method (``ROIParams``) phantoms and targets are measured with."""
+        self.roi_params = params
+        self.events.rois.emit()
+
+    # ------------------------------------------------------------ calibration
+    def set_calibration(self, calibration) -> None:
+        """Make ``calibration`` (a ``Calibration`` or None) the study's calibration."""
+        self.calibration = calibration
+        self.events.calibration.emit(calibration)
+
+    def set_iron(self, results, inputs=None) -> None:
+        """Publish iron per ROI (``QuantityResult`` list) and the (ROI results, ROI
+        params, MPI Volume) they came from."""
+        self.iron_results = list(results)
+        self.iron_inputs = inputs
+        self.events.iron.emit(self.iron_results)
 
 
 _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

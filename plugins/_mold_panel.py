@@ -18,27 +18,53 @@ import numpy as np
 from mpi_viewer.plugins._controller import ANATOMY, MPI, get_controller
 from mpi_viewer.plugins._layers import install_mm_units, volume_from_layer
 from mpi_viewer.plugins._points_pairs import world_from_physical_affine
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from mpi_viewer.errors import CancelledError, MPIViewerError
 from mpi_viewer.geometry.axes import xyz_to_zyx
+from mpi_viewer.registration.molds import MAX_ROTATION_DEG
 
 BROWSE = "Browse…"
 FIXED_POINTS = "mold fiducials (fixed)"
 MOVING_POINTS = "mold fiducials (moving)"
+#: Columns of the candidate-pose table (one row per way of reading the wells).
+POSE_COLUMNS = ("Pose", "Wells", "Turn (°)", "FRE (mm)", "Score")
+
+
+def pose_record(result, template: str, tolerance_mm: float) -> dict:
+    """How the pose of a mold registration was chosen, for the study's registration record.
+
+    ``{"template" (name or file, as detected), "tolerance_mm", "pose" (1-based),
+    "candidates" (how many), "decided_by" ("wells", "prior" or "user"),
+    "max_rotation_deg"}``: a session saved and reopened, and ``replay``, reproduce the
+    pose the user chose.
+    """
+    return {
+        "template": str(template),
+        "tolerance_mm": float(tolerance_mm),
+        "pose": int(result.pose),
+        "candidates": len(result.candidates),
+        "decided_by": result.decided_by,
+        "max_rotation_deg": result.max_rotation_deg,
+    }
 
 
 class _Relay(QObject):
@@ -77,6 +103,8 @@ class MoldPanel(QWidget):
         self.error: str | None = None  # message of the last failure
         self._worker = None
         self._cancel = False
+        self._layers = (None, None)  # (anatomy, MPI) layers of the last detection
+        self._settings: dict = {}  # template and tolerance of the last detection
         self._followers: dict[str, tuple] = {}  # points layer name → (image layer, callback)
         self._relay = _Relay()
         self._relay.step.connect(self._on_step)
@@ -116,10 +144,22 @@ class MoldPanel(QWidget):
             suffix=" mm",
             toolTip="Largest accepted residual of a matched well",
         )
+        self.turn_spin = QDoubleSpinBox(
+            minimum=1.0,
+            maximum=180.0,
+            singleStep=5.0,
+            value=MAX_ROTATION_DEG,
+            decimals=0,
+            suffix="°",
+            toolTip="Orientation prior: the mold turns by at most this between the two scans "
+            "(both head-first, or both feet-first). Decides between poses the wells alone "
+            "cannot tell apart; 180°: no prior",
+        )
         form.addRow("Template:", self.template_combo)
         form.addRow("Anatomy (MRI/CT):", self.fixed_combo)
         form.addRow("MPI (moves):", self.moving_combo)
         form.addRow("Tolerance:", self.tol_spin)
+        form.addRow("Max. turn:", self.turn_spin)
         if self._embedded:
             for combo in (self.fixed_combo, self.moving_combo):
                 form.labelForField(combo).setVisible(False)
@@ -144,6 +184,46 @@ class MoldPanel(QWidget):
         )
         self.status.setMinimumWidth(260)
         lay.addWidget(self.status)
+        self._build_pose_table(lay)
+
+    def _build_pose_table(self, lay) -> None:
+        """The candidate poses: hover a row to preview the MPI through it, click to use it."""
+        self.pose_hint = QLabel(wordWrap=True)
+        self.pose_table = QTableWidget(0, len(POSE_COLUMNS))
+        self.pose_table.setHorizontalHeaderLabels(POSE_COLUMNS)
+        tips = (
+            "Candidate pose (✓: the one in use)",
+            "Wells found in both images under this reading",
+            "Rotation of the mold between the two scans under this reading (degrees)",
+            "RMS fiducial registration error (mm)",
+            "Match score: a precisely matched well counts 1 per image",
+        )
+        for col, tip in enumerate(tips):
+            self.pose_table.horizontalHeaderItem(col).setToolTip(tip)
+        self.pose_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.pose_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.pose_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.pose_table.verticalHeader().setVisible(False)
+        self.pose_table.verticalHeader().setDefaultSectionSize(22)
+        hdr = self.pose_table.horizontalHeader()
+        hdr.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.pose_table.setMouseTracking(True)  # cellEntered: the hover preview
+        self.pose_table.cellEntered.connect(lambda row, _col: self.preview_pose(row + 1))
+        self.pose_table.cellClicked.connect(lambda row, _col: self.choose_pose(row + 1))
+        self.pose_table.viewport().installEventFilter(self)
+        self.pose_detail = QLabel(wordWrap=True)
+        self.pose_detail.setMinimumWidth(260)
+        for w in (self.pose_hint, self.pose_table, self.pose_detail):
+            w.setVisible(False)
+            lay.addWidget(w)
+        lay.addStretch(1)  # the rows stay together at the top of a tall dock
+        self._placement = None  # the MPI layer's placement saved while a preview is drawn
+        self._previewed: int | None = None
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
+        if obj is self.pose_table.viewport() and event.type() == QEvent.Type.Leave:
+            self.end_preview()
+        return False
 
     def _sync_layers(self, event=None) -> None:
         """The pickers list the anatomy and the MPI images; the current ones are the study's."""
@@ -216,6 +296,7 @@ class MoldPanel(QWidget):
             self._fail(str(exc))
             return None
         template, tol = self.template(), float(self.tol_spin.value())
+        turn = float(self.turn_spin.value())
         self._cancel = False
 
         def step(fraction, message):
@@ -224,9 +305,20 @@ class MoldPanel(QWidget):
             self._relay.step.emit(float(fraction), str(message))
 
         def run():
-            return register_with_template(fixed, moving, template, tolerance_mm=tol, progress=step)
+            # undecided poses come back (strict=False) for the user to choose in the table
+            return register_with_template(
+                fixed,
+                moving,
+                template,
+                tolerance_mm=tol,
+                max_rotation_deg=turn,
+                strict=False,
+                progress=step,
+            )
 
         layers = (fixed_layer, moving_layer)
+        self._settings = {"template": template, "tolerance_mm": tol}
+        self.end_preview()
         if block:
             try:
                 result = run()
@@ -286,8 +378,25 @@ class MoldPanel(QWidget):
             self._fail(f"Mold registration failed: {type(exc).__name__}: {exc}")
 
     def _on_done(self, result, layers) -> None:
-        fixed_layer, moving_layer = layers
         self.result, self.error = result, None
+        self._layers = layers
+        self._fill_pose_table()
+        if result.ambiguous:  # not a result: nothing moves until the user picks a pose
+            show_warning(
+                f"Mold registration: the wells fit {len(result.candidates)} poses and the "
+                "orientation prior cannot decide; nothing moved. Choose a pose in the dock."
+            )
+            self.status.setText(self._summary(result))
+            self.status.setToolTip("\n".join(result.report_lines()))
+            for name in (FIXED_POINTS, MOVING_POINTS):  # stale wells of an earlier detection
+                if name in self.viewer.layers:
+                    self.viewer.layers[name].data = np.zeros((0, 3))
+            return
+        self._apply(result)
+
+    def _apply(self, result) -> None:
+        """Show the wells of ``result``'s pose and draw the MPI on the anatomy through it."""
+        fixed_layer, moving_layer = self._layers
         names = list(result.matched_names)
         if not self._embedded:  # in a host dock, the host's fiducial pairs show them
             for layer_name, image_layer, xyz in (
@@ -301,9 +410,160 @@ class MoldPanel(QWidget):
             self.on_pairs(names, np.asarray(result.fixed_xyz_mm), np.asarray(result.moving_xyz_mm))
         elif fixed_layer is self.ctl.anatomy and moving_layer is self.ctl.mpi:
             try:  # alone: the MPI drawn on the anatomy through the template fit
-                self.ctl.register(result.fit.matrix, result.fit.translation, source="template")
+                self.ctl.register(
+                    result.fit.matrix,
+                    result.fit.translation,
+                    source="template",
+                    model=getattr(result.fit, "model", "rigid"),
+                    pose=pose_record(result, **self._settings),
+                )
             except (ValueError, MPIViewerError) as exc:
                 self._fail(f"Mold registration: the MPI could not be moved: {exc}")
+
+    # ------------------------------------------------------------ candidate poses
+    def _fill_pose_table(self) -> None:
+        """One row per candidate pose; shown when the wells fit more than one."""
+        result = self.result
+        cands = list(result.candidates) if result is not None else []
+        several = len(cands) > 1
+        for w in (self.pose_hint, self.pose_table, self.pose_detail):
+            w.setVisible(several)
+        self.pose_table.setRowCount(0)
+        self.pose_detail.clear()
+        if not several:
+            return
+        prior = result.max_rotation_deg
+        if result.ambiguous:
+            hint = (
+                f"The wells fit {len(cands)} poses of the mold and the orientation prior cannot "
+                "decide. Hover a pose to preview the MPI through it; click it to use it."
+            )
+        else:
+            hint = (
+                f"The wells fit {len(cands)} poses; pose {result.pose} is used. Hover a pose "
+                "to preview it; click another to use it instead."
+            )
+        self.pose_hint.setText(hint)
+        self.pose_table.setRowCount(len(cands))
+        for row, c in enumerate(cands):
+            used = not result.ambiguous and row == result.chosen
+            beyond = not c.within_prior
+            cells = (
+                f"{'✓ ' if used else ''}{c.rank}",
+                f"{len(c.matched_names)}" + (" ⚠" if c.unseen else ""),
+                f"{c.rotation_deg:.0f}" + (f" > {prior:g}" if beyond and prior else ""),
+                f"{float(c.fit.rms_fre_mm):.2f}",
+                f"{c.score:.1f}",
+            )
+            tip = c.summary()
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(tip)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if (col == 2 and beyond) or (col == 1 and c.unseen):
+                    item.setForeground(QColor("orange"))
+                if used:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.pose_table.setItem(row, col, item)
+        if not result.ambiguous:
+            self.pose_table.selectRow(result.chosen)
+        height = self.pose_table.horizontalHeader().height() + 22 * len(cands) + 4
+        self.pose_table.setFixedHeight(height)
+        self._show_detail(result.chosen + 1 if not result.ambiguous else None)
+
+    def _show_detail(self, n: int | None) -> None:
+        """Below the table: what pose ``n`` reads (wells, turn, residuals, contradictions)."""
+        if self.result is None or n is None:
+            self.pose_detail.setText("")
+            return
+        c = self.result.candidates[n - 1]
+        lines = [
+            f"Pose {c.rank}: wells {', '.join(c.matched_names)}; mold turned "
+            f"{c.rotation_deg:.0f}° between the scans"
+            + ("" if c.within_prior else f" (beyond the {self.result.max_rotation_deg:g}° prior)")
+        ]
+        if c.cut_excluded:
+            lines.append(
+                f"left out of the fit (cut by the image edge): {', '.join(c.cut_excluded)}"
+            )
+        if c.unseen:
+            lines.append(
+                f"puts {', '.join(c.unseen)} in the anatomy's view where no well was found"
+            )
+        self.pose_detail.setText("\n".join(lines))
+
+    def preview_pose(self, n: int) -> None:
+        """Draw the MPI through candidate pose ``n`` (1-based) until the pointer leaves the table.
+
+        Only the MPI layer's placement changes (the study's registration does not); it is
+        put back by :meth:`end_preview`.
+        """
+        if self.result is None or not (1 <= n <= len(self.result.candidates)) or self.busy:
+            return
+        if n == self._previewed:
+            return
+        _fixed_layer, moving_layer = self._layers
+        if moving_layer not in self.viewer.layers:
+            return
+        from mpi_viewer.plugins._layers import apply_registration, meta
+
+        if self._placement is None:
+            self._placement = (
+                np.array(moving_layer.scale),
+                np.array(moving_layer.translate),
+                np.array(moving_layer.affine.affine_matrix),
+                meta(moving_layer).get("transform_fixed_to_moving"),
+            )
+        c = self.result.candidates[n - 1]
+        fixed = self.ctl.anatomy
+        if fixed is None:
+            return
+        m, t = self.ctl._through_anatomy_world(fixed, np.asarray(c.fit.matrix), c.fit.translation)
+        apply_registration(moving_layer, m, t, fixed_name=fixed.name)
+        self._previewed = n
+        self._show_detail(n)
+
+    def end_preview(self) -> None:
+        """Put the MPI back where it was before the preview (the study's registration)."""
+        saved, self._placement = self._placement, None
+        self._previewed = None
+        if saved is None:
+            return
+        _fixed_layer, moving_layer = self._layers
+        if moving_layer not in self.viewer.layers:
+            return
+        from mpi_viewer.plugins._layers import _install_2d_display_for, meta
+
+        scale, translate, affine, record = saved
+        if not np.allclose(moving_layer.scale, scale):
+            moving_layer.scale = list(scale)
+        if not np.allclose(moving_layer.translate, translate):
+            moving_layer.translate = list(translate)
+        if not np.allclose(moving_layer.affine.affine_matrix, affine):
+            moving_layer.affine = affine
+        if record is None:
+            meta(moving_layer).pop("transform_fixed_to_moving", None)
+        else:
+            meta(moving_layer)["transform_fixed_to_moving"] = record
+        _install_2d_display_for(moving_layer)
+        r = self.result
+        self._show_detail(None if r is None or r.ambiguous else r.pose)
+
+    def choose_pose(self, n: int) -> None:
+        """Use candidate pose ``n`` (1-based): the user's choice, applied and recorded."""
+        if self.result is None or self.busy:
+            return
+        try:
+            result = self.result.with_pose(int(n))
+        except MPIViewerError as exc:
+            self._fail(str(exc))
+            return
+        self.end_preview()
+        self.result, self.error = result, None
+        self._fill_pose_table()
+        self._apply(result)
 
     @staticmethod
     def _summary(result) -> str:
@@ -313,10 +573,13 @@ class MoldPanel(QWidget):
             n = len(m.pairs) + len(m.missing)
             miss = f"; not found: {', '.join(m.missing)}" if m.missing else ""
             lines.append(f"{role}: {len(m.pairs)}/{n} wells, RMS residual {m.rms_mm:.2f} mm{miss}")
-        lines.append(
-            f"Paired: {', '.join(result.matched_names)}; RMS FRE "
-            f"{float(result.fit.rms_fre_mm):.2f} mm"
-        )
+        if result.ambiguous:
+            lines.append("Nothing moved: choose a pose below.")
+        else:
+            lines.append(
+                f"Paired: {', '.join(result.matched_names)}; RMS FRE "
+                f"{float(result.fit.rms_fre_mm):.2f} mm"
+            )
         lines.append(result.decision_line())  # how the pose was chosen (wells, prior, user)
         return "\n".join(lines)
 
@@ -348,11 +611,14 @@ class MoldPanel(QWidget):
         }
         if name in self.viewer.layers:
             lyr = self.viewer.layers[name]
-            lyr.data = np.zeros((0, 3))
-            lyr.affine = affine
-            lyr.data = data
+            # each property set costs napari a refresh: set only what changes (a pose
+            # switched in the table keeps the wells' count, so data and names suffice)
+            if len(lyr.data) != len(data):
+                lyr.data = np.zeros((0, 3))
+            if not np.allclose(lyr.affine.affine_matrix, affine):
+                lyr.affine = affine
             lyr.features = features
-            lyr.text = text
+            lyr.data = data
             lyr.metadata.update(meta)
         else:
             lyr = self.viewer.add_points(
@@ -369,6 +635,7 @@ class MoldPanel(QWidget):
                 projection_mode="rescale_spherical",
                 metadata=meta,
             )
+        lyr.mode = "pan_zoom"  # found, not to be clicked: the next click adds no well
         self._follow(lyr, image_layer)
 
     def _follow(self, points_layer, image_layer) -> None:

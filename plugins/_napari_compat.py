@@ -107,6 +107,19 @@ def dock_widgets(viewer) -> dict:
         return dict(getattr(window, "_dock_widgets", {}))
 
 
+def find_dock(viewer, *attrs: str):
+    """The first docked widget of the viewer having ``attrs`` (legacy: the cells dock's way
+    to the calibration until it reads the controller's ``calibration``/``iron_results``)."""
+    from qtpy.QtWidgets import QScrollArea
+
+    for w in dock_widgets(viewer).values():
+        w = getattr(w, "native", w)
+        inner = w.widget() if isinstance(w, QScrollArea) else w
+        if inner is not None and all(hasattr(inner, a) for a in attrs):
+            return inner
+    return None
+
+
 def layer_visual(viewer, layer):
     """napari's vispy layer drawing ``layer`` (has ``.node``), or None."""
     qt_viewer = _qt_viewer(viewer)

@@ -175,7 +175,7 @@ class PairEditsMixin:
             if self.fit is not None
             else np.full(len(names), np.nan)
         )
-        tol = self.tol_spin.value()
+        tol = self.tol_spin.value
         self.table.blockSignals(True)
         self.table.setRowCount(len(names))
         for r, name in enumerate(names):

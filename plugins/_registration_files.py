@@ -6,7 +6,6 @@ A mixin of :class:`~mpi_viewer.plugins._registration_dock.RegistrationDock`.
 
 from __future__ import annotations
 
-import numpy as np
 from mpi_viewer.plugins._layers import (
     apply_registration,
 )
@@ -16,8 +15,7 @@ from qtpy.QtWidgets import (
 )
 
 from mpi_viewer.errors import MPIViewerError
-from mpi_viewer.geometry.transform import transform_to_matrix
-from mpi_viewer.io.transform_files import read_transform, write_transform
+from mpi_viewer.io.transform_files import load_transform, write_transform
 
 
 class TransformFilesMixin:
@@ -95,12 +93,11 @@ class TransformFilesMixin:
     def load_transform(self, path) -> bool:
         """Read an ITK .tfm (fixed → moving); apply it with :meth:`apply_loaded`."""
         try:
-            t = read_transform(path)
-            matrix, translation = transform_to_matrix(t)
+            t = load_transform(path)  # the one Transform type
         except (MPIViewerError, OSError, RuntimeError) as exc:
             show_error(f"{path}: {exc}")
             return False
-        self.loaded_transform = (np.asarray(matrix, float), np.asarray(translation, float), t)
+        self.loaded_transform = (t.matrix, t.translation, t)
         show_info(f"Fiducial registration: loaded {path}; choose a layer and press Apply loaded")
         return True
 

@@ -225,6 +225,16 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         self._refresh_layers()
         self._update_enabled()
 
+    @property
+    def params(self):
+        """The ROI method (``ROIParams``), published to the controller when set."""
+        return self._params
+
+    @params.setter
+    def params(self, params) -> None:
+        self._params = params
+        self.ctl.set_roi_params(params)  # the calibration dock measures phantoms alike
+
     # -- layers -------------------------------------------------------------------------------
     @property
     def mpi_layer(self):

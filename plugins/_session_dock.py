@@ -373,6 +373,7 @@ class SessionDock(QWidget):
                 matrix=np.asarray(reg.fit.matrix, float).tolist(),
                 translation=np.asarray(reg.fit.translation, float).tolist(),
             )
+        self._template_section(s, roles)  # the mold dock's, when it made the registration
         roi = docks.get("ROIDock")
         if roi is not None:
             self._roi_sections(roi, s, session_path, writes, roles, autosave=autosave)
@@ -469,6 +470,26 @@ class SessionDock(QWidget):
             if remember and layer is not None:
                 _layers.meta(layer)["source"] = str(Path(path).resolve())
         return [Path(w[1]).name for w in writes]
+
+    def _template_section(self, s: S.Session, roles: dict[str, str]) -> None:
+        """The mold dock's registration (template, pose choice), so replay takes the same pose."""
+        from mpi_viewer.plugins._controller import get_controller
+
+        reg = get_controller(self.viewer).registration
+        if reg is None or reg.source != "template" or not reg.pose:
+            return
+        if not {reg.fixed, reg.moving} <= set(roles):
+            return
+        p = reg.pose
+        s.registration = S.RegistrationSection(
+            fixed=roles[reg.fixed],
+            moving=roles[reg.moving],
+            method="template",
+            template=p["template"],
+            mold={k: p[k] for k in ("tolerance_mm", "max_rotation_deg", "pose", "decided_by")},
+            matrix=np.asarray(reg.matrix, float).tolist(),
+            translation=np.asarray(reg.translation, float).tolist(),
+        )
 
     def _transform_from_layers(self, s: S.Session) -> None:
         roles = self._roles(s)

@@ -225,7 +225,7 @@ def test_cli_prints_the_poses_and_takes_pose_n(four_wells, tmp_path, capsys):
         assert (
             rc == 0
             and out2.is_file()
-            and f"pose {n} of 2: chosen by the user" in (capsys.readouterr().out)
+            and f"pose chosen by the user (candidate {n} of 2" in (capsys.readouterr().out)
         )
         tres.append(tre_file(out2))
         out2.unlink()
@@ -234,3 +234,23 @@ def test_cli_prints_the_poses_and_takes_pose_n(four_wells, tmp_path, capsys):
     rc = cli.main([*base, "--pose", "5", "-o", str(tmp_path / "t3.tfm")])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "pose 5" in err
+
+
+def test_session_records_the_pose_choice_and_refuses_a_bad_one():
+    from mpi_viewer.study import session as S
+    from mpi_viewer.study.pipeline import mold_kwargs
+
+    base = {"method": "template", "template": "mouse_mold_v1"}
+    mold = {"tolerance_mm": 1.5, "max_rotation_deg": 180.0, "pose": 2, "decided_by": "user"}
+    sec = S.RegistrationSection.from_dict({**base, "mold": mold})
+    assert sec.mold.pose == 2 and sec.to_dict()["mold"] == mold
+    # replay asks the registration for the same pose, with the same prior and tolerance
+    assert mold_kwargs(sec.mold) == {"tolerance_mm": 1.5, "max_rotation_deg": 180.0, "pose": 2}
+    # a pose decided by the prior or the wells is decided again, not forced
+    assert "pose" not in mold_kwargs({**mold, "decided_by": "prior"})
+    for bad in ({"pose": 0}, {"pose": "2"}, {"decided_by": "luck"}, {"max_rotation_deg": 200.0}):
+        with pytest.raises(InputError, match="mold"):
+            S.RegistrationSection.from_dict({**base, "mold": bad})
+    warnings = []
+    S.RegistrationSection.from_dict({**base, "mold": {"posture": 1}}, warnings=warnings)
+    assert warnings and "posture" in warnings[0]

@@ -93,7 +93,7 @@ def test_pairs_fit_the_true_transform_and_the_preview_puts_sources_on_the_mri(do
     assert dock.table.horizontalHeaderItem(FRE).text() == "FRE (mm)"
     assert "RMS FRE" in dock.rms_label.text() and "mm" in dock.rms_label.text()
     # expected TRE (Fitzpatrick 1998) at a pinned target: about FLE/sqrt(N) near the centroid
-    dock.fle_spin.setValue(FLE_MM)
+    dock.fle_spin.value = FLE_MM
     dock.set_target(fixed.mean(axis=0))
     assert "Expected TRE at target" in dock.tre_label.text()
     tre = float(dock.tre_label.text().split(":")[1].split("mm")[0])
@@ -146,7 +146,7 @@ def test_csv_export_import_round_trip(dock, study, tmp_path):
         excluded=saved["excluded"],
         model="affine",
     )
-    assert dock.model_combo.currentText() == "affine" and dock.fit.model == "affine"
+    assert dock.model_combo.value == "affine" and dock.fit.model == "affine"
     assert dock.fit.n_used == len(names) - 1 and saved["excluded"] == [names[0]]
 
 

@@ -7,6 +7,11 @@ from .axes import (  # noqa: F401
     xyz_to_zyx,
     zyx_to_xyz,
 )
+from .display_grid import (  # noqa: F401
+    is_axis_aligned,
+    resample_world_aligned,
+    world_aligned_grid,
+)
 from .transform import (  # noqa: F401
     MODELS,
     Transform,

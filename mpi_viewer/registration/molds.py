@@ -1001,7 +1001,10 @@ class MoldRegistration:
                 f"{c.rotation_deg:.0f}° between the scans; {alt} (choose it with --pose)"
             )
         if self.decided_by == "user":
-            return f"pose {c.rank} of {n}: chosen by the user (mold turned {c.rotation_deg:.0f}°; {prior})"
+            return (
+                f"pose chosen by the user (candidate {c.rank} of {n}; mold turned "
+                f"{c.rotation_deg:.0f}° between the scans; {prior})"
+            )
         return f"pose: UNDECIDED among {n} candidate poses ({prior}); choose one"
 
     def report_lines(self) -> list[str]:

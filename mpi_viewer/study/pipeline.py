@@ -156,6 +156,7 @@ def run_registration(session: Session, volumes: dict[str, Any]):
             moving,
             reg.template if template is None else str(template),
             model=reg.model,
+            **mold_kwargs(reg.mold),
         )
         return mold.fit, mold
     from mpi_viewer.registration.landmarks import fit_landmarks
@@ -172,6 +173,23 @@ def run_registration(session: Session, volumes: dict[str, Any]):
         **kwargs,
     )
     return fit, None
+
+
+def mold_kwargs(mold) -> dict[str, Any]:
+    """``register_with_template`` keywords of a session's ``registration.mold`` record
+    (:class:`~mpi_viewer.study.sections.MoldChoice` or its dict): the matching tolerance,
+    the orientation prior and, when the user chose it, the pose."""
+    if hasattr(mold, "model_dump"):
+        mold = mold.model_dump()
+    mold = mold or {}
+    out: dict[str, Any] = {}
+    if mold.get("tolerance_mm") is not None:
+        out["tolerance_mm"] = mold["tolerance_mm"]
+    if mold.get("max_rotation_deg") is not None:
+        out["max_rotation_deg"] = mold["max_rotation_deg"]
+    if mold.get("decided_by") == "user" and mold.get("pose") is not None:
+        out["pose"] = mold["pose"]
+    return out
 
 
 def roi_params(d: dict[str, Any]):

@@ -238,6 +238,21 @@ class TransformModel(_Section):
         return cls(matrix=t.matrix.tolist(), translation=t.translation.tolist(), model=t.model)
 
 
+class MoldChoice(_Section):
+    """How a template registration matched the wells and chose the mold's pose.
+
+    ``tolerance_mm`` and ``max_rotation_deg`` (the orientation prior) as detected;
+    ``pose`` the 1-based candidate used and ``decided_by`` who chose it (``"wells"``,
+    ``"prior"`` or ``"user"``: the click in the mold dock, ``--pose N``). Replay takes
+    the user's pose again; a pose the wells or the prior decided is decided again.
+    """
+
+    tolerance_mm: float | None = Field(None, gt=0)
+    max_rotation_deg: float | None = Field(None, gt=0, le=180)
+    pose: int | None = Field(None, ge=1)
+    decided_by: Literal["wells", "prior", "user"] | None = None
+
+
 class RegistrationSection(_Section):
     """How the MPI (moving) was registered to the anatomy (fixed), and the result.
 
@@ -262,6 +277,8 @@ class RegistrationSection(_Section):
     rms_fre_mm: float | None = None
     transform_file: RelPath | None = None
     transform_sha256: Sha256 | None = None
+    #: method "template": the matching settings and the pose choice (:class:`MoldChoice`)
+    mold: MoldChoice | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,260 @@
+"""Display twins of the 2-D view (see :mod:`._display2d`): resampling a layer onto a
+world-aligned grid off the GUI thread (:mod:`mpi_viewer.geometry.display_grid`),
+adding, placing and dropping the twin layer, and drawing either it or its native.
+
+A mixin of :class:`~mpi_viewer.plugins._display2d.Display2D`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
+from mpi_viewer.plugins._layers import TWIN_KEY, is_display_twin, layer_kind
+from mpi_viewer.plugins._work import start_work
+
+from mpi_viewer.geometry.display_grid import is_axis_aligned, resample_world_aligned
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mpi_viewer.plugins._display2d import _Entry
+
+DEBOUNCE_MS = 250
+
+#: Suffix of a display twin's layer name.
+TWIN_SUFFIX = " (2-D view)"
+
+#: Display properties mirrored native → twin (and, for the first five, back).
+_IMAGE_PROPS = ("contrast_limits", "colormap", "gamma", "opacity", "blending", "interpolation2d")
+_LABELS_PROPS = ("colormap", "opacity", "blending")
+_BACK_PROPS = ("contrast_limits", "colormap", "gamma", "opacity", "blending")
+
+
+# ----------------------------------------------------------------------------- geometry
+def data_to_world_matrix(layer) -> np.ndarray:
+    """The layer's full data → world affine, (d+1)×(d+1), napari (z, y, x) order.
+
+    Built from :meth:`napari.layers.Layer.data_to_world` on the origin and the unit
+    index vectors (the map is affine, so this is exact): world mm per data index.
+    """
+    d = layer.ndim
+    o = np.asarray(layer.data_to_world(np.zeros(d)), dtype=float)[-d:]
+    cols = [np.asarray(layer.data_to_world(np.eye(d)[j]), dtype=float)[-d:] - o for j in range(d)]
+    out = np.eye(d + 1)
+    out[:d, :d] = np.stack(cols, axis=1)
+    out[:d, d] = o
+    return out
+
+
+def needs_twin(layer) -> bool:
+    """Whether napari would draw this layer's 2-D slices displaced (3-D Image/Labels, oblique)."""
+    if is_display_twin(layer) or layer_kind(layer) not in ("image", "labels"):
+        return False
+    if layer.ndim != 3 or getattr(layer, "multiscale", False) or getattr(layer, "rgb", False):
+        return False
+    return not is_axis_aligned(data_to_world_matrix(layer)[:-1, :-1])
+
+
+def _warn(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
+
+
+class TwinsMixin:
+    """Part of :class:`~mpi_viewer.plugins._display2d.Display2D`."""
+
+    # ---- resampling
+    def _schedule(self, e: _Entry, delay_ms: int = DEBOUNCE_MS) -> None:
+        if e.native is None or not self._wanted(e.native):
+            return
+        from qtpy.QtCore import QTimer
+
+        if e.timer is None:
+            e.timer = QTimer()
+            e.timer.setSingleShot(True)
+            e.timer.timeout.connect(lambda e=e: self._resample(e, threaded=self.threaded))
+        e.timer.start(int(delay_ms))
+
+    def _resample(self, e: _Entry, *, threaded: bool) -> None:
+        layer = e.native
+        if layer is None or not self._wanted(layer):
+            return
+        gen = e.generation
+        affine = data_to_world_matrix(layer)
+        data = layer.data
+        is_labels = layer_kind(layer) == "labels"
+
+        def work():
+            cval = 0.0 if is_labels else np.nan  # NaN: napari draws nothing there
+            return resample_world_aligned(data, affine, labels=is_labels, cval=cval)
+
+        if not threaded:
+            self._apply_result(e, gen, work())
+            return
+        e.worker = start_work(  # no progress bar: display work, quick and frequent
+            work,
+            on_done=lambda res, e=e, gen=gen: self._apply_result(e, gen, res),
+            desc=None,
+            on_error=lambda exc, layer=layer: _warn(
+                f"2-D view of {layer.name!r} not updated ({exc})"
+            ),
+        )
+
+    def _apply_result(self, e: _Entry, gen: int, res) -> None:
+        layer = e.native
+        if layer is None or gen != e.generation or id(layer) not in self._entries or e.declined:
+            return  # stale (a newer change is on its way) or the layer went away
+        arr, spacing, origin = res
+        self._busy = True
+        try:
+            if e.twin is None or e.twin not in self.viewer.layers:
+                e.twin = self._add_twin(layer, arr, spacing, origin)
+            else:
+                twin = e.twin
+                if not np.allclose(twin.scale, spacing):
+                    twin.scale = list(spacing)
+                if not np.allclose(twin.translate, origin):
+                    twin.translate = list(origin)
+                twin.data = arr
+            e.done = gen
+        finally:
+            self._busy = False
+        self._apply_visibility(e)
+
+    def _add_twin(self, layer, arr, spacing, origin):
+        from napari.layers import Image, Labels
+
+        kwargs: dict[str, Any] = dict(
+            name=layer.name + TWIN_SUFFIX,
+            scale=list(spacing),
+            translate=list(origin),
+            opacity=layer.opacity,
+            blending=layer.blending,
+            visible=False,
+            metadata={"mpi_viewer": {TWIN_KEY: layer.name}},
+        )
+        if layer_kind(layer) == "labels":
+            twin = Labels(arr, **kwargs)
+        else:
+            twin = Image(
+                arr,
+                contrast_limits=list(layer.contrast_limits),
+                colormap=layer.colormap,
+                gamma=layer.gamma,
+                interpolation2d=layer.interpolation2d,
+                **kwargs,
+            )
+        self._copy_props(
+            layer, twin, _LABELS_PROPS if layer_kind(layer) == "labels" else _IMAGE_PROPS
+        )
+        try:
+            twin.units = layer.units  # same world units as the native (mm)
+        except Exception:  # noqa: BLE001 - a napari without per-layer units
+            pass
+        twin.locked = True
+        if layer_kind(layer) == "labels":
+            twin.editable = False
+        layers = self.viewer.layers
+        selected, active = set(layers.selection), layers.selection.active
+        layers.insert(layers.index(layer) + 1, twin)
+        layers.selection.clear()
+        layers.selection.update(selected & set(layers))
+        layers.selection.active = active if active in layers else None
+        ev = twin.events
+        for name in _BACK_PROPS:
+            if hasattr(ev, name):
+                getattr(ev, name).connect(self._on_twin_prop)
+        ev.visible.connect(self._on_twin_visible)
+        return twin
+
+    def _drop_twin(self, e: _Entry) -> None:
+        twin, e.twin = e.twin, None
+        if twin is not None and twin in self.viewer.layers:
+            self._busy = True
+            try:
+                self.viewer.layers.remove(twin)
+            finally:
+                self._busy = False
+        if e.native is not None:
+            self._show_native(e.native)
+
+    def _place_twin(self, e: _Entry) -> None:
+        """Keep the twin just above its native layer (same drawing order)."""
+        layers = self.viewer.layers
+        if e.twin is None or e.native is None or e.twin not in layers or e.native not in layers:
+            return
+        ni, ti = layers.index(e.native), layers.index(e.twin)
+        if ti == ni + 1:
+            return
+        self._busy = True
+        try:
+            layers.move(ti, ni + 1 if ti > ni else ni)
+        finally:
+            self._busy = False
+
+    # ---- drawing
+    def _showing_twin(self, e: _Entry) -> bool:
+        return (
+            e.twin is not None
+            and e.native is not None
+            and e.done >= 0
+            and self._wanted(e.native)
+            and e.twin in self.viewer.layers
+        )
+
+    def _apply_visibility(self, e: _Entry) -> None:
+        if e.native is None or e.twin is None:
+            return
+        show_twin = self._showing_twin(e)
+        want = bool(e.native.visible) and show_twin
+        if e.twin.visible != want or (layer_kind(e.twin) == "labels" and e.twin.editable):
+            self._busy = True
+            try:
+                if e.twin.visible != want:
+                    e.twin.visible = want
+                if layer_kind(e.twin) == "labels":
+                    e.twin.editable = False  # painting belongs on the native layer
+            finally:
+                self._busy = False
+        if show_twin:
+            self._hide_native(e.native)
+        else:
+            self._show_native(e.native)
+
+    def _visual(self, layer):
+        return compat.layer_visual(self.viewer, layer)
+
+    def _hide_native(self, layer) -> None:
+        compat.set_node_visible(self.viewer, layer, False)
+
+    def _show_native(self, layer) -> None:
+        compat.set_node_visible(self.viewer, layer, bool(layer.visible))
+
+    def _copy_props(self, src, dst, names) -> None:
+        self._busy = True
+        try:
+            for name in names:
+                if not hasattr(src, name) or not hasattr(dst, name):
+                    continue
+                value = getattr(src, name)
+                try:
+                    if name == "contrast_limits" and np.allclose(value, dst.contrast_limits):
+                        continue
+                    if (
+                        name in ("colormap",)
+                        and getattr(value, "name", value) == getattr(dst.colormap, "name", None)
+                        and layer_kind(src) == "image"
+                    ):
+                        continue
+                    if name == "contrast_limits":
+                        # the twin's range must admit the native's limits
+                        lo, hi = value
+                        rng = dst.contrast_limits_range
+                        if lo < rng[0] or hi > rng[1]:
+                            dst.contrast_limits_range = [min(lo, rng[0]), max(hi, rng[1])]
+                    setattr(dst, name, value)
+                except Exception:  # noqa: BLE001 - a property one layer type refuses is not drawn
+                    pass
+        finally:
+            self._busy = False

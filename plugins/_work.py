@@ -1,0 +1,149 @@
+"""Long work off the GUI thread: one pattern, napari's ``thread_worker``.
+
+:func:`start_work` runs a function or a generator function in a napari worker:
+
+- a generator ``yield``\\ s its progress, a fraction 0..1, shown in napari's progress bar
+  (a plain function gets an indeterminate bar);
+- ``worker.quit()`` cancels: a generator stops at its next ``yield`` (nothing is
+  delivered), and :func:`callback_steps` turns a core function that takes ``progress``
+  and ``should_stop`` callbacks into such a generator;
+- ``on_done(result)`` runs on the GUI thread with the return value, errors become one
+  napari notification each, ``on_finish()`` runs after either;
+- ``block=True`` runs the work on the calling thread (tests, scripts).
+"""
+
+from __future__ import annotations
+
+import inspect
+import queue
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+from mpi_viewer.errors import InputError
+
+
+def notify_error(exc: BaseException, what: str = "") -> None:
+    """A napari error notification of one line; never raises."""
+    from napari.utils.notifications import show_error
+
+    msg = (
+        str(exc)
+        if isinstance(exc, InputError)
+        else f"{what + ': ' if what else ''}{type(exc).__name__}: {exc}"
+    )
+    show_error(" ".join(msg.split()))
+
+
+def notify_warning(msg: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(msg)
+
+
+def _drain(gen: Generator) -> Any:
+    """Run a generator to its end here; its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def start_work(
+    work: Callable[[], Any],
+    *,
+    on_done: Callable[[Any], None],
+    desc: str | None = "working…",
+    block: bool = False,
+    on_error: Callable[[BaseException], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+):
+    """Run ``work()`` (a function or a generator function) in a napari ``thread_worker``.
+
+    Parameters
+    ----------
+    work : callable
+        No arguments. A generator function yields fractions done (0..1) and returns
+        the result; a plain function returns it.
+    on_done : callable(result)
+        On the GUI thread, with the result (not called when cancelled or failed).
+    desc : str or None
+        The progress bar's text; None: no progress bar (quick display work).
+    block : bool
+        Run here and now (tests, scripts); returns None.
+    on_error : callable(exception), optional
+        Instead of the default notification.
+    on_finish : callable(), optional
+        After the work ends, whatever the outcome (re-enable buttons…).
+
+    Returns
+    -------
+    napari worker or None
+        ``quit()`` on it cancels a generator at its next yield.
+    """
+    is_gen = inspect.isgeneratorfunction(work)
+    fail = on_error or (lambda exc: notify_error(exc, desc or ""))
+    if block:
+        try:
+            result = _drain(work()) if is_gen else work()
+        except Exception as exc:  # noqa: BLE001 - the GUI shows every error as a notification
+            fail(exc)
+        else:
+            on_done(result)
+        finally:
+            if on_finish is not None:
+                on_finish()
+        return None
+    from napari.qt.threading import thread_worker
+
+    # errors are ours to show (one notification), not re-raised on the GUI thread
+    worker = thread_worker(work, start_thread=False, ignore_errors=True)()
+    if desc is not None:
+        from napari.utils import progress
+
+        pbar = progress(total=100 if is_gen else 0, desc=desc)
+        if is_gen:
+
+            def step(fraction) -> None:
+                n = int(min(max(float(fraction or 0.0), 0.0), 1.0) * 100)
+                if n > pbar.n:
+                    pbar.update(n - pbar.n)
+
+            worker.yielded.connect(step)
+        worker.finished.connect(pbar.close)
+        worker.progress_bar = pbar  # napari's bar of this work (tests read it)
+    worker.returned.connect(lambda result: None if worker.abort_requested else on_done(result))
+    worker.errored.connect(lambda exc: None if worker.abort_requested else fail(exc))
+    if on_finish is not None:
+        worker.finished.connect(on_finish)
+    worker.start()
+    return worker
+
+
+def callback_steps(run: Callable[..., Any], *, stop: Callable[[], bool]) -> Generator:
+    """A generator over a core function that reports progress by callbacks.
+
+    ``run(progress=..., should_stop=...)`` is called on a helper thread; its progress
+    fractions are yielded here, its result returned (its exception raised). ``stop()``
+    (e.g. ``lambda: worker.abort_requested``) is handed to it as ``should_stop``.
+    """
+    q: queue.Queue = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = run(progress=lambda f, *_: q.put(float(f)), should_stop=stop)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the worker thread
+            box["error"] = exc
+        finally:
+            q.put(None)
+
+    thread = threading.Thread(target=target, name="mpi-viewer work", daemon=True)
+    thread.start()
+    while (fraction := q.get()) is not None:
+        yield fraction
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
