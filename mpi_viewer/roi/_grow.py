@@ -934,65 +934,10 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
             peaks_seen[pv] = name
         out.append(res)
     _flag_touching(out, arr.ndim, structure)
-    _flag_unseeded_peaks(volume, arr, out, params, noise)
+    from mpi_viewer.roi._unseeded import flag_unseeded
+
+    flag_unseeded(volume, arr, out, params, noise, psf)
     return out
-
-
-def _flag_unseeded_peaks(volume, arr, results, params, noise) -> None:
-    """Flag ``unseeded_peak`` (with its position) on an ROI that holds a second source no
-    seed measures: its signal is counted in this ROI.
-
-    A second source beside a bright one often has no maximum of its own, only a
-    shoulder; the negative Laplacian of Gaussian (curvature, at half the point-spread
-    width) has a maximum there (Sehl et al. 2020, fig. 5). One counts when it lies
-    inside the ROI, away from every ROI's own peak, and its curvature stands
-    ``min_snr`` times above the curvature noise (noise SD × the filter's L2 norm).
-    """
-    from scipy.ndimage import gaussian_laplace
-
-    from mpi_viewer.roi._split import find_peaks
-
-    d = arr.ndim
-    if not (math.isfinite(noise) and noise > 0):
-        return
-    conn = d if params.connectivity == "full" else 1
-    own = [np.asarray(volume.physical_to_index([r.peak_mm])[0], dtype=float) for r in results]
-    for r, pk in zip(results, own, strict=True):
-        mask = getattr(r, "mask", None)
-        if mask is None or not mask.array.any():
-            continue
-        pad = 4
-        lo = np.maximum(np.asarray(mask.start) - pad, 0)
-        hi = np.minimum(np.asarray(mask.start) + mask.array.shape + pad, arr.shape)
-        sub = _box(arr, lo, hi, params.saturation_curve)
-        region = np.zeros(sub.shape, dtype=bool)
-        off = np.asarray(mask.start) - lo
-        region[tuple(slice(o, o + n) for o, n in zip(off, mask.array.shape, strict=True))] = (
-            mask.array
-        )
-        sm = _smooth(sub)
-        at = tuple(int(v) for v in np.clip(np.rint(pk) - lo, 0, np.asarray(sub.shape) - 1))
-        sigma = _half_widths(sm, at) / math.sqrt(2 * math.log(2))
-        sigma_l = np.maximum(0.5 * sigma, 1.0)
-        curv = _log_field(sigma_l)(sub)
-        delta = np.zeros((int(8 * sigma_l.max()) | 1,) * d)
-        delta[(delta.shape[0] // 2,) * d] = 1.0
-        curv_noise = noise * float(np.sqrt(np.sum(gaussian_laplace(delta, sigma_l) ** 2)))
-        h = float(params.min_snr) * curv_noise
-        reach = np.maximum(2.0, sigma)
-        for p in find_peaks(curv, region, h, connectivity=conn):
-            q = np.asarray(p) + lo
-            if curv[p] < h or any(np.all(np.abs(q - o) <= reach) for o in own):
-                continue
-            xyz = volume.index_to_physical([q])[0]
-            where = ", ".join(f"{v:.1f}" for v in xyz)
-            if "unseeded_peak" not in r.flags:
-                r.flags.append("unseeded_peak")
-            r.warnings.append(
-                f"unseeded source at ({where}) mm ({sm[p]:.3g} a.u.) inside this ROI: its signal is "
-                f"counted here; seed it too (--seed={','.join(f'{v:.1f}' for v in xyz)}) to measure "
-                "it on its own."
-            )
 
 
 #: A half-maximum region more than this factor away from its FWHM ellipse is "extended".

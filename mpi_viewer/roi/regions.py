@@ -96,6 +96,7 @@ FLAGS = (
     "saturated",
     "duplicate",
     "edge",
+    "unseeded_peak",
 )
 
 
@@ -314,7 +315,9 @@ class ROIResult:
         peaks, or other measured sources' tails were > 0.5 % of its total; their models
         were subtracted), ``saturated`` (saturation correction
         changed the signal), ``duplicate`` (same peak as an earlier seed), ``edge``
-        (the ROI reaches the image edge).
+        (the ROI reaches the image edge), ``unseeded_peak`` (a source no seed measures
+        lies inside the ROI, or its tail raises the ROI's total by more than 1 %; the
+        warning gives its position and the seed to add, see :mod:`mpi_viewer.roi._unseeded`).
     warnings : list of str
         Sentences for the user.
     mask : ROIMask
