@@ -38,7 +38,9 @@ def main(argv: list[str]) -> int:
         orig(r, xyz, amp, pct, inside)
 
     _unseeded._warn = warn
-    print("PSF       method   N  expected  flagged  missed  pos. error mm (mean/max)  lone false flags")
+    print(
+        "PSF       method   N  expected  flagged  missed  pos. error mm (mean/max)  lone false flags"
+    )
     t0 = time.perf_counter()
     for psf in ("langevin", "gaussian"):
         stats = {m: dict(exp=0, hit=0, miss=0, wrong=0, err=[], lone=0, lone_n=0) for m in METHODS}
@@ -65,7 +67,9 @@ def main(argv: list[str]) -> int:
                 s["hit"] += flagged and expected
                 s["miss"] += expected and not flagged
                 s["wrong"] += flagged and not expected
-                s["err"] += [float(np.linalg.norm(q - weak["mpi_mm"])) for q in found.get(id(r), [])]
+                s["err"] += [
+                    float(np.linalg.norm(q - weak["mpi_mm"])) for q in found.get(id(r), [])
+                ]
                 res = measure(st.mpi, seeds, p, names=names, on_error="skip")
                 s["lone"] += sum("unseeded_peak" in x.flags for x in res)
                 s["lone_n"] += len(res)

@@ -121,9 +121,10 @@ def _render(pm, shape) -> np.ndarray:
     b = np.minimum(start + np.asarray(t.shape), np.asarray(shape))
     if np.any(b <= a):
         return out
-    out[tuple(slice(i, j) for i, j in zip(a, b, strict=True))] = float(pm.amplitude) * moved[
-        tuple(slice(i, j) for i, j in zip(a - start, b - start, strict=True))
-    ]
+    out[tuple(slice(i, j) for i, j in zip(a, b, strict=True))] = (
+        float(pm.amplitude)
+        * moved[tuple(slice(i, j) for i, j in zip(a - start, b - start, strict=True))]
+    )
     return out
 
 
@@ -286,9 +287,7 @@ def flag_unseeded(volume, arr, results, params, noise: float, psf=None) -> None:
             continue
         cands = sorted(cands, key=lambda p: -resid[p])[:_MAX_CANDIDATES]
         # 3. each hot spot fitted as a point source together with the seeded ones
-        near = [
-            q for q in seeded if any(np.all(np.abs(np.subtract(q, p)) <= reach) for p in cands)
-        ]
+        near = [q for q in seeded if any(np.all(np.abs(np.subtract(q, p)) <= reach) for p in cands)]
         fit_mask = np.zeros(sub.shape, dtype=bool)
         for q in near + cands:
             fit_mask |= _core(sub.shape, q, half)
