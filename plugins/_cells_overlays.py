@@ -308,7 +308,8 @@ class CellOverlaysMixin:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # out_of_slice_display
-                self.viewer.add_vectors(
+                self._add_keeping_active(
+                    self.viewer.add_vectors,
                     np.zeros((0, 2, 3)),
                     name=LEADER_LAYER,
                     edge_width=0.25,
