@@ -24,6 +24,7 @@ Public attributes: :attr:`CellsDock.results` (list of
 from __future__ import annotations
 
 import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._calibration_dock import (
     fmt,
     make_table,
@@ -141,7 +142,7 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         self._relayout.setSingleShot(True)
         self._relayout.setInterval(40)
         self._relayout.timeout.connect(self._layout_labels)
-        cam = self.viewer.camera.events
+        cam = compat.camera(self.viewer).events
         for ev in (cam.zoom, cam.angles, cam.center, self.viewer.dims.events.ndisplay):
             ev.connect(lambda *_: self._relayout.start())
         self.viewer.dims.events.ndisplay.connect(lambda *_: self._outline_style())

@@ -176,16 +176,17 @@ class CellOverlaysMixin:
     def _screen_frame(self):
         """(centre, right, down, zoom, (w, h)): world (z, y, x) → screen pixels of the view."""
         v = self.viewer
-        zoom = float(v.camera.zoom) or 1.0
+        cam_ = compat.camera(v)
+        zoom = float(cam_.zoom) or 1.0
         w, h = compat.canvas_size_px(v)
         centre = np.zeros(3)
-        cam = np.asarray(v.camera.center, dtype=float)
+        cam = np.asarray(cam_.center, dtype=float)
         displayed = list(v.dims.displayed)[-3:]
         for k, d in enumerate(displayed):
             centre[d] = cam[len(cam) - len(displayed) + k]
         if v.dims.ndisplay == 3:
-            up = np.asarray(v.camera.up_direction, dtype=float)
-            view = np.asarray(v.camera.view_direction, dtype=float)
+            up = np.asarray(cam_.up_direction, dtype=float)
+            view = np.asarray(cam_.view_direction, dtype=float)
             right = np.cross(up, view)
             right /= np.linalg.norm(right) or 1.0
             down = -up / (np.linalg.norm(up) or 1.0)
@@ -346,7 +347,7 @@ class CellOverlaysMixin:
             self._place(layer)
         _set(layer.colorbar, "visible", True)
         _set(layer, "visible", self.density_check.isChecked())
-        overlay = self.viewer.text_overlay
+        overlay = compat.text_overlay(self.viewer)
         if (
             not overlay.text or overlay.text == _COLORBAR_NOTE
         ):  # the colour bar's unit, if the overlay is free

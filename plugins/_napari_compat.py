@@ -178,3 +178,18 @@ def check(viewer) -> list[str]:
     if getattr(getattr(canvas, "native", None), "width", None) is None:
         problems.append("the canvas has no native Qt widget")
     return problems
+
+
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9; ``viewer.camera``
+    before, deprecated since)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def text_overlay(viewer):
+    """The viewer's text overlay (``viewer.canvas.overlays.text`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    text = getattr(overlays, "text", None) if overlays is not None else None
+    return text if text is not None else viewer.text_overlay
