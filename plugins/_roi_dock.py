@@ -18,96 +18,49 @@ The ROI definitions and results are published to the controller
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 from mpi_viewer.plugins._canvas_clicks import ClickMode
-from mpi_viewer.plugins._controller import MPI, ROIDefinition, get_controller
+from mpi_viewer.plugins._controller import MPI, get_controller
 from mpi_viewer.plugins._layers import (
     copy_placement,
     find_layers,
     install_mm_units,
-    placement_of,
     volume_from_layer,
 )
-from mpi_viewer.plugins._overlay_style import follow_ndisplay
+from mpi_viewer.plugins._roi_files import ROIFilesMixin
 from mpi_viewer.plugins._roi_manual import MANUAL, PAINT_LAYER, SHAPES_LAYER, ManualROIsMixin
+from mpi_viewer.plugins._roi_params import _METHOD_TEXT, ROIParamsMixin, _spin
+from mpi_viewer.plugins._roi_results import _COLUMNS, LABELS_LAYER, ROIResultsMixin
 from mpi_viewer.plugins._roi_seeds import SEED_LAYER, SeedEditsMixin  # noqa: F401 - re-exported
-from mpi_viewer.plugins._warnings_view import (
-    WARN_COLOUR,
-    marker,
-    notes_html,
-    notes_label,
-    numbered,
-    tooltip_html,
-)
+from mpi_viewer.plugins._roi_session import ROISessionMixin
 from napari.utils import notifications
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QKeySequence, QShortcut
+from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.io import tables as res
-from mpi_viewer.roi.regions import (
-    METHODS,
-    ROIParams,
-    measure,
-    rois_to_label_image,
-    write_masks_nifti,
-)
-
-LABELS_LAYER = "MPI ROIs"
-
-#: Table columns: (row key, header with unit). Volume/area and total depend on 2-D/3-D.
-_COLUMNS = (
-    ("name", "ROI"),
-    ("TOTAL", ""),
-    ("SIZE", ""),
-    ("peak_au", "peak (a.u.)"),
-    ("mean_au", "mean (a.u.)"),
-    ("snr", "SNR"),
-    ("fwhm_x_mm", "FWHM x (mm)"),
-    ("fwhm_y_mm", "FWHM y (mm)"),
-    ("fwhm_z_mm", "FWHM z (mm)"),
-    ("flags", "flags"),
-)
-
-_METHOD_TEXT = {
-    "halfmax": "half maximum (Sehl 2020)",
-    "nsd": "n × noise SD (Ureña Horno 2025)",
-    "kmeans": "k-means classes (Hayat 2021)",
-}
+from mpi_viewer.roi.regions import METHODS, ROIParams, measure
 
 
-def _spin(lo, hi, value, decimals=2, step=0.1, suffix="", special=None) -> QDoubleSpinBox:
-    s = QDoubleSpinBox()
-    s.setRange(lo, hi)
-    s.setDecimals(decimals)
-    s.setSingleStep(step)
-    s.setValue(value)
-    if suffix:
-        s.setSuffix(suffix)
-    if special:
-        s.setSpecialValueText(special)
-    return s
-
-
-class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
+class ROIDock(
+    ROIParamsMixin,
+    ROIResultsMixin,
+    ROISessionMixin,
+    ROIFilesMixin,
+    SeedEditsMixin,
+    ManualROIsMixin,
+    QWidget,
+):
     """Quantification ROIs: one click, one ROI, on the native MPI grid."""
 
     def __init__(self, napari_viewer):
@@ -236,16 +189,6 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         self._refresh_layers()
         self._update_enabled()
 
-    @property
-    def params(self):
-        """The ROI method (``ROIParams``), published to the controller when set."""
-        return self._params
-
-    @params.setter
-    def params(self, params) -> None:
-        self._params = params
-        self.ctl.set_roi_params(params)  # the calibration dock measures phantoms alike
-
     # -- layers -------------------------------------------------------------------------------
     @property
     def mpi_layer(self):
@@ -328,271 +271,6 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         self._names = [n for i, n in enumerate(self._names) if i not in bad]
         self._set_results(list(out))
         self._sync_points()
-
-    # -- parameters ----------------------------------------------------------------------------
-    def _background_mask(self):
-        name = self.background.currentText()
-        if self.background.currentIndex() <= 0 or name not in self.viewer.layers:
-            return None
-        mask = np.asarray(self.viewer.layers[name].data) > 0
-        vol = self._volume()
-        if mask.shape != tuple(vol.shape):
-            raise InputError(
-                f"background layer {name!r} of shape {mask.shape} is not on the MPI grid "
-                f"{tuple(vol.shape)}: paint it on a Labels layer made from the MPI"
-            )
-        if not mask.any():
-            raise InputError(f"background layer {name!r} is empty: paint some background voxels")
-        return mask
-
-    def _on_params_changed(self, *_):
-        try:
-            method = self.method.currentData()
-            if method == MANUAL:  # seeds keep growing with the last automatic method
-                method = self.params.method
-                self._ensure_manual_layer()
-            self.params = ROIParams(
-                method=method,
-                fraction=self.fraction.value(),
-                n_sd=self.n_sd.value(),
-                noise_sd=self.noise_sd.value() or None,
-                split_sources=self.split.isChecked(),
-                search_radius_mm=self.radius.value(),
-                saturation_curve=self.params.saturation_curve,
-                background_mask=self._background_mask(),
-            )
-        except InputError as exc:
-            notifications.show_error(str(exc))
-            return
-        self._update_enabled()
-        if self._seeds_mm:
-            self.recompute()
-        if self._manual:
-            self._guarded(self.measure_manual)
-
-    def _update_enabled(self) -> None:
-        m = self.method.currentData()
-        self.fraction.setEnabled(m == "halfmax")
-        self.n_sd.setEnabled(m in ("nsd", "kmeans"))
-        self.manual_btn.setEnabled(m == MANUAL or self._manual_layer is not None)
-
-    # -- results -------------------------------------------------------------------------------
-    def _set_headers(self, ndim: int) -> None:
-        u = "mm³" if ndim == 3 else "mm²"
-        heads = []
-        for key, head in _COLUMNS:
-            if key == "SIZE":
-                head = f"{'volume' if ndim == 3 else 'area'} ({u})"
-            elif key == "TOTAL":
-                head = f"total signal (a.u.·{u})"
-            heads.append(head)
-        if ndim == 2:
-            heads = [h for (k, _), h in zip(_COLUMNS, heads, strict=True) if k != "fwhm_z_mm"]
-        self.table.setColumnCount(len(heads))
-        self.table.setHorizontalHeaderLabels(heads)
-
-    def _set_results(self, results: list, *, labels=None) -> None:
-        """Show ``results`` (seeded; the manual ROIs follow). ``labels``: their label
-        image on the MPI grid when already made (off the GUI thread)."""
-        seeded = [r for r in results if r.method != MANUAL]
-        for k, r in enumerate(
-            self._manual
-        ):  # manual ROIs follow the seeded ones in the table and labels
-            r.label = len(seeded) + k + 1
-        results = seeded + list(self._manual)
-        self.results = results
-        self.ctl.set_rois(
-            [ROIDefinition(n, tuple(s)) for n, s in zip(self._names, self._seeds_mm, strict=False)],
-            results,
-            self.params,
-        )
-        self._filling = True
-        ndim = results[0].ndim if results else 3
-        self._set_headers(ndim)
-        keys = [k for k, _ in _COLUMNS if not (ndim == 2 and k == "fwhm_z_mm")]
-        self.table.setRowCount(len(results))
-        # each warning once, in full, under the table; ⚠n beside the total signal
-        per_row, notes = numbered([r.name for r in results], [r.warnings for r in results])
-        for i, r in enumerate(results):
-            row = r.to_row()
-            for j, k in enumerate(keys):
-                if k == "SIZE":
-                    v = r.size
-                elif k == "TOTAL":
-                    v = r.total_signal
-                else:
-                    v = row.get(k, "")
-                text = res.format_value(v) if not isinstance(v, float) else f"{v:.4g}"
-                if k == "TOTAL" and per_row[i]:
-                    text = f"{text} {marker(per_row[i])}"
-                item = QTableWidgetItem(text)
-                if r.warnings:
-                    item.setToolTip(tooltip_html("; ".join(r.warnings)))
-                    if k in ("TOTAL", _COLUMNS[0][0]):
-                        item.setForeground(QColor(WARN_COLOUR))
-                if j != 0 or r.method == MANUAL:
-                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                self.table.setItem(i, j, item)
-        notes_lbl = notes_label(self.table)
-        notes_lbl.setText(notes_html(notes))
-        notes_lbl.setVisible(bool(notes))
-        self._filling = False
-        self._update_labels(labels if not self._manual else None)
-        if results:
-            self.status.setText(
-                f"{len(results)} ROI(s), method {self.params.method}, noise SD "
-                f"{results[0].noise_sd:.3g} a.u."
-            )
-
-    def _update_labels(self, lab=None) -> None:
-        layer = self.mpi_layer
-        if layer is None:
-            return
-        if lab is None:
-            lab = rois_to_label_image(volume_from_layer(layer), self.results)
-        if self._labels_layer is None or self._labels_layer not in self.viewer.layers:
-            if not self.results:
-                return
-            active = self.viewer.layers.selection.active
-            self._labels_layer = self.viewer.add_labels(
-                lab,
-                name=LABELS_LAYER,
-                opacity=0.5,
-                units=("mm",) * lab.ndim,
-                **placement_of(layer, lab.ndim),  # placed as it arrives: one redraw, not four
-            )
-            self._labels_layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
-            if active is not None:  # the new layer must not take the user's active layer
-                self.viewer.layers.selection.active = active
-            self._labels_layer.metadata["mpi_viewer"] = {
-                "modality": "MPI ROIs",
-                "grid_of": layer.name,
-            }
-            follow_ndisplay(self.viewer, self._labels_layer)  # outlines (2-D), surfaces (3-D)
-        else:
-            self._labels_layer.data = lab
-        copy_placement(layer, self._labels_layer)
-
-    def load_saturation_curve(self, path) -> None:
-        """Correct the MPI for receiver saturation with a measured curve (None: no correction)."""
-        from mpi_viewer.roi._saturation import SaturationCurve
-
-        curve = SaturationCurve.from_csv(path) if path else None
-        self.params = ROIParams.from_dict({**self.params.to_dict(), "saturation_curve": None})
-        self.params.saturation_curve = curve
-        self.params.background_mask = self._background_mask()
-        self.sat_btn.setText(f"Saturation: {Path(path).name}" if path else "Saturation curve CSV…")
-        if self._seeds_mm:
-            self.recompute()
-
-    def _saturation_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Receiver saturation curve", "", "CSV (*.csv)")
-        if path:
-            self._guarded(self.load_saturation_curve, path)
-
-    # -- session -------------------------------------------------------------------------------
-    def state(self) -> dict:
-        """The dock as the session stores it: MPI layer, ``ROIParams.to_dict()``, seeds
-        (MPI physical mm, x, y, z), ROI names and the manual ROIs.
-
-        ``"manual"`` is None without manual ROIs, else ``{"labels": ndarray, "names":
-        [...]}``: a label image on the MPI grid (numpy order; the painted labels as
-        painted, or the polygons as labels 1…n) and the ROI names in increasing label
-        order. The session dock writes it beside the session (NRRD).
-        """
-        return {
-            "layer": self._gone_layer or self.layer_combo.currentText(),
-            "params": self.params.to_dict(),
-            "seeds_xyz_mm": [list(s) for s in self._seeds_mm],
-            "names": list(self._names),
-            "manual": self._manual_state(),
-        }
-
-    def restore(self, state: dict) -> None:
-        """Set the widgets from :meth:`state` and measure the seeds again (errors: notifications).
-
-        ``state["results"]`` (optional): the seeds' results, measured already with these
-        parameters (a session's, recomputed off the GUI thread), and ``state["labels"]``
-        their label image: shown as they are, not measured again.
-        """
-        try:
-            params = ROIParams.from_dict(state.get("params"))
-        except (InputError, TypeError, ValueError) as exc:
-            notifications.show_error(f"ROI parameters not restored: {exc}")
-            return
-        widgets = (
-            self.layer_combo,
-            self.method,
-            self.fraction,
-            self.n_sd,
-            self.noise_sd,
-            self.radius,
-            self.split,
-        )
-        for w in widgets:
-            w.blockSignals(True)
-        try:
-            layer = next(
-                (lyr for lyr in self.ctl.layers(MPI) if lyr.name == state.get("layer")), None
-            )
-            if layer is not None:
-                self.ctl.set_rois([], [])  # a restored session replaces the ROIs
-                self.ctl.set_mpi(layer)
-            self.method.setCurrentIndex(max(0, self.method.findData(params.method)))
-            self.fraction.setValue(params.fraction)
-            self.n_sd.setValue(params.n_sd)
-            self.noise_sd.setValue(params.noise_sd or 0.0)
-            self.radius.setValue(params.search_radius_mm)
-            self.split.setChecked(params.split_sources)
-        finally:
-            for w in widgets:
-                w.blockSignals(False)
-        self.params = params
-        self._update_enabled()
-        self._seeds_mm = [tuple(float(v) for v in s) for s in state.get("seeds_xyz_mm") or []]
-        self._names = [str(n) for n in state.get("names") or []] or [
-            f"roi_{i + 1}" for i in range(len(self._seeds_mm))
-        ]
-        self._counter = len(self._seeds_mm)
-        if self._seeds_mm and self.mpi_layer is not None:
-            self._ensure_seed_layer()
-        self._manual, self._manual_names, self._gone_layer = [], {}, None
-        given = state.get("results")
-        if given is not None and [r.name for r in given] == self._names:
-            # measured already (a session's recomputed results): not again on the GUI thread
-            self._set_results(list(given), labels=state.get("labels"))
-            self._sync_points()
-        else:
-            self.recompute()
-        manual = state.get("manual")
-        if manual is not None and self.mpi_layer is not None:
-            self._guarded(self._restore_manual, manual)
-
-    # -- export --------------------------------------------------------------------------------
-    def rows(self) -> list[dict]:
-        return res.rows_from_results(self.results)
-
-    def export_csv(self, path) -> None:
-        if not self.results:
-            raise InputError("no ROIs to export: click the hot spots first")
-        res.write_csv(path, self.rows())
-
-    def save_masks(self, path) -> None:
-        if not self.results:
-            raise InputError("no ROIs to save: click the hot spots first")
-        write_masks_nifti(path, self._volume(), self.results)
-
-    def _export_csv_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export ROI table", "rois.csv", "CSV (*.csv)")
-        if path:
-            self._guarded(self.export_csv, path, done=f"wrote {path}")
-
-    def _save_masks_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save ROI masks", "rois.nii.gz", "NIfTI (*.nii.gz *.nii)"
-        )
-        if path:
-            self._guarded(self.save_masks, path, done=f"wrote {path}")
 
     def _guarded(self, fn, *args, done: str = "") -> None:
         try:
