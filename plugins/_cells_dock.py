@@ -255,8 +255,15 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         if self._worker is None:
             self.compute_btn.setEnabled(True)
         else:
-            self._worker.finished.connect(lambda: self.compute_btn.setEnabled(True))
+            self._worker.finished.connect(self._enable_compute)
         return self.results if block else self._worker
+
+    def _enable_compute(self) -> None:
+        """Compute is clickable again (the dock may be gone when a worker ends)."""
+        try:
+            self.compute_btn.setEnabled(True)
+        except RuntimeError:  # the Qt widget was deleted (viewer closed)
+            pass
 
     def compute_steps(self, inp: dict):
         """The work of :meth:`compute` (a generator for :func:`start_work`, or to run inside
