@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._layers import (
     apply_registration,
     install_mm_units,
@@ -372,7 +373,7 @@ class StudyController:
             apply_registration(moving, mw, tw, fixed_name=fixed.name)
         else:
             aff = registered_affine(vol, mw, tw)
-            extent_update = getattr(self.viewer, "_on_layers_change", None)
+            extent_update = compat.extent_updater(self.viewer)
             with contextlib.ExitStack() as stack:
                 if extent_update is not None:
                     stack.enter_context(moving.events.affine.blocker(extent_update))

@@ -16,6 +16,7 @@ Parts: :mod:`._registration_view` (widgets, read-outs), :mod:`._registration_edi
 from __future__ import annotations
 
 import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._controller import ANATOMY, MPI, get_controller
 from mpi_viewer.plugins._layers import install_mm_units, volume_from_layer
 from mpi_viewer.plugins._points_pairs import PairedPoints, PairState
@@ -235,6 +236,6 @@ class RegistrationDock(
         self.transform = (np.asarray(matrix, float), np.asarray(translation, float), source)
 
     def _update_extent(self) -> None:
-        update = getattr(self.viewer, "_on_layers_change", None)
+        update = compat.extent_updater(self.viewer)
         if update is not None:
             update()

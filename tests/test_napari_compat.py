@@ -12,8 +12,8 @@ pytestmark = pytest.mark.gui
 PRIVATE = re.compile(
     r"_qt_window|_qt_viewer|_on_layers_change|layer_to_visual|_dock_widgets|\.node\."
 )
-#: gui's files, converted when their branch lands (they import from _napari_compat then).
-PENDING = {"_registration_dock.py", "_controller.py"}
+#: files allowed private access besides the compat module: none
+PENDING: set[str] = set()
 
 
 def test_private_napari_api_only_in_the_compat_module():
