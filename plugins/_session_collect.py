@@ -167,15 +167,7 @@ class SessionCollectMixin:
             if inp.role in ("mri", "ct", "mpi", "other"):
                 continue
             if old_folder is not None:  # phantoms, calibration files: re-anchor to the new folder
-                p = (old_folder / inp.path).resolve()
-                inp = S.InputFile(
-                    inp.role,
-                    S.relative_path(p, session_path),
-                    inp.sha256,
-                    inp.modality,
-                    inp.name,
-                    inp.acquisition,
-                )
+                inp = _moved(inp, old_folder, session_path)
             others.append(inp)
         # image inputs not shown as layers (closed by the user) stay part of the analysis
         shown = {i.role for i in images}
@@ -185,17 +177,7 @@ class SessionCollectMixin:
                 and inp.role not in shown
                 and old_folder is not None
             ):
-                p = (old_folder / inp.path).resolve()
-                images.append(
-                    S.InputFile(
-                        inp.role,
-                        S.relative_path(p, session_path),
-                        inp.sha256,
-                        inp.modality,
-                        inp.name,
-                        inp.acquisition,
-                    )
-                )
+                images.append(_moved(inp, old_folder, session_path))
         base.inputs = images + others
         if old_folder is not None:  # files written beside the old session: re-anchor them too
 
@@ -398,3 +380,18 @@ class SessionCollectMixin:
                     translation=tr.tolist(),
                 )
             return
+
+
+def _moved(inp, old_folder, session_path):
+    """An input of a session saved under a new name: its path (and its companions') made
+    relative to the new session; hash, selection and the rest kept."""
+
+    def rel(path: str) -> str:
+        return S.relative_path((old_folder / path).resolve(), session_path)
+
+    return inp.model_copy(
+        update={
+            "path": rel(inp.path),
+            "companions": [c.model_copy(update={"path": rel(c.path)}) for c in inp.companions],
+        }
+    )

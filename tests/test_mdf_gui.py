@@ -81,3 +81,13 @@ def test_gui_session_records_frame_and_channel_and_replays(make_napari_viewer, t
     names = {lyr.name for lyr in viewer.layers}
     assert {"dyn [channel 0]", "dyn [channel 1]"} <= names
     assert roi.results and roi.results[0].peak_au == pytest.approx(200.0, rel=1e-4)
+    # both channels closed, the session saved under a new name elsewhere: the MPI input
+    # stays part of the analysis with the frame and channel it was read with
+    viewer.layers.remove("dyn [channel 1]")
+    viewer.layers.remove("dyn [channel 0]")
+    (tmp_path / "elsewhere").mkdir()
+    again = docks["SessionDock"].save(tmp_path / "elsewhere" / "gui2.json")
+    assert again is not None
+    [mpi2] = [i for i in S.load_session(again).inputs if i.role == "mpi"]
+    assert mpi2.path == "../dyn.mdf"
+    assert mpi2.selection.as_kwargs() == {"frame": 1, "channel": 1}
