@@ -822,12 +822,6 @@ def _check_cells_flags(args) -> None:
         )
 
 
-def _stem(path) -> str:
-    from pathlib import Path
-
-    return Path(path).name.split(".")[0]
-
-
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="build a calibration (JSON) from phantoms in an MPI image")
     p.add_argument("mpi", metavar="MPI", help="MPI image holding the phantoms")
@@ -882,10 +876,8 @@ def _cmd_calibrate(args) -> int:
     mpi = read_volume(args.mpi, modality="MPI", **_image_choice(args))
     _print_notes(mpi)
     acq = mpi.acquisition
+    # name, tracer and lot default to the file's stem and the image's metadata there
     options = calibration_options(args, mpi) | {
-        "name": args.name or _stem(args.phantoms),
-        "tracer": args.tracer or acq.tracer,
-        "tracer_lot": args.tracer_lot or acq.tracer_lot,
         "environment": args.environment,
         "preparation": args.preparation,
         "notes": args.notes,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from mpi_viewer.plugins import _napari_compat as compat
-from mpi_viewer.plugins._layers import meta, physical_to_world
+from mpi_viewer.plugins._layers import keeping_active, meta, physical_to_world, set_placement
 from mpi_viewer.plugins._overlay_style import style_roi_labels
 from mpi_viewer.plugins._work import notify_error
 
@@ -99,12 +99,7 @@ class CellOverlaysMixin:
 
     def _place(self, layer) -> None:
         p = self._placement()
-        if not np.allclose(layer.scale, p["scale"]):
-            layer.scale = p["scale"]
-        if not np.allclose(layer.translate, p["translate"]):
-            layer.translate = p["translate"]
-        if not np.allclose(layer.affine.affine_matrix, p["affine"]):
-            layer.affine = p["affine"]
+        set_placement(layer, p["scale"], p["translate"], p["affine"])
 
     def _visible_mask(self) -> np.ndarray:
         """Voxels of the display arrays inside a visible ROI (a look-up, not ``np.isin``)."""
@@ -151,14 +146,8 @@ class CellOverlaysMixin:
     def _add_keeping_active(self, add, *args, **kwargs):
         """``add(*args, **kwargs)`` (a viewer's ``add_*``): the new overlay layer does not
         take the user's active layer (the one their clicks go to)."""
-        layers = self.viewer.layers
-        selected, active = set(layers.selection), layers.selection.active
-        layer = add(*args, **kwargs)
-        if active is not None and active in layers and layers.selection.active is not active:
-            layers.selection.clear()
-            layers.selection.update(selected & set(layers))
-            layers.selection.active = active
-        return layer
+        with keeping_active(self.viewer):
+            return add(*args, **kwargs)
 
     def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
         """World positions (z, y, x) of each result's peak, and each ROI's radius (mm)."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from mpi_viewer.plugins import _napari_compat as compat
-from mpi_viewer.plugins._layers import TWIN_KEY, is_display_twin, layer_kind
+from mpi_viewer.plugins._layers import TWIN_KEY, is_display_twin, keeping_active, layer_kind
 from mpi_viewer.plugins._work import start_work
 
 from mpi_viewer.geometry.display_grid import is_axis_aligned, resample_world_aligned
@@ -156,11 +156,8 @@ class TwinsMixin:
         if layer_kind(layer) == "labels":
             twin.editable = False
         layers = self.viewer.layers
-        selected, active = set(layers.selection), layers.selection.active
-        layers.insert(layers.index(layer) + 1, twin)
-        layers.selection.clear()
-        layers.selection.update(selected & set(layers))
-        layers.selection.active = active if active in layers else None
+        with keeping_active(self.viewer):
+            layers.insert(layers.index(layer) + 1, twin)
         ev = twin.events
         for name in _BACK_PROPS:
             if hasattr(ev, name):

@@ -13,6 +13,7 @@ data↔world transform, so they are right in both cases.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -187,13 +188,7 @@ def apply_registration(
     scale = xyz_to_zyx(vol.spacing_mm)
     zero = np.zeros(vol.ndim)
     for lyr in (layer, *followers):
-        # each property set costs napari a re-slice: set only what changes
-        if not np.allclose(lyr.scale, scale):
-            lyr.scale = list(scale)
-        if not np.allclose(lyr.translate, zero):
-            lyr.translate = list(zero)
-        if not np.allclose(lyr.affine.affine_matrix, aff):
-            lyr.affine = aff
+        set_placement(lyr, scale, zero, aff)
     meta(layer)["transform_fixed_to_moving"] = {
         "matrix": np.asarray(matrix, dtype=float).tolist(),
         "translation": np.asarray(translation, dtype=float).tolist(),
@@ -228,16 +223,36 @@ def placement_of(src, ndim: int | None = None) -> dict:
     }
 
 
+def set_placement(layer, scale, translate, affine) -> None:
+    """Set a layer's data → world transform; only what differs is set (each set costs
+    napari a re-slice and a redraw)."""
+    if not np.allclose(layer.scale, scale):
+        layer.scale = list(scale)
+    if not np.allclose(layer.translate, translate):
+        layer.translate = list(translate)
+    if not np.allclose(layer.affine.affine_matrix, affine):
+        layer.affine = affine
+
+
 def copy_placement(src, dst) -> None:
-    """Give ``dst`` the same data → world transform as ``src`` (same grid); only what
-    differs is set (each set costs napari a re-slice and a redraw)."""
+    """Give ``dst`` the same data → world transform as ``src`` (same grid)."""
     p = placement_of(src, dst.ndim)
-    if not np.allclose(dst.scale, p["scale"]):
-        dst.scale = p["scale"]
-    if not np.allclose(dst.translate, p["translate"]):
-        dst.translate = p["translate"]
-    if not np.allclose(dst.affine.affine_matrix, p["affine"]):
-        dst.affine = p["affine"]
+    set_placement(dst, p["scale"], p["translate"], p["affine"])
+
+
+@contextlib.contextmanager
+def keeping_active(viewer):
+    """Layers added inside do not take the user's active layer (the one their clicks go
+    to) nor change the selection."""
+    layers = viewer.layers
+    selected, active = set(layers.selection), layers.selection.active
+    try:
+        yield
+    finally:
+        if layers.selection.active is not active or set(layers.selection) != selected:
+            layers.selection.clear()
+            layers.selection.update(selected & set(layers))
+            layers.selection.active = active if active in layers else None
 
 
 def layer_kind(layer) -> str:

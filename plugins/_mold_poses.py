@@ -180,15 +180,10 @@ class PoseTableMixin:
         _fixed_layer, moving_layer = self._layers
         if moving_layer not in self.viewer.layers:
             return
-        from mpi_viewer.plugins._layers import _install_2d_display_for, meta
+        from mpi_viewer.plugins._layers import _install_2d_display_for, meta, set_placement
 
         scale, translate, affine, record = saved
-        if not np.allclose(moving_layer.scale, scale):
-            moving_layer.scale = list(scale)
-        if not np.allclose(moving_layer.translate, translate):
-            moving_layer.translate = list(translate)
-        if not np.allclose(moving_layer.affine.affine_matrix, affine):
-            moving_layer.affine = affine
+        set_placement(moving_layer, scale, translate, affine)
         if record is None:
             meta(moving_layer).pop("transform_fixed_to_moving", None)
         else:

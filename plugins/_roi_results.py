@@ -7,7 +7,12 @@ A mixin of :class:`~mpi_viewer.plugins._roi_dock.ROIDock`.
 from __future__ import annotations
 
 from mpi_viewer.plugins._controller import ROIDefinition
-from mpi_viewer.plugins._layers import copy_placement, placement_of, volume_from_layer
+from mpi_viewer.plugins._layers import (
+    copy_placement,
+    keeping_active,
+    placement_of,
+    volume_from_layer,
+)
 from mpi_viewer.plugins._overlay_style import follow_ndisplay
 from mpi_viewer.plugins._roi_manual import MANUAL
 from mpi_viewer.plugins._warnings_view import (
@@ -122,17 +127,15 @@ class ROIResultsMixin:
         if self._labels_layer is None or self._labels_layer not in self.viewer.layers:
             if not self.results:
                 return
-            active = self.viewer.layers.selection.active
-            self._labels_layer = self.viewer.add_labels(
-                lab,
-                name=LABELS_LAYER,
-                opacity=0.5,
-                units=("mm",) * lab.ndim,
-                **placement_of(layer, lab.ndim),  # placed as it arrives: one redraw, not four
-            )
+            with keeping_active(self.viewer):  # the user's clicks stay where they were
+                self._labels_layer = self.viewer.add_labels(
+                    lab,
+                    name=LABELS_LAYER,
+                    opacity=0.5,
+                    units=("mm",) * lab.ndim,
+                    **placement_of(layer, lab.ndim),  # placed as it arrives: one redraw
+                )
             self._labels_layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
-            if active is not None:  # the new layer must not take the user's active layer
-                self.viewer.layers.selection.active = active
             self._labels_layer.metadata["mpi_viewer"] = {
                 "modality": "MPI ROIs",
                 "grid_of": layer.name,

@@ -88,14 +88,15 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+_SPECIAL = {"inf": math.inf, "-inf": -math.inf}
+
+
 def _cell(v: Any) -> Any:
     """One results-table cell: a string, a number, true/false or null (NaN); "inf" → inf."""
     if v is None:
         return math.nan
-    if v == "inf":
-        return math.inf
-    if v == "-inf":
-        return -math.inf
+    if isinstance(v, str) and v in _SPECIAL:
+        return _SPECIAL[v]
     if isinstance(v, (bool, str, int, float)):
         return v
     if hasattr(v, "item"):  # numpy scalar
@@ -110,11 +111,7 @@ def _decode(v: Any) -> Any:
         return [_decode(x) for x in v]
     if v is None:
         return math.nan
-    if v == "inf":
-        return math.inf
-    if v == "-inf":
-        return -math.inf
-    return v
+    return _SPECIAL.get(v, v) if isinstance(v, str) else v
 
 
 def encode_value(v: Any) -> Any:

@@ -86,37 +86,29 @@ def _wrap(step: str, fn, *args, **kwargs):
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def read_inputs(session: Session, roles=("mri", "ct", "mpi")) -> dict[str, Any]:
-    """The session's images as Volumes, read through :func:`mpi_viewer.io.images.read_volume`."""
+def read_input(session: Session, inp) -> Any:
+    """One image input as a Volume (its file, modality, name and the part of the file it
+    was read from), through :func:`mpi_viewer.io.images.read_volume`."""
     from mpi_viewer.io.images import read_volume
 
-    out = {}
-    for inp in session.inputs:
-        if inp.role in roles:
-            out[inp.role] = read_volume(
-                session.resolve(inp.path),
-                modality=inp.modality,
-                name=inp.name,
-                **inp.selection.as_kwargs(),
-            )
-    return out
+    return read_volume(
+        session.resolve(inp.path),
+        modality=inp.modality,
+        name=inp.name,
+        **inp.selection.as_kwargs(),
+    )
+
+
+def read_inputs(session: Session, roles=("mri", "ct", "mpi")) -> dict[str, Any]:
+    """The session's images of ``roles`` as Volumes, by role."""
+    return {inp.role: read_input(session, inp) for inp in session.inputs if inp.role in roles}
 
 
 def read_other_images(session: Session) -> list[tuple[Any, Any]]:
     """The session's images of role ``"other"`` (another MDF channel, a second MPI) as
     (input, Volume) pairs, for display; no number depends on them."""
-    from mpi_viewer.io.images import read_volume
-
     return [
-        (
-            inp,
-            read_volume(
-                session.resolve(inp.path),
-                modality=inp.modality,
-                name=inp.name,
-                **inp.selection.as_kwargs(),
-            ),
-        )
+        (inp, read_input(session, inp))
         for inp in session.inputs
         if inp.role == "other" and inp.path and inp.modality
     ]
