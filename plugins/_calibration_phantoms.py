@@ -124,13 +124,19 @@ class PhantomsMixin:
         idx = sorted({int(i) + n if int(i) < 0 else int(i) for i in idx} & set(range(n)))
         if idx:
             xyz = world_to_physical(mpi, layer.data[idx])
-            used = set(feats["name"].astype(str))
+            names = [str(n or "").strip() for n in feats["name"]]
+            used = set(names)
             for k, i in enumerate(idx):
                 feats.loc[i, ["x_mm", "y_mm", "z_mm"]] = xyz[k]
-                if not str(feats.loc[i, "name"] or "").strip():
+                # a new point inherits the last point's features (napari's defaults follow
+                # the selection): a name another phantom has is not its own, nor its amount
+                taken = names[i] in names[:i] + names[i + 1 :]
+                if not names[i] or ("added" in action and taken):
                     j = next(j for j in range(1, len(used) + 2) if f"phantom_{j}" not in used)
-                    feats.loc[i, "name"] = f"phantom_{j}"
+                    feats.loc[i, "name"] = names[i] = f"phantom_{j}"
                     used.add(f"phantom_{j}")
+                    if taken:
+                        feats.loc[i, "amount"] = np.nan
             layer.features = feats
             layer.refresh_text()
             self._measured_key = None

@@ -28,7 +28,25 @@ def demo_files(study, tmp_path_factory):
     from mpi_viewer.io.images import write_volume
 
     folder = tmp_path_factory.mktemp("demo_files")
-    return {k: write_volume(getattr(study, k), folder / f"{k}.nii.gz") for k in ("mri", "mpi")}
+    out = {k: write_volume(getattr(study, k), folder / f"{k}.nii.gz") for k in ("mri", "mpi")}
+    out["phantoms"] = folder / "phantoms.csv"  # name,x,y,z,iron_ug (MPI mm), as the demo's
+    out["phantoms"].write_text(
+        "name,x,y,z,iron_ug\n"
+        + "".join(
+            f"{v['name']},{','.join(f'{c:.4f}' for c in v['mpi_mm'])},{v['iron_ug']}\n"
+            for v in study.truth["vials"]
+        ),
+        encoding="utf-8",
+    )
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _recovery_dir(tmp_path, monkeypatch):
+    """The Session dock's autosave goes to this test's folder (no recovery offered)."""
+    from mpi_viewer.study import session as S
+
+    monkeypatch.setenv(S.RECOVERY_ENV, str(tmp_path / "recovery"))
 
 
 # --------------------------------------------------------------------------- the canvas
@@ -126,15 +144,15 @@ def _walk_the_study(qtbot, viewer, study, docks, *, ndisplay=2, registered_befor
     assert ctl.registration is not None and ctl.registration.source == "template"
     assert ctl.registration.moving == mpi.name and ctl.registration.fixed == ctl.anatomy.name
 
-    viewer.dims.ndisplay = ndisplay
-    viewer.reset_view()
-    if ndisplay == 3:
-        viewer.scene.camera.angles = (0.0, -20.0, 80.0)
+    views = (ndisplay,) * len(SOURCES) if isinstance(ndisplay, int) else tuple(ndisplay)
+    _show_in(viewer, views[0])
     qtbot.mouseClick(roi.click_btn, _left())
     assert roi.click_btn.isChecked()
     from mpi_viewer.plugins._layers import physical_to_world
 
-    for k, name in enumerate(SOURCES, start=1):
+    for k, (name, view) in enumerate(zip(SOURCES, views, strict=True), start=1):
+        if view != viewer.dims.ndisplay:
+            _show_in(viewer, view)  # the user switches the view; the clicking mode stays
         src = study.source(name)
         click_world(qtbot, viewer, physical_to_world(mpi, [src["mpi_mm"]])[0])
         qtbot.waitUntil(lambda: not roi.busy, timeout=20000)  # measured off the GUI thread
@@ -146,32 +164,315 @@ def _walk_the_study(qtbot, viewer, study, docks, *, ndisplay=2, registered_befor
     return reg, mold, roi
 
 
+def _show_in(viewer, ndisplay):
+    """2-D or 3-D, the whole scene in view (3-D: turned, the sources apart on screen)."""
+    viewer.dims.ndisplay = ndisplay
+    viewer.reset_view()
+    if ndisplay == 3:
+        viewer.scene.camera.angles = (0.0, -20.0, 80.0)
+
+
 def _left():
     from qtpy.QtCore import Qt
 
     return Qt.MouseButton.LeftButton
 
 
-# --------------------------------------------------------------------------- launch orders
-def test_mpi_viewer_demo(make_napari_viewer, qtbot, study, notes):
-    """`mpi-viewer demo`: docks, then the demo (registered on load), then the user's steps."""
-    from mpi_viewer.plugins._launch import prepare
+# --------------------------------------------------------------------------- the window's menus
+def _plain(text):
+    return text.replace("&", "").rstrip(".…").strip()
 
-    viewer = make_napari_viewer(show=True)
-    docks = prepare(viewer, demo=True, study=study)
-    _walk_the_study(qtbot, viewer, study, docks, registered_before=True)
+
+def _menu_action(viewer, *path):
+    """The QAction at the end of a menu path of the window's menu bar ("File", "Open File(s)"),
+    found through Qt as a user finds it (each menu is shown first: napari fills some then)."""
+    actions = _canvas(viewer).window().menuBar().actions()
+    for i, title in enumerate(path):
+        hits = [a for a in actions if _plain(a.text()).startswith(title)]
+        assert hits, (title, [_plain(a.text()) for a in actions])
+        if i == len(path) - 1:
+            return hits[0]
+        menu = hits[0].menu()
+        menu.aboutToShow.emit()
+        actions = menu.actions()
+    raise AssertionError(path)
+
+
+def _answering(answer):
+    """Run ``answer(dialog)`` on each modal dialog shown meanwhile (a user's reply)."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    seen = []
+
+    def poll():
+        w = QApplication.activeModalWidget()
+        if w is not None and w not in seen:
+            seen.append(w)
+            answer(w)
+
+    timer = QTimer()
+    timer.timeout.connect(poll)
+    timer.start(20)
+    return timer, seen
+
+
+def _choose_our_reader(dialog):
+    """napari's reader dialog: pick mpi-viewer, OK (any other dialog: Cancel)."""
+    from qtpy.QtWidgets import QDialogButtonBox, QRadioButton
+
+    ours = [b for b in dialog.findChildren(QRadioButton) if b.text() == PLUGIN]
+    box = dialog.findChildren(QDialogButtonBox)[0]
+    if ours:
+        ours[0].click()
+        box.button(QDialogButtonBox.StandardButton.Ok).click()
+    else:
+        box.button(QDialogButtonBox.StandardButton.Cancel).click()
+
+
+def file_open(viewer, path, monkeypatch):
+    """File > Open File(s)… with the file dialog answered by ``path``; returns the modal
+    dialogs napari showed on the way (its reader choice is answered with mpi-viewer)."""
+    from qtpy.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(path)], ""))
+    timer, seen = _answering(_choose_our_reader)
+    try:
+        _menu_action(viewer, "File", "Open File(s)").trigger()
+    finally:
+        timer.stop()
+    return [type(w).__name__ for w in seen]
+
+
+def plugins_menu(viewer, name):
+    """Plugins > mpi-viewer > ``name``: the dock's widget."""
+    from qtpy.QtWidgets import QApplication
+
+    before = set(map(id, QApplication.allWidgets()))
+    _menu_action(viewer, "Plugins", PLUGIN, name).trigger()
+    QApplication.processEvents()
+    new = [w for w in QApplication.allWidgets() if id(w) not in before]
+    docks = [w for w in new if type(w).__name__ in DOCK_CLASSES.values()]
+    assert len(docks) == 1, (name, docks)
+    return docks[0]
+
+
+DOCK_CLASSES = {
+    "Mold registration": "MoldPanel",
+    "Fiducial registration": "RegistrationDock",
+    "MPI ROIs": "ROIDock",
+    "Calibration": "CalibrationDock",
+    "Cells and report": "CellsDock",
+    "Session": "SessionDock",
+}
+
+
+def _raise(widget):
+    """Bring a tabbed dock to the front (the user clicks its tab)."""
+    from qtpy.QtWidgets import QApplication, QDockWidget
+
+    w = widget
+    while w is not None and not isinstance(w, QDockWidget):
+        w = w.parentWidget()
+    if w is not None:
+        w.raise_()
+    QApplication.processEvents()
+
+
+def _button(widget, text):
+    from qtpy.QtWidgets import QPushButton
+
+    hits = [b for b in widget.findChildren(QPushButton) if b.text() == text]
+    assert len(hits) == 1, (text, [b.text() for b in widget.findChildren(QPushButton)])
+    return hits[0]
+
+
+# --------------------------------------------------------------------------- the rest of the study
+#: The demo's tolerances on iron and cells against its truth: the README's worst error over
+#: 50 noise realisations (benchmarks/bench_calibration.py) rounded up, and 2 % (the README
+#: example's own test) for the isolated and the strong source.
+TOLERANCE = {"isolated": 0.02, "strong": 0.02, "weak": 0.11, "faint": 0.53}
+
+
+def _until(qtbot, done, notes, timeout_s=90):
+    """Wait for a worker's outcome the user sees; stop at the first error notification."""
+    qtbot.waitUntil(lambda: done() or bool(notes["error"]), timeout=int(timeout_s * 1000))
     assert not notes["error"], notes["error"]
 
 
-def test_mpi_viewer_then_file_open(make_napari_viewer, qtbot, study, demo_files, notes):
-    """`mpi-viewer`, then File > Open the MRI, then the MPI; ROIs named, deleted, undone."""
+def _calibrate(qtbot, viewer, study, cal, monkeypatch, notes, *, phantoms_csv=None):
+    """Phantoms (a CSV through the dock's Load CSV…, or clicked vials with their iron typed
+    in), Measure phantoms and fit, Apply to ROIs: the iron per ROI against the truth."""
+    from mpi_viewer.plugins._layers import physical_to_world
+    from qtpy.QtWidgets import QFileDialog
+
+    _raise(cal)
+    vials = study.truth["vials"]
+    cal.tabs.setCurrentIndex(0)
+    if phantoms_csv is not None:
+        monkeypatch.setattr(
+            QFileDialog, "getOpenFileName", lambda *a, **k: (str(phantoms_csv), "")
+        )
+        qtbot.mouseClick(cal.csv_btn, _left())
+    else:  # the vials clicked on the canvas (2-D: points are placed on the slice shown)
+        viewer.dims.ndisplay = 2
+        qtbot.mouseClick(cal.click_btn, _left())
+        mpi = cal.mpi_layer
+        for row, v in enumerate(vials):  # click a vial, type its known iron, the next…
+            click_world(qtbot, viewer, physical_to_world(mpi, [v["mpi_mm"]])[0])
+            assert cal.phantom_table.rowCount() == row + 1
+            assert cal.phantom_table.item(row, 0).text() == f"phantom_{row + 1}"
+            assert cal.phantom_table.item(row, 4).text() == ""  # not the last vial's iron
+            cal.phantom_table.item(row, 4).setText(f"{v['iron_ug']:g}")
+    got = sorted(p.iron_ug for p in cal.phantoms())
+    assert got == sorted(v["iron_ug"] for v in vials)
+    cal.tabs.setCurrentIndex(1)
+    qtbot.mouseClick(cal.fit_btn, _left())
+    _until(qtbot, lambda: cal.calibration is not None, notes)
+    assert len(cal.calibration.points) == len(vials)
+    cal.tabs.setCurrentIndex(3)
+    qtbot.mouseClick(cal.apply_btn, _left())
+    assert [r.name for r in cal.iron_results] == ["roi_1", "roi_2", "roi_3", "roi_4"]
+    for r, name in zip(cal.iron_results, SOURCES, strict=True):
+        truth = study.source(name)["iron_ug"]
+        assert abs(r.iron_ug / truth - 1) < TOLERANCE[name], (name, r.iron_ug, truth)
+        if name != "faint":  # the faint one's interval covers 64 % of realisations
+            assert r.iron_ci_low_ug <= truth <= r.iron_ci_high_ug, (name, r)
+    assert cal.iron_table.rowCount() == 4
+
+
+def _cells(qtbot, study, cells, notes):
+    """Iron per cell typed in, Compute cells and overlays: cells against the truth."""
+    _raise(cells)
+    cells.mean_spin.setValue(study.truth["iron_per_cell_pg"])
+    cells.sd_spin.setValue(study.truth["iron_per_cell_sd_pg"])
+    qtbot.mouseClick(cells.compute_btn, _left())
+    _until(qtbot, lambda: len(cells.results) == 4 and cells.compute_btn.isEnabled(), notes)
+    for r, name in zip(cells.results, SOURCES, strict=True):
+        truth = study.source(name)["cells"]
+        assert abs(r.cells / truth - 1) < TOLERANCE[name], (name, r.cells, truth)
+        if name != "faint":
+            assert r.cells_ci_low <= truth <= r.cells_ci_high, (name, r)
+    assert cells.table.rowCount() == 4
+
+
+def _save_session(qtbot, session_dock, path, monkeypatch, notes):
+    """The Session dock's Save as…, the file dialog answered with ``path``."""
+    from qtpy.QtWidgets import QFileDialog
+
+    _raise(session_dock)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    qtbot.mouseClick(_button(session_dock, "Save as…"), _left())
+    _until(qtbot, lambda: session_dock.path is not None, notes)
+    assert path.exists() and session_dock.status.text().startswith("saved")
+
+
+def _open_session(qtbot, viewer, path, monkeypatch, notes):
+    """File > Open mpi-viewer session…, the file dialog answered with ``path``; the dock."""
+    from mpi_viewer.plugins._controller import get_controller
+    from qtpy.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    _menu_action(viewer, "File", "Open mpi-viewer session").trigger()
+    dock = get_controller(viewer).section("session")
+    _until(qtbot, lambda: dock.status.text().startswith("opened"), notes, 120)
+    assert dock.status.text().endswith("numbers match"), dock.status.text()
+    return dock
+
+
+def _numbers(docks):
+    """What the docks' tables show: per ROI its total signal, iron and cells."""
+    roi, cal, cells = (_by_class(docks, n) for n in ("ROIDock", "CalibrationDock", "CellsDock"))
+    out = {r.name: [r.total_signal] for r in roi.results}
+    for r in cal.iron_results:
+        out[r.name] += [r.iron_ug, r.iron_ci_low_ug, r.iron_ci_high_ug]
+    for r in cells.results:
+        out[r.name] += [r.cells, r.cells_ci_low, r.cells_ci_high]
+    c = cal.calibration
+    out["calibration"] = [c.slope, c.intercept]
+    return out
+
+
+def _layers(viewer):
+    """Every layer as the user sees it in the layer list and on the canvas."""
+    out = {}
+    for ly in viewer.layers:
+        kind = type(ly).__name__
+        d = {
+            "type": kind,
+            "visible": bool(ly.visible),
+            "shape": tuple(np.shape(ly.data)),
+            "affine": np.round(np.asarray(ly.affine.affine_matrix), 6).tolist(),
+            "scale": np.round(np.asarray(ly.scale), 6).tolist(),
+            "translate": np.round(np.asarray(ly.translate), 6).tolist(),
+        }
+        if kind == "Labels":
+            d["labels"] = np.unique(np.asarray(ly.data), return_counts=True)[1].tolist()
+        out[ly.name] = d
+    return out
+
+
+def _reopened(qtbot, first, second, path, monkeypatch, notes):
+    """The saved session in a new window: the same layers, the same numbers."""
+    _open_session(qtbot, second["viewer"], path, monkeypatch, notes)
+    assert _layers(second["viewer"]) == first["layers"]
+    assert _numbers(second["docks"]) == first["numbers"]
+
+
+def _finish_the_study(
+    qtbot, viewer, study, docks, tmp_path, monkeypatch, notes, *, phantoms_csv=None
+):
+    """Calibration, cells and the saved session after :func:`_walk_the_study`; the state a
+    reopened session must show."""
+    _calibrate(
+        qtbot, viewer, study, _by_class(docks, "CalibrationDock"), monkeypatch, notes,
+        phantoms_csv=phantoms_csv,
+    )  # fmt: skip
+    _cells(qtbot, study, _by_class(docks, "CellsDock"), notes)
+    path = tmp_path / "study session.json"
+    _save_session(qtbot, _by_class(docks, "SessionDock"), path, monkeypatch, notes)
+    return path, {"layers": _layers(viewer), "numbers": _numbers(docks)}
+
+
+def _close(viewer):
+    """The user quits the window."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer.close()
+    QApplication.processEvents()
+
+
+# --------------------------------------------------------------------------- launch orders
+def test_mpi_viewer_demo(make_napari_viewer, qtbot, study, notes, tmp_path, monkeypatch):
+    """`mpi-viewer demo` (3-D, registered on load): Detect, four clicks in 3-D, vials clicked
+    in 2-D with their iron typed in, cells, Save as…; `mpi-viewer`, File > Open session."""
+    from mpi_viewer.plugins._launch import prepare
+
+    viewer = make_napari_viewer(show=True)
+    docks = prepare(viewer, demo=True, study=study, ndisplay=3)  # as `mpi-viewer demo`
+    _walk_the_study(qtbot, viewer, study, docks, ndisplay=3, registered_before=True)
+    path, first = _finish_the_study(qtbot, viewer, study, docks, tmp_path, monkeypatch, notes)
+    assert not notes["error"], notes["error"]
+    _close(viewer)
+
+    again = make_napari_viewer(show=True)
+    _reopened(qtbot, first, {"viewer": again, "docks": prepare(again)}, path, monkeypatch, notes)
+    assert not notes["error"], notes["error"]
+
+
+def test_mpi_viewer_then_file_open(
+    make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch
+):
+    """`mpi-viewer`, then File > Open the MRI, then the MPI (no reader to choose); four
+    clicks in 2-D; ROIs named, deleted, undone; phantoms from Load CSV…; cells; the
+    session reopened in a new `mpi-viewer` window."""
     from mpi_viewer.plugins._launch import prepare
     from qtpy.QtCore import Qt
 
     viewer = make_napari_viewer(show=True)
     docks = prepare(viewer)
-    viewer.open(str(demo_files["mri"]), plugin=PLUGIN)
-    viewer.open(str(demo_files["mpi"]), plugin=PLUGIN)
+    for f in (demo_files["mri"], demo_files["mpi"]):
+        assert file_open(viewer, f, monkeypatch) == []  # mpi-viewer reads it, nothing asked
     _, _, roi = _walk_the_study(qtbot, viewer, study, docks)
 
     # Ctrl+Z on the canvas undoes the last ROI
@@ -187,19 +488,51 @@ def test_mpi_viewer_then_file_open(make_napari_viewer, qtbot, study, demo_files,
     assert [r.name for r in roi.results] == ["strong (liver)", "roi_3"]
     qtbot.mouseClick(roi.undo_btn, Qt.MouseButton.LeftButton)
     assert [r.name for r in roi.results] == ["roi_1", "strong (liver)", "roi_3"]
+    qtbot.mouseClick(roi.undo_btn, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(roi.undo_btn, Qt.MouseButton.LeftButton)
+    assert [r.name for r in roi.results] == ["roi_1", "roi_2", "roi_3"]
+    # the fourth source clicked again: four ROIs
+    from mpi_viewer.plugins._layers import physical_to_world
+
+    click_world(qtbot, viewer, physical_to_world(roi.mpi_layer, [study.source("faint")["mpi_mm"]])[0])
+    qtbot.waitUntil(lambda: not roi.busy and len(roi.results) == 4, timeout=20000)
+
+    path, first = _finish_the_study(
+        qtbot, viewer, study, docks, tmp_path, monkeypatch, notes,
+        phantoms_csv=demo_files["phantoms"],
+    )
+    assert not notes["error"], notes["error"]
+    _close(viewer)
+
+    again = make_napari_viewer(show=True)
+    _reopened(qtbot, first, {"viewer": again, "docks": prepare(again)}, path, monkeypatch, notes)
     assert not notes["error"], notes["error"]
 
 
-def test_napari_plugins_menu_then_data_3d(make_napari_viewer, qtbot, study, demo_files, notes):
-    """napari, the docks from the Plugins menu first, then the data; clicks in 3-D."""
+def test_napari_plugins_menu_then_data(
+    make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch
+):
+    """napari, every dock from the Plugins menu before any data, then File > Open (napari
+    asks which reader: mpi-viewer); two clicks in 2-D and two in 3-D; the session reopened
+    in a new napari window through File > Open mpi-viewer session…, the docks then taken
+    from the Plugins menu again."""
     viewer = make_napari_viewer(show=True)
-    docks = [
-        viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)[1]
-        for name in ("Fiducial registration", "Mold registration", "MPI ROIs")
-    ]
-    viewer.open(str(demo_files["mri"]), plugin=PLUGIN)
-    viewer.open(str(demo_files["mpi"]), plugin=PLUGIN)
-    _walk_the_study(qtbot, viewer, study, docks, ndisplay=3)
+    docks = [plugins_menu(viewer, name) for name in DOCK_CLASSES]
+    for f in (demo_files["mri"], demo_files["mpi"]):
+        file_open(viewer, f, monkeypatch)
+    _walk_the_study(qtbot, viewer, study, docks, ndisplay=(2, 2, 3, 3))
+    path, first = _finish_the_study(
+        qtbot, viewer, study, docks, tmp_path, monkeypatch, notes,
+        phantoms_csv=demo_files["phantoms"],
+    )
+    assert not notes["error"], notes["error"]
+    _close(viewer)
+
+    again = make_napari_viewer(show=True)
+    _open_session(qtbot, again, path, monkeypatch, notes)  # the menu opens the Session dock
+    docks = [plugins_menu(again, name) for name in DOCK_CLASSES if name != "Session"]
+    assert _layers(again) == first["layers"]
+    assert _numbers(docks) == first["numbers"]
     assert not notes["error"], notes["error"]
 
 
