@@ -21,6 +21,27 @@ DOCKS = tuple(s.display_name for s in STEPS)
 FIRST_SHOWN = "Mold registration"
 
 
+#: Scanner formats napari's own reader also claims (and would read without their physical
+#: geometry): under ``mpi-viewer``, File > Open reads them with mpi-viewer without asking.
+READER_PATTERNS = ("*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.mha", "*.mhd", "*.dcm", "*.DCM")
+
+
+def prefer_plugin_reader() -> None:
+    """Make mpi-viewer napari's reader for :data:`READER_PATTERNS` (public settings API).
+
+    Without it File > Open asks, for every NIfTI/NRRD/MetaImage/DICOM file, which of two
+    readers to use. A choice the user made already (napari's reader dialog or its
+    preferences) is kept. napari stores the setting, as it does for "Remember this choice".
+    """
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    current = dict(plugins.extension2reader)
+    missing = {p: "mpi-viewer" for p in READER_PATTERNS if p not in current}
+    if missing:
+        plugins.extension2reader = {**current, **missing}
+
+
 def _check_display() -> None:
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -107,6 +128,7 @@ def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None):
     Returns the widgets of the docks. ``study`` (tests): a demo study already made.
     """
     _scale_bar(viewer).visible = True
+    prefer_plugin_reader()  # File > Open: no "which reader?" for the scanners' formats
     widgets = open_docks(viewer)
     if demo:
         load_demo(viewer, study)
@@ -157,6 +179,7 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
         QApplication.processEvents()
         viewer.screenshot(screenshot, canvas_only=False)
         viewer.close()
+        print(f"wrote {screenshot} (the window)")  # the only sign of life without a display
         return 0
     napari.run()
     return 0

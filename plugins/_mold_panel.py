@@ -98,6 +98,8 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
             e.connect(self._sync_layers)
         self.viewer.layers.events.reordered.connect(self._sync_layers)
         self._sync_layers()
+        if not embedded:  # a session's mold registration reopens with its wells shown here
+            self.ctl.provide_section("mold", self)
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
@@ -170,6 +172,20 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
         self.status.setMinimumWidth(260)
         lay.addWidget(self.status)
         self._build_pose_table(lay)
+
+    def restore(self, state: dict) -> None:
+        """Show the wells of a session's mold registration as Detect shows them (``state``:
+        the session's matched ``names``, ``fixed_xyz_mm``, ``moving_xyz_mm`` and the
+        ``fixed`` / ``moving`` layer names); the registration itself is the session's."""
+        fixed, moving = (self.viewer.layers[state[k]] for k in ("fixed", "moving"))
+        self._layers = (fixed, moving)
+        names = list(state["names"])
+        for name, image_layer, xyz in (
+            (FIXED_POINTS, fixed, state["fixed_xyz_mm"]),
+            (MOVING_POINTS, moving, state["moving_xyz_mm"]),
+        ):
+            self._put_points(name, np.asarray(xyz, dtype=float), names, image_layer)
+        self.status.setText(f"{len(names)} wells of the session's mold registration")
 
     def _sync_layers(self, event=None) -> None:
         """The pickers list the anatomy and the MPI images; the current ones are the study's."""

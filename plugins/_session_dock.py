@@ -280,7 +280,11 @@ def _session_dock_of(viewer) -> SessionDock:
 
 
 def open_session_action(viewer: Viewer) -> None:
-    """File ▸ Open mpi-viewer session…"""
+    """File ▸ Open mpi-viewer session…: the study's docks first (those not open yet, as
+    ``mpi-viewer`` opens them), so every part of the session has a dock to reopen in."""
+    from mpi_viewer.plugins._launch import open_docks
+
+    open_docks(viewer)
     _session_dock_of(viewer)._open_clicked()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from mpi_viewer.plugins import _layers
 from mpi_viewer.plugins import _napari_compat as compat
+from mpi_viewer.plugins._mold_points import FIXED_POINTS
 from mpi_viewer.plugins._work import GuiStep
 
 from mpi_viewer.study import session as S
@@ -151,6 +152,8 @@ class SessionRestoreMixin:
 
     def _restore(self, section: str, state: dict):
         """One dock's ``restore`` (a dock's own problem must not stop the opening)."""
+        if state.get("wells_in_mold_dock") and self.ctl.section("mold") is not None:
+            section = "mold"  # the wells where the user saw them: the Mold dock's layers
         dock = self.ctl.section(section)
         if dock is None:
             return None
@@ -222,9 +225,11 @@ class SessionRestoreMixin:
         if reg is not None:
             lm = reg.landmarks
             names, fx, mv = lm.names, lm.fixed_xyz_mm, lm.moving_xyz_mm
+            in_mold_dock = False
             if not names and rec.registration is not None:  # template: the matched wells
                 names = list(rec.registration.matched_names)
                 fx, mv = rec.registration.fixed_xyz_mm, rec.registration.moving_xyz_mm
+                in_mold_dock = FIXED_POINTS in {d.name for d in s.layers}
             params = {
                 "model": reg.model,
                 **({"fle_mm": reg.fle_mm} if reg.fle_mm is not None else {}),
@@ -242,6 +247,7 @@ class SessionRestoreMixin:
                             "fixed": name.get(reg.fixed),
                             "moving": name.get(reg.moving),
                             "params": params,
+                            "wells_in_mold_dock": in_mold_dock,
                         },
                     )
                 )

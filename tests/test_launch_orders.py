@@ -1,16 +1,25 @@
-"""The study in the real window, for each way a user starts it.
+"""The whole study in the real window, for each way a user starts it (issue 12's
+acceptance tests).
 
-Launch orders: ``mpi-viewer demo`` (:func:`plugins._launch.prepare` with the demo),
-``mpi-viewer`` then File > Open (MRI, then MPI), and napari with the docks taken from
-the Plugins menu before any data. In each, with the docks' own buttons and real mouse
-clicks on the canvas at the screen position of world points:
+Launch orders: ``mpi-viewer demo`` (:func:`plugins._launch.prepare` as the command calls
+it: the demo registered on load, 3-D); ``mpi-viewer`` then File > Open File(s)… the MRI,
+then the MPI (no reader to choose); napari, every dock from Plugins > mpi-viewer before
+any data, then File > Open (napari asks which reader: mpi-viewer). Only the docks' own
+buttons, the window's menus, file dialogs answered as a user would, and real mouse
+clicks on the vispy canvas at the screen position of world points. Each asserts:
 
-- no dock offers the MRI as the MPI;
-- the Mold registration dock's Detect draws the MPI on the MRI: every demo source
-  within 0.5 mm of its true MRI position, in world coordinates (the truth is the demo
-  study's);
-- four clicks on four hot spots give four ROIs, each at its source, and the clicking
-  mode stays on.
+- the MPI lands on the anatomy after the Mold registration dock's Detect: every demo
+  source within 0.5 mm of its true MRI position (the demo's truth);
+- four clicks on four hot spots give four ROIs, each at its source, in 3-D (demo),
+  2-D on the registered view (file open) and two in 2-D then two in 3-D (Plugins menu);
+  the clicking mode stays on;
+- iron (Calibration dock: vials clicked and their iron typed in, or Load CSV…; Measure
+  and fit; Apply to ROIs) and cells (Cells dock: iron per cell typed in; Compute) within
+  the demo's tolerances of its truth, the 95 % intervals covering it;
+- a session saved with the Session dock's Save as… reopens, through File > Open
+  mpi-viewer session… in a new window started the same way, to the same numbers (ROI
+  totals, calibration, iron and cells with their intervals) and the same layers (names
+  in order, types, shapes, placement, label counts).
 """
 
 import numpy as np
@@ -185,11 +194,21 @@ def _plain(text):
 
 def _menu_action(viewer, *path):
     """The QAction at the end of a menu path of the window's menu bar ("File", "Open File(s)"),
-    found through Qt as a user finds it (each menu is shown first: napari fills some then)."""
-    actions = _canvas(viewer).window().menuBar().actions()
+    found through Qt as a user finds it: each title in the menu before it or in one of its
+    submenus (each menu is shown first: napari fills some then)."""
+
+    def walk(actions):
+        for a in actions:
+            yield a
+            if a.menu() is not None:
+                a.menu().aboutToShow.emit()
+                yield from walk(a.menu().actions())
+
+    actions = list(_canvas(viewer).window().menuBar().actions())
     for i, title in enumerate(path):
-        hits = [a for a in actions if _plain(a.text()).startswith(title)]
-        assert hits, (title, [_plain(a.text()) for a in actions])
+        pool = actions if i == 0 else list(walk(actions))
+        hits = [a for a in pool if _plain(a.text()).startswith(title)]
+        assert hits, (title, [_plain(a.text()) for a in pool])
         if i == len(path) - 1:
             return hits[0]
         menu = hits[0].menu()
@@ -230,6 +249,12 @@ def _choose_our_reader(dialog):
         box.button(QDialogButtonBox.StandardButton.Cancel).click()
 
 
+def _yes(dialog):
+    from qtpy.QtWidgets import QMessageBox
+
+    dialog.button(QMessageBox.StandardButton.Yes).click()
+
+
 def file_open(viewer, path, monkeypatch):
     """File > Open File(s)… with the file dialog answered by ``path``; returns the modal
     dialogs napari showed on the way (its reader choice is answered with mpi-viewer)."""
@@ -244,17 +269,27 @@ def file_open(viewer, path, monkeypatch):
     return [type(w).__name__ for w in seen]
 
 
-def plugins_menu(viewer, name):
+def plugins_menu(qtbot, viewer, name):
     """Plugins > mpi-viewer > ``name``: the dock's widget."""
     from qtpy.QtWidgets import QApplication
 
+    def new_docks():
+        return [
+            w
+            for w in QApplication.allWidgets()
+            if id(w) not in before and type(w).__name__ == DOCK_CLASSES[name]
+        ]
+
     before = set(map(id, QApplication.allWidgets()))
     _menu_action(viewer, "Plugins", PLUGIN, name).trigger()
-    QApplication.processEvents()
-    new = [w for w in QApplication.allWidgets() if id(w) not in before]
-    docks = [w for w in new if type(w).__name__ in DOCK_CLASSES.values()]
-    assert len(docks) == 1, (name, docks)
-    return docks[0]
+    try:
+        qtbot.waitUntil(lambda: len(new_docks()) == 1, timeout=10000)
+    except Exception:
+        raise AssertionError(
+            f"Plugins > {PLUGIN} > {name}: no new {DOCK_CLASSES[name]}; new widgets: "
+            f"{sorted({type(w).__name__ for w in QApplication.allWidgets() if id(w) not in before})}"
+        ) from None
+    return new_docks()[0]
 
 
 DOCK_CLASSES = {
@@ -265,6 +300,14 @@ DOCK_CLASSES = {
     "Cells and report": "CellsDock",
     "Session": "SessionDock",
 }
+
+
+def _shown_docks():
+    """The mpi-viewer docks of the (only) window, found through Qt."""
+    from qtpy.QtWidgets import QApplication
+
+    wanted = set(DOCK_CLASSES.values())
+    return [w for w in QApplication.allWidgets() if type(w).__name__ in wanted]
 
 
 def _raise(widget):
@@ -300,12 +343,13 @@ def _until(qtbot, done, notes, timeout_s=90):
     assert not notes["error"], notes["error"]
 
 
-def _calibrate(qtbot, viewer, study, cal, monkeypatch, notes, *, phantoms_csv=None):
+def _calibrate(qtbot, viewer, study, docks, monkeypatch, notes, *, phantoms_csv=None):
     """Phantoms (a CSV through the dock's Load CSV…, or clicked vials with their iron typed
     in), Measure phantoms and fit, Apply to ROIs: the iron per ROI against the truth."""
     from mpi_viewer.plugins._layers import physical_to_world
     from qtpy.QtWidgets import QFileDialog
 
+    cal = _by_class(docks, "CalibrationDock")
     _raise(cal)
     vials = study.truth["vials"]
     cal.tabs.setCurrentIndex(0)
@@ -332,7 +376,8 @@ def _calibrate(qtbot, viewer, study, cal, monkeypatch, notes, *, phantoms_csv=No
     assert len(cal.calibration.points) == len(vials)
     cal.tabs.setCurrentIndex(3)
     qtbot.mouseClick(cal.apply_btn, _left())
-    assert [r.name for r in cal.iron_results] == ["roi_1", "roi_2", "roi_3", "roi_4"]
+    rois = _by_class(docks, "ROIDock").results  # in the order the sources were clicked
+    assert [r.name for r in cal.iron_results] == [r.name for r in rois]
     for r, name in zip(cal.iron_results, SOURCES, strict=True):
         truth = study.source(name)["iron_ug"]
         assert abs(r.iron_ug / truth - 1) < TOLERANCE[name], (name, r.iron_ug, truth)
@@ -373,9 +418,16 @@ def _open_session(qtbot, viewer, path, monkeypatch, notes):
     from qtpy.QtWidgets import QFileDialog
 
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
-    _menu_action(viewer, "File", "Open mpi-viewer session").trigger()
-    dock = get_controller(viewer).section("session")
-    _until(qtbot, lambda: dock.status.text().startswith("opened"), notes, 120)
+    # the images are not in the session's folder: the dock names them and asks; Yes
+    timer, asked = _answering(_yes)
+    try:
+        _menu_action(viewer, "File", "Open mpi-viewer session").trigger()
+        dock = get_controller(viewer).section("session")
+        _until(qtbot, lambda: dock.status.text().startswith("opened"), notes, 120)
+    finally:
+        timer.stop()
+    for w in asked:  # the only question: images named outside the session's folder
+        assert type(w).__name__ == "QMessageBox" and "outside its folder" in w.text()
     assert dock.status.text().endswith("numbers match"), dock.status.text()
     return dock
 
@@ -389,7 +441,7 @@ def _numbers(docks):
     for r in cells.results:
         out[r.name] += [r.cells, r.cells_ci_low, r.cells_ci_high]
     c = cal.calibration
-    out["calibration"] = [c.slope, c.intercept]
+    out["calibration"] = [c.fit.slope, c.fit.intercept]
     return out
 
 
@@ -412,10 +464,47 @@ def _layers(viewer):
     return out
 
 
+def _layer_differences(got, want):
+    """What differs between two windows' layers (names in order, then each property)."""
+    out = []
+    if list(got) != list(want):
+        out.append(f"layers {list(got)} != {list(want)}")
+    for name in set(got) & set(want):
+        out += [
+            f"{name}.{k}: {got[name].get(k)} != {want[name].get(k)}"
+            for k in want[name]
+            if got[name].get(k) != want[name].get(k)
+        ]
+    return out
+
+
+def _view(viewer):
+    cam = viewer.scene.camera
+    return {
+        "ndisplay": viewer.dims.ndisplay,
+        "point": tuple(viewer.dims.point),
+        "center": tuple(cam.center),
+        "zoom": float(cam.zoom),
+        "angles": tuple(cam.angles),
+    }
+
+
+def _set_view(qtbot, viewer, view):
+    """The user turns the new window to the view the first one had (labels are laid out
+    on the screen: their leader lines depend on the view)."""
+    viewer.dims.ndisplay = view["ndisplay"]
+    viewer.dims.set_point(range(len(view["point"])), view["point"])
+    cam = viewer.scene.camera
+    cam.center, cam.zoom, cam.angles = view["center"], view["zoom"], view["angles"]
+    qtbot.wait(300)  # the labels' layout follows the view (debounced)
+
+
 def _reopened(qtbot, first, second, path, monkeypatch, notes):
     """The saved session in a new window: the same layers, the same numbers."""
     _open_session(qtbot, second["viewer"], path, monkeypatch, notes)
-    assert _layers(second["viewer"]) == first["layers"]
+    _set_view(qtbot, second["viewer"], first["view"])
+    diff = _layer_differences(_layers(second["viewer"]), first["layers"])
+    assert not diff, "\n".join(diff)
     assert _numbers(second["docks"]) == first["numbers"]
 
 
@@ -425,13 +514,13 @@ def _finish_the_study(
     """Calibration, cells and the saved session after :func:`_walk_the_study`; the state a
     reopened session must show."""
     _calibrate(
-        qtbot, viewer, study, _by_class(docks, "CalibrationDock"), monkeypatch, notes,
+        qtbot, viewer, study, docks, monkeypatch, notes,
         phantoms_csv=phantoms_csv,
     )  # fmt: skip
     _cells(qtbot, study, _by_class(docks, "CellsDock"), notes)
     path = tmp_path / "study session.json"
     _save_session(qtbot, _by_class(docks, "SessionDock"), path, monkeypatch, notes)
-    return path, {"layers": _layers(viewer), "numbers": _numbers(docks)}
+    return path, {"layers": _layers(viewer), "numbers": _numbers(docks), "view": _view(viewer)}
 
 
 def _close(viewer):
@@ -488,8 +577,7 @@ def test_mpi_viewer_then_file_open(
     assert [r.name for r in roi.results] == ["strong (liver)", "roi_3"]
     qtbot.mouseClick(roi.undo_btn, Qt.MouseButton.LeftButton)
     assert [r.name for r in roi.results] == ["roi_1", "strong (liver)", "roi_3"]
-    qtbot.mouseClick(roi.undo_btn, Qt.MouseButton.LeftButton)
-    qtbot.mouseClick(roi.undo_btn, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(roi.undo_btn, Qt.MouseButton.LeftButton)  # the renaming undone
     assert [r.name for r in roi.results] == ["roi_1", "roi_2", "roi_3"]
     # the fourth source clicked again: four ROIs
     from mpi_viewer.plugins._layers import physical_to_world
@@ -517,7 +605,7 @@ def test_napari_plugins_menu_then_data(
     in a new napari window through File > Open mpi-viewer session…, the docks then taken
     from the Plugins menu again."""
     viewer = make_napari_viewer(show=True)
-    docks = [plugins_menu(viewer, name) for name in DOCK_CLASSES]
+    docks = [plugins_menu(qtbot, viewer, name) for name in DOCK_CLASSES]
     for f in (demo_files["mri"], demo_files["mpi"]):
         file_open(viewer, f, monkeypatch)
     _walk_the_study(qtbot, viewer, study, docks, ndisplay=(2, 2, 3, 3))
@@ -530,8 +618,11 @@ def test_napari_plugins_menu_then_data(
 
     again = make_napari_viewer(show=True)
     _open_session(qtbot, again, path, monkeypatch, notes)  # the menu opens the Session dock
-    docks = [plugins_menu(again, name) for name in DOCK_CLASSES if name != "Session"]
-    assert _layers(again) == first["layers"]
+    docks = _shown_docks()  # opened with the session, each showing its part
+    assert sorted(type(d).__name__ for d in docks) == sorted(DOCK_CLASSES.values())
+    _set_view(qtbot, again, first["view"])
+    diff = _layer_differences(_layers(again), first["layers"])
+    assert not diff, "\n".join(diff)
     assert _numbers(docks) == first["numbers"]
     assert not notes["error"], notes["error"]
 
