@@ -305,5 +305,7 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
                 cal = Calibration.from_dict(state["calibration"], source="session calibration")
                 self.points = list(cal.points)
                 self.set_calibration(cal)
+                if self.ctl.roi_results:  # the Iron per ROI table as it was saved
+                    self.apply_to_rois()
         except (InputError, KeyError, TypeError, ValueError) as exc:
             notify_error(exc, "calibration not restored")

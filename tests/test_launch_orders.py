@@ -226,14 +226,14 @@ def _answering(answer):
 
     def poll():
         w = QApplication.activeModalWidget()
-        if w is not None and w not in seen:
-            seen.append(w)
+        if w is not None and all(w is not d for d, _ in seen):
+            seen.append((w, (type(w).__name__, w.text() if hasattr(w, "text") else "")))
             answer(w)
 
     timer = QTimer()
     timer.timeout.connect(poll)
     timer.start(20)
-    return timer, seen
+    return timer, seen  # (dialog, (class name, text when shown))
 
 
 def _choose_our_reader(dialog):
@@ -266,48 +266,40 @@ def file_open(viewer, path, monkeypatch):
         _menu_action(viewer, "File", "Open File(s)").trigger()
     finally:
         timer.stop()
-    return [type(w).__name__ for w in seen]
+    return [kind for _, (kind, _text) in seen]
 
 
 def plugins_menu(qtbot, viewer, name):
-    """Plugins > mpi-viewer > ``name``: the dock's widget."""
+    """Plugins > mpi-viewer > ``name``: the dock (as the study's controller knows it)."""
+    from mpi_viewer.plugins._controller import get_controller
     from qtpy.QtWidgets import QApplication
 
-    def new_docks():
-        return [
-            w
-            for w in QApplication.allWidgets()
-            if id(w) not in before and type(w).__name__ == DOCK_CLASSES[name]
-        ]
-
-    before = set(map(id, QApplication.allWidgets()))
+    ctl = get_controller(viewer)
+    assert ctl.section(SECTIONS[name]) is None, f"{name} is open already"
+    _canvas(viewer).window().activateWindow()  # the user's window is the active one
+    QApplication.processEvents()
     _menu_action(viewer, "Plugins", PLUGIN, name).trigger()
-    try:
-        qtbot.waitUntil(lambda: len(new_docks()) == 1, timeout=10000)
-    except Exception:
-        raise AssertionError(
-            f"Plugins > {PLUGIN} > {name}: no new {DOCK_CLASSES[name]}; new widgets: "
-            f"{sorted({type(w).__name__ for w in QApplication.allWidgets() if id(w) not in before})}"
-        ) from None
-    return new_docks()[0]
+    qtbot.waitUntil(lambda: ctl.section(SECTIONS[name]) is not None, timeout=10000)
+    return ctl.section(SECTIONS[name])
 
 
-DOCK_CLASSES = {
-    "Mold registration": "MoldPanel",
-    "Fiducial registration": "RegistrationDock",
-    "MPI ROIs": "ROIDock",
-    "Calibration": "CalibrationDock",
-    "Cells and report": "CellsDock",
-    "Session": "SessionDock",
+#: The docks of the Plugins menu and the part of the study each shows.
+SECTIONS = {
+    "Mold registration": "mold",
+    "Fiducial registration": "registration",
+    "MPI ROIs": "rois",
+    "Calibration": "calibration",
+    "Cells and report": "cells",
+    "Session": "session",
 }
 
 
-def _shown_docks():
-    """The mpi-viewer docks of the (only) window, found through Qt."""
-    from qtpy.QtWidgets import QApplication
+def _shown_docks(viewer):
+    """The mpi-viewer docks open in the window."""
+    from mpi_viewer.plugins._controller import get_controller
 
-    wanted = set(DOCK_CLASSES.values())
-    return [w for w in QApplication.allWidgets() if type(w).__name__ in wanted]
+    ctl = get_controller(viewer)
+    return [d for d in (ctl.section(s) for s in SECTIONS.values()) if d is not None]
 
 
 def _raise(widget):
@@ -426,8 +418,8 @@ def _open_session(qtbot, viewer, path, monkeypatch, notes):
         _until(qtbot, lambda: dock.status.text().startswith("opened"), notes, 120)
     finally:
         timer.stop()
-    for w in asked:  # the only question: images named outside the session's folder
-        assert type(w).__name__ == "QMessageBox" and "outside its folder" in w.text()
+    for _, (kind, text) in asked:  # the only question: images outside the session's folder
+        assert kind == "QMessageBox" and "outside its folder" in text, text
     assert dock.status.text().endswith("numbers match"), dock.status.text()
     return dock
 
@@ -447,8 +439,13 @@ def _numbers(docks):
 
 def _layers(viewer):
     """Every layer as the user sees it in the layer list and on the canvas."""
+    from mpi_viewer.plugins._layers import is_display_twin
+
     out = {}
     for ly in viewer.layers:
+        if is_display_twin(ly):  # a 2-D display copy of a layer, remade from it in 2-D
+            out[ly.name] = {"type": "display twin"}
+            continue
         kind = type(ly).__name__
         d = {
             "type": kind,
@@ -605,7 +602,7 @@ def test_napari_plugins_menu_then_data(
     in a new napari window through File > Open mpi-viewer session…, the docks then taken
     from the Plugins menu again."""
     viewer = make_napari_viewer(show=True)
-    docks = [plugins_menu(qtbot, viewer, name) for name in DOCK_CLASSES]
+    docks = [plugins_menu(qtbot, viewer, name) for name in SECTIONS]
     for f in (demo_files["mri"], demo_files["mpi"]):
         file_open(viewer, f, monkeypatch)
     _walk_the_study(qtbot, viewer, study, docks, ndisplay=(2, 2, 3, 3))
@@ -618,8 +615,8 @@ def test_napari_plugins_menu_then_data(
 
     again = make_napari_viewer(show=True)
     _open_session(qtbot, again, path, monkeypatch, notes)  # the menu opens the Session dock
-    docks = _shown_docks()  # opened with the session, each showing its part
-    assert sorted(type(d).__name__ for d in docks) == sorted(DOCK_CLASSES.values())
+    docks = _shown_docks(again)  # opened with the session, each showing its part
+    assert len(docks) == len(SECTIONS)
     _set_view(qtbot, again, first["view"])
     diff = _layer_differences(_layers(again), first["layers"])
     assert not diff, "\n".join(diff)
