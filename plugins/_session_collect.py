@@ -343,6 +343,7 @@ class SessionCollectMixin:
             moving=roles[reg.moving],
             method="template",
             template=p["template"],
+            model=reg.transform.model,
             mold={k: p[k] for k in ("tolerance_mm", "max_rotation_deg", "pose", "decided_by")},
             matrix=np.asarray(reg.matrix, float).tolist(),
             translation=np.asarray(reg.translation, float).tolist(),
