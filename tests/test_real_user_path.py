@@ -1,0 +1,257 @@
+"""Issue 15 from the user's path: real and specification-conformant files through the
+`mpi-viewer` command as typed (one real process each) and through napari's File > Open
+(its own menu command, file dialog and reader choice answered as a user would).
+
+Truth: the files' own content (pydicom's tags, nibabel's header, the arrays written),
+the masks the command writes, and the real FFL reconstructions' blobs found here with
+scipy.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from test_formats_files import _nifti2_twin
+from test_mdf import REAL_MDF, encoded, frames_channels, spec_mdf
+from test_roi_real import DATA as FFL
+from test_roi_real import SPACING_MM
+
+MOUSE = FFL.parent / "mouse_mri" / "sherm_mouse_t1_1.nii"
+real = pytest.mark.skipif(
+    not (FFL.is_dir() and REAL_MDF.is_file() and MOUSE.is_file()),
+    reason="../shared/data/real is absent",
+)
+
+
+def _cli(*args, cwd=None):
+    """`mpi-viewer ARGS` as typed in a shell (a real process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mpi_viewer.cli", *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        cwd=cwd,
+    )
+
+
+def _cut(src: Path, dst: Path) -> Path:
+    """The first half of ``src`` (a download or copy that stopped)."""
+    data = Path(src).read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Good and bad files: MDF built on the real file's metadata, NIfTI-2 of the real
+    mouse T1, pydicom's real DICOM, their truncated copies."""
+    from pydicom.data import get_testdata_file
+
+    if not (REAL_MDF.is_file() and MOUSE.is_file()):
+        pytest.skip("../shared/data/real is absent")
+    d = tmp_path_factory.mktemp("real")
+    z, y, x = np.indices((9, 9, 9))
+    blob = 50.0 * np.exp(-((x - 4) ** 2 + (y - 4) ** 2 + (z - 4) ** 2) / (2 * 1.2**2))
+    f = {
+        "mdf": spec_mdf(
+            d / "blob.mdf", frames_channels(blob, 1, 1), size_xyz=(9, 9, 9), fov_m=(0.009,) * 3
+        ),
+        "mdf2d": spec_mdf(
+            d / "r2d.mdf",
+            frames_channels(encoded((1, 40, 40)), 1, 1),
+            size_xyz=(40, 40, 1),
+            fov_m=(0.044, 0.044, 0.001),
+        ),
+        "nifti2": _nifti2_twin(MOUSE, d / "mouse_t1_n2.nii"),
+        "rtdose": Path(get_testdata_file("rtdose.dcm")),
+        "measurement_only": REAL_MDF,
+    }
+    f["cut_mdf"] = _cut(f["mdf"], d / "cut.mdf")
+    f["cut_nifti2"] = _cut(f["nifti2"], d / "cut_n2.nii")
+    f["cut_dicom"] = _cut(get_testdata_file("emri_small.dcm") or f["rtdose"], d / "cut.dcm")
+    return f
+
+
+# -- bad input on the command line: exit 2, one line naming the file ---------------------------
+@real
+@pytest.mark.parametrize(
+    "key, needle",
+    [
+        ("cut_mdf", "not a readable MDF (HDF5) file"),
+        ("measurement_only", "but no /reconstruction; reconstruct it first"),
+        ("cut_nifti2", "truncated file"),
+        ("cut_dicom", "cannot read DICOM pixels"),
+    ],
+)
+def test_cli_bad_files_exit_2_with_one_line(files, tmp_path, key, needle):
+    out = tmp_path / "r.csv"
+    r = _cli("quantify", files[key], "--seed=0,0,0", "-o", out)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert Path(files[key]).name in lines[0] and needle in lines[0]
+    assert not out.exists()
+    if key in ("cut_nifti2", "cut_dicom"):  # the same file as the anatomy
+        r = _cli("quantify", files["mdf"], "--seed=0,0,0", "--anatomy", files[key], "-o", out)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+
+
+@real
+def test_cli_two_d_where_three_d_is_needed(files, tmp_path):
+    """A 2-D reconstruction as the anatomy of a 3-D MPI (or the other way round), a 3-value
+    seed on a 2-D image: exit 2, one line; nothing written."""
+    out = tmp_path / "r.csv"
+    for mpi, anatomy, seed, needle in (
+        (files["mdf"], files["mdf2d"], "0,0,0", "a 2-D image, but the MPI"),
+        (files["mdf2d"], files["mdf"], "0,0", "a 3-D image, but the MPI"),
+        (files["mdf2d"], None, "0,0,0", "expected 2 comma-separated numbers, got 3"),
+    ):
+        extra = ["--anatomy", anatomy] if anatomy else []
+        r = _cli("quantify", mpi, f"--seed={seed}", *extra, "-o", out)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+        assert "Traceback" not in r.stderr and not out.exists()
+
+
+# -- the real FFL reconstructions through the command ------------------------------------------
+def _seeds(n):
+    from mpi_viewer.io.images import read_volume
+
+    vol = read_volume(FFL / f"ffl_phantom_{n}.mat", modality="MPI", spacing_mm=SPACING_MM)
+    a = vol.array
+    if n == 29:  # a click near each of the three blobs
+        blobs, k = ndi.label(a >= 0.5 * a.max())
+        assert k == 3
+        at = [np.asarray(c) + (1.0, -1.0) for c in ndi.center_of_mass(a, blobs, range(1, 4))]
+    else:  # a click on the brightest pixel
+        at = [np.unravel_index(int(np.argmax(a)), a.shape)]
+    return vol, [vol.index_to_physical([p])[0] for p in at]
+
+
+@real
+@pytest.mark.parametrize("n", [1, 24, 29, 62, 68])
+def test_cli_on_real_reconstructions_reports_the_written_mask(n, tmp_path):
+    """`quantify ffl_phantom_N.mat --spacing-mm … --masks M.nii.gz`: each ROI's voxel count is
+    the written mask's, its area that mask's area within the rim's sub-voxel refinement; one
+    ROI per blob on 29, the whole S (24) and the whole vessel (68) as one ROI each."""
+    import nibabel as nib
+
+    vol, seeds = _seeds(n)
+    a = vol.array
+    for extra in ([], ["--no-split"]):
+        out, masks = tmp_path / f"r{n}.csv", tmp_path / f"m{n}.nii.gz"
+        args = ["quantify", FFL / f"ffl_phantom_{n}.mat", "--spacing-mm", "0.3125,0.3125"]
+        args += [f"--seed={x:.6f},{y:.6f}" for x, y in seeds]
+        r = _cli(*args, "-o", out, "--masks", masks, "--overwrite", *extra)
+        assert r.returncode == 0, r.stderr
+        rows = list(csv.DictReader(out.open(encoding="utf-8")))
+        lab = np.squeeze(np.asarray(nib.load(str(masks)).dataobj)).T  # NIfTI x, y → (y, x)
+        assert lab.shape == a.shape
+        assert len(rows) == len(seeds)
+        vox = float(np.prod(SPACING_MM))
+        for row in rows:
+            mask = lab == int(row["label"])
+            assert int(row["n_voxels"]) == int(mask.sum()) > 0
+            assert float(row["area_mm2"]) == pytest.approx(mask.sum() * vox, rel=0.06)
+            assert float(row["total_signal_au_mm2"]) == pytest.approx(
+                a[mask].sum() * vox, rel=0.06
+            )
+            # the mask is one 8-connected region at the threshold: nothing dropped or added
+            # (of the image itself when no neighbour's modelled tail was subtracted)
+            ref, _ = ndi.label(a >= float(row["threshold_au"]), structure=np.ones((3, 3)))
+            assert len(set(np.unique(ref[mask])) - {0}) == 1
+            if float(row["neighbour_signal_au_mm2"] or 0) == 0:
+                assert np.array_equal(mask, ref == ref[mask][0])
+        if n == 29:  # three blobs, one ROI each, each on its own blob
+            blobs, _ = ndi.label(a >= 0.5 * a.max())
+            own = [set(np.unique(blobs[lab == int(row["label"])])) - {0} for row in rows]
+            assert sorted(min(o) for o in own) == [1, 2, 3] and all(len(o) == 1 for o in own)
+        if n in (24, 68):  # one ROI: the whole shape at half its maximum
+            [row] = rows
+            assert "multiple_peaks" in row["flags"] and "shared_signal" not in row["flags"]
+            # at half the maximum (the sub-voxel peak lies up to 3 % above the brightest pixel)
+            assert 0.5 * a.max() * (1 - 1e-5) <= float(row["threshold_au"]) <= 0.5 * a.max() * 1.03
+            ref, _ = ndi.label(a >= 0.5 * a.max(), structure=np.ones((3, 3)))
+            pk = np.unravel_index(int(np.argmax(a)), a.shape)
+            whole = ref == ref[pk]
+            assert lab[pk] > 0 and not (lab[~whole] > 0).any()
+            assert (lab > 0).sum() >= 0.9 * whole.sum()
+
+
+# -- File > Open in the window ----------------------------------------------------------------
+def _file_open(viewer, monkeypatch, path, asked: list):
+    """File > Open (napari's menu command): the dialog returns ``path``; when napari asks
+    which reader to use (another plugin claims the extension too) the user picks mpi-viewer."""
+    from napari._app_model import get_app_model
+    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
+    from napari._qt.qt_viewer import QtViewer
+
+    monkeypatch.setattr(QtViewer, "_open_file_dialog_uni", lambda self, caption: [str(path)])
+
+    def choose(self):
+        asked.append(Path(path).name)
+        return "mpi-viewer", False
+
+    monkeypatch.setattr(QtReaderDialog, "get_user_choices", choose)
+    get_app_model().commands.execute_command("napari.window.file.open_files_dialog").result()
+
+
+@real
+@pytest.mark.gui
+def test_file_open_reads_real_files_placed(make_napari_viewer, monkeypatch, files, errors):
+    import nibabel as nib
+    import pydicom
+
+    from mpi_viewer.plugins._layers import physical_to_world
+
+    viewer = make_napari_viewer()
+    asked: list[str] = []
+    # NIfTI-2 of the real mouse T1 (napari's own reader claims .nii too: the user is asked)
+    _file_open(viewer, monkeypatch, files["nifti2"], asked)
+    t1 = viewer.layers[-1]
+    img = nib.load(str(files["nifti2"]))
+    assert t1.data.shape == img.shape[::-1]
+    np.testing.assert_allclose(t1.scale, np.abs(img.header.get_zooms()[::-1]), rtol=1e-5)
+    # rtdose: 15 frames placed by Grid Frame Offset Vector, 5 mm apart
+    _file_open(viewer, monkeypatch, files["rtdose"], asked)
+    dose = viewer.layers[-1]
+    ds = pydicom.dcmread(files["rtdose"])
+    ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+    off = np.array([float(v) for v in ds.GridFrameOffsetVector])
+    assert dose.data.shape == (15, 10, 10)
+    world = physical_to_world(dose, [ipp + [0, 0, off[14]]])[0]  # frame 14's first voxel
+    np.testing.assert_allclose(dose.world_to_data(world), [14, 0, 0], atol=1e-6)
+    # a 2-D MDF reconstruction (only mpi-viewer reads .mdf: nobody is asked)
+    n_asked = len(asked)
+    _file_open(viewer, monkeypatch, files["mdf2d"], asked)
+    assert len(asked) == n_asked and viewer.layers[-1].data.ndim == 2
+    np.testing.assert_allclose(viewer.layers[-1].scale, [1.1, 1.1])
+    # a real FFL reconstruction (.mat, no spacing): opened on 1 mm voxels and said so
+    _file_open(viewer, monkeypatch, FFL / "ffl_phantom_24.mat", asked)
+    assert viewer.layers[-1].data.shape == (64, 64)
+    assert asked == ["mouse_t1_n2.nii", "rtdose.dcm"]
+    assert not errors, errors
+
+
+@real
+@pytest.mark.gui
+def test_file_open_of_bad_files_is_one_notification_each(
+    make_napari_viewer, monkeypatch, files, errors
+):
+    """Truncated MDF, NIfTI-2 and DICOM, a measurement-only MDF: a one-line error
+    notification naming the file each, nothing added, the viewer keeps going."""
+    viewer = make_napari_viewer()
+    keys = ("cut_mdf", "measurement_only", "cut_nifti2", "cut_dicom")
+    for key in keys:
+        _file_open(viewer, monkeypatch, files[key], [])
+    assert len(viewer.layers) == 0
+    assert len(errors) == len(keys), errors
+    for key, e in zip(keys, errors, strict=True):
+        assert "\n" not in e and Path(files[key]).name in e, e
+    _file_open(viewer, monkeypatch, files["mdf"], [])  # and the next good file opens
+    assert len(viewer.layers) == 1 and viewer.layers[0].data.shape == (9, 9, 9)
