@@ -255,3 +255,53 @@ def test_file_open_of_bad_files_is_one_notification_each(
         assert "\n" not in e and Path(files[key]).name in e, e
     _file_open(viewer, monkeypatch, files["mdf"], [])  # and the next good file opens
     assert len(viewer.layers) == 1 and viewer.layers[0].data.shape == (9, 9, 9)
+
+
+# -- mold registration with four wells, one cut: never a wrong transform reported as success ------
+def test_cli_four_wells_scanned_the_other_way_round_is_refused_not_wrong(tmp_path):
+    """Head-first in the MRI, feet-first in the MPI, four wells in the MRI (M3 cut): the
+    default prior (45°) cannot decide, so `register --template` exits 2 with one line,
+    writes no transform and prints the two candidate poses, one of them right; `--pose N`
+    of the right one registers within 0.5 mm of the truth."""
+    import SimpleITK as sitk
+    from test_molds_poses import SMALL, crop_to_wells
+
+    from mpi_viewer.demo.study import make_demo_study, truth_transform
+    from mpi_viewer.io.images import write_volume
+
+    study = make_demo_study(
+        **SMALL, mpi_rotation_deg=(3.0, 178.0, -4.0), mpi_translation_mm=(2.0, 1.0, -3.0)
+    )
+    fixed = write_volume(crop_to_wells(study, cut=("M3", 0.3)), tmp_path / "mri_four.nii.gz")
+    moving = write_volume(study.mpi, tmp_path / "mpi.nii.gz")
+    out = tmp_path / "t.tfm"
+    r = _cli("register", fixed, moving, "--template", "mouse_mold_v1", "-o", out)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "--pose" in lines[0], r.stderr
+    assert not out.exists()
+    assert "pose 1:" in r.stdout and "pose 2:" in r.stdout and "pose 3:" not in r.stdout
+    truth = truth_transform(study)
+    errs = []
+    for n in (1, 2):
+        r = _cli("register", fixed, moving, "--template", "mouse_mold_v1", "--pose", n, "-o", out)
+        assert r.returncode == 0, r.stderr
+        tx = sitk.ReadTransform(str(out))
+        errs.append(
+            max(
+                np.linalg.norm(np.subtract(tx.TransformPoint(p), truth.TransformPoint(p)))
+                for p in ([float(v) for v in s["mri_mm"]] for s in study.truth["sources"])
+            )
+        )
+        out.unlink()
+    assert min(errs) < 0.5 < 20 < max(errs)
+
+
+@real
+def test_cli_anatomy_of_unknown_modality_says_how_to_name_it(files, tmp_path):
+    import shutil
+
+    brain = shutil.copy(MOUSE, tmp_path / "brain.nii")  # a name that says nothing
+    r = _cli("register", brain, files["mdf"], "--template", "mouse_mold_v1", "-o", tmp_path / "t.tfm")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "brain.nii: modality 'unknown'" in lines[0] and '{"modality": "MRI"}' in lines[0]

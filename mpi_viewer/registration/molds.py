@@ -409,8 +409,10 @@ class Candidates:
 def _modality(volume: Volume, template: Template, modality: str | None) -> str:
     mod = modality or volume.modality
     if mod not in APPEARANCES:
+        where = volume.source or volume.name
         raise InputError(
-            f"image {volume.name!r}: modality {mod!r} unknown; say MPI, MRI or CT to detect fiducials"
+            f"{where}: modality {mod!r}: the wells look different in MPI, MRI and CT; say which "
+            'in a sidecar JSON beside the file ({"modality": "MRI"}) or in the Image geometry dock'
         )
     return mod
 
