@@ -305,3 +305,71 @@ def test_cli_anatomy_of_unknown_modality_says_how_to_name_it(files, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "brain.nii: modality 'unknown'" in lines[0] and '{"modality": "MRI"}' in lines[0]
+
+
+# -- the ROI dock on a real reconstruction: File > Open, its spacing set, clicks -----------------
+@real
+@pytest.mark.gui
+def test_roi_dock_on_real_reconstructions(make_napari_viewer, qtbot, monkeypatch, notes):
+    """`mpi-viewer`, File > Open ffl_phantom_24.mat and ffl_phantom_29.mat, their 0.3125 mm
+    pixels set in the Image geometry dock (Apply), then the MPI ROIs dock's "Click hot
+    spots" and real clicks: the S is one ROI (the whole S at half its maximum), the three
+    blobs three ROIs each on its own blob; the area in the table is that of the ROI drawn
+    in the "MPI ROIs" layer (within the rim's sub-voxel refinement) and its pixel count is."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QPushButton
+    from test_launch_orders import _by_class, click_world
+
+    from mpi_viewer.plugins._controller import get_controller
+    from mpi_viewer.plugins._launch import prepare
+    from mpi_viewer.plugins._layers import physical_to_world, volume_from_layer
+    from mpi_viewer.plugins._roi_results import LABELS_LAYER
+
+    viewer = make_napari_viewer(show=True)
+    docks = prepare(viewer)
+    geo, roi = _by_class(docks, "GeometryDock"), _by_class(docks, "ROIDock")
+    ctl = get_controller(viewer)
+    vox = float(np.prod(SPACING_MM))
+    for n in (24, 29):
+        _file_open(viewer, monkeypatch, FFL / f"ffl_phantom_{n}.mat", [])
+        layer = viewer.layers[-1]
+        assert any("no voxel spacing" in w for w in notes["warning"])
+        geo.layer_combo.setCurrentText(layer.name)
+        geo.spacing[0].setValue(SPACING_MM[0])
+        geo.spacing[1].setValue(SPACING_MM[1])
+        apply = next(b for b in geo.findChildren(QPushButton) if b.text() == "Apply to layer")
+        qtbot.mouseClick(apply, Qt.MouseButton.LeftButton)
+        ctl.set_mpi(layer)
+        vol = volume_from_layer(layer)
+        np.testing.assert_allclose(vol.spacing_mm, SPACING_MM)
+        a = vol.array
+        if n == 29:
+            blobs, _ = ndi.label(a >= 0.5 * a.max())
+            at = [np.asarray(c) for c in ndi.center_of_mass(a, blobs, range(1, 4))]
+        else:
+            at = [np.unravel_index(int(np.argmax(a)), a.shape)]
+        viewer.reset_view()
+        if not roi.click_btn.isChecked():
+            qtbot.mouseClick(roi.click_btn, Qt.MouseButton.LeftButton)
+        for k, idx in enumerate(at, start=1):
+            world = physical_to_world(layer, [vol.index_to_physical([idx])[0]])[0]
+            click_world(qtbot, viewer, world)
+            qtbot.waitUntil(lambda k=k: not roi.busy and len(roi.results) == k, timeout=20000)
+        lab = np.asarray(viewer.layers[LABELS_LAYER].data)
+        assert lab.shape == a.shape
+        for r in roi.results:
+            drawn = lab == r.label
+            assert r.n_voxels == int(drawn.sum())
+            assert r.area_mm2 == pytest.approx(drawn.sum() * vox, rel=0.06)
+        if n == 24:
+            [r] = roi.results
+            assert "multiple_peaks" in r.flags
+            ref, _ = ndi.label(a >= r.threshold_au, structure=np.ones((3, 3)))
+            pk = at[0]
+            assert np.array_equal(lab == r.label, ref == ref[pk])  # the whole S
+            assert r.threshold_au <= 0.5 * a.max() * 1.03
+        else:
+            own = [set(np.unique(blobs[lab == r.label])) - {0} for r in roi.results]
+            assert own == [{1}, {2}, {3}]
+        qtbot.mouseClick(roi.clear_btn, Qt.MouseButton.LeftButton)
+    assert not notes["error"], notes["error"]
