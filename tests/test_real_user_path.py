@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
-from test_formats_files import _nifti2_twin
+from test_formats_files import _nifti2_twin, ffl_with_matrices  # noqa: F401 - a fixture
 from test_mdf import REAL_MDF, encoded, frames_channels, spec_mdf
 from test_roi_real import DATA as FFL
 from test_roi_real import SPACING_MM
@@ -373,3 +373,51 @@ def test_roi_dock_on_real_reconstructions(make_napari_viewer, qtbot, monkeypatch
             assert own == [{1}, {2}, {3}]
         qtbot.mouseClick(roi.clear_btn, Qt.MouseButton.LeftButton)
     assert not notes["error"], notes["error"]
+
+
+@real
+@pytest.mark.gui
+def test_file_open_mat_and_npz_with_several_arrays(
+    make_napari_viewer, monkeypatch, ffl_with_matrices, notes, tmp_path
+):
+    """File > Open of phantom 68's reconstruction beside a 338 × 1352 matrix and 11 stacked
+    reconstructions: refused in one notification listing them and saying how to choose
+    (no flag in a dialog); the sidecar's "variable" chooses, in the window and on the
+    command line alike. An .npz (napari's own reader claims it too: the user is asked)."""
+    import json
+
+    path, recon = ffl_with_matrices
+    viewer = make_napari_viewer()
+    _file_open(viewer, monkeypatch, path, [])
+    assert len(viewer.layers) == 0 and len(notes["error"]) == 1
+    [msg] = notes["error"]
+    assert "several image variables: interp (338 × 1352), recons (338 × 11)" in msg
+    assert '"variable": "NAME" in a sidecar ffl_68_all.json' in msg and "\n" not in msg
+    path.with_suffix(".json").write_text(
+        json.dumps({"variable": "reconstructed_full", "spacing_mm": [0.3125, 0.3125]})
+    )
+    _file_open(viewer, monkeypatch, path, [])
+    [layer] = viewer.layers
+    np.testing.assert_array_equal(layer.data, recon)
+    np.testing.assert_allclose(layer.scale, [0.3125, 0.3125])
+    r, c = np.unravel_index(np.argmax(recon), recon.shape)
+    out = tmp_path / "r.csv"
+    res = _cli("quantify", path, f"--seed={0.3125 * c},{0.3125 * r}", "--no-split", "-o", out)
+    assert res.returncode == 0, res.stderr
+    [row] = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert float(row["peak_au"]) == pytest.approx(recon.max(), rel=0.05)
+    # a sidecar naming the matrix is refused as --variable is: it does not fit the geometry
+    path.with_suffix(".json").write_text(
+        json.dumps({"variable": "interp", "spacing_mm": [0.3125, 0.3125], "size": [64, 64]})
+    )
+    res = _cli("quantify", path, "--seed=1,1", "-o", out, "--overwrite")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1
+    assert "ffl_68_all.json: variable 'interp'" in lines[0] and "does not fit" in lines[0]
+
+    np.savez(tmp_path / "scan.npz", recon=recon.astype(np.float32))
+    (tmp_path / "scan.json").write_text(json.dumps({"spacing_mm": [0.3125, 0.3125]}))
+    asked: list[str] = []
+    _file_open(viewer, monkeypatch, tmp_path / "scan.npz", asked)
+    assert asked == ["scan.npz"] and viewer.layers[-1].data.shape == (64, 64)
+    np.testing.assert_allclose(viewer.layers[-1].scale, [0.3125, 0.3125])
