@@ -116,6 +116,11 @@ def test_cli_two_d_where_three_d_is_needed(files, tmp_path):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
         assert "Traceback" not in r.stderr and not out.exists()
+    tfm = tmp_path / "t.tfm"  # a mold template on a 2-D MPI
+    r = _cli("register", files["nifti2"], files["mdf2d"], "--template", "mouse_mold_v1", "-o", tfm)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and not tfm.exists(), r.stderr
+    assert "moving image 'r2d' is 2-D: a mold's wells are placed in 3-D" in lines[0]
 
 
 # -- the real FFL reconstructions through the command ------------------------------------------
@@ -158,9 +163,7 @@ def test_cli_on_real_reconstructions_reports_the_written_mask(n, tmp_path):
             mask = lab == int(row["label"])
             assert int(row["n_voxels"]) == int(mask.sum()) > 0
             assert float(row["area_mm2"]) == pytest.approx(mask.sum() * vox, rel=0.06)
-            assert float(row["total_signal_au_mm2"]) == pytest.approx(
-                a[mask].sum() * vox, rel=0.06
-            )
+            assert float(row["total_signal_au_mm2"]) == pytest.approx(a[mask].sum() * vox, rel=0.06)
             # the mask is one 8-connected region at the threshold: nothing dropped or added
             # (of the image itself when no neighbour's modelled tail was subtracted)
             ref, _ = ndi.label(a >= float(row["threshold_au"]), structure=np.ones((3, 3)))
@@ -206,7 +209,6 @@ def _file_open(viewer, monkeypatch, path, asked: list):
 def test_file_open_reads_real_files_placed(make_napari_viewer, monkeypatch, files, errors):
     import nibabel as nib
     import pydicom
-
     from mpi_viewer.plugins._layers import physical_to_world
 
     viewer = make_napari_viewer()
@@ -301,7 +303,9 @@ def test_cli_anatomy_of_unknown_modality_says_how_to_name_it(files, tmp_path):
     import shutil
 
     brain = shutil.copy(MOUSE, tmp_path / "brain.nii")  # a name that says nothing
-    r = _cli("register", brain, files["mdf"], "--template", "mouse_mold_v1", "-o", tmp_path / "t.tfm")
+    r = _cli(
+        "register", brain, files["mdf"], "--template", "mouse_mold_v1", "-o", tmp_path / "t.tfm"
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "brain.nii: modality 'unknown'" in lines[0] and '{"modality": "MRI"}' in lines[0]
@@ -316,14 +320,13 @@ def test_roi_dock_on_real_reconstructions(make_napari_viewer, qtbot, monkeypatch
     spots" and real clicks: the S is one ROI (the whole S at half its maximum), the three
     blobs three ROIs each on its own blob; the area in the table is that of the ROI drawn
     in the "MPI ROIs" layer (within the rim's sub-voxel refinement) and its pixel count is."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QPushButton
-    from test_launch_orders import _by_class, click_world
-
     from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._launch import prepare
     from mpi_viewer.plugins._layers import physical_to_world, volume_from_layer
     from mpi_viewer.plugins._roi_results import LABELS_LAYER
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QPushButton
+    from test_launch_orders import _by_class, click_world
 
     viewer = make_napari_viewer(show=True)
     docks = prepare(viewer)
@@ -378,7 +381,11 @@ def test_roi_dock_on_real_reconstructions(make_napari_viewer, qtbot, monkeypatch
 @real
 @pytest.mark.gui
 def test_file_open_mat_and_npz_with_several_arrays(
-    make_napari_viewer, monkeypatch, ffl_with_matrices, notes, tmp_path
+    make_napari_viewer,
+    monkeypatch,
+    ffl_with_matrices,  # noqa: F811 - the fixture imported above
+    notes,
+    tmp_path,
 ):
     """File > Open of phantom 68's reconstruction beside a 338 × 1352 matrix and 11 stacked
     reconstructions: refused in one notification listing them and saying how to choose
@@ -421,3 +428,36 @@ def test_file_open_mat_and_npz_with_several_arrays(
     _file_open(viewer, monkeypatch, tmp_path / "scan.npz", asked)
     assert asked == ["scan.npz"] and viewer.layers[-1].data.shape == (64, 64)
     np.testing.assert_allclose(viewer.layers[-1].scale, [0.3125, 0.3125])
+
+
+@real
+@pytest.mark.gui
+def test_two_d_mpi_with_a_three_d_anatomy_in_the_window(
+    make_napari_viewer, qtbot, monkeypatch, files, notes
+):
+    """File > Open the real mouse T1 (NIfTI-2) and a 2-D MDF reconstruction: the Fiducial
+    registration dock's start and the Mold registration dock's Detect each say, in one
+    notification, that a 2-D MPI does not register to a 3-D anatomy; nothing moves, the
+    viewer goes on."""
+    from mpi_viewer.plugins._controller import get_controller
+    from mpi_viewer.plugins._launch import prepare
+    from qtpy.QtCore import Qt
+    from test_launch_orders import _by_class
+
+    viewer = make_napari_viewer(show=True)
+    docks = prepare(viewer)
+    _file_open(viewer, monkeypatch, files["nifti2"], [])
+    _file_open(viewer, monkeypatch, files["mdf2d"], [])
+    ctl = get_controller(viewer)
+    assert ctl.anatomy is not None and ctl.anatomy.ndim == 3
+    assert ctl.mpi is not None and ctl.mpi.ndim == 2
+    mpi_affine = np.array(ctl.mpi.affine.affine_matrix)
+    reg, mold = _by_class(docks, "RegistrationDock"), _by_class(docks, "MoldPanel")
+    qtbot.mouseClick(reg.start_btn, Qt.MouseButton.LeftButton)
+    assert len(notes["error"]) == 1 and "differ in dimension" in notes["error"][0]
+    qtbot.mouseClick(mold.detect_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not mold.busy, timeout=30000)
+    assert len(notes["error"]) == 2, notes["error"]
+    assert "\n" not in notes["error"][1] and "2-D" in notes["error"][1], notes["error"][1]
+    assert ctl.registration is None
+    np.testing.assert_allclose(ctl.mpi.affine.affine_matrix, mpi_affine)
