@@ -67,6 +67,12 @@ def files(tmp_path_factory):
             size_xyz=(40, 40, 1),
             fov_m=(0.044, 0.044, 0.001),
         ),
+        "dyn": spec_mdf(
+            d / "dyn.mdf",
+            frames_channels(encoded((2, 3, 4)), 3, 2),
+            size_xyz=(4, 3, 2),
+            fov_m=(0.004, 0.003, 0.002),
+        ),
         "nifti2": _nifti2_twin(MOUSE, d / "mouse_t1_n2.nii"),
         "rtdose": Path(get_testdata_file("rtdose.dcm")),
         "measurement_only": REAL_MDF,
@@ -228,8 +234,14 @@ def test_file_open_reads_real_files_placed(make_napari_viewer, monkeypatch, file
     assert dose.data.shape == (15, 10, 10)
     world = physical_to_world(dose, [ipp + [0, 0, off[14]]])[0]  # frame 14's first voxel
     np.testing.assert_allclose(dose.world_to_data(world), [14, 0, 0], atol=1e-6)
-    # a 2-D MDF reconstruction (only mpi-viewer reads .mdf: nobody is asked)
+    # 3 frames × 2 channels of an MDF: one layer per channel, the frames on a time axis
     n_asked = len(asked)
+    _file_open(viewer, monkeypatch, files["dyn"], asked)
+    ch0, ch1 = viewer.layers[-2:]
+    assert [ch0.name, ch1.name] == ["dyn [channel 0]", "dyn [channel 1]"]
+    assert ch1.data.shape == (3, 2, 3, 4) and ch1.axis_labels[0] == "frame"
+    assert ch1.data[2, 1, 2, 3] == pytest.approx(3 * encoded((2, 3, 4))[1, 2, 3] + 1000)
+    # a 2-D MDF reconstruction (only mpi-viewer reads .mdf: nobody is asked)
     _file_open(viewer, monkeypatch, files["mdf2d"], asked)
     assert len(asked) == n_asked and viewer.layers[-1].data.ndim == 2
     np.testing.assert_allclose(viewer.layers[-1].scale, [1.1, 1.1])
@@ -439,11 +451,15 @@ def test_two_d_mpi_with_a_three_d_anatomy_in_the_window(
     registration dock's start and the Mold registration dock's Detect each say, in one
     notification, that a 2-D MPI does not register to a 3-D anatomy; nothing moves, the
     viewer goes on."""
+    import mpi_viewer.plugins._mold_panel as mp
+    import mpi_viewer.plugins._registration_dock as rd
     from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._launch import prepare
     from qtpy.QtCore import Qt
     from test_launch_orders import _by_class
 
+    for module in (mp, rd):  # the docks' own names for napari's notification
+        monkeypatch.setattr(module, "show_error", notes["error"].append)
     viewer = make_napari_viewer(show=True)
     docks = prepare(viewer)
     _file_open(viewer, monkeypatch, files["nifti2"], [])
@@ -461,3 +477,21 @@ def test_two_d_mpi_with_a_three_d_anatomy_in_the_window(
     assert "\n" not in notes["error"][1] and "2-D" in notes["error"][1], notes["error"][1]
     assert ctl.registration is None
     np.testing.assert_allclose(ctl.mpi.affine.affine_matrix, mpi_affine)
+
+
+@real
+def test_cli_nifti2_anatomy_is_recorded_and_replayed(files, tmp_path):
+    """`quantify MPI.mdf --anatomy T1_NIfTI-2 --save-session`: the NIfTI-2 anatomy is an input
+    of the session (hashed) and `mpi-viewer replay` finds every number again."""
+    import json
+
+    out, session = tmp_path / "r.csv", tmp_path / "s.json"
+    r = _cli(
+        "quantify", files["mdf"], "--seed=0,0,0", "--anatomy", files["nifti2"], "-o", out,
+        "--save-session", session,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    roles = {i["role"]: i for i in json.loads(session.read_text(encoding="utf-8"))["inputs"]}
+    assert roles["mri"]["path"].endswith("mouse_t1_n2.nii") and len(roles["mri"]["sha256"]) == 64
+    r = _cli("replay", session)
+    assert r.returncode == 0 and "every number matches" in r.stdout, (r.stdout, r.stderr)
