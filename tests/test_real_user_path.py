@@ -176,6 +176,12 @@ def test_cli_on_real_reconstructions_reports_the_written_mask(n, tmp_path):
             assert len(set(np.unique(ref[mask])) - {0}) == 1
             if float(row["neighbour_signal_au_mm2"] or 0) == 0:
                 assert np.array_equal(mask, ref == ref[mask][0])
+        # the noise SD is the background's (the image's four 8 × 8 corners) within 20 %
+        corners = np.concatenate(
+            [c.ravel() for c in (a[:8, :8], a[:8, -8:], a[-8:, :8], a[-8:, -8:])]
+        )
+        for row in rows:
+            assert float(row["noise_sd_au"]) == pytest.approx(corners.std(ddof=1), rel=0.2)
         if n == 29:  # three blobs, one ROI each, each on its own blob
             blobs, _ = ndi.label(a >= 0.5 * a.max())
             own = [set(np.unique(blobs[lab == int(row["label"])])) - {0} for row in rows]
@@ -183,6 +189,7 @@ def test_cli_on_real_reconstructions_reports_the_written_mask(n, tmp_path):
         if n in (24, 68):  # one ROI: the whole shape at half its maximum
             [row] = rows
             assert "multiple_peaks" in row["flags"] and "shared_signal" not in row["flags"]
+            assert "not point-like" in row["warnings"] and "not point-like" in r.stderr
             # at half the maximum (the sub-voxel peak lies up to 3 % above the brightest pixel)
             assert 0.5 * a.max() * (1 - 1e-5) <= float(row["threshold_au"]) <= 0.5 * a.max() * 1.03
             ref, _ = ndi.label(a >= 0.5 * a.max(), structure=np.ones((3, 3)))
