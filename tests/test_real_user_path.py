@@ -333,12 +333,14 @@ def test_cli_anatomy_of_unknown_modality_says_how_to_name_it(files, tmp_path):
 # -- the ROI dock on a real reconstruction: File > Open, its spacing set, clicks -----------------
 @real
 @pytest.mark.gui
-def test_roi_dock_on_real_reconstructions(make_napari_viewer, qtbot, monkeypatch, notes):
+def test_roi_dock_on_real_reconstructions(make_napari_viewer, qtbot, monkeypatch, notes, tmp_path):
     """`mpi-viewer`, File > Open ffl_phantom_24.mat and ffl_phantom_29.mat, their 0.3125 mm
     pixels set in the Image geometry dock (Apply), then the MPI ROIs dock's "Click hot
     spots" and real clicks: the S is one ROI (the whole S at half its maximum), the three
     blobs three ROIs each on its own blob; the area in the table is that of the ROI drawn
-    in the "MPI ROIs" layer (within the rim's sub-voxel refinement) and its pixel count is."""
+    in the "MPI ROIs" layer (within the rim's sub-voxel refinement) and its pixel count is.
+    The session saved then (the spacing given in the window kept) replays on the command
+    line with every number."""
     from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.plugins._launch import prepare
     from mpi_viewer.plugins._layers import physical_to_world, volume_from_layer
@@ -393,6 +395,11 @@ def test_roi_dock_on_real_reconstructions(make_napari_viewer, qtbot, monkeypatch
         else:
             own = [set(np.unique(blobs[lab == r.label])) - {0} for r in roi.results]
             assert own == [{1}, {2}, {3}]
+            session = _by_class(docks, "SessionDock")
+            saved = session.save(tmp_path / "ffl29.json")
+            assert saved is not None, (notes, session.status.text())
+            r = _cli("replay", saved)
+            assert r.returncode == 0 and "every number matches" in r.stdout, (r.stdout, r.stderr)
         qtbot.mouseClick(roi.clear_btn, Qt.MouseButton.LeftButton)
     assert not notes["error"], notes["error"]
 
