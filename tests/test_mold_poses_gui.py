@@ -274,11 +274,11 @@ def test_fiducial_dock_mold_mode_saves_the_users_pose_and_replay_takes_it(
     takes that pose again, and a reopened session keeps it; moving a well makes it the
     user's landmarks."""
     import mpi_viewer.plugins._mold_panel as mp
+    from mpi_viewer.plugins._controller import get_controller
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QFileDialog, QPushButton
 
     from mpi_viewer.cli import main
-    from mpi_viewer.plugins._controller import get_controller
     from mpi_viewer.study import pipeline as P
     from mpi_viewer.study import session as S
 
