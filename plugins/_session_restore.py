@@ -225,11 +225,22 @@ class SessionRestoreMixin:
         if reg is not None:
             lm = reg.landmarks
             names, fx, mv = lm.names, lm.fixed_xyz_mm, lm.moving_xyz_mm
-            in_mold_dock = False
-            if not names and rec.registration is not None:  # template: the matched wells
-                names = list(rec.registration.matched_names)
-                fx, mv = rec.registration.fixed_xyz_mm, rec.registration.moving_xyz_mm
+            excluded, mold, in_mold_dock = list(lm.excluded), None, False
+            found = rec.registration
+            if not names and found is not None:  # template: the matched wells, its pose
+                names = list(found.matched_names)
+                fx, mv = found.fixed_xyz_mm, found.moving_xyz_mm
                 in_mold_dock = FIXED_POINTS in {d.name for d in s.layers}
+                if found.candidates:
+                    excluded = list(found.candidates[found.chosen].cut_excluded)
+                mold = {
+                    "template": reg.template,
+                    "tolerance_mm": reg.mold.tolerance_mm if reg.mold else None,
+                    "pose": int(found.pose),
+                    "candidates": len(found.candidates),
+                    "decided_by": found.decided_by,
+                    "max_rotation_deg": found.max_rotation_deg,
+                }
             params = {
                 "model": reg.model,
                 **({"fle_mm": reg.fle_mm} if reg.fle_mm is not None else {}),
@@ -242,12 +253,13 @@ class SessionRestoreMixin:
                             "names": list(names),
                             "fixed_xyz_mm": np.asarray(fx, float).tolist(),
                             "moving_xyz_mm": np.asarray(mv, float).tolist(),
-                            "excluded": list(lm.excluded),
+                            "excluded": excluded,
                             "model": reg.model,
                             "fixed": name.get(reg.fixed),
                             "moving": name.get(reg.moving),
                             "params": params,
                             "wells_in_mold_dock": in_mold_dock,
+                            **({"mold": mold} if mold else {}),
                         },
                     )
                 )
