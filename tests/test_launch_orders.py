@@ -346,9 +346,7 @@ def _calibrate(qtbot, viewer, study, docks, monkeypatch, notes, *, phantoms_csv=
     vials = study.truth["vials"]
     cal.tabs.setCurrentIndex(0)
     if phantoms_csv is not None:
-        monkeypatch.setattr(
-            QFileDialog, "getOpenFileName", lambda *a, **k: (str(phantoms_csv), "")
-        )
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(phantoms_csv), ""))
         qtbot.mouseClick(cal.csv_btn, _left())
     else:  # the vials clicked on the canvas (2-D: points are placed on the slice shown)
         viewer.dims.ndisplay = 2
@@ -579,11 +577,19 @@ def test_mpi_viewer_then_file_open(
     # the fourth source clicked again: four ROIs
     from mpi_viewer.plugins._layers import physical_to_world
 
-    click_world(qtbot, viewer, physical_to_world(roi.mpi_layer, [study.source("faint")["mpi_mm"]])[0])
+    click_world(
+        qtbot, viewer, physical_to_world(roi.mpi_layer, [study.source("faint")["mpi_mm"]])[0]
+    )
     qtbot.waitUntil(lambda: not roi.busy and len(roi.results) == 4, timeout=20000)
 
     path, first = _finish_the_study(
-        qtbot, viewer, study, docks, tmp_path, monkeypatch, notes,
+        qtbot,
+        viewer,
+        study,
+        docks,
+        tmp_path,
+        monkeypatch,
+        notes,
         phantoms_csv=demo_files["phantoms"],
     )
     assert not notes["error"], notes["error"]
@@ -607,7 +613,13 @@ def test_napari_plugins_menu_then_data(
         file_open(viewer, f, monkeypatch)
     _walk_the_study(qtbot, viewer, study, docks, ndisplay=(2, 2, 3, 3))
     path, first = _finish_the_study(
-        qtbot, viewer, study, docks, tmp_path, monkeypatch, notes,
+        qtbot,
+        viewer,
+        study,
+        docks,
+        tmp_path,
+        monkeypatch,
+        notes,
         phantoms_csv=demo_files["phantoms"],
     )
     assert not notes["error"], notes["error"]
