@@ -239,13 +239,14 @@ class CellOverlaysMixin:
             pos, leaders, places = self.label_layout()
         except Exception:  # noqa: BLE001 - a view being torn down: nothing to lay out
             return
+        pos = self._onto_slice(pos)
         layer.data = pos
         feats = layer.features
         feats["shown"] = self.shown_texts
         layer.features = feats
         layer.refresh_text()
         _, radii = self._anchors()
-        layer.size = np.maximum(2.0 * radii, 1.0)  # seen (out of slice) across the ROI's depth
+        layer.size = np.maximum(2.0 * radii, 1.0)  # the points are transparent: only their text shows
         layer.shown = np.array([self.visible.get(r.name, True) for r in self.results], bool)
         lead = self._layer(LEADER_LAYER)
         if lead is not None:
@@ -260,31 +261,49 @@ class CellOverlaysMixin:
         if self.viewer.dims.ndisplay == 3:
             compat.text_on_top(self.viewer, layer)
 
+    def _seen_here(self) -> np.ndarray:
+        """Per result: whether its ROI reaches the 2-D slice shown (within its radius of
+        the peak along the sliced axes); all True in 3-D."""
+        v = self.viewer
+        anchors, radii = self._anchors()
+        if v.dims.ndisplay != 2 or not len(anchors):
+            return np.ones(len(anchors), dtype=bool)
+        off = [d for d in range(3) if d not in list(v.dims.displayed)[-2:]]
+        here = np.asarray(v.dims.point, dtype=float)[-3:]
+        return np.all(np.abs(anchors[:, off] - here[off]) <= radii[:, None], axis=1)
+
+    def _onto_slice(self, pos):
+        """2-D: the labels of ROIs that reach the slice shown, moved onto it (napari
+        shows a point's text only within half a unit of its slice), so a label is seen
+        on every slice its outline is; the others stay at their ROI's peak."""
+        v = self.viewer
+        pos = np.array(pos, dtype=float)
+        if v.dims.ndisplay != 2 or not len(pos):
+            return pos
+        off = [d for d in range(3) if d not in list(v.dims.displayed)[-2:]]
+        here = np.asarray(v.dims.point, dtype=float)[-3:]
+        seen = self._seen_here()
+        for d in off:
+            pos[seen, d] = here[d]
+        return pos
+
     def _backdrop_tiles(self, pos, places):
         """Square tiles (world positions and sizes in mm) that cover each shown label's
         text box: a dark backdrop that keeps the white text legible over a bright
         rendering or anatomy. The tiles' size follows the zoom (a label is a fixed number
         of screen pixels); in 2-D they lie on the slice shown, for the labels seen on it
         (the label's point is seen within its ROI's radius of the slice)."""
-        v = self.viewer
-        _, right, down, zoom, _ = self._screen_frame()
-        _, radii = self._anchors()
-        anchors = np.asarray(meta(self._layer(LABEL_LAYER)).get("anchors_zyx_mm", pos), float)
+        _, right, _, zoom, _ = self._screen_frame()
+        seen = self._seen_here()
         shown = [i for i, r in enumerate(self.results) if self.visible.get(r.name, True)]
-        off = [d for d in range(3) if d not in list(v.dims.displayed)[-v.dims.ndisplay :]]
-        here = np.asarray(v.dims.point, dtype=float)[-3:]
         tiles, sizes = [], []
         for i, p in zip(shown, places, strict=True):
-            if v.dims.ndisplay == 2 and any(
-                abs(anchors[i][d] - here[d]) > radii[i] for d in off
-            ):
+            if not seen[i]:
                 continue  # the label is not seen on this slice
             w, h = p.size
             side = max(float(h) - 3.0, 4.0)
             n = max(int(np.ceil((w - 4.0) / side)), 1)
-            centre = np.array(pos[i], dtype=float)
-            for d in off if v.dims.ndisplay == 2 else ():
-                centre[d] = here[d]
+            centre = np.array(pos[i], dtype=float)  # on the slice already (_onto_slice)
             for k in range(n):
                 tiles.append(centre + (k - (n - 1) / 2.0) * side * right / zoom)
                 sizes.append(side / zoom)
