@@ -161,9 +161,28 @@ def test_the_demo_study_reads_on_screen(make_napari_viewer, qtbot, study, tmp_pa
     shown = [table.mpi_viewer_warning_notes.text() for table in (cells.table, cal.iron_table)]
     shown += [cells.table.item(i, j).toolTip() for i in range(cells.table.rowCount())
               for j in range(cells.table.columnCount())]  # fmt: skip
-    for text in shown:
-        words = set(re.findall(r"[a-z_]+", text))
-        assert not words & set(FLAGS), (words & set(FLAGS), text)
+    rt = roi.table
+    shown += [rt.mpi_viewer_warning_notes.text()]
+    shown += [rt.item(i, j).text() + " " + rt.item(i, j).toolTip()
+              for i in range(rt.rowCount()) for j in range(rt.columnCount())]  # fmt: skip
+    assert "touches" in " ".join(shown)  # the ROIs' own sentences are there
+    for text in shown:  # no code with an underscore anywhere, no note or tip that is a code
+        assert not [f for f in FLAGS if "_" in f and f in text], text
+        plain = re.sub(r"<[^>]+>", "", text).replace("&nbsp;", " ")
+        parts = re.split(r"⚠\d+|; |\n", plain)
+        assert not [p for p in parts if p.split(":")[-1].strip(" .") in FLAGS], text
+    # the calibration dock's iron table fits its dock too (amount and interval in one cell)
+    cal_dock = cal.parentWidget()
+    while not isinstance(cal_dock, QDockWidget):
+        cal_dock = cal_dock.parentWidget()
+    cal_dock.raise_()
+    QApplication.processEvents()
+    assert cal.iron_table.isVisible() and cal.iron_table.horizontalScrollBar().maximum() == 0
+    dock_cells = cells.parentWidget()
+    while not isinstance(dock_cells, QDockWidget):
+        dock_cells = dock_cells.parentWidget()
+    dock_cells.raise_()
+    QApplication.processEvents()
     # -- the iron per cell is a magicgui form (as the calibration and registration docks)
     from magicgui.widgets import Container
 
