@@ -228,15 +228,26 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
         kind = self.calibration.kind
         headers, rows, common = iron_rows(res, kind)
         own = split_warnings([r.warnings for r in res])[1]  # each warning whole (a list)
-        rows = [[*row[:6], list(w)] for row, w in zip(rows, own, strict=True)]
-        fill_table(self.iron_table, headers, rows, warn_col=6, warn_beside=2)
+        # three columns that fit the dock: the amount with its interval in one cell
+        rows = [
+            [row[0], row[1], "below LOD" if r.below_lod else f"{row[2]} ({row[3]}–{row[4]})",
+             list(w)]
+            for row, r, w in zip(rows, res, own, strict=True)
+        ]  # fmt: skip
+        headers = [
+            "ROI",
+            headers[1].replace(" (", "\n("),
+            headers[2].replace(" (", " (95 % CI)\n(", 1),
+            "warnings",
+        ]
+        fill_table(self.iron_table, headers, rows, warn_col=3, warn_beside=2)
         lod = next((r.lod for r in res if r.lod is not None), None)
         unit = "µg Fe" if kind == "iron" else "cells"
         self.apply_label.setText(
             (f"Detection limit: {fmt(lod, 3)} {unit}." if lod is not None else "")
             + ("<br>" + warning_html(["all ROIs: " + w for w in common]) if common else "")
         )
-        flagged = [row[0] for row in rows if row[6]]
+        flagged = [row[0] for row in rows if row[3]]
         if flagged:
             notify_warning(f"See ⚠ in the iron table: {', '.join(flagged)}")
         self.draw_plot()

@@ -39,15 +39,13 @@ from mpi_viewer.plugins._cells_table import CellsTableMixin
 from mpi_viewer.plugins._controller import get_controller
 from mpi_viewer.plugins._layers import install_mm_units, meta, volume_from_layer
 from mpi_viewer.plugins._work import GuiStep, notify_error, start_work
+from magicgui.widgets import Container, FloatSpinBox, RadioButtons
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
-    QDoubleSpinBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QRadioButton,
     QVBoxLayout,
     QWidget,
 )
@@ -55,6 +53,11 @@ from qtpy.QtWidgets import (
 from mpi_viewer.defaults import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG
 from mpi_viewer.errors import InputError
 from mpi_viewer.report.overlays import content_box, overlay_arrays
+
+
+#: The two sources of a cell number (the form's choices).
+FROM_IPC = "iron per cell (ex vivo, e.g. ICP-MS)"
+FROM_CELL_CAL = "a cell-based calibration"
 
 
 class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
@@ -82,26 +85,30 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
 
         lay = QVBoxLayout(self)
         self.setMinimumWidth(380)
-        form = QFormLayout()
-        self.ipc_radio = QRadioButton("iron per cell (ex vivo, e.g. ICP-MS):")
-        self.ipc_radio.setChecked(True)
-        self.cellcal_radio = QRadioButton("from a cell-based calibration")
-        row = QHBoxLayout()
-        self.mean_spin = QDoubleSpinBox()
-        self.sd_spin = QDoubleSpinBox()
-        for s, v in ((self.mean_spin, IRON_PER_CELL_PG), (self.sd_spin, IRON_PER_CELL_SD_PG)):
-            s.setRange(-1000.0, 100000.0)  # validation (and its message) is IronPerCell's
-            s.setDecimals(2)
-            s.setSingleStep(0.5)
-            s.setValue(v)
-            s.setSuffix(" pg Fe/cell")
-        row.addWidget(self.mean_spin)
-        row.addWidget(QLabel("±"))
-        row.addWidget(self.sd_spin)
-        form.addRow(self.ipc_radio)
-        form.addRow("mean ± SD:", row)
-        form.addRow(self.cellcal_radio)
-        lay.addLayout(form)
+        # the iron per cell: a magicgui form, like the calibration and registration docks
+        self.source_choice = RadioButtons(
+            label="cells from:",
+            choices=[FROM_IPC, FROM_CELL_CAL],
+            value=FROM_IPC,
+            orientation="vertical",
+        )
+        self.source_choice.tooltip = (
+            "Iron per cell measured ex vivo (e.g. ICP-MS of the labelled cells), or a "
+            "calibration made with phantoms of known cell numbers"
+        )
+        self.mean_w = FloatSpinBox(label="iron per cell:", value=IRON_PER_CELL_PG, step=0.5,
+                                   min=-1000.0, max=100000.0)  # fmt: skip
+        self.sd_w = FloatSpinBox(label="± SD:", value=IRON_PER_CELL_SD_PG, step=0.5,
+                                 min=-1000.0, max=100000.0)  # fmt: skip
+        # the range is wide on purpose: validation (and its message) is IronPerCell's
+        for w, tip in ((self.mean_w, "mean"), (self.sd_w, "standard deviation")):
+            w.native.setDecimals(2)
+            w.native.setSuffix(" pg Fe/cell")
+            w.tooltip = f"Iron per cell, {tip} (pg Fe per cell)"
+        self.ipc_form = Container(widgets=[self.source_choice, self.mean_w, self.sd_w])
+        self.ipc_form.margins = (0, 0, 0, 0)
+        self.source_choice.changed.connect(self._on_source)
+        lay.addWidget(self.ipc_form.native)
         self.compute_btn = QPushButton("Compute cells and overlays")
         lay.addWidget(self.compute_btn)
         self.table = make_table(170)
@@ -143,7 +150,8 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         self._relayout.setInterval(40)
         self._relayout.timeout.connect(self._layout_labels)
         cam = compat.camera(self.viewer).events
-        for ev in (cam.zoom, cam.angles, cam.center, self.viewer.dims.events.ndisplay):
+        dims = self.viewer.dims.events
+        for ev in (cam.zoom, cam.angles, cam.center, dims.ndisplay, dims.current_step):
             ev.connect(lambda *_: self._relayout.start())
         self.viewer.dims.events.ndisplay.connect(lambda *_: self._outline_style())
 
@@ -152,19 +160,30 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         """:class:`~mpi_viewer.calibration.cells.IronPerCell` from the spin boxes (InputError when invalid)."""
         from mpi_viewer.calibration.cells import IronPerCell
 
-        return IronPerCell(self.mean_spin.value(), self.sd_spin.value())
+        return IronPerCell(float(self.mean_w.value), float(self.sd_w.value))
 
     def set_iron_per_cell(self, mean_pg: float, sd_pg: float = 0.0) -> None:
-        self.mean_spin.setValue(float(mean_pg))
-        self.sd_spin.setValue(float(sd_pg))
-        self.ipc_radio.setChecked(True)
+        self.mean_w.value = float(mean_pg)
+        self.sd_w.value = float(sd_pg)
+        self.source_choice.value = FROM_IPC
+
+    def from_cell_calibration(self) -> bool:
+        """Whether cells come from a cell-based calibration (not the iron per cell)."""
+        return self.source_choice.value == FROM_CELL_CAL
+
+    def set_from_cell_calibration(self, on: bool) -> None:
+        self.source_choice.value = FROM_CELL_CAL if on else FROM_IPC
+
+    def _on_source(self, *_) -> None:
+        for w in (self.mean_w, self.sd_w):
+            w.enabled = not self.from_cell_calibration()
 
     def state(self) -> dict:
         """Iron per cell (``IronPerCell.to_dict()`` keys, pg Fe/cell) or the cell-based choice."""
         return {
-            "mean_pg": self.mean_spin.value(),
-            "sd_pg": self.sd_spin.value(),
-            "from_cells": self.cellcal_radio.isChecked(),
+            "mean_pg": float(self.mean_w.value),
+            "sd_pg": float(self.sd_w.value),
+            "from_cells": self.from_cell_calibration(),
         }
 
     def restore(self, state: dict, *, block: bool = False):
@@ -179,7 +198,7 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         """The widgets of :meth:`state`; False (a notification) if it is not valid."""
         try:
             self.set_iron_per_cell(float(state["mean_pg"]), float(state.get("sd_pg", 0.0)))
-            self.cellcal_radio.setChecked(bool(state.get("from_cells")))
+            self.set_from_cell_calibration(bool(state.get("from_cells")))
         except (KeyError, TypeError, ValueError) as exc:
             notify_error(exc, "iron per cell not restored")
             return False
@@ -190,7 +209,7 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         cal = self.ctl.calibration
         if cal is None:
             raise InputError("no calibration: fit the phantoms or pick one in the Calibration dock")
-        from_cells = self.cellcal_radio.isChecked()
+        from_cells = self.from_cell_calibration()
         if from_cells and cal.kind != "cells":
             raise InputError(
                 f"calibration {cal.name!r} is an iron calibration, not a cell-based one: "

@@ -24,6 +24,9 @@ LABEL_LAYER = "cell counts"
 DENSITY_LAYER = "cell density (cells/mm³)"
 _COLORBAR_NOTE = "colour bar: cells/mm³"
 LEADER_LAYER = "cell count leaders"
+BACKDROP_LAYER = "cell count backdrops"
+#: The labels' dark backdrop: a row of square tiles (screen-sized) behind each text.
+BACKDROP_COLOR = "#0000009e"  # black, 62 % opaque
 #: Label text size (screen pixels) and outline width (anatomy pixels) at any zoom.
 LABEL_FONT_PX = 13
 OUTLINE_PX = 2
@@ -69,7 +72,13 @@ class CellOverlaysMixin:
     def overlay_steps(self) -> list:
         """The overlays as GUI-thread steps, one layer each: density (below), outlines,
         labels, their leader lines. Between two, the window repaints."""
-        return [self._draw_density, self._draw_outlines, self._draw_labels, self._draw_leaders]
+        return [
+            self._draw_density,
+            self._draw_outlines,
+            self._draw_backdrops,
+            self._draw_labels,
+            self._draw_leaders,
+        ]
 
     def update_overlays(self) -> None:
         """(Re)draw outlines, labels and density for the visible ROIs."""
@@ -227,23 +236,101 @@ class CellOverlaysMixin:
         if layer is None or not self.results:
             return
         try:
-            pos, leaders, _ = self.label_layout()
+            pos, leaders, places = self.label_layout()
         except Exception:  # noqa: BLE001 - a view being torn down: nothing to lay out
             return
+        pos = self._onto_slice(pos)
         layer.data = pos
         feats = layer.features
         feats["shown"] = self.shown_texts
         layer.features = feats
         layer.refresh_text()
         _, radii = self._anchors()
-        layer.size = np.maximum(2.0 * radii, 1.0)  # seen (out of slice) across the ROI's depth
+        layer.size = np.maximum(2.0 * radii, 1.0)  # the points are transparent: only their text shows
         layer.shown = np.array([self.visible.get(r.name, True) for r in self.results], bool)
         lead = self._layer(LEADER_LAYER)
         if lead is not None:
             lead.data = leaders
             lead.visible = layer.visible and len(leaders) > 0
+        back = self._layer(BACKDROP_LAYER)
+        if back is not None:
+            tiles, tile_sizes = self._backdrop_tiles(pos, places)
+            back.data = tiles
+            back.size = tile_sizes
+            back.visible = layer.visible and len(tiles) > 0
         if self.viewer.dims.ndisplay == 3:
             compat.text_on_top(self.viewer, layer)
+
+    def _seen_here(self) -> np.ndarray:
+        """Per result: whether its ROI reaches the 2-D slice shown (within its radius of
+        the peak along the sliced axes); all True in 3-D."""
+        v = self.viewer
+        anchors, radii = self._anchors()
+        if v.dims.ndisplay != 2 or not len(anchors):
+            return np.ones(len(anchors), dtype=bool)
+        off = [d for d in range(3) if d not in list(v.dims.displayed)[-2:]]
+        here = np.asarray(v.dims.point, dtype=float)[-3:]
+        return np.all(np.abs(anchors[:, off] - here[off]) <= radii[:, None], axis=1)
+
+    def _onto_slice(self, pos):
+        """2-D: the labels of ROIs that reach the slice shown, moved onto it (napari
+        shows a point's text only within half a unit of its slice), so a label is seen
+        on every slice its outline is; the others stay at their ROI's peak."""
+        v = self.viewer
+        pos = np.array(pos, dtype=float)
+        if v.dims.ndisplay != 2 or not len(pos):
+            return pos
+        off = [d for d in range(3) if d not in list(v.dims.displayed)[-2:]]
+        here = np.asarray(v.dims.point, dtype=float)[-3:]
+        seen = self._seen_here()
+        for d in off:
+            pos[seen, d] = here[d]
+        return pos
+
+    def _backdrop_tiles(self, pos, places):
+        """Square tiles (world positions and sizes in mm) that cover each shown label's
+        text box: a dark backdrop that keeps the white text legible over a bright
+        rendering or anatomy. The tiles' size follows the zoom (a label is a fixed number
+        of screen pixels); in 2-D they lie on the slice shown, for the labels seen on it
+        (the label's point is seen within its ROI's radius of the slice)."""
+        _, right, _, zoom, _ = self._screen_frame()
+        seen = self._seen_here()
+        shown = [i for i, r in enumerate(self.results) if self.visible.get(r.name, True)]
+        tiles, sizes = [], []
+        for i, p in zip(shown, places, strict=True):
+            if not seen[i]:
+                continue  # the label is not seen on this slice
+            w, h = p.size
+            side = max(float(h) - 3.0, 4.0)
+            n = max(int(np.ceil((w - 4.0) / side)), 1)
+            centre = np.array(pos[i], dtype=float)  # on the slice already (_onto_slice)
+            for k in range(n):
+                tiles.append(centre + (k - (n - 1) / 2.0) * side * right / zoom)
+                sizes.append(side / zoom)
+        return np.asarray(tiles, dtype=float).reshape(-1, 3), np.asarray(sizes, dtype=float)
+
+    def _draw_backdrops(self) -> None:
+        """The labels' backdrop layer (below the labels; no row in the layer list)."""
+        if self._layer(BACKDROP_LAYER) is not None:
+            return
+        from mpi_viewer.plugins._layer_rows import hide_helper_rows
+
+        layer = self._add_keeping_active(
+            self.viewer.add_points,
+            np.zeros((0, 3)),
+            ndim=3,
+            name=BACKDROP_LAYER,
+            symbol="square",
+            face_color=BACKDROP_COLOR,
+            border_width=0,
+            border_color="transparent",
+            units=compat.mm_units(3),
+            antialiasing=0,  # tiles meet without seams
+            blending="translucent_no_depth",  # over the 3-D rendering, under the text
+            metadata={"mpi_viewer": {"decoration_of": LABEL_LAYER}},
+        )
+        layer.editable = False
+        hide_helper_rows(self.viewer)
 
     def _draw_labels(self) -> None:
         import pandas as pd
@@ -284,6 +371,7 @@ class CellOverlaysMixin:
                         "anchor": "center",
                     },
                 )
+            layer.events.visible.connect(lambda *_: self._layout_labels())  # helpers follow
         else:
             layer.features = feats
         meta(layer)["anchors_zyx_mm"] = anchors.tolist()  # the ROI peaks the labels belong to
@@ -308,7 +396,11 @@ class CellOverlaysMixin:
                     units=compat.mm_units(3),
                     out_of_slice_display=True,
                     blending="translucent_no_depth",
+                    metadata={"mpi_viewer": {"decoration_of": LABEL_LAYER}},
                 )
+            from mpi_viewer.plugins._layer_rows import hide_helper_rows
+
+            hide_helper_rows(self.viewer)
         self._layout_labels()
 
     def _draw_density(self) -> None:

@@ -23,7 +23,9 @@ placement (the registration dock's live preview) or data (ROIs recomputed) are
 resampled after a debounce (:data:`DEBOUNCE_MS`) on a worker thread.
 
 The twin is named ``"<name> (2-D view)"``, locked against deletion, placed just
-above its native layer and marked ``metadata["mpi_viewer"]["display_twin_of"]``;
+above its native layer, has no row in the layer list (:mod:`._layer_rows`: one row
+per image; the native's row and controls drive both) and is marked
+``metadata["mpi_viewer"]["display_twin_of"]``;
 ``find_layers`` and the docks' layer pickers skip it, ``volume_from_layer`` refuses
 it, so twins are never quantified or saved.
 """
@@ -42,6 +44,7 @@ from mpi_viewer.plugins._display2d_twins import (  # noqa: F401 - the public nam
     data_to_world_matrix,
     needs_twin,
 )
+from mpi_viewer.plugins._layer_rows import hide_helper_rows
 from mpi_viewer.plugins._layers import TWIN_KEY, is_display_twin, layer_kind, meta
 
 #: Debounce before re-resampling after the native layer changed (ms).
@@ -107,6 +110,7 @@ class Display2D(TwinsMixin):
         viewer.layers.events.moved.connect(self._on_moved)
         for layer in list(viewer.layers):
             self._watch(layer)
+        hide_helper_rows(viewer)  # the twins draw, but have no row in the layer list
 
     # ---- public
     @property

@@ -11,6 +11,7 @@ plugin; these accesses are deliberate and the warning is silenced here only.
 Exposed: :func:`qt_window`, :func:`install_close_filter`, :func:`resize_docks`,
 :func:`resize_window`, :func:`unelide_dock_tabs`, :func:`layer_visual`, :func:`set_node_visible`,
 :func:`text_on_top`, :func:`extent_updater`, :func:`canvas_size_px`,
+:func:`hide_layer_rows`, :func:`layer_rows`,
 :func:`dock_widgets`, :data:`MM_UNITS`, :func:`check`.
 """
 
@@ -156,6 +157,47 @@ def canvas_size_px(viewer) -> tuple[int, int]:
     return 800, 600
 
 
+def _layer_list_view(viewer):
+    """The layer list's Qt view (a ``QListView`` over a reversing proxy model), or None."""
+    qt_viewer = _qt_viewer(viewer)
+    with _private():
+        return getattr(qt_viewer, "layers", None) if qt_viewer is not None else None
+
+
+def _row_layers(view) -> list:
+    """The layer shown in each row of the layer list view (napari's item role)."""
+    from qtpy.QtCore import Qt
+
+    model = view.model()
+    role = Qt.ItemDataRole.UserRole  # napari's ItemRole: the item itself
+    return [model.data(model.index(row, 0), role) for row in range(model.rowCount())]
+
+
+def hide_layer_rows(viewer, hidden: Callable[[object], bool]) -> bool:
+    """Hide the layer list rows of the layers ``hidden(layer)`` is true of (the layers
+    stay in ``viewer.layers`` and are drawn). False when the view cannot be reached."""
+    view = _layer_list_view(viewer)
+    if view is None or not hasattr(view, "setRowHidden"):
+        return False
+    for row, layer in enumerate(_row_layers(view)):
+        want = bool(layer is not None and hidden(layer))
+        if view.isRowHidden(row) != want:
+            view.setRowHidden(row, want)
+    return True
+
+
+def layer_rows(viewer, *, shown_only: bool = True) -> list[str]:
+    """Names in the layer list view, top to bottom (only the rows not hidden)."""
+    view = _layer_list_view(viewer)
+    if view is None:
+        return [lyr.name for lyr in reversed(viewer.layers)]
+    return [
+        getattr(lyr, "name", str(lyr))
+        for row, lyr in enumerate(_row_layers(view))
+        if not (shown_only and view.isRowHidden(row))
+    ]
+
+
 def check(viewer) -> list[str]:
     """What of the private API above is missing in the running napari (empty: all there).
 
@@ -177,6 +219,11 @@ def check(viewer) -> list[str]:
         problems.append("ViewerModel._on_layers_change is gone")
     if getattr(getattr(canvas, "native", None), "width", None) is None:
         problems.append("the canvas has no native Qt widget")
+    view = _layer_list_view(viewer)
+    if view is None or not hasattr(view, "setRowHidden"):
+        problems.append("QtViewer.layers (the layer list view) is gone")
+    elif _row_layers(view) != list(reversed(viewer.layers)):
+        problems.append("the layer list view's rows are not the layers (item role changed)")
     return problems
 
 

@@ -28,7 +28,7 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QTableWidgetItem
 
 from mpi_viewer.io import tables as res
-from mpi_viewer.roi.regions import rois_to_label_image
+from mpi_viewer.roi.regions import flag_sentences, rois_to_label_image
 
 LABELS_LAYER = "MPI ROIs"
 
@@ -40,10 +40,7 @@ _COLUMNS = (
     ("peak_au", "peak (a.u.)"),
     ("mean_au", "mean (a.u.)"),
     ("snr", "SNR"),
-    ("fwhm_x_mm", "FWHM x (mm)"),
-    ("fwhm_y_mm", "FWHM y (mm)"),
-    ("fwhm_z_mm", "FWHM z (mm)"),
-    ("flags", "flags"),
+    ("FWHM", ""),  # x, y(, z) in one column; the flags are said in words under the table
 )
 
 
@@ -59,9 +56,9 @@ class ROIResultsMixin:
                 head = f"{'volume' if ndim == 3 else 'area'} ({u})"
             elif key == "TOTAL":
                 head = f"total signal (a.u.·{u})"
-            heads.append(head)
-        if ndim == 2:
-            heads = [h for (k, _), h in zip(_COLUMNS, heads, strict=True) if k != "fwhm_z_mm"]
+            elif key == "FWHM":
+                head = f"FWHM {'x, y, z' if ndim == 3 else 'x, y'} (mm)"
+            heads.append(head.replace(" (", "\n(", 1))  # units on a second line: narrower
         self.table.setColumnCount(len(heads))
         self.table.setHorizontalHeaderLabels(heads)
 
@@ -83,10 +80,11 @@ class ROIResultsMixin:
         self._filling = True
         ndim = results[0].ndim if results else 3
         self._set_headers(ndim)
-        keys = [k for k, _ in _COLUMNS if not (ndim == 2 and k == "fwhm_z_mm")]
+        keys = [k for k, _ in _COLUMNS]
         self.table.setRowCount(len(results))
         # each warning once, in full, under the table; ⚠n beside the total signal
-        per_row, notes = numbered([r.name for r in results], [r.warnings for r in results])
+        said = [[*flag_sentences(r.flags, r.warnings), *r.warnings] for r in results]
+        per_row, notes = numbered([r.name for r in results], said)
         for i, r in enumerate(results):
             row = r.to_row()
             for j, k in enumerate(keys):
@@ -94,14 +92,17 @@ class ROIResultsMixin:
                     v = r.size
                 elif k == "TOTAL":
                     v = r.total_signal
+                elif k == "FWHM":
+                    axes = ("x", "y", "z")[: max(min(ndim, 3), 2)]
+                    v = ", ".join(f"{row.get(f'fwhm_{a}_mm', float('nan')):.2g}" for a in axes)
                 else:
                     v = row.get(k, "")
                 text = res.format_value(v) if not isinstance(v, float) else f"{v:.4g}"
                 if k == "TOTAL" and per_row[i]:
                     text = f"{text} {marker(per_row[i])}"
                 item = QTableWidgetItem(text)
-                if r.warnings:
-                    item.setToolTip(tooltip_html("; ".join(r.warnings)))
+                if said[i]:
+                    item.setToolTip(tooltip_html("; ".join(said[i])))
                     if k in ("TOTAL", _COLUMNS[0][0]):
                         item.setForeground(QColor(WARN_COLOUR))
                 if j != 0 or r.method == MANUAL:

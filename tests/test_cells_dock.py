@@ -156,8 +156,8 @@ def test_cells_from_a_cell_based_calibration(make_napari_viewer, tmp_path, error
     )
     cal.apply_to_rois(rois, params)
 
-    cells.cellcal_radio.setChecked(True)
-    cells.mean_spin.setValue(0.0)  # not used, so not an error
+    cells.set_from_cell_calibration(True)
+    cells.mean_w.value = 0.0  # not used, so not an error
     cells.compute()  # off the GUI thread, as the button does
     qtbot.waitUntil(lambda: bool(cells.results), timeout=60000)
     assert not errors

@@ -6,6 +6,8 @@ The GUI test walks the demo study in the real window (``mpi-viewer demo``), as a
 gets it, and asserts what is on screen; the others test the pieces headless.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -144,6 +146,47 @@ def test_the_demo_study_reads_on_screen(make_napari_viewer, qtbot, study, tmp_pa
             else:
                 assert "⚠" not in cell.text()
         assert flagged >= 1
+    # -- the cells table fits the dock: no sideways scrolling; each number with its interval
+    QApplication.processEvents()
+    assert cells.table.horizontalScrollBar().maximum() == 0
+    assert cells.table.viewport().width() >= sum(
+        cells.table.columnWidth(j) for j in range(cells.table.columnCount() - 1)
+    )
+    iso_row = next(i for i in range(cells.table.rowCount())
+                   if cells.table.item(i, 1).text() == "isolated")  # fmt: skip
+    assert re.fullmatch(r"[\d\u2009]+ \([\d\u2009]+–[\d\u2009]+\)", cells.table.item(iso_row, 2).text())
+    # -- no bare flag codes beside their sentences, anywhere the user reads warnings
+    from mpi_viewer.roi.regions import FLAGS
+
+    shown = [table.mpi_viewer_warning_notes.text() for table in (cells.table, cal.iron_table)]
+    shown += [cells.table.item(i, j).toolTip() for i in range(cells.table.rowCount())
+              for j in range(cells.table.columnCount())]  # fmt: skip
+    rt = roi.table
+    shown += [rt.mpi_viewer_warning_notes.text()]
+    shown += [rt.item(i, j).text() + " " + rt.item(i, j).toolTip()
+              for i in range(rt.rowCount()) for j in range(rt.columnCount())]  # fmt: skip
+    assert "touches" in " ".join(shown)  # the ROIs' own sentences are there
+    for text in shown:  # no code with an underscore anywhere, no note or tip that is a code
+        assert not [f for f in FLAGS if "_" in f and f in text], text
+        plain = re.sub(r"<[^>]+>", "", text).replace("&nbsp;", " ")
+        parts = re.split(r"⚠\d+|; |\n", plain)
+        assert not [p for p in parts if p.split(":")[-1].strip(" .") in FLAGS], text
+    # the calibration dock's iron table fits its dock too (amount and interval in one cell)
+    cal_dock = cal.parentWidget()
+    while not isinstance(cal_dock, QDockWidget):
+        cal_dock = cal_dock.parentWidget()
+    cal_dock.raise_()
+    QApplication.processEvents()
+    assert cal.iron_table.isVisible() and cal.iron_table.horizontalScrollBar().maximum() == 0
+    dock_cells = cells.parentWidget()
+    while not isinstance(dock_cells, QDockWidget):
+        dock_cells = dock_cells.parentWidget()
+    dock_cells.raise_()
+    QApplication.processEvents()
+    # -- the iron per cell is a magicgui form (as the calibration and registration docks)
+    from magicgui.widgets import Container
+
+    assert isinstance(cells.ipc_form, Container) and cells.mean_w.value == 15.0
     # toasts say what to do in the words shown before napari cuts the line (~40 characters)
     assert all(len(m.split(":")[0]) <= 40 for m in notes["warning"] if m.startswith("See ⚠"))
 
@@ -171,6 +214,32 @@ def test_the_demo_study_reads_on_screen(make_napari_viewer, qtbot, study, tmp_pa
     viewer.reset_view()
     viewer.scene.camera.angles = (0.0, -60.0, 30.0)
     _label_layout_is_clear(viewer, cells)
+    # -- the 3-D labels sit on dark backdrops: tiles covering each label's text box
+    from mpi_viewer.plugins._cells_overlays import BACKDROP_LAYER
+
+    back = viewer.layers[BACKDROP_LAYER]
+    assert back.visible and len(back.data) >= len(cells.results)
+    assert np.allclose(back.face_color[:, :3], 0.0) and np.all(back.face_color[:, 3] > 0.5)
+    pos, _, places = cells.label_layout()
+    _, right, down, zoom, (w, h) = cells._screen_frame()
+    for p, anchor in zip(places, pos, strict=True):  # each label's box is covered on screen
+        rel = (np.asarray(back.data) - anchor) @ right * zoom
+        near = np.abs((np.asarray(back.data) - anchor) @ down * zoom) < 1
+        half = back.size[near] * zoom / 2
+        assert rel[near].min() - half.min() <= -p.size[0] / 2 + 8
+        assert rel[near].max() + half.max() >= p.size[0] / 2 - 8
+    # -- one row per image in the layer list: no "(2-D view)" twins, no label helpers
+    from mpi_viewer.plugins._layer_rows import listed_layer_names
+
+    viewer.dims.ndisplay = 2
+    QApplication.processEvents()
+    rows = listed_layer_names(viewer)
+    assert not [n for n in rows if "2-D view" in n or n in (BACKDROP_LAYER, "cell count leaders")]
+    assert rows == [
+        "cell counts", "ROI outlines", "cell density (cells/mm³)", "phantoms", "MPI ROIs",
+        "MPI (synthetic demo)", "CT (synthetic demo)", "MRI (synthetic demo)",
+    ]  # fmt: skip
+    assert any("2-D view" in lyr.name for lyr in viewer.layers)  # the twins still draw
     # the overlays did not take the user's active layer
     assert viewer.layers.selection.active is None or viewer.layers.selection.active.name not in (
         "cell count leaders",

@@ -607,7 +607,10 @@ def apply_calibration(
             warn.append(f"negative {calibration.kind} estimate ({x:.3g} {calibration.x_unit})")
         if not (np.isfinite(lo) and np.isfinite(hi)) and not below:
             warn.append("no finite confidence interval for this calibration")
-        for text in [*(getattr(r, "flags", []) or []), *(getattr(r, "warnings", []) or [])]:
+        from mpi_viewer.roi.regions import flag_sentences
+
+        own = list(getattr(r, "warnings", []) or [])
+        for text in [*flag_sentences(getattr(r, "flags", []), own), *own]:
             if text and text not in warn:
                 warn.append(str(text))
         res = QuantityResult(name=name, signal=y0, below_lod=below, lod=lod, warnings=warn)

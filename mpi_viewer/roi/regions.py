@@ -99,6 +99,36 @@ FLAGS = (
     "unseeded_peak",
 )
 
+#: Each flag said in words, for a user (the bare code is for programs and the CSV's
+#: ``flags`` column), and the words of the ROI's own warning that already say it.
+FLAG_TEXT = {
+    "touching": ("touches another ROI.", ("touches ",)),
+    "shared_signal": (
+        "shares its signal with a neighbouring source (the neighbour's model was subtracted).",
+        ("share this region", "tails reach"),
+    ),
+    "multiple_peaks": ("the region holds more than one peak.", ("maxima", "peaks and was not")),
+    "extended": ("not point-like: an extended source.", ("not point-like",)),
+    "saturated": ("the peak is in the receiver's saturation (corrected).", ("saturat",)),
+    "duplicate": ("the same peak as another ROI.", ("same peak as",)),
+    "edge": ("the ROI reaches the image edge.", ("image edge",)),
+    "unseeded_peak": ("a peak found without a seed.", ("seed",)),
+}
+
+
+def flag_sentences(flags, warnings=()) -> list[str]:
+    """The ROI's flags in words, leaving out those its ``warnings`` already say in full
+    (a warning such as "touches weak." makes "touching" redundant); unknown flags as they are."""
+    said = " ".join(str(w) for w in warnings or ())
+    out = []
+    for flag in flags or ():
+        text, keys = FLAG_TEXT.get(str(flag), (str(flag), ()))
+        if keys and any(k in said for k in keys):
+            continue
+        if text not in out:
+            out.append(text)
+    return out
+
 
 @dataclass
 class ROIParams:
