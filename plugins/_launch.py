@@ -108,6 +108,9 @@ def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None):
     """
     _scale_bar(viewer).visible = True
     widgets = open_docks(viewer)
+    from mpi_viewer.plugins._warm_up import settle
+
+    settle(viewer)  # napari's first-of-a-kind costs paid now, not in a step
     if demo:
         load_demo(viewer, study)
     for f in files:
