@@ -17,7 +17,8 @@ Start-up is the one ``mpi-viewer demo`` does (``plugins/_launch.prepare``: docks
 warm-up and ``gc.freeze`` of :mod:`mpi_viewer.plugins._warm_up`, then the data);
 ``--cold`` leaves the warm-up and the freeze out (how it was before). ``--warnings`` also lists every napari notification shown during the study; ``--stacks``
 prints, for each step, where the GUI thread was during its longest gap (a sampling
-thread reads the GUI thread's stack every 5 ms while the heartbeat is late).
+thread reads the GUI thread's stack every 5 ms while the heartbeat is late; a
+diagnostic only: reading another thread's frames can crash CPython 3.11 now and then).
 """
 
 from __future__ import annotations
