@@ -13,16 +13,24 @@ density, outline and text-label layers of the cells step) measured by the same
 heartbeat: a step that adds a layer cannot stall less than napari adding it. Target: ≤ 100 ms
 per step (the viewer's own start-up excluded).
 
-``--warnings`` also lists every napari notification shown during the study.
+Start-up is the one ``mpi-viewer demo`` does (``plugins/_launch.prepare``: docks, the
+warm-up and ``gc.freeze`` of :mod:`mpi_viewer.plugins._warm_up`, then the data);
+``--cold`` leaves the warm-up and the freeze out (how it was before). ``--warnings`` also lists every napari notification shown during the study; ``--stacks``
+prints, for each step, where the GUI thread was during its longest gap (a sampling
+thread reads the GUI thread's stack every 5 ms while the heartbeat is late; a
+diagnostic only: reading another thread's frames can crash CPython 3.11 now and then).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("QT_API", "pyqt6")
@@ -45,6 +53,49 @@ class Heartbeat:
         return 1000.0 * max(b - a for a, b in zip(ts, ts[1:], strict=False))
 
 
+class StallSampler(threading.Thread):
+    """Samples the GUI thread's stack every 5 ms while the heartbeat is over 30 ms late."""
+
+    def __init__(self, hb: Heartbeat, late_s: float = 0.03):
+        super().__init__(daemon=True)
+        self.hb, self.late_s = hb, late_s
+        self.main = threading.main_thread().ident
+        self.samples: list[tuple[float, list[str]]] = []  # (beat before the gap, frames)
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            time.sleep(0.005)
+            last = self.hb.beats[-1] if self.hb.beats else 0.0
+            if time.perf_counter() - last < self.late_s:
+                continue
+            frame = sys._current_frames().get(self.main)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            self.samples.append(
+                (last, [f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in stack])
+            )
+
+    def report(self, t0: float, t1: float, top: int = 14) -> str:
+        """The frames seen most often during the longest gap between ``t0`` and ``t1``."""
+        beats = [t0, *[b for b in self.hb.beats if t0 <= b <= t1], t1]
+        start = max(zip(beats, beats[1:], strict=False), key=lambda ab: ab[1] - ab[0])[0]
+        stacks = [st for last, st in self.samples if abs(last - start) < 1e-9]
+        if not stacks:
+            return "    (no sample in the longest gap)"
+        count: collections.Counter = collections.Counter()
+        depth: dict[str, int] = {}
+        for st in stacks:
+            count.update(dict.fromkeys(st, 1))
+            for k, f in enumerate(st):
+                depth.setdefault(f, k)
+        # the call chain most samples share, innermost last, then where they diverge
+        common = sorted((f for f in count if count[f] >= 0.3 * len(stacks)), key=depth.get)
+        rows = [f"    {count[f]:3d}/{len(stacks)} {f}" for f in common[-top:]]
+        return "\n".join(rows)
+
+
 def pump(until, timeout_s: float = 300.0) -> None:
     """Run the event loop until ``until()`` is true (or fail after ``timeout_s``)."""
     from qtpy.QtWidgets import QApplication
@@ -65,6 +116,36 @@ def wait_worker(worker) -> None:
     pump(lambda: bool(done))
 
 
+SAMPLER: StallSampler | None = None
+
+
+class GcPauses:
+    """Durations of Python's garbage collections (any thread), with their generation."""
+
+    def __init__(self):
+        import gc
+
+        self.pauses: list[tuple[float, float, int]] = []  # (start, seconds, generation)
+        self._t = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase, info) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.pauses.append((self._t, time.perf_counter() - self._t, info["generation"]))
+
+    def longest_ms(self, t0: float, t1: float) -> str:
+        got = [(d, g) for t, d, g in self.pauses if t0 <= t <= t1]
+        if not got:
+            return "-"
+        d, g = max(got)
+        return f"{1000 * d:.0f} (gen {g})"
+
+
+GC = GcPauses()
+
+
 def step(hb: Heartbeat, name: str, fn, table: list) -> None:
     from qtpy.QtWidgets import QApplication
 
@@ -76,15 +157,23 @@ def step(hb: Heartbeat, name: str, fn, table: list) -> None:
     t_end = time.perf_counter() + 0.3
     pump(lambda: time.perf_counter() > t_end)
     t1 = time.perf_counter()
-    table.append((name, hb.longest_gap_ms(t0, t1), 1000.0 * (t1 - t0 - 0.3)))
-    print(
-        f"{name:<34} longest gap {table[-1][1]:7.0f} ms   wall {table[-1][2]:7.0f} ms", flush=True
+    table.append(
+        (name, hb.longest_gap_ms(t0, t1), 1000.0 * (t1 - t0 - 0.3), GC.longest_ms(t0, t1))
     )
+    print(
+        f"{name:<34} longest gap {table[-1][1]:7.0f} ms   wall {table[-1][2]:7.0f} ms"
+        f"   longest GC {table[-1][3]} ms",
+        flush=True,
+    )
+    if SAMPLER is not None:
+        print(SAMPLER.report(t0, t1), flush=True)
 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warnings", action="store_true")
+    ap.add_argument("--stacks", action="store_true")
+    ap.add_argument("--cold", action="store_true", help="no warm-up, no gc.freeze at start-up")
     args = ap.parse_args(argv)
 
     import napari
@@ -101,9 +190,17 @@ def main(argv: list[str]) -> int:
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1600, 1000)
     docks = {type(w).__name__: w for w in open_docks(viewer)}
+    if not args.cold:
+        from mpi_viewer.plugins._warm_up import settle
+
+        settle(viewer)  # as `mpi-viewer demo` starts (plugins/_launch.prepare)
     study = load_demo(viewer)
     print(f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s")
     hb = Heartbeat()
+    if args.stacks:
+        global SAMPLER
+        SAMPLER = StallSampler(hb)
+        SAMPLER.start()
     rows: list = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_gui_"))
     folder = tmp / "study"
@@ -171,9 +268,9 @@ def main(argv: list[str]) -> int:
         rows,
     )
 
-    print("\nstep | longest GUI-thread gap (ms) | wall (ms)")
-    for name, gap, wall in rows:
-        print(f"{name} | {gap:.0f} | {wall:.0f}")
+    print("\nstep | longest GUI-thread gap (ms) | wall (ms) | longest GC pause (ms)")
+    for name, gap, wall, gc_ms in rows:
+        print(f"{name} | {gap:.0f} | {wall:.0f} | {gc_ms}")
     if args.warnings:
         print("\nnotifications:")
         for m in seen:

@@ -122,14 +122,20 @@ def load_demo(viewer, study=None):
     return study
 
 
-def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None):
+def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None, settle=False):
     """What ``mpi-viewer [demo] [FILES]`` does to a new viewer: the docks, then the data.
 
     Returns the widgets of the docks. ``study`` (tests): a demo study already made.
+    ``settle`` (the program's own start-up): :func:`mpi_viewer.plugins._warm_up.settle`
+    before the data, so the steps do not pay napari's first-of-a-kind costs.
     """
     _scale_bar(viewer).visible = True
     prefer_plugin_reader()  # File > Open: no "which reader?" for the scanners' formats
     widgets = open_docks(viewer)
+    if settle:
+        from mpi_viewer.plugins._warm_up import settle as _settle
+
+        _settle(viewer)  # napari's first-of-a-kind costs paid now, not in a step
     if demo:
         load_demo(viewer, study)
     for f in files:
@@ -168,7 +174,7 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
         from mpi_viewer.plugins import _napari_compat as compat
 
         compat.resize_window(viewer, 1600, 1000)
-    prepare(viewer, demo=demo, files=files, ndisplay=ndisplay)
+    prepare(viewer, demo=demo, files=files, ndisplay=ndisplay, settle=True)
     if screenshot:
         from qtpy.QtWidgets import QApplication
 

@@ -48,6 +48,17 @@ class GuiStep:
         finally:
             self.done.set()
 
+    def run_then_release(self) -> None:
+        """Run it on the GUI thread; the worker goes on only once the event loop has
+        drawn what it changed (a 0 ms timer fires after the pending paint), so the next
+        step never shares a turn, and a stall, with this step's repaint."""
+        from qtpy.QtCore import QTimer
+
+        try:
+            self.result = self.fn()
+        finally:
+            QTimer.singleShot(0, self.done.set)
+
     def wait(self, timeout_s: float = 300.0):
         """Wait (in the worker) until the step ran on the GUI thread; its result."""
         if not self.done.wait(timeout_s):
@@ -172,7 +183,7 @@ def start_work(
         def step(item) -> None:
             if isinstance(item, GuiStep):
                 try:
-                    item()
+                    item.run_then_release()
                 except Exception as exc:  # noqa: BLE001 - never let an error reach Qt
                     fail(exc)
             elif pbar is not None and determinate:

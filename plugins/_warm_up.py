@@ -1,0 +1,130 @@
+"""Pay napari's first-of-a-kind costs at start-up instead of in the middle of a step.
+
+The first Points layer with text, the first Labels layer, the first Vectors layer a
+viewer draws cost napari and vispy far more than the next ones (measured under
+software OpenGL, llvmpipe under Xvfb, CPU ms of the GUI thread, first → second):
+a Points layer with text 413 → 25 ms to build (the points and text modules imported,
+the glyphs rendered into vispy's shared font atlas) and its first paint 312 → 171 ms;
+a Labels layer ~165 ms of vispy's line dash atlas (computed once per process, then
+cached); and every new shader program is compiled and linked on its first draw
+(Mesa keeps the result in its shader cache for the next program of the same source).
+A study meets each of these in a step (the mold's wells, the first ROI, the cells'
+labels), where it freezes the window for a second.
+
+:func:`warm_up` makes one small layer of each kind the study will use, styled as the
+docks style theirs (text, blending, label colour maps), draws them once, and removes
+them, leaving the viewer's layers, selection and view as they were. It runs while the
+viewer starts (``mpi-viewer``, ``mpi-viewer demo``), where a second more is not felt.
+
+Python's own garbage collector is the other stall: a full (generation 2) collection
+walks every object the process holds, and after napari, Qt, SciPy, SimpleITK and
+pydantic are imported that is over a million objects, 150–650 ms on the GUI thread at
+random moments (measured in ``benchmarks/bench_gui_stalls.py``: the mold step, the
+calibration, the report). :func:`settle` freezes what start-up made (``gc.freeze``:
+modules, classes, the window, the docks; never scanned again, they live as long as the
+program anyway) before any data is loaded, so later collections walk only what the
+study itself makes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Characters the docks' labels use (well and phantom names, cell counts with
+#: intervals and powers of ten): rendered into vispy's font atlas once, at start-up.
+GLYPHS = (
+    "0123456789 abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "×⁰¹²³⁴⁵⁶⁷⁸⁹⁻–-+.,:;[]()/%±µ³⚠"
+)
+
+
+def _layers_to_warm(viewer, ndim: int = 3) -> list:
+    """Add the warm-up layers (small, in mm, at the origin); returns them."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    units = ("mm",) * ndim
+    vox = np.zeros((8,) * ndim, dtype=np.uint16)
+    vox[2:6, 2:6, 2:6] = 1
+    pts = np.array([[4.0] * ndim, [5.0] * ndim])
+    words = [GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :]]
+    made = [
+        viewer.add_image(
+            vox.astype(np.float32), units=units, contrast_limits=(0.0, 1.0), blending="translucent"
+        ),
+        viewer.add_labels(vox, units=units, opacity=0.5),
+        viewer.add_labels(
+            vox,
+            units=units,
+            blending="translucent",
+            colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
+        ),
+        viewer.add_points(
+            pts,
+            units=units,
+            features={"t": words},
+            text={"string": "{t}", "size": 10, "color": "cyan", "anchor": "upper_left"},
+            size=3.0,
+            face_color="transparent",
+            border_color="cyan",
+            border_width=0.15,
+            projection_mode="rescale_spherical",
+        ),
+        viewer.add_points(
+            pts,
+            units=units,
+            features={"t": words},
+            text={"string": "{t}", "size": 9.75, "color": "white", "anchor": "center"},
+            size=1.0,
+            face_color="transparent",
+            border_color="transparent",
+            blending="translucent_no_depth",
+        ),
+        viewer.add_vectors(
+            np.array([[[4.0] * ndim, [1.0] * ndim]]),
+            units=units,
+            edge_width=0.25,
+            edge_color="white",
+            vector_style="line",
+            blending="translucent_no_depth",
+        ),
+    ]
+    made[2].contour = 2  # the ROI outlines' style
+    return made
+
+
+def warm_up(viewer) -> bool:
+    """Build, draw once and remove one small layer of each kind the study adds later.
+
+    The viewer's layers, selection, dims and camera are as before. Returns False (and
+    does nothing) when the viewer has no window to draw in or already holds layers
+    (their first costs are paid: nothing to gain, a view to keep).
+    """
+    from qtpy.QtWidgets import QApplication
+
+    if getattr(viewer, "window", None) is None or len(viewer.layers) or viewer.dims.ndisplay != 2:
+        return False
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nothing of the warm-up concerns the user
+        made = _layers_to_warm(viewer)
+        try:
+            QApplication.processEvents()
+            # a synchronous draw of the canvas: every program compiled, every texture made
+            viewer.screenshot(canvas_only=True)
+        finally:
+            for layer in made:
+                if layer in viewer.layers:
+                    viewer.layers.remove(layer)
+            QApplication.processEvents()
+    return True
+
+
+def settle(viewer) -> None:
+    """End of start-up, before any data: :func:`warm_up`, then freeze the objects made so
+    far out of the garbage collector's full collections (module docstring)."""
+    import gc
+
+    warm_up(viewer)
+    gc.collect()  # garbage of start-up freed first, not frozen with the rest
+    gc.freeze()

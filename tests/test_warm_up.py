@@ -1,0 +1,58 @@
+"""Start-up warm-up (plugins/_warm_up.py): napari's first-of-a-kind costs paid before
+the data, and nothing of it left for the user to see.
+
+Behaviour only (no timing: the speed is measured by benchmarks/bench_gui_stalls.py).
+"""
+
+import gc
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def test_warm_up_leaves_the_viewer_as_it_was(make_napari_viewer):
+    from mpi_viewer.plugins._warm_up import warm_up
+
+    viewer = make_napari_viewer(show=True)
+    events: list = []
+    viewer.layers.events.inserted.connect(lambda e: events.append(e.value.name))
+    assert warm_up(viewer) is True
+    assert len(events) >= 5  # it did draw layers of each kind…
+    assert len(viewer.layers) == 0  # …and removed them all
+    assert len(viewer.layers.selection) == 0 and viewer.layers.selection.active is None
+    assert viewer.dims.ndisplay == 2
+    # the study's layers then arrive as usual, with their own names
+    img = viewer.add_image(np.zeros((4, 5, 6), np.float32), name="MRI")
+    assert [lyr.name for lyr in viewer.layers] == ["MRI"]
+    # a viewer that already shows data is left alone (its view is the user's)
+    events.clear()
+    assert warm_up(viewer) is False
+    assert events == [] and list(viewer.layers) == [img]
+
+
+def test_settle_freezes_start_up_objects_for_the_collector(make_napari_viewer):
+    from mpi_viewer.plugins._warm_up import settle
+
+    viewer = make_napari_viewer(show=True)
+    try:
+        settle(viewer)
+        assert gc.get_freeze_count() > 100_000  # napari, Qt, numpy… no longer walked
+        assert len(viewer.layers) == 0
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
+
+
+def test_mpi_viewer_demo_starts_settled(make_napari_viewer, study, monkeypatch):
+    """`mpi-viewer demo` (``run``) warms up before the data; tests' ``prepare`` does not."""
+    from mpi_viewer.plugins import _launch, _warm_up
+
+    calls: list = []
+    monkeypatch.setattr(_warm_up, "settle", lambda viewer: calls.append(len(viewer.layers)))
+    viewer = make_napari_viewer(show=True)
+    _launch.prepare(viewer, demo=True, study=study, settle=True)
+    assert calls == [0]  # before any data layer
+    assert len(viewer.layers) >= 3  # then the demo's MRI, CT, MPI
+    _launch.prepare(make_napari_viewer(show=True))
+    assert calls == [0]
