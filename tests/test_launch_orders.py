@@ -379,8 +379,8 @@ def _calibrate(qtbot, viewer, study, docks, monkeypatch, notes, *, phantoms_csv=
 def _cells(qtbot, study, cells, notes):
     """Iron per cell typed in, Compute cells and overlays: cells against the truth."""
     _raise(cells)
-    cells.mean_spin.setValue(study.truth["iron_per_cell_pg"])
-    cells.sd_spin.setValue(study.truth["iron_per_cell_sd_pg"])
+    cells.mean_w.value = study.truth["iron_per_cell_pg"]
+    cells.sd_w.value = study.truth["iron_per_cell_sd_pg"]
     qtbot.mouseClick(cells.compute_btn, _left())
     _until(qtbot, lambda: len(cells.results) == 4 and cells.compute_btn.isEnabled(), notes)
     for r, name in zip(cells.results, SOURCES, strict=True):
