@@ -157,9 +157,7 @@ def step(hb: Heartbeat, name: str, fn, table: list) -> None:
     t_end = time.perf_counter() + 0.3
     pump(lambda: time.perf_counter() > t_end)
     t1 = time.perf_counter()
-    table.append(
-        (name, hb.longest_gap_ms(t0, t1), 1000.0 * (t1 - t0 - 0.3), GC.longest_ms(t0, t1))
-    )
+    table.append((name, hb.longest_gap_ms(t0, t1), 1000.0 * (t1 - t0 - 0.3), GC.longest_ms(t0, t1)))
     print(
         f"{name:<34} longest gap {table[-1][1]:7.0f} ms   wall {table[-1][2]:7.0f} ms"
         f"   longest GC {table[-1][3]} ms",

@@ -24,6 +24,7 @@ Public attributes: :attr:`CellsDock.results` (list of
 from __future__ import annotations
 
 import numpy as np
+from magicgui.widgets import Container, FloatSpinBox, RadioButtons
 from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._calibration_dock import (
     fmt,
@@ -39,7 +40,6 @@ from mpi_viewer.plugins._cells_table import CellsTableMixin
 from mpi_viewer.plugins._controller import get_controller
 from mpi_viewer.plugins._layers import install_mm_units, meta, volume_from_layer
 from mpi_viewer.plugins._work import GuiStep, notify_error, start_work
-from magicgui.widgets import Container, FloatSpinBox, RadioButtons
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -53,7 +53,6 @@ from qtpy.QtWidgets import (
 from mpi_viewer.defaults import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG
 from mpi_viewer.errors import InputError
 from mpi_viewer.report.overlays import content_box, overlay_arrays
-
 
 #: The two sources of a cell number (the form's choices).
 FROM_IPC = "iron per cell (ex vivo, e.g. ICP-MS)"

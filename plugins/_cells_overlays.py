@@ -246,7 +246,9 @@ class CellOverlaysMixin:
         layer.features = feats
         layer.refresh_text()
         _, radii = self._anchors()
-        layer.size = np.maximum(2.0 * radii, 1.0)  # the points are transparent: only their text shows
+        layer.size = np.maximum(
+            2.0 * radii, 1.0
+        )  # the points are transparent: only their text shows
         layer.shown = np.array([self.visible.get(r.name, True) for r in self.results], bool)
         lead = self._layer(LEADER_LAYER)
         if lead is not None:

@@ -33,8 +33,7 @@ import numpy as np
 #: Characters the docks' labels use (well and phantom names, cell counts with
 #: intervals and powers of ten): rendered into vispy's font atlas once, at start-up.
 GLYPHS = (
-    "0123456789 abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "×⁰¹²³⁴⁵⁶⁷⁸⁹⁻–-+.,:;[]()/%±µ³⚠"
+    "0123456789 abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ×⁰¹²³⁴⁵⁶⁷⁸⁹⁻–-+.,:;[]()/%±µ³⚠"
 )
 
 

@@ -154,7 +154,9 @@ def test_the_demo_study_reads_on_screen(make_napari_viewer, qtbot, study, tmp_pa
     )
     iso_row = next(i for i in range(cells.table.rowCount())
                    if cells.table.item(i, 1).text() == "isolated")  # fmt: skip
-    assert re.fullmatch(r"[\d\u2009]+ \([\d\u2009]+–[\d\u2009]+\)", cells.table.item(iso_row, 2).text())
+    assert re.fullmatch(
+        r"[\d\u2009]+ \([\d\u2009]+–[\d\u2009]+\)", cells.table.item(iso_row, 2).text()
+    )
     # -- no bare flag codes beside their sentences, anywhere the user reads warnings
     from mpi_viewer.roi.regions import FLAGS
 
