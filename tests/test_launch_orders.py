@@ -437,12 +437,16 @@ def _numbers(docks):
 
 def _layers(viewer):
     """Every layer as the user sees it in the layer list and on the canvas."""
+    from mpi_viewer.plugins._layer_rows import is_helper
     from mpi_viewer.plugins._layers import is_display_twin
 
     out = {}
     for ly in viewer.layers:
         if is_display_twin(ly):  # a 2-D display copy of a layer, remade from it in 2-D
             out[ly.name] = {"type": "display twin"}
+            continue
+        if is_helper(ly):  # not listed: labels' backdrops and leaders, laid out on the screen
+            out[ly.name] = {"type": "helper of " + ly.name.split(" ")[0]}  # (canvas size)
             continue
         kind = type(ly).__name__
         d = {
