@@ -167,3 +167,23 @@ def test_3d_draws_the_native_and_registration_changes_follow(demo, qtbot):
     ]
     viewer.layers.remove(native)
     assert MPI + " (2-D view)" not in viewer.layers
+
+
+def test_a_change_made_in_3d_reaches_the_2d_view_when_the_user_returns(demo, qtbot):
+    """ROIs clicked (or an image replaced) while the view is 3-D: the 2-D copy, which
+    nothing shows in 3-D, is remade as soon as the user goes back to 2-D."""
+    viewer, ctl, study, srcs = demo
+    native = viewer.layers[MPI]
+    twin = ctl.twin_of(native)
+    before = float(np.nanmax(twin.data))  # NaN outside the MPI's field of view
+    viewer.dims.ndisplay = 3
+    native.data = np.asarray(native.data) * 2.0  # the data changes while in 3-D
+    viewer.dims.ndisplay = 2
+    qtbot.waitUntil(
+        lambda: (
+            ctl.twin_of(native) is not None
+            and float(np.nanmax(ctl.twin_of(native).data)) > 1.5 * before
+        ),
+        timeout=10000,
+    )
+    assert float(np.nanmax(ctl.twin_of(native).data)) == pytest.approx(2 * before, rel=0.02)
