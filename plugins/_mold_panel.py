@@ -41,7 +41,7 @@ from mpi_viewer.registration.molds import MAX_ROTATION_DEG
 BROWSE = "Browse…"
 
 
-def pose_record(result, template: str, tolerance_mm: float) -> dict:
+def pose_record(result, template: str, tolerance_mm: float | None) -> dict:
     """How the pose of a mold registration was chosen, for the study's registration record.
 
     ``{"template" (name or file, as detected), "tolerance_mm", "pose" (1-based),
@@ -51,7 +51,7 @@ def pose_record(result, template: str, tolerance_mm: float) -> dict:
     """
     return {
         "template": str(template),
-        "tolerance_mm": float(tolerance_mm),
+        "tolerance_mm": None if tolerance_mm is None else float(tolerance_mm),
         "pose": int(result.pose),
         "candidates": len(result.candidates),
         "decided_by": result.decided_by,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from mpi_viewer.plugins import _layers
 from mpi_viewer.plugins import _napari_compat as compat
+from mpi_viewer.plugins._mold_panel import pose_record
 from mpi_viewer.plugins._mold_points import FIXED_POINTS
 from mpi_viewer.plugins._work import GuiStep
 
@@ -233,14 +234,7 @@ class SessionRestoreMixin:
                 in_mold_dock = FIXED_POINTS in {d.name for d in s.layers}
                 if found.candidates:
                     excluded = list(found.candidates[found.chosen].cut_excluded)
-                mold = {
-                    "template": reg.template,
-                    "tolerance_mm": reg.mold.tolerance_mm if reg.mold else None,
-                    "pose": int(found.pose),
-                    "candidates": len(found.candidates),
-                    "decided_by": found.decided_by,
-                    "max_rotation_deg": found.max_rotation_deg,
-                }
+                mold = pose_record(found, reg.template, reg.mold.tolerance_mm if reg.mold else None)
             params = {
                 "model": reg.model,
                 **({"fle_mm": reg.fle_mm} if reg.fle_mm is not None else {}),
