@@ -57,6 +57,10 @@ def render_rgba(draw, width_px: int, height_px: int, dpr: float = 1.0):
         draw(fig)
         canvas.draw()
         rgba = np.array(canvas.buffer_rgba(), dtype=np.uint8, copy=True)
+        # the pixel buffer is copied: the figure kept (for its axes) holds no renderer, so a
+        # figure that ends in an uncollected cycle (the collector's frozen objects, see
+        # plugins/_warm_up.py) keeps kilobytes, not the megabytes of its pixels
+        canvas.renderer, canvas._lastKey = None, None
     return fig, rgba
 
 

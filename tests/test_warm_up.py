@@ -41,7 +41,9 @@ def test_settle_freezes_start_up_objects_for_the_collector(make_napari_viewer):
         assert gc.get_freeze_count() > 100_000  # napari, Qt, numpy… no longer walked
         assert len(viewer.layers) == 0
     finally:
-        gc.unfreeze()  # the rest of the test session collects as usual
+        from mpi_viewer.plugins._warm_up import stop_freezing
+
+        stop_freezing()  # the rest of the test session collects as usual
 
 
 def test_mpi_viewer_demo_starts_settled(make_napari_viewer, study, monkeypatch):
