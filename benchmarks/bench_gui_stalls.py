@@ -218,6 +218,10 @@ def main(argv: list[str]) -> int:
 
             _warm_up._POLICY["on"] = False
     study = load_demo(viewer)
+    if not args.cold:
+        from mpi_viewer.plugins._warm_up import after_step
+
+        after_step()  # as prepare() ends: the data's layers frozen while starting
     print(f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s")
     hb = Heartbeat()
     if args.stacks:

@@ -142,6 +142,10 @@ def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None, sett
         viewer.open(f, plugin="mpi-viewer")
     viewer.dims.ndisplay = ndisplay
     viewer.reset_view()
+    if settle:  # the data's layers frozen too, while starting (not in the first step)
+        from mpi_viewer.plugins._warm_up import after_step
+
+        after_step()
     if ndisplay == 3:
         _camera(viewer).angles = DEMO_CAMERA_ANGLES
     return widgets
