@@ -277,7 +277,7 @@ def main(argv: list[str]) -> int:
         sess.open(tmp / "s.json", block=False)
         wait_worker(sess._worker)
         t_end = time.perf_counter() + 0.3
-        pump(lambda: time.perf_counter() > t_end)
+        pump(lambda t_end=t_end: time.perf_counter() > t_end)
         memory.append((f"after session open {k + 2}", _rss_mb(), _frozen()))
 
     # napari's own cost of adding the same layers

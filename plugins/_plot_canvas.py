@@ -19,9 +19,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from qtpy.QtCore import QRectF, Qt, QTimer, Signal
+from qtpy.QtCore import QRectF, QTimer, Signal
 from qtpy.QtGui import QImage, QPainter, QPixmap
-from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 #: Points per inch of the figure at a device-pixel ratio of 1 (the size of its text).
 DPI = 90

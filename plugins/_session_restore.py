@@ -98,9 +98,7 @@ class SessionRestoreMixin:
             same_grid = all(np.allclose(have[k], want[k]) for k in keys[1:] if k in want) and (
                 have.get("modality") == want.get("modality")
             )
-            equal = (
-                same_grid and data.shape == vol.array.shape and np.array_equal(data, vol.array)
-            )
+            equal = same_grid and data.shape == vol.array.shape and np.array_equal(data, vol.array)
         except (KeyError, TypeError, ValueError):
             equal = False
         return layer, bool(equal)
