@@ -33,7 +33,7 @@ worker, but holding the GIL the window needs) walk only that step's objects.
 
 The price of freezing: a frozen object that later dies in a reference cycle (a layer or
 a result replaced afterwards) is not freed while it stays frozen. That is bounded: when
-the objects frozen since start-up exceed :data:`FREEZE_CAP` (several studies' worth),
+the objects the steps have frozen exceed :data:`FREEZE_CAP` (dozens of studies' worth),
 the next step's end unfreezes everything and collects it once (one full pause, as
 before the policy, every few studies), then freezes again. Measured in
 ``benchmarks/bench_gui_stalls.py --memory`` (RSS across repeated session reopenings).
@@ -132,9 +132,12 @@ def warm_up(viewer) -> bool:
     return True
 
 
-#: Objects frozen since start-up beyond which a step's end collects everything once.
+#: Objects frozen by :func:`after_step` beyond which a step's end collects everything once.
 FREEZE_CAP = 1_000_000
-_POLICY = {"on": False, "base": 0, "compactions": 0}
+#: ``added``: objects frozen by :func:`after_step` since start-up or the last compaction
+#: (counted when frozen; some have died since: an upper bound). ``gc.get_freeze_count``
+#: is not used during steps: it walks every frozen object (tens of ms for half a million).
+_POLICY = {"on": False, "added": 0, "compactions": 0}
 
 
 def settle(viewer) -> None:
@@ -146,21 +149,25 @@ def settle(viewer) -> None:
     warm_up(viewer)
     gc.collect()  # garbage of start-up freed first, not frozen with the rest
     gc.freeze()
-    _POLICY.update(on=True, base=gc.get_freeze_count())
+    _POLICY.update(on=True, added=0)
 
 
 def after_step() -> None:
     """A step has finished (its worker done, its results shown): free the garbage it left
     (a full collection of the objects made since the last freeze), freeze what survives.
-    Does nothing unless :func:`settle` started the policy (and nobody unfroze since)."""
+    Does nothing unless :func:`settle` started the policy."""
     import gc
 
-    if not _POLICY["on"] or gc.get_freeze_count() == 0:
+    if not _POLICY["on"]:
         return
-    if gc.get_freeze_count() - _POLICY["base"] > FREEZE_CAP:
+    if _POLICY["added"] > FREEZE_CAP:
         gc.unfreeze()  # the bound: what died in a frozen cycle is freed now, once
-        _POLICY["compactions"] += 1
-    gc.collect()
+        _POLICY.update(added=0, compactions=_POLICY["compactions"] + 1)
+        gc.collect()
+        gc.freeze()
+        return
+    gc.collect()  # walks only what is not frozen: this step's objects
+    _POLICY["added"] += len(gc.get_objects(generation=2))  # the survivors, all in gen 2 now
     gc.freeze()
 
 

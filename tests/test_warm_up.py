@@ -74,7 +74,7 @@ def test_each_finished_step_frees_its_garbage_and_freezes_what_lives(monkeypatch
     gc.collect()
     gc.freeze()  # start-up, as settle leaves it
     monkeypatch.setitem(_warm_up._POLICY, "on", True)
-    monkeypatch.setitem(_warm_up._POLICY, "base", gc.get_freeze_count())
+    monkeypatch.setitem(_warm_up._POLICY, "added", 0)
     try:
         results = [Node() for _ in range(1000)]  # what the step made and keeps
         scrap = Node()
