@@ -152,6 +152,22 @@ def settle(viewer) -> None:
     _POLICY.update(on=True, added=0)
 
 
+#: The collector's thresholds while a step's worker runs (Python's default: 700, 10, 10):
+#: full collections (of the objects not frozen: the step's own) every ~3 000 surviving
+#: allocations instead of ~70 000, so the garbage a step makes as it goes (the report's
+#: figures) is freed in small pieces, not in one long pause when the step ends.
+STEP_THRESHOLDS = (700, 5, 1)
+_DEFAULT_THRESHOLDS = (700, 10, 10)
+
+
+def before_step() -> None:
+    """A step's worker starts: frequent small collections (:data:`STEP_THRESHOLDS`)."""
+    import gc
+
+    if _POLICY["on"]:
+        gc.set_threshold(*STEP_THRESHOLDS)
+
+
 def after_step() -> None:
     """A step has finished (its worker done, its results shown): free the garbage it left
     (a full collection of the objects made since the last freeze), freeze what survives.
@@ -160,6 +176,7 @@ def after_step() -> None:
 
     if not _POLICY["on"]:
         return
+    gc.set_threshold(*_DEFAULT_THRESHOLDS)
     if _POLICY["added"] > FREEZE_CAP:
         gc.unfreeze()  # the bound: what died in a frozen cycle is freed now, once
         _POLICY.update(added=0, compactions=_POLICY["compactions"] + 1)
