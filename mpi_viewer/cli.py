@@ -399,6 +399,7 @@ def _add_roi_flags(p, *, method_help: str) -> None:
 
 
 def _add_quantify(sub) -> None:
+
     p = sub.add_parser(
         "quantify",
         help="ROIs, signal, iron and cells of an MPI image",
@@ -484,7 +485,8 @@ def _cmd_quantify(args) -> int:
 
     from mpi_viewer.io import tables as res
     from mpi_viewer.io.images import read_volume
-    from mpi_viewer.roi.regions import measure, write_masks_nifti
+    from mpi_viewer.roi.regions import write_masks_nifti
+    from mpi_viewer.study.quantify import run_quantify
 
     label_image = getattr(args, "mask", None)
     if not args.seed and not label_image:
@@ -513,17 +515,15 @@ def _cmd_quantify(args) -> int:
     _check_calibration_method(args, params)
     _print_notes(mpi)
     seeds = [parse_vector(s, n=mpi.ndim, what="--seed") for s in args.seed]
-    results = list(measure(mpi, seeds, params)) if seeds else []
-    if label_image:
-        from mpi_viewer.roi.regions import measure_label_image
-
-        for r in measure_label_image(mpi, read_volume(label_image, modality="unknown"), params):
-            r.label = len(results) + 1  # after the seeded ROIs, as in a replayed session
-            results.append(r)
-    rows = res.rows_from_results(results)
-    calibration, quantities = _quantify_calibration(args, mpi, results, params, rows)
+    _check_cells_flags(args)
+    if registration is not None:
+        args.anatomy_modality = registration.modality
+    # the one pipeline (as replay and the docks): the numbers printed, written and saved
+    study, rec = run_quantify(args, mpi, seeds, params)
+    results = [r for _, rs in rec.rois for r in rs]
+    rows = rec.rows
     # every warning is in the CSV's warnings column already (ROI and calibration ones)
-    warnings = _roi_warnings(results, quantities)
+    warnings = _roi_warnings(results, rec.quantities)
     common = _common_warnings(warnings)
     if registration is not None:
         common += registration.warnings(results)
@@ -533,14 +533,14 @@ def _cmd_quantify(args) -> int:
         raise InputError(f"--strict: {n_warn} warning(s) above; nothing written")
     from mpi_viewer.io.atomic import written_together
 
-    for out in filter(None, (args.output, args.masks, getattr(args, "save_session", None))):
+    save = getattr(args, "save_session", None)
+    for out in filter(None, (args.output, args.masks, save)):
         Path(out).parent.mkdir(parents=True, exist_ok=True)  # every command creates the folder
-    with written_together(args.output, args.masks, getattr(args, "save_session", None)):
-        if getattr(args, "save_session", None):
-            from mpi_viewer.study.pipeline import save_session_of_quantify
+    with written_together(args.output, args.masks, save):
+        if save:
+            from mpi_viewer.study.pipeline import save_computed
 
-            args.anatomy_modality = registration.modality if registration is not None else "MRI"
-            print(f"wrote {save_session_of_quantify(args, mpi, seeds, params, rows)}")
+            print(f"wrote {save_computed(study, rec, save)}")
         if args.masks:
             write_masks_nifti(args.masks, mpi, results)
         res.write_csv(args.output, rows)
@@ -600,11 +600,10 @@ def _quantify_registration(args):
     modality = "CT" if str(anatomy.modality).upper() == "CT" else "MRI"
     matrix = translation = None
     if args.transform:
-        from mpi_viewer.geometry.transform import transform_to_matrix
-        from mpi_viewer.io.transform_files import read_transform
+        from mpi_viewer.io.transform_files import load_transform
 
         try:
-            matrix, translation = transform_to_matrix(read_transform(args.transform))
+            matrix, translation = load_transform(args.transform)
         except (ValueError, TypeError, RuntimeError) as exc:
             raise InputError(f"{args.transform}: not a 3-D linear transform ({exc})") from None
     return _Registration(anatomy, matrix, translation, modality)
@@ -742,6 +741,8 @@ def _vec_or_none(text, what):
 # -- calibration and cells (quantify's calibration hook; the calibrate command) -------------------
 def _add_calibration_flags(p) -> None:
     """quantify's calibration and cell flags (issue 6/7)."""
+    from mpi_viewer.defaults import CONFIDENCE
+
     g = p.add_argument_group("calibration → iron (µg Fe) and cells")
     src = g.add_mutually_exclusive_group()
     src.add_argument(
@@ -768,7 +769,10 @@ def _add_calibration_flags(p) -> None:
         help="SD of the iron per cell, pg Fe/cell (default 0)",
     )
     g.add_argument(
-        "--confidence", type=float, default=0.95, help="confidence of the intervals (default 0.95)"
+        "--confidence",
+        type=float,
+        default=CONFIDENCE,
+        help=f"confidence of the intervals (default {CONFIDENCE:g})",
     )
     g.add_argument(
         "--allow-method-mismatch",
@@ -803,82 +807,25 @@ def _add_fit_flags(g) -> None:
     )
 
 
-def _iron_per_cell_from_args(args):
+def _check_cells_flags(args) -> None:
+    """quantify's cell flags, checked before anything is measured."""
     if getattr(args, "iron_per_cell", None) is None:
         if getattr(args, "iron_per_cell_sd", None) is not None:
             raise InputError("--iron-per-cell-sd needs --iron-per-cell")
-        return None
+        return
     from mpi_viewer.calibration.cells import IronPerCell
 
-    return IronPerCell(args.iron_per_cell, args.iron_per_cell_sd or 0.0)
-
-
-def _calibration_from_args(args, mpi, roi_params):
-    """The calibration quantify applies (None without --phantoms/--calibration)."""
-    from mpi_viewer import calibration as cal
-
-    if getattr(args, "calibration", None):
-        return cal.load_calibration(args.calibration)
-    if not getattr(args, "phantoms", None):
-        return None
-    mode = "single_reference" if args.reference_phantom else "line"
-    phantoms = cal.read_phantoms_csv(
-        args.phantoms, min_count=1 if mode == "single_reference" else 2
-    )
-    try:
-        points = cal.measure_phantoms(mpi, phantoms, roi_params, kind=args.calibration_kind)
-    except InputError as exc:
-        raise InputError(f"{args.phantoms}: {exc}") from None
-    return cal.Calibration.from_points(
-        _stem(args.phantoms),
-        points,
-        kind=args.calibration_kind,
-        through_origin=args.through_origin,
-        weighting=args.weighting,
-        mode=mode,
-        reference=args.reference_phantom,
-        tracer=mpi.acquisition.tracer,
-        tracer_lot=mpi.acquisition.tracer_lot,
-        acquisition=mpi.acquisition.to_dict(),
-        roi=roi_params.to_dict(),
-        notes=f"phantoms {args.phantoms} measured in {mpi.source or mpi.name}",
-    )
+    IronPerCell(args.iron_per_cell, args.iron_per_cell_sd or 0.0)  # a one-line error if bad
+    if not (getattr(args, "phantoms", None) or getattr(args, "calibration", None)):
+        raise InputError(
+            "--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)"
+        )
 
 
 def _stem(path) -> str:
     from pathlib import Path
 
     return Path(path).name.split(".")[0]
-
-
-def _quantify_calibration(args, mpi, roi_results, roi_params, rows):
-    """quantify's hook: add iron/cell columns to ``rows`` (one per ROI result) in place.
-
-    Checks the iron per cell first, so bad input fails before any measuring; returns
-    (calibration, quantities) or (None, []).
-    """
-    ipc = _iron_per_cell_from_args(args)
-    calibration = _calibration_from_args(args, mpi, roi_params)
-    if calibration is None:
-        if ipc is not None:
-            raise InputError(
-                "--iron-per-cell needs a calibration (--phantoms CSV or --calibration JSON)"
-            )
-        return None, []
-    from mpi_viewer.calibration.record import apply_calibration
-
-    quantities = apply_calibration(
-        roi_results,
-        calibration,
-        acquisition=mpi.acquisition,
-        roi_params=roi_params,
-        voxel_volume_mm3=mpi.voxel_volume_mm,
-        iron_per_cell=ipc,
-        confidence=args.confidence,
-    )
-    for row, q in zip(rows, quantities, strict=True):
-        row.update(q.columns(include_cells=ipc is not None or calibration.kind == "cells"))
-    return calibration, quantities
 
 
 def _add_calibrate(sub) -> None:
@@ -924,36 +871,26 @@ def _cmd_calibrate(args) -> int:
 
     from mpi_viewer import calibration as cal
     from mpi_viewer.io.images import read_volume
+    from mpi_viewer.study.pipeline import calibration_from_phantoms
+    from mpi_viewer.study.quantify import calibration_options
 
     _guard(args, {"-o": args.output}, [args.mpi, args.phantoms, args.saturation_curve])
     params = _quantify_params(args)  # the same ROI parameters quantify builds from the same flags
     out = Path(args.output)
     if Path(args.phantoms).resolve() == out.resolve():
         raise InputError(f"{out}: refusing to overwrite the phantom file")
-    mode = "single_reference" if args.reference_phantom else "line"
-    phantoms = cal.read_phantoms_csv(
-        args.phantoms, min_count=1 if mode == "single_reference" else 2
-    )
     mpi = read_volume(args.mpi, modality="MPI", **_image_choice(args))
     _print_notes(mpi)
-    points = cal.measure_phantoms(mpi, phantoms, params, kind=args.calibration_kind)
     acq = mpi.acquisition
-    c = cal.Calibration.from_points(
-        args.name or _stem(args.phantoms),
-        points,
-        kind=args.calibration_kind,
-        through_origin=args.through_origin,
-        weighting=args.weighting,
-        mode=mode,
-        reference=args.reference_phantom,
-        tracer=args.tracer or acq.tracer,
-        tracer_lot=args.tracer_lot or acq.tracer_lot,
-        environment=args.environment,
-        preparation=args.preparation,
-        acquisition=acq.to_dict(),
-        roi=params.to_dict(),
-        notes=args.notes,
-    )
+    options = calibration_options(args, mpi) | {
+        "name": args.name or _stem(args.phantoms),
+        "tracer": args.tracer or acq.tracer,
+        "tracer_lot": args.tracer_lot or acq.tracer_lot,
+        "environment": args.environment,
+        "preparation": args.preparation,
+        "notes": args.notes,
+    }
+    c = calibration_from_phantoms(mpi, args.phantoms, params, options)
     f = c.fit
     print(c.summary())
     if f.mode == "line":

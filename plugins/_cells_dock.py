@@ -61,6 +61,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from mpi_viewer.defaults import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG
 from mpi_viewer.errors import InputError
 from mpi_viewer.report.overlays import content_box, overlay_arrays, place_labels, text_size_px
 
@@ -115,7 +116,7 @@ class CellsDock(QWidget):
         row = QHBoxLayout()
         self.mean_spin = QDoubleSpinBox()
         self.sd_spin = QDoubleSpinBox()
-        for s, v in ((self.mean_spin, 15.0), (self.sd_spin, 1.5)):
+        for s, v in ((self.mean_spin, IRON_PER_CELL_PG), (self.sd_spin, IRON_PER_CELL_SD_PG)):
             s.setRange(-1000.0, 100000.0)  # validation (and its message) is IronPerCell's
             s.setDecimals(2)
             s.setSingleStep(0.5)

@@ -128,8 +128,10 @@ class ROIDock(SeedEditsMixin, ManualROIsMixin, QWidget):
         for m in METHODS:
             self.method.addItem(_METHOD_TEXT[m], m)
         self.method.addItem("manual (polygons in 2-D, painting in 3-D)", MANUAL)
-        self.fraction = _spin(0.05, 0.95, 0.5, 2, 0.05, " of peak")
-        self.n_sd = _spin(0.5, 100, 5.0, 1, 0.5, " × SD")
+        from mpi_viewer.defaults import HALFMAX_FRACTION, N_SD
+
+        self.fraction = _spin(0.05, 0.95, HALFMAX_FRACTION, 2, 0.05, " of peak")
+        self.n_sd = _spin(0.5, 100, N_SD, 1, 0.5, " × SD")
         self.noise_sd = _spin(0.0, 1e9, 0.0, 4, 0.1, " a.u.", special="automatic")
         self.background = QComboBox()
         self.background.setToolTip(

@@ -198,8 +198,15 @@ class SessionDock(QWidget):
         """Inputs of the image layers: read from a file (hashed), or made in memory (an MPI,
         MRI or CT such as the demo: written once beside the session as NIfTI, see
         :meth:`_write_files`). Derived images (cell density…) are not inputs."""
+        from mpi_viewer.plugins._controller import get_controller
+
         out, roles = [], set()
-        for layer in _layers.find_layers(self.viewer):
+        layers = list(_layers.find_layers(self.viewer))
+        study_mpi = get_controller(self.viewer).mpi
+        if study_mpi in layers:  # the study's MPI is "the" mpi; other MPI layers are "other"
+            layers.remove(study_mpi)
+            layers.insert(0, study_mpi)
+        for layer in layers:
             m = layer.metadata.get("mpi_viewer", {})
             src = m.get("source")
             has_file = bool(src) and Path(src).is_file()
@@ -603,7 +610,9 @@ class SessionDock(QWidget):
                     and (allow_changed_inputs is False or block is False)
                 ):
                     return notes, None  # ask (or refuse) before recomputing on changed files
-                return notes, P.recompute(s)
+                rec = P.recompute(s)
+                rec.others = P.read_other_images(s)
+                return notes, rec
             except MPIViewerError as exc:
                 raise InputError(f"session not opened: {' '.join(str(exc).split())}") from None
 
@@ -633,6 +642,7 @@ class SessionDock(QWidget):
             if rec is None:  # the user said yes: open it anyway
                 try:
                     rec = P.recompute(s)
+                    rec.others = P.read_other_images(s)
                 except MPIViewerError as exc:
                     _notify("error", f"session not opened: {exc}")
                     return False
@@ -664,12 +674,17 @@ class SessionDock(QWidget):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
             layers[inp.role] = _layers.add_volume(self.viewer, vol, name=name)
+        for inp, vol in rec.others:  # display only (another channel of the MPI file…)
+            name = inp.name or vol.name
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            _layers.add_volume(self.viewer, vol, name=name)
         fit = rec.transform()
         mpi_layer = layers.get(s.registration.moving if s.registration else "mpi")
         if fit is not None and mpi_layer is not None:
             fixed = layers.get(s.registration.fixed)
             _layers.apply_registration(
-                mpi_layer, fit[0], fit[1], fixed_name=getattr(fixed, "name", None)
+                mpi_layer, fit.matrix, fit.translation, fixed_name=getattr(fixed, "name", None)
             )
         results = [r for _, rs in rec.rois for r in rs]
         if results and "mpi" in rec.volumes and "ROIDock" not in self._dock_by_class():
@@ -691,14 +706,14 @@ class SessionDock(QWidget):
         self._restore_docks(s, rec, layers, block=block)
         if (
             s.registration is not None
-            and s.registration.method == "transform"
+            and s.registration.method in ("transform", "intensity", "file")
             and fit is not None
             and mpi_layer is not None
         ):  # a refined or loaded transform wins over the landmarks' refit
             _layers.apply_registration(
                 mpi_layer,
-                fit[0],
-                fit[1],
+                fit.matrix,
+                fit.translation,
                 fixed_name=getattr(layers.get(s.registration.fixed), "name", None),
             )
         for d in s.layers:
@@ -795,7 +810,7 @@ class SessionDock(QWidget):
         if rec.calibration is not None:
             steps.append(("CalibrationDock", self._calibration_state(s, rec, name)))
             if s.cells is not None or rec.calibration.kind == "cells":
-                cells = s.cells or S.CellsSection(mean_pg=15.0, sd_pg=1.5)
+                cells = s.cells or S.CellsSection()  # the default iron per cell
                 steps.append(
                     (
                         "CellsDock",

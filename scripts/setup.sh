@@ -26,7 +26,7 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1) $(pwd -P)"
 stamp="$(python3 -c 'import sys; print(sys.prefix)')/.mpi-viewer-setup-stamp"
 have="$(cat "$stamp" 2>/dev/null || true)"
 if [ "$have" != "$want" ] || ! python3 -c "import mpi_viewer, mpi_viewer.plugins" 2>/dev/null; then
-  echo "setup: installing mpi-viewer with its test extras (pip install -e '.[test]')"
-  python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+  echo "setup: installing mpi-viewer with its test extras (pip install -e '.[napari,test]')"
+  python3 -m pip install -q --disable-pip-version-check -e '.[napari,test]'
   echo "$want" > "$stamp" 2>/dev/null || true
 fi

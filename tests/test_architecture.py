@@ -32,6 +32,7 @@ def test_importing_the_whole_core_loads_no_gui_library():
 #: The core's stages, lowest first: a module may import its own stage and the ones below.
 STAGES = (
     "errors",
+    "defaults",
     "geometry",
     "io",
     "registration",
@@ -97,3 +98,33 @@ def test_contract_test_catches_an_upward_import(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from mpi_viewer.study.session import Session\n")
     assert "mpi_viewer.study.session" in [m for _, m in _imports(f)]
+
+
+def test_headless_commands_load_no_gui_library():
+    """replay, quantify, report and the batch (a headless install, a Dask worker) import
+    no napari, Qt or magicgui: they work with `pip install mpi-viewer` (no [napari] extra)."""
+    code = (
+        "import sys\n"
+        "from mpi_viewer import cli\n"
+        "import mpi_viewer.study.batch, mpi_viewer.study.pipeline, mpi_viewer.study.model\n"
+        "import mpi_viewer.report.study_report\n"
+        "for cmd in (['replay', '--help'], ['quantify', '--help'], ['report', '--help']):\n"
+        "    try: cli.main(cmd)\n"
+        "    except SystemExit: pass\n"
+        f"bad = [g for g in {GUI!r} if g in sys.modules]\n"
+        "print(bad, file=sys.stderr); sys.exit(1 if bad else 0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_gui_libraries_are_an_extra():
+    import tomllib
+
+    meta = tomllib.loads((CORE.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    core = " ".join(meta["dependencies"]).lower()
+    for lib in ("napari", "qtpy", "magicgui", "pyqt", "npe2"):
+        assert lib not in core
+    extra = " ".join(meta["optional-dependencies"]["napari"]).lower()
+    assert all(lib in extra for lib in ("napari", "qtpy", "magicgui", "pyqt6", "npe2"))
+    assert "mpi-viewer[napari]" in meta["optional-dependencies"]["test"]

@@ -66,11 +66,18 @@ def test_gui_session_records_frame_and_channel_and_replays(make_napari_viewer, t
     viewer.dims.set_current_step(0, 1)  # frame 1 on screen
     r = roi.add_seed_mm([0.0, 0.0, 0.0], name="src")
     assert r is not None and r.peak_au == pytest.approx(200.0, rel=1e-4)  # 2 × 2 × 50
-    # a session holds one MPI image: the user closes the channel not analysed
-    viewer.layers.remove("dyn [channel 0]")
+    # both channels stay open: the one analysed is the session's MPI
     out = docks["SessionDock"].save(tmp_path / "gui.json")
     assert out is not None
     saved = S.load_session(out)
     [mpi] = [i for i in saved.inputs if i.name == "dyn [channel 1]"]
-    assert mpi.selection == {"frame": 1, "channel": 1}
+    assert mpi.role == "mpi" and mpi.selection.as_kwargs() == {"frame": 1, "channel": 1}
+    [other] = [i for i in saved.inputs if i.name == "dyn [channel 0]"]
+    assert other.role == "other" and other.selection.as_kwargs()["channel"] == 0
     assert cli.main(["replay", str(out)]) == 0
+    # reopened: both channels back, the ROI on channel 1 with the same peak
+    viewer.layers.clear()
+    assert docks["SessionDock"].open(out) is not None
+    names = {lyr.name for lyr in viewer.layers}
+    assert {"dyn [channel 0]", "dyn [channel 1]"} <= names
+    assert roi.results and roi.results[0].peak_au == pytest.approx(200.0, rel=1e-4)

@@ -102,7 +102,7 @@ def test_tampered_result_exits_1_listing_the_difference(demo, tmp_path, capsys):
     path = _copy_study(demo[0], tmp_path / "study")
     d = json.loads(path.read_text(encoding="utf-8"))
     d["results"][1]["total_signal_au_mm3"] *= 1 + 1e-6
-    d["registration"]["translation"][0] += 0.01
+    d["registration"]["transform"]["translation"][0] += 0.01  # schema 2: one transform
     path.write_text(json.dumps(d), encoding="utf-8")
     assert main(["replay", str(path)]) == 1
     out = capsys.readouterr().out
@@ -110,7 +110,7 @@ def test_tampered_result_exits_1_listing_the_difference(demo, tmp_path, capsys):
     # a difference at the tolerance is still a match
     d["results"][1]["total_signal_au_mm3"] /= 1 + 1e-6
     d["results"][1]["total_signal_au_mm3"] *= 1 + 5e-10
-    d["registration"]["translation"][0] -= 0.01
+    d["registration"]["transform"]["translation"][0] -= 0.01
     path.write_text(json.dumps(d), encoding="utf-8")
     assert main(["replay", str(path)]) == 0
 
@@ -212,7 +212,7 @@ def test_quantify_save_session_replays_to_the_same_numbers(demo, tmp_path, capsy
     )
     assert "differs" not in capsys.readouterr().err
     s = S.load_session(session)
-    assert s.calibration.options["confidence"] == 0.9 and s.cells.mean_pg == 15.0
+    assert s.calibration.confidence == 0.9 and s.cells.mean_pg == 15.0
     with open(out_csv, newline="", encoding="utf-8") as f:
         row = next(csv.DictReader(f))
     # the CSV holds 6 significant digits: equal to within half a unit of the 6th

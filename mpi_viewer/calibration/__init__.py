@@ -1,6 +1,8 @@
 """From MPI signal to iron mass and cell number: phantoms, the calibration line, cells."""
 
 from .cells import (  # noqa: F401
+    IRON_PER_CELL_PG,
+    IRON_PER_CELL_SD_PG,
     MC_DRAWS,
     MC_SEED,
     IronPerCell,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mpi_viewer.defaults import CONFIDENCE, IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG  # noqa: F401
 from mpi_viewer.errors import InputError
 
 #: Monte Carlo draws and seed of :func:`cells_from_iron` (fixed: results replay exactly).
@@ -74,7 +75,7 @@ def cells_from_iron(
     high_ug: float,
     ipc: IronPerCell,
     *,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     dof: float = float("inf"),
     draws: int = MC_DRAWS,
     seed: int = MC_SEED,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mpi_viewer.defaults import CONFIDENCE, N_SD
 from mpi_viewer.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -293,7 +294,7 @@ def inverse_predict(
     fit: CalibrationFit,
     signal: float,
     *,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     signal_sd: float | None = None,
     extra_sd: float | None = None,
 ) -> tuple[float, float, float]:
@@ -357,7 +358,7 @@ def inverse_predict(
 
 
 def prediction_band(
-    fit: CalibrationFit, x, *, confidence: float = 0.95
+    fit: CalibrationFit, x, *, confidence: float = CONFIDENCE
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper prediction band (a.u.·mm³) of a single new signal at x."""
     x = np.asarray(x, dtype=float)
@@ -411,7 +412,7 @@ def detection_limit(
         or peak_per_unit <= 0
     ):
         return None
-    n_sd = float(getattr(roi_params, "n_sd", 5.0) or 5.0) if roi_params is not None else 5.0
+    n_sd = float(getattr(roi_params, "n_sd", N_SD) or N_SD) if roi_params is not None else N_SD
     return n_sd * float(noise_sd_au) / float(peak_per_unit)
 
 

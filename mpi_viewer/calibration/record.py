@@ -59,6 +59,7 @@ from mpi_viewer.calibration.fit import (
     peak_per_amount,
 )
 from mpi_viewer.calibration.phantoms import CalibrationPoint, roi_signal_sd
+from mpi_viewer.defaults import CONFIDENCE, N_SD
 from mpi_viewer.errors import InputError
 
 
@@ -531,7 +532,7 @@ def apply_calibration(
     voxel_volume_mm3: float | None = None,
     noise_sd_au: float | None = None,
     iron_per_cell=None,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
 ) -> list[QuantityResult]:
     """Iron (µg) and cells of each ROI with intervals, detection-limit flags and warnings.
 
@@ -576,7 +577,7 @@ def apply_calibration(
     fit = calibration.fit
     _check_slope(fit.slope, f"calibration {calibration.name!r}: slope")
     lo_sig, hi_sig = fit.signal_range
-    n_sd = float(getattr(roi_params, "n_sd", 5.0) or 5.0) if roi_params is not None else 5.0
+    n_sd = float(getattr(roi_params, "n_sd", N_SD) or N_SD) if roi_params is not None else N_SD
     ppu = calibration.peak_per_unit
     out = []
     for r in roi_results:

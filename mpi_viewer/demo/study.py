@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from mpi_viewer.defaults import IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG  # noqa: F401
 from mpi_viewer.errors import InputError
 from mpi_viewer.geometry.volume import Acquisition, Volume, image_from_array
 from mpi_viewer.registration.molds import template_path
@@ -110,9 +111,8 @@ def make_demo_session(
 TEMPLATE_NAME = "mouse_mold_v1"
 
 
-#: Iron per labelled cell in the demo (pg Fe/cell) and its spread between cells.
-IRON_PER_CELL_PG = 15.0
-IRON_PER_CELL_SD_PG = 1.5
+#: Iron per labelled cell in the demo (pg Fe/cell) and its spread: the defaults
+#: (IRON_PER_CELL_PG, IRON_PER_CELL_SD_PG from mpi_viewer.calibration.cells).
 
 
 #: MPI sensitivity: total signal (a.u.·mm³) per µg Fe; the PSF integrates to 1.

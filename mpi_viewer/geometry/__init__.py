@@ -8,6 +8,8 @@ from .axes import (  # noqa: F401
     zyx_to_xyz,
 )
 from .transform import (  # noqa: F401
+    MODELS,
+    Transform,
     as_sitk_transform,
     matrix_to_sitk,
     napari_affine_for_moving,

@@ -20,6 +20,106 @@ if TYPE_CHECKING:  # pragma: no cover
     from mpi_viewer.geometry.volume import Volume
 
 _AXES = ("x", "y", "z")
+MODELS = ("rigid", "similarity", "affine")
+
+
+# -- the one transform type ------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class Transform:
+    """A linear fixed → moving transform, ``moving = matrix @ fixed + translation`` (mm, ITK
+    (x, y, z) order): the one type a registration, a session and the pipeline hold.
+
+    ``model`` (rigid, similarity, affine) says how it was fitted and which SimpleITK type
+    :meth:`to_sitk` builds. Converts to and from SimpleITK (:meth:`to_sitk`,
+    :meth:`from_sitk`), napari (:meth:`napari_affine`) and ITK ``.tfm`` files
+    (:func:`mpi_viewer.io.transform_files.write_transform` / ``load_transform``). Unpacks as
+    ``matrix, translation``.
+    """
+
+    matrix: np.ndarray
+    translation: np.ndarray
+    model: str = "affine"
+
+    def __post_init__(self) -> None:
+        m = np.array(self.matrix, dtype=float)
+        t = np.array(self.translation, dtype=float).reshape(-1)
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or t.shape != (m.shape[0],):
+            raise InputError(f"transform: a {m.shape} matrix and {t.shape} translation do not fit")
+        if not (np.isfinite(m).all() and np.isfinite(t).all()):
+            raise InputError("transform: not finite")
+        if self.model not in MODELS:
+            raise InputError(f"transform model {self.model!r}: expected one of {', '.join(MODELS)}")
+        m.setflags(write=False)
+        t.setflags(write=False)
+        object.__setattr__(self, "matrix", m)
+        object.__setattr__(self, "translation", t)
+
+    def __iter__(self):
+        return iter((self.matrix, self.translation))
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, Transform)
+            and self.model == other.model
+            and np.array_equal(self.matrix, other.matrix)
+            and np.array_equal(self.translation, other.translation)
+        )
+
+    __hash__ = None  # mutable-looking arrays: not hashable
+
+    @property
+    def ndim(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @classmethod
+    def identity(cls, ndim: int = 3) -> Transform:
+        return cls(np.eye(ndim), np.zeros(ndim), "rigid")
+
+    @classmethod
+    def from_sitk(cls, tx: sitk.Transform, model: str = "affine") -> Transform:
+        """The linear SimpleITK transform ``tx`` (any kind, linear composites included)."""
+        return cls(*transform_to_matrix(tx), model)
+
+    @classmethod
+    def from_any(cls, transform, model: str | None = None) -> Transform:
+        """A Transform from a Transform, a :class:`LandmarkFit` (its model), a SimpleITK
+        transform or ``(matrix, translation)``."""
+        if isinstance(transform, Transform):
+            return transform if model in (None, transform.model) else transform.with_model(model)
+        m, t = transform_to_matrix(transform)
+        return cls(m, t, model or getattr(transform, "model", None) or "affine")
+
+    def with_model(self, model: str) -> Transform:
+        return Transform(self.matrix, self.translation, model)
+
+    def to_sitk(self) -> sitk.Transform:
+        """Euler (rigid), Similarity (similarity) or Affine SimpleITK transform."""
+        return matrix_to_sitk(self.matrix, self.translation, model=self.model)
+
+    def transform_points(self, xyz) -> np.ndarray:
+        """Fixed-frame points (n, d) in mm → moving frame."""
+        return np.atleast_2d(np.asarray(xyz, dtype=float)) @ self.matrix.T + self.translation
+
+    def inverse_points(self, xyz) -> np.ndarray:
+        """Moving-frame points (n, d) in mm → fixed frame."""
+        p = np.atleast_2d(np.asarray(xyz, dtype=float))
+        return np.linalg.solve(self.matrix, (p - self.translation).T).T
+
+    def napari_affine(self, moving_volume: Volume) -> np.ndarray:
+        """The napari ``affine`` that draws ``moving_volume`` in the fixed frame
+        (:func:`napari_affine_for_moving`)."""
+        return napari_affine_for_moving(moving_volume, self)
+
+    def to_dict(self) -> dict:
+        return {
+            "matrix": self.matrix.tolist(),
+            "translation": self.translation.tolist(),
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Transform:
+        return cls(d["matrix"], d["translation"], d.get("model", "affine"))
 
 
 # -- SimpleITK transforms --------------------------------------------------------------------
@@ -96,7 +196,8 @@ def transform_to_matrix(transform) -> tuple[np.ndarray, np.ndarray]:
 
 
 def as_sitk_transform(transform) -> sitk.Transform:
-    """A SimpleITK transform from a :class:`LandmarkFit`, a SimpleITK transform or ``(matrix, translation)``."""
+    """A SimpleITK transform from a :class:`Transform`, a :class:`LandmarkFit`, a SimpleITK
+    transform or ``(matrix, translation)``."""
     import SimpleITK as sitk
 
     if hasattr(transform, "to_sitk"):  # a LandmarkFit

@@ -28,6 +28,7 @@ from .tables import (  # noqa: F401
     write_csv,
 )
 from .transform_files import (  # noqa: F401
+    load_transform,
     read_transform,
     write_transform,
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.geometry.transform import _as_sitk
+from mpi_viewer.geometry.transform import Transform, _as_sitk
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -21,7 +21,7 @@ def write_transform(path: str | os.PathLike, transform) -> Path:
     path : str or Path
         Target file, normally ``.tfm`` (3D Slicer and ITK read it); ``.txt`` and
         ``.h5``/``.hdf`` work too.
-    transform : LandmarkFit or SimpleITK.Transform or (matrix, translation)
+    transform : Transform, LandmarkFit, SimpleITK.Transform or (matrix, translation)
     """
     import SimpleITK as sitk
 
@@ -71,3 +71,9 @@ def read_transform(path: str | os.PathLike) -> sitk.Transform:
     except AttributeError:  # pragma: no cover - older SimpleITK
         pass
     return tx
+
+
+def load_transform(path: str | os.PathLike, model: str = "affine") -> Transform:
+    """Read an ITK transform file as a :class:`~mpi_viewer.geometry.transform.Transform`
+    (linear transforms only)."""
+    return Transform.from_sitk(read_transform(path), model)

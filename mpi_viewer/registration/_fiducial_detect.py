@@ -34,8 +34,9 @@ def _robust_sd(a: np.ndarray, rng_seed: int = 0, n: int = 200_000) -> float:
     flat = flat[np.isfinite(flat)]
     if flat.size == 0:
         return 1.0
-    med = np.median(flat)
-    sd = 1.4826 * float(np.median(np.abs(flat - med)))
+    from scipy.stats import median_abs_deviation
+
+    sd = float(median_abs_deviation(flat, scale="normal"))
     if sd <= 0:
         sd = float(np.std(flat)) or 1.0
     return sd

@@ -20,17 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rigid (R, t), det R = +1, minimising Σ|R·src + t − dst|² (points as rows, mm)."""
-    src = np.asarray(src, dtype=float)
-    dst = np.asarray(dst, dtype=float)
-    cs, cd = src.mean(axis=0), dst.mean(axis=0)
-    h = (src - cs).T @ (dst - cd)
-    u, _s, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return r, cd - r @ cs
+from mpi_viewer.registration._closed_form import fit_rigid as kabsch  # the one Kabsch/Umeyama
 
 
 @dataclass

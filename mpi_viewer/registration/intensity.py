@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from mpi_viewer.geometry.volume import Volume
 from mpi_viewer.errors import CancelledError
-from mpi_viewer.geometry.transform import transform_to_matrix
+from mpi_viewer.geometry.transform import Transform
 
 
 def refine_intensity(
@@ -73,7 +73,7 @@ def refine_intensity(
 
     if fixed.ndim != 3 or moving.ndim != 3:
         raise InputError("intensity refinement needs two 3-D images")
-    m, t = transform_to_matrix(initial_transform)
+    m, t = Transform.from_any(initial_transform)
     if m.shape != (3, 3):
         raise InputError("intensity refinement needs a 3-D initial transform")
     return _intensity.refine(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.geometry.transform import matrix_to_sitk
+from mpi_viewer.geometry.transform import Transform, matrix_to_sitk
 from mpi_viewer.io.points import PointSet
 from mpi_viewer.registration import _closed_form as _landmarks
 
@@ -191,6 +191,11 @@ class LandmarkFit:
         else:
             out = _landmarks.tre_rigid(fixed, np.atleast_2d(t), fle)
         return float(out[0]) if t.ndim == 1 else out
+
+    @property
+    def transform(self) -> Transform:
+        """The fitted fixed → moving :class:`~mpi_viewer.geometry.transform.Transform`."""
+        return Transform(self.matrix, self.translation, self.model)
 
     def to_sitk(self) -> sitk.Transform:
         """The map as a SimpleITK transform (Euler / Similarity for those models, else Affine)."""

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from mpi_viewer.errors import InputError
+from mpi_viewer.geometry.transform import Transform
 from mpi_viewer.geometry.volume import Volume
 
 
@@ -956,6 +957,11 @@ class MoldRegistration:
             chosen=int(n) - 1,
             decided_by="user",
         )
+
+    @property
+    def transform(self) -> Transform:
+        """The fixed → moving :class:`~mpi_viewer.geometry.transform.Transform` of the fit."""
+        return Transform.from_any(self.fit)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record: template, paired fiducials (mm), both matches, the fit."""

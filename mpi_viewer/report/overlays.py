@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpi_viewer.defaults import N_SD
+
 
 def cell_density(
     signal_au, *, slope: float, kind: str, pg_per_cell: float | None, threshold_au: float
@@ -71,7 +73,7 @@ def overlay_arrays(volume, calibration, roi_results, roi_params, iron_per_cell, 
     noise = next((float(r.noise_sd) for r in roi_results if getattr(r, "noise_sd", None)), None)
     if noise is None:
         noise = estimate_noise_sd(volume)
-    threshold = float(getattr(roi_params, "n_sd", 5.0) or 5.0) * noise
+    threshold = float(getattr(roi_params, "n_sd", N_SD) or N_SD) * noise
     pg = iron_per_cell.mean_pg if iron_per_cell is not None else None
     density = cell_density(
         volume.array,
@@ -90,12 +92,9 @@ def to_fixed_grid(mpi, fixed, transform, labels, density):
     """ROI labels (nearest neighbour) and density (linear) of the MPI grid on the fixed grid."""
     import SimpleITK as sitk
 
-    from mpi_viewer.geometry.transform import matrix_to_sitk
+    from mpi_viewer.geometry.transform import Transform
 
-    tx = matrix_to_sitk(
-        np.asarray(transform["matrix"], dtype=float),
-        np.asarray(transform["translation"], dtype=float),
-    )
+    tx = Transform(transform["matrix"], transform["translation"]).to_sitk()
     out = []
     for arr, interp, pixel in (
         (labels, sitk.sitkNearestNeighbor, sitk.sitkUInt16),

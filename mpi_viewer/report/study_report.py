@@ -23,7 +23,6 @@ temporary folder beside the target, then renamed).
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from mpi_viewer import __version__
+from mpi_viewer.defaults import CONFIDENCE
 from mpi_viewer.errors import InputError
 from mpi_viewer.study.pipeline import recompute
 from mpi_viewer.study.session import Session
@@ -84,6 +84,7 @@ def write_session_report(
             calibration=rec.calibration,
             inputs=inputs,
             overwrite=overwrite,
+            title=session.report.title,
             iron_per_cell=rec.iron_per_cell,
         )
     )
@@ -434,10 +435,10 @@ class _Scene:
             self.labels_img = sitk.GetImageFromArray(roi_labels.astype(np.uint16))
             self.labels_img.CopyInformation(mpi.image)
         # fixed → moving as (matrix, translation) to map ROI positions back to the anatomy
-        from mpi_viewer.geometry.transform import transform_to_matrix
+        from mpi_viewer.geometry.transform import Transform
 
         self.m, self.t = (
-            transform_to_matrix(tx) if tx.GetName() != "Transform" else (np.eye(3), np.zeros(3))
+            Transform.from_sitk(tx) if tx.GetName() != "Transform" else Transform.identity()
         )
         mpi_arr = np.asarray(mpi.array, dtype=float)
         self.mpi_max = float(np.nanmax(mpi_arr)) if mpi_arr.size else 1.0
@@ -760,7 +761,7 @@ def _figure(w, h):
 
 
 # -- calibration plot ------------------------------------------------------------------------------
-def plot_calibration(calibration, path, *, rows=None, confidence: float = 0.95) -> Path:
+def plot_calibration(calibration, path, *, rows=None, confidence: float = CONFIDENCE) -> Path:
     """Calibration plot (PNG): points, fitted line, prediction band; residuals panel below.
 
     ROIs with an estimate are drawn on the line as open diamonds.
@@ -852,10 +853,11 @@ _TABLE_COLUMNS = (
 
 
 def _cell(v) -> str:
+    """A table cell's text (escaped by the template)."""
     f = _num(v) if not isinstance(v, bool) else None
     if f is not None and not isinstance(v, (int, np.integer)):
         return f"{f:.4g}"
-    return html.escape("" if v is None else str(v))
+    return "" if v is None else str(v)
 
 
 def _inputs_list(inputs) -> list[dict[str, str]]:
@@ -872,84 +874,57 @@ def _inputs_list(inputs) -> list[dict[str, str]]:
 def _write_html(
     tmp: Path, files, *, rows, mpi, anatomy, transform, calibration, inputs, title, iron_per_cell
 ) -> None:
+    """``index.html`` from the shipped jinja2 template ``templates/report.html.j2``
+    (autoescaped: every name and path from the study is text, never markup)."""
+    import jinja2
+
     from mpi_viewer.io.tables import header_label
 
-    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    e = html.escape
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1300px;margin:1em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #bbb;padding:2px 6px}"
-        "th{background:#eee}img{max-width:100%;border:1px solid #ccc}.warn{color:#a40}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        f"<p>mpi-viewer {e(__version__)} · written {e(now)}</p>",
-        "<h2>Inputs</h2><table><tr><th>role</th><th>file</th><th>SHA-256</th></tr>",
-    ]
-    for i in _inputs_list(inputs):
-        parts.append(
-            f"<tr><td>{e(str(i.get('role', '')))}</td><td>{e(str(i.get('path', '')))}</td>"
-            f"<td><code>{e(str(i.get('sha256', '') or ''))[:16]}</code></td></tr>"
-        )
-    parts.append("</table>")
-    parts.append(
-        f"<p>MPI: {e(mpi.name)} ({' × '.join(map(str, mpi.shape[::-1]))} voxels of "
-        f"{' × '.join(f'{s:g}' for s in mpi.spacing_mm)} mm); acquisition "
-        f"{e(json.dumps(mpi.acquisition.to_dict(), ensure_ascii=False))}</p>"
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mpi_viewer.report", "templates"),
+        autoescape=True,
+        keep_trailing_newline=True,
     )
-    if anatomy is not None:
-        parts.append(f"<p>Anatomy: {e(anatomy.name)} ({e(anatomy.modality)}).</p>")
-    if transform is None and anatomy is not None:
-        parts.append(
-            "<p class='warn'>No registration: anatomy and MPI are assumed to share a physical frame.</p>"
-        )
-    elif transform is None:
-        parts.append(
-            "<p class='warn'>No registration and no anatomy: the pictures show the MPI only, in its "
-            "own physical frame.</p>"
-        )
-    else:
-        parts.append(
-            "<p>Registration: the MPI is shown on the anatomy through the transform written beside "
-            "this page (ITK .tfm, anatomy → MPI); every number comes from the native MPI grid.</p>"
-        )
-    if iron_per_cell is not None:
-        parts.append(
-            f"<p>Iron per cell: {iron_per_cell.mean_pg:g} ± {iron_per_cell.sd_pg:g} pg Fe/cell.</p>"
-        )
-    parts.append("<h2>Results</h2>")
-    if rows:
-        cols = [c for c in _TABLE_COLUMNS if any(c in r for r in rows)]
-        parts.append(
-            "<table><tr>" + "".join(f"<th>{e(header_label(c))}</th>" for c in cols) + "</tr>"
-        )
-        for r in rows:
-            parts.append("<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in cols) + "</tr>")
-        parts.append("</table>")
-    else:
-        parts.append("<p>No ROIs.</p>")
-    links = [
-        (k, files[k]) for k in ("results", "masks", "transform", "calibration_json") if k in files
-    ]
-    if links:
-        labels = {
-            "results": "results table (CSV)",
-            "masks": "ROI masks (NIfTI, MPI grid)",
-            "transform": "registration transform (ITK .tfm, fixed → moving)",
-            "calibration_json": "calibration (JSON)",
-        }
-        parts.append(
-            "<ul>"
-            + "".join(f"<li><a href='{e(f)}'>{e(labels[k])}</a></li>" for k, f in links)
-            + "</ul>"
-        )
-    if calibration is not None:
-        parts.append(f"<h2>Calibration</h2><p>{e(calibration.summary())}</p>")
-        parts.append(f"<img src='{e(files['calibration_png'])}' alt='calibration plot'>")
-    if "view_3d" in files:
-        parts.append(f"<h2>3-D view</h2><img src='{e(files['view_3d'])}' alt='3-D view'>")
-    if files["slices"]:
-        parts.append("<h2>Slices through each ROI</h2>")
-        for name, f in files["slices"]:
-            parts.append(f"<h3>{e(name)}</h3><img src='{e(f)}' alt='slices through {e(name)}'>")
-    parts.append("</body></html>")
-    (tmp / "index.html").write_text("\n".join(parts), encoding="utf-8")
+    cols = [c for c in _TABLE_COLUMNS if any(c in r for r in rows)] if rows else []
+    labels = {
+        "results": "results table (CSV)",
+        "masks": "ROI masks (NIfTI, MPI grid)",
+        "transform": "registration transform (ITK .tfm, fixed → moving)",
+        "calibration_json": "calibration (JSON)",
+    }
+    page = env.get_template("report.html.j2").render(
+        title=title,
+        version=__version__,
+        now=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        inputs=[
+            {
+                "role": str(i.get("role", "")),
+                "path": str(i.get("path", "")),
+                "sha256": str(i.get("sha256", "") or ""),
+            }
+            for i in _inputs_list(inputs)
+        ],
+        mpi={
+            "name": mpi.name,
+            "shape": " × ".join(map(str, mpi.shape[::-1])),
+            "spacing": " × ".join(f"{s:g}" for s in mpi.spacing_mm),
+            "acquisition": json.dumps(mpi.acquisition.to_dict(), ensure_ascii=False),
+        },
+        anatomy=anatomy,
+        registered=transform is not None,
+        iron_per_cell=None
+        if iron_per_cell is None
+        else f"{iron_per_cell.mean_pg:g} ± {iron_per_cell.sd_pg:g}",
+        columns=[header_label(c) for c in cols],
+        rows=[[_cell(r.get(c)) for c in cols] for r in rows or []],
+        links=[
+            (labels[k], files[k])
+            for k in ("results", "masks", "transform", "calibration_json")
+            if k in files
+        ],
+        calibration=None if calibration is None else calibration.summary(),
+        calibration_png=files.get("calibration_png"),
+        view_3d=files.get("view_3d"),
+        slices=files["slices"],
+    )
+    (tmp / "index.html").write_text(page, encoding="utf-8")

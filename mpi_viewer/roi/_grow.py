@@ -89,8 +89,10 @@ def _background_sd(arr: np.ndarray) -> float:
     vals = a[ok]
     if vals.size < 2:
         raise InputError("image: too few finite voxels to estimate the noise SD")
+    from scipy.stats import median_abs_deviation
+
     med = float(np.median(vals))
-    sd = 1.4826 * float(np.median(np.abs(vals - med)))
+    sd = float(median_abs_deviation(vals, scale="normal"))
     if sd <= 0:
         # mostly constant background (e.g. zero-filled): the SD below the median
         low = vals[vals <= med]

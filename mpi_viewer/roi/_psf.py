@@ -255,6 +255,8 @@ def _measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
         valid &= inside
         shell = np.ones(box.shape, dtype=bool)
         shell[tuple(slice(2, -2) for _ in range(d))] = False
+        if not (shell & valid).any():  # the source fills its box: no background around it
+            continue
         box = box - float(np.median(box[shell & valid]))
         at = tuple(int(v) for v in half)
         c, pk = subvoxel_peak(box, at)

@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mpi_viewer.defaults import HALFMAX_FRACTION, N_SD
 from mpi_viewer.errors import InputError
 from mpi_viewer.roi._saturation import SaturationCurve
 
@@ -148,8 +149,8 @@ class ROIParams:
     """
 
     method: str = "halfmax"
-    fraction: float = 0.5
-    n_sd: float = 5.0
+    fraction: float = HALFMAX_FRACTION
+    n_sd: float = N_SD
     noise_sd: float | None = None
     background_bbox: tuple[tuple[int, int], ...] | None = None
     background_mask: np.ndarray | None = field(default=None, repr=False, compare=False)

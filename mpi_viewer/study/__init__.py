@@ -1,4 +1,4 @@
-"""The study: sessions (every input and decision), the one pipeline that recomputes its numbers, batch replay."""
+"""The study: the typed Study (model), sessions (every input and decision), the one pipeline that recomputes its numbers, batch replay."""
 
 from .batch import (  # noqa: F401
     Progress,
@@ -6,18 +6,20 @@ from .batch import (  # noqa: F401
     default_jobs,
     replay_many,
 )
+from .model import (  # noqa: F401
+    ANATOMY_ROLES,
+    IRON_PER_CELL_PG,
+    ReportSettings,
+    Study,
+    TransformModel,
+)
 from .pipeline import (  # noqa: F401
-    RTOL,
-    GivenTransform,
     Recomputed,
-    ReplayOutcome,
-    compare,
+    calibration_from_phantoms,
     compute_and_save,
     new_session,
     read_inputs,
     recompute,
-    replay_path,
-    replay_session,
     result_rows,
     roi_params,
     run_calibration,
@@ -25,10 +27,16 @@ from .pipeline import (  # noqa: F401
     run_quantities,
     run_registration,
     run_rois,
-    same_value,
-    save_quantify_session,
-    save_session_of_quantify,
     store,
+)
+from .quantify import quantify_study, run_quantify  # noqa: F401
+from .replay import (  # noqa: F401
+    RTOL,
+    ReplayOutcome,
+    compare,
+    replay_path,
+    replay_session,
+    same_value,
 )
 from .session import (  # noqa: F401
     FORMAT_NAME,

@@ -1,6 +1,6 @@
 """Replay many sessions in parallel: local processes by default, or a Dask cluster.
 
-:func:`replay_many` runs :func:`mpi_viewer.study.pipeline.replay_path` for every session
+:func:`replay_many` runs :func:`mpi_viewer.study.replay.replay_path` for every session
 file, in a :class:`concurrent.futures.ProcessPoolExecutor` (``jobs`` processes, one
 SimpleITK thread each so that processes do not fight for the cores), or on a
 ``dask.distributed`` scheduler when ``scheduler`` is given (an address such as
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mpi_viewer.errors import InputError
-from mpi_viewer.study.pipeline import ReplayOutcome, replay_path
+from mpi_viewer.study.replay import ReplayOutcome, replay_path
 
 Progress = Callable[[int, int, ReplayOutcome], None]
 
