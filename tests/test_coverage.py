@@ -116,8 +116,7 @@ def test_coverage_over_noise_realisations(psf):
         # the strong source on the Langevin PSF, 82 % of 50 (benchmarks/
         # bench_calibration.py): it reads +0.13 % (median) against a ±0.3 % interval, the
         # weak's model (fitted on its own box, over the strong's tail) being ~5 % off; held
-        # to what is measured
-        # here; and 10 realisations cannot hold a 92–96 % coverage to ≥ 90 % (the weak
+        # to what is measured here; and 10 realisations cannot hold a 92–96 % coverage to ≥ 90 % (the weak
         # source: 92 % Gaussian, 96 % Langevin of 50; 8 of these 10 on the Gaussian)
         target = 0.80 if (psf == "langevin" and n == "strong") or n == "weak" else 0.90
         assert np.mean(cover[n]) >= target, (n, np.mean(cover[n]))
