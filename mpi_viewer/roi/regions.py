@@ -310,6 +310,16 @@ class ROIResult:
         Signal of neighbouring sources' point-spread model removed from this ROI
         (same unit as ``total_signal``): peaks in its region, and other measured
         sources whose tails reach into it; 0 when alone.
+    neighbour_signal_sd : float
+        SD (same unit) of ``total_signal`` due to the uncertainty of those neighbours'
+        models (the measured template's noise and ``NEIGHBOUR_MODEL_REL_SD`` of each
+        model, propagated through the whole delineation); 0 when nothing was
+        subtracted. Calibrated intervals carry it.
+    delineation_sd : float
+        SD (same unit) of ``total_signal`` that the image noise gives a faint lone
+        point source through its peak, threshold and region (below SNR 30: simulated
+        with its measured point-spread model, which also corrects the total for the
+        noise's bias); 0 otherwise. Calibrated intervals carry it.
     flags : list of str
         ``touching`` (borders another ROI), ``shared_signal`` (the region held other
         peaks, or other measured sources' tails were > 0.5 % of its total; their models
@@ -343,6 +353,8 @@ class ROIResult:
     mask: ROIMask = field(repr=False)
     label: int = 1
     neighbour_signal: float = 0.0
+    neighbour_signal_sd: float = 0.0
+    delineation_sd: float = 0.0
     flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
