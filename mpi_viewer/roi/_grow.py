@@ -757,7 +757,8 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         stats.update(total_signal=fine["total"], size=fine["size"], mean_au=fine["mean"])
         neighbour = fine["neighbour"]
     neighbour_sd = 0.0
-    if others is not None:
+    revised = params.revision >= 2  # measurement revision 2: the additive corrections below
+    if others is not None and revised:
         var = sum(np.square(v, dtype=np.float64) for v in nb_sd if v is not None)
         sub_sum = abs(float(others[roi].astype(np.float64).sum()))
         u_noise = (
@@ -775,6 +776,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     delineation_sd = 0.0
     if (
         resample
+        and revised
         and models is None
         and neighbour <= 0.005 * abs(stats["total_signal"])  # no neighbour shares its signal
         and not unexplained
@@ -1214,7 +1216,9 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
                 continue  # its tail is negligible here
             ext.append(mj)
         # a faint source's noise-bias correction was left to this second pass
-        faint = math.isfinite(noise) and r["peak_au"] < _RESAMPLE_SNR * noise
+        faint = (
+            params.revision >= 2 and math.isfinite(noise) and r["peak_au"] < _RESAMPLE_SNR * noise
+        )
         if not ext and not faint:
             continue
         try:
@@ -1236,7 +1240,7 @@ def image_psf(arr, params, noise: float):
         return None
     from mpi_viewer.roi._psf import measure_psf
 
-    return measure_psf(arr, noise)
+    return measure_psf(arr, noise, revision=params.revision)
 
 
 def _noise_for(arr, params) -> float:

@@ -152,7 +152,7 @@ class PointModel:
 _CACHE: dict = {}
 
 
-def _key(arr: np.ndarray, noise: float):
+def _key(arr: np.ndarray, noise: float, revision: int):
     a = np.asarray(arr)
     step = max(1, a.size // 4096)
     probe = np.ascontiguousarray(a.reshape(-1)[::step]) if a.flags.c_contiguous else None
@@ -160,20 +160,22 @@ def _key(arr: np.ndarray, noise: float):
         return None
     import hashlib
 
-    return (a.shape, str(a.dtype), float(noise), hashlib.sha1(probe.tobytes()).hexdigest())
+    digest = hashlib.sha1(probe.tobytes()).hexdigest()
+    return (a.shape, str(a.dtype), float(noise), int(revision), digest)
 
 
-def measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
+def measure_psf(arr: np.ndarray, noise: float, *, revision: int = 2) -> MeasuredPSF | None:
     """The image's PSF from its bright, isolated, point-like sources (module docstring).
 
     Returns ``None`` when the image holds no such source (extended structures only).
     Cached for the last few images (keyed by shape, noise and a regular sample of the
-    voxels).
+    voxels). ``revision`` (:attr:`mpi_viewer.roi.ROIParams.revision`): 1 — the template is
+    the voxel-wise median of the samples; 2 — their SNR²-weighted mean.
     """
-    key = _key(arr, noise)
+    key = _key(arr, noise, revision)
     if key is not None and key in _CACHE:
         return _CACHE[key]
-    out = _measure_psf(arr, noise)
+    out = _measure_psf(arr, noise, revision)
     if key is not None:
         if len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
@@ -181,7 +183,7 @@ def measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
     return out
 
 
-def _measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
+def _measure_psf(arr: np.ndarray, noise: float, revision: int = 2) -> MeasuredPSF | None:
     from scipy import ndimage as ndi
 
     from mpi_viewer.roi._fwhm import subvoxel_peak
@@ -309,6 +311,8 @@ def _measure_psf(arr: np.ndarray, noise: float) -> MeasuredPSF | None:
             wsum = w.sum(axis=0)
             template = np.where(wsum > 0, np.nansum(w * np.nan_to_num(stack), axis=0) / wsum, ref)
             template_var = np.where(wsum > 0, 1.0 / wsum, float(np.max(rel_sd)) ** 2)
+            if revision < 2:  # measurement revision 1: the median itself
+                template = ref
     template = np.nan_to_num(template, nan=0.0)
     norm = float(template[tuple(half)])
     template /= norm
