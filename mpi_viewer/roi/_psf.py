@@ -113,6 +113,9 @@ class PointModel:
     centre: np.ndarray
     psf: MeasuredPSF | None = None
     sigma: np.ndarray | None = None
+    #: SD of ``amplitude`` from its fit (the residual RMS through the fit's Jacobian:
+    #: noise and misfit, e.g. a neighbour's tail under it); ``None`` when not fitted
+    amplitude_sd: float | None = None
 
     def on_box(self, lo, shape) -> np.ndarray:
         """The model (a.u., float32) on the box ``lo … lo + shape`` of the image."""
@@ -402,9 +405,21 @@ def fit_template(
     )
     srcs, _ = unpack(res.x)
     rms = float(np.sqrt(np.mean(res.fun**2)))
+    amp_sd = [None] * n
+    if with_models:
+        # the amplitudes' SDs: residual RMS × sqrt(diag((JᵀJ)⁻¹)) (Gauss–Newton)
+        try:
+            jj = np.asarray(res.jac.T @ res.jac) if not hasattr(res.jac, "toarray") else None
+            if jj is not None:
+                dof = max(y.size - (n * npar + 1), 1)
+                s_res = float(np.sqrt(np.sum(res.fun**2) / dof))
+                cov = np.linalg.pinv(jj)
+                amp_sd = [s_res * math.sqrt(max(float(cov[k * npar, k * npar]), 0.0)) for k in range(n)]
+        except (ValueError, np.linalg.LinAlgError):  # pragma: no cover - degenerate fit
+            pass
     models, amps, points = [], [], []
-    for amp, c in srcs:
-        pm = PointModel(float(amp), np.asarray(c, dtype=np.float64), psf=psf)
+    for (amp, c), a_sd in zip(srcs, amp_sd, strict=True):
+        pm = PointModel(float(amp), np.asarray(c, dtype=np.float64), psf=psf, amplitude_sd=a_sd)
         models.append(pm.on_box(np.zeros(d), sub.shape) if with_models else None)
         amps.append(float(amp))
         points.append(pm)
