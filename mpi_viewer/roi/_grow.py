@@ -1214,42 +1214,6 @@ def _own_model(fit: dict, structure, psf=None, noise: float = float("nan")):
     return fit["model"]
 
 
-def _refine_models(fits, exts, structure, psf, noise: float) -> None:
-    """Each source's point-source model refitted once with its neighbours' models
-    (``exts``: indices into ``fits``) removed from its box (measurement revision 2).
-
-    Why: a weak source's model fitted on its own box (one source and a constant) takes
-    in part of a strong neighbour's tail, which is not constant there; the strong
-    source's ROI then subtracts a weak model that is off by several per cent. One
-    refit against the neighbours' first models (a single Jacobi step) removes most of
-    that; the refit's amplitude SD then reflects what is left.
-    """
-    from scipy import ndimage as ndi
-
-    from mpi_viewer.roi._split import explained, fit_sources
-
-    first = [f["model"] for f in fits]
-    for n, fi in enumerate(fits):
-        if first[n] is None or not exts[n]:
-            continue
-        nb = [first[m] for m in exts[n] if first[m] is not None]
-        if not nb:
-            continue
-        sub = np.nan_to_num(fi["sub"]).astype(np.float64)
-        for pm in nb:
-            sub = sub - pm.on_box(fi["lo"], sub.shape)
-        mask = ndi.binary_dilation(fi["region"], structure=structure, iterations=2) & np.isfinite(
-            fi["sub"]
-        )
-        _, amps, points, rms = fit_sources(
-            sub.astype(np.float32), [fi["at"]], mask, fi["hw"] / math.sqrt(2 * math.log(2)), psf
-        )
-        if explained(rms, amps[0], noise):
-            pm = points[0]
-            pm.centre = pm.centre + fi["lo"]
-            fi["model"] = pm
-
-
 def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, grown, psf) -> None:
     """Re-measure each ROI with the models of the other sources reaching into its box.
 
@@ -1286,8 +1250,6 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
                 continue  # its tail is negligible here
             ext.append(m)
         exts.append(ext)
-    if params.revision >= 2:
-        _refine_models(fits, exts, structure, psf, noise)
     for n, (i, r) in enumerate(grown):
         fi = fits[n]
         ext = [fits[m]["model"] for m in exts[n]]
