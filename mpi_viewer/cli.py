@@ -511,7 +511,7 @@ def _cmd_quantify(args) -> int:
         origin_mm=_vec_or_none(args.origin_mm, "--origin-mm"),
         **_image_choice(args),
     )
-    registration = _quantify_registration(args)  # read before any measuring: bad files fail fast
+    registration = _quantify_registration(args, mpi)  # read before measuring: bad files fail fast
     _check_calibration_method(args, params)
     _print_notes(mpi)
     seeds = [parse_vector(s, n=mpi.ndim, what="--seed") for s in args.seed]
@@ -591,12 +591,17 @@ class _Registration:
         return out
 
 
-def _quantify_registration(args):
+def _quantify_registration(args, mpi):
     if not args.anatomy:
         return None
     from mpi_viewer.io.images import read_volume
 
     anatomy = read_volume(args.anatomy)
+    if anatomy.ndim != mpi.ndim:
+        raise InputError(
+            f"{args.anatomy}: a {anatomy.ndim}-D image, but the MPI {args.mpi} is {mpi.ndim}-D; "
+            f"give a {mpi.ndim}-D anatomy (a 2-D MPI projection pairs with a 2-D projection)"
+        )
     modality = "CT" if str(anatomy.modality).upper() == "CT" else "MRI"
     matrix = translation = None
     if args.transform:
@@ -606,6 +611,11 @@ def _quantify_registration(args):
             matrix, translation = load_transform(args.transform)
         except (ValueError, TypeError, RuntimeError) as exc:
             raise InputError(f"{args.transform}: not a 3-D linear transform ({exc})") from None
+        if len(translation) != mpi.ndim:
+            raise InputError(
+                f"{args.transform}: a {len(translation)}-D transform for the {mpi.ndim}-D MPI "
+                f"{args.mpi}"
+            )
     return _Registration(anatomy, matrix, translation, modality)
 
 

@@ -164,6 +164,7 @@ class GeometryDock(QWidget):
             direction=list(np.eye(d).ravel()),
             units=m.get("units") or DEFAULT_UNITS[self.modality.currentText()],
             geometry_missing=False,
+            geometry_edited=True,  # the file's own geometry is not this: sessions keep a copy
         )
         acq = Acquisition(
             tracer=self.tracer.text() or None,

@@ -5,8 +5,9 @@ Thin: it reads the study's anatomy and MPI images from the viewer's controller
 off the GUI thread, and writes two named Points layers ("mold fiducials (fixed)" and
 "mold fiducials (moving)") placed where each image is drawn. The matched pairs (each
 image's own physical mm, ITK x, y, z) go to ``on_pairs(names, fixed_xyz_mm,
-moving_xyz_mm)``: in the registration dock's "Mold" mode that is the landmark
-workflow (residuals, excludes, preview, save). Used alone, the panel draws the MPI
+moving_xyz_mm, excluded=, pose=)``: in the registration dock's "Mold" mode that is the
+landmark workflow (residuals, excludes, preview), saved as the template registration
+with its pose choice while the user leaves the wells as found. Used alone, the panel draws the MPI
 on the anatomy through the fit (:meth:`StudyController.register`).
 """
 
@@ -65,8 +66,10 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
     ----------
     viewer : napari.viewer.Viewer
     on_pairs : callable, optional
-        ``on_pairs(names, fixed_xyz_mm, moving_xyz_mm)`` with the fiducials found in
-        both images (mm, each image's own physical frame, ITK x, y, z).
+        ``on_pairs(names, fixed_xyz_mm, moving_xyz_mm, *, excluded, pose)`` with the
+        fiducials found in both images (mm, each image's own physical frame, ITK x, y,
+        z), the wells the template fit leaves out (cut by an image's edge) and how the
+        pose was chosen (:func:`pose_record`).
     embedded : bool
         Inside a host dock that shows the same study images: the panel hides its own
         pickers (both follow the controller, so they can never disagree).
@@ -268,8 +271,15 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
                 self._put_points(layer_name, xyz, names, image_layer)
         self.status.setText(self._summary(result))
         self.status.setToolTip("\n".join(result.report_lines()))
-        if self.on_pairs is not None:
-            self.on_pairs(names, np.asarray(result.fixed_xyz_mm), np.asarray(result.moving_xyz_mm))
+        if self.on_pairs is not None:  # the host fits them as the template did (cut wells
+            cand = result.candidates[result.chosen] if result.candidates else None  # left out)
+            self.on_pairs(
+                names,
+                np.asarray(result.fixed_xyz_mm),
+                np.asarray(result.moving_xyz_mm),
+                excluded=list(cand.cut_excluded) if cand is not None else [],
+                pose=pose_record(result, **self._settings),
+            )
         elif fixed_layer is self.ctl.anatomy and moving_layer is self.ctl.mpi:
             try:  # alone: the MPI drawn on the anatomy through the template fit
                 self.ctl.register(

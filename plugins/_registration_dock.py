@@ -69,6 +69,7 @@ class RegistrationDock(
         self._busy = False
         self._notified: set[str] = set()
         self._worker = None
+        self._mold = None  # the mold panel's wells and pose choice, while left as found
         self._build()
         self._preview_timer = QTimer(self, singleShot=True, interval=150)
         self._preview_timer.timeout.connect(self.update_preview)
@@ -180,9 +181,29 @@ class RegistrationDock(
         finally:
             self._busy = False
 
-    def _pairs_from_mold(self, names, fixed_xyz_mm, moving_xyz_mm) -> None:
-        """The mold panel's matched wells (found in the study's anatomy and MPI)."""
-        self.load_pairs(names, fixed_xyz_mm, moving_xyz_mm)
+    def _pairs_from_mold(
+        self, names, fixed_xyz_mm, moving_xyz_mm, *, excluded=(), pose=None, **where
+    ) -> None:
+        """The mold panel's matched wells (found in the study's anatomy and MPI).
+
+        ``excluded``: the wells the template fit leaves out (cut by an image's edge);
+        ``pose``: how the mold's pose was chosen (:func:`._mold_panel.pose_record`). While
+        the pairs stay as found, the registration is the template's with that pose (a
+        session saves ``registration.mold``, replay takes the user's pose again); an edit
+        (a moved, added, removed or excluded well, another model) makes it the user's
+        landmarks.
+        """
+        self._mold = None
+        if pose is not None:
+            self._mold = {
+                "pose": dict(pose),
+                "names": [str(n) for n in names],
+                "fixed": np.asarray(fixed_xyz_mm, float),
+                "moving": np.asarray(moving_xyz_mm, float),
+                "excluded": frozenset(str(n) for n in excluded),
+                "model": self.model_combo.value,
+            }
+        self.load_pairs(names, fixed_xyz_mm, moving_xyz_mm, excluded=excluded, **where)
         if self.pairs is not None and self.pairs.alive():  # found, not to be clicked: the
             for layer in self.pairs.layers():  # next click must not add a landmark
                 layer.mode = "pan_zoom"
@@ -230,10 +251,27 @@ class RegistrationDock(
         if source is not None and self.loaded_transform and source is self.loaded_transform[2]:
             kind = "file"
         model = getattr(source, "model", "affine")
-        self.ctl.register(matrix, translation, source=kind, live=True, model=model)
+        pose = None
+        if kind == "landmarks" and self._as_found_by_mold():
+            kind, pose = "template", self._mold["pose"]
+        self.ctl.register(matrix, translation, source=kind, live=True, model=model, pose=pose)
         self.pairs.follow_images()
         self._extent_timer.start()
         self.transform = (np.asarray(matrix, float), np.asarray(translation, float), source)
+
+    def _as_found_by_mold(self) -> bool:
+        """The pairs, excludes and model are still those the mold panel found."""
+        found = self._mold
+        if found is None or self.pairs is None or not self.pairs.alive():
+            return False
+        names, f, m = self.pairs.pairs()
+        return (
+            list(names) == found["names"]
+            and frozenset(self.excluded) == found["excluded"]
+            and self.model_combo.value == found["model"]
+            and np.allclose(f, found["fixed"], rtol=0, atol=1e-6)
+            and np.allclose(m, found["moving"], rtol=0, atol=1e-6)
+        )
 
     def _update_extent(self) -> None:
         update = compat.extent_updater(self.viewer)

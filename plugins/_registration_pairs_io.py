@@ -7,6 +7,8 @@ A mixin of :class:`~mpi_viewer.plugins._registration_dock.RegistrationDock`.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from mpi_viewer.plugins._controller import ANATOMY, MPI
 from mpi_viewer.plugins._points_pairs import PairState
@@ -104,7 +106,9 @@ class PairsIOMixin:
         return {**self.landmarks(), "params": self.params.to_dict()}
 
     def restore(self, state: dict) -> None:
-        """Set the parameters and the fiducial pairs of :meth:`state`, then fit (errors: notifications)."""
+        """Set the parameters and the fiducial pairs of :meth:`state`, then fit (errors:
+        notifications). With a ``"mold"`` pose record (a template registration) the pairs
+        are the mold panel's wells: the registration stays the template's."""
         try:
             p = _reg().RegistrationParams.from_dict(
                 state.get("params") or {"model": state.get("model", "rigid")}
@@ -112,7 +116,11 @@ class PairsIOMixin:
             self.fle_spin.value = p.fle_mm
             self.tol_spin.value = p.fre_tolerance_mm
             if state.get("names"):
-                self.load_pairs(
+                load = self.load_pairs
+                if state.get("mold"):  # a template registration: its wells and pose choice
+                    self.model_combo.value = state.get("model", p.model)
+                    load = partial(self._pairs_from_mold, pose=state["mold"])
+                load(
                     state["names"],
                     state["fixed_xyz_mm"],
                     state["moving_xyz_mm"],

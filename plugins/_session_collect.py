@@ -75,8 +75,8 @@ class SessionCollectMixin:
 
     def _image_inputs(self, session_path: Path, writes: list) -> list[S.InputFile]:
         """Inputs of the image layers: read from a file (hashed), or made in memory (an MPI,
-        MRI or CT such as the demo: written once beside the session as NIfTI, see
-        :meth:`_write_files`). Derived images (cell density…) are not inputs."""
+        MRI or CT such as the demo, or a file whose geometry was set in the Image geometry
+        dock: written once beside the session as NRRD, see :meth:`_write_files`). Derived images (cell density…) are not inputs."""
         out, roles = [], set()
         layers = list(_layers.find_layers(self.viewer))
         study_mpi = self.ctl.mpi
@@ -86,7 +86,9 @@ class SessionCollectMixin:
         for layer in layers:
             m = layer.metadata.get("mpi_viewer", {})
             src = m.get("source")
-            has_file = bool(src) and Path(src).is_file()
+            # a geometry set in the Image geometry dock is not the file's: written beside
+            # the session as an image made in memory is, so that replay reads it
+            has_file = bool(src) and Path(src).is_file() and not m.get("geometry_edited")
             if not has_file and m.get("modality") not in _ROLE_OF:
                 continue
             role = _ROLE_OF.get(m.get("modality"), "other")
@@ -328,6 +330,7 @@ class SessionCollectMixin:
             inp.sha256 = S.sha256_file(path)
             if remember and layer is not None:
                 _layers.meta(layer)["source"] = str(Path(path).resolve())
+                _layers.meta(layer).pop("geometry_edited", None)  # the written file has it
         return [Path(w[1]).name for w in writes]
 
     def _template_section(self, s: S.Session, roles: dict[str, str]) -> None:
@@ -343,6 +346,7 @@ class SessionCollectMixin:
             moving=roles[reg.moving],
             method="template",
             template=p["template"],
+            model=reg.transform.model,
             mold={k: p[k] for k in ("tolerance_mm", "max_rotation_deg", "pose", "decided_by")},
             matrix=np.asarray(reg.matrix, float).tolist(),
             translation=np.asarray(reg.translation, float).tolist(),

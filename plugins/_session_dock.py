@@ -169,7 +169,10 @@ class SessionDock(SessionCollectMixin, SessionRestoreMixin, RecoveryMixin, QWidg
             self.session, self.path = s, Path(out)
             text = f"saved {out}"
             if written:
-                text += f"; wrote {', '.join(written)} beside it (data that had no file)"
+                text += (
+                    f"; wrote {', '.join(written)} beside it (data that had no file, or a "
+                    "geometry set in the window)"
+                )
             self.status.setText(text)
             saved.append(Path(out))
 

@@ -222,9 +222,21 @@ class SessionRestoreMixin:
         if reg is not None:
             lm = reg.landmarks
             names, fx, mv = lm.names, lm.fixed_xyz_mm, lm.moving_xyz_mm
-            if not names and rec.registration is not None:  # template: the matched wells
-                names = list(rec.registration.matched_names)
-                fx, mv = rec.registration.fixed_xyz_mm, rec.registration.moving_xyz_mm
+            excluded, mold = list(lm.excluded), None
+            found = rec.registration
+            if not names and found is not None:  # template: the matched wells, its pose
+                names = list(found.matched_names)
+                fx, mv = found.fixed_xyz_mm, found.moving_xyz_mm
+                if found.candidates:
+                    excluded = list(found.candidates[found.chosen].cut_excluded)
+                mold = {
+                    "template": reg.template,
+                    "tolerance_mm": reg.mold.tolerance_mm if reg.mold else None,
+                    "pose": int(found.pose),
+                    "candidates": len(found.candidates),
+                    "decided_by": found.decided_by,
+                    "max_rotation_deg": found.max_rotation_deg,
+                }
             params = {
                 "model": reg.model,
                 **({"fle_mm": reg.fle_mm} if reg.fle_mm is not None else {}),
@@ -237,11 +249,12 @@ class SessionRestoreMixin:
                             "names": list(names),
                             "fixed_xyz_mm": np.asarray(fx, float).tolist(),
                             "moving_xyz_mm": np.asarray(mv, float).tolist(),
-                            "excluded": list(lm.excluded),
+                            "excluded": excluded,
                             "model": reg.model,
                             "fixed": name.get(reg.fixed),
                             "moving": name.get(reg.moving),
                             "params": params,
+                            **({"mold": mold} if mold else {}),
                         },
                     )
                 )

@@ -25,7 +25,7 @@ def setup(make_napari_viewer):
     add_volume(viewer, study.mri, name="MRI")
     add_volume(viewer, study.mpi, name="MPI")
     calls = []
-    panel = MoldPanel(viewer, on_pairs=lambda *a: calls.append(a))
+    panel = MoldPanel(viewer, on_pairs=lambda *a, **k: calls.append(a))
     viewer.window.add_dock_widget(panel, name="Mold registration")
     assert panel.fixed_combo.currentText() == "MRI" and panel.moving_combo.currentText() == "MPI"
     assert panel.template() == "mouse_mold_v1"

@@ -264,3 +264,93 @@ def test_prior_decides_the_other_pose_stays_one_click_away(
     assert "pose chosen by the user (candidate 1 of 2" in mold.status.text()
     assert all(ly.mode == "pan_zoom" for ly in viewer.layers if type(ly).__name__ == "Points")
     assert not notes["error"], notes["error"]
+
+
+def test_fiducial_dock_mold_mode_saves_the_users_pose_and_replay_takes_it(
+    make_napari_viewer, qtbot, opposite, tmp_path, notes, monkeypatch, capsys
+):
+    """The Fiducial registration dock's Mold mode: the pose the user clicks is saved as the
+    template registration "chosen by user" (as the Mold dock saves it), ``mpi-viewer replay``
+    takes that pose again, and a reopened session keeps it; moving a well makes it the
+    user's landmarks."""
+    import mpi_viewer.plugins._mold_panel as mp
+    from mpi_viewer.plugins._controller import get_controller
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFileDialog, QPushButton
+
+    from mpi_viewer.cli import main
+    from mpi_viewer.study import pipeline as P
+    from mpi_viewer.study import session as S
+
+    monkeypatch.setattr(mp, "show_warning", notes["warning"].append)
+    study, mri = opposite
+    viewer, docks = _open(make_napari_viewer, study, mri)
+    reg, session = _by_class(docks, "RegistrationDock"), _by_class(docks, "SessionDock")
+    mpi = viewer.layers["mpi"]
+    reg.mode_combo.setFocus()
+    qtbot.keyClick(reg.mode_combo, Qt.Key.Key_Down)  # the user picks "Mold"
+    assert reg.mode_combo.currentText() == "Mold"
+    mold = reg.mold_panel
+    qtbot.mouseClick(mold.detect_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not mold.busy, timeout=60000)
+    assert mold.error is None and mold.result.ambiguous and mold.pose_table.rowCount() == 2
+    errs = []
+    for row in (0, 1):
+        _hover_row(qtbot, mold.pose_table, row)
+        errs.append(_errors_mm(study, mpi).max())
+    _leave(qtbot, mold.pose_table)
+    right = int(np.argmin(errs))
+    _click_row(qtbot, mold.pose_table, right)
+    _leave(qtbot, mold.pose_table)
+    assert _errors_mm(study, mpi).max() < 0.5 and reg.fit is not None
+    cut = mold.result.candidates[right].cut_excluded
+    assert cut and set(reg.excluded) == set(cut)  # fitted as the template fits: cut wells out
+    np.testing.assert_allclose(reg.fit.matrix, mold.result.fit.matrix, atol=1e-9)
+    ctl = get_controller(viewer)
+    assert ctl.registration.source == "template"
+    assert ctl.registration.pose["pose"] == right + 1
+    assert ctl.registration.pose["decided_by"] == "user"
+
+    target = tmp_path / "mold_mode.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    save = next(b for b in session.findChildren(QPushButton) if b.text() == "Save")
+    qtbot.mouseClick(save, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: session.path is not None, timeout=60000)
+    saved = S.load_session(target)
+    assert saved.registration.method == "template"
+    assert saved.registration.template == "mouse_mold_v1"
+    assert saved.registration.mold.pose == right + 1
+    assert saved.registration.mold.decided_by == "user"
+    assert not saved.registration.landmarks.names  # not the wells as clicked landmarks
+    capsys.readouterr()
+    assert main(["replay", str(target)]) == 0, capsys.readouterr()
+    rec = P.recompute(saved)
+    assert rec.registration.decided_by == "user" and rec.registration.pose == right + 1
+    np.testing.assert_allclose(rec.transform().matrix, mold.result.fit.matrix, atol=1e-9)
+
+    # reopened in a fresh viewer: the dock shows the wells, the registration stays the
+    # template's with the user's pose, and saving again keeps it
+    viewer2 = make_napari_viewer(show=True)
+    from mpi_viewer.plugins._launch import prepare
+
+    docks2 = prepare(viewer2)
+    session2 = _by_class(docks2, "SessionDock")
+    assert session2.open(target)
+    assert _errors_mm(study, viewer2.layers["mpi"]).max() < 0.5
+    reg2 = _by_class(docks2, "RegistrationDock")
+    assert reg2.pairs is not None and set(reg2.excluded) == set(cut)
+    ctl2 = get_controller(viewer2)
+    assert ctl2.registration.source == "template"
+    assert ctl2.registration.pose["pose"] == right + 1
+    again = session2.save(tmp_path / "again.json")
+    assert S.load_session(again).registration.mold.decided_by == "user"
+
+    # the user moves a well: now the user's landmarks, saved as such
+    pts = reg2.pairs.moving
+    data = np.array(pts.data)
+    data[0] += 0.3
+    pts.data = data
+    qtbot.waitUntil(lambda: ctl2.registration.source == "landmarks", timeout=10000)
+    edited = S.load_session(session2.save(tmp_path / "edited.json"))
+    assert edited.registration.method == "landmarks" and edited.registration.mold is None
+    assert not notes["error"], notes["error"]

@@ -409,8 +409,10 @@ class Candidates:
 def _modality(volume: Volume, template: Template, modality: str | None) -> str:
     mod = modality or volume.modality
     if mod not in APPEARANCES:
+        where = volume.source or volume.name
         raise InputError(
-            f"image {volume.name!r}: modality {mod!r} unknown; say MPI, MRI or CT to detect fiducials"
+            f"{where}: modality {mod!r}: the wells look different in MPI, MRI and CT; say which "
+            'in a sidecar JSON beside the file ({"modality": "MRI"}) or in the Image geometry dock'
         )
     return mod
 
@@ -1198,7 +1200,7 @@ def register_with_template(
     Raises
     ------
     InputError
-        A bad template, fewer than 3 fiducials found in either image, a template
+        A 2-D image, a bad template, fewer than 3 fiducials found in either image, a template
         that does not fit, fewer than 3 fiducials common to both images, a bad
         ``pose`` or ``max_rotation_deg``. Each message names the image.
     AmbiguousPoseError
@@ -1211,6 +1213,16 @@ def register_with_template(
     ):
         raise InputError(
             f"maximum rotation {max_rotation_deg!r}°: must be a number in (0, 180] degrees"
+        )
+    flat = [
+        f"{role} image {v.name!r} is {v.ndim}-D"
+        for role, v in (("fixed", fixed), ("moving", moving))
+        if v.ndim != 3
+    ]
+    if flat:
+        raise InputError(
+            f"{'; '.join(flat)}: a mold's wells are placed in 3-D; register 3-D images with "
+            "the template (2-D projections: with landmarks)"
         )
     tpl = load_template(template, search_dirs=search_dirs)
     matches = []

@@ -20,7 +20,8 @@ Axis conventions (numpy order is (z, y, x) everywhere in mpi-viewer):
 Files holding several arrays (``.mat``, ``.npz``): ``variable=NAME`` (``--variable``)
 chooses one. Without it the reader takes the only 2-D or 3-D numeric array that fits
 the sidecar's geometry and refuses to guess between several, listing them with their
-shapes. An array fits when its non-singleton dimensions are the sidecar's ``size``
+shapes; the sidecar's ``"variable"`` names one as ``--variable`` does (napari's File >
+Open has no flag). An array fits when its non-singleton dimensions are the sidecar's ``size``
 (voxels, x, y[, z]; ``shape`` is accepted too) or ``fov_mm / spacing_mm``, and a 2-D
 ``spacing_mm`` is not given to a 3-D array: a 338 × 1352 interpolation matrix never
 opens as a 64 × 64 image. The chosen array's name is kept in ``metadata``
@@ -279,23 +280,27 @@ def _pick_variable(
     """The one array to open: ``variable`` if given, else the only image-shaped array that
     fits the sidecar's geometry; several candidates are refused, listing them."""
     names = ", ".join(all_names) or "none"
+    flag = f"--variable {variable}"
+    if variable is None:  # the sidecar may name it (the way to choose in napari's File > Open)
+        variable = read_sidecar(path).get("variable")
+        flag = f"{sidecar_path(path).name}: variable {variable!r}"
+        if variable is not None and not isinstance(variable, str):
+            raise InputError(f"{flag} must be the name (text) of one of {names}")
     if variable is not None:
         if variable not in all_names:
-            raise InputError(
-                f"--variable {variable}: {path} has no such variable (it holds {names})"
-            )
+            raise InputError(f"{flag}: {path} has no such variable (it holds {names})")
         if variable not in candidates:
-            raise InputError(f"--variable {variable}: {path}: {variable!r} is not a numeric array")
+            raise InputError(f"{flag}: {path}: {variable!r} is not a numeric array")
         a = candidates[variable]
         nd = sum(1 for s in a.shape if s > 1)
         if nd not in (2, 3):
             raise InputError(
-                f"--variable {variable}: {path}: {variable!r} of shape {_shape_text(a.shape)} "
+                f"{flag}: {path}: {variable!r} of shape {_shape_text(a.shape)} "
                 "is not a 2-D or 3-D image"
             )
         why = _fits(path, to_zyx(tuple(a.shape)))
         if why:
-            raise InputError(f"--variable {variable}: {path}: {variable!r} of shape {why}")
+            raise InputError(f"{flag}: {path}: {variable!r} of shape {why}")
         return variable, a
     images = {k: v for k, v in candidates.items() if sum(1 for s in v.shape if s > 1) in (2, 3)}
     if not images:
@@ -311,7 +316,8 @@ def _pick_variable(
     if len(fitting) > 1:
         listed = ", ".join(f"{k} ({_shape_text(v.shape)})" for k, v in fitting.items())
         raise InputError(
-            f"{path}: several image variables: {listed}; choose one with --variable NAME"
+            f"{path}: several image variables: {listed}; choose one with --variable NAME "
+            f'(or "variable": "NAME" in a sidecar {sidecar_path(path).name} beside it)'
         )
     return next(iter(fitting.items()))
 
