@@ -690,19 +690,14 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
 
             thr0 = thr  # n·SD and k-means: the threshold does not follow the peak
 
-            def split(change=None, base=None):
+            def split(change=None):
                 """The source's own signal, peak, threshold and region once its
                 neighbours' models are removed; ``change``: a further signal removed
-                (a neighbour's model's uncertainty), its peak then linearised about
-                ``base`` (the unchanged split's)."""
+                (a neighbour's model's uncertainty)."""
                 c = sub - others if change is None else sub - others - change
-                if base is None:
-                    # the own peak as grown (a lone source's tail-corrected peak stays where it was)
-                    t = _ascend(c, peaks[own]) if models is not None else at
-                    p_idx, p_au = _peak_in_box(c, t, psf)
-                else:
-                    t, p_idx = base[1], base[2]
-                    p_au = base[3] - float(change[t])
+                # the own peak as grown (a lone source's tail-corrected peak stays where it was)
+                t = _ascend(c, peaks[own]) if models is not None else at
+                p_idx, p_au = _peak_in_box(c, t, psf)
                 if params.peak_convention == "voxel":
                     p_au = float(c[t])
                 th = float(params.fraction) * p_au if params.method == "halfmax" else thr0
@@ -714,8 +709,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
                     th = float(params.fraction) * p_au
                 return c, t, p_idx, p_au, th, r_
 
-            split_base = split()
-            corr, top, peak_idx, peak_au, thr, roi = split_base
+            corr, top, peak_idx, peak_au, thr, roi = split()
             if not roi.any():
                 raise InputError(
                     f"seed {st}: nothing of this source is left above the threshold once its "
@@ -784,7 +778,6 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
             structure,
             float(np.prod(volume.spacing_mm)),
             blocked,
-            split_base,
         )
     delineation_sd = 0.0
     if (
@@ -860,16 +853,16 @@ def _amplitude_rel_sd(pm) -> float:
     return float(sd) / a
 
 
-def _subtraction_sd(split, parts, structure, voxel_size: float, blocked, base) -> float:
+def _subtraction_sd(split, parts, structure, voxel_size: float, blocked) -> float:
     """SD (a.u.·mm³) of an ROI's total due to the uncertainty of its neighbours' models.
 
     ``parts``: each neighbour's model on the box and its relative SD ``u`` (1 SD: the
     template's noise, :data:`NEIGHBOUR_MODEL_REL_SD` and the SD of the amplitude it was
     fitted with — a weak neighbour's model, fitted over a strong source's tail, is far
-    less certain than a strong one's). Each model in turn is scaled by ``1 + u`` and the
-    whole delineation (threshold, region, sub-voxel total; the peak linearised)
-    repeated (``split``, about its unchanged result ``base``): the change of the total is that neighbour's share, the shares
-    add in quadrature (independent fits). That is the model's effect on the total,
+    less certain than a strong one's). Each model in turn is scaled by ``1 ± u`` and the
+    whole delineation (peak, threshold, region, sub-voxel total) repeated (``split``):
+    half the spread of the two totals is that neighbour's share, the shares add in
+    quadrature (independent fits). That is the model's effect on the total,
     region and threshold included — far more than the signal subtracted inside the
     final ROI when the source's threshold lies on a neighbour's tail.
     """
@@ -886,10 +879,9 @@ def _subtraction_sd(split, parts, structure, voxel_size: float, blocked, base) -
         fine = subvoxel_stats(c, r_, th, t, structure, voxel_size=voxel_size, blocked=blocked)
         return fine["total"] if fine is not None else float(c[r_].astype(np.float64).sum()) * voxel_size
 
-    t0 = total(base)
     var = 0.0
     for m, u in parts:
-        var += (total(split(u * m, base)) - t0) ** 2
+        var += (0.5 * (total(split(u * m)) - total(split(-u * m)))) ** 2
     return math.sqrt(var)
 
 
