@@ -923,6 +923,15 @@ def _write_html(
         iron_per_cell=None
         if iron_per_cell is None
         else f"{iron_per_cell.mean_pg:g} ± {iron_per_cell.sd_pg:g}",
+        roi_methods=", ".join(
+            sorted(
+                {
+                    f"{r['method']} (measurement revision {r.get('roi_revision', 1)})"
+                    for r in rows or []
+                    if r.get("method")
+                }
+            )
+        ),
         columns=[header_label(c) for c in cols],
         rows=[[_cell(r.get(c)) for c in cols] for r in rows or []],
         links=[

@@ -87,6 +87,14 @@ PEAK_CONVENTIONS = ("subvoxel", "voxel")
 PSF_MODELS = ("measured", "gaussian")
 
 
+#: Measurement revisions (see :attr:`ROIParams.revision`) and the one new measurements use.
+#: 1: mpi-viewer 0.1 (sessions and calibrations saved before revisions were recorded);
+#: 2: a faint lone source's total corrected for the noise's bias, split ROIs' intervals
+#: carrying their neighbours' model uncertainty, an SNR²-weighted PSF template.
+REVISIONS = (1, 2)
+MEASUREMENT_REVISION = 2
+
+
 #: Flags an ROI can carry (see :class:`ROIResult`).
 FLAGS = (
     "touching",
@@ -177,6 +185,12 @@ class ROIParams:
         isolated, point-like sources (vials, isolated spots), heavy tails included;
         Gaussians when the image holds none. ``"gaussian"`` — axis-aligned Gaussians
         fitted per source (no tails).
+    revision : int
+        Measurement revision (:data:`REVISIONS`): how the numbers are computed, so that
+        a saved session replays with the numbers it was measured with. New ROIParams
+        take :data:`MEASUREMENT_REVISION`; a stored parameter dict without one was
+        written before revisions existed and is revision 1 (:meth:`from_dict`;
+        :meth:`to_dict` leaves revision 1 out, so such dicts stay as they were).
     """
 
     method: str = "halfmax"
@@ -193,6 +207,7 @@ class ROIParams:
     saturation_curve: SaturationCurve | None = None
     peak_convention: str = "subvoxel"
     psf: str = "measured"
+    revision: int = MEASUREMENT_REVISION
 
     def __post_init__(self) -> None:
         self.validate()
@@ -232,6 +247,11 @@ class ROIParams:
             raise InputError(f"PSF model {self.psf!r}: expected one of {', '.join(PSF_MODELS)}")
         if not float(self.min_snr) >= 0:
             raise InputError(f"min_snr {self.min_snr}: must be zero or positive")
+        if isinstance(self.revision, bool) or self.revision not in REVISIONS:
+            raise InputError(
+                f"ROI measurement revision {self.revision!r}: expected one of "
+                f"{', '.join(map(str, REVISIONS))}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (``background_mask`` is left out: saved as NIfTI)."""
@@ -244,6 +264,8 @@ class ROIParams:
                 v = v.to_dict() if v is not None else None
             elif f.name == "background_bbox" and v is not None:
                 v = [list(map(int, b)) for b in v]
+            elif f.name == "revision" and v == 1:
+                continue  # as written before revisions existed
             d[f.name] = v
         return d
 
@@ -258,6 +280,7 @@ class ROIParams:
             d["saturation_curve"] = SaturationCurve.from_dict(d["saturation_curve"])
         if d.get("background_bbox") is not None:
             d["background_bbox"] = tuple(tuple(int(v) for v in b) for b in d["background_bbox"])
+        d.setdefault("revision", 1)  # stored before revisions were recorded
         return cls(**d)
 
 
@@ -336,10 +359,23 @@ class ROIResult:
         Signal threshold of the region (a.u.).
     method : str
         ROI method.
+    revision : int
+        Measurement revision it was measured with (:attr:`ROIParams.revision`; column
+        ``roi_revision``).
     neighbour_signal : float
         Signal of neighbouring sources' point-spread model removed from this ROI
         (same unit as ``total_signal``): peaks in its region, and other measured
         sources whose tails reach into it; 0 when alone.
+    neighbour_signal_sd : float
+        SD (same unit) of ``total_signal`` due to the uncertainty of those neighbours'
+        models (the measured template's noise and ``NEIGHBOUR_MODEL_REL_SD`` of each
+        model, propagated through the whole delineation); 0 when nothing was
+        subtracted. Calibrated intervals carry it.
+    delineation_sd : float
+        SD (same unit) of ``total_signal`` that the image noise gives a faint lone
+        point source through its peak, threshold and region (below SNR 30: simulated
+        with its measured point-spread model, which also corrects the total for the
+        noise's bias); 0 otherwise. Calibrated intervals carry it.
     flags : list of str
         ``touching`` (borders another ROI), ``shared_signal`` (the region held other
         peaks, or other measured sources' tails were > 0.5 % of its total; their models
@@ -372,7 +408,10 @@ class ROIResult:
     method: str
     mask: ROIMask = field(repr=False)
     label: int = 1
+    revision: int = MEASUREMENT_REVISION
     neighbour_signal: float = 0.0
+    neighbour_signal_sd: float = 0.0
+    delineation_sd: float = 0.0
     flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -399,6 +438,7 @@ class ROIResult:
         axes = "xyz"[: self.ndim]
         u = self.size_unit
         row: dict[str, Any] = {"name": self.name, "label": self.label, "method": self.method}
+        row["roi_revision"] = int(self.revision)
         row.update({f"seed_{a}_mm": float(v) for a, v in zip(axes, self.seed_mm, strict=True)})
         row.update({f"peak_{a}_mm": float(v) for a, v in zip(axes, self.peak_mm, strict=True)})
         row["peak_au"] = self.peak_au
@@ -523,9 +563,19 @@ def measure(
     params = params or ROIParams()
     params.validate()
     check_count(len(seeds_xyz_mm), MAX_ROIS, "seeds")
-    return measure_seeds(
-        volume, _array_of(volume), seeds_xyz_mm, params, names=names, on_error=on_error
+    return _revised(
+        measure_seeds(
+            volume, _array_of(volume), seeds_xyz_mm, params, names=names, on_error=on_error
+        ),
+        params,
     )
+
+
+def _revised(results, params: ROIParams):
+    """Results marked with the measurement revision they were measured with."""
+    for r in results:
+        r.revision = int(params.revision)
+    return results
 
 
 def measure_mask(
@@ -577,15 +627,20 @@ def measure_mask(
     params = params or ROIParams()
     params.validate()
     arr = _array_of(volume)
-    return measure_region(
-        volume,
-        arr,
-        mask,
+    return _revised(
+        [
+            measure_region(
+                volume,
+                arr,
+                mask,
+                params,
+                _noise_for(arr, params),
+                name=name,
+                label=1 if label is None else int(label),
+            )
+        ],
         params,
-        _noise_for(arr, params),
-        name=name,
-        label=1 if label is None else int(label),
-    )
+    )[0]
 
 
 def measure_label_image(
@@ -641,7 +696,9 @@ def measure_label_image(
     found = np.unique(np.asarray(labels))
     check_count(int(np.count_nonzero(found)), MAX_ROIS, "label image: regions (non-zero labels)")
     arr = _array_of(volume)
-    return measure_labels(volume, arr, labels, params, _noise_for(arr, params), names=names)
+    return _revised(
+        measure_labels(volume, arr, labels, params, _noise_for(arr, params), names=names), params
+    )
 
 
 def polygon_to_mask(volume: Volume, polygon_xyz_mm) -> np.ndarray:
