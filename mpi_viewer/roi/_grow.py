@@ -759,11 +759,19 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         others=others,
         blocked=blocked,
     )
-    if fine is not None:
+    revised = params.revision >= 2  # measurement revision 2: the additive corrections below
+    if revised:
+        # revision 2: total, size and mean are those of the written voxel set (what a user
+        # re-measures from the mask); the sub-voxel integration of the same threshold
+        # surface is reported beside them and is what the calibration uses
+        stats.update(
+            total_signal_subvoxel=fine["total"] if fine is not None else stats["total_signal"],
+            size_subvoxel=fine["size"] if fine is not None else stats["size"],
+        )
+    elif fine is not None:  # revision 1: the sub-voxel integration in place of the voxel set's
         stats.update(total_signal=fine["total"], size=fine["size"], mean_au=fine["mean"])
         neighbour = fine["neighbour"]
     neighbour_sd = 0.0
-    revised = params.revision >= 2  # measurement revision 2: the additive corrections below
     if others is not None and revised:
         var = sum(np.square(v, dtype=np.float64) for v in nb_sd if v is not None)
         sub_sum = abs(float(others[roi].astype(np.float64).sum()))
@@ -796,8 +804,8 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         fixed = _noise_bias(volume, arr.shape, g, at, seed, params, noise, structure, psf, external)
         if fixed is not None:
             bias, delineation_sd = fixed
-            total = stats["total_signal"] - bias
-            stats.update(total_signal=total, mean_au=total / stats["size"])
+            # the bias of the sub-voxel total the calibration uses (the one simulated)
+            stats.update(total_signal_subvoxel=stats["total_signal_subvoxel"] - bias)
     if (
         ext is not None
         and "shared_signal" not in flags
