@@ -29,27 +29,23 @@ def test_parse_vector_allows_negative_and_rejects_junk():
         parse_vector("nan,1,2")
 
 
-def test_demo_write(tmp_path, capsys):
-    assert main(["demo", "--write", str(tmp_path / "d")]) == 0
-    assert (tmp_path / "d" / "truth.json").is_file()
-    assert "mpi:" in capsys.readouterr().out
-
-
-def test_demo_gaussian_variant_from_the_command_line(tmp_path, capsys, monkeypatch):
-    """`mpi-viewer demo --psf gaussian`: the earlier demo's Gaussian PSF, written (--write)
-    or opened in napari; a PSF it does not know exits 2 with one line."""
+def test_demo_write_and_its_gaussian_variant(tmp_path, capsys, monkeypatch):
+    """`mpi-viewer demo --write DIR` writes the study (the default Langevin demo is written
+    by several other tests); `--psf gaussian`: the earlier demo's Gaussian PSF, written or
+    opened in napari; a PSF it does not know exits 2 with one line."""
     import json
 
     import numpy as np
 
     from mpi_viewer.io.images import read_volume
 
-    d = tmp_path / "g"
+    d = tmp_path / "d"
     assert main(["demo", "--write", str(d), "--psf", "gaussian"]) == 0
     truth = json.loads((d / "truth.json").read_text(encoding="utf-8"))
     assert truth["psf"] == "gaussian"
     np.testing.assert_allclose(truth["psf_fwhm_mm"], (2.4, 2.4, 3.6))
-    assert "--seed=" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mpi:" in out and "--seed=" in out
     # the image is the Gaussian's: the isolated source's brightest voxel is its known peak
     mpi = read_volume(d / "mpi.nii.gz")
     src = next(s for s in truth["sources"] if s["name"] == "isolated")
