@@ -59,10 +59,10 @@ def test_split_and_faint_rois_carry_their_own_uncertainty(clean):
     src = {s["name"]: s for s in clean.truth["sources"]}
     q = _measure(_noisy(clean, SEEDS[0]), list(src.values()))
     w, s, iso, faint = q["weak"], q["strong"], q["isolated"], q["faint"]
-    assert w.neighbour_signal_sd > 0.005 * w.total_signal  # its threshold sits on a tail
-    assert 0 < s.neighbour_signal_sd < 0.002 * s.total_signal  # a weak tail: little
+    assert w.neighbour_signal_sd > 0.005 * w.calibration_signal  # its threshold sits on a tail
+    assert 0 < s.neighbour_signal_sd < 0.002 * s.calibration_signal  # a weak tail: little
     assert iso.neighbour_signal_sd == 0.0 and iso.delineation_sd == 0.0
-    assert faint.delineation_sd > 0.05 * faint.total_signal
+    assert faint.delineation_sd > 0.05 * faint.calibration_signal
     assert w.delineation_sd == 0.0  # split: its bright neighbour dominates, not the noise
 
 
