@@ -748,7 +748,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     stats = region_stats(
         volume, arr, corr, roi, g.lo, noise, curve, peak_idx=peak_idx, peak_au=peak_au
     )
-    # total, size and mean integrated at sub-voxel resolution (see mpi_viewer.roi._subvoxel)
+    # total and size integrated at sub-voxel resolution (see mpi_viewer.roi._subvoxel)
     fine = subvoxel_stats(
         corr,
         roi,
