@@ -51,8 +51,10 @@ def test_demo_write_and_its_gaussian_variant(tmp_path, capsys, monkeypatch):
     src = next(s for s in truth["sources"] if s["name"] == "isolated")
     idx = np.rint(mpi.physical_to_index([src["mpi_mm"]])[0]).astype(int)
     box = mpi.array[tuple(slice(max(i - 2, 0), i + 3) for i in idx)]
-    peak = src["iron_ug"] * truth["sensitivity_au_mm3_per_ug"] / (
-        (2 * np.pi) ** 1.5 * np.prod(np.asarray(truth["psf_fwhm_mm"]) / 2.3548200450309493)
+    peak = (
+        src["iron_ug"]
+        * truth["sensitivity_au_mm3_per_ug"]
+        / ((2 * np.pi) ** 1.5 * np.prod(np.asarray(truth["psf_fwhm_mm"]) / 2.3548200450309493))
     )
     assert float(box.max()) == pytest.approx(peak, rel=0.1)
 

@@ -99,7 +99,9 @@ def test_revision_2_reports_the_written_mask_and_the_subvoxel_integration_beside
         # its PSF template, whose modelled tails are subtracted, is weighted otherwise)
         assert r.size_subvoxel == pytest.approx(old.size, rel=0.01)
         assert r.total_signal_subvoxel == pytest.approx(old.total_signal, rel=0.01)
-        assert old.to_row().keys().isdisjoint({"volume_subvoxel_mm3", "total_signal_subvoxel_au_mm3"})
+        assert (
+            old.to_row().keys().isdisjoint({"volume_subvoxel_mm3", "total_signal_subvoxel_au_mm3"})
+        )
         row = r.to_row()
         assert row["volume_mm3"] == r.volume_mm3
         assert row["volume_subvoxel_mm3"] == r.size_subvoxel

@@ -229,13 +229,18 @@ def test_command_line_reports_the_written_masks_area_and_total_on_every_file(tmp
             ]
             assert main(args) == 0
             lab = sitk.GetArrayFromImage(sitk.ReadImage(f"{out}.nii.gz")).reshape(a.shape)
-            row = {k: float(v) if k.endswith(("_mm2", "_au")) else v for k, v in read_csv(f"{out}.csv")[0].items()}
+            row = {
+                k: float(v) if k.endswith(("_mm2", "_au")) else v
+                for k, v in read_csv(f"{out}.csv")[0].items()
+            }
             m = lab == int(row["label"])
             assert int(row["roi_revision"]) == 2
             assert int(row["n_voxels"]) == int(m.sum())
             assert row["area_mm2"] == pytest.approx(m.sum() * vox, rel=5e-6), (n, extra)
             total = row["total_signal_au_mm2"] + row["neighbour_signal_au_mm2"]
             assert total == pytest.approx(a[m].sum() * vox, rel=1e-5), (n, extra)
-            assert row["mean_au"] == pytest.approx(row["total_signal_au_mm2"] / row["area_mm2"], rel=1e-5)
+            assert row["mean_au"] == pytest.approx(
+                row["total_signal_au_mm2"] / row["area_mm2"], rel=1e-5
+            )
             assert row["area_subvoxel_mm2"] == pytest.approx(m.sum() * vox, rel=0.06)
             assert row["total_signal_subvoxel_au_mm2"] == pytest.approx(total, rel=0.06)

@@ -94,7 +94,6 @@ PEAK_CONVENTIONS = ("subvoxel", "voxel")
 PSF_MODELS = ("measured", "gaussian")
 
 
-
 #: Flags an ROI can carry (see :class:`ROIResult`).
 FLAGS = (
     "touching",
