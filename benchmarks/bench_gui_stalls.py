@@ -172,6 +172,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--warnings", action="store_true")
     ap.add_argument("--stacks", action="store_true")
     ap.add_argument("--cold", action="store_true", help="no warm-up, no gc.freeze at start-up")
+    ap.add_argument("--no-pool", action="store_true", help="no layer pool: steps add layers")
     args = ap.parse_args(argv)
 
     import napari
@@ -193,6 +194,14 @@ def main(argv: list[str]) -> int:
 
         settle(viewer)  # as `mpi-viewer demo` starts (plugins/_launch.prepare)
     study = load_demo(viewer)
+    if not args.cold and not args.no_pool:
+        from mpi_viewer.plugins._layer_pool import ready
+
+        pump(lambda: ready(viewer))  # the layer pool, made as the demo's images open
+    elif args.no_pool:
+        from mpi_viewer.plugins._layer_pool import disable
+
+        disable(viewer)
     print(f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s")
     hb = Heartbeat()
     if args.stacks:
