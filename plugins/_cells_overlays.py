@@ -125,7 +125,7 @@ class CellOverlaysMixin:
         labels = labels.astype(np.uint16, copy=False)
         layer = self._layer(OUTLINE_LAYER)
         if layer is None:
-            layer = self._take("outlines", OUTLINE_LAYER, ndim=labels.ndim)
+            layer = self._pooled("outlines", OUTLINE_LAYER, ndim=labels.ndim)
         if layer is None:
             layer = self._add_keeping_active(
                 add_outline_layer, self.viewer, labels, self._placement()
@@ -145,7 +145,7 @@ class CellOverlaysMixin:
             return
         style_roi_labels(layer, self.viewer.dims.ndisplay, contour=OUTLINE_PX)
 
-    def _take(self, kind: str, name: str, metadata: dict | None = None, ndim: int = 3):
+    def _pooled(self, kind: str, name: str, metadata: dict | None = None, ndim: int = 3):
         """The pool's layer of ``kind`` named ``name`` (:mod:`._layer_pool`), or None."""
         from mpi_viewer.plugins._layer_pool import take
 
@@ -316,7 +316,7 @@ class CellOverlaysMixin:
             return
         from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
-        layer = self._take("backdrops", BACKDROP_LAYER, _DECORATION)
+        layer = self._pooled("backdrops", BACKDROP_LAYER, _DECORATION)
         if layer is None:
             layer = self._add_keeping_active(add_backdrop_layer, self.viewer)
         layer.editable = False
@@ -335,7 +335,7 @@ class CellOverlaysMixin:
         )
         layer = self._layer(LABEL_LAYER)
         if layer is None:
-            layer = self._take("cell labels", LABEL_LAYER)
+            layer = self._pooled("cell labels", LABEL_LAYER)
             if layer is not None:  # the pool's: empty, its features follow the points
                 layer.data = anchors
                 layer.features = feats
@@ -352,7 +352,7 @@ class CellOverlaysMixin:
     def _draw_leaders(self) -> None:
         """The leader lines of labels moved away from their ROI (a layer above the labels)."""
         if self._layer(LEADER_LAYER) is None:
-            if self._take("leaders", LEADER_LAYER, _DECORATION) is None:
+            if self._pooled("leaders", LEADER_LAYER, _DECORATION) is None:
                 self._add_keeping_active(add_leader_layer, self.viewer)
             from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
@@ -368,7 +368,7 @@ class CellOverlaysMixin:
         if layer is None:
             # the pool's (made when the image was opened): data, range and place set below
             meta_ = {"mpi_viewer": dict(_DENSITY_META)}
-            layer = self._take("density", DENSITY_LAYER, meta_, ndim=dens.ndim)
+            layer = self._pooled("density", DENSITY_LAYER, meta_, ndim=dens.ndim)
         if layer is None:
             layer = self._add_keeping_active(
                 add_density_layer, self.viewer, dens, top, self._placement()

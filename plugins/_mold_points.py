@@ -46,12 +46,14 @@ class MoldPointsMixin:
         if lyr is not None:
             # each property set costs napari a refresh: set only what changes (a pose
             # switched in the table keeps the wells' count, so data and names suffice)
-            if len(lyr.data) != len(data):
-                lyr.data = np.zeros((0, 3))
             if not np.allclose(lyr.affine.affine_matrix, affine):
                 lyr.affine = affine
-            lyr.features = features
-            lyr.data = data
+            if len(lyr.data) != len(data):  # new points (default names), then their names
+                lyr.data = data
+                lyr.features = features
+            else:
+                lyr.features = features
+                lyr.data = data
             lyr.metadata.update(meta)
         else:
             lyr = add_wells_layer(self.viewer, name, data, features, affine, meta)
