@@ -252,13 +252,13 @@ class CellOverlaysMixin:
         lead = self._layer(LEADER_LAYER)
         if lead is not None:
             lead.data = leaders
-            lead.visible = layer.visible and len(leaders) > 0
+            _set(lead, "visible", layer.visible and len(leaders) > 0)
         back = self._layer(BACKDROP_LAYER)
         if back is not None:
             tiles, tile_sizes = self._backdrop_tiles(pos, places)
             back.data = tiles
             back.size = tile_sizes
-            back.visible = layer.visible and len(tiles) > 0
+            _set(back, "visible", layer.visible and len(tiles) > 0)
         if self.viewer.dims.ndisplay == 3:
             compat.text_on_top(self.viewer, layer)
 

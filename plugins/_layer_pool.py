@@ -13,10 +13,14 @@ placement, name and visibility set: a re-slice, a texture upload, a redraw).
 So when the study's first image is opened (the MPI or the anatomy: :func:`install`
 watches the layer list), one empty layer of each kind these steps add is made, one per
 turn of the event loop, styled as the step styles it (colour map, blending, text,
-contour), drawn once (its shader program linked) and hidden; each is placed on the
+contour, the density's colour bar), and drawn (its shader program linked, its overlays
+made). The pooled layers stay visible, with nothing to draw (no points, one transparent
+voxel): in napari 0.9 each change of a layer's ``visible`` rebuilds the canvas's scene
+graph and draws it synchronously (~50 ms here, more with every layer). Each sits on the
 opened image's centre voxel so it does not change the world extent or the dims. A step
-:func:`take` s its layer: the layer gets its name and metadata, is moved above the
-study's layers and shown, and the step sets its data as it would on a layer of its own.
+:func:`take` s its layer: the layer gets its name and metadata (moved above the study's
+layers only if one is above it), and the step sets its data as it would on a layer of
+its own.
 When the pooled layer is gone (the user deleted it, a second study in the same
 window) :func:`take` returns None and the step adds its layer as before: correct, only
 slower.
@@ -37,6 +41,8 @@ import numpy as np
 from mpi_viewer.plugins._layers import POOL_KEY, is_pooled  # noqa: F401 - public here too
 
 #: Milliseconds between two pooled layers made (the window repaints between them).
+#: The overlays a step shows for the first time (the density's colour bar, the viewer's
+#: text overlay) are made visible with the pool, drawn, and hidden again.
 FILL_INTERVAL_MS = 30
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -103,7 +109,10 @@ class _Pool:
         self.viewer_ref = weakref.ref(viewer)
         self.ref = None  # weak reference to the image the pooled layers sit on
         self.pending: list[str] = []
-        self.made: list = []  # made, not yet hidden (drawn once first)
+        self.made: list = []  # made, not yet drawn
+        self.primed: list = []  # overlays shown to be made: hidden once drawn
+        self.drafts: list = []  # (layer, opacity): a see-through point drawn, then emptied
+        self.filled_for = None  # id of the image the pool was last filled on
         self.timer = None
         self.enabled = True
 
@@ -150,9 +159,7 @@ def install(viewer) -> None:
 
 
 def _missing(viewer) -> list[str]:
-    have = {
-        lyr.metadata["mpi_viewer"][POOL_KEY] for lyr in viewer.layers if is_pooled(lyr)
-    }
+    have = {lyr.metadata["mpi_viewer"][POOL_KEY] for lyr in viewer.layers if is_pooled(lyr)}
     return [k for k in _kinds() if k not in have]
 
 
@@ -178,6 +185,9 @@ def _start(viewer) -> None:
     if old is not None and old is not img and old in viewer.layers:
         img = old  # the pool sits on the first image still there
     st.ref = weakref.ref(img)
+    if st.filled_for == id(img):
+        return  # filled on this image once: what a step took is not made again
+    st.filled_for = id(img)
     st.pending = _missing(viewer)
     if st.pending:
         _next(viewer)
@@ -211,22 +221,56 @@ def _make(viewer, kind: str, place: dict):
         warnings.simplefilter("ignore")  # nothing of the pool concerns the user
         layer = _kinds()[kind](viewer, f"(pool) {kind}", place)
     layer.metadata.setdefault("mpi_viewer", {})[POOL_KEY] = kind
+    if kind == "density":  # its colour bar made now (napari makes an overlay when first shown)
+        layer.colorbar.visible = True
+        text = _text_overlay(viewer)
+        if text is not None and not text.visible and not text.text:
+            text.visible = True
+            st.primed.append(text)
+        st.primed.append(layer.colorbar)
+    kind_of = type(layer).__name__
+    if kind_of in ("Points", "Vectors"):
+        # an empty layer draws nothing, so its programs would be linked at the step's
+        # first draw: one see-through point (or line) drawn with the pool, then removed
+        centre = np.asarray(place["translate"], dtype=float)
+        st.drafts.append((layer, float(layer.opacity)))
+        layer.opacity = 0.0
+        layer.data = (
+            centre[None] if kind_of == "Points" else np.stack([centre, [1.0, 1.0, 1.0]])[None]
+        )
+        if kind_of == "Points" and "name" in layer.features:
+            layer.features = {c: ["0.5 × 10⁵"] for c in layer.features.columns}
+        elif kind_of == "Points" and len(layer.features.columns):
+            layer.features = {c: ["0.5 × 10⁵ [0–9]"] for c in layer.features.columns}
     hide_helper_rows(viewer)
     st.made.append(layer)
     return layer
 
 
+def _text_overlay(viewer):
+    from mpi_viewer.plugins import _napari_compat as compat
+
+    try:
+        return compat.text_overlay(viewer)
+    except Exception:  # noqa: BLE001 - a napari without it: nothing to prime
+        return None
+
+
 def _hide_made(viewer) -> None:
+    """After the pooled layers were drawn: the overlays shown to be made, hidden again."""
     st = _state(viewer)
-    for layer in st.made:
+    for overlay in st.primed:
+        overlay.visible = False
+    for layer, opacity in st.drafts:
         if is_pooled(layer) and layer in viewer.layers:
-            layer.visible = False
-    st.made = []
+            layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
+            layer.opacity = opacity
+    st.made, st.primed, st.drafts = [], [], []
 
 
 def fill_now(viewer) -> int:
-    """Make every missing pooled layer now, draw them once and hide them (start-up,
-    tests, benchmarks); returns how many were made."""
+    """Make every missing pooled layer now and draw them once (start-up, tests,
+    benchmarks); returns how many were made."""
     from qtpy.QtWidgets import QApplication
 
     st = _state(viewer)
@@ -234,13 +278,14 @@ def fill_now(viewer) -> int:
     if img is None or not st.enabled:
         return 0
     st.ref = weakref.ref(img)
+    st.filled_for = id(img)
     st.pending = []
     kinds = _missing(viewer)
     for kind in kinds:
         _make(viewer, kind, _centre_placement(img))
     if kinds:
         QApplication.processEvents()
-        viewer.screenshot(canvas_only=True)  # a synchronous draw: each program linked
+        viewer.screenshot(canvas_only=True)  # a synchronous draw: programs linked, overlays made
         _hide_made(viewer)
         QApplication.processEvents()
     return len(kinds)
@@ -249,8 +294,8 @@ def fill_now(viewer) -> int:
 def ready(viewer) -> bool:
     """Whether the pool is filled (no pooled layer pending)."""
     st = _state(viewer)
-    return not st.pending and not st.made and _reference(viewer) is not None and not _missing(
-        viewer
+    return (
+        not st.pending and not st.made and _reference(viewer) is not None and not _missing(viewer)
     )
 
 
@@ -263,7 +308,8 @@ def disable(viewer) -> None:
 def drop(viewer) -> None:
     """Remove the pooled layers (their image was removed); refilled on the next image."""
     st = _state(viewer)
-    st.pending, st.made = [], []
+    st.pending = []
+    _hide_made(viewer)
     for layer in [lyr for lyr in viewer.layers if is_pooled(lyr)]:
         viewer.layers.remove(layer)
     st.ref = None
@@ -292,13 +338,18 @@ def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: in
         return None
     if layer in st.made:
         st.made.remove(layer)
+    for draft in [d for d in st.drafts if d[0] is layer]:  # taken before it was drawn
+        st.drafts.remove(draft)
+        layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
+        layer.opacity = draft[1]
     md = dict(metadata or {})
     md.setdefault("mpi_viewer", {})
     with keeping_active(viewer):
         layer.metadata = md
         layer.name = name
         _move_up(viewer, layer)
-        layer.visible = True
+        if not layer.visible:
+            layer.visible = True
     from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
     hide_helper_rows(viewer)  # its row shown (unless it is a helper)
