@@ -72,6 +72,10 @@ def _kinds() -> dict[str, Callable]:
             np.eye(4), {}, layer_name=name,
         ),
         "roi labels": lambda v, name, place: rois.add_roi_labels_layer(v, one_voxel, place, name),
+        # the 2-D view twin of the ROIs once the MPI is registered (:mod:`._display2d`)
+        "labels twin": lambda v, name, place: v.add_labels(
+            one_voxel, name=name, units=("mm",) * 3, **place
+        ),
         "density": lambda v, name, place: cells.add_density_layer(
             v, one_voxel.astype(np.float32), 1.0, place, name
         ),
@@ -225,9 +229,14 @@ def _make(viewer, kind: str, place: dict):
         layer.colorbar.visible = True
         text = _text_overlay(viewer)
         if text is not None and not text.visible and not text.text:
+            # its visual made and the glyphs the docks write laid out, unseen
+            from mpi_viewer.plugins._warm_up import GLYPHS
+
+            st.primed.append((text, {"text": "", "color": text.color, "visible": False}))
+            text.color = (0.0, 0.0, 0.0, 0.0)
+            text.text = GLYPHS
             text.visible = True
-            st.primed.append(text)
-        st.primed.append(layer.colorbar)
+        st.primed.append((layer.colorbar, {"visible": False}))
     kind_of = type(layer).__name__
     if kind_of in ("Points", "Vectors"):
         # an empty layer draws nothing, so its programs would be linked at the step's
@@ -259,8 +268,9 @@ def _text_overlay(viewer):
 def _hide_made(viewer) -> None:
     """After the pooled layers were drawn: the overlays shown to be made, hidden again."""
     st = _state(viewer)
-    for overlay in st.primed:
-        overlay.visible = False
+    for overlay, was in st.primed:
+        for key, value in was.items():
+            setattr(overlay, key, value)
     for layer, opacity in st.drafts:
         if is_pooled(layer) and layer in viewer.layers:
             layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
@@ -318,10 +328,13 @@ def drop(viewer) -> None:
 
 
 # --------------------------------------------------------------------------- taking
-def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: int = 3):
+def take(
+    viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: int = 3, move=True
+):
     """The pooled layer of ``kind`` for a step, named ``name`` and carrying ``metadata``
     (its ``mpi_viewer`` part replaces the pool's), above the study's layers and shown;
-    None when there is none (the step adds its own). The caller sets data and placement."""
+    None when there is none (the step adds its own). The caller sets data and placement.
+    ``move=False``: left where it is (the caller places it)."""
     from mpi_viewer.plugins._layers import keeping_active
 
     viewer = _real(viewer)
@@ -347,7 +360,8 @@ def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: in
     with keeping_active(viewer):
         layer.metadata = md
         layer.name = name
-        _move_up(viewer, layer)
+        if move:
+            _move_up(viewer, layer)
         if not layer.visible:
             layer.visible = True
     from mpi_viewer.plugins._layer_rows import hide_helper_rows
