@@ -457,7 +457,4 @@ def get_controller(viewer) -> StudyController:
     ctl = _CONTROLLERS.get(viewer)
     if ctl is None:
         ctl = _CONTROLLERS[viewer] = StudyController(viewer)
-        from mpi_viewer.plugins._layer_pool import install
-
-        install(viewer)  # layers the steps add, made when the study's images open
     return ctl
