@@ -47,8 +47,8 @@ def test_first_roi_reuses_the_pooled_layer_and_a_deleted_one_comes_back(
     np.testing.assert_allclose(viewer.layers.extent.world, extent)
 
     # the first ROI: the pooled Labels layer, named, on the MPI grid, listed; none added
+    dock.start_clicking()  # adds the seeds' Points layer
     n_layers = len(viewer.layers)
-    dock.start_clicking()
     iso = study.source("isolated")
     dock._seed_layer.add(physical_to_world(dock.mpi_layer, [iso["mpi_mm"]])[0])  # a click
     assert len(dock.results) == 1
