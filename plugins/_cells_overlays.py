@@ -131,8 +131,8 @@ class CellOverlaysMixin:
                 add_outline_layer, self.viewer, labels, self._placement()
             )
         else:
+            self._place(layer)  # placed, then filled (a pooled layer: one voxel moved)
             layer.data = labels
-            self._place(layer)
         _set(layer, "editable", False)
         self._outline_style()
         _set(layer, "visible", self.outline_check.isChecked())
@@ -375,9 +375,9 @@ class CellOverlaysMixin:
             )
             meta(layer).update(_DENSITY_META)
         else:
-            layer.data = dens
+            self._place(layer)  # placed, then filled (a pooled layer: one voxel moved)
             layer.contrast_limits = (0.0, top)
-            self._place(layer)
+            layer.data = dens
         _set(layer.colorbar, "visible", True)
         _set(layer, "visible", self.density_check.isChecked())
         overlay = compat.text_overlay(self.viewer)

@@ -132,7 +132,8 @@ class ROIResultsMixin:
 
             meta = {"mpi_viewer": {"modality": "MPI ROIs", "grid_of": layer.name}}
             pooled = take(self.viewer, "roi labels", name=LABELS_LAYER, metadata=meta, ndim=lab.ndim)
-            if pooled is not None:  # made when the image was opened: set, not added
+            if pooled is not None:  # made when the image was opened: placed, then filled
+                copy_placement(layer, pooled)  # (one voxel moved: no full re-slice)
                 pooled.data = lab
                 self._labels_layer = pooled
             else:
