@@ -328,9 +328,7 @@ def drop(viewer) -> None:
 
 
 # --------------------------------------------------------------------------- taking
-def take(
-    viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: int = 3, move=True
-):
+def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: int = 3, move=True):
     """The pooled layer of ``kind`` for a step, named ``name`` and carrying ``metadata``
     (its ``mpi_viewer`` part replaces the pool's), above the study's layers and shown;
     None when there is none (the step adds its own). The caller sets data and placement.
