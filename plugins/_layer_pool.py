@@ -10,11 +10,12 @@ ROI (the "MPI ROIs" Labels) and the cells (density, outlines, labels with their
 backdrops and leaders). Updating a layer that exists costs a fraction of that (its data,
 placement, name and visibility set: a re-slice, a texture upload, a redraw).
 
-So when the study's first image is opened (the MPI or the anatomy: :func:`install`
-watches the layer list), one empty layer of each kind these steps add is made, one per
-turn of the event loop, styled as the step styles it (colour map, blending, text,
-contour, the density's colour bar), and drawn (its shader program linked, its overlays
-made). The pooled layers stay visible, with nothing to draw (no points, one transparent
+So when the study's first image is opened (the anatomy, else the MPI: :func:`install`,
+called by :func:`._launch.open_docks` for ``mpi-viewer`` and ``mpi-viewer demo``, watches
+the layer list), one empty layer of each kind these steps add (and the ROIs' 2-D view
+twin, :mod:`._display2d`) is made, one per turn of the event loop, styled as the step
+styles it (colour map, blending, text, contour, the density's colour bar), and drawn
+(its shader programs linked with a see-through point, its overlays made). The pooled layers stay visible, with nothing to draw (no points, one transparent
 voxel): in napari 0.9 each change of a layer's ``visible`` rebuilds the canvas's scene
 graph and draws it synchronously (~50 ms here, more with every layer). Each sits on the
 opened image's centre voxel so it does not change the world extent or the dims. A step
@@ -40,9 +41,9 @@ from collections.abc import Callable
 import numpy as np
 from mpi_viewer.plugins._layers import POOL_KEY, is_pooled  # noqa: F401 - public here too
 
-#: Milliseconds between two pooled layers made (the window repaints between them).
-#: The overlays a step shows for the first time (the density's colour bar, the viewer's
-#: text overlay) are made visible with the pool, drawn, and hidden again.
+#: Milliseconds between two pooled layers made (the window repaints between them). The
+#: overlays a step shows for the first time (the density's colour bar, the viewer's text
+#: overlay) are made visible with the pool, drawn, and hidden again.
 FILL_INTERVAL_MS = 30
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
