@@ -15,7 +15,10 @@ per step (the viewer's own start-up excluded).
 
 Start-up is the one ``mpi-viewer demo`` does (``plugins/_launch.prepare``: docks, the
 warm-up and ``gc.freeze`` of :mod:`mpi_viewer.plugins._warm_up`, then the data);
-``--cold`` leaves the warm-up and the freeze out (how it was before). ``--warnings`` also lists every napari notification shown during the study; ``--stacks``
+The layer pool of :mod:`mpi_viewer.plugins._layer_pool` (the layers the mold, first-ROI
+and cells steps add, made empty as the demo's images open) is part of start-up;
+``--no-pool`` leaves it out (the steps add their layers). ``--cold`` leaves the warm-up,
+the freeze and the pool out (how it was before). ``--warnings`` also lists every napari notification shown during the study; ``--stacks``
 prints, for each step, where the GUI thread was during its longest gap (a sampling
 thread reads the GUI thread's stack every 5 ms while the heartbeat is late; a
 diagnostic only: reading another thread's frames can crash CPython 3.11 now and then).
@@ -198,7 +201,7 @@ def main(argv: list[str]) -> int:
         from mpi_viewer.plugins._layer_pool import ready
 
         pump(lambda: ready(viewer))  # the layer pool, made as the demo's images open
-    elif args.no_pool:
+    else:
         from mpi_viewer.plugins._layer_pool import disable
 
         disable(viewer)
