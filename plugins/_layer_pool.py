@@ -279,29 +279,6 @@ def _hide_made(viewer) -> None:
     st.made, st.primed, st.drafts = [], [], []
 
 
-def fill_now(viewer) -> int:
-    """Make every missing pooled layer now and draw them once (start-up, tests,
-    benchmarks); returns how many were made."""
-    from qtpy.QtWidgets import QApplication
-
-    st = _state(viewer)
-    img = _reference(viewer)
-    if img is None or not st.enabled:
-        return 0
-    st.ref = weakref.ref(img)
-    st.filled_for = id(img)
-    st.pending = []
-    kinds = _missing(viewer)
-    for kind in kinds:
-        _make(viewer, kind, _centre_placement(img))
-    if kinds:
-        QApplication.processEvents()
-        viewer.screenshot(canvas_only=True)  # a synchronous draw: programs linked, overlays made
-        _hide_made(viewer)
-        QApplication.processEvents()
-    return len(kinds)
-
-
 def ready(viewer) -> bool:
     """Whether the pool is filled (no pooled layer pending)."""
     st = _state(viewer)
