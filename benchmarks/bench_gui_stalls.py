@@ -15,12 +15,15 @@ per step (the viewer's own start-up excluded).
 
 Start-up is the one ``mpi-viewer demo`` does (``plugins/_launch.prepare``: docks, the
 warm-up and ``gc.freeze`` of :mod:`mpi_viewer.plugins._warm_up`, then the data);
-``--cold`` leaves the warm-up and the freeze out (how it was before);
-``--no-step-freeze`` keeps the start-up freeze but not the freeze of each finished
-step's survivors (:func:`mpi_viewer.plugins._warm_up.after_step`). ``--memory N``
-then opens the saved session N more times and prints the process's RSS and the
-collector's frozen-object count after each (the freezing policy must not grow without
-bound). ``--warnings`` also lists every napari notification shown during the study; ``--stacks``
+The layer pool of :mod:`mpi_viewer.plugins._layer_pool` (the layers the mold, first-ROI
+and cells steps add, made empty as the demo's images open) is part of start-up;
+``--no-pool`` leaves it out (the steps add their layers). ``--cold`` leaves the warm-up,
+the freeze and the pool out (how it was before); ``--no-step-freeze`` keeps the start-up
+freeze but not the freeze of each finished step's survivors
+(:func:`mpi_viewer.plugins._warm_up.after_step`). ``--memory N`` then opens the saved
+session N more times and prints the process's RSS and the collector's frozen-object count
+after each (the freezing policy must not grow without bound). ``--warnings`` also lists
+every napari notification shown during the study; ``--stacks``
 prints, for each step, where the GUI thread was during its longest gap (a sampling
 thread reads the GUI thread's stack every 5 ms while the heartbeat is late; a
 diagnostic only: reading another thread's frames can crash CPython 3.11 now and then).
@@ -193,6 +196,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cold", action="store_true", help="no warm-up, no gc.freeze at start-up")
     ap.add_argument("--no-step-freeze", action="store_true", help="no gc.freeze after each step")
     ap.add_argument("--memory", type=int, default=0, metavar="N", help="reopen N more times")
+    ap.add_argument("--no-pool", action="store_true", help="no layer pool: steps add layers")
     args = ap.parse_args(argv)
 
     import napari
@@ -218,6 +222,14 @@ def main(argv: list[str]) -> int:
 
             _warm_up._POLICY["on"] = False
     study = load_demo(viewer)
+    if not args.cold and not args.no_pool:
+        from mpi_viewer.plugins._layer_pool import ready
+
+        pump(lambda: ready(viewer))  # the layer pool, made as the demo's images open
+    else:
+        from mpi_viewer.plugins._layer_pool import disable
+
+        disable(viewer)
     if not args.cold:
         from mpi_viewer.plugins._warm_up import after_step
 
