@@ -296,6 +296,7 @@ def inverse_predict(
     *,
     confidence: float = CONFIDENCE,
     signal_sd: float | None = None,
+    extra_sd: float | None = None,
 ) -> tuple[float, float, float]:
     """Amount (µg or cells) of a new single measurement and its calibration interval.
 
@@ -310,6 +311,10 @@ def inverse_predict(
     residual degrees of freedom and ``s₀²`` the variance of one new observation
     (:func:`new_observation_variance`). With a single reference phantom the
     variances are the image-noise SDs of the two ROIs and ``t`` the normal quantile.
+    ``extra_sd`` (a.u.·mm³): an uncertainty of this measurement that the calibration
+    phantoms do not share, added to ``s₀²`` with the normal quantile (e.g. the
+    subtraction of a neighbouring source's signal,
+    :attr:`mpi_viewer.roi.ROIResult.neighbour_signal_sd`).
 
     Returns
     -------
@@ -334,6 +339,11 @@ def inverse_predict(
         t = _t_quantile(confidence, fit.dof)
         s0 = new_observation_variance(fit, y0)
         vm, vbm, vbb = fit.cov[0][0], fit.cov[0][1], fit.cov[1][1]
+    if extra_sd is not None and np.isfinite(extra_sd) and extra_sd > 0:
+        # known from the measurement itself, not from the fit's residuals: its own
+        # quantile is the normal one (the formula multiplies every term by t²)
+        z = _t_quantile(confidence, float("inf"))
+        s0 = s0 + (float(extra_sd) * z / t) ** 2
     d = y0 - b
     t2 = t * t
     a = m * m - t2 * vm

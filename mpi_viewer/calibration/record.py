@@ -58,7 +58,11 @@ from mpi_viewer.calibration.fit import (
     inverse_predict,
     peak_per_amount,
 )
-from mpi_viewer.calibration.phantoms import CalibrationPoint, roi_signal_sd
+from mpi_viewer.calibration.phantoms import (
+    CalibrationPoint,
+    roi_calibration_signal,
+    roi_signal_sd,
+)
 from mpi_viewer.defaults import CONFIDENCE, N_SD
 from mpi_viewer.errors import InputError
 
@@ -539,7 +543,8 @@ def apply_calibration(
     Parameters
     ----------
     roi_results : list of ROIResult
-        From :func:`mpi_viewer.roi.measure` (``name``, ``total_signal`` a.u.·mm³,
+        From :func:`mpi_viewer.roi.measure` (``name``, ``total_signal`` a.u.·mm³ — the
+        sub-voxel ``total_signal_subvoxel`` where there is one, as for the phantoms —,
         ``peak_au``, ``noise_sd``, volume).
     calibration : Calibration
     acquisition : Acquisition or dict, optional
@@ -563,7 +568,11 @@ def apply_calibration(
     noise, when its estimated amount is below the detection limit. Its iron and cell
     columns are then left empty. Results with a negative amount are flagged; lower
     bounds are clipped at 0 (iron and cells cannot be negative; clipping keeps the
-    coverage of the interval).
+    coverage of the interval). An ROI's interval also carries the uncertainties of its
+    own measurement that the phantoms (alone, brighter) do not show, added to the
+    variance of a new observation: its neighbours' subtracted signal
+    (``neighbour_signal_sd``) and a faint source's noise-shaped delineation
+    (``delineation_sd``).
     """
     from mpi_viewer.calibration.cells import cells_from_iron
 
@@ -579,11 +588,16 @@ def apply_calibration(
     for r in roi_results:
         warn = list(common)
         name = getattr(r, "name", "roi")
-        y0 = float(r.total_signal)
+        y0 = roi_calibration_signal(r)  # the sub-voxel total at revision ≥ 2, as the phantoms'
         sd_noise = getattr(r, "noise_sd", None)
         sd_noise = noise_sd_au if sd_noise is None else sd_noise
         ssd = roi_signal_sd(r, voxel_volume_mm3) if voxel_volume_mm3 else None
-        x, lo, hi = inverse_predict(fit, y0, confidence=confidence, signal_sd=ssd)
+        # the subtraction of a neighbour's signal: an uncertainty the phantoms do not share
+        nsd = math.hypot(
+            float(getattr(r, "neighbour_signal_sd", 0.0) or 0.0),
+            float(getattr(r, "delineation_sd", 0.0) or 0.0),
+        )
+        x, lo, hi = inverse_predict(fit, y0, confidence=confidence, signal_sd=ssd, extra_sd=nsd)
         lod = detection_limit(ppu, sd_noise, roi_params)
         peak = getattr(r, "peak_au", None)
         if (

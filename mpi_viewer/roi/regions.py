@@ -34,17 +34,24 @@ interest (ROI) and its signal statistics:
    mean × volume (a.u.·mm³), SNR = peak / noise SD, FWHM per axis from a Lorentzian
    fit of the line profile through the peak (Ureña Horno et al. 2025).
 
-   Total, volume and mean are integrated at sub-voxel resolution. The field's
-   thresholded ROIs are voxel sets (a voxel is in when its centre reaches the
-   threshold); on coarse MPI grids (0.25–1 mm voxels, ~80 per half-maximum ROI) that
-   makes a point source's total depend on where it sits within a voxel (±2–4 % on the
-   demo's 0.5 mm grid). So the ROI's bounding box (+1 voxel) is interpolated by a cubic
-   B-spline onto a grid 4× finer per axis, thresholded there (after any neighbour
-   subtraction; fine voxels crossed by the threshold surface count by their fraction
-   inside), and total = Σ fine signal ≥ threshold × fine voxel volume, volume = fine
-   voxels × fine voxel volume, mean = total / volume (within 0.1 % of the
-   continuous-space value at any offset; see :mod:`mpi_viewer.roi._subvoxel`). The mask
-   (display, label images, ``n_voxels``) stays the native voxel set.
+   Volume, total and mean are those of the native voxel set, the mask that is written
+   and drawn (``n_voxels`` × voxel volume; Σ signal over the mask × voxel volume): what
+   a user re-measures from the mask in another viewer. The field's thresholded ROIs are
+   voxel sets (a voxel is in when its centre reaches the threshold); on coarse MPI
+   grids (0.25–1 mm voxels, ~80 per half-maximum ROI) that makes a point source's total
+   depend on where it sits within a voxel (±2–4 % on the demo's 0.5 mm grid). So the
+   same threshold surface is also integrated at sub-voxel resolution
+   (``volume_subvoxel_mm3`` / ``total_signal_subvoxel_au_mm3``): the ROI's bounding box
+   (+1 voxel) is interpolated by a cubic B-spline onto a grid 4× finer per axis,
+   thresholded there (after any neighbour subtraction; fine voxels crossed by the
+   threshold surface count by their fraction inside), total = Σ fine signal ≥ threshold
+   × fine voxel volume (within 0.1 % of the continuous-space value at any offset; see
+   :mod:`mpi_viewer.roi._subvoxel`). Calibrations turn that sub-voxel total into iron,
+   phantoms and targets alike (:attr:`ROIResult.calibration_signal`).
+
+   Measurement revision 1 (:attr:`ROIParams.revision`; sessions saved before
+   revisions were recorded) reported the sub-voxel volume, total and mean in place of
+   the voxel set's, and has no sub-voxel columns.
 
 All work happens in a local box around the seed that grows until the region no
 longer touches its edge: nothing labels or copies the whole volume. An optional
@@ -67,7 +74,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mpi_viewer.defaults import HALFMAX_FRACTION, N_SD
+from mpi_viewer.defaults import HALFMAX_FRACTION, MEASUREMENT_REVISION, N_SD, REVISIONS
 from mpi_viewer.errors import InputError
 from mpi_viewer.roi._saturation import SaturationCurve
 
@@ -177,6 +184,12 @@ class ROIParams:
         isolated, point-like sources (vials, isolated spots), heavy tails included;
         Gaussians when the image holds none. ``"gaussian"`` — axis-aligned Gaussians
         fitted per source (no tails).
+    revision : int
+        Measurement revision (:data:`REVISIONS`): how the numbers are computed, so that
+        a saved session replays with the numbers it was measured with. New ROIParams
+        take :data:`MEASUREMENT_REVISION`; a stored parameter dict without one was
+        written before revisions existed and is revision 1 (:meth:`from_dict`;
+        :meth:`to_dict` leaves revision 1 out, so such dicts stay as they were).
     """
 
     method: str = "halfmax"
@@ -193,6 +206,7 @@ class ROIParams:
     saturation_curve: SaturationCurve | None = None
     peak_convention: str = "subvoxel"
     psf: str = "measured"
+    revision: int = MEASUREMENT_REVISION
 
     def __post_init__(self) -> None:
         self.validate()
@@ -232,6 +246,11 @@ class ROIParams:
             raise InputError(f"PSF model {self.psf!r}: expected one of {', '.join(PSF_MODELS)}")
         if not float(self.min_snr) >= 0:
             raise InputError(f"min_snr {self.min_snr}: must be zero or positive")
+        if isinstance(self.revision, bool) or self.revision not in REVISIONS:
+            raise InputError(
+                f"ROI measurement revision {self.revision!r}: expected one of "
+                f"{', '.join(map(str, REVISIONS))}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (``background_mask`` is left out: saved as NIfTI)."""
@@ -244,6 +263,8 @@ class ROIParams:
                 v = v.to_dict() if v is not None else None
             elif f.name == "background_bbox" and v is not None:
                 v = [list(map(int, b)) for b in v]
+            elif f.name == "revision" and v == 1:
+                continue  # as written before revisions existed
             d[f.name] = v
         return d
 
@@ -258,6 +279,7 @@ class ROIParams:
             d["saturation_curve"] = SaturationCurve.from_dict(d["saturation_curve"])
         if d.get("background_bbox") is not None:
             d["background_bbox"] = tuple(tuple(int(v) for v in b) for b in d["background_bbox"])
+        d.setdefault("revision", 1)  # stored before revisions were recorded
         return cls(**d)
 
 
@@ -313,18 +335,25 @@ class ROIResult:
     mean_au : float
         Mean signal in the ROI (a.u.).
     n_voxels : int
-        ROI voxels on the native grid (the mask; for a thresholded ROI ``size`` is the
-        sub-voxel volume, so ``n_voxels`` × voxel volume only approximates it).
+        ROI voxels on the native grid (the mask: written, drawn).
     size : float
-        ROI volume (mm³) or, on a 2-D image, area (mm²); unit in ``size_unit``. Thresholded
-        ROIs: measured at sub-voxel resolution (module docstring, step 4).
+        ROI volume (mm³) or, on a 2-D image, area (mm²); unit in ``size_unit``. Revision
+        ≥ 2: ``n_voxels`` × voxel size, the written mask's exactly. Revision 1
+        (thresholded ROIs): the sub-voxel integrated size (now ``size_subvoxel``).
     size_unit : str
         ``"mm3"`` or ``"mm2"``.
     total_signal : float
         mean × size (a.u.·mm³ or a.u.·mm²), after any correction for neighbours' signal
-        (``neighbour_signal``) and receiver saturation: the signal above the threshold
-        integrated at sub-voxel resolution for thresholded ROIs, sum × voxel size for
-        manual ones.
+        (``neighbour_signal``) and receiver saturation. Revision ≥ 2: the sum over the
+        mask's voxels × voxel size (with ``neighbour_signal``, what a user re-measures
+        from the written mask). Revision 1 (thresholded ROIs): the sub-voxel integration
+        (now ``total_signal_subvoxel``).
+    size_subvoxel, total_signal_subvoxel : float or None
+        Revision ≥ 2, thresholded ROIs: size and total of the same threshold surface
+        integrated at sub-voxel resolution (:mod:`mpi_viewer.roi._subvoxel`; a faint lone
+        source's total corrected for the noise's bias). Free of the ±2–4 % dependence
+        on where a source sits within its voxel, so it is what calibrations use
+        (:attr:`calibration_signal`); ``None`` otherwise.
     snr : float
         ``peak_au / noise_sd``.
     fwhm_mm : tuple of float
@@ -336,10 +365,23 @@ class ROIResult:
         Signal threshold of the region (a.u.).
     method : str
         ROI method.
+    revision : int
+        Measurement revision it was measured with (:attr:`ROIParams.revision`; column
+        ``roi_revision``).
     neighbour_signal : float
         Signal of neighbouring sources' point-spread model removed from this ROI
         (same unit as ``total_signal``): peaks in its region, and other measured
         sources whose tails reach into it; 0 when alone.
+    neighbour_signal_sd : float
+        SD (same unit) of the calibrated total (:attr:`calibration_signal`) due to the uncertainty of those neighbours'
+        models (the measured template's noise and ``NEIGHBOUR_MODEL_REL_SD`` of each
+        model, propagated through the whole delineation); 0 when nothing was
+        subtracted. Calibrated intervals carry it.
+    delineation_sd : float
+        SD (same unit) of the calibrated total (:attr:`calibration_signal`) that the image noise gives a faint lone
+        point source through its peak, threshold and region (below SNR 30: simulated
+        with its measured point-spread model, which also corrects the total for the
+        noise's bias); 0 otherwise. Calibrated intervals carry it.
     flags : list of str
         ``touching`` (borders another ROI), ``shared_signal`` (the region held other
         peaks, or other measured sources' tails were > 0.5 % of its total; their models
@@ -372,7 +414,12 @@ class ROIResult:
     method: str
     mask: ROIMask = field(repr=False)
     label: int = 1
+    revision: int = MEASUREMENT_REVISION
     neighbour_signal: float = 0.0
+    neighbour_signal_sd: float = 0.0
+    delineation_sd: float = 0.0
+    size_subvoxel: float | None = None
+    total_signal_subvoxel: float | None = None
     flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -391,6 +438,15 @@ class ROIResult:
         return self.size if self.size_unit == "mm2" else float("nan")
 
     @property
+    def calibration_signal(self) -> float:
+        """The total a calibration turns into iron (a.u.·mm³ or a.u.·mm²):
+        ``total_signal_subvoxel`` where there is one (thresholded ROIs, revision ≥ 2),
+        else ``total_signal``; phantoms and targets alike."""
+        if self.total_signal_subvoxel is not None:
+            return float(self.total_signal_subvoxel)
+        return float(self.total_signal)
+
+    @property
     def total_signal_unit(self) -> str:
         return f"a.u.*{self.size_unit}"
 
@@ -399,6 +455,7 @@ class ROIResult:
         axes = "xyz"[: self.ndim]
         u = self.size_unit
         row: dict[str, Any] = {"name": self.name, "label": self.label, "method": self.method}
+        row["roi_revision"] = int(self.revision)
         row.update({f"seed_{a}_mm": float(v) for a, v in zip(axes, self.seed_mm, strict=True)})
         row.update({f"peak_{a}_mm": float(v) for a, v in zip(axes, self.peak_mm, strict=True)})
         row["peak_au"] = self.peak_au
@@ -406,6 +463,10 @@ class ROIResult:
         row["n_voxels"] = self.n_voxels
         row["volume_mm3" if u == "mm3" else "area_mm2"] = self.size
         row[f"total_signal_au_{u}"] = self.total_signal
+        if self.size_subvoxel is not None:
+            row["volume_subvoxel_mm3" if u == "mm3" else "area_subvoxel_mm2"] = self.size_subvoxel
+        if self.total_signal_subvoxel is not None:
+            row[f"total_signal_subvoxel_au_{u}"] = self.total_signal_subvoxel
         row["snr"] = self.snr
         row["noise_sd_au"] = self.noise_sd
         row["threshold_au"] = self.threshold_au
@@ -523,9 +584,19 @@ def measure(
     params = params or ROIParams()
     params.validate()
     check_count(len(seeds_xyz_mm), MAX_ROIS, "seeds")
-    return measure_seeds(
-        volume, _array_of(volume), seeds_xyz_mm, params, names=names, on_error=on_error
+    return _revised(
+        measure_seeds(
+            volume, _array_of(volume), seeds_xyz_mm, params, names=names, on_error=on_error
+        ),
+        params,
     )
+
+
+def _revised(results, params: ROIParams):
+    """Results marked with the measurement revision they were measured with."""
+    for r in results:
+        r.revision = int(params.revision)
+    return results
 
 
 def measure_mask(
@@ -577,15 +648,20 @@ def measure_mask(
     params = params or ROIParams()
     params.validate()
     arr = _array_of(volume)
-    return measure_region(
-        volume,
-        arr,
-        mask,
+    return _revised(
+        [
+            measure_region(
+                volume,
+                arr,
+                mask,
+                params,
+                _noise_for(arr, params),
+                name=name,
+                label=1 if label is None else int(label),
+            )
+        ],
         params,
-        _noise_for(arr, params),
-        name=name,
-        label=1 if label is None else int(label),
-    )
+    )[0]
 
 
 def measure_label_image(
@@ -641,7 +717,9 @@ def measure_label_image(
     found = np.unique(np.asarray(labels))
     check_count(int(np.count_nonzero(found)), MAX_ROIS, "label image: regions (non-zero labels)")
     arr = _array_of(volume)
-    return measure_labels(volume, arr, labels, params, _noise_for(arr, params), names=names)
+    return _revised(
+        measure_labels(volume, arr, labels, params, _noise_for(arr, params), names=names), params
+    )
 
 
 def polygon_to_mask(volume: Volume, polygon_xyz_mm) -> np.ndarray:

@@ -331,8 +331,21 @@ class MaskFile(_Section):
         return d
 
 
+def _with_revision(params: Any) -> Any:
+    """ROI parameters saved before measurement revisions were recorded (session schema 1,
+    and schema 2 before the field) were measured with revision 1: recorded as such, so a
+    replay measures them as they were measured."""
+    if isinstance(params, dict) and "revision" not in params:
+        return {**params, "revision": 1}
+    return params
+
+
 class ROISection(_Section):
-    """ROIs of one method: ``params`` is ``roi.ROIParams.to_dict()``, seeds in MPI mm."""
+    """ROIs of one method: ``params`` is ``roi.ROIParams.to_dict()``, seeds in MPI mm.
+
+    ``params["revision"]`` is the measurement revision the ROIs were measured with
+    (:attr:`mpi_viewer.roi.ROIParams.revision`); parameters without one are revision 1.
+    """
 
     method: str
     params: JsonObject = Field(default_factory=dict)
@@ -340,6 +353,18 @@ class ROISection(_Section):
     names: list[str] = Field(default_factory=list)
     image: Role = "mpi"
     masks: list[MaskFile] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "params" in data:
+            data = {**data, "params": _with_revision(data["params"])}
+        return data
+
+    @property
+    def revision(self) -> int:
+        """The measurement revision of these ROIs."""
+        return int(self.params.get("revision", 1))
 
     @model_validator(mode="after")
     def _check(self) -> ROISection:
@@ -367,6 +392,13 @@ class CalibrationSection(_Section):
     options: JsonObject = Field(default_factory=dict)
     roi_params: JsonObject | None = None
     confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = DEFAULT_CONFIDENCE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("roi_params"), dict):
+            data = {**data, "roi_params": _with_revision(data["roi_params"])}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> CalibrationSection:
