@@ -7,4 +7,4 @@ export QT_API="${QT_API:-pyqt6}"  # napari 0.9 deprecates PyQt5
 export MPLBACKEND=Agg
 # style first: ruff check and ruff format (pyproject config) must be clean
 python3 -m ruff check --quiet . && python3 -m ruff format --check --quiet .
-exec xvfb-run -a -s "-screen 0 1920x1200x24" python3 -m pytest -p no:cacheprovider -n 2 "$@"
+exec xvfb-run -a -s "-screen 0 1920x1200x24" python3 -m pytest -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder "$@"

@@ -12,15 +12,13 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def demo(make_napari_viewer, tmp_path):
+def demo(make_napari_viewer, tmp_path, copy_demo):
     from mpi_viewer.plugins._calibration_dock import CalibrationDock
     from mpi_viewer.plugins._launch import load_demo
 
-    from mpi_viewer.demo.study import write_demo_study
-
     viewer = make_napari_viewer()
     study = load_demo(viewer)
-    paths = write_demo_study(tmp_path / "study")
+    paths = copy_demo(tmp_path / "study")
     dock = CalibrationDock(viewer)
     viewer.window.add_dock_widget(dock, name="Calibration")
     return viewer, study, paths, dock

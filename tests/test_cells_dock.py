@@ -8,19 +8,18 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def computed(make_napari_viewer, tmp_path, errors):
+def computed(make_napari_viewer, tmp_path, errors, copy_demo):
     """Demo loaded, calibrated from its vials, ROIs at the true sources, cells at 15 ± 1.5 pg."""
     from mpi_viewer.plugins._calibration_dock import CalibrationDock
     from mpi_viewer.plugins._cells_dock import CellsDock
     from mpi_viewer.plugins._launch import load_demo
     from mpi_viewer.plugins._layers import volume_from_layer
 
-    from mpi_viewer.demo.study import write_demo_study
     from mpi_viewer.roi import regions as roi
 
     viewer = make_napari_viewer(show=True)  # a shown window: screenshots render the canvas
     study = load_demo(viewer)
-    paths = write_demo_study(tmp_path / "study")
+    paths = copy_demo(tmp_path / "study")
     cal = CalibrationDock(viewer)
     viewer.window.add_dock_widget(cal, name="Calibration")
     cells = CellsDock(viewer)

@@ -8,7 +8,7 @@ from scipy import stats
 
 from mpi_viewer.calibration.record import load_calibration
 from mpi_viewer.cli import main
-from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.demo.study import make_demo_study
 from mpi_viewer.io.tables import read_csv
 
 #: Fraction of a 3-D Gaussian's integral above half its maximum: P(χ²₃ ≤ 2 ln 2).
@@ -16,9 +16,9 @@ HALFMAX_FRACTION = stats.chi2.cdf(2 * math.log(2), 3)
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
+def demo_dir(tmp_path_factory, copy_demo):
     d = tmp_path_factory.mktemp("demo")
-    write_demo_study(d, include_ct=False)
+    copy_demo(d, include_ct=False)
     return d
 
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from mpi_viewer.cli import main
-from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.demo.study import make_demo_study
 from mpi_viewer.io.tables import read_csv
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
+def demo_dir(tmp_path_factory, copy_demo):
     d = tmp_path_factory.mktemp("demo")
-    write_demo_study(d)
+    copy_demo(d)
     return d, make_demo_study()
 
 

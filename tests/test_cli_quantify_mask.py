@@ -10,15 +10,15 @@ import pytest
 import SimpleITK as sitk
 
 from mpi_viewer.cli import main
-from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.demo.study import make_demo_study
 from mpi_viewer.io import tables as res
 from mpi_viewer.io.images import read_volume
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
+def study_dir(tmp_path_factory, copy_demo):
     folder = tmp_path_factory.mktemp("cli_mask")
-    write_demo_study(folder)
+    copy_demo(folder)
     study = make_demo_study()
     mpi = read_volume(folder / "mpi.nii.gz")
     lab = np.zeros(mpi.shape, dtype=np.uint16)

@@ -5,15 +5,15 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mpi_viewer.cli import main
-from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.demo.study import make_demo_study
 from mpi_viewer.geometry.transform import transform_to_matrix
 from mpi_viewer.io.transform_files import read_transform
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, copy_demo):
     folder = tmp_path_factory.mktemp("demo")
-    paths = write_demo_study(folder, include_ct=False)
+    paths = copy_demo(folder, include_ct=False)
     return folder, paths, make_demo_study(include_ct=False).truth
 
 

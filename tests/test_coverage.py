@@ -19,6 +19,9 @@ from mpi_viewer.roi import regions as roi
 #: Realisations per PSF here (the 50-realisation table: benchmarks/bench_calibration.py).
 N_REALISATIONS = 10
 
+#: One worker runs this file (scripts/test.sh: --dist loadgroup): the realisations are shared.
+pytestmark = pytest.mark.xdist_group("coverage")
+
 
 @pytest.fixture(scope="module")
 def clean():
@@ -29,6 +32,22 @@ def _realisation(clean, k):
     sd = clean.truth["noise_sd_au"] if clean.truth["noise_sd_au"] else 1.5
     noise = np.random.default_rng(k).normal(0.0, sd, size=clean.mpi.shape)
     return clean.mpi.with_array((clean.mpi.array.astype(np.float64) + noise).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def quantified():
+    """``quantified(psf, k)``: the demo's noise realisation ``1000 + k`` (``psf`` its PSF)
+    quantified with the default ROI parameters, computed once for every test here."""
+    done = {}
+
+    def get(psf, k):
+        if (psf, k) not in done:
+            clean = make_demo_study(include_ct=False, noise_sd_au=0.0, psf=psf)
+            truth = make_demo_study(include_ct=False, psf=psf).truth
+            done[psf, k] = _quantify(_realisation(clean, 1000 + k), truth)
+        return done[psf, k]
+
+    return get
 
 
 def _quantify(mpi, truth, params=None):
@@ -84,13 +103,12 @@ def test_demo_iron_and_cells_within_tolerance():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("psf", ["langevin", "gaussian"])
-def test_coverage_over_noise_realisations(psf):
+def test_coverage_over_noise_realisations(psf, quantified):
     """Over 10 realisations of the default (Langevin-PSF) demo and of its Gaussian variant:
     iron within 2 % (isolated) / 5 % (weak beside the strong one) in the median, and the
     95 % iron and cell intervals cover the truth ≥ 90 % of the time for the isolated,
     strong and weak sources. (The faint one, near the detection limit, is in the
     benchmark's table.)"""
-    clean = make_demo_study(include_ct=False, noise_sd_au=0.0, psf=psf)
     truth = make_demo_study(include_ct=False, psf=psf).truth
     assert truth["noise_sd_au"] == 1.5
     names = [s["name"] for s in truth["sources"]]
@@ -99,7 +117,7 @@ def test_coverage_over_noise_realisations(psf):
     cover_cells = {n: [] for n in names}
     err = {n: [] for n in names}
     for k in range(N_REALISATIONS):
-        q = _quantify(_realisation(clean, 1000 + k), truth)
+        q = quantified(psf, k)
         for n in names:
             r = q.get(n)
             if r is None or r.below_lod:
@@ -122,12 +140,13 @@ def test_coverage_over_noise_realisations(psf):
         assert np.mean(cover_cells[n]) >= 0.90, (n, np.mean(cover_cells[n]))
 
 
-def test_strong_source_iron_interval_coverage(clean):
+def test_strong_source_iron_interval_coverage(clean, quantified):
     """The strong source's narrow 95 % iron interval covers its truth."""
     truth = make_demo_study(include_ct=False).truth
+    assert clean.params.psf == "langevin"  # the default demo's realisations
     s = next(x for x in truth["sources"] if x["name"] == "strong")
     hits = []
     for k in range(4):
-        r = _quantify(_realisation(clean, 1000 + k), truth)["strong"]
+        r = quantified("langevin", k)["strong"]
         hits.append(r.iron_ci_low_ug <= s["iron_ug"] <= r.iron_ci_high_ug)
     assert np.mean(hits) >= 0.9

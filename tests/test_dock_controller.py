@@ -23,7 +23,7 @@ def _items(combo):
 
 
 def test_calibration_follows_the_study_through_the_controller(
-    make_napari_viewer, study, tmp_path, qtbot, errors
+    make_napari_viewer, study, tmp_path, qtbot, errors, copy_demo
 ):
     from mpi_viewer.plugins._calibration_dock import CalibrationDock
     from mpi_viewer.plugins._controller import get_controller
@@ -31,12 +31,10 @@ def test_calibration_follows_the_study_through_the_controller(
     from mpi_viewer.plugins._roi_dock import ROIDock
     from qtpy.QtCore import Qt
 
-    from mpi_viewer.demo.study import write_demo_study
-
     viewer = make_napari_viewer()
     load_demo(viewer, study)
     ctl = get_controller(viewer)
-    paths = write_demo_study(tmp_path / "study")  # the same (cached) demo study
+    paths = copy_demo(tmp_path / "study")  # the same (cached) demo study
     roi = ROIDock(viewer)
     viewer.window.add_dock_widget(roi, name="MPI ROIs")
     roi.method.setCurrentIndex(roi.method.findData("nsd"))  # the user's ROI method

@@ -23,17 +23,15 @@ def _recovery_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def study_docks(make_napari_viewer, tmp_path):
+def study_docks(make_napari_viewer, tmp_path, copy_demo):
     """Demo with every dock, the four sources as ROIs, the vials' calibration."""
     from mpi_viewer.plugins._launch import load_demo, open_docks
-
-    from mpi_viewer.demo.study import write_demo_study
 
     viewer = make_napari_viewer()
     study = load_demo(viewer)
     docks = {type(w).__name__: w for w in open_docks(viewer)}
     docks["SessionDock"]._timer.stop()
-    paths = write_demo_study(tmp_path / "study")
+    paths = copy_demo(tmp_path / "study")
     roi = docks["ROIDock"]
     for s in study.truth["sources"][:4]:
         assert roi.add_seed_mm(s["mpi_mm"], name=s["name"]) is not None

@@ -74,13 +74,13 @@ def _label_layout_is_clear(viewer, cells):
 
 
 @pytest.mark.gui
-def test_the_demo_study_reads_on_screen(make_napari_viewer, qtbot, study, tmp_path, notes):
+def test_the_demo_study_reads_on_screen(
+    make_napari_viewer, qtbot, study, tmp_path, notes, copy_demo
+):
     from mpi_viewer.plugins._dock_layout import STEPS
     from mpi_viewer.plugins._launch import prepare
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication, QDockWidget, QTabBar, QTabWidget
-
-    from mpi_viewer.demo.study import write_demo_study
 
     viewer = make_napari_viewer(show=True)
     docks = prepare(viewer, demo=True, study=study)
@@ -104,7 +104,7 @@ def test_the_demo_study_reads_on_screen(make_napari_viewer, qtbot, study, tmp_pa
     assert dock.title.title.text() == "Step 3 of 6 · MPI ROIs"
 
     # -- walk the study: four ROIs, the vials' calibration, cells at 15 ± 1.5 pg
-    paths = write_demo_study(tmp_path / "study")
+    paths = copy_demo(tmp_path / "study")
     for src in study.truth["sources"]:
         roi.add_seed_mm(src["mpi_mm"], name=src["name"])
         qtbot.waitUntil(lambda: not roi.busy, timeout=30000)

@@ -20,10 +20,10 @@ def test_round_trip_keeps_names_order_and_mm(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write leaves no temporary file
 
 
-def test_reads_demo_fiducials_and_2d_files(tmp_path):
-    from mpi_viewer.demo.study import make_demo_study, write_demo_study
+def test_reads_demo_fiducials_and_2d_files(tmp_path, copy_demo):
+    from mpi_viewer.demo.study import make_demo_study
 
-    paths = write_demo_study(tmp_path / "d", include_ct=False)
+    paths = copy_demo(tmp_path / "d", include_ct=False)
     truth = make_demo_study(include_ct=False).truth
     got = read_points_csv(paths["fiducials_mri"])
     assert got.names == [f["name"] for f in truth["fiducials"]]

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+#: One worker runs the worked example once for every test here (scripts/test.sh: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("readme")
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from mpi_viewer.cli import main
-from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.demo.study import make_demo_study
 from mpi_viewer.io.images import read_volume
 from mpi_viewer.roi.regions import ROIParams
 from mpi_viewer.study import pipeline as P
@@ -31,9 +31,9 @@ def _box(mpi, xyz_mm, half):
 
 
 @pytest.fixture(scope="module")
-def masked_session(tmp_path_factory):
+def masked_session(tmp_path_factory, copy_demo):
     folder = tmp_path_factory.mktemp("mask_session")
-    write_demo_study(folder)
+    copy_demo(folder)
     study = make_demo_study()
     mpi = read_volume(folder / "mpi.nii.gz")
     lab = np.zeros(mpi.shape, dtype=np.uint16)

@@ -48,14 +48,15 @@ def _same_rows(a: list[dict], b: list[dict]) -> None:
         assert not bad, (ra["name"], bad)
 
 
-def test_gui_analysis_saved_reopened_and_replayed(make_napari_viewer, tmp_path, monkeypatch):
+def test_gui_analysis_saved_reopened_and_replayed(
+    make_napari_viewer, tmp_path, monkeypatch, copy_demo
+):
     from mpi_viewer.plugins._launch import load_demo
 
     from mpi_viewer import cli
-    from mpi_viewer.demo.study import write_demo_study
 
     folder = tmp_path / "study"
-    write_demo_study(folder)
+    copy_demo(folder)
     va = make_napari_viewer()
     study = load_demo(va)
     a = _docks(va)

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from mpi_viewer.cli import main
-from mpi_viewer.demo.study import make_demo_study, write_demo_study
+from mpi_viewer.demo.study import make_demo_study
 from mpi_viewer.io.images import read_volume
 from mpi_viewer.study import session as S
 
@@ -35,9 +35,9 @@ def _truth_total(study, name, mask):
 
 # -- command line -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def cli_study(tmp_path_factory):
+def cli_study(tmp_path_factory, copy_demo):
     folder = tmp_path_factory.mktemp("quantify_mask_session")
-    write_demo_study(folder)
+    copy_demo(folder)
     study = make_demo_study()
     mpi = read_volume(folder / "mpi.nii.gz")
     lab = np.zeros(mpi.shape, dtype=np.uint16)

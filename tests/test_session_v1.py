@@ -15,11 +15,10 @@ SESSIONS = sorted(p.name for p in DATA.glob("*_session.json"))
 
 
 @pytest.fixture(scope="module")
-def v1_folder(tmp_path_factory) -> Path:
-    from mpi_viewer.demo.study import write_demo_study
+def v1_folder(tmp_path_factory, copy_demo) -> Path:
 
     folder = tmp_path_factory.mktemp("v1")
-    write_demo_study(folder)
+    copy_demo(folder)
     for line in (DATA / "demo_inputs.sha256").read_text(encoding="utf-8").splitlines():
         digest, name = line.split()
         actual = hashlib.sha256((folder / name).read_bytes()).hexdigest()

@@ -18,11 +18,10 @@ V1 = Path(__file__).parent / "data" / "sessions_v1"
 
 
 @pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory) -> Path:
-    from mpi_viewer.demo.study import write_demo_study
+def demo_folder(tmp_path_factory, copy_demo) -> Path:
 
     folder = tmp_path_factory.mktemp("demo")
-    write_demo_study(folder)
+    copy_demo(folder)
     return folder
 
 
