@@ -229,7 +229,7 @@ class _Grown:
     peak_idx: np.ndarray  # continuous, box index
 
 
-def _peak_in_box(sub, at, psf=None):
+def _peak_in_box(sub, at, psf=None, *, fitted_only=False):
     """Sub-voxel peak (continuous index, a.u.) near ``at``.
 
     With a measured PSF: its template fitted (amplitude, centre, constant) to the core
@@ -237,30 +237,32 @@ def _peak_in_box(sub, at, psf=None):
     wherever it lies between voxels (a log-quadratic fit of a sharp, heavy-tailed
     x-space peak reads 1–2 % low depending on the offset, and the half-maximum
     region's total twice that). Else the log-quadratic fit of
-    :func:`mpi_viewer.roi._fwhm.subvoxel_peak`.
+    :func:`mpi_viewer.roi._fwhm.subvoxel_peak`. ``fitted_only``: ``None`` instead of
+    the log-quadratic fallback when the template cannot be fitted.
     """
     from mpi_viewer.roi._fwhm import subvoxel_peak
 
     idx, peak = subvoxel_peak(sub, at)
     if psf is None:
-        return idx, peak
+        return None if fitted_only else (idx, peak)
     from mpi_viewer.roi._psf import fit_template
 
     r = np.maximum(np.ceil(0.5 * psf.fwhm_vox).astype(int), 1)
     lo = np.maximum(np.asarray(at) - r, 0)
     hi = np.minimum(np.asarray(at) + r + 1, sub.shape)
+    fallback = None if fitted_only else (idx, peak)
     if np.any(np.asarray(at) - lo < r) or np.any(hi - 1 - np.asarray(at) < r):
-        return idx, peak  # too near the box edge
+        return fallback  # too near the box edge
     mask = np.zeros(sub.shape, dtype=bool)
     mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
     mask &= np.isfinite(sub)
     if mask.sum() < 3 * sub.ndim + 2:
-        return idx, peak
+        return fallback
     _, amps, points, _ = fit_template(
         np.nan_to_num(sub), [tuple(at)], mask, psf, max_nfev=12, with_models=False
     )
     if not (0.7 * peak <= amps[0] <= 1.5 * peak):
-        return idx, peak
+        return fallback
     return points[0].centre, float(amps[0])
 
 
@@ -517,7 +519,7 @@ def _shoulder(arr, idx0, peak, params, spacing_zyx, st):
     return q
 
 
-def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None, resample=True):
+def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None):
     """Grow and measure one seed's ROI (see :func:`mpi_viewer.roi.measure`).
 
     ``external``: point-source models (:class:`mpi_viewer.roi._psf.PointModel`, centre
@@ -526,9 +528,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     the in-region neighbours' models. ``psf``: the PSF measured on the image
     (:func:`mpi_viewer.roi._psf.measure_psf`), else Gaussian models are fitted.
     The returned dict carries ``_fit`` (box, region, peaks, own model) for
-    :func:`measure_seeds`. ``resample``: correct a faint lone source's total for the
-    noise's bias (:func:`_noise_bias`); ``None``: a simulation of that correction,
-    which returns the total alone.
+    :func:`measure_seeds`.
     """
     from scipy import ndimage as ndi
 
@@ -725,26 +725,27 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
                 f"the region holds {len(peaks)} peaks and was not split (split_sources off)."
             )
 
+    delineated = None  # a faint lone point source delineated on its fitted model (revision 2)
+    if (
+        params.revision >= 2
+        and models is None
+        and not unexplained
+        and psf is not None
+        and curve is None
+        and params.method == "halfmax"
+        and params.peak_convention == "subvoxel"
+        and math.isfinite(noise)
+        and noise > 0
+        and peak_au < _MODEL_SNR * noise
+    ):
+        delineated = _model_delineation(
+            corr, at, psf, params, structure, float(np.prod(volume.spacing_mm)), others, noise
+        )
+        if delineated is not None:
+            roi, thr, peak_idx, peak_au = (delineated[k] for k in ("roi", "thr", "idx", "peak"))
     neighbour = 0.0
     if others is not None:
         neighbour = float(others[roi].astype(np.float64).sum()) * float(np.prod(volume.spacing_mm))
-    if resample is None:  # a simulation (_noise_bias): the total is all it needs
-        fine = subvoxel_stats(
-            corr,
-            roi,
-            thr,
-            at,
-            structure,
-            voxel_size=float(np.prod(volume.spacing_mm)),
-            others=others,
-            blocked=blocked,
-        )
-        vox = float(np.prod(volume.spacing_mm))
-        return {
-            "total_signal": fine["total"]
-            if fine is not None
-            else float(corr[roi].astype(np.float64).sum()) * vox
-        }
     stats = region_stats(
         volume, arr, corr, roi, g.lo, noise, curve, peak_idx=peak_idx, peak_au=peak_au
     )
@@ -759,6 +760,8 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         others=others,
         blocked=blocked,
     )
+    if delineated is not None:
+        fine = delineated["fine"]
     if fine is not None:
         stats.update(total_signal=fine["total"], size=fine["size"], mean_au=fine["mean"])
         neighbour = fine["neighbour"]
@@ -779,25 +782,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
             float(np.prod(volume.spacing_mm)),
             blocked,
         )
-    delineation_sd = 0.0
-    if (
-        resample
-        and revised
-        and models is None
-        and neighbour <= 0.005 * abs(stats["total_signal"])  # no neighbour shares its signal
-        and not unexplained
-        and psf is not None
-        and curve is None
-        and params.method in ("halfmax", "nsd")
-        and math.isfinite(noise)
-        and noise > 0
-        and stats["peak_au"] < _RESAMPLE_SNR * noise
-    ):
-        fixed = _noise_bias(volume, arr.shape, g, at, seed, params, noise, structure, psf, external)
-        if fixed is not None:
-            bias, delineation_sd = fixed
-            total = stats["total_signal"] - bias
-            stats.update(total_signal=total, mean_au=total / stats["size"])
+    delineation_sd = delineated["sd"] if delineated is not None else 0.0
     if (
         ext is not None
         and "shared_signal" not in flags
@@ -885,107 +870,65 @@ def _subtraction_sd(split, parts, structure, voxel_size: float, blocked) -> floa
     return math.sqrt(var)
 
 
-#: Below this SNR a lone point source's total is corrected for the noise's bias.
-_RESAMPLE_SNR = 30.0
-#: Noise realisations simulated for that correction (fixed seed: replays match).
-_RESAMPLES = 16
-_RESAMPLE_SEED = 20251
+#: Below this peak SNR a lone point source is delineated on its fitted point-spread
+#: model (measurement revision 2, :func:`_model_delineation`).
+_MODEL_SNR = 30.0
 
 
-def _noise_bias(volume, shape, g, at, seed, params, noise, structure, psf, external=None):
-    """Bias and SD (a.u.·mm³) that the image noise gives a faint point source's total.
+def _model_delineation(corr, at, psf, params, structure, voxel_size, others, noise):
+    """A faint lone point source's half-maximum ROI placed by its fitted model.
 
-    Why: near the detection limit the ROI is shaped by the noise. Its reference peak
-    is never below the brightest voxel of the region, and the brightest of the ~30
-    voxels around a peak exceeds the source's maximum by 1–2 noise SDs (+16 % on the
-    demo's 0.195 µg source at SNR 6.5, +5 % on its 0.5 µg vial): the threshold is
-    raised and the region shrinks. And a threshold at 3 noise SDs takes in the
-    voxels the noise lifts above it, more of them through 26-connected corners: the
-    region grows by noise it selected (+27 % on that source with an unbiased peak).
-    Both grow as 1/SNR, so a calibration from brighter vials does not remove them
-    (−13 % on the demo's faint source).
+    Why: near the detection limit the noise shapes a thresholded ROI twice. The
+    reference peak is never below the region's brightest voxel, and the brightest of
+    the ~30 voxels around a faint peak exceeds the source's maximum by 1–2 noise SDs
+    (+16 % on the demo's 0.195 µg source at SNR 6.5): the threshold rises and the
+    region shrinks. And the voxels the noise lifts above the threshold join the region
+    with the noise that lifted them (+27 % on that source with an unbiased peak). Both
+    grow as 1/SNR, so the calibration's brighter vials do not cancel them.
 
-    How: the source's measured point-spread model (amplitude and centre fitted to its
-    core, unbiased by the noise) is placed on an empty image, delineated and measured
-    exactly as the source was, without noise and with ``_RESAMPLES`` draws of the
-    image's noise (a fixed seed: the same image gives the same result). The median
-    difference is the bias (a parametric bootstrap), the spread the SD of the total
-    that the noise alone gives, which the calibration's phantoms (brighter) do not
-    show. Other sources' models (``external``, whose far tails the measurement
-    subtracted) are placed and subtracted the same way, so the simulation follows the
-    measurement's path. Returns ``(bias, sd)``, or ``None`` when the model cannot be
-    measured.
+    How: the measured point-spread template is fitted (amplitude, centre, constant) to
+    the source's core (:func:`_peak_in_box`; a least-squares amplitude carries no
+    max-of-noise bias). The half-maximum region is that model's: ``model ≥ fraction ×
+    amplitude`` (which depends on the fitted centre only, not on the amplitude), the
+    same region as the noise-free image's up to the template's accuracy. The total is
+    the model's sub-voxel integral over it plus the residual (image − model) summed
+    over its voxels — the image's own signal over a region the noise did not choose, so
+    the noise adds no bias, only its variance. That SD (the residual sum's, plus the
+    region's rim moving with the centre — the amplitude's scatter does not move it) is
+    returned as ``sd``; the calibration interval carries it.
+
+    Returns a dict (``roi``, ``thr``, ``idx``, ``peak``, ``fine`` as from
+    :func:`mpi_viewer.roi._subvoxel.subvoxel_stats` with the corrected total, ``sd``),
+    or ``None`` when the template cannot be fitted (then the ROI is the thresholded one).
     """
-    import dataclasses
-
     from mpi_viewer.roi._psf import PointModel
+    from mpi_viewer.roi._subvoxel import subvoxel_stats
 
-    c_idx, amp = _peak_in_box(g.sub, at, psf)
+    fitted = _peak_in_box(corr, at, psf, fitted_only=True)
+    if fitted is None:
+        return None
+    c_idx, amp = fitted
     if not (math.isfinite(amp) and amp > 0):
         return None
-    pad = np.ceil(np.asarray(psf.centre)).astype(int) + _MARGIN
-    lo = np.maximum(g.lo - pad, 0)
-    hi = np.minimum(g.hi + pad, np.asarray(shape))
-    model = PointModel(float(amp), np.asarray(c_idx, dtype=float) + g.lo, psf=psf).on_box(
-        lo, tuple(hi - lo)
+    model = PointModel(float(amp), np.asarray(c_idx, dtype=float), psf=psf).on_box(
+        np.zeros(corr.ndim), corr.shape
     )
-    # the neighbours' models as the measurement saw them, in the local frame
-    ext = [
-        dataclasses.replace(e, centre=np.asarray(e.centre, dtype=float) - lo)
-        for e in external or ()
-    ]
-    for e in ext:
-        model = model + e.on_box(np.zeros(len(lo)), tuple(hi - lo))
-    # the simulation runs on the source's neighbourhood only, with its geometry
-    from mpi_viewer.geometry.volume import Volume, image_from_array
-
-    local = Volume(
-        image=image_from_array(
-            model,
-            spacing_mm=volume.spacing_mm,
-            origin_mm=volume.index_to_physical([lo])[0],
-            direction=volume.direction.ravel(),
-        ),
-        modality="MPI",
-    )
-
-    def total(box) -> float | None:
-        box = np.ascontiguousarray(box, dtype=np.float32)
-        try:
-            return float(
-                one_roi(
-                    local,
-                    box,
-                    seed,
-                    params,
-                    noise,
-                    structure,
-                    external=ext or None,
-                    psf=psf,
-                    resample=None,
-                )["total_signal"]
-            )
-        except InputError:
-            return None
-
-    clean = total(model)
-    if clean is None:
+    thr = float(params.fraction) * float(amp)
+    top = tuple(int(v) for v in np.clip(np.round(c_idx), 0, np.asarray(corr.shape) - 1))
+    if not model[top] >= thr:
         return None
-    rng = np.random.default_rng(_RESAMPLE_SEED)
-    # antithetic pairs (each draw and its negative): the draws are the same for every
-    # image (a fixed seed), so their Monte-Carlo error is a systematic one; pairing
-    # cancels its odd part (a noise-raised peak against the same noise lowering it)
-    draws = [rng.normal(0.0, noise, size=model.shape) for _ in range(_RESAMPLES // 2)]
-    totals = [total(model + sgn * e) for e in draws for sgn in (1.0, -1.0)]
-    totals = [t for t in totals if t is not None]
-    if len(totals) < _RESAMPLES // 2:
+    roi = _component(model >= thr, top, structure)
+    if np.any([np.any(np.take(roi, [0, -1], axis=a)) for a in range(roi.ndim)]):
+        return None  # the box cuts it
+    fine = subvoxel_stats(model, roi, thr, top, structure, voxel_size=voxel_size, others=others)
+    if fine is None:
         return None
-    # the median: the noise's effect on a faint source's total is skewed (a noise-raised
-    # peak shrinks the region more than a lowered one grows it; −15 % mean, −13 %
-    # median on the demo's 0.195 µg source), and the corrected total is to be right in
-    # the median (its interval is centred on it)
-    return float(np.median(totals)) - clean, float(np.std(totals, ddof=1))
-
+    resid = float((corr[roi].astype(np.float64) - model[roi]).sum()) * voxel_size
+    total = fine["total"] + resid
+    fine = dict(fine, total=total, mean=total / fine["size"])
+    # the residual sum's noise; the centre's jitter moves the rim, a second-order change
+    sd = float(noise) * math.sqrt(float(roi.sum())) * voxel_size
+    return {"roi": roi, "thr": thr, "idx": np.asarray(c_idx), "peak": float(amp), "fine": fine, "sd": sd}
 
 def region_stats(
     volume, arr, sub, roi, lo, noise: float, curve=None, *, peak_idx=None, peak_au=None
@@ -1139,15 +1082,12 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
     structure = _structure(arr.ndim, params.connectivity)
     psf = image_psf(arr, params, noise)
     grown: list[tuple[int, dict]] = []
-    again = params.split_sources and len(seeds) > 1  # re-measured with the neighbours' tails
     for i, seed in enumerate(seeds):
         try:
             grown.append(
                 (
                     i,
-                    one_roi(
-                        volume, arr, seed, params, noise, structure, psf=psf, resample=not again
-                    ),
+                    one_roi(volume, arr, seed, params, noise, structure, psf=psf),
                 )
             )
         except InputError as exc:
@@ -1220,7 +1160,7 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
     fits = [r["_fit"] for _, r in grown]
     reach = _REACH_FWHM
     exts: list[list[int]] = []
-    for n, (i, r) in enumerate(grown):
+    for n, (_i, r) in enumerate(grown):
         fi = fits[n]
         lo = np.asarray(fi["lo"], dtype=float)
         hi = lo + np.asarray(fi["sub"].shape) - 1
@@ -1245,11 +1185,7 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
     for n, (i, r) in enumerate(grown):
         fi = fits[n]
         ext = [fits[m]["model"] for m in exts[n]]
-        # a faint source's noise-bias correction was left to this second pass
-        faint = (
-            params.revision >= 2 and math.isfinite(noise) and r["peak_au"] < _RESAMPLE_SNR * noise
-        )
-        if not ext and not faint:
+        if not ext:
             continue
         try:
             grown[n] = (
