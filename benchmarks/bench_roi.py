@@ -133,15 +133,15 @@ def bench_weak_strong() -> list[tuple[str, str]]:
     weak, strong = study.source("weak"), study.source("strong")
     vials = study.truth["vials"]
     rois = measure(study.mpi, [weak["mpi_mm"], strong["mpi_mm"]] + [v["mpi_mm"] for v in vials])
-    slope = sum(r.total_signal for r in rois[2:]) / sum(v["iron_ug"] for v in vials)
+    slope = sum(r.calibration_signal for r in rois[2:]) / sum(v["iron_ug"] for v in vials)
     w = rois[0]
     arr = study.mpi.array
     at = tuple(np.rint(study.mpi.physical_to_index([weak["mpi_mm"]])[0]).astype(int))
     lab, _ = ndi.label(arr >= 0.5 * w.peak_au, structure=np.ones((3, 3, 3)))
     plain = lab == lab[at]
     plain_iron = float(arr[plain].sum()) * study.mpi.voxel_volume_mm / slope
-    split_iron = w.total_signal / slope
-    s_iron = rois[1].total_signal / slope
+    split_iron = w.calibration_signal / slope
+    s_iron = rois[1].calibration_signal / slope
     return [
         ("calibration (vials, through origin)", f"{slope:.1f} a.u.·mm³/µg"),
         ("weak truth", f"{weak['iron_ug']:.3f} µg"),

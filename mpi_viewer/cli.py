@@ -116,6 +116,13 @@ def _add_demo(sub) -> None:
     p.add_argument(
         "--ndisplay", type=int, choices=(2, 3), default=3, help="2-D or 3-D view (default 3)"
     )
+    p.add_argument(
+        "--psf",
+        choices=("langevin", "gaussian"),
+        default="langevin",
+        help="the MPI's point-spread function: the x-space Langevin kernel of a field-free-point "
+        "scanner, with its long tails (default), or the earlier demo's anisotropic Gaussian",
+    )
 
 
 def _cmd_demo(args) -> int:
@@ -126,12 +133,14 @@ def _cmd_demo(args) -> int:
 
         _guard(args, {f"--write ({n})": Path(args.write) / n for n in DEMO_FILES})
 
-        paths = write_demo_study(args.write)
+        paths = write_demo_study(args.write, psf=args.psf)
         for key, p in paths.items():
             print(f"{key}: {p}")
         _print_demo_sources(paths["sources"])
         return 0
-    return _run_gui(demo=True, screenshot=args.screenshot, ndisplay=args.ndisplay)
+    return _run_gui(
+        demo=True, screenshot=args.screenshot, ndisplay=args.ndisplay, demo_psf=args.psf
+    )
 
 
 def _print_demo_sources(path) -> None:
@@ -152,6 +161,7 @@ def _run_gui(
     files: Sequence[str] = (),
     screenshot: str | None = None,
     ndisplay: int = 2,
+    demo_psf: str = "langevin",
 ) -> int:
     try:
         from mpi_viewer.plugins import _launch  # the GUI: the one import of plugins/ from the core
@@ -159,6 +169,10 @@ def _run_gui(
         raise InputError(
             f"the napari plugin is not installed ({exc}); run: pip install -e ."
         ) from None
+    if demo_psf != "langevin":  # the default demo's call unchanged
+        return _launch.run(
+            demo=demo, files=list(files), screenshot=screenshot, ndisplay=ndisplay, psf=demo_psf
+        )
     return _launch.run(demo=demo, files=list(files), screenshot=screenshot, ndisplay=ndisplay)
 
 

@@ -226,7 +226,13 @@ class PhantomsMixin:
                 ]
             )
         headers = ["name", "x (mm)", "y (mm)", "z (mm)", self._amount_header()]
-        headers += ["total signal (a.u.·mm³)", "peak (a.u.)", "ROI volume (mm³)", "flags"]
+        # the total fitted: the sub-voxel one (calibration_signal), the volume the mask's
+        headers += [
+            "total signal, sub-voxel (a.u.·mm³)",
+            "peak (a.u.)",
+            "ROI volume (mm³)",
+            "flags",
+        ]
         fill_table(self.phantom_table, headers, rows, editable=(0, 4), warn_col=8, warn_beside=5)
         current = self.reference_combo.value
         self.reference_combo.choices = [r[0] for r in rows]

@@ -159,7 +159,16 @@ def _scale_bar(viewer):
     return canvas.overlays.scale_bar if canvas is not None else viewer.scale_bar
 
 
-def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay: int = 2) -> int:
+def run(
+    *,
+    demo: bool = False,
+    files=(),
+    screenshot: str | None = None,
+    ndisplay: int = 2,
+    psf: str = "langevin",
+) -> int:
+    """``mpi-viewer [demo]``: the viewer, its docks and the data; ``psf``: the demo's
+    point-spread function (``"gaussian"``: the earlier demo's variant)."""
     _check_display()
     import warnings
 
@@ -174,7 +183,12 @@ def run(*, demo: bool = False, files=(), screenshot: str | None = None, ndisplay
         from mpi_viewer.plugins import _napari_compat as compat
 
         compat.resize_window(viewer, 1600, 1000)
-    prepare(viewer, demo=demo, files=files, ndisplay=ndisplay, settle=True)
+    study = None
+    if demo and psf != "langevin":
+        from mpi_viewer.demo.study import make_demo_study
+
+        study = make_demo_study(psf=psf)
+    prepare(viewer, demo=demo, files=files, ndisplay=ndisplay, study=study, settle=True)
     if screenshot:
         from qtpy.QtWidgets import QApplication
 

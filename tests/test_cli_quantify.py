@@ -52,12 +52,16 @@ def test_quantify_writes_csv_and_masks(demo_dir, tmp_path, capsys):
     assert rc == 0
     rows = read_csv(out)
     assert [r["name"] for r in rows] == ["roi_1", "roi_2"]
-    assert float(rows[0]["total_signal_au_mm3"]) == pytest.approx(_expected(study, iso), rel=0.02)
+    # the sub-voxel total (what the calibration uses) is the kernel's half-maximum share
+    sub = float(rows[0]["total_signal_subvoxel_au_mm3"])
+    assert sub == pytest.approx(_expected(study, iso), rel=0.02)
     assert "shared_signal" in rows[1]["flags"]
     for col in (
         "peak_au",
         "mean_au",
         "volume_mm3",
+        "volume_subvoxel_mm3",
+        "total_signal_subvoxel_au_mm3",
         "snr",
         "fwhm_x_mm",
         "fwhm_y_mm",
@@ -70,6 +74,9 @@ def test_quantify_writes_csv_and_masks(demo_dir, tmp_path, capsys):
     np.testing.assert_allclose(lab.GetOrigin(), study.mpi.origin_mm, atol=1e-4)
     a = sitk.GetArrayFromImage(lab)
     assert int((a == 1).sum()) == int(rows[0]["n_voxels"])
+    # the reported volume is the written mask's (to the CSV's 6 digits)
+    vox = float(np.prod(study.mpi.spacing_mm))
+    assert float(rows[0]["volume_mm3"]) == pytest.approx(int((a == 1).sum()) * vox, rel=5e-6)
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["ROI", "signal", "a.u.·mm³"]  # the readable table
     assert out[1].split()[:2] == ["roi_1", f"{float(rows[0]['total_signal_au_mm3']):.6g}"]
@@ -119,7 +126,7 @@ def test_quantify_2d_array_with_spacing_flag(tmp_path, capsys):
     assert "area_mm2" in row and "total_signal_au_mm2" in row and "fwhm_z_mm" not in row
     # half the total signal of a 2-D Gaussian lies inside its half-maximum ellipse
     total = 10 * 2 * math.pi * 0.7 * 0.9
-    assert float(row["total_signal_au_mm2"]) == pytest.approx(0.5 * total, rel=0.03)
+    assert float(row["total_signal_subvoxel_au_mm2"]) == pytest.approx(0.5 * total, rel=0.03)
     # a 3-D seed on the 2-D image
     assert (
         main(

@@ -58,14 +58,56 @@ def test_revision_1_and_2_differ_on_the_faint_source(demo):
     r1 = roi.measure(study.mpi, seeds, roi.ROIParams(revision=1), names=["faint", "isolated"])
     r2 = roi.measure(study.mpi, seeds, roi.ROIParams(), names=["faint", "isolated"])
     clean = make_demo_study(include_ct=False, noise_sd_au=0.0)
-    ref = roi.measure(clean.mpi, [faint["mpi_mm"]])[0].total_signal
+    ref = roi.measure(clean.mpi, [faint["mpi_mm"]])[0].calibration_signal
     assert [r.revision for r in r1] == [1, 1] and [r.to_row()["roi_revision"] for r in r2] == [2, 2]
-    e1, e2 = r1[0].total_signal / ref - 1, r2[0].total_signal / ref - 1
-    assert abs(r2[0].total_signal / r1[0].total_signal - 1) > 0.03, (e1, e2)
+    # revision 1's total is sub-voxel integrated; revision 2's sub-voxel total is in a column
+    # of its own (and what the calibration uses)
+    assert [r.total_signal_subvoxel for r in r1] == [None, None]
+    assert [r.calibration_signal for r in r1] == [r.total_signal for r in r1]
+    e1, e2 = r1[0].total_signal / ref - 1, r2[0].calibration_signal / ref - 1
+    assert abs(r2[0].calibration_signal / r1[0].total_signal - 1) > 0.03, (e1, e2)
     assert abs(e2) < abs(e1), (e1, e2)
     assert r1[0].delineation_sd == 0.0 < r2[0].delineation_sd
     # a bright lone source: the corrections do not apply
-    assert r2[1].total_signal == pytest.approx(r1[1].total_signal, rel=2e-3)
+    assert r2[1].total_signal_subvoxel == pytest.approx(r1[1].total_signal, rel=2e-3)
+    assert r2[1].size_subvoxel == pytest.approx(r1[1].size, rel=2e-3)
+
+
+def test_revision_2_reports_the_written_mask_and_the_subvoxel_integration_beside_it(demo):
+    """Revision 2: volume, total and mean are the written voxel set's exactly (what a user
+    re-measures from the mask); the sub-voxel integration of the same threshold surface
+    has columns of its own. Revision 1 keeps the sub-voxel numbers in the main columns."""
+    import numpy as np
+
+    _, study = demo
+    vol = study.mpi
+    a = vol.array.astype(np.float64)
+    vox = float(np.prod(vol.spacing_mm))
+    names = ["isolated", "strong", "weak"]
+    seeds = [study.source(n)["mpi_mm"] for n in names]
+    r2 = roi.measure(vol, seeds, roi.ROIParams(), names=names)
+    r1 = roi.measure(vol, seeds, roi.ROIParams(revision=1), names=names)
+    lab = roi.rois_to_label_image(vol, r2)
+    for r, old in zip(r2, r1, strict=True):
+        m = lab == r.label
+        assert r.volume_mm3 == int(m.sum()) * vox == r.n_voxels * vox
+        # the image's sum over the mask is the ROI's total plus the neighbours' subtracted
+        # signal there (0 for the isolated source), to float32 precision (the subtraction)
+        assert r.total_signal + r.neighbour_signal == pytest.approx(a[m].sum() * vox, rel=1e-7)
+        assert r.mean_au * r.volume_mm3 == pytest.approx(r.total_signal, rel=1e-9)
+        # revision 1: the same region's sub-voxel numbers in the main columns (within 1 %:
+        # its PSF template, whose modelled tails are subtracted, is weighted otherwise)
+        assert r.size_subvoxel == pytest.approx(old.size, rel=0.01)
+        assert r.total_signal_subvoxel == pytest.approx(old.total_signal, rel=0.01)
+        assert (
+            old.to_row().keys().isdisjoint({"volume_subvoxel_mm3", "total_signal_subvoxel_au_mm3"})
+        )
+        row = r.to_row()
+        assert row["volume_mm3"] == r.volume_mm3
+        assert row["volume_subvoxel_mm3"] == r.size_subvoxel
+        assert row["total_signal_subvoxel_au_mm3"] == r.calibration_signal
+    assert r2[0].neighbour_signal == 0.0
+    assert r2[0].total_signal == pytest.approx(a[lab == 1].sum() * vox, rel=1e-9)
 
 
 def test_a_new_session_replays_revision_2_and_without_the_field_revision_1(demo, capsys):

@@ -105,5 +105,5 @@ def test_docks_opened_before_the_data_quantify_the_mpi(make_napari_viewer):
     assert roi.mpi_layer.name.startswith("MPI")
     t = study.truth  # the demo kernel's share inside its half-maximum region
     expected = t["sensitivity_au_mm3_per_ug"] * iso["iron_ug"] * t["psf_halfmax_fraction"]
-    assert roi.results[0].total_signal == pytest.approx(expected, rel=0.02)
+    assert roi.results[0].calibration_signal == pytest.approx(expected, rel=0.02)
     assert all(str(u) == "millimeter" for lyr in viewer.layers for u in lyr.units)

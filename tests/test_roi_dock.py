@@ -39,7 +39,7 @@ def test_click_makes_roi_bad_click_keeps_table(make_napari_viewer, notes, tmp_pa
     dock._seed_layer.add(world)  # what a click in add mode does
     assert len(dock.results) == 1 and dock.table.rowCount() == 1
     r = dock.results[0]
-    assert r.total_signal == pytest.approx(_expected_halfmax_total(study, iso), rel=0.02)
+    assert r.calibration_signal == pytest.approx(_expected_halfmax_total(study, iso), rel=0.02)
     assert "total signal (a.u.·mm³)" in [
         dock.table.horizontalHeaderItem(j).text().replace("\n", " ")
         for j in range(dock.table.columnCount())

@@ -56,7 +56,7 @@ def _measure(mpi, items):
 @pytest.mark.slow
 def test_split_and_faint_rois_carry_their_own_uncertainty(clean):
     """On the Langevin demo, 2 noise realisations against the noise-free image measured
-    with the same noise SD: every source's total lies within 3.5 of its own predicted SDs
+    with the same noise SD: every source's (calibrated, sub-voxel) total lies within 3.5 of its own predicted SDs
     of the noise-free one (the strong source's threshold jitter is what its interval
     lacked: over 50 realisations its total's SD is 0.23 %, correlated with its peak at
     r = −0.96). The weak source carries the strong's subtracted tail, the faint one
@@ -66,22 +66,22 @@ def test_split_and_faint_rois_carry_their_own_uncertainty(clean):
     names = [s["name"] for s in src]
     seeds = [s["mpi_mm"] for s in src]
     ref = roi.measure(clean.mpi, seeds, roi.ROIParams(noise_sd=1.5), names=names)
-    ref = {r.name: r.total_signal for r in ref}
+    ref = {r.name: r.calibration_signal for r in ref}
     for k in SEEDS[:2]:
         q = _measure(_noisy(clean, k), src)
         w, s, iso, faint = q["weak"], q["strong"], q["isolated"], q["faint"]
-        assert w.neighbour_signal_sd > 0.005 * w.total_signal  # its threshold sits on a tail
+        assert w.neighbour_signal_sd > 0.005 * w.calibration_signal  # its threshold sits on a tail
         assert iso.neighbour_signal_sd == 0.0 and faint.neighbour_signal_sd == 0.0
         # the threshold jitter: a few hundredths to tenths of a per cent of a bright source
-        assert 0.0005 < s.delineation_sd / s.total_signal < 0.005
-        assert 0.0005 < iso.delineation_sd / iso.total_signal < 0.005
+        assert 0.0005 < s.delineation_sd / s.calibration_signal < 0.005
+        assert 0.0005 < iso.delineation_sd / iso.calibration_signal < 0.005
         # the strong and the weak divide one signal: they share the division's SD
         assert s.neighbour_signal_sd == pytest.approx(w.neighbour_signal_sd)
         # the faint one: the noise over ~200 voxels of its model-placed region
-        assert 0.01 < faint.delineation_sd / faint.total_signal < 0.03
+        assert 0.01 < faint.delineation_sd / faint.calibration_signal < 0.03
         for r in (w, s, iso, faint):
             sd = np.hypot(r.neighbour_signal_sd, r.delineation_sd)
-            assert abs(r.total_signal - ref[r.name]) < 3.5 * sd, (r.name, k)
+            assert abs(r.calibration_signal - ref[r.name]) < 3.5 * sd, (r.name, k)
 
 
 @pytest.mark.slow
@@ -96,13 +96,16 @@ def test_faint_source_total_unbiased_by_the_noise(psf):
     ``delineation_sd`` predicts (1.65 %, 2.5 %)."""
     clean = make_demo_study(include_ct=False, noise_sd_au=0.0, psf=psf)
     faint = clean.source("faint")
-    ref = roi.measure(clean.mpi, [faint["mpi_mm"]])[0].total_signal  # no noise, nothing to correct
-    errs, z = [], []
+    r0 = roi.measure(clean.mpi, [faint["mpi_mm"]])[0]  # no noise
+    ref, ref_vox = r0.calibration_signal, r0.total_signal
+    errs, z, errs_vox = [], [], []
     for k in SEEDS:
         r = roi.measure(_noisy(clean, k), [faint["mpi_mm"]])[0]
         assert r.delineation_sd > 0
-        errs.append(r.total_signal / ref - 1)
-        z.append((r.total_signal - ref) / r.delineation_sd)
+        errs.append(r.calibration_signal / ref - 1)
+        z.append((r.calibration_signal - ref) / r.delineation_sd)
+        errs_vox.append(r.total_signal / ref_vox - 1)  # the written mask's total
     assert abs(np.median(errs)) < 0.025, errs
+    assert abs(np.median(errs_vox)) < 0.03, errs_vox
     assert np.max(np.abs(z)) < 3.0, z
     assert 0.5 < np.std(z) < 1.6, z  # the predicted SD is the SD of the error

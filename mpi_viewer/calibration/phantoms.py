@@ -205,13 +205,15 @@ class CalibrationPoint:
     ----------
     name : str
     signal : float
-        ROI total signal, a.u.·mm³ (a.u.·mm² in 2-D).
+        ROI total signal, a.u.·mm³ (a.u.·mm² in 2-D): the sub-voxel integrated total
+        (``total_signal_subvoxel``) of thresholded ROIs measured at revision ≥ 2, as for
+        the targets the calibration is applied to; else ``total_signal``.
     iron_ug : float or None
         Known iron, µg Fe (iron calibrations).
     cells : float or None
         Known number of labelled cells (cell calibrations).
     peak_au, mean_au, volume_mm3, noise_sd_au, snr : float or None
-        ROI statistics of the phantom (a.u., mm³).
+        ROI statistics of the phantom (a.u., mm³; mean and volume of its written mask).
     signal_sd : float or None
         Standard deviation of ``signal`` expected from image noise alone,
         ``noise_sd · sqrt(ROI volume · voxel volume)`` (a.u.·mm³).
@@ -273,6 +275,13 @@ def roi_signal_sd(result, voxel_volume_mm3: float) -> float | None:
     return float(sd) * math.sqrt(float(vol) * float(voxel_volume_mm3))
 
 
+def roi_calibration_signal(result) -> float:
+    """The total an ROI result gives a calibration: the sub-voxel integrated total where
+    there is one (thresholded ROIs, measurement revision ≥ 2), else ``total_signal``."""
+    sig = getattr(result, "calibration_signal", None)
+    return float(result.total_signal if sig is None else sig)
+
+
 def _roi_volume(result) -> float | None:
     """ROI volume (mm³) or area (mm²) of an ROI result."""
     for attr in ("size", "volume_mm3", "area_mm2", "area"):
@@ -328,7 +337,7 @@ def measure_phantoms(volume, phantoms, roi_params, *, kind: str = "iron") -> lis
         points.append(
             CalibrationPoint(
                 name=ph.name,
-                signal=float(r.total_signal),
+                signal=roi_calibration_signal(r),
                 **amount,
                 peak_au=_f(getattr(r, "peak_au", None)),
                 mean_au=_f(getattr(r, "mean_au", None)),

@@ -58,7 +58,11 @@ from mpi_viewer.calibration.fit import (
     inverse_predict,
     peak_per_amount,
 )
-from mpi_viewer.calibration.phantoms import CalibrationPoint, roi_signal_sd
+from mpi_viewer.calibration.phantoms import (
+    CalibrationPoint,
+    roi_calibration_signal,
+    roi_signal_sd,
+)
 from mpi_viewer.defaults import CONFIDENCE, N_SD
 from mpi_viewer.errors import InputError
 
@@ -539,7 +543,8 @@ def apply_calibration(
     Parameters
     ----------
     roi_results : list of ROIResult
-        From :func:`mpi_viewer.roi.measure` (``name``, ``total_signal`` a.u.·mm³,
+        From :func:`mpi_viewer.roi.measure` (``name``, ``total_signal`` a.u.·mm³ — the
+        sub-voxel ``total_signal_subvoxel`` where there is one, as for the phantoms —,
         ``peak_au``, ``noise_sd``, volume).
     calibration : Calibration
     acquisition : Acquisition or dict, optional
@@ -584,7 +589,7 @@ def apply_calibration(
     for r in roi_results:
         warn = list(common)
         name = getattr(r, "name", "roi")
-        y0 = float(r.total_signal)
+        y0 = roi_calibration_signal(r)  # the sub-voxel total at revision ≥ 2, as the phantoms'
         sd_noise = getattr(r, "noise_sd", None)
         sd_noise = noise_sd_au if sd_noise is None else sd_noise
         ssd = roi_signal_sd(r, voxel_volume_mm3) if voxel_volume_mm3 else None

@@ -798,7 +798,8 @@ def plot_calibration(calibration, path, *, rows=None, confidence: float = CONFID
         col = "iron_ug" if calibration.kind == "iron" else "cells"
         for r in rows:
             v = _num(r.get(col))
-            s = _num(r.get("total_signal_au_mm3"))
+            # the total the calibration turned into iron (sub-voxel at revision ≥ 2)
+            s = _num(r.get("total_signal_subvoxel_au_mm3", r.get("total_signal_au_mm3")))
             if v is not None and s is not None:
                 ax.plot([v], [s], "D", mfc="none", mec="tab:red", ms=8)
                 ax.annotate(
@@ -847,6 +848,7 @@ _TABLE_COLUMNS = (
     "peak_au",
     "volume_mm3",
     "total_signal_au_mm3",
+    "total_signal_subvoxel_au_mm3",
     "snr",
     "iron_ug",
     "iron_ci_low_ug",

@@ -752,7 +752,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     stats = region_stats(
         volume, arr, corr, roi, g.lo, noise, curve, peak_idx=peak_idx, peak_au=peak_au
     )
-    # total, size and mean integrated at sub-voxel resolution (see mpi_viewer.roi._subvoxel)
+    # total and size integrated at sub-voxel resolution (see mpi_viewer.roi._subvoxel)
     fine = subvoxel_stats(
         corr,
         roi,
@@ -763,13 +763,21 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         others=others,
         blocked=blocked,
     )
-    if delineated is not None:
+    revised = params.revision >= 2  # measurement revision 2: the additive corrections below
+    if delineated is not None:  # a faint lone source: its model-placed region's totals
         fine = delineated["fine"]
-    if fine is not None:
+    if revised:
+        # revision 2: total, size and mean are those of the written voxel set (what a user
+        # re-measures from the mask); the sub-voxel integration of the same threshold
+        # surface is reported beside them and is what the calibration uses
+        stats.update(
+            total_signal_subvoxel=fine["total"] if fine is not None else stats["total_signal"],
+            size_subvoxel=fine["size"] if fine is not None else stats["size"],
+        )
+    elif fine is not None:  # revision 1: the sub-voxel integration in place of the voxel set's
         stats.update(total_signal=fine["total"], size=fine["size"], mean_au=fine["mean"])
         neighbour = fine["neighbour"]
     neighbour_sd = 0.0
-    revised = params.revision >= 2  # measurement revision 2: the additive corrections below
     if others is not None and revised:
         var = sum(np.square(v, dtype=np.float64) for v in nb_sd if v is not None)
         sub_sum = abs(float(others[roi].astype(np.float64).sum()))

@@ -23,7 +23,11 @@ Then total = Σ w × fine value × fine voxel volume (a.u.·mm³ or a.u.·mm²),
 value at any sub-voxel offset on the demo (0.4 % with whole fine voxels). A cubic
 rather than linear interpolant: linear interpolation under-reads the concave core of
 a peak (−7 % on the demo's sources).
-The native voxel set stays the ROI's mask (display, label images, ``n_voxels``).
+The native voxel set stays the ROI's mask (display, label images, ``n_voxels``). From
+measurement revision 2 the ROI's reported volume, total and mean are that voxel set's own
+(what a user re-measures from the written mask), and these sub-voxel ones are reported
+beside them (``volume_subvoxel_mm3``, ``total_signal_subvoxel_au_mm3``) and used by the
+calibration; revision 1 reported them in place of the voxel set's.
 
 A split source (a weak one beside a strong one) is integrated on its own signal (the
 neighbours' point-spread models subtracted) at its own threshold; the fine region is

@@ -34,17 +34,24 @@ interest (ROI) and its signal statistics:
    mean × volume (a.u.·mm³), SNR = peak / noise SD, FWHM per axis from a Lorentzian
    fit of the line profile through the peak (Ureña Horno et al. 2025).
 
-   Total, volume and mean are integrated at sub-voxel resolution. The field's
-   thresholded ROIs are voxel sets (a voxel is in when its centre reaches the
-   threshold); on coarse MPI grids (0.25–1 mm voxels, ~80 per half-maximum ROI) that
-   makes a point source's total depend on where it sits within a voxel (±2–4 % on the
-   demo's 0.5 mm grid). So the ROI's bounding box (+1 voxel) is interpolated by a cubic
-   B-spline onto a grid 4× finer per axis, thresholded there (after any neighbour
-   subtraction; fine voxels crossed by the threshold surface count by their fraction
-   inside), and total = Σ fine signal ≥ threshold × fine voxel volume, volume = fine
-   voxels × fine voxel volume, mean = total / volume (within 0.1 % of the
-   continuous-space value at any offset; see :mod:`mpi_viewer.roi._subvoxel`). The mask
-   (display, label images, ``n_voxels``) stays the native voxel set.
+   Volume, total and mean are those of the native voxel set, the mask that is written
+   and drawn (``n_voxels`` × voxel volume; Σ signal over the mask × voxel volume): what
+   a user re-measures from the mask in another viewer. The field's thresholded ROIs are
+   voxel sets (a voxel is in when its centre reaches the threshold); on coarse MPI
+   grids (0.25–1 mm voxels, ~80 per half-maximum ROI) that makes a point source's total
+   depend on where it sits within a voxel (±2–4 % on the demo's 0.5 mm grid). So the
+   same threshold surface is also integrated at sub-voxel resolution
+   (``volume_subvoxel_mm3`` / ``total_signal_subvoxel_au_mm3``): the ROI's bounding box
+   (+1 voxel) is interpolated by a cubic B-spline onto a grid 4× finer per axis,
+   thresholded there (after any neighbour subtraction; fine voxels crossed by the
+   threshold surface count by their fraction inside), total = Σ fine signal ≥ threshold
+   × fine voxel volume (within 0.1 % of the continuous-space value at any offset; see
+   :mod:`mpi_viewer.roi._subvoxel`). Calibrations turn that sub-voxel total into iron,
+   phantoms and targets alike (:attr:`ROIResult.calibration_signal`).
+
+   Measurement revision 1 (:attr:`ROIParams.revision`; sessions saved before
+   revisions were recorded) reported the sub-voxel volume, total and mean in place of
+   the voxel set's, and has no sub-voxel columns.
 
 All work happens in a local box around the seed that grows until the region no
 longer touches its edge: nothing labels or copies the whole volume. An optional
@@ -67,7 +74,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mpi_viewer.defaults import HALFMAX_FRACTION, N_SD
+from mpi_viewer.defaults import HALFMAX_FRACTION, MEASUREMENT_REVISION, N_SD, REVISIONS
 from mpi_viewer.errors import InputError
 from mpi_viewer.roi._saturation import SaturationCurve
 
@@ -85,15 +92,6 @@ PEAK_CONVENTIONS = ("subvoxel", "voxel")
 
 #: Point-source models for splitting (see :class:`ROIParams`), the default first.
 PSF_MODELS = ("measured", "gaussian")
-
-
-#: Measurement revisions (see :attr:`ROIParams.revision`) and the one new measurements use.
-#: 1: mpi-viewer 0.1 (sessions and calibrations saved before revisions were recorded);
-#: 2: a faint lone point source (peak SNR < 30) delineated on its fitted point-spread
-#: model, intervals carrying the half-maximum threshold's jitter and the split's
-#: uncertainty (neighbours' models), an SNR²-weighted PSF template.
-REVISIONS = (1, 2)
-MEASUREMENT_REVISION = 2
 
 
 #: Flags an ROI can carry (see :class:`ROIResult`).
@@ -340,18 +338,25 @@ class ROIResult:
     mean_au : float
         Mean signal in the ROI (a.u.).
     n_voxels : int
-        ROI voxels on the native grid (the mask; for a thresholded ROI ``size`` is the
-        sub-voxel volume, so ``n_voxels`` × voxel volume only approximates it).
+        ROI voxels on the native grid (the mask: written, drawn).
     size : float
-        ROI volume (mm³) or, on a 2-D image, area (mm²); unit in ``size_unit``. Thresholded
-        ROIs: measured at sub-voxel resolution (module docstring, step 4).
+        ROI volume (mm³) or, on a 2-D image, area (mm²); unit in ``size_unit``. Revision
+        ≥ 2: ``n_voxels`` × voxel size, the written mask's exactly. Revision 1
+        (thresholded ROIs): the sub-voxel integrated size (now ``size_subvoxel``).
     size_unit : str
         ``"mm3"`` or ``"mm2"``.
     total_signal : float
         mean × size (a.u.·mm³ or a.u.·mm²), after any correction for neighbours' signal
-        (``neighbour_signal``) and receiver saturation: the signal above the threshold
-        integrated at sub-voxel resolution for thresholded ROIs, sum × voxel size for
-        manual ones.
+        (``neighbour_signal``) and receiver saturation. Revision ≥ 2: the sum over the
+        mask's voxels × voxel size (with ``neighbour_signal``, what a user re-measures
+        from the written mask). Revision 1 (thresholded ROIs): the sub-voxel integration
+        (now ``total_signal_subvoxel``).
+    size_subvoxel, total_signal_subvoxel : float or None
+        Revision ≥ 2, thresholded ROIs: size and total of the same threshold surface
+        integrated at sub-voxel resolution (:mod:`mpi_viewer.roi._subvoxel`; a faint lone
+        source's total corrected for the noise's bias). Free of the ±2–4 % dependence
+        on where a source sits within its voxel, so it is what calibrations use
+        (:attr:`calibration_signal`); ``None`` otherwise.
     snr : float
         ``peak_au / noise_sd``.
     fwhm_mm : tuple of float
@@ -371,17 +376,17 @@ class ROIResult:
         (same unit as ``total_signal``): peaks in its region, and other measured
         sources whose tails reach into it; 0 when alone.
     neighbour_signal_sd : float
-        SD (same unit) of ``total_signal`` due to the uncertainty of those neighbours'
+        SD (same unit) of the calibrated total (:attr:`calibration_signal`) due to the uncertainty of those neighbours'
         models (the measured template's noise and ``NEIGHBOUR_MODEL_REL_SD`` of each
         model, propagated through the whole delineation; two sources dividing a signal
         carry the larger of their two); 0 when nothing was subtracted. Calibrated
         intervals carry it.
     delineation_sd : float
-        SD (same unit) of ``total_signal`` from the delineation (revision 2, half
-        maximum): the threshold's jitter with the noisy reference peak
-        (``dT/dθ × SD(θ)``), or, for a faint lone point source delineated on its fitted
-        model, the noise summed over that region; 0 otherwise. Calibrated intervals
-        carry it.
+        SD (same unit) of the calibrated total (:attr:`calibration_signal`) from the
+        delineation (revision 2, half maximum): the threshold's jitter with the noisy
+        reference peak (``dT/dθ × SD(θ)``), or, for a faint lone point source delineated
+        on its fitted model, the noise summed over that region; 0 otherwise. Calibrated
+        intervals carry it.
     flags : list of str
         ``touching`` (borders another ROI), ``shared_signal`` (the region held other
         peaks, or other measured sources' tails were > 0.5 % of its total; their models
@@ -418,6 +423,8 @@ class ROIResult:
     neighbour_signal: float = 0.0
     neighbour_signal_sd: float = 0.0
     delineation_sd: float = 0.0
+    size_subvoxel: float | None = None
+    total_signal_subvoxel: float | None = None
     flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -436,6 +443,15 @@ class ROIResult:
         return self.size if self.size_unit == "mm2" else float("nan")
 
     @property
+    def calibration_signal(self) -> float:
+        """The total a calibration turns into iron (a.u.·mm³ or a.u.·mm²):
+        ``total_signal_subvoxel`` where there is one (thresholded ROIs, revision ≥ 2),
+        else ``total_signal``; phantoms and targets alike."""
+        if self.total_signal_subvoxel is not None:
+            return float(self.total_signal_subvoxel)
+        return float(self.total_signal)
+
+    @property
     def total_signal_unit(self) -> str:
         return f"a.u.*{self.size_unit}"
 
@@ -452,6 +468,10 @@ class ROIResult:
         row["n_voxels"] = self.n_voxels
         row["volume_mm3" if u == "mm3" else "area_mm2"] = self.size
         row[f"total_signal_au_{u}"] = self.total_signal
+        if self.size_subvoxel is not None:
+            row["volume_subvoxel_mm3" if u == "mm3" else "area_subvoxel_mm2"] = self.size_subvoxel
+        if self.total_signal_subvoxel is not None:
+            row[f"total_signal_subvoxel_au_{u}"] = self.total_signal_subvoxel
         row["snr"] = self.snr
         row["noise_sd_au"] = self.noise_sd
         row["threshold_au"] = self.threshold_au
