@@ -15,7 +15,15 @@ per step (the viewer's own start-up excluded).
 
 Start-up is the one ``mpi-viewer demo`` does (``plugins/_launch.prepare``: docks, the
 warm-up and ``gc.freeze`` of :mod:`mpi_viewer.plugins._warm_up`, then the data);
-``--cold`` leaves the warm-up and the freeze out (how it was before). ``--warnings`` also lists every napari notification shown during the study; ``--stacks``
+The layer pool of :mod:`mpi_viewer.plugins._layer_pool` (the layers the mold, first-ROI
+and cells steps add, made empty as the demo's images open) is part of start-up;
+``--no-pool`` leaves it out (the steps add their layers). ``--cold`` leaves the warm-up,
+the freeze and the pool out (how it was before); ``--no-step-freeze`` keeps the start-up
+freeze but not the freeze of each finished step's survivors
+(:func:`mpi_viewer.plugins._warm_up.after_step`). ``--memory N`` then opens the saved
+session N more times and prints the process's RSS and the collector's frozen-object count
+after each (the freezing policy must not grow without bound). ``--warnings`` also lists
+every napari notification shown during the study; ``--stacks``
 prints, for each step, where the GUI thread was during its longest gap (a sampling
 thread reads the GUI thread's stack every 5 ms while the heartbeat is late; a
 diagnostic only: reading another thread's frames can crash CPython 3.11 now and then).
@@ -146,6 +154,20 @@ class GcPauses:
 GC = GcPauses()
 
 
+def _rss_mb() -> float:
+    """The process's resident memory (MB), from /proc (Linux)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def _frozen() -> int:
+    import gc
+
+    return gc.get_freeze_count()
+
+
 def step(hb: Heartbeat, name: str, fn, table: list) -> None:
     from qtpy.QtWidgets import QApplication
 
@@ -172,6 +194,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--warnings", action="store_true")
     ap.add_argument("--stacks", action="store_true")
     ap.add_argument("--cold", action="store_true", help="no warm-up, no gc.freeze at start-up")
+    ap.add_argument("--no-step-freeze", action="store_true", help="no gc.freeze after each step")
+    ap.add_argument("--memory", type=int, default=0, metavar="N", help="reopen N more times")
+    ap.add_argument("--no-pool", action="store_true", help="no layer pool: steps add layers")
     args = ap.parse_args(argv)
 
     import napari
@@ -192,7 +217,23 @@ def main(argv: list[str]) -> int:
         from mpi_viewer.plugins._warm_up import settle
 
         settle(viewer)  # as `mpi-viewer demo` starts (plugins/_launch.prepare)
+        if args.no_step_freeze:
+            from mpi_viewer.plugins import _warm_up
+
+            _warm_up._POLICY["on"] = False
     study = load_demo(viewer)
+    if not args.cold and not args.no_pool:
+        from mpi_viewer.plugins._layer_pool import ready
+
+        pump(lambda: ready(viewer))  # the layer pool, made as the demo's images open
+    else:
+        from mpi_viewer.plugins._layer_pool import disable
+
+        disable(viewer)
+    if not args.cold:
+        from mpi_viewer.plugins._warm_up import after_step
+
+        after_step()  # as prepare() ends: the data's layers frozen while starting
     print(f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s")
     hb = Heartbeat()
     if args.stacks:
@@ -243,6 +284,14 @@ def main(argv: list[str]) -> int:
         rows,
     )
 
+    memory = [("after the study and one session open", _rss_mb(), _frozen())]
+    for k in range(args.memory):
+        sess.open(tmp / "s.json", block=False)
+        wait_worker(sess._worker)
+        t_end = time.perf_counter() + 0.3
+        pump(lambda t_end=t_end: time.perf_counter() > t_end)
+        memory.append((f"after session open {k + 2}", _rss_mb(), _frozen()))
+
     # napari's own cost of adding the same layers
     demo = make_demo_study()
     v2 = napari.Viewer(show=True)
@@ -269,6 +318,9 @@ def main(argv: list[str]) -> int:
     print("\nstep | longest GUI-thread gap (ms) | wall (ms) | longest GC pause (ms)")
     for name, gap, wall, gc_ms in rows:
         print(f"{name} | {gap:.0f} | {wall:.0f} | {gc_ms}")
+    print("\nmemory | RSS (MB) | objects frozen out of the collector")
+    for name, rss, frozen in memory:
+        print(f"{name} | {rss:.0f} | {frozen}")
     if args.warnings:
         print("\nnotifications:")
         for m in seen:

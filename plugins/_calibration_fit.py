@@ -27,10 +27,10 @@ WEIGHTINGS = [("ordinary (OLS)", "ols"), ("relative (1/signal²)", "relative")]
 
 def warm_imports() -> None:
     """Import, off the GUI thread, what the first fit and plot need (scipy.stats,
-    matplotlib's Qt canvas): seconds of the first click otherwise spent with the window
+    matplotlib's Agg canvas): seconds of the first click otherwise spent with the window
     frozen. Importing creates no widget."""
     import scipy.stats  # noqa: F401
-    from matplotlib.backends import backend_qtagg  # noqa: F401
+    from matplotlib.backends import backend_agg  # noqa: F401
     from matplotlib.figure import Figure  # noqa: F401
 
 
@@ -104,10 +104,11 @@ class FitMixin:
         return self._worker
 
     def fit(self, *, block: bool = False):
-        """Measure (if needed) and fit; shows slope ± SE, intercept ± SE, R² and the plot."""
-        return self.measure(block=block, then=self._fit_points)
+        """Measure (if needed) and fit; shows slope ± SE, intercept ± SE, R² and the plot
+        (drawn in a worker; ``block``: here and now)."""
+        return self.measure(block=block, then=lambda: self._fit_points(block=block))
 
-    def _fit_points(self) -> None:
+    def _fit_points(self, *, block: bool = False) -> None:
         from mpi_viewer.calibration.record import Calibration
 
         options = self.options()  # the same options the session stores
@@ -129,11 +130,12 @@ class FitMixin:
         except InputError as exc:
             notify_error(exc)
             return
-        self.set_calibration(cal)
+        self.set_calibration(cal, block=block)
 
     # -- showing the calibration ---------------------------------------------------------------
-    def set_calibration(self, cal) -> None:
-        """Make ``cal`` the current calibration (show its fit, plot and warnings)."""
+    def set_calibration(self, cal, *, block: bool = False) -> None:
+        """Make ``cal`` the current calibration (show its fit, plot and warnings; the plot
+        is drawn in a worker, ``block``: here and now)."""
         from mpi_viewer.calibration.record import compatibility_warnings
 
         self.calibration = cal
@@ -151,11 +153,13 @@ class FitMixin:
         self.kind_combo.blockSignals(True)
         self.kind_combo.setCurrentIndex(0 if cal.kind == "iron" else 1)
         self.kind_combo.blockSignals(False)
-        self.draw_plot()
+        self.draw_plot(block=block)
         self.tabs.setCurrentIndex(1)
 
-    def draw_plot(self) -> None:
+    def draw_plot(self, *, block: bool = False) -> None:
+        """The calibration plot of the current calibration and iron results, drawn off the
+        GUI thread (:class:`~mpi_viewer.plugins._plot_canvas.PlotPanel`)."""
         if self.calibration is None:
             return
         data = dataclasses.asdict(calibration_plot(self.calibration, self.iron_results))
-        self.plot.plot_calibration(data.pop("x"), data.pop("y"), **data)
+        self.plot.plot_calibration(data.pop("x"), data.pop("y"), block=block, **data)

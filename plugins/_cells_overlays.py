@@ -125,21 +125,14 @@ class CellOverlaysMixin:
         labels = labels.astype(np.uint16, copy=False)
         layer = self._layer(OUTLINE_LAYER)
         if layer is None:
-            from napari.utils.colormaps import DirectLabelColormap
-
+            layer = self._pooled("outlines", OUTLINE_LAYER, ndim=labels.ndim)
+        if layer is None:
             layer = self._add_keeping_active(
-                self.viewer.add_labels,
-                labels,
-                name=OUTLINE_LAYER,
-                opacity=1.0 if self.viewer.dims.ndisplay == 2 else 0.45,
-                blending="translucent",
-                units=compat.mm_units(labels.ndim),
-                colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
-                **self._placement(),
+                add_outline_layer, self.viewer, labels, self._placement()
             )
         else:
+            self._place(layer)  # placed, then filled (a pooled layer: one voxel moved)
             layer.data = labels
-            self._place(layer)
         _set(layer, "editable", False)
         self._outline_style()
         _set(layer, "visible", self.outline_check.isChecked())
@@ -151,6 +144,12 @@ class CellOverlaysMixin:
         if layer is None:
             return
         style_roi_labels(layer, self.viewer.dims.ndisplay, contour=OUTLINE_PX)
+
+    def _pooled(self, kind: str, name: str, metadata: dict | None = None, ndim: int = 3):
+        """The pool's layer of ``kind`` named ``name`` (:mod:`._layer_pool`), or None."""
+        from mpi_viewer.plugins._layer_pool import take
+
+        return take(self.viewer, kind, name=name, metadata=metadata, ndim=ndim)
 
     def _add_keeping_active(self, add, *args, **kwargs):
         """``add(*args, **kwargs)`` (a viewer's ``add_*``): the new overlay layer does not
@@ -253,13 +252,13 @@ class CellOverlaysMixin:
         lead = self._layer(LEADER_LAYER)
         if lead is not None:
             lead.data = leaders
-            lead.visible = layer.visible and len(leaders) > 0
+            _set(lead, "visible", layer.visible and len(leaders) > 0)
         back = self._layer(BACKDROP_LAYER)
         if back is not None:
             tiles, tile_sizes = self._backdrop_tiles(pos, places)
             back.data = tiles
             back.size = tile_sizes
-            back.visible = layer.visible and len(tiles) > 0
+            _set(back, "visible", layer.visible and len(tiles) > 0)
         if self.viewer.dims.ndisplay == 3:
             compat.text_on_top(self.viewer, layer)
 
@@ -317,20 +316,9 @@ class CellOverlaysMixin:
             return
         from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
-        layer = self._add_keeping_active(
-            self.viewer.add_points,
-            np.zeros((0, 3)),
-            ndim=3,
-            name=BACKDROP_LAYER,
-            symbol="square",
-            face_color=BACKDROP_COLOR,
-            border_width=0,
-            border_color="transparent",
-            units=compat.mm_units(3),
-            antialiasing=0,  # tiles meet without seams
-            blending="translucent_no_depth",  # over the 3-D rendering, under the text
-            metadata={"mpi_viewer": {"decoration_of": LABEL_LAYER}},
-        )
+        layer = self._pooled("backdrops", BACKDROP_LAYER, _DECORATION)
+        if layer is None:
+            layer = self._add_keeping_active(add_backdrop_layer, self.viewer)
         layer.editable = False
         hide_helper_rows(self.viewer)
 
@@ -347,32 +335,12 @@ class CellOverlaysMixin:
         )
         layer = self._layer(LABEL_LAYER)
         if layer is None:
-            import warnings
-
-            with warnings.catch_warnings():
-                # out_of_slice_display: deprecated in napari 0.9, still the way to see a
-                # label ±2 mm around its peak
-                warnings.simplefilter("ignore", FutureWarning)
-                layer = self._add_keeping_active(
-                    self.viewer.add_points,
-                    anchors,
-                    ndim=3,
-                    name=LABEL_LAYER,
-                    features=feats,
-                    size=1.0,
-                    symbol="disc",
-                    units=compat.mm_units(3),
-                    face_color="transparent",
-                    border_color="transparent",
-                    out_of_slice_display=True,
-                    blending="translucent_no_depth",  # labels drawn over the 3-D rendering
-                    text={
-                        "string": "{shown}",
-                        "size": LABEL_FONT_PX * 0.75,  # points: LABEL_FONT_PX on screen
-                        "color": "white",
-                        "anchor": "center",
-                    },
-                )
+            layer = self._pooled("cell labels", LABEL_LAYER)
+            if layer is not None:  # the pool's: empty, its features follow the points
+                layer.data = anchors
+                layer.features = feats
+            else:
+                layer = self._add_keeping_active(add_label_layer, self.viewer, anchors, feats=feats)
             layer.events.visible.connect(lambda *_: self._layout_labels())  # helpers follow
         else:
             layer.features = feats
@@ -384,22 +352,8 @@ class CellOverlaysMixin:
     def _draw_leaders(self) -> None:
         """The leader lines of labels moved away from their ROI (a layer above the labels)."""
         if self._layer(LEADER_LAYER) is None:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # out_of_slice_display
-                self._add_keeping_active(
-                    self.viewer.add_vectors,
-                    np.zeros((0, 2, 3)),
-                    name=LEADER_LAYER,
-                    edge_width=0.25,
-                    edge_color="white",
-                    vector_style="line",
-                    units=compat.mm_units(3),
-                    out_of_slice_display=True,
-                    blending="translucent_no_depth",
-                    metadata={"mpi_viewer": {"decoration_of": LABEL_LAYER}},
-                )
+            if self._pooled("leaders", LEADER_LAYER, _DECORATION) is None:
+                self._add_keeping_active(add_leader_layer, self.viewer)
             from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
             hide_helper_rows(self.viewer)
@@ -412,22 +366,18 @@ class CellOverlaysMixin:
         top = float(np.nanmax(dens)) if dens.size and np.nanmax(dens) > 0 else 1.0
         layer = self._layer(DENSITY_LAYER)
         if layer is None:
+            # the pool's (made when the image was opened): data, range and place set below
+            meta_ = {"mpi_viewer": dict(_DENSITY_META)}
+            layer = self._pooled("density", DENSITY_LAYER, meta_, ndim=dens.ndim)
+        if layer is None:
             layer = self._add_keeping_active(
-                self.viewer.add_image,
-                dens,
-                name=DENSITY_LAYER,
-                units=compat.mm_units(dens.ndim),
-                colormap=density_colormap(),
-                contrast_limits=(0.0, top),
-                blending="translucent",
-                opacity=0.8,
-                **self._placement(),
+                add_density_layer, self.viewer, dens, top, self._placement()
             )
-            meta(layer).update({"units": "cells/mm3", "modality": "density"})
+            meta(layer).update(_DENSITY_META)
         else:
-            layer.data = dens
+            self._place(layer)  # placed, then filled (a pooled layer: one voxel moved)
             layer.contrast_limits = (0.0, top)
-            self._place(layer)
+            layer.data = dens
         _set(layer.colorbar, "visible", True)
         _set(layer, "visible", self.density_check.isChecked())
         overlay = compat.text_overlay(self.viewer)
@@ -438,3 +388,111 @@ class CellOverlaysMixin:
             overlay.position = "top_right"
             overlay.font_size = 10
             overlay.visible = layer.visible
+
+
+_DECORATION = {"mpi_viewer": {"decoration_of": LABEL_LAYER}}
+_DENSITY_META = {"units": "cells/mm3", "modality": "density"}
+
+
+# The overlay layers as the Cells dock adds them (and :mod:`._layer_pool` makes them
+# ahead, empty, under another name).
+def add_outline_layer(viewer, labels, placement: dict, name: str = OUTLINE_LAYER):
+    """The ROI outlines (Labels, yellow; ``placement``: scale, translate, affine)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    layer = viewer.add_labels(
+        labels,
+        name=name,
+        opacity=1.0 if viewer.dims.ndisplay == 2 else 0.45,
+        blending="translucent",
+        units=compat.mm_units(labels.ndim),
+        colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
+        **placement,
+    )
+    style_roi_labels(layer, viewer.dims.ndisplay, contour=OUTLINE_PX)
+    return layer
+
+
+def add_backdrop_layer(viewer, name: str = BACKDROP_LAYER):
+    """The labels' dark backdrop tiles (Points, no row in the layer list)."""
+    return viewer.add_points(
+        np.zeros((0, 3)),
+        ndim=3,
+        name=name,
+        symbol="square",
+        face_color=BACKDROP_COLOR,
+        border_width=0,
+        border_color="transparent",
+        units=compat.mm_units(3),
+        antialiasing=0,  # tiles meet without seams
+        blending="translucent_no_depth",  # over the 3-D rendering, under the text
+        metadata={"mpi_viewer": {"decoration_of": LABEL_LAYER}},
+    )
+
+
+def add_label_layer(viewer, anchors, name: str = LABEL_LAYER, *, feats=None):
+    """The cell-count labels (Points whose text is the label; the points transparent)."""
+    import warnings
+
+    import pandas as pd
+
+    if feats is None:
+        feats = pd.DataFrame(
+            {k: pd.Series([], dtype=object) for k in ("label", "name", "shown")}
+        )
+    with warnings.catch_warnings():
+        # out_of_slice_display: deprecated in napari 0.9, still the way to see a
+        # label ±2 mm around its peak
+        warnings.simplefilter("ignore", FutureWarning)
+        return viewer.add_points(
+            anchors,
+            ndim=3,
+            name=name,
+            features=feats,
+            size=1.0,
+            symbol="disc",
+            units=compat.mm_units(3),
+            face_color="transparent",
+            border_color="transparent",
+            out_of_slice_display=True,
+            blending="translucent_no_depth",  # labels drawn over the 3-D rendering
+            text={
+                "string": "{shown}",
+                "size": LABEL_FONT_PX * 0.75,  # points: LABEL_FONT_PX on screen
+                "color": "white",
+                "anchor": "center",
+            },
+        )
+
+
+def add_leader_layer(viewer, name: str = LEADER_LAYER):
+    """The leader lines of labels moved away from their ROI (Vectors, no row)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # out_of_slice_display
+        return viewer.add_vectors(
+            np.zeros((0, 2, 3)),
+            name=name,
+            edge_width=0.25,
+            edge_color="white",
+            vector_style="line",
+            units=compat.mm_units(3),
+            out_of_slice_display=True,
+            blending="translucent_no_depth",
+            metadata={"mpi_viewer": {"decoration_of": LABEL_LAYER}},
+        )
+
+
+def add_density_layer(viewer, dens, top: float, placement: dict, name: str = DENSITY_LAYER):
+    """The cell density (Image, cells/mm³; transparent at 0)."""
+    return viewer.add_image(
+        dens,
+        name=name,
+        units=compat.mm_units(dens.ndim),
+        colormap=density_colormap(),
+        contrast_limits=(0.0, top),
+        blending="translucent",
+        opacity=0.8,
+        **placement,
+    )

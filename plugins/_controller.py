@@ -47,6 +47,7 @@ from mpi_viewer.plugins._layers import (
     apply_registration,
     install_mm_units,
     is_display_twin,
+    is_pooled,
     layer_kind,
     meta,
     modality_of,
@@ -178,7 +179,7 @@ class StudyController:
     # ------------------------------------------------------------------ roles
     @staticmethod
     def is_image(layer) -> bool:
-        return layer_kind(layer) == "image" and not is_display_twin(layer)
+        return layer_kind(layer) == "image" and not (is_display_twin(layer) or is_pooled(layer))
 
     def role_of(self, layer) -> str | None:
         """``"anatomy"``, ``"mpi"``, ``"other"`` (None: not an image of the study)."""

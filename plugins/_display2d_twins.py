@@ -134,7 +134,21 @@ class TwinsMixin:
             visible=False,
             metadata={"mpi_viewer": {TWIN_KEY: layer.name}},
         )
-        if layer_kind(layer) == "labels":
+        pooled = None
+        if layer_kind(layer) == "labels":  # the pool's (made with the study's images)
+            from mpi_viewer.plugins._layer_pool import take
+
+            pooled = take(
+                self.viewer, "labels twin", name=kwargs["name"], metadata=kwargs["metadata"],
+                ndim=np.ndim(arr), move=False,
+            )  # fmt: skip
+        if pooled is not None:
+            self._unwatch(pooled)  # watched as a layer of its own until now: a twin from here
+            twin = pooled  # placed (one voxel moved), then filled
+            twin.scale, twin.translate = kwargs["scale"], kwargs["translate"]
+            twin.opacity, twin.blending = kwargs["opacity"], kwargs["blending"]
+            twin.data = arr
+        elif layer_kind(layer) == "labels":
             twin = Labels(arr, **kwargs)
         else:
             twin = Image(
@@ -157,7 +171,11 @@ class TwinsMixin:
             twin.editable = False
         layers = self.viewer.layers
         with keeping_active(self.viewer):
-            layers.insert(layers.index(layer) + 1, twin)
+            if pooled is None:
+                layers.insert(layers.index(layer) + 1, twin)
+            elif layers.index(twin) != layers.index(layer) + 1:  # just above its native
+                i, n = layers.index(twin), layers.index(layer)
+                layers.move(i, n + 1 if i > n else n)
         ev = twin.events
         for name in _BACK_PROPS:
             if hasattr(ev, name):

@@ -7,7 +7,13 @@ Nothing is written to the input file; the values live in the layer (and in a ses
 from __future__ import annotations
 
 import numpy as np
-from mpi_viewer.plugins._layers import _VOLUMES, install_mm_units, is_display_twin, meta
+from mpi_viewer.plugins._layers import (
+    _VOLUMES,
+    install_mm_units,
+    is_display_twin,
+    is_pooled,
+    meta,
+)
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox,
@@ -97,7 +103,7 @@ class GeometryDock(QWidget):
         return [
             lyr
             for lyr in self.viewer.layers
-            if type(lyr).__name__ == "Image" and not is_display_twin(lyr)
+            if type(lyr).__name__ == "Image" and not (is_display_twin(lyr) or is_pooled(lyr))
         ]
 
     def _refresh_layers(self, *_):

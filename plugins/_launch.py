@@ -63,6 +63,9 @@ def open_docks(viewer) -> list:
 
     install_mm_units(viewer)
     get_controller(viewer)  # the study's roles and registration, shared by every dock
+    from mpi_viewer.plugins._layer_pool import install as install_layer_pool
+
+    install_layer_pool(viewer)  # the layers the steps add, made as the study's images open
     install_2d_display(viewer)  # oblique layers (the registered MPI) drawn right in 2-D
     pm = PluginManager.instance()
     manifest = pm.get_manifest("mpi-viewer")
@@ -142,6 +145,10 @@ def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None, sett
         viewer.open(f, plugin="mpi-viewer")
     viewer.dims.ndisplay = ndisplay
     viewer.reset_view()
+    if settle:  # the data's layers frozen too, while starting (not in the first step)
+        from mpi_viewer.plugins._warm_up import after_step
+
+        after_step()
     if ndisplay == 3:
         _camera(viewer).angles = DEMO_CAMERA_ANGLES
     return widgets

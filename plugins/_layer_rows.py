@@ -22,7 +22,7 @@ from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._layers import TWIN_KEY
 
 #: Metadata keys (under ``metadata["mpi_viewer"]``) naming the layer a helper layer serves.
-OWNER_KEYS = (TWIN_KEY, "decoration_of")
+OWNER_KEYS = (TWIN_KEY, "decoration_of", "pooled")
 
 _INSTALLED: weakref.WeakSet = weakref.WeakSet()
 

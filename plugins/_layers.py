@@ -30,6 +30,16 @@ _VOLUMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 TWIN_KEY = "display_twin_of"
 
 
+#: ``metadata["mpi_viewer"]`` key of an empty layer made ahead of the step that takes it
+#: (see :mod:`mpi_viewer.plugins._layer_pool`).
+POOL_KEY = "pooled"
+
+
+def is_pooled(layer) -> bool:
+    """Whether a layer is an empty one of the layer pool (never the user's or the study's)."""
+    return bool(getattr(layer, "metadata", {}).get("mpi_viewer", {}).get(POOL_KEY))
+
+
 def is_display_twin(layer) -> bool:
     """Whether a layer is only a 2-D display copy of another (never quantify or save it)."""
     return bool(getattr(layer, "metadata", {}).get("mpi_viewer", {}).get(TWIN_KEY))
@@ -263,10 +273,11 @@ def layer_kind(layer) -> str:
 def find_layers(viewer, modality: str | None = None, kind: str = "image") -> list:
     """Layers of a kind (``image``, ``labels``, ``points``…) and, optionally, a modality.
 
-    2-D display twins (:func:`is_display_twin`) are never returned."""
+    2-D display twins (:func:`is_display_twin`) and pooled layers (:func:`is_pooled`)
+    are never returned."""
     out = []
     for lyr in viewer.layers:
-        if layer_kind(lyr) != kind or is_display_twin(lyr):
+        if layer_kind(lyr) != kind or is_display_twin(lyr) or is_pooled(lyr):
             continue
         if modality is None or modality_of(lyr) == modality:
             out.append(lyr)

@@ -29,15 +29,6 @@ class MoldPointsMixin:
         """
         data = xyz_to_zyx(np.asarray(xyz_mm, dtype=float))
         features = {"name": np.asarray(names, dtype=object)}
-        colour = "cyan" if name == FIXED_POINTS else "lime"
-        # label beside the 3 mm marker (offset in mm, z, y, x), not on top of it
-        text = {
-            "string": "{name}",
-            "color": colour,
-            "size": 12,
-            "anchor": "lower_left",
-            "translation": [0.0, -1.6, 1.6],
-        }
         affine = world_from_physical_affine(image_layer)
         meta = {
             "mpi_viewer": {
@@ -46,32 +37,26 @@ class MoldPointsMixin:
                 "frame": "physical zyx mm of the image",
             }
         }
-        if name in self.viewer.layers:
-            lyr = self.viewer.layers[name]
+        lyr = self.viewer.layers[name] if name in self.viewer.layers else None
+        if lyr is None:  # the pool's (made when the image was opened), else a new one
+            from mpi_viewer.plugins._layer_pool import take
+
+            kind = "mold fixed" if name == FIXED_POINTS else "mold moving"
+            lyr = take(self.viewer, kind, name=name, metadata=meta, ndim=data.shape[1])
+        if lyr is not None:
             # each property set costs napari a refresh: set only what changes (a pose
             # switched in the table keeps the wells' count, so data and names suffice)
-            if len(lyr.data) != len(data):
-                lyr.data = np.zeros((0, 3))
             if not np.allclose(lyr.affine.affine_matrix, affine):
                 lyr.affine = affine
-            lyr.features = features
-            lyr.data = data
+            if len(lyr.data) != len(data):  # new points (default names), then their names
+                lyr.data = data
+                lyr.features = features
+            else:
+                lyr.features = features
+                lyr.data = data
             lyr.metadata.update(meta)
         else:
-            lyr = self.viewer.add_points(
-                data,
-                name=name,
-                features=features,
-                text=text,
-                size=3.0,
-                units=("mm",) * data.shape[1],
-                affine=affine,
-                face_color="transparent",
-                border_color=colour,
-                border_width=0.15,
-                projection_mode="rescale_spherical",
-                metadata=meta,
-            )
+            lyr = add_wells_layer(self.viewer, name, data, features, affine, meta)
         lyr.mode = "pan_zoom"  # found, not to be clicked: the next click adds no well
         self._follow(lyr, image_layer)
 
@@ -94,3 +79,32 @@ class MoldPointsMixin:
         ):
             ev.connect(callback)
         self._followers[points_layer.name] = (image_layer, callback)
+
+
+def add_wells_layer(viewer, name, data, features, affine, meta, *, layer_name=None):
+    """Add the Points layer of a mold's wells (``name``: :data:`FIXED_POINTS` or
+    :data:`MOVING_POINTS`, its colour), named ``layer_name`` (default ``name``)."""
+    colour = "cyan" if name == FIXED_POINTS else "lime"
+    # label beside the 3 mm marker (offset in mm, z, y, x), not on top of it
+    text = {
+        "string": "{name}",
+        "color": colour,
+        "size": 12,
+        "anchor": "lower_left",
+        "translation": [0.0, -1.6, 1.6],
+    }
+    return viewer.add_points(
+        data,
+        ndim=data.shape[1],
+        name=layer_name or name,
+        features=features,
+        text=text,
+        size=3.0,
+        units=("mm",) * data.shape[1],
+        affine=affine,
+        face_color="transparent",
+        border_color=colour,
+        border_width=0.15,
+        projection_mode="rescale_spherical",
+        metadata=meta,
+    )

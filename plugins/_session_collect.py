@@ -128,7 +128,7 @@ class SessionCollectMixin:
     def _layer_displays(self) -> list[S.LayerDisplay]:
         out = []
         for layer in self.viewer.layers:
-            if _layers.is_display_twin(layer):  # a 2-D display copy, remade when reopened
+            if _layers.is_display_twin(layer) or _layers.is_pooled(layer):  # remade when reopened
                 continue
             cmap = getattr(layer, "colormap", None)
             name = getattr(cmap, "name", None) if type(layer).__name__ == "Image" else None

@@ -78,9 +78,11 @@ class SessionRestoreMixin:
         yield GuiStep(lambda: self._apply_displays(s))
 
     def _same_layer(self, name: str, vol):
-        """The image layer ``name`` if it shows ``vol`` already (same voxels, same grid):
-        kept instead of removed and added again (seconds of napari's time). Read in the
-        worker: nothing is changed here."""
+        """``(layer, equal)``: the window's image layer ``name`` of the same dimensionality
+        as ``vol``, to be reused in place instead of removed and added again (seconds of
+        napari's time, and the layer objects others hold stay valid); ``equal``: it shows
+        ``vol`` already (same voxels, same grid). None when there is no such layer. Read
+        in the worker: nothing is changed here."""
         layer = next((lyr for lyr in list(self.viewer.layers) if lyr.name == name), None)
         if layer is None or type(layer).__name__ != "Image":
             return None
@@ -88,39 +90,48 @@ class SessionRestoreMixin:
         have = _layers.meta(layer)
         keys = ("modality", "spacing_mm", "origin_mm", "direction")
         try:
+            data = layer.data
+            if not isinstance(data, np.ndarray) or data.ndim != vol.array.ndim:
+                return None
+            if getattr(layer, "rgb", False) or getattr(layer, "multiscale", False):
+                return None
             same_grid = all(np.allclose(have[k], want[k]) for k in keys[1:] if k in want) and (
                 have.get("modality") == want.get("modality")
             )
-            data = layer.data
-            same = (
-                same_grid
-                and isinstance(data, np.ndarray)
-                and data.shape == vol.array.shape
-                and np.array_equal(data, vol.array)
-            )
+            equal = same_grid and data.shape == vol.array.shape and np.array_equal(data, vol.array)
         except (KeyError, TypeError, ValueError):
-            return None
-        return layer if same else None
+            equal = False
+        return layer, bool(equal)
 
     def _add_input(
         self, layers: dict, role: str, vol, name: dict, same=None, *, placed: bool = False
     ) -> None:
-        """Add ``vol`` as a layer, or keep ``same`` (it shows ``vol``); ``placed``: the
-        registration places it next (its placement is not reset first)."""
-        if same is not None and same in self.viewer.layers:
+        """Show ``vol`` in the layer ``same`` (:meth:`_same_layer`; its data, placement and
+        display set in place unless it shows ``vol`` already), or add it as a new layer;
+        ``placed``: the registration places it next (its placement is not reset first)."""
+        layer, equal = same if same is not None else (None, False)
+        if layer is not None and layer in self.viewer.layers:
             kwargs = _layers.image_layer_kwargs(vol)
-            _layers.meta(same).update(kwargs.get("metadata", {}).get("mpi_viewer", {}))
+            if not equal:  # another image under the same name: its voxels and display
+                layer.data = vol.array
+                for key in ("colormap", "blending", "contrast_limits"):
+                    if key in kwargs:
+                        setattr(layer, key, kwargs[key])
+                _layers.meta(layer).clear()
+            _layers.meta(layer).update(kwargs.get("metadata", {}).get("mpi_viewer", {}))
             if not placed:
-                _layers.meta(same).pop("transform_fixed_to_moving", None)
-            for key in ("scale", "translate") if not placed else ():
-                if key in kwargs and not np.allclose(getattr(same, key), kwargs[key]):
-                    setattr(same, key, kwargs[key])
+                _layers.meta(layer).pop("transform_fixed_to_moving", None)
+            for key in ("scale", "translate") if not (placed and equal) else ():
+                want = kwargs.get(key, np.full(vol.ndim, 1.0 if key == "scale" else 0.0))
+                if not np.allclose(getattr(layer, key), want):
+                    setattr(layer, key, want)
             aff = kwargs.get("affine", np.eye(vol.ndim + 1))
-            if not placed and not np.allclose(same.affine.affine_matrix, aff):
-                same.affine = aff
-            vol._array = same.data  # equal voxels: the layer's own array, cached as its volume
-            _layers._VOLUMES[same] = vol
-            layers[role] = same
+            if not placed and not np.allclose(layer.affine.affine_matrix, aff):
+                layer.affine = aff
+            if equal:
+                vol._array = layer.data  # equal voxels: the layer's own array, cached as its volume
+            _layers._VOLUMES[layer] = vol
+            layers[role] = layer
             return
         if name[role] in self.viewer.layers:
             self.viewer.layers.remove(name[role])
@@ -143,9 +154,14 @@ class SessionRestoreMixin:
         """Without an ROI dock, the session's ROIs as a Labels layer on the MPI grid."""
         if self.ctl.section("rois") is not None:
             return
-        if ROI_LAYER in self.viewer.layers:
+        labels = self.viewer.layers[ROI_LAYER] if ROI_LAYER in self.viewer.layers else None
+        if labels is not None and (type(labels).__name__ != "Labels" or labels.ndim != lab.ndim):
             self.viewer.layers.remove(ROI_LAYER)
-        labels = self.viewer.add_labels(lab, name=ROI_LAYER, units=compat.mm_units(lab.ndim))
+            labels = None
+        if labels is None:
+            labels = self.viewer.add_labels(lab, name=ROI_LAYER, units=compat.mm_units(lab.ndim))
+        else:  # the window's own layer, its labels set in place (not removed and added again)
+            labels.data = lab
         labels.metadata["mpi_viewer"] = dict(_layers.meta(layers["mpi"])) if "mpi" in layers else {}
         labels.metadata["mpi_viewer"]["roi_names"] = [r.name for r in results]
         if "mpi" in layers:

@@ -38,6 +38,43 @@ def _half_max_slope(study) -> float:
     return float(np.mean(ratios))
 
 
+def _pixels(pixmap) -> np.ndarray:
+    """(h, w, 3) uint8 of a QPixmap."""
+    from qtpy.QtGui import QImage
+
+    img = pixmap.toImage().convertToFormat(QImage.Format.Format_RGBA8888)
+    buf = np.frombuffer(img.constBits().asstring(img.sizeInBytes()), np.uint8)
+    return buf.reshape(img.height(), img.bytesPerLine() // 4, 4)[:, : img.width(), :3]
+
+
+def _has_colour(rgb: np.ndarray, colour, tol: int = 12, min_px: int = 20) -> bool:
+    return int((np.abs(rgb.astype(int) - colour).max(axis=2) <= tol).sum()) >= min_px
+
+
+def test_plot_is_drawn_off_the_gui_thread_at_the_panel_size(qtbot):
+    """The calibration plot: drawn in a worker, shown at the panel's size and drawn again
+    at the new size once a resize has paused."""
+    from mpi_viewer.plugins._plot_canvas import PlotPanel
+
+    panel = PlotPanel(height_px=300)
+    qtbot.addWidget(panel)
+    panel.resize(420, 320)
+    panel.show()
+    x = np.array([1.0, 2.0, 5.0, 10.0])
+    with qtbot.waitSignal(panel.rendered, timeout=60_000):
+        panel.plot_calibration(
+            x, 3.0 * x, line_x=np.array([0.0, 10.0]), line_y=np.array([0.0, 30.0]),
+            residuals=np.zeros(4),
+        )  # fmt: skip
+    dpr = panel.pixmap.devicePixelRatio()
+    assert (panel.pixmap.width() / dpr, panel.pixmap.height() / dpr) == (420, 320)
+    assert _has_colour(_pixels(panel.pixmap), (0x4C, 0x8B, 0xF5))  # the fitted line
+    with qtbot.waitSignal(panel.rendered, timeout=60_000):
+        panel.resize(380, 400)
+    assert (panel.pixmap.width() / dpr, panel.pixmap.height() / dpr) == (380, 400)
+    assert len(panel.figure.axes) == 2
+
+
 def test_csv_fit_slope_and_iron_of_the_isolated_source(demo, errors):
     viewer, study, paths, dock = demo
     assert dock.load_phantoms_csv(paths["phantoms"])
@@ -54,6 +91,9 @@ def test_csv_fit_slope_and_iron_of_the_isolated_source(demo, errors):
     assert cal.fit.n == 6 and cal.fit.r_squared > 0.99
     assert "slope" in dock.fit_label.text() and "R²" in dock.fit_label.text()
     assert dock.plot.figure is not None and len(dock.plot.figure.axes) == 2  # fit + residuals
+    # what the dock shows: the fitted line (blue) and the phantoms (amber) in its picture
+    shown = _pixels(dock.plot.pixmap)
+    assert _has_colour(shown, (0x4C, 0x8B, 0xF5)) and _has_colour(shown, (0xFF, 0xB0, 0x00))
     assert cal.tracer == study.mpi.acquisition.tracer  # prefilled from the MPI layer
 
     # the MPI ROIs dock, seeded at the true sources: "Apply to ROIs" takes its ROIs and method

@@ -703,7 +703,9 @@ def test_fiducial_dock_mold_mode_moves_the_mpi_not_the_mri(
     np.testing.assert_allclose(mri.affine.affine_matrix, mri_placement[0])
     np.testing.assert_allclose(mri.scale, mri_placement[1])
     np.testing.assert_allclose(mri.translate, mri_placement[2])
-    points = [lyr for lyr in viewer.layers if type(lyr).__name__ == "Points"]
+    from mpi_viewer.plugins._layer_pool import is_pooled  # empty, unlisted: not the user's
+
+    points = [lyr for lyr in viewer.layers if type(lyr).__name__ == "Points" and not is_pooled(lyr)]
     assert sorted(lyr.name for lyr in points) == ["fiducials (fixed)", "fiducials (moving)"]
     assert all(lyr.mode == "pan_zoom" for lyr in points)
     assert not notes["error"], notes["error"]

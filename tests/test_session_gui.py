@@ -94,6 +94,34 @@ def test_save_and_reopen_in_a_fresh_viewer(make_napari_viewer, demo_session, tmp
     assert vb.layers["mpi"].colormap.name == "viridis" and not vb.layers["mri"].visible
 
 
+def test_reopening_into_the_window_updates_its_layers_in_place(make_napari_viewer, demo_session):
+    """File > Open session in a window whose layers have the session's names: the same
+    layer objects show the session's voxels, placement and display again (set in place,
+    none removed and added back), with the same numbers and layers as a first opening."""
+    stored = S.load_session(demo_session)
+    va = make_napari_viewer()
+    a = _dock(va)
+    assert a.open(demo_session)
+    first = _state(va)
+    before = {ly.name: ly for ly in va.layers}
+    truth = {n: np.array(before[n].data, copy=True) for n in ("mpi", "mri")}
+    # the window now shows other images under the same names (another grid for the MRI)
+    before["mpi"].data = np.zeros_like(truth["mpi"])
+    before["mpi"].contrast_limits = (0.0, 1.0)
+    before["mri"].data = np.ones(tuple(n + 3 for n in truth["mri"].shape), dtype=np.float32)
+    before["mri"].translate = np.full(3, 7.0)
+    changes: list = []
+    va.layers.events.removed.connect(lambda e: changes.append(("-", e.value.name)))
+    va.layers.events.inserted.connect(lambda e: changes.append(("+", e.value.name)))
+    assert a.open(demo_session)
+    assert changes == []
+    assert all(va.layers[n] is layer for n, layer in before.items())
+    for n, data in truth.items():
+        np.testing.assert_array_equal(va.layers[n].data, data)
+    assert a.differences == [] and a.rows == stored.results
+    assert _state(va) == first
+
+
 def test_changed_input_is_refused_unless_the_user_agrees(
     make_napari_viewer, demo_session, tmp_path
 ):

@@ -41,7 +41,9 @@ def test_settle_freezes_start_up_objects_for_the_collector(make_napari_viewer):
         assert gc.get_freeze_count() > 100_000  # napari, Qt, numpy… no longer walked
         assert len(viewer.layers) == 0
     finally:
-        gc.unfreeze()  # the rest of the test session collects as usual
+        from mpi_viewer.plugins._warm_up import stop_freezing
+
+        stop_freezing()  # the rest of the test session collects as usual
 
 
 def test_mpi_viewer_demo_starts_settled(make_napari_viewer, study, monkeypatch):
@@ -56,3 +58,43 @@ def test_mpi_viewer_demo_starts_settled(make_napari_viewer, study, monkeypatch):
     assert len(viewer.layers) >= 3  # then the demo's MRI, CT, MPI
     _launch.prepare(make_napari_viewer(show=True))
     assert calls == [0]
+
+
+def test_each_finished_step_frees_its_garbage_and_freezes_what_lives(monkeypatch):
+    """The collector policy after each step (``after_step``): the step's cyclic garbage is
+    freed, its survivors frozen; a frozen cycle that dies later is held only until the
+    frozen objects pass the cap, then freed once (memory stays bounded)."""
+    import weakref
+
+    from mpi_viewer.plugins import _warm_up
+
+    class Node:
+        pass
+
+    gc.collect()
+    gc.freeze()  # start-up, as settle leaves it
+    monkeypatch.setitem(_warm_up._POLICY, "on", True)
+    monkeypatch.setitem(_warm_up._POLICY, "added", 0)
+    try:
+        results = [Node() for _ in range(1000)]  # what the step made and keeps
+        scrap = Node()
+        scrap.self = scrap  # what it made and dropped, in a cycle: only the collector frees it
+        scrap_ref = weakref.ref(scrap)
+        del scrap
+        frozen = gc.get_freeze_count()
+        _warm_up.after_step()
+        assert scrap_ref() is None  # freed, not frozen
+        assert gc.get_freeze_count() >= frozen + 1000  # the survivors no longer walked
+
+        old = results.pop()  # a result replaced later, dying in a cycle while frozen
+        old.self = old
+        old_ref = weakref.ref(old)
+        del old
+        _warm_up.after_step()
+        assert old_ref() is not None  # held while under the cap…
+        monkeypatch.setattr(_warm_up, "FREEZE_CAP", 0)
+        _warm_up.after_step()
+        assert old_ref() is None  # …freed once the cap is passed
+        assert gc.get_freeze_count() >= 999  # and the living frozen again
+    finally:
+        _warm_up.stop_freezing()

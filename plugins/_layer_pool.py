@@ -1,0 +1,356 @@
+"""Layers made before the step that needs them: a step updates one in place instead of
+adding it.
+
+napari's own cost of adding one layer to this window (the layer list row and its
+controls, the vispy node, the dims and extent update, the first draw of a new shader
+program) is 230–350 ms of the GUI thread under software OpenGL
+(``benchmarks/bench_gui_stalls.py``), three times the 100 ms a step may stall. Three
+steps of a study add layers: the mold registration (the wells of each image), the first
+ROI (the "MPI ROIs" Labels) and the cells (density, outlines, labels with their
+backdrops and leaders). Updating a layer that exists costs a fraction of that (its data,
+placement, name and visibility set: a re-slice, a texture upload, a redraw).
+
+So when the study's first image is opened (the anatomy, else the MPI: :func:`install`,
+called by :func:`._launch.open_docks` for ``mpi-viewer`` and ``mpi-viewer demo``, watches
+the layer list), one empty layer of each kind these steps add (and the ROIs' 2-D view
+twin, :mod:`._display2d`) is made, one per turn of the event loop, styled as the step
+styles it (colour map, blending, text, contour, the density's colour bar), and drawn
+(its shader programs linked with a see-through point, its overlays made). The pooled layers stay visible, with nothing to draw (no points, one transparent
+voxel): in napari 0.9 each change of a layer's ``visible`` rebuilds the canvas's scene
+graph and draws it synchronously (~50 ms here, more with every layer). Each sits on the
+opened image's centre voxel so it does not change the world extent or the dims. A step
+:func:`take` s its layer: the layer gets its name and metadata (moved above the study's
+layers only if one is above it), and the step sets its data as it would on a layer of
+its own.
+When the pooled layer is gone (the user deleted it, a second study in the same
+window) :func:`take` returns None and the step adds its layer as before: correct, only
+slower.
+
+A pooled layer carries ``metadata["mpi_viewer"]["pooled"]`` (its kind): it has no row in
+the layer list (:mod:`._layer_rows`), :func:`._layers.find_layers`, the controller, the
+docks' layer choosers and the session skip it (:func:`is_pooled`), it is never saved,
+quantified or exported. When the image it sits on is removed, the pooled layers go too
+(refilled on the next image opened).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import numpy as np
+from mpi_viewer.plugins._layers import POOL_KEY, is_pooled  # noqa: F401 - public here too
+
+#: Milliseconds between two pooled layers made (the window repaints between them). The
+#: overlays a step shows for the first time (the density's colour bar, the viewer's text
+#: overlay) are made visible with the pool, drawn, and hidden again.
+FILL_INTERVAL_MS = 30
+
+_STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _real(obj):
+    return getattr(obj, "__wrapped__", obj)
+
+
+# --------------------------------------------------------------------------- the kinds
+def _kinds() -> dict[str, Callable]:
+    """kind → ``make(viewer, place)`` adding the empty, styled layer (``place``: scale and
+    translate keyword arguments putting one voxel at the reference image's centre).
+    In the order the study's steps add them (the layers' order once all are taken)."""
+    from mpi_viewer.plugins import _cells_overlays as cells
+    from mpi_viewer.plugins import _mold_points as mold
+    from mpi_viewer.plugins import _roi_results as rois
+
+    one_voxel = np.zeros((1, 1, 1), np.uint16)
+    return {
+        "mold fixed": lambda v, name, place: mold.add_wells_layer(
+            v, mold.FIXED_POINTS, np.zeros((0, 3)), {"name": np.array([], dtype=object)},
+            np.eye(4), {}, layer_name=name,
+        ),
+        "mold moving": lambda v, name, place: mold.add_wells_layer(
+            v, mold.MOVING_POINTS, np.zeros((0, 3)), {"name": np.array([], dtype=object)},
+            np.eye(4), {}, layer_name=name,
+        ),
+        "roi labels": lambda v, name, place: rois.add_roi_labels_layer(v, one_voxel, place, name),
+        # the 2-D view twin of the ROIs once the MPI is registered (:mod:`._display2d`)
+        "labels twin": lambda v, name, place: v.add_labels(
+            one_voxel, name=name, units=("mm",) * 3, **place
+        ),
+        "density": lambda v, name, place: cells.add_density_layer(
+            v, one_voxel.astype(np.float32), 1.0, place, name
+        ),
+        "outlines": lambda v, name, place: cells.add_outline_layer(v, one_voxel, place, name),
+        "backdrops": lambda v, name, place: cells.add_backdrop_layer(v, name),
+        "cell labels": lambda v, name, place: cells.add_label_layer(v, np.zeros((0, 3)), name),
+        "leaders": lambda v, name, place: cells.add_leader_layer(v, name),
+    }  # fmt: skip
+
+
+def _reference(viewer):
+    """The image the pooled layers sit on: the study's anatomy, else its MPI (3-D only)."""
+    from mpi_viewer.plugins._controller import get_controller
+
+    ctl = get_controller(viewer)
+    for layer in (ctl.anatomy, ctl.mpi):
+        layer = _real(layer) if layer is not None else None
+        if layer is not None and layer in viewer.layers and layer.ndim == 3:
+            return layer
+    return None
+
+
+def _centre_placement(ref) -> dict:
+    """scale/translate putting voxel 0 of a one-voxel layer at ``ref``'s central voxel
+    (world mm): inside ``ref``'s extent, on its step."""
+    shape = np.asarray(np.shape(ref.data)[-3:], dtype=float)
+    centre = np.asarray(ref.data_to_world((shape - 1) / 2.0), dtype=float)[-3:]
+    scale = np.abs(np.asarray(ref.scale, dtype=float)[-3:])
+    return {"scale": scale, "translate": centre}
+
+
+# --------------------------------------------------------------------------- state
+class _Pool:
+    def __init__(self, viewer):
+        self.viewer_ref = weakref.ref(viewer)
+        self.ref = None  # weak reference to the image the pooled layers sit on
+        self.pending: list[str] = []
+        self.made: list = []  # made, not yet drawn
+        self.primed: list = []  # overlays shown to be made: hidden once drawn
+        self.drafts: list = []  # (layer, opacity): a see-through point drawn, then emptied
+        self.filled_for = None  # id of the image the pool was last filled on
+        self.timer = None
+        self.enabled = True
+
+
+def _state(viewer) -> _Pool:
+    viewer = _real(viewer)
+    st = _STATE.get(viewer)
+    if st is None:
+        st = _STATE[viewer] = _Pool(viewer)
+    return st
+
+
+def install(viewer) -> None:
+    """Fill the pool whenever a study image arrives and none is there; drop the pooled
+    layers of an image that is removed. Idempotent."""
+    viewer = _real(viewer)
+    st = _state(viewer)
+    if getattr(st, "installed", False):
+        return
+    st.installed = True
+    ref = weakref.ref(viewer)
+
+    def inserted(event=None) -> None:
+        v = ref()
+        if v is not None and not is_pooled(event.value):
+            schedule_fill(v)
+
+    def removed(event=None) -> None:
+        v = ref()
+        if v is None:
+            return
+        st = _state(v)
+        if st.ref is None:
+            return  # no pool
+        img = st.ref()
+        if img is None or img not in v.layers:
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: ref() is not None and drop(ref()))
+
+    viewer.layers.events.inserted.connect(inserted)
+    viewer.layers.events.removed.connect(removed)
+    schedule_fill(viewer)
+
+
+def _missing(viewer) -> list[str]:
+    have = {lyr.metadata["mpi_viewer"][POOL_KEY] for lyr in viewer.layers if is_pooled(lyr)}
+    return [k for k in _kinds() if k not in have]
+
+
+def schedule_fill(viewer) -> None:
+    """Make the missing pooled layers, one per turn of the event loop (nothing happens
+    without a study image, while it is running, or after :func:`disable`)."""
+    st = _state(viewer)
+    if not st.enabled or st.pending or getattr(viewer, "window", None) is None:
+        return
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, lambda: _start(viewer))
+
+
+def _start(viewer) -> None:
+    st = _state(viewer)
+    if st.pending or not st.enabled:
+        return
+    img = _reference(viewer)
+    if img is None:
+        return
+    old = st.ref() if st.ref is not None else None
+    if old is not None and old is not img and old in viewer.layers:
+        img = old  # the pool sits on the first image still there
+    st.ref = weakref.ref(img)
+    if st.filled_for == id(img):
+        return  # filled on this image once: what a step took is not made again
+    st.filled_for = id(img)
+    st.pending = _missing(viewer)
+    if st.pending:
+        _next(viewer)
+
+
+def _next(viewer) -> None:
+    from qtpy.QtCore import QTimer
+
+    st = _state(viewer)
+    img = st.ref() if st.ref is not None else None
+    if not st.pending or img is None or img not in viewer.layers or not st.enabled:
+        st.pending = []
+        _hide_made(viewer)
+        return
+    kind = st.pending.pop(0)
+    _make(viewer, kind, _centre_placement(img))
+    if st.pending:
+        QTimer.singleShot(FILL_INTERVAL_MS, lambda: _next(viewer))
+    else:  # the last one drawn, then all hidden
+        QTimer.singleShot(FILL_INTERVAL_MS, lambda: _hide_made(viewer))
+
+
+def _make(viewer, kind: str, place: dict):
+    import warnings
+
+    from mpi_viewer.plugins._layer_rows import hide_helper_rows
+    from mpi_viewer.plugins._layers import keeping_active
+
+    st = _state(viewer)
+    with warnings.catch_warnings(), keeping_active(viewer):
+        warnings.simplefilter("ignore")  # nothing of the pool concerns the user
+        layer = _kinds()[kind](viewer, f"(pool) {kind}", place)
+    layer.metadata.setdefault("mpi_viewer", {})[POOL_KEY] = kind
+    if kind == "density":  # its colour bar made now (napari makes an overlay when first shown)
+        layer.colorbar.visible = True
+        text = _text_overlay(viewer)
+        if text is not None and not text.visible and not text.text:
+            # its visual made and the glyphs the docks write laid out, unseen
+            from mpi_viewer.plugins._warm_up import GLYPHS
+
+            st.primed.append((text, {"text": "", "color": text.color, "visible": False}))
+            text.color = (0.0, 0.0, 0.0, 0.0)
+            text.text = GLYPHS
+            text.visible = True
+        st.primed.append((layer.colorbar, {"visible": False}))
+    kind_of = type(layer).__name__
+    if kind_of in ("Points", "Vectors"):
+        # an empty layer draws nothing, so its programs would be linked at the step's
+        # first draw: one see-through point (or line) drawn with the pool, then removed
+        centre = np.asarray(place["translate"], dtype=float)
+        st.drafts.append((layer, float(layer.opacity)))
+        layer.opacity = 0.0
+        layer.data = (
+            centre[None] if kind_of == "Points" else np.stack([centre, [1.0, 1.0, 1.0]])[None]
+        )
+        if kind_of == "Points" and "name" in layer.features:
+            layer.features = {c: ["0.5 × 10⁵"] for c in layer.features.columns}
+        elif kind_of == "Points" and len(layer.features.columns):
+            layer.features = {c: ["0.5 × 10⁵ [0–9]"] for c in layer.features.columns}
+    hide_helper_rows(viewer)
+    st.made.append(layer)
+    return layer
+
+
+def _text_overlay(viewer):
+    from mpi_viewer.plugins import _napari_compat as compat
+
+    try:
+        return compat.text_overlay(viewer)
+    except Exception:  # noqa: BLE001 - a napari without it: nothing to prime
+        return None
+
+
+def _hide_made(viewer) -> None:
+    """After the pooled layers were drawn: the overlays shown to be made, hidden again."""
+    st = _state(viewer)
+    for overlay, was in st.primed:
+        for key, value in was.items():
+            setattr(overlay, key, value)
+    for layer, opacity in st.drafts:
+        if is_pooled(layer) and layer in viewer.layers:
+            layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
+            layer.opacity = opacity
+    st.made, st.primed, st.drafts = [], [], []
+
+
+def ready(viewer) -> bool:
+    """Whether the pool is filled (no pooled layer pending)."""
+    st = _state(viewer)
+    return (
+        not st.pending and not st.made and _reference(viewer) is not None and not _missing(viewer)
+    )
+
+
+def disable(viewer) -> None:
+    """No pool in this viewer (and the pooled layers removed)."""
+    _state(viewer).enabled = False
+    drop(viewer)
+
+
+def drop(viewer) -> None:
+    """Remove the pooled layers (their image was removed); refilled on the next image."""
+    st = _state(viewer)
+    st.pending = []
+    _hide_made(viewer)
+    for layer in [lyr for lyr in viewer.layers if is_pooled(lyr)]:
+        viewer.layers.remove(layer)
+    st.ref = None
+    if st.enabled:
+        schedule_fill(viewer)
+
+
+# --------------------------------------------------------------------------- taking
+def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: int = 3, move=True):
+    """The pooled layer of ``kind`` for a step, named ``name`` and carrying ``metadata``
+    (its ``mpi_viewer`` part replaces the pool's), above the study's layers and shown;
+    None when there is none (the step adds its own). The caller sets data and placement.
+    ``move=False``: left where it is (the caller places it)."""
+    from mpi_viewer.plugins._layers import keeping_active
+
+    viewer = _real(viewer)
+    st = _state(viewer)
+    layer = next(
+        (
+            lyr
+            for lyr in viewer.layers
+            if is_pooled(lyr) and lyr.metadata["mpi_viewer"][POOL_KEY] == kind
+        ),
+        None,
+    )
+    if layer is None or layer.ndim != ndim or name in viewer.layers:
+        return None
+    if layer in st.made:
+        st.made.remove(layer)
+    for draft in [d for d in st.drafts if d[0] is layer]:  # taken before it was drawn
+        st.drafts.remove(draft)
+        layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
+        layer.opacity = draft[1]
+    md = dict(metadata or {})
+    md.setdefault("mpi_viewer", {})
+    with keeping_active(viewer):
+        layer.metadata = md
+        layer.name = name
+        if move:
+            _move_up(viewer, layer)
+        if not layer.visible:
+            layer.visible = True
+    from mpi_viewer.plugins._layer_rows import hide_helper_rows
+
+    hide_helper_rows(viewer)  # its row shown (unless it is a helper)
+    return layer
+
+
+def _move_up(viewer, layer) -> None:
+    """Move ``layer`` above every layer that is not pooled (as if it had just been added)."""
+    layers = viewer.layers
+    i = layers.index(layer)
+    above = [lyr for lyr in list(layers)[i + 1 :] if not is_pooled(lyr)]
+    if above:
+        top = max(layers.index(lyr) for lyr in above)
+        layers.move(i, top + 1)

@@ -1,0 +1,83 @@
+"""The layer pool (plugins/_layer_pool.py): the layers the steps add are made, empty,
+when the study's images open; the first ROI takes its Labels layer instead of adding
+one, a deleted layer is added again on the next click, and the pooled layers are never
+listed, chosen, saved or left behind when the images go."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def _pooled(viewer) -> dict:
+    from mpi_viewer.plugins._layer_pool import POOL_KEY, is_pooled
+
+    return {lyr.metadata["mpi_viewer"][POOL_KEY]: lyr for lyr in viewer.layers if is_pooled(lyr)}
+
+
+def test_first_roi_reuses_the_pooled_layer_and_a_deleted_one_comes_back(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from mpi_viewer.plugins._launch import load_demo
+    from mpi_viewer.plugins._layer_pool import install, ready
+    from mpi_viewer.plugins._layer_rows import listed_layer_names
+    from mpi_viewer.plugins._layers import find_layers, physical_to_world
+    from mpi_viewer.plugins._roi_dock import LABELS_LAYER, ROIDock
+    from mpi_viewer.plugins._session_dock import SessionDock
+
+    viewer = make_napari_viewer()
+    install(viewer)  # as `mpi-viewer` does (plugins/_launch.open_docks)
+    images = {lyr.name for lyr in viewer.layers}
+    study = load_demo(viewer)
+    images = [lyr for lyr in viewer.layers if lyr.name not in images]
+    extent = np.asarray(viewer.layers.extent.world).copy()
+    dock = ROIDock(viewer)
+    viewer.window.add_dock_widget(dock, name="MPI ROIs")
+    qtbot.waitUntil(lambda: ready(viewer), timeout=120_000)  # made as the images opened
+
+    pool = _pooled(viewer)
+    assert {"roi labels", "labels twin", "density", "outlines", "cell labels"} <= set(pool)
+    # not the user's: no row in the layer list, not an image or labels of the study, and
+    # the world the user sees is as wide as before
+    assert not any(n.startswith("(pool)") for n in listed_layer_names(viewer))
+    chosen = find_layers(viewer) + find_layers(viewer, kind="labels")
+    assert not set(map(id, chosen)) & set(map(id, pool.values()))
+    np.testing.assert_allclose(viewer.layers.extent.world, extent)
+
+    # the first ROI: the pooled Labels layer, named, on the MPI grid, listed; none added
+    dock.start_clicking()  # adds the seeds' Points layer
+    n_layers = len(viewer.layers)
+    iso = study.source("isolated")
+    dock._seed_layer.add(physical_to_world(dock.mpi_layer, [iso["mpi_mm"]])[0])  # a click
+    assert len(dock.results) == 1
+    labels = viewer.layers[LABELS_LAYER]
+    assert labels is pool["roi labels"]
+    assert labels.data.shape == study.mpi.shape
+    assert int((labels.data == 1).sum()) == dock.results[0].n_voxels
+    np.testing.assert_allclose(labels.affine.affine_matrix, dock.mpi_layer.affine.affine_matrix)
+    assert LABELS_LAYER in listed_layer_names(viewer)
+    qtbot.wait(500)  # its 2-D view (the MPI is oblique): the pooled twin, not a new layer
+    assert len(viewer.layers) == n_layers
+    assert "roi labels" not in _pooled(viewer)
+
+    # the user deletes it: the next click makes it again (added, as before the pool)
+    viewer.layers.remove(labels)
+    strong = study.source("strong")
+    dock._seed_layer.add(physical_to_world(dock.mpi_layer, [strong["mpi_mm"]])[0])
+    assert len(dock.results) == 2
+    again = viewer.layers[LABELS_LAYER]
+    assert again is not labels and set(np.unique(again.data).tolist()) == {0, 1, 2}
+
+    # a session saved now holds the study's layers, none of the pool's
+    sess = SessionDock(viewer)
+    sess.save(tmp_path / "s.json", block=True)
+    saved = json.loads((tmp_path / "s.json").read_text())
+    names = [d["name"] for d in saved.get("layers", [])]
+    assert LABELS_LAYER in names and not any(n.startswith("(pool)") for n in names)
+
+    # the images removed: no pooled layer is left behind (the extent is the study's)
+    for layer in images:
+        viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: not _pooled(viewer), timeout=10_000)
