@@ -13,9 +13,9 @@ N_SD = 5.0
 #: measurements use. 1: mpi-viewer 0.1 (sessions and calibrations saved before revisions
 #: were recorded): volume, total and mean integrated at sub-voxel resolution. 2: volume,
 #: total and mean of the written voxel mask, the sub-voxel integration in columns of its
-#: own (``*_subvoxel_*``, what calibrations use); a faint lone source's total corrected
-#: for the noise's bias; split ROIs' intervals carrying their neighbours' model
-#: uncertainty; an SNR²-weighted PSF template.
+#: own (``*_subvoxel_*``, what calibrations use); a faint lone point source (peak SNR < 30)
+#: delineated on its fitted point-spread model; intervals carrying the half-maximum
+#: threshold's jitter and the split's uncertainty; an SNR²-weighted PSF template.
 REVISIONS = (1, 2)
 MEASUREMENT_REVISION = 2
 

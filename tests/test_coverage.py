@@ -107,8 +107,8 @@ def test_coverage_over_noise_realisations(psf, quantified):
     """Over 10 realisations of the default (Langevin-PSF) demo and of its Gaussian variant:
     iron within 2 % (isolated) / 5 % (weak beside the strong one) in the median, and the
     95 % iron and cell intervals cover the truth ≥ 90 % of the time for the isolated,
-    strong and weak sources. (The faint one, near the detection limit, is in the
-    benchmark's table.)"""
+    strong and weak sources; the faint one (SNR 6.5) within 5 % in the median of those
+    above the detection limit (its 50-realisation figures: the benchmark's table)."""
     truth = make_demo_study(include_ct=False, psf=psf).truth
     assert truth["noise_sd_au"] == 1.5
     names = [s["name"] for s in truth["sources"]]
@@ -127,15 +127,13 @@ def test_coverage_over_noise_realisations(psf, quantified):
             cover_cells[n].append(r.cells_ci_low <= tr[n]["cells"] <= r.cells_ci_high)
     assert abs(np.median(err["isolated"])) < 0.02
     assert abs(np.median(err["weak"])) < 0.05
+    assert abs(np.median(err["faint"])) < 0.05, err["faint"]  # −13 % before revision 2
     for n in ("isolated", "strong", "weak"):
         assert len(cover[n]) == N_REALISATIONS, n
-        # the split ROIs' intervals carry the uncertainty of each neighbour's subtracted
-        # model (measurement revision 2; the weak's coverage 84 % → 96 % of 50 on the
-        # Langevin PSF, 92 % on the Gaussian). NOT MET: the strong source on the Langevin
-        # PSF, 84 % of 50 (benchmarks/bench_calibration.py): it reads +0.13 % (median)
-        # against a ±0.3 % interval; held to what is measured here. And 10 realisations
-        # cannot hold a 92–96 % coverage to >= 90 % (the weak: 8 of these 10 on the Gaussian)
-        target = 0.80 if (psf == "langevin" and n == "strong") or n == "weak" else 0.90
+        # measurement revision 2: the intervals carry the half-maximum threshold's jitter
+        # and the split's uncertainty (on 50 Langevin realisations the strong's coverage
+        # 84 % → 100 %, the weak's 84 % → 98 %; benchmarks/bench_calibration.py)
+        target = 0.90
         assert np.mean(cover[n]) >= target, (n, np.mean(cover[n]))
         assert np.mean(cover_cells[n]) >= 0.90, (n, np.mean(cover_cells[n]))
 

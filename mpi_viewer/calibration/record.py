@@ -571,8 +571,9 @@ def apply_calibration(
     coverage of the interval). An ROI's interval also carries the uncertainties of its
     own measurement that the phantoms (alone, brighter) do not show, added to the
     variance of a new observation: its neighbours' subtracted signal
-    (``neighbour_signal_sd``) and a faint source's noise-shaped delineation
-    (``delineation_sd``).
+    (``neighbour_signal_sd``) and its delineation (``delineation_sd``: the half-maximum
+    threshold's jitter with the noisy peak, which the line's pooled scatter under-states
+    for the brightest sources).
     """
     from mpi_viewer.calibration.cells import cells_from_iron
 
@@ -592,7 +593,8 @@ def apply_calibration(
         sd_noise = getattr(r, "noise_sd", None)
         sd_noise = noise_sd_au if sd_noise is None else sd_noise
         ssd = roi_signal_sd(r, voxel_volume_mm3) if voxel_volume_mm3 else None
-        # the subtraction of a neighbour's signal: an uncertainty the phantoms do not share
+        # the neighbours' subtraction and the delineation: uncertainties of this ROI that the
+        # phantoms' pooled scatter does not carry
         nsd = math.hypot(
             float(getattr(r, "neighbour_signal_sd", 0.0) or 0.0),
             float(getattr(r, "delineation_sd", 0.0) or 0.0),

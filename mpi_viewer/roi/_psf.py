@@ -406,17 +406,16 @@ def fit_template(
     srcs, _ = unpack(res.x)
     rms = float(np.sqrt(np.mean(res.fun**2)))
     amp_sd = [None] * n
-    if with_models:
-        # the amplitudes' SDs: residual RMS × sqrt(diag((JᵀJ)⁻¹)) (Gauss–Newton)
-        try:
-            jj = np.asarray(res.jac.T @ res.jac) if not hasattr(res.jac, "toarray") else None
-            if jj is not None:
-                dof = max(y.size - (n * npar + 1), 1)
-                s_res = float(np.sqrt(np.sum(res.fun**2) / dof))
-                cov = np.linalg.pinv(jj)
-                amp_sd = [s_res * math.sqrt(max(float(cov[k * npar, k * npar]), 0.0)) for k in range(n)]
-        except (ValueError, np.linalg.LinAlgError):  # pragma: no cover - degenerate fit
-            pass
+    # the amplitudes' SDs: residual RMS × sqrt(diag((JᵀJ)⁻¹)) (Gauss–Newton)
+    try:
+        jj = np.asarray(res.jac.T @ res.jac) if not hasattr(res.jac, "toarray") else None
+        if jj is not None:
+            dof = max(y.size - (n * npar + 1), 1)
+            s_res = float(np.sqrt(np.sum(res.fun**2) / dof))
+            cov = np.linalg.pinv(jj)
+            amp_sd = [s_res * math.sqrt(max(float(cov[k * npar, k * npar]), 0.0)) for k in range(n)]
+    except (ValueError, np.linalg.LinAlgError):  # pragma: no cover - degenerate fit
+        pass
     models, amps, points = [], [], []
     for (amp, c), a_sd in zip(srcs, amp_sd, strict=True):
         pm = PointModel(float(amp), np.asarray(c, dtype=np.float64), psf=psf, amplitude_sd=a_sd)

@@ -177,7 +177,10 @@ class ROIParams:
         brightest voxel; the fit averages the noise of ~25 voxels), never below the
         brightest voxel of the region. ``"voxel"``: the brightest voxel, as read in a
         DICOM viewer (Horos). Either way the threshold is never below half of the
-        source's brightest voxel.
+        source's brightest voxel — except, with ``"subvoxel"`` at revision 2, a faint
+        lone point source (peak SNR < 30): its region is the half maximum of its fitted
+        point-spread model, as the brightest of its noisy voxels reads high (+16 % at
+        SNR 6.5).
     psf : {"measured", "gaussian"}
         Point-source model used to split sources and subtract a neighbour's tail:
         ``"measured"`` (default) — the PSF measured on the image from its bright,
@@ -375,13 +378,15 @@ class ROIResult:
     neighbour_signal_sd : float
         SD (same unit) of the calibrated total (:attr:`calibration_signal`) due to the uncertainty of those neighbours'
         models (the measured template's noise and ``NEIGHBOUR_MODEL_REL_SD`` of each
-        model, propagated through the whole delineation); 0 when nothing was
-        subtracted. Calibrated intervals carry it.
+        model, propagated through the whole delineation; two sources dividing a signal
+        carry the larger of their two); 0 when nothing was subtracted. Calibrated
+        intervals carry it.
     delineation_sd : float
-        SD (same unit) of the calibrated total (:attr:`calibration_signal`) that the image noise gives a faint lone
-        point source through its peak, threshold and region (below SNR 30: simulated
-        with its measured point-spread model, which also corrects the total for the
-        noise's bias); 0 otherwise. Calibrated intervals carry it.
+        SD (same unit) of the calibrated total (:attr:`calibration_signal`) from the
+        delineation (revision 2, half maximum): the threshold's jitter with the noisy
+        reference peak (``dT/dθ × SD(θ)``), or, for a faint lone point source delineated
+        on its fitted model, the noise summed over that region; 0 otherwise. Calibrated
+        intervals carry it.
     flags : list of str
         ``touching`` (borders another ROI), ``shared_signal`` (the region held other
         peaks, or other measured sources' tails were > 0.5 % of its total; their models
