@@ -157,7 +157,11 @@ GC = GcPauses()
 def _rss_mb() -> float:
     """The process's resident memory (MB), from /proc (Linux)."""
     try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        return (
+            int(Path("/proc/self/statm").read_text().split()[1])
+            * os.sysconf("SC_PAGE_SIZE")
+            / 2**20
+        )
     except (OSError, ValueError):
         return float("nan")
 

@@ -437,9 +437,7 @@ def add_label_layer(viewer, anchors, name: str = LABEL_LAYER, *, feats=None):
     import pandas as pd
 
     if feats is None:
-        feats = pd.DataFrame(
-            {k: pd.Series([], dtype=object) for k in ("label", "name", "shown")}
-        )
+        feats = pd.DataFrame({k: pd.Series([], dtype=object) for k in ("label", "name", "shown")})
     with warnings.catch_warnings():
         # out_of_slice_display: deprecated in napari 0.9, still the way to see a
         # label ±2 mm around its peak

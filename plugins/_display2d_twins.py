@@ -174,8 +174,8 @@ class TwinsMixin:
             if pooled is None:
                 layers.insert(layers.index(layer) + 1, twin)
             elif layers.index(twin) != layers.index(layer) + 1:  # just above its native
-                i, n = layers.index(twin), layers.index(layer)
-                layers.move(i, n + 1 if i > n else n)
+                # napari's move inserts before ``dest`` counted before the removal
+                layers.move(layers.index(twin), layers.index(layer) + 1)
         ev = twin.events
         for name in _BACK_PROPS:
             if hasattr(ev, name):

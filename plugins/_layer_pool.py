@@ -61,6 +61,7 @@ def _kinds() -> dict[str, Callable]:
     from mpi_viewer.plugins import _cells_overlays as cells
     from mpi_viewer.plugins import _mold_points as mold
     from mpi_viewer.plugins import _roi_results as rois
+    from mpi_viewer.plugins import _roi_seeds as seeds
 
     one_voxel = np.zeros((1, 1, 1), np.uint16)
     return {
@@ -72,6 +73,8 @@ def _kinds() -> dict[str, Callable]:
             v, mold.MOVING_POINTS, np.zeros((0, 3)), {"name": np.array([], dtype=object)},
             np.eye(4), {}, layer_name=name,
         ),
+        # the ROI dock's clicking mode (its seeds), then the first ROI
+        "roi seeds": lambda v, name, place: seeds.add_seed_layer(v, 3, name),
         "roi labels": lambda v, name, place: rois.add_roi_labels_layer(v, one_voxel, place, name),
         # the 2-D view twin of the ROIs once the MPI is registered (:mod:`._display2d`)
         "labels twin": lambda v, name, place: v.add_labels(

@@ -131,7 +131,9 @@ class ROIResultsMixin:
             from mpi_viewer.plugins._layer_pool import take
 
             meta = {"mpi_viewer": {"modality": "MPI ROIs", "grid_of": layer.name}}
-            pooled = take(self.viewer, "roi labels", name=LABELS_LAYER, metadata=meta, ndim=lab.ndim)
+            pooled = take(
+                self.viewer, "roi labels", name=LABELS_LAYER, metadata=meta, ndim=lab.ndim
+            )
             if pooled is not None:  # made when the image was opened: placed, then filled
                 copy_placement(layer, pooled)  # (one voxel moved: no full re-slice)
                 pooled.data = lab
@@ -139,7 +141,9 @@ class ROIResultsMixin:
             else:
                 with keeping_active(self.viewer):  # the user's clicks stay where they were
                     self._labels_layer = add_roi_labels_layer(
-                        self.viewer, lab, placement_of(layer, lab.ndim)  # placed: one redraw
+                        self.viewer,
+                        lab,
+                        placement_of(layer, lab.ndim),  # placed: one redraw
                     )
                 self._labels_layer.metadata.update(meta)
             self._labels_layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
@@ -154,8 +158,6 @@ def add_roi_labels_layer(viewer, lab, placement: dict, name: str = LABELS_LAYER)
     the current view (:func:`~mpi_viewer.plugins._overlay_style.style_roi_labels`)."""
     from mpi_viewer.plugins._overlay_style import style_roi_labels
 
-    layer = viewer.add_labels(
-        lab, name=name, opacity=0.5, units=("mm",) * lab.ndim, **placement
-    )
+    layer = viewer.add_labels(lab, name=name, opacity=0.5, units=("mm",) * lab.ndim, **placement)
     style_roi_labels(layer, viewer.dims.ndisplay)
     return layer

@@ -20,22 +20,34 @@ from mpi_viewer.roi.regions import measure, rois_to_label_image
 SEED_LAYER = "ROI seeds"
 
 
+def add_seed_layer(viewer, ndim: int, name: str):
+    """The seeds' Points layer (world mm like the images: no napari unit warning)."""
+    return viewer.add_points(
+        np.empty((0, ndim)),
+        ndim=ndim,
+        name=name,
+        units=("mm",) * ndim,
+        size=1.5,
+        face_color="cyan",
+        border_color="white",
+    )
+
+
 class SeedEditsMixin:
     """The seed edits of the ROI dock (needs the dock's widgets, ``params`` and results)."""
 
     def _ensure_seed_layer(self):
         if self._seed_layer is not None and self._seed_layer in self.viewer.layers:
             return self._seed_layer
+        from mpi_viewer.plugins._layer_pool import take
+
         ndim = self.viewer.dims.ndim
-        layer = self.viewer.add_points(
-            np.empty((0, ndim)),
-            ndim=ndim,
-            name=SEED_LAYER,
-            units=("mm",) * ndim,  # world mm like the images: no napari unit warning
-            size=1.5,
-            face_color="cyan",
-            border_color="white",
-        )
+        # the pool's (made as the study's image opened: no layer added now), else a new one
+        layer = take(self.viewer, "roi seeds", name=SEED_LAYER, ndim=ndim)
+        if layer is not None:
+            layer.data = np.empty((0, ndim))
+        else:
+            layer = add_seed_layer(self.viewer, ndim, SEED_LAYER)
         layer.events.data.connect(self._on_points_changed)
         layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
         self._seed_layer = layer

@@ -38,7 +38,8 @@ def test_first_roi_reuses_the_pooled_layer_and_a_deleted_one_comes_back(
     qtbot.waitUntil(lambda: ready(viewer), timeout=120_000)  # made as the images opened
 
     pool = _pooled(viewer)
-    assert {"roi labels", "labels twin", "density", "outlines", "cell labels"} <= set(pool)
+    kinds = {"roi seeds", "roi labels", "labels twin", "density", "outlines", "cell labels"}
+    assert kinds <= set(pool)
     # not the user's: no row in the layer list, not an image or labels of the study, and
     # the world the user sees is as wide as before
     assert not any(n.startswith("(pool)") for n in listed_layer_names(viewer))
@@ -47,8 +48,13 @@ def test_first_roi_reuses_the_pooled_layer_and_a_deleted_one_comes_back(
     np.testing.assert_allclose(viewer.layers.extent.world, extent)
 
     # the first ROI: the pooled Labels layer, named, on the MPI grid, listed; none added
-    dock.start_clicking()  # adds the seeds' Points layer
+    # the clicking mode: the pooled seeds' Points layer, named and listed; none added
     n_layers = len(viewer.layers)
+    dock.start_clicking()
+    assert len(viewer.layers) == n_layers
+    assert dock._seed_layer is pool["roi seeds"] and dock._seed_layer.name == "ROI seeds"
+    assert len(dock._seed_layer.data) == 0 and dock._seed_layer.opacity > 0
+    assert "ROI seeds" in listed_layer_names(viewer)
     iso = study.source("isolated")
     dock._seed_layer.add(physical_to_world(dock.mpi_layer, [iso["mpi_mm"]])[0])  # a click
     assert len(dock.results) == 1
@@ -58,7 +64,7 @@ def test_first_roi_reuses_the_pooled_layer_and_a_deleted_one_comes_back(
     assert int((labels.data == 1).sum()) == dock.results[0].n_voxels
     np.testing.assert_allclose(labels.affine.affine_matrix, dock.mpi_layer.affine.affine_matrix)
     assert LABELS_LAYER in listed_layer_names(viewer)
-    qtbot.wait(500)  # its 2-D view (the MPI is oblique): the pooled twin, not a new layer
+    qtbot.wait(500)  # no layer added meanwhile (a 2-D twin would be the pooled one)
     assert len(viewer.layers) == n_layers
     assert "roi labels" not in _pooled(viewer)
 

@@ -893,7 +893,11 @@ def _subtraction_sd(split, parts, structure, voxel_size: float, blocked) -> floa
         if not r_.any():
             return 0.0
         fine = subvoxel_stats(c, r_, th, t, structure, voxel_size=voxel_size, blocked=blocked)
-        return fine["total"] if fine is not None else float(c[r_].astype(np.float64).sum()) * voxel_size
+        return (
+            fine["total"]
+            if fine is not None
+            else float(c[r_].astype(np.float64).sum()) * voxel_size
+        )
 
     var = 0.0
     for m, u in parts:
@@ -922,7 +926,9 @@ def _threshold_sd(corr, top, peak, thr, params, structure, voxel_size, blocked, 
         return 0.0
     if not np.isfinite(corr[top]) or not corr[top] >= thr:
         return 0.0
-    fitted = _peak_in_box(corr, top, psf, fitted_only=True, with_sd=True) if psf is not None else None
+    fitted = (
+        _peak_in_box(corr, top, psf, fitted_only=True, with_sd=True) if psf is not None else None
+    )
     sd_peak = float(noise)
     near = corr[tuple(slice(max(i - 1, 0), i + 2) for i in top)]
     voxel = bool(np.any(near.astype(np.float64) == float(peak)))  # a voxel's value is the peak
@@ -941,7 +947,11 @@ def _threshold_sd(corr, top, peak, thr, params, structure, voxel_size, blocked, 
         if not r.any():
             return None
         fine = subvoxel_stats(corr, r, t, top, structure, voxel_size=voxel_size, blocked=blocked)
-        return fine["total"] if fine is not None else float(corr[r].astype(np.float64).sum()) * voxel_size
+        return (
+            fine["total"]
+            if fine is not None
+            else float(corr[r].astype(np.float64).sum()) * voxel_size
+        )
 
     step = 0.01 * thr
     hi, lo = total(thr + step), total(thr - step)
@@ -1008,7 +1018,15 @@ def _model_delineation(corr, at, psf, params, structure, voxel_size, others, noi
     fine = dict(fine, total=total, mean=total / fine["size"])
     # the residual sum's noise; the centre's jitter moves the rim, a second-order change
     sd = float(noise) * math.sqrt(float(roi.sum())) * voxel_size
-    return {"roi": roi, "thr": thr, "idx": np.asarray(c_idx), "peak": float(amp), "fine": fine, "sd": sd}
+    return {
+        "roi": roi,
+        "thr": thr,
+        "idx": np.asarray(c_idx),
+        "peak": float(amp),
+        "fine": fine,
+        "sd": sd,
+    }
+
 
 def region_stats(
     volume, arr, sub, roi, lo, noise: float, curve=None, *, peak_idx=None, peak_au=None
