@@ -152,20 +152,12 @@ def settle(viewer) -> None:
     _POLICY.update(on=True, added=0)
 
 
-#: The collector's thresholds while a step's worker runs (Python's default: 700, 10, 10):
-#: full collections (of the objects not frozen: the step's own) every ~3 000 surviving
-#: allocations instead of ~70 000, so the garbage a step makes as it goes (the report's
-#: figures) is freed in small pieces, not in one long pause when the step ends.
-STEP_THRESHOLDS = (700, 5, 1)
+#: The collector's thresholds stay Python's defaults while a step's worker runs. Frequent
+#: full collections during steps (700, 5, 1) freed the report's garbage in small pieces, but
+#: each walks all the step's objects: every step's wall time doubled (session save 6.8 →
+#: 16.6 s, the faint ROI 2.1 → 6.3 s; ``benchmarks/bench_gui_stalls.py``) for pauses the
+#: freeze after each step already keeps at 1–25 ms.
 _DEFAULT_THRESHOLDS = (700, 10, 10)
-
-
-def before_step() -> None:
-    """A step's worker starts: frequent small collections (:data:`STEP_THRESHOLDS`)."""
-    import gc
-
-    if _POLICY["on"]:
-        gc.set_threshold(*STEP_THRESHOLDS)
 
 
 def after_step() -> None:

@@ -196,10 +196,9 @@ def start_work(
     worker.errored.connect(lambda exc: None if worker.abort_requested else fail(exc))
     if on_finish is not None:
         worker.finished.connect(on_finish)
-    from mpi_viewer.plugins._warm_up import after_step, before_step
+    from mpi_viewer.plugins._warm_up import after_step
 
     worker.finished.connect(after_step)  # the step's garbage freed, its survivors frozen
-    before_step()
     worker.start()
     return worker
 

@@ -125,3 +125,16 @@ def pytest_collection_modifyitems(config, items):
             else (len(SLOWEST_FIRST), order[id(it)])
         )
     )
+
+
+@pytest.fixture(autouse=True)
+def _collector_policy_ends_with_its_test():
+    """A test that starts the window as ``mpi-viewer`` does (``prepare(settle=True)``)
+    turns on the freezing collector policy of ``plugins/_warm_up.py``; it ends with the
+    test, so later tests' windows are collected as usual (not frozen and kept)."""
+    yield
+    import sys
+
+    warm_up = sys.modules.get("mpi_viewer.plugins._warm_up")
+    if warm_up is not None and warm_up._POLICY["on"]:
+        warm_up.stop_freezing()

@@ -1,9 +1,10 @@
 """The measurement revision recorded in a session's ROI parameters: old sessions replay
 the numbers they were measured with, new ones the current revision's (issue 15).
 
-Revision 1 is mpi-viewer 0.1's measurement; revision 2 corrects a faint lone source's
-total for the noise's bias and carries neighbours' model uncertainty into split ROIs'
-intervals (:data:`mpi_viewer.roi.regions.MEASUREMENT_REVISION`).
+Revision 1 is mpi-viewer 0.1's measurement; revision 2 reports the written mask's area and
+total (the sub-voxel integration in ``*_subvoxel_*`` columns), delineates a faint lone source
+on its fitted point-spread model, and carries the threshold's jitter and the split's
+uncertainty into the intervals (:data:`mpi_viewer.roi.regions.MEASUREMENT_REVISION`).
 """
 
 import json
