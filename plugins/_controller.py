@@ -457,4 +457,5 @@ def get_controller(viewer) -> StudyController:
     ctl = _CONTROLLERS.get(viewer)
     if ctl is None:
         ctl = _CONTROLLERS[viewer] = StudyController(viewer)
+        compat.calm_activity_spinner(viewer)  # a whole core under software OpenGL otherwise
     return ctl

@@ -12,7 +12,7 @@ Exposed: :func:`qt_window`, :func:`install_close_filter`, :func:`resize_docks`,
 :func:`resize_window`, :func:`unelide_dock_tabs`, :func:`layer_visual`, :func:`set_node_visible`,
 :func:`text_on_top`, :func:`extent_updater`, :func:`canvas_size_px`,
 :func:`hide_layer_rows`, :func:`layer_rows`,
-:func:`dock_widgets`, :data:`MM_UNITS`, :func:`check`.
+:func:`dock_widgets`, :func:`calm_activity_spinner`, :data:`MM_UNITS`, :func:`check`.
 """
 
 from __future__ import annotations
@@ -196,6 +196,29 @@ def layer_rows(viewer, *, shown_only: bool = True) -> list[str]:
         for row, lyr in enumerate(_row_layers(view))
         if not (shown_only and view.isRowHidden(row))
     ]
+
+
+#: Playback speed (% of the GIF's own) of napari's "in progress" spinner: its GIF has 90
+#: frames 30 ms apart (33 frames/s), and each frame makes Qt compose the whole window
+#: again (the canvas is an OpenGL widget): under software OpenGL (llvmpipe: remote
+#: desktops, virtual machines, CI) 20–30 ms of CPU per frame, a whole core for as long as
+#: any progress bar is open. At 12 % it turns at 4 frames/s.
+SPINNER_SPEED_PERCENT = 12
+
+
+def calm_activity_spinner(viewer, speed_percent: int = SPINNER_SPEED_PERCENT) -> bool:
+    """Slow napari's status-bar activity spinner (the animated label of the window's
+    status bar) to ``speed_percent`` of its GIF's speed; False if there is none."""
+    from qtpy.QtWidgets import QLabel, QStatusBar
+
+    window = qt_window(viewer)
+    bar = window.findChild(QStatusBar) if window is not None else None
+    if bar is None:
+        return False
+    movies = [lbl.movie() for lbl in bar.findChildren(QLabel) if lbl.movie() is not None]
+    for movie in movies:
+        movie.setSpeed(int(speed_percent))
+    return bool(movies)
 
 
 def check(viewer) -> list[str]:

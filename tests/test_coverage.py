@@ -23,11 +23,6 @@ N_REALISATIONS = 10
 pytestmark = pytest.mark.xdist_group("coverage")
 
 
-@pytest.fixture(scope="module")
-def clean():
-    return make_demo_study(include_ct=False, noise_sd_au=0.0)
-
-
 def _realisation(clean, k):
     sd = clean.truth["noise_sd_au"] if clean.truth["noise_sd_au"] else 1.5
     noise = np.random.default_rng(k).normal(0.0, sd, size=clean.mpi.shape)
@@ -35,15 +30,36 @@ def _realisation(clean, k):
 
 
 @pytest.fixture(scope="module")
-def quantified():
+def demo():
+    """``demo(psf)``: (the noise-free demo study, the noisy demo's truth) of a PSF, each
+    made once here (1 s each; they were made again for every realisation)."""
+    made = {}
+
+    def get(psf):
+        if psf not in made:
+            made[psf] = (
+                make_demo_study(include_ct=False, noise_sd_au=0.0, psf=psf),
+                make_demo_study(include_ct=False, psf=psf).truth,
+            )
+        return made[psf]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def clean(demo):
+    return demo("langevin")[0]
+
+
+@pytest.fixture(scope="module")
+def quantified(demo):
     """``quantified(psf, k)``: the demo's noise realisation ``1000 + k`` (``psf`` its PSF)
     quantified with the default ROI parameters, computed once for every test here."""
     done = {}
 
     def get(psf, k):
         if (psf, k) not in done:
-            clean = make_demo_study(include_ct=False, noise_sd_au=0.0, psf=psf)
-            truth = make_demo_study(include_ct=False, psf=psf).truth
+            clean, truth = demo(psf)
             done[psf, k] = _quantify(_realisation(clean, 1000 + k), truth)
         return done[psf, k]
 
@@ -103,13 +119,13 @@ def test_demo_iron_and_cells_within_tolerance():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("psf", ["langevin", "gaussian"])
-def test_coverage_over_noise_realisations(psf, quantified):
+def test_coverage_over_noise_realisations(psf, demo, quantified):
     """Over 10 realisations of the default (Langevin-PSF) demo and of its Gaussian variant:
     iron within 2 % (isolated) / 5 % (weak beside the strong one) in the median, and the
     95 % iron and cell intervals cover the truth ≥ 90 % of the time for the isolated,
     strong and weak sources; the faint one (SNR 6.5) within 5 % in the median of those
     above the detection limit (its 50-realisation figures: the benchmark's table)."""
-    truth = make_demo_study(include_ct=False, psf=psf).truth
+    truth = demo(psf)[1]
     assert truth["noise_sd_au"] == 1.5
     names = [s["name"] for s in truth["sources"]]
     tr = {s["name"]: s for s in truth["sources"]}
@@ -138,9 +154,9 @@ def test_coverage_over_noise_realisations(psf, quantified):
         assert np.mean(cover_cells[n]) >= 0.90, (n, np.mean(cover_cells[n]))
 
 
-def test_strong_source_iron_interval_coverage(clean, quantified):
+def test_strong_source_iron_interval_coverage(clean, demo, quantified):
     """The strong source's narrow 95 % iron interval covers its truth."""
-    truth = make_demo_study(include_ct=False).truth
+    truth = demo("langevin")[1]
     assert clean.params.psf == "langevin"  # the default demo's realisations
     s = next(x for x in truth["sources"] if x["name"] == "strong")
     hits = []

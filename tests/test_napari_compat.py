@@ -45,6 +45,15 @@ def test_every_private_access_still_works(make_napari_viewer, qtbot):
     w, h = compat.canvas_size_px(viewer)
     assert w > 100 and h > 100
     compat.resize_window(viewer, 1200, 800)
+    # napari's "in progress" spinner (33 frames/s, each a whole window composed again: a
+    # core under software OpenGL) slowed by the study's controller, in the status bar
+    from mpi_viewer.plugins._controller import get_controller
+    from qtpy.QtWidgets import QLabel, QStatusBar
+
+    get_controller(viewer)
+    bar = compat.qt_window(viewer).findChild(QStatusBar)
+    speeds = [lbl.movie().speed() for lbl in bar.findChildren(QLabel) if lbl.movie() is not None]
+    assert speeds == [compat.SPINNER_SPEED_PERCENT]
 
 
 @pytest.fixture
