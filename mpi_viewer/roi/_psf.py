@@ -45,6 +45,9 @@ _MAX_SAMPLES = 8
 _MAX_TEMPLATE_FIT_VOXELS = 4000
 #: Peaks within 1.5 FWHM of a sample, above this fraction of it, disqualify it.
 _NEIGHBOUR_FRACTION = 0.02
+#: A template fit evaluates the template on the bounding box of its voxels when the box
+#: holds at most this many voxels per fit voxel (cheaper than voxel by voxel).
+_GRID_FILL = 0
 
 
 @dataclass
@@ -84,6 +87,54 @@ class MeasuredPSF:
             inside &= (c >= 0) & (c <= shape[a] - 1)
         return np.where(inside, out, 0.0)
 
+    def grid(self, first, shape, *, derivative: int | None = None) -> np.ndarray:
+        """Template on a regular grid: at offsets ``first + index`` (voxels from the
+        source's centre, numpy order) for every index of ``shape``; zero outside the
+        template, like :meth:`values` (the same cubic spline, to rounding).
+
+        Every grid point of an axis lies at the same fraction between template voxels,
+        so the spline's four weights per axis are shared: three separable passes of
+        four shifted slices instead of 4^d coefficients gathered per point.
+        """
+        d = self.template.ndim
+        n = np.asarray(self.template.shape)
+        out = np.zeros(tuple(int(v) for v in shape), dtype=np.float64)
+        src = self._padded(derivative)
+        cut, weights, dest = [], [], []
+        for a in range(d):
+            base = float(first[a]) + float(self.centre[a])  # template coordinate of index 0
+            fb = math.floor(base)
+            t = base - fb
+            # index k lies at k + fb + t: inside the template for 0 <= k + fb + t <= n - 1
+            k_lo = max(0, -fb)
+            k_hi = min(int(shape[a]) - 1, int(n[a]) - 1 - fb - (1 if t > 0 else 0))
+            if k_hi < k_lo:
+                return out
+            # taps at floor - 1 … floor + 2, floor = k + fb; the padded array starts at -2
+            cut.append(slice(k_lo + fb + 1, k_hi + fb + 5))
+            dest.append(slice(k_lo, k_hi + 1))
+            weights.append(_cubic_weights(t))
+        v = src[tuple(cut)]
+        for a in range(d):
+            m = v.shape[a] - 3
+            w = weights[a]
+            v = sum(
+                w[j] * v[tuple(slice(j, j + m) if i == a else slice(None) for i in range(d))]
+                for j in range(4)
+            )
+        out[tuple(dest)] = v
+        return out
+
+    def _padded(self, derivative: int | None) -> np.ndarray:
+        """The spline coefficients (of the derivative along an axis) extended by two
+        voxels on every side as :func:`scipy.ndimage.map_coordinates` extends them in
+        ``mode="constant"`` (mirrored about the edge voxel)."""
+        cache = self.__dict__.setdefault("_pads", {})
+        if derivative not in cache:
+            src = self.coef if derivative is None else self.grad[derivative]
+            cache[derivative] = np.pad(src, 2, mode="reflect")
+        return cache[derivative]
+
     @property
     def fwhm_vox(self) -> np.ndarray:
         """FWHM of the template along each axis (voxels)."""
@@ -99,6 +150,13 @@ class MeasuredPSF:
             out[a] = above.max() - above.min() if above.size else float("nan")
         self._fwhm = out
         return out
+
+
+def _cubic_weights(t: float) -> tuple[float, float, float, float]:
+    """Cubic B-spline weights of the taps at ``floor - 1 … floor + 2`` for a point at
+    ``floor + t`` (0 ≤ t < 1)."""
+    u = 1.0 - t
+    return (u * u * u / 6.0, (3.0 * t**3 - 6.0 * t * t + 4.0) / 6.0, (3.0 * u**3 - 6.0 * u * u + 4.0) / 6.0, t**3 / 6.0)
 
 
 @dataclass
@@ -233,19 +291,22 @@ def _measure_psf(arr: np.ndarray, noise: float, revision: int = 2) -> MeasuredPS
     # smoothing lowers the noise SD by (4π)^(d/4) (Gaussian of SD 1 voxel)
     sm_noise = noise / (4 * math.pi) ** (d / 4)
     good = []
-    for k, _hw in info:
+    flip = (slice(None, None, -1),) * d
+
+    def prepared(k):
+        """A candidate's box, background-corrected, and its half-maximum size, or None."""
         p = maxima[k]
         lo, hi = p - half, p + half + 1
         clo, chi = np.maximum(lo, 0), np.minimum(hi, shape)
         if np.any(p - clo < fwhm) or np.any(chi - 1 - p < fwhm):
-            continue  # the image edge cuts its core: no sample
+            return None  # the image edge cuts its core: no sample
         # other maxima: none of note in the core (1.5 FWHM); farther ones only mask out
         # the part of the box nearer to them than to this source
         dist = np.sqrt((((maxima - p) / fwhm) ** 2).sum(axis=1))
         near = (dist < 1.5) & (vals >= _NEIGHBOUR_FRACTION * vals[k])
         near[k] = False
         if near.any():
-            continue
+            return None
         valid = np.ones(tuple(2 * half + 1), dtype=bool)
         own = sum((g / f) ** 2 for g, f in zip(grid, fwhm, strict=True))
         for m in np.flatnonzero((dist < 2 * _BOX_FWHM * 1.8) & (np.arange(len(vals)) != k)):
@@ -261,35 +322,56 @@ def _measure_psf(arr: np.ndarray, noise: float, revision: int = 2) -> MeasuredPS
         shell = np.ones(box.shape, dtype=bool)
         shell[tuple(slice(2, -2) for _ in range(d))] = False
         if not (shell & valid).any():  # the source fills its box: no background around it
-            continue
+            return None
         box = box - float(np.median(box[shell & valid]))
         at = tuple(int(v) for v in half)
         c, pk = subvoxel_peak(box, at)
         pk = max(pk, float(box[at]))
         if not pk > _MIN_SNR * noise:
-            continue
+            return None
         reg = box >= 0.5 * pk
         lab, _ = ndi.label(reg)
         n_half = int((lab == lab[at]).sum())
         box[~inside] = 0.0
+        return k, box, valid, c, pk, n_half
+
+    done: dict = {}
+
+    def sample(prep):
+        """The candidate centred and normalised, or None when it is not point-symmetric."""
+        k, box, valid, c, pk, n_half = prep
+        if k in done:
+            return done[k]
         shifted = ndi.shift(box, centre - c, order=3, mode="nearest") / pk
         vshift = ndi.shift(valid.astype(np.float32), centre - c, order=0, mode="constant") > 0.5
         # a point source is point-symmetric (x-space and Gaussian PSFs alike): a hidden
         # weak neighbour on the flank (no maximum of its own) makes the box asymmetric
-        flip = (slice(None, None, -1),) * d
         both = vshift & vshift[flip]
         smd = ndi.gaussian_filter(shifted, 1.0)
         asym = float(np.max(np.abs(smd - smd[flip])[both])) if both.any() else 0.0
-        if asym > 0.03 + 6.0 * sm_noise / pk:
-            continue
-        good.append((k, shifted, vshift, pk, n_half))
-    if not good:
+        done[k] = None if asym > 0.03 + 6.0 * sm_noise / pk else (k, shifted, vshift, pk, n_half)
+        return done[k]
+
+    # the samples: the point-symmetric candidates whose half-maximum region is within
+    # _POINT_LIKE of the smallest such region, the brightest _MAX_SAMPLES of them. Only
+    # the candidates that can be among them are centred (the costly part): the smallest
+    # is found from the smallest regions up, then the brightest within reach of it
+    preps = [q for q in (prepared(k) for k, _hw in info) if q is not None]
+    smallest = None
+    for q in sorted(preps, key=lambda q: q[5]):
+        if sample(q) is not None:
+            smallest = q[5]
+            break
+    if smallest is None:
         return None
-    smallest = min(g[4] for g in good)
-    good = [g for g in good if g[4] <= _POINT_LIKE * smallest][:_MAX_SAMPLES]
+    good = []
+    for q in preps:
+        if len(good) >= _MAX_SAMPLES:
+            break
+        if q[5] <= _POINT_LIKE * smallest and sample(q) is not None:
+            good.append(done[q[0]])
     # every sample and its point reflection (the PSF is symmetric): the reflection fills
     # what a neighbour masked out; voxel-wise median, robust to a stray tail
-    flip = (slice(None, None, -1),) * d
     layers, masks, rel_sd = [], [], []
     for _k, sh, v, pk, _n in good:
         layers += [sh, sh[flip]]
@@ -361,6 +443,25 @@ def fit_template(
     coords = [p.astype(np.float64) for p in pts]
     y = sub[pts].astype(np.float64)
     npar = 1 + d
+    # the template (and its gradient) on the fit voxels: through their bounding box
+    # (MeasuredPSF.grid) when the voxels fill enough of it, else voxel by voxel
+    blo = np.array([int(p.min()) for p in pts])
+    bshape = tuple(int(p.max()) - int(b) + 1 for p, b in zip(pts, blo, strict=True))
+    on_grid = math.prod(bshape) <= _GRID_FILL * y.size
+    flat = np.ravel_multi_index(tuple(p - b for p, b in zip(pts, blo, strict=True)), bshape)
+    memo: dict = {}
+
+    def values(c, derivative=None):
+        key = (tuple(float(v) for v in c), derivative)  # fun and jac at the same point
+        if key not in memo:
+            if len(memo) > 4 * (d + 1) * n:
+                memo.clear()
+            if on_grid:
+                g = psf.grid([blo[a] - c[a] for a in range(d)], bshape, derivative=derivative)
+                memo[key] = g.reshape(-1)[flat]
+            else:
+                memo[key] = psf.values([coords[a] - c[a] for a in range(d)], derivative=derivative)
+        return memo[key]
 
     def unpack(q):
         return [(q[k * npar], q[k * npar + 1 : (k + 1) * npar]) for k in range(n)], q[-1]
@@ -369,7 +470,7 @@ def fit_template(
         srcs, b = unpack(q)
         out = np.full(y.shape, b)
         for amp, c in srcs:
-            out += amp * psf.values([coords[a] - c[a] for a in range(d)])
+            out += amp * values(c)
         return out
 
     def jac(q):
@@ -377,10 +478,9 @@ def fit_template(
         j = np.empty((y.size, n * npar + 1))
         j[:, -1] = 1.0
         for k, (amp, c) in enumerate(srcs):
-            offs = [coords[a] - c[a] for a in range(d)]
-            j[:, k * npar] = psf.values(offs)
+            j[:, k * npar] = values(c)
             for a in range(d):
-                j[:, k * npar + 1 + a] = -amp * psf.values(offs, derivative=a)
+                j[:, k * npar + 1 + a] = -amp * values(c, derivative=a)
         return j
 
     x0, lo, hi = [], [], []
