@@ -243,30 +243,74 @@ def _peak_in_box(sub, at, psf=None, *, fitted_only=False, with_sd=False):
     """
     from mpi_viewer.roi._fwhm import subvoxel_peak
 
-    idx, peak = subvoxel_peak(sub, at)
     if psf is None:
+        idx, peak = subvoxel_peak(sub, at)
         return None if fitted_only else (idx, peak) + ((None,) if with_sd else ())
+    idx, peak, fit = _peak_fit(sub, at, psf)
+    if fit is None:
+        return None if fitted_only else (idx, peak) + ((None,) if with_sd else ())
+    centre, amp, amp_sd = fit
+    if with_sd:
+        return centre, amp, amp_sd
+    return centre, amp
+
+
+#: Template peak fits kept per measured PSF (see :func:`_peak_fit`).
+_PEAK_FITS = 4096
+
+
+def _peak_fit(sub, at, psf):
+    """The log-quadratic peak near ``at`` and the template fitted to the core around it
+    (``(centre, amplitude, amplitude SD)``, or ``None`` when it cannot be fitted).
+
+    Both depend only on the core's values and on where it lies in the box, so a fit is
+    kept with the PSF, keyed by those bytes: the same core fitted again (a source
+    re-measured, its neighbours' uncertain models changing nothing there, the threshold
+    jitter's reference peak) costs a hash instead of a least-squares fit.
+    """
+    import hashlib
+
+    from mpi_viewer.roi._fwhm import subvoxel_peak
     from mpi_viewer.roi._psf import fit_template
 
     r = np.maximum(np.ceil(0.5 * psf.fwhm_vox).astype(int), 1)
     lo = np.maximum(np.asarray(at) - r, 0)
     hi = np.minimum(np.asarray(at) + r + 1, sub.shape)
-    fallback = None if fitted_only else (idx, peak) + ((None,) if with_sd else ())
+    core = sub[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    key = (
+        tuple(int(v) for v in at),
+        tuple(sub.shape),
+        core.dtype.str,
+        hashlib.sha1(np.ascontiguousarray(core).tobytes()).digest(),
+    )
+    cache = psf.__dict__.setdefault("_peak_fits", {})
+    if key not in cache:
+        if len(cache) >= _PEAK_FITS:
+            cache.pop(next(iter(cache)))
+        cache[key] = _fit_peak(sub, at, psf, r, lo, hi, subvoxel_peak, fit_template)
+    idx, peak, fit = cache[key]
+    return (
+        np.array(idx),
+        peak,
+        None if fit is None else (np.array(fit[0]), fit[1], fit[2]),
+    )
+
+
+def _fit_peak(sub, at, psf, r, lo, hi, subvoxel_peak, fit_template):
+    idx, peak = subvoxel_peak(sub, at)
     if np.any(np.asarray(at) - lo < r) or np.any(hi - 1 - np.asarray(at) < r):
-        return fallback  # too near the box edge
+        return idx, peak, None  # too near the box edge
     mask = np.zeros(sub.shape, dtype=bool)
     mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
     mask &= np.isfinite(sub)
     if mask.sum() < 3 * sub.ndim + 2:
-        return fallback
+        return idx, peak, None
     _, amps, points, _ = fit_template(
         np.nan_to_num(sub), [tuple(at)], mask, psf, max_nfev=12, with_models=False
     )
     if not (0.7 * peak <= amps[0] <= 1.5 * peak):
-        return fallback
-    if with_sd:
-        return points[0].centre, float(amps[0]), points[0].amplitude_sd
-    return points[0].centre, float(amps[0])
+        return idx, peak, None
+    return idx, peak, (points[0].centre, float(amps[0]), points[0].amplitude_sd)
 
 
 def grow_region(

@@ -45,9 +45,6 @@ _MAX_SAMPLES = 8
 _MAX_TEMPLATE_FIT_VOXELS = 4000
 #: Peaks within 1.5 FWHM of a sample, above this fraction of it, disqualify it.
 _NEIGHBOUR_FRACTION = 0.02
-#: A template fit evaluates the template on the bounding box of its voxels when the box
-#: holds at most this many voxels per fit voxel (cheaper than voxel by voxel).
-_GRID_FILL = 0
 
 
 @dataclass
@@ -87,54 +84,6 @@ class MeasuredPSF:
             inside &= (c >= 0) & (c <= shape[a] - 1)
         return np.where(inside, out, 0.0)
 
-    def grid(self, first, shape, *, derivative: int | None = None) -> np.ndarray:
-        """Template on a regular grid: at offsets ``first + index`` (voxels from the
-        source's centre, numpy order) for every index of ``shape``; zero outside the
-        template, like :meth:`values` (the same cubic spline, to rounding).
-
-        Every grid point of an axis lies at the same fraction between template voxels,
-        so the spline's four weights per axis are shared: three separable passes of
-        four shifted slices instead of 4^d coefficients gathered per point.
-        """
-        d = self.template.ndim
-        n = np.asarray(self.template.shape)
-        out = np.zeros(tuple(int(v) for v in shape), dtype=np.float64)
-        src = self._padded(derivative)
-        cut, weights, dest = [], [], []
-        for a in range(d):
-            base = float(first[a]) + float(self.centre[a])  # template coordinate of index 0
-            fb = math.floor(base)
-            t = base - fb
-            # index k lies at k + fb + t: inside the template for 0 <= k + fb + t <= n - 1
-            k_lo = max(0, -fb)
-            k_hi = min(int(shape[a]) - 1, int(n[a]) - 1 - fb - (1 if t > 0 else 0))
-            if k_hi < k_lo:
-                return out
-            # taps at floor - 1 … floor + 2, floor = k + fb; the padded array starts at -2
-            cut.append(slice(k_lo + fb + 1, k_hi + fb + 5))
-            dest.append(slice(k_lo, k_hi + 1))
-            weights.append(_cubic_weights(t))
-        v = src[tuple(cut)]
-        for a in range(d):
-            m = v.shape[a] - 3
-            w = weights[a]
-            v = sum(
-                w[j] * v[tuple(slice(j, j + m) if i == a else slice(None) for i in range(d))]
-                for j in range(4)
-            )
-        out[tuple(dest)] = v
-        return out
-
-    def _padded(self, derivative: int | None) -> np.ndarray:
-        """The spline coefficients (of the derivative along an axis) extended by two
-        voxels on every side as :func:`scipy.ndimage.map_coordinates` extends them in
-        ``mode="constant"`` (mirrored about the edge voxel)."""
-        cache = self.__dict__.setdefault("_pads", {})
-        if derivative not in cache:
-            src = self.coef if derivative is None else self.grad[derivative]
-            cache[derivative] = np.pad(src, 2, mode="reflect")
-        return cache[derivative]
-
     @property
     def fwhm_vox(self) -> np.ndarray:
         """FWHM of the template along each axis (voxels)."""
@@ -150,13 +99,6 @@ class MeasuredPSF:
             out[a] = above.max() - above.min() if above.size else float("nan")
         self._fwhm = out
         return out
-
-
-def _cubic_weights(t: float) -> tuple[float, float, float, float]:
-    """Cubic B-spline weights of the taps at ``floor - 1 … floor + 2`` for a point at
-    ``floor + t`` (0 ≤ t < 1)."""
-    u = 1.0 - t
-    return (u * u * u / 6.0, (3.0 * t**3 - 6.0 * t * t + 4.0) / 6.0, (3.0 * u**3 - 6.0 * u * u + 4.0) / 6.0, t**3 / 6.0)
 
 
 @dataclass
@@ -443,24 +385,16 @@ def fit_template(
     coords = [p.astype(np.float64) for p in pts]
     y = sub[pts].astype(np.float64)
     npar = 1 + d
-    # the template (and its gradient) on the fit voxels: through their bounding box
-    # (MeasuredPSF.grid) when the voxels fill enough of it, else voxel by voxel
-    blo = np.array([int(p.min()) for p in pts])
-    bshape = tuple(int(p.max()) - int(b) + 1 for p, b in zip(pts, blo, strict=True))
-    on_grid = math.prod(bshape) <= _GRID_FILL * y.size
-    flat = np.ravel_multi_index(tuple(p - b for p, b in zip(pts, blo, strict=True)), bshape)
     memo: dict = {}
 
     def values(c, derivative=None):
-        key = (tuple(float(v) for v in c), derivative)  # fun and jac at the same point
+        """The template (or its derivative) at the fit voxels for a source at ``c``:
+        computed once per point of the solver (its residuals and Jacobian share them)."""
+        key = (tuple(float(v) for v in c), derivative)
         if key not in memo:
             if len(memo) > 4 * (d + 1) * n:
                 memo.clear()
-            if on_grid:
-                g = psf.grid([blo[a] - c[a] for a in range(d)], bshape, derivative=derivative)
-                memo[key] = g.reshape(-1)[flat]
-            else:
-                memo[key] = psf.values([coords[a] - c[a] for a in range(d)], derivative=derivative)
+            memo[key] = psf.values([coords[a] - c[a] for a in range(d)], derivative=derivative)
         return memo[key]
 
     def unpack(q):

@@ -37,6 +37,8 @@ weak source.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: Upsampling factor per axis (fine voxels per native voxel edge).
@@ -51,8 +53,17 @@ _CONTEXT = 3
 _MAX_FINE = 1 << 23
 
 
+@functools.lru_cache(maxsize=512)
 def _interp_matrix(n: int, lo: int, hi: int, factor: int) -> np.ndarray:
-    """(factor·(hi-lo), n) matrix: cubic-spline values at the fine cell centres of voxels lo…hi-1."""
+    """(factor·(hi-lo), n) matrix: cubic-spline values at the fine cell centres of voxels
+    lo…hi-1, float32 (what :func:`_upsample` multiplies with); read-only, computed once
+    per size (the boxes of a study's ROIs repeat)."""
+    m = _spline_matrix(n, lo, hi, factor).astype(np.float32)
+    m.setflags(write=False)
+    return m
+
+
+def _spline_matrix(n: int, lo: int, hi: int, factor: int) -> np.ndarray:
     from scipy import ndimage as ndi
 
     k = np.arange((hi - lo) * factor)
@@ -72,7 +83,7 @@ def _upsample(box: np.ndarray, mats) -> np.ndarray:
         # einsum's own loops, not BLAS: the sums must not depend on the machine's thread
         # count, or a session replayed elsewhere would differ in the last digits
         out = np.moveaxis(
-            np.einsum("ij,j...->i...", m.astype(np.float32), np.moveaxis(out, a, 0)), 0, a
+            np.einsum("ij,j...->i...", m, np.moveaxis(out, a, 0)), 0, a
         )
     return out
 
