@@ -229,7 +229,12 @@ def _measure_psf(arr: np.ndarray, noise: float, revision: int = 2) -> MeasuredPS
     half = np.clip(np.ceil(2 * _BOX_FWHM * med_hw).astype(int), 4, 24)
     fwhm = 2.0 * med_hw
     centre = half.astype(np.float64)
-    grid = [g - h for g, h in zip(np.indices(tuple(2 * half + 1)), half, strict=True)]
+    # each axis's offsets from the box centre, shaped to broadcast (sums of squares over
+    # them are the full grid's, term by term, without building the grid)
+    grid = [
+        (np.arange(2 * h + 1) - h).reshape(tuple(-1 if i == a else 1 for i in range(d)))
+        for a, h in enumerate(half)
+    ]
     # smoothing lowers the noise SD by (4π)^(d/4) (Gaussian of SD 1 voxel)
     sm_noise = noise / (4 * math.pi) ** (d / 4)
     good = []

@@ -88,6 +88,23 @@ def _upsample(box: np.ndarray, mats) -> np.ndarray:
     return out
 
 
+def _dilate_cube(mask: np.ndarray) -> np.ndarray:
+    """One binary dilation by the full 3^d neighbourhood (what
+    ``ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(d, d))`` gives):
+    the cube is separable, so one three-voxel dilation per axis, by shifted ORs."""
+    out = mask
+    for a in range(mask.ndim):
+        if out.shape[a] < 2:
+            continue
+        grown = out.copy()
+        head = tuple(slice(None, -1) if i == a else slice(None) for i in range(mask.ndim))
+        tail = tuple(slice(1, None) if i == a else slice(None) for i in range(mask.ndim))
+        grown[tail] |= out[head]
+        grown[head] |= out[tail]
+        out = grown
+    return out if out is not mask else mask.copy()
+
+
 def _repeat(mask: np.ndarray, factor: int) -> np.ndarray:
     for a in range(mask.ndim):
         mask = np.repeat(mask, factor, axis=a)
@@ -184,7 +201,7 @@ def subvoxel_stats(
     mask = np.isin(lab, keep)
     # partial volume of the fine voxels at the threshold surface: the signal is taken as
     # linear across a fine voxel, whose extent along the gradient is Σ|∂v/∂xᵢ| (fine units)
-    rim = ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(d, d)) & allowed
+    rim = _dilate_cube(mask) & allowed
     sl = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(rim))
     f = fine[sl]
     l1 = np.zeros(f.shape, dtype=np.float32)

@@ -115,7 +115,16 @@ def _render(pm, shape) -> np.ndarray:
     t = np.asarray(pm.psf.template, dtype=np.float32)
     c = np.asarray(pm.centre, dtype=float)
     ic = np.rint(c).astype(int)
-    moved = ndi.shift(t, c - ic, order=1, mode="constant", cval=0.0)
+    # the shifted template depends only on the centre's fraction of a voxel: the same
+    # source rendered in every ROI box that holds it is shifted once
+    frac = c - ic
+    cache = pm.psf.__dict__.setdefault("_moved", {})
+    key = tuple(float(v) for v in frac)
+    if key not in cache:
+        if len(cache) >= 64:
+            cache.pop(next(iter(cache)))
+        cache[key] = ndi.shift(t, frac, order=1, mode="constant", cval=0.0)
+    moved = cache[key]
     start = ic - np.rint(np.asarray(pm.psf.centre)).astype(int)  # box index of template[0]
     a = np.maximum(start, 0)
     b = np.minimum(start + np.asarray(t.shape), np.asarray(shape))
