@@ -583,7 +583,9 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     (:func:`_delineate`) instead of computing the statistics and intervals that the
     second pass replaces (:func:`_complete`).
     """
-    return _complete(_delineate(_start_roi(volume, arr, seed, params, noise, structure, psf), external))
+    return _complete(
+        _delineate(_start_roi(volume, arr, seed, params, noise, structure, psf), external)
+    )
 
 
 def _start_roi(volume, arr, seed, params, noise, structure, psf=None):
@@ -720,14 +722,7 @@ def _delineate(s, external=None):
     (image index of the brightest ROI voxel) and ``fit`` (shared by every pass of ``s``)."""
     from types import SimpleNamespace
 
-    volume, arr, params, noise, structure, psf = (
-        s.volume,
-        s.arr,
-        s.params,
-        s.noise,
-        s.structure,
-        s.psf,
-    )
+    volume, params, noise, structure, psf = s.volume, s.params, s.noise, s.structure, s.psf
     st, g, sub, region, at, peaks, own = s.st, s.g, s.sub, s.region, s.at, s.peaks, s.own
     models, points, unexplained, misfit = s.models, s.points, s.unexplained, s.misfit
     curve = params.saturation_curve
@@ -898,13 +893,7 @@ def _complete(L) -> dict:
     curve = params.saturation_curve
     ext, nb_sd, nb_parts, flags, warnings = L.ext, L.nb_sd, L.nb_parts, L.flags, L.warnings
     corr, others, blocked, thr = L.corr, L.others, L.blocked, L.thr
-    peak_idx, peak_au, roi, split, delineated = (
-        L.peak_idx,
-        L.peak_au,
-        L.roi,
-        L.split,
-        L.delineated,
-    )
+    peak_idx, peak_au, roi, split, delineated = L.peak_idx, L.peak_au, L.roi, L.split, L.delineated
     neighbour = 0.0
     if others is not None:
         neighbour = float(others[roi].astype(np.float64).sum()) * float(np.prod(volume.spacing_mm))

@@ -82,9 +82,7 @@ def _upsample(box: np.ndarray, mats) -> np.ndarray:
     for a, m in enumerate(mats):
         # einsum's own loops, not BLAS: the sums must not depend on the machine's thread
         # count, or a session replayed elsewhere would differ in the last digits
-        out = np.moveaxis(
-            np.einsum("ij,j...->i...", m, np.moveaxis(out, a, 0)), 0, a
-        )
+        out = np.moveaxis(np.einsum("ij,j...->i...", m, np.moveaxis(out, a, 0)), 0, a)
     return out
 
 
