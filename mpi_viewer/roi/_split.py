@@ -171,7 +171,7 @@ def fit_sources(sub, peaks, fit_mask, sigma0_vox, psf=None):
         key = _fit_key(sub, peaks, fit_mask)
         cache = psf.__dict__.setdefault("_source_fits", {})
         if key not in cache:
-            if len(cache) >= 256:
+            if len(cache) >= _SOURCE_FITS:
                 cache.pop(next(iter(cache)))
             fitted = fit_template(sub, peaks, fit_mask, psf)
             for m in fitted[0]:
@@ -188,6 +188,10 @@ def fit_sources(sub, peaks, fit_mask, sigma0_vox, psf=None):
         for p in params
     ]
     return models, amps, points, rms
+
+
+#: Region fits kept per measured PSF (each holds its models on the box: ~0.2–1 MB).
+_SOURCE_FITS = 32
 
 
 def _fit_key(sub, peaks, fit_mask) -> tuple:

@@ -121,7 +121,7 @@ def _render(pm, shape) -> np.ndarray:
     cache = pm.psf.__dict__.setdefault("_moved", {})
     key = tuple(float(v) for v in frac)
     if key not in cache:
-        if len(cache) >= 64:
+        if len(cache) >= 16:  # a template each
             cache.pop(next(iter(cache)))
         cache[key] = ndi.shift(t, frac, order=1, mode="constant", cval=0.0)
     moved = cache[key]
