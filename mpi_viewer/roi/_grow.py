@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpi_viewer.errors import InputError
+from mpi_viewer.roi._memo import owned, remembered
 
 #: Voxels the region must stay away from the box edge (room for tails and profiles).
 _MARGIN = 3
@@ -283,12 +284,12 @@ def _peak_fit(sub, at, psf):
         core.dtype.str,
         hashlib.sha1(np.ascontiguousarray(core).tobytes()).digest(),
     )
-    cache = psf.__dict__.setdefault("_peak_fits", {})
-    if key not in cache:
-        if len(cache) >= _PEAK_FITS:
-            cache.pop(next(iter(cache)))
-        cache[key] = _fit_peak(sub, at, psf, r, lo, hi, subvoxel_peak, fit_template)
-    idx, peak, fit = cache[key]
+    idx, peak, fit = remembered(
+        owned(psf, "_peak_fits"),
+        key,
+        lambda: _fit_peak(sub, at, psf, r, lo, hi, subvoxel_peak, fit_template),
+        _PEAK_FITS,
+    )
     return (
         np.array(idx),
         peak,

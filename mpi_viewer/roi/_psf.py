@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mpi_viewer.roi._memo import remembered
+
 #: Sources above this SNR can be PSF samples.
 _MIN_SNR = 30.0
 #: Box half-size per axis, in FWHM of the sources.
@@ -176,14 +178,9 @@ def measure_psf(arr: np.ndarray, noise: float, *, revision: int = 2) -> Measured
     the voxel-wise median of the samples; 2 — their SNR²-weighted mean.
     """
     key = _key(arr, noise, revision)
-    if key is not None and key in _CACHE:
-        return _CACHE[key]
-    out = _measure_psf(arr, noise, revision)
-    if key is not None:
-        if len(_CACHE) >= 4:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = out
-    return out
+    if key is None:
+        return _measure_psf(arr, noise, revision)
+    return remembered(_CACHE, key, lambda: _measure_psf(arr, noise, revision), 4)
 
 
 def _measure_psf(arr: np.ndarray, noise: float, revision: int = 2) -> MeasuredPSF | None:

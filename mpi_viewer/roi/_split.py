@@ -163,21 +163,22 @@ def fit_sources(sub, peaks, fit_mask, sigma0_vox, psf=None):
         Root-mean-square residual of the fit over ``fit_mask`` (a.u.): how well point
         sources explain the region (see :func:`explained`).
     """
+    from mpi_viewer.roi._memo import owned, remembered
     from mpi_viewer.roi._psf import PointModel, fit_template
 
     if psf is not None:
         # a measured template's fits are kept with it, keyed by their exact inputs (the
         # same region fitted again when its seeds are measured again: every click)
         key = _fit_key(sub, peaks, fit_mask)
-        cache = psf.__dict__.setdefault("_source_fits", {})
-        if key not in cache:
-            if len(cache) >= _SOURCE_FITS:
-                cache.pop(next(iter(cache)))
+
+        def fit():
             fitted = fit_template(sub, peaks, fit_mask, psf)
             for m in fitted[0]:
                 m.setflags(write=False)  # shared by every caller: never changed in place
-            cache[key] = fitted
-        models, amps, points, rms = cache[key]
+            return fitted
+
+        cache = owned(psf, "_source_fits")
+        models, amps, points, rms = remembered(cache, key, fit, _SOURCE_FITS)
         return list(models), list(amps), [dataclasses.replace(pm) for pm in points], rms
     models, amps, params, rms = fit_gaussians(sub, peaks, fit_mask, sigma0_vox)
     d = sub.ndim

@@ -38,6 +38,8 @@ import math
 
 import numpy as np
 
+from mpi_viewer.roi._memo import owned, remembered
+
 #: An unseeded source outside an ROI is reported when it raises the ROI's total by more
 #: than this fraction.
 TAIL_FRACTION = 0.01
@@ -118,13 +120,13 @@ def _render(pm, shape) -> np.ndarray:
     # the shifted template depends only on the centre's fraction of a voxel: the same
     # source rendered in every ROI box that holds it is shifted once
     frac = c - ic
-    cache = pm.psf.__dict__.setdefault("_moved", {})
     key = tuple(float(v) for v in frac)
-    if key not in cache:
-        if len(cache) >= 16:  # a template each
-            cache.pop(next(iter(cache)))
-        cache[key] = ndi.shift(t, frac, order=1, mode="constant", cval=0.0)
-    moved = cache[key]
+    moved = remembered(  # a template each
+        owned(pm.psf, "_moved"),
+        key,
+        lambda: ndi.shift(t, frac, order=1, mode="constant", cval=0.0),
+        16,
+    )
     start = ic - np.rint(np.asarray(pm.psf.centre)).astype(int)  # box index of template[0]
     a = np.maximum(start, 0)
     b = np.minimum(start + np.asarray(t.shape), np.asarray(shape))
