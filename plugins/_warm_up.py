@@ -11,9 +11,10 @@ cached); and every new shader program is compiled and linked on its first draw
 A study meets each of these in a step (the mold's wells, the first ROI, the cells'
 labels), where it freezes the window for a second.
 
-:func:`warm_up` makes one small layer of each kind the study will use, styled as the
-docks style theirs (text, blending, label colour maps), draws them once, and removes
-them, leaving the viewer's layers, selection and view as they were. It runs while the
+:func:`warm_up` makes one layer of each kind the study will use (:data:`WARM_KINDS`), by
+the steps' own style functions (those the layer pool of :mod:`._layer_pool` makes the
+real layers with: text, blending, label colour maps), draws them once, and removes them,
+leaving the viewer's layers, selection and view as they were. It runs while the
 viewer starts (``mpi-viewer``, ``mpi-viewer demo``), where a second more is not felt.
 
 Python's own garbage collector is the other stall: a full (generation 2) collection
@@ -50,57 +51,26 @@ GLYPHS = (
 )
 
 
-def _layers_to_warm(viewer, ndim: int = 3) -> list:
-    """Add the warm-up layers (small, in mm, at the origin); returns them."""
-    from napari.utils.colormaps import DirectLabelColormap
+#: The layers the study adds whose first of a kind costs napari far more than the next
+#: (module docstring): one of each, made by the steps' own style functions through the
+#: layer pool (:func:`~mpi_viewer.plugins._layer_pool.make_styled`). The pool's other kinds
+#: (the other mold's wells, the seeds, the 2-D twin, the backdrops) cost what a second
+#: layer costs once these were drawn.
+WARM_KINDS = ("mold fixed", "roi labels", "outlines", "density", "cell labels", "leaders")
 
-    units = ("mm",) * ndim
-    vox = np.zeros((8,) * ndim, dtype=np.uint16)
-    vox[2:6, 2:6, 2:6] = 1
-    pts = np.array([[4.0] * ndim, [5.0] * ndim])
-    words = [GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :]]
-    made = [
-        viewer.add_image(
-            vox.astype(np.float32), units=units, contrast_limits=(0.0, 1.0), blending="translucent"
-        ),
-        viewer.add_labels(vox, units=units, opacity=0.5),
-        viewer.add_labels(
-            vox,
-            units=units,
-            blending="translucent",
-            colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
-        ),
-        viewer.add_points(
-            pts,
-            units=units,
-            features={"t": words},
-            text={"string": "{t}", "size": 10, "color": "cyan", "anchor": "upper_left"},
-            size=3.0,
-            face_color="transparent",
-            border_color="cyan",
-            border_width=0.15,
-            projection_mode="rescale_spherical",
-        ),
-        viewer.add_points(
-            pts,
-            units=units,
-            features={"t": words},
-            text={"string": "{t}", "size": 9.75, "color": "white", "anchor": "center"},
-            size=1.0,
-            face_color="transparent",
-            border_color="transparent",
-            blending="translucent_no_depth",
-        ),
-        viewer.add_vectors(
-            np.array([[[4.0] * ndim, [1.0] * ndim]]),
-            units=units,
-            edge_width=0.25,
-            edge_color="white",
-            vector_style="line",
-            blending="translucent_no_depth",
-        ),
-    ]
-    made[2].contour = 2  # the ROI outlines' style
+
+def _layers_to_warm(viewer) -> list:
+    """Add the warm-up layers (one voxel or one see-through point at the origin, in mm;
+    the texts of :data:`GLYPHS`); returns them."""
+    from mpi_viewer.plugins._layer_pool import draft, make_styled
+
+    place = {"scale": np.ones(3), "translate": np.zeros(3)}
+    words = (GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :])
+    made = []
+    for kind in WARM_KINDS:
+        layer = make_styled(viewer, kind, f"(warm-up) {kind}", place)
+        draft(layer, place["translate"], words)
+        made.append(layer)
     return made
 
 
@@ -115,20 +85,16 @@ def warm_up(viewer) -> bool:
 
     if getattr(viewer, "window", None) is None or len(viewer.layers) or viewer.dims.ndisplay != 2:
         return False
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # nothing of the warm-up concerns the user
-        made = _layers_to_warm(viewer)
-        try:
-            QApplication.processEvents()
-            # a synchronous draw of the canvas: every program compiled, every texture made
-            viewer.screenshot(canvas_only=True)
-        finally:
-            for layer in made:
-                if layer in viewer.layers:
-                    viewer.layers.remove(layer)
-            QApplication.processEvents()
+    made = _layers_to_warm(viewer)
+    try:
+        QApplication.processEvents()
+        # a synchronous draw of the canvas: every program compiled, every texture made
+        viewer.screenshot(canvas_only=True)
+    finally:
+        for layer in made:
+            if layer in viewer.layers:
+                viewer.layers.remove(layer)
+        QApplication.processEvents()
     return True
 
 
