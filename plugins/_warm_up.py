@@ -85,16 +85,20 @@ def warm_up(viewer) -> bool:
 
     if getattr(viewer, "window", None) is None or len(viewer.layers) or viewer.dims.ndisplay != 2:
         return False
-    made = _layers_to_warm(viewer)
-    try:
-        QApplication.processEvents()
-        # a synchronous draw of the canvas: every program compiled, every texture made
-        viewer.screenshot(canvas_only=True)
-    finally:
-        for layer in made:
-            if layer in viewer.layers:
-                viewer.layers.remove(layer)
-        QApplication.processEvents()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nothing of the warm-up concerns the user
+        made = _layers_to_warm(viewer)
+        try:
+            QApplication.processEvents()
+            # a synchronous draw of the canvas: every program compiled, every texture made
+            viewer.screenshot(canvas_only=True)
+        finally:
+            for layer in made:
+                if layer in viewer.layers:
+                    viewer.layers.remove(layer)
+            QApplication.processEvents()
     return True
 
 
