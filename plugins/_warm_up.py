@@ -15,7 +15,9 @@ labels), where it freezes the window for a second.
 the steps' own style functions (those the layer pool of :mod:`._layer_pool` makes the
 real layers with: text, blending, label colour maps), draws them once, and removes them,
 leaving the viewer's layers, selection and view as they were. It runs while the
-viewer starts (``mpi-viewer``, ``mpi-viewer demo``), where a second more is not felt.
+viewer starts without data (``mpi-viewer``), where a second more is not felt; with data
+(``mpi-viewer demo``, ``mpi-viewer FILES``) the layer pool filled on the first image pays
+the same costs during start-up anyway, and the warm-up is skipped (:func:`settle`).
 
 Python's own garbage collector is the other stall: a full (generation 2) collection
 walks every object the process holds, and after napari, Qt, SciPy, SimpleITK and
@@ -110,13 +112,21 @@ FREEZE_CAP = 1_000_000
 _POLICY = {"on": False, "added": 0, "compactions": 0}
 
 
-def settle(viewer) -> None:
-    """End of start-up, before any data: :func:`warm_up`, then freeze the objects made so
-    far out of the garbage collector's full collections, and from now on the survivors
-    of each finished step (:func:`after_step`; module docstring)."""
+def settle(viewer, *, warm: bool = True) -> None:
+    """End of start-up, before any data: :func:`warm_up` (``warm``), then freeze the objects
+    made so far out of the garbage collector's full collections, and from now on the
+    survivors of each finished step (:func:`after_step`; module docstring).
+
+    ``warm=False`` when the data follows at once (``mpi-viewer demo``, ``mpi-viewer
+    FILES``): the layer pool, filled as the first image opens, pays the same first-of-a-kind
+    costs moments later, still in start-up, so the warm-up would only add its own time
+    (``benchmarks/bench_startup.py --program``). Without data (``mpi-viewer``, then File >
+    Open) the warm-up halves the longest pause of the pool's fill after the first image
+    opens."""
     import gc
 
-    warm_up(viewer)
+    if warm:
+        warm_up(viewer)
     gc.collect()  # garbage of start-up freed first, not frozen with the rest
     gc.freeze()
     _POLICY.update(on=True, added=0)

@@ -59,17 +59,23 @@ def test_settle_freezes_start_up_objects_for_the_collector(make_napari_viewer):
 
 
 def test_mpi_viewer_demo_starts_settled(make_napari_viewer, study, monkeypatch):
-    """`mpi-viewer demo` (``run``) warms up before the data; tests' ``prepare`` does not."""
+    """`mpi-viewer` (``run``) settles before the data, warming up only when no data follows;
+    tests' ``prepare`` does not settle."""
     from mpi_viewer.plugins import _launch, _warm_up
 
     calls: list = []
-    monkeypatch.setattr(_warm_up, "settle", lambda viewer: calls.append(len(viewer.layers)))
+    monkeypatch.setattr(
+        _warm_up, "settle", lambda viewer, warm=True: calls.append((len(viewer.layers), warm))
+    )
     viewer = make_napari_viewer(show=True)
     _launch.prepare(viewer, demo=True, study=study, settle=True)
-    assert calls == [0]  # before any data layer
+    # before any data layer; no warm-up (the pool filled on the demo's images pays it)
+    assert calls == [(0, False)]
     assert len(viewer.layers) >= 3  # then the demo's MRI, CT, MPI
     _launch.prepare(make_napari_viewer(show=True))
-    assert calls == [0]
+    assert calls == [(0, False)]
+    _launch.prepare(make_napari_viewer(show=True), settle=True)  # `mpi-viewer`, no data yet
+    assert calls == [(0, False), (0, True)]
 
 
 def test_each_finished_step_frees_its_garbage_and_freezes_what_lives(monkeypatch):
