@@ -22,7 +22,13 @@ the freeze and the pool out (how it was before); ``--no-step-freeze`` keeps the 
 freeze but not the freeze of each finished step's survivors
 (:func:`mpi_viewer.plugins._warm_up.after_step`). ``--memory N`` then opens the saved
 session N more times and prints the process's RSS and the collector's frozen-object count
-after each (the freezing policy must not grow without bound). ``--warnings`` also lists
+after each (the freezing policy must not grow without bound). ``--plugins-menu`` starts as a
+user who starts from napari does: the docks opened one by one as Plugins > mpi-viewer
+opens them (``add_plugin_dock_widget``: the first installs the layer pool), no
+``mpi-viewer`` start-up (no warm-up, no freeze), then the demo's images. After the study's
+own session open, the saved session is also opened into a fresh window started as
+``mpi-viewer`` starts (``prepare``; Session > Open): "session open (fresh window)".
+``--warnings`` also lists
 every napari notification shown during the study; ``--stacks``
 prints, for each step, where the GUI thread was during its longest gap (a sampling
 thread reads the GUI thread's stack every 5 ms while the heartbeat is late; a
@@ -201,6 +207,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-step-freeze", action="store_true", help="no gc.freeze after each step")
     ap.add_argument("--memory", type=int, default=0, metavar="N", help="reopen N more times")
     ap.add_argument("--no-pool", action="store_true", help="no layer pool: steps add layers")
+    ap.add_argument(
+        "--plugins-menu", action="store_true", help="docks from the Plugins menu, no start-up"
+    )
     args = ap.parse_args(argv)
 
     import napari
@@ -216,7 +225,16 @@ def main(argv: list[str]) -> int:
     t = time.perf_counter()
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1600, 1000)
-    docks = {type(w).__name__: w for w in open_docks(viewer)}
+    if args.plugins_menu:  # Plugins > mpi-viewer > each dock, as napari opens them
+        from mpi_viewer.plugins._launch import DOCKS
+
+        docks = {
+            type(w).__name__: w
+            for w in (viewer.window.add_plugin_dock_widget("mpi-viewer", n)[1] for n in DOCKS)
+        }
+        args.cold = True  # napari runs no mpi-viewer start-up (warm-up, freeze)
+    else:
+        docks = {type(w).__name__: w for w in open_docks(viewer)}
     if not args.cold:
         from mpi_viewer.plugins._warm_up import settle
 
@@ -226,7 +244,7 @@ def main(argv: list[str]) -> int:
 
             _warm_up._POLICY["on"] = False
     study = load_demo(viewer)
-    if not args.cold and not args.no_pool:
+    if (not args.cold or args.plugins_menu) and not args.no_pool:
         from mpi_viewer.plugins._layer_pool import ready
 
         pump(lambda: ready(viewer))  # the layer pool, made as the demo's images open
@@ -295,6 +313,21 @@ def main(argv: list[str]) -> int:
         t_end = time.perf_counter() + 0.3
         pump(lambda t_end=t_end: time.perf_counter() > t_end)
         memory.append((f"after session open {k + 2}", _rss_mb(), _frozen()))
+
+    # the saved session opened into a fresh window (`mpi-viewer`, then Session > Open)
+    from mpi_viewer.plugins._launch import prepare
+
+    v3 = napari.Viewer(show=True)
+    v3.window.resize(1600, 1000)
+    sess3 = {type(w).__name__: w for w in prepare(v3, settle=not args.cold)}["SessionDock"]
+    sess3._timer.stop()
+    step(
+        hb,
+        "session open (fresh window)",
+        lambda: (sess3.open(tmp / "s.json", block=False), wait_worker(sess3._worker)),
+        rows,
+    )
+    v3.close()
 
     # napari's own cost of adding the same layers
     demo = make_demo_study()

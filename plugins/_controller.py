@@ -452,8 +452,19 @@ _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def get_controller(viewer) -> StudyController:
-    """The one :class:`StudyController` of ``viewer`` (made on first use)."""
-    viewer = _raw(viewer)
+    """The one :class:`StudyController` of ``viewer`` (made on first use).
+
+    A viewer reached through napari's ``PublicOnlyProxy`` is one whose dock napari opened
+    (Plugins > mpi-viewer, or ``add_plugin_dock_widget``): the first such dock installs
+    the layer pool (:func:`mpi_viewer.plugins._layer_pool.install`, once per viewer), as
+    ``mpi-viewer`` does, so the study's steps add no layer whichever way it started.
+    """
+    raw = _raw(viewer)
+    if raw is not viewer:
+        from mpi_viewer.plugins._layer_pool import install
+
+        install(raw)
+    viewer = raw
     ctl = _CONTROLLERS.get(viewer)
     if ctl is None:
         ctl = _CONTROLLERS[viewer] = StudyController(viewer)
