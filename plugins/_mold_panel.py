@@ -181,15 +181,21 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
         """Show the wells of a session's mold registration as Detect shows them (``state``:
         the session's matched ``names``, ``fixed_xyz_mm``, ``moving_xyz_mm`` and the
         ``fixed`` / ``moving`` layer names); the registration itself is the session's."""
+        for fn in self.restore_steps(state):
+            fn()
+
+    def restore_steps(self, state: dict) -> list:
+        """:meth:`restore` as one callable per image's wells (the session dock runs each in
+        its own turn of the event loop)."""
         fixed, moving = (self.viewer.layers[state[k]] for k in ("fixed", "moving"))
         self._layers = (fixed, moving)
         names = list(state["names"])
-        for name, image_layer, xyz in (
-            (FIXED_POINTS, fixed, state["fixed_xyz_mm"]),
-            (MOVING_POINTS, moving, state["moving_xyz_mm"]),
-        ):
-            self._put_points(name, np.asarray(xyz, dtype=float), names, image_layer)
         self.status.setText(f"{len(names)} wells of the session's mold registration")
+        wells = (
+            (FIXED_POINTS, np.asarray(state["fixed_xyz_mm"], dtype=float), names, fixed),
+            (MOVING_POINTS, np.asarray(state["moving_xyz_mm"], dtype=float), names, moving),
+        )
+        return [lambda a=a: self._put_points(*a) for a in wells]
 
     def _sync_layers(self, event=None) -> None:
         """The pickers list the anatomy and the MPI images; the current ones are the study's."""
@@ -293,9 +299,7 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
                 (FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
                 (MOVING_POINTS, moving_layer, result.moving_xyz_mm),
             ):
-                pieces.append(
-                    lambda a=(layer_name, xyz, names, image_layer): self._put_points(*a)
-                )
+                pieces.append(lambda a=(layer_name, xyz, names, image_layer): self._put_points(*a))
         pieces.append(lambda: self._show_fit(result, names))
         self._showing = True
 

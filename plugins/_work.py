@@ -208,8 +208,9 @@ def start_work(
 TURN_MS = 1
 
 
-def in_turns(steps, *, block: bool = False, on_finish: Callable[[], None] | None = None,
-             what: str = "") -> None:
+def in_turns(
+    steps, *, block: bool = False, on_finish: Callable[[], None] | None = None, what: str = ""
+) -> None:
     """Run the callables ``steps`` on the GUI thread, one per turn of the event loop.
 
     GUI-thread work that changes several layers (each costs napari a refresh and the
