@@ -51,20 +51,40 @@ os.environ.setdefault("QT_API", "pyqt6")
 
 
 class Heartbeat:
-    """Time stamps of a 10 ms QTimer; :meth:`longest_gap_ms` between two marks."""
+    """Time stamps of a 10 ms QTimer; :meth:`longest_gap_ms` between two marks.
+
+    Each beat also reads the GUI thread's own CPU clock (``time.thread_time``):
+    :meth:`busiest_gap_cpu_ms` is the most CPU the GUI thread spent between two beats,
+    the part of a stall that is the program's own work. On a loaded machine (other
+    processes on the cores) a gap's wall time grows with the load while this does not;
+    it leaves out what other threads do meanwhile (llvmpipe's rendering threads, the X
+    server), so on an idle machine a gap is this plus the drawing it waits for.
+    """
 
     def __init__(self, interval_ms: int = 10):
         from qtpy.QtCore import QTimer
 
         self.beats: list[float] = []
+        self.cpu: list[float] = []
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(lambda: self.beats.append(time.perf_counter()))
+        self.timer.timeout.connect(self._beat)
         self.timer.start()
+
+    def _beat(self) -> None:
+        self.beats.append(time.perf_counter())
+        self.cpu.append(time.thread_time())
 
     def longest_gap_ms(self, t0: float, t1: float) -> float:
         ts = [t0, *[b for b in self.beats if t0 <= b <= t1], t1]
         return 1000.0 * max(b - a for a, b in zip(ts, ts[1:], strict=False))
+
+    def busiest_gap_cpu_ms(self, t0: float, t1: float, c0: float, c1: float) -> float:
+        """The GUI thread's CPU ms in its busiest gap between ``t0`` and ``t1`` (whose
+        ``thread_time`` readings are ``c0``, ``c1``)."""
+        got = [c for b, c in zip(self.beats, self.cpu, strict=True) if t0 <= b <= t1]
+        cs = [c0, *got, c1]
+        return 1000.0 * max(b - a for a, b in zip(cs, cs[1:], strict=False))
 
 
 class StallSampler(threading.Thread):
@@ -183,16 +203,24 @@ def step(hb: Heartbeat, name: str, fn, table: list) -> None:
 
     for _ in range(5):
         QApplication.processEvents()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     fn()
     # let deferred drawing happen (layers swapped in, canvas redrawn)
     t_end = time.perf_counter() + 0.3
     pump(lambda: time.perf_counter() > t_end)
-    t1 = time.perf_counter()
-    table.append((name, hb.longest_gap_ms(t0, t1), 1000.0 * (t1 - t0 - 0.3), GC.longest_ms(t0, t1)))
+    t1, c1 = time.perf_counter(), time.thread_time()
+    table.append(
+        (
+            name,
+            hb.longest_gap_ms(t0, t1),
+            1000.0 * (t1 - t0 - 0.3),
+            GC.longest_ms(t0, t1),
+            hb.busiest_gap_cpu_ms(t0, t1, c0, c1),
+        )
+    )
     print(
         f"{name:<34} longest gap {table[-1][1]:7.0f} ms   wall {table[-1][2]:7.0f} ms"
-        f"   longest GC {table[-1][3]} ms",
+        f"   longest GC {table[-1][3]} ms   GUI CPU in busiest gap {table[-1][4]:5.0f} ms",
         flush=True,
     )
     if SAMPLER is not None:
@@ -256,7 +284,10 @@ def main(argv: list[str]) -> int:
         from mpi_viewer.plugins._warm_up import after_step
 
         after_step()  # as prepare() ends: the data's layers frozen while starting
-    print(f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s")
+    print(
+        f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s"
+        f" (load average {os.getloadavg()[0]:.1f})"
+    )
     hb = Heartbeat()
     if args.stacks:
         global SAMPLER
@@ -352,9 +383,13 @@ def main(argv: list[str]) -> int:
         rows,
     )
 
-    print("\nstep | longest GUI-thread gap (ms) | wall (ms) | longest GC pause (ms)")
-    for name, gap, wall, gc_ms in rows:
-        print(f"{name} | {gap:.0f} | {wall:.0f} | {gc_ms}")
+    print(
+        f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n"
+        "step | longest GUI-thread gap (ms) | wall (ms) | longest GC pause (ms)"
+        " | GUI-thread CPU in its busiest gap (ms)"
+    )
+    for name, gap, wall, gc_ms, cpu in rows:
+        print(f"{name} | {gap:.0f} | {wall:.0f} | {gc_ms} | {cpu:.0f}")
     print("\nmemory | RSS (MB) | objects frozen out of the collector")
     for name, rss, frozen in memory:
         print(f"{name} | {rss:.0f} | {frozen}")
