@@ -615,13 +615,9 @@ def test_napari_plugins_menu_then_data(
     in a new napari window through File > Open mpi-viewer session…, the docks then taken
     from the Plugins menu again."""
     viewer = make_napari_viewer(show=True)
-    from mpi_viewer.plugins._layer_pool import ready
-
     docks = [plugins_menu(qtbot, viewer, name) for name in SECTIONS]
     for f in (demo_files["mri"], demo_files["mpi"]):
         file_open(viewer, f, monkeypatch)
-    # the docks from the menu installed the layer pool: the steps take its layers
-    qtbot.waitUntil(lambda: ready(viewer), timeout=PATIENCE_MS)
     _walk_the_study(qtbot, viewer, study, docks, ndisplay=(2, 2, 3, 3))
     path, first = _finish_the_study(
         qtbot,
