@@ -23,9 +23,11 @@ freeze but not the freeze of each finished step's survivors
 (:func:`mpi_viewer.plugins._warm_up.after_step`). ``--memory N`` then opens the saved
 session N more times and prints the process's RSS and the collector's frozen-object count
 after each (the freezing policy must not grow without bound). ``--plugins-menu`` starts as a
-user who starts from napari does: the docks opened one by one as Plugins > mpi-viewer
-opens them (``add_plugin_dock_widget``: the first installs the layer pool), no
-``mpi-viewer`` start-up (no warm-up, no freeze), then the demo's images. After the study's
+user who starts from napari does: the docks opened one by one with napari's
+``Window.add_plugin_dock_widget`` (the first installs the layer pool; napari 0.9's Plugins
+menu itself does not hand docks a proxy, so that menu order still has no pool: add
+``--no-pool`` to measure it as it is), no ``mpi-viewer`` start-up (no warm-up, no
+freeze), then the demo's images. After the study's
 own session open, the saved session is also opened into a fresh window started as
 ``mpi-viewer`` starts (``prepare``; Session > Open): "session open (fresh window)".
 ``--warnings`` also lists

@@ -454,10 +454,11 @@ _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def get_controller(viewer) -> StudyController:
     """The one :class:`StudyController` of ``viewer`` (made on first use).
 
-    A viewer reached through napari's ``PublicOnlyProxy`` is one whose dock napari opened
-    (Plugins > mpi-viewer, or ``add_plugin_dock_widget``): the first such dock installs
-    the layer pool (:func:`mpi_viewer.plugins._layer_pool.install`, once per viewer), as
-    ``mpi-viewer`` does, so the study's steps add no layer whichever way it started.
+    A viewer reached through napari's ``PublicOnlyProxy`` is one whose dock napari's
+    ``Window.add_plugin_dock_widget`` opened: the first such dock installs the layer pool
+    (:func:`mpi_viewer.plugins._layer_pool.install`, once per viewer), as ``mpi-viewer``
+    does. (napari 0.9's Plugins menu itself hands a dock the viewer, not a proxy: that
+    order has no pool yet.) Docks made directly (tests) install none.
     """
     raw = _raw(viewer)
     if raw is not viewer:
