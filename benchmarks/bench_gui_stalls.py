@@ -22,7 +22,15 @@ the freeze and the pool out (how it was before); ``--no-step-freeze`` keeps the 
 freeze but not the freeze of each finished step's survivors
 (:func:`mpi_viewer.plugins._warm_up.after_step`). ``--memory N`` then opens the saved
 session N more times and prints the process's RSS and the collector's frozen-object count
-after each (the freezing policy must not grow without bound). ``--warnings`` also lists
+after each (the freezing policy must not grow without bound). ``--plugins-menu`` starts as a
+user who starts from napari does: the docks opened one by one with napari's
+``Window.add_plugin_dock_widget`` (the first installs the layer pool; napari 0.9's Plugins
+menu itself does not hand docks a proxy, so that menu order still has no pool: add
+``--no-pool`` to measure it as it is), no ``mpi-viewer`` start-up (no warm-up, no
+freeze), then the demo's images. After the study's
+own session open, the saved session is also opened into a fresh window started as
+``mpi-viewer`` starts (``prepare``; Session > Open): "session open (fresh window)".
+``--warnings`` also lists
 every napari notification shown during the study; ``--stacks``
 prints, for each step, where the GUI thread was during its longest gap (a sampling
 thread reads the GUI thread's stack every 5 ms while the heartbeat is late; a
@@ -45,20 +53,40 @@ os.environ.setdefault("QT_API", "pyqt6")
 
 
 class Heartbeat:
-    """Time stamps of a 10 ms QTimer; :meth:`longest_gap_ms` between two marks."""
+    """Time stamps of a 10 ms QTimer; :meth:`longest_gap_ms` between two marks.
+
+    Each beat also reads the GUI thread's own CPU clock (``time.thread_time``):
+    :meth:`busiest_gap_cpu_ms` is the most CPU the GUI thread spent between two beats,
+    the part of a stall that is the program's own work. On a loaded machine (other
+    processes on the cores) a gap's wall time grows with the load while this does not;
+    it leaves out what other threads do meanwhile (llvmpipe's rendering threads, the X
+    server), so on an idle machine a gap is this plus the drawing it waits for.
+    """
 
     def __init__(self, interval_ms: int = 10):
         from qtpy.QtCore import QTimer
 
         self.beats: list[float] = []
+        self.cpu: list[float] = []
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(lambda: self.beats.append(time.perf_counter()))
+        self.timer.timeout.connect(self._beat)
         self.timer.start()
+
+    def _beat(self) -> None:
+        self.beats.append(time.perf_counter())
+        self.cpu.append(time.thread_time())
 
     def longest_gap_ms(self, t0: float, t1: float) -> float:
         ts = [t0, *[b for b in self.beats if t0 <= b <= t1], t1]
         return 1000.0 * max(b - a for a, b in zip(ts, ts[1:], strict=False))
+
+    def busiest_gap_cpu_ms(self, t0: float, t1: float, c0: float, c1: float) -> float:
+        """The GUI thread's CPU ms in its busiest gap between ``t0`` and ``t1`` (whose
+        ``thread_time`` readings are ``c0``, ``c1``)."""
+        got = [c for b, c in zip(self.beats, self.cpu, strict=True) if t0 <= b <= t1]
+        cs = [c0, *got, c1]
+        return 1000.0 * max(b - a for a, b in zip(cs, cs[1:], strict=False))
 
 
 class StallSampler(threading.Thread):
@@ -177,16 +205,24 @@ def step(hb: Heartbeat, name: str, fn, table: list) -> None:
 
     for _ in range(5):
         QApplication.processEvents()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     fn()
     # let deferred drawing happen (layers swapped in, canvas redrawn)
     t_end = time.perf_counter() + 0.3
     pump(lambda: time.perf_counter() > t_end)
-    t1 = time.perf_counter()
-    table.append((name, hb.longest_gap_ms(t0, t1), 1000.0 * (t1 - t0 - 0.3), GC.longest_ms(t0, t1)))
+    t1, c1 = time.perf_counter(), time.thread_time()
+    table.append(
+        (
+            name,
+            hb.longest_gap_ms(t0, t1),
+            1000.0 * (t1 - t0 - 0.3),
+            GC.longest_ms(t0, t1),
+            hb.busiest_gap_cpu_ms(t0, t1, c0, c1),
+        )
+    )
     print(
         f"{name:<34} longest gap {table[-1][1]:7.0f} ms   wall {table[-1][2]:7.0f} ms"
-        f"   longest GC {table[-1][3]} ms",
+        f"   longest GC {table[-1][3]} ms   GUI CPU in busiest gap {table[-1][4]:5.0f} ms",
         flush=True,
     )
     if SAMPLER is not None:
@@ -201,6 +237,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-step-freeze", action="store_true", help="no gc.freeze after each step")
     ap.add_argument("--memory", type=int, default=0, metavar="N", help="reopen N more times")
     ap.add_argument("--no-pool", action="store_true", help="no layer pool: steps add layers")
+    ap.add_argument(
+        "--plugins-menu", action="store_true", help="docks from the Plugins menu, no start-up"
+    )
     args = ap.parse_args(argv)
 
     import napari
@@ -216,7 +255,16 @@ def main(argv: list[str]) -> int:
     t = time.perf_counter()
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1600, 1000)
-    docks = {type(w).__name__: w for w in open_docks(viewer)}
+    if args.plugins_menu:  # Plugins > mpi-viewer > each dock, as napari opens them
+        from mpi_viewer.plugins._launch import DOCKS
+
+        docks = {
+            type(w).__name__: w
+            for w in (viewer.window.add_plugin_dock_widget("mpi-viewer", n)[1] for n in DOCKS)
+        }
+        args.cold = True  # napari runs no mpi-viewer start-up (warm-up, freeze)
+    else:
+        docks = {type(w).__name__: w for w in open_docks(viewer)}
     if not args.cold:
         from mpi_viewer.plugins._warm_up import settle
 
@@ -226,7 +274,7 @@ def main(argv: list[str]) -> int:
 
             _warm_up._POLICY["on"] = False
     study = load_demo(viewer)
-    if not args.cold and not args.no_pool:
+    if (not args.cold or args.plugins_menu) and not args.no_pool:
         from mpi_viewer.plugins._layer_pool import ready
 
         pump(lambda: ready(viewer))  # the layer pool, made as the demo's images open
@@ -238,7 +286,10 @@ def main(argv: list[str]) -> int:
         from mpi_viewer.plugins._warm_up import after_step
 
         after_step()  # as prepare() ends: the data's layers frozen while starting
-    print(f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s")
+    print(
+        f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s"
+        f" (load average {os.getloadavg()[0]:.1f})"
+    )
     hb = Heartbeat()
     if args.stacks:
         global SAMPLER
@@ -296,6 +347,21 @@ def main(argv: list[str]) -> int:
         pump(lambda t_end=t_end: time.perf_counter() > t_end)
         memory.append((f"after session open {k + 2}", _rss_mb(), _frozen()))
 
+    # the saved session opened into a fresh window (`mpi-viewer`, then Session > Open)
+    from mpi_viewer.plugins._launch import prepare
+
+    v3 = napari.Viewer(show=True)
+    v3.window.resize(1600, 1000)
+    sess3 = {type(w).__name__: w for w in prepare(v3, settle=not args.cold)}["SessionDock"]
+    sess3._timer.stop()
+    step(
+        hb,
+        "session open (fresh window)",
+        lambda: (sess3.open(tmp / "s.json", block=False), wait_worker(sess3._worker)),
+        rows,
+    )
+    v3.close()
+
     # napari's own cost of adding the same layers
     demo = make_demo_study()
     v2 = napari.Viewer(show=True)
@@ -319,9 +385,13 @@ def main(argv: list[str]) -> int:
         rows,
     )
 
-    print("\nstep | longest GUI-thread gap (ms) | wall (ms) | longest GC pause (ms)")
-    for name, gap, wall, gc_ms in rows:
-        print(f"{name} | {gap:.0f} | {wall:.0f} | {gc_ms}")
+    print(
+        f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n"
+        "step | longest GUI-thread gap (ms) | wall (ms) | longest GC pause (ms)"
+        " | GUI-thread CPU in its busiest gap (ms)"
+    )
+    for name, gap, wall, gc_ms, cpu in rows:
+        print(f"{name} | {gap:.0f} | {wall:.0f} | {gc_ms} | {cpu:.0f}")
     print("\nmemory | RSS (MB) | objects frozen out of the collector")
     for name, rss, frozen in memory:
         print(f"{name} | {rss:.0f} | {frozen}")

@@ -284,11 +284,30 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
 
     def restore(self, state: dict) -> None:
         """Set options, phantoms and calibration of :meth:`state` (no refit; errors: notifications)."""
-        from mpi_viewer.calibration.record import Calibration
-        from mpi_viewer.roi.regions import ROIParams
+        for fn in self.restore_steps(state):
+            fn()
 
-        try:
-            o = state.get("options") or {}
+    def restore_steps(self, state: dict) -> list:
+        """:meth:`restore` as three callables (the session dock runs each in its own turn
+        of the event loop): the options, the phantoms' layer, the calibration and the
+        Iron per ROI table. An error stops the pieces after it (one notification)."""
+        failed: list = []
+
+        def guarded(fn):
+            def run():
+                if failed:
+                    return
+                try:
+                    fn()
+                except (InputError, KeyError, TypeError, ValueError) as exc:
+                    failed.append(exc)
+                    notify_error(exc, "calibration not restored")
+
+            return run
+
+        o = state.get("options") or {}
+
+        def options():
             if state.get("layer") in self.mpi_combo.choices:
                 self.mpi_combo.value = state["layer"]
             self.kind_combo.blockSignals(True)
@@ -306,8 +325,15 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
             self.prep_combo.value = (
                 prep if prep in self.prep_combo.choices else "fixed_concentration"
             )
+
+        def phantoms():
             if state.get("phantoms") and self.mpi_layer is not None:
                 self.set_phantoms([(n, xyz, a) for n, xyz, a in state["phantoms"]])
+
+        def calibration():
+            from mpi_viewer.calibration.record import Calibration
+            from mpi_viewer.roi.regions import ROIParams
+
             if o.get("reference") in self.reference_combo.choices:
                 self.reference_combo.value = o["reference"]
             rp = state.get("roi_params")
@@ -318,5 +344,5 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
                 self.set_calibration(cal)
                 if self.ctl.roi_results:  # the Iron per ROI table as it was saved
                     self.apply_to_rois()
-        except (InputError, KeyError, TypeError, ValueError) as exc:
-            notify_error(exc, "calibration not restored")
+
+        return [guarded(options), guarded(phantoms), guarded(calibration)]

@@ -452,8 +452,20 @@ _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def get_controller(viewer) -> StudyController:
-    """The one :class:`StudyController` of ``viewer`` (made on first use)."""
-    viewer = _raw(viewer)
+    """The one :class:`StudyController` of ``viewer`` (made on first use).
+
+    A viewer reached through napari's ``PublicOnlyProxy`` is one whose dock napari's
+    ``Window.add_plugin_dock_widget`` opened: the first such dock installs the layer pool
+    (:func:`mpi_viewer.plugins._layer_pool.install`, once per viewer), as ``mpi-viewer``
+    does. (napari 0.9's Plugins menu itself hands a dock the viewer, not a proxy: that
+    order has no pool yet.) Docks made directly (tests) install none.
+    """
+    raw = _raw(viewer)
+    if raw is not viewer:
+        from mpi_viewer.plugins._layer_pool import install
+
+        install(raw)
+    viewer = raw
     ctl = _CONTROLLERS.get(viewer)
     if ctl is None:
         ctl = _CONTROLLERS[viewer] = StudyController(viewer)

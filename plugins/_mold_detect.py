@@ -77,7 +77,8 @@ class MoldDetectMixin:
 
         # errors go to our handler (a notification), not re-raised into Qt
         worker = thread_worker(run, ignore_errors=True)()
-        worker.returned.connect(lambda result: self._on_done(result, layers))
+        # the wells and the MPI's move shown one per turn of the event loop (busy until then)
+        worker.returned.connect(lambda result: self._on_done(result, layers, turns=True))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
@@ -95,7 +96,8 @@ class MoldDetectMixin:
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None
+        """A detection runs, or its result is still being shown."""
+        return self._worker is not None or self._showing
 
     def _on_step(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(round(100 * fraction)))

@@ -90,6 +90,7 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
         self.result = None  # MoldRegistration of the last detection
         self.error: str | None = None  # message of the last failure
         self._worker = None
+        self._showing = False  # a detection's result being shown, one piece per turn
         self._cancel = False
         self._layers = (None, None)  # (anatomy, MPI) layers of the last detection
         self._settings: dict = {}  # template and tolerance of the last detection
@@ -180,15 +181,21 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
         """Show the wells of a session's mold registration as Detect shows them (``state``:
         the session's matched ``names``, ``fixed_xyz_mm``, ``moving_xyz_mm`` and the
         ``fixed`` / ``moving`` layer names); the registration itself is the session's."""
+        for fn in self.restore_steps(state):
+            fn()
+
+    def restore_steps(self, state: dict) -> list:
+        """:meth:`restore` as one callable per image's wells (the session dock runs each in
+        its own turn of the event loop)."""
         fixed, moving = (self.viewer.layers[state[k]] for k in ("fixed", "moving"))
         self._layers = (fixed, moving)
         names = list(state["names"])
-        for name, image_layer, xyz in (
-            (FIXED_POINTS, fixed, state["fixed_xyz_mm"]),
-            (MOVING_POINTS, moving, state["moving_xyz_mm"]),
-        ):
-            self._put_points(name, np.asarray(xyz, dtype=float), names, image_layer)
         self.status.setText(f"{len(names)} wells of the session's mold registration")
+        wells = (
+            (FIXED_POINTS, np.asarray(state["fixed_xyz_mm"], dtype=float), names, fixed),
+            (MOVING_POINTS, np.asarray(state["moving_xyz_mm"], dtype=float), names, moving),
+        )
+        return [lambda a=a: self._put_points(*a) for a in wells]
 
     def _sync_layers(self, event=None) -> None:
         """The pickers list the anatomy and the MPI images; the current ones are the study's."""
@@ -258,7 +265,7 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
         else:  # a bug: still a notification, never an exception into Qt
             self._fail(f"Mold registration failed: {type(exc).__name__}: {exc}")
 
-    def _on_done(self, result, layers) -> None:
+    def _on_done(self, result, layers, *, turns: bool = False) -> None:
         self.result, self.error = result, None
         self._layers = layers
         self._fill_pose_table()
@@ -273,18 +280,38 @@ class MoldPanel(PoseTableMixin, MoldDetectMixin, MoldPointsMixin, QWidget):
                 if name in self.viewer.layers:
                     self.viewer.layers[name].data = np.zeros((0, 3))
             return
-        self._apply(result)
+        self._apply(result, turns=turns)
 
-    def _apply(self, result) -> None:
-        """Show the wells of ``result``'s pose and draw the MPI on the anatomy through it."""
+    def _apply(self, result, *, turns: bool = False) -> None:
+        """Show the wells of ``result``'s pose and draw the MPI on the anatomy through it.
+
+        ``turns``: each image's wells, then the MPI's move, in its own turn of the event
+        loop (:func:`~mpi_viewer.plugins._work.in_turns`; each costs napari a refresh and a
+        redraw); :attr:`busy` until the last.
+        """
+        from mpi_viewer.plugins._work import in_turns
+
         fixed_layer, moving_layer = self._layers
         names = list(result.matched_names)
+        pieces = []
         if not self._embedded:  # in a host dock, the host's fiducial pairs show them
             for layer_name, image_layer, xyz in (
                 (FIXED_POINTS, fixed_layer, result.fixed_xyz_mm),
                 (MOVING_POINTS, moving_layer, result.moving_xyz_mm),
             ):
-                self._put_points(layer_name, xyz, names, image_layer)
+                pieces.append(lambda a=(layer_name, xyz, names, image_layer): self._put_points(*a))
+        pieces.append(lambda: self._show_fit(result, names))
+        self._showing = True
+
+        def finished() -> None:
+            self._showing = False
+
+        in_turns(pieces, block=not turns, on_finish=finished, what="Mold registration")
+
+    def _show_fit(self, result, names: list) -> None:
+        """The summary, and the MPI drawn on the anatomy through ``result`` (or the pairs
+        handed to the host dock)."""
+        fixed_layer, moving_layer = self._layers
         self.status.setText(self._summary(result))
         self.status.setToolTip("\n".join(result.report_lines()))
         if self.on_pairs is not None:  # the host fits them as the template did (cut wells

@@ -39,11 +39,45 @@ class ROISessionMixin:
         parameters (a session's, recomputed off the GUI thread), and ``state["labels"]``
         their label image: shown as they are, not measured again.
         """
+        for fn in self.restore_steps(state):
+            fn()
+
+    def restore_steps(self, state: dict) -> list:
+        """:meth:`restore` as callables, one per layer it changes (the session dock runs
+        each in its own turn of the event loop): the widgets and seeds, the seeds' layer,
+        the ROIs' labels and table, the seed points, the manual ROIs. Invalid parameters:
+        a notification and nothing to run."""
         try:
             params = ROIParams.from_dict(state.get("params"))
         except (InputError, TypeError, ValueError) as exc:
             notifications.show_error(f"ROI parameters not restored: {exc}")
-            return
+            return []
+        given = state.get("results")
+
+        def seed_layer():
+            if self._seeds_mm and self.mpi_layer is not None:
+                self._ensure_seed_layer()
+
+        def results():
+            if given is not None and [r.name for r in given] == self._names:
+                # measured already (a session's recomputed results): not again on the GUI thread
+                self._set_results(list(given), labels=state.get("labels"))
+            else:
+                self.recompute()
+
+        def points():
+            if given is not None and [r.name for r in given] == self._names:
+                self._sync_points()
+
+        def manual():
+            m = state.get("manual")
+            if m is not None and self.mpi_layer is not None:
+                self._guarded(self._restore_manual, m)
+
+        return [lambda: self._restore_widgets(state, params), seed_layer, results, points, manual]
+
+    def _restore_widgets(self, state: dict, params: ROIParams) -> None:
+        """The widgets, the study's MPI and the seeds and names of :meth:`state` (no layer)."""
         widgets = (
             self.layer_combo,
             self.method,
@@ -78,16 +112,4 @@ class ROISessionMixin:
             f"roi_{i + 1}" for i in range(len(self._seeds_mm))
         ]
         self._counter = len(self._seeds_mm)
-        if self._seeds_mm and self.mpi_layer is not None:
-            self._ensure_seed_layer()
         self._manual, self._manual_names, self._gone_layer = [], {}, None
-        given = state.get("results")
-        if given is not None and [r.name for r in given] == self._names:
-            # measured already (a session's recomputed results): not again on the GUI thread
-            self._set_results(list(given), labels=state.get("labels"))
-            self._sync_points()
-        else:
-            self.recompute()
-        manual = state.get("manual")
-        if manual is not None and self.mpi_layer is not None:
-            self._guarded(self._restore_manual, manual)

@@ -67,7 +67,7 @@ class SessionRestoreMixin:
             if section == "cells":
                 yield from self._restore_cells(state, block=block)
             else:
-                yield GuiStep(lambda section=section, state=state: self._restore(section, state))
+                yield from self._restore_in_steps(section, state)
         if s.registration is not None and s.registration.method in (
             "transform",
             "intensity",
@@ -167,11 +167,15 @@ class SessionRestoreMixin:
         if "mpi" in layers:
             _layers.copy_placement(layers["mpi"], labels)
 
-    def _restore(self, section: str, state: dict):
-        """One dock's ``restore`` (a dock's own problem must not stop the opening)."""
+    def _dock_for(self, section: str, state: dict):
+        """``(section, dock)`` that restores ``state`` (dock None: none is open)."""
         if state.get("wells_in_mold_dock") and self.ctl.section("mold") is not None:
             section = "mold"  # the wells where the user saw them: the Mold dock's layers
-        dock = self.ctl.section(section)
+        return section, self.ctl.section(section)
+
+    def _restore(self, section: str, state: dict):
+        """One dock's ``restore`` (a dock's own problem must not stop the opening)."""
+        section, dock = self._dock_for(section, state)
         if dock is None:
             return None
         try:
@@ -179,6 +183,39 @@ class SessionRestoreMixin:
         except Exception as exc:  # noqa: BLE001
             _notify("warning", f"{section}: values not restored ({exc})")
             return None
+
+    def _restore_in_steps(self, section: str, state: dict):
+        """One dock's restore as GuiSteps: a dock with ``restore_steps(state)`` (its
+        restore as a list of callables, each changing one layer or table) has each run in
+        its own turn of the event loop, so their refreshes and redraws do not add up in
+        one stall; other docks' ``restore`` runs whole."""
+
+        def pieces():
+            name, dock = self._dock_for(section, state)
+            if dock is None:
+                return []
+            if not hasattr(dock, "restore_steps"):
+                return [lambda: self._restore(section, state)]
+            try:
+                return [(name, fn) for fn in dock.restore_steps(state)]
+            except Exception as exc:  # noqa: BLE001
+                _notify("warning", f"{name}: values not restored ({exc})")
+                return []
+
+        step = GuiStep(pieces)
+        yield step
+        for piece in step.wait() or ():
+            if callable(piece):
+                yield GuiStep(piece)
+            else:
+                yield GuiStep(lambda piece=piece: self._run_piece(*piece))
+
+    @staticmethod
+    def _run_piece(section: str, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - a dock's own problem must not stop the opening
+            _notify("warning", f"{section}: values not restored ({exc})")
 
     def _restore_cells(self, state: dict, *, block: bool):
         """The Cells dock's iron per cell, then its cells and overlays computed here (in

@@ -203,6 +203,49 @@ def start_work(
     return worker
 
 
+#: Milliseconds between two turns of :func:`in_turns`: a real timer, so the event loop
+#: takes the pending paint, clicks and other timers between two pieces.
+TURN_MS = 1
+
+
+def in_turns(
+    steps, *, block: bool = False, on_finish: Callable[[], None] | None = None, what: str = ""
+) -> None:
+    """Run the callables ``steps`` on the GUI thread, one per turn of the event loop.
+
+    GUI-thread work that changes several layers (each costs napari a refresh and the
+    canvas a redraw) is split so that the window repaints and takes clicks between two
+    layers: the longest stall is one piece, not their sum. ``block=True`` (tests, a
+    session opened blocking) runs them all here and now. An error in a piece is one
+    napari notification (``what``: what was being done); the pieces after it still run.
+    ``on_finish()`` runs after the last.
+    """
+    steps = list(steps)
+
+    def run(fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - never let an error reach Qt
+            notify_error(exc, what)
+
+    if block:
+        for fn in steps:
+            run(fn)
+        if on_finish is not None:
+            on_finish()
+        return
+    from qtpy.QtCore import QTimer
+
+    def nxt() -> None:
+        if steps:
+            run(steps.pop(0))
+            QTimer.singleShot(TURN_MS, nxt)
+        elif on_finish is not None:
+            on_finish()
+
+    nxt()
+
+
 def callback_steps(run: Callable[..., Any], *, stop: Callable[[], bool]) -> Generator:
     """A generator over a core function that reports progress by callbacks.
 
