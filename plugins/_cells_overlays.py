@@ -575,6 +575,9 @@ def add_label_layer(viewer, anchors, name: str = LABEL_LAYER, *, feats=None):
                 "size": LABEL_FONT_PX * 0.75,  # points: LABEL_FONT_PX on screen
                 "color": "white",
                 "anchor": "center",
+                # never cut by a 3-D rendering in front of the label (the text's own
+                # blending: napari resets the text's GL state to it at each change)
+                "blending": "translucent_no_depth",
             },
         )
 

@@ -217,6 +217,8 @@ def test_the_demo_study_reads_on_screen(
     viewer.reset_view()
     viewer.scene.camera.angles = (0.0, -60.0, 30.0)
     _label_layout_is_clear(viewer, cells)
+    # the text is never depth-tested: a volume rendering in front would cut it to speckle
+    assert str(viewer.layers["cell counts"].text.blending) == "translucent_no_depth"
     # -- the 3-D labels sit on dark backdrops: tiles covering each label's text box
     from mpi_viewer.plugins._cells_overlays import BACKDROP_LAYER
 
