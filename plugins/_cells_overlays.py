@@ -430,9 +430,9 @@ class CellOverlaysMixin:
                 sizes.append(side / zoom)
         return np.asarray(tiles, dtype=float).reshape(-1, 3), np.asarray(sizes, dtype=float)
 
-    def _draw_helpers(self) -> None:
+    def _draw_helpers(self, kinds=("backdrops", "leaders")) -> None:
         """The labels' backdrop tiles (below the labels) and leader lines (above); no row
-        in the layer list."""
+        in the layer list. Laid out with the labels."""
         from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
         added = False
@@ -440,16 +440,11 @@ class CellOverlaysMixin:
             ("backdrops", BACKDROP_LAYER, add_backdrop_layer),
             ("leaders", LEADER_LAYER, add_leader_layer),
         ):
-            if self._layer(name) is not None:
+            if kind not in kinds or self._layer(name) is not None:
                 continue
             layer = self._pooled(kind, name, _DECORATION)
             if layer is None:
                 layer = self._add_keeping_active(add, self.viewer)
-                if kind == "backdrops":  # below the labels
-                    labels = self._layer(LABEL_LAYER)
-                    if labels is not None:
-                        layers = self.viewer.layers
-                        layers.move(layers.index(layer), layers.index(labels))
             layer.editable = False
             added = True
         if added:
@@ -461,8 +456,10 @@ class CellOverlaysMixin:
         layer = self._layer(LABEL_LAYER)
         if layer is None:
             layer = self._pooled("cell labels", LABEL_LAYER)
-            if layer is None:
+            if layer is None:  # no pool: the backdrops added first, below the labels
                 import pandas as pd
+
+                self._draw_helpers(("backdrops",))
 
                 texts = self.label_texts()
                 feats = pd.DataFrame(
