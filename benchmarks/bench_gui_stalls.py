@@ -240,7 +240,7 @@ def main(argv: list[str]) -> int:
     if not args.cold:
         from mpi_viewer.plugins._warm_up import settle
 
-        settle(viewer)  # as `mpi-viewer demo` starts (plugins/_launch.prepare)
+        settle(viewer, warm=False)  # as `mpi-viewer demo` starts (plugins/_launch.prepare)
         if args.no_step_freeze:
             from mpi_viewer.plugins import _warm_up
 

@@ -3,6 +3,14 @@ and which heavy modules (SciPy, SimpleITK, scikit-image, h5py, matplotlib) that 
 beyond what napari itself loaded. Needs a display (run under xvfb-run -a).
 
 Reference, side by side: creating the napari viewer itself.
+
+``--program`` also times the program's own start-up in a shown window (``mpi-viewer``:
+the docks, then :func:`mpi_viewer.plugins._warm_up.settle`, whose warm-up draws one layer
+of each kind the study adds, by the steps' style functions), then the first image opened
+(the demo's MRI, CT and MPI: napari adds them in one call) and the layer pool of
+:mod:`mpi_viewer.plugins._layer_pool` filled on it: its wall time and the longest
+GUI-thread gap (a 10 ms QTimer heartbeat) while it fills, with and without the warm-up (``no warm-up``: the freeze only),
+best of three each, the two interleaved.
 """
 
 from __future__ import annotations
@@ -31,6 +39,67 @@ CODE = textwrap.dedent(
 )
 
 
+PROGRAM = textwrap.dedent(
+    """
+    import gc, json, sys, time
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1600, 1000)
+    from mpi_viewer.plugins._launch import load_demo, open_docks
+    from mpi_viewer.plugins._layer_pool import ready
+    from mpi_viewer.plugins import _warm_up
+    open_docks(viewer)
+    QApplication.processEvents()
+    t0 = time.perf_counter()
+    if WARM:
+        _warm_up.settle(viewer)
+    else:  # the collector's freeze alone
+        gc.collect(); gc.freeze(); _warm_up._POLICY.update(on=True, added=0)
+    t1 = time.perf_counter()
+    beats = []
+    hb = QTimer(); hb.setInterval(10); hb.timeout.connect(lambda: beats.append(time.perf_counter()))
+    hb.start()
+    t2 = time.perf_counter()
+    load_demo(viewer)  # the images added (napari's own cost, one call)
+    t3 = time.perf_counter()
+    while not ready(viewer):  # the pool filled, one layer per turn of the event loop
+        QApplication.processEvents(); time.sleep(0.002)
+    t4 = time.perf_counter()
+    ts = [t3, *[b for b in beats if t3 <= b <= t4], t4]
+    gap = max(b - a for a, b in zip(ts, ts[1:]))
+    print(json.dumps({"settle_s": t1 - t0, "open_s": t3 - t2, "pool_s": t4 - t3,
+                      "gap_ms": 1000 * gap}))
+    _warm_up.stop_freezing()
+    viewer.close()
+    """
+)
+
+
+def program() -> None:
+    """The program's start-up with and without the warm-up (module docstring)."""
+    runs: dict = {True: [], False: []}
+    for _ in range(3):
+        for warm in (True, False):
+            code = f"WARM = {warm}\n" + PROGRAM
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(r.stderr[-2000:])
+            runs[warm].append(json.loads(r.stdout.strip().splitlines()[-1]))
+    keys = ("settle_s", "open_s", "pool_s", "gap_ms")
+    print(
+        f"\n{'best of 3 (s; gap ms)':<28}{'settle':>8}{'images':>8}{'pool fill':>11}"
+        f"{'longest gap in the fill':>25}"
+    )
+    for warm, label in ((True, "warm-up + freeze"), (False, "no warm-up (freeze only)")):
+        b = {k: min(r[k] for r in runs[warm]) for k in keys}
+        print(
+            f"{label:<28}{b['settle_s']:>8.2f}{b['open_s']:>8.2f}{b['pool_s']:>11.2f}"
+            f"{b['gap_ms']:>25.0f}"
+        )
+
+
 def main() -> None:
     runs = []
     for _ in range(3):
@@ -46,3 +115,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if "--program" in sys.argv:
+        program()

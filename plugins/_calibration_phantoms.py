@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 from mpi_viewer.plugins._layers import physical_to_world, volume_from_layer, world_to_physical
-from mpi_viewer.plugins._tables import fill_table, make_table
+from mpi_viewer.plugins._tables import fill_table, make_table, show_row_details
 from mpi_viewer.plugins._work import notify_error
 from qtpy.QtWidgets import (
     QComboBox,
@@ -25,9 +25,12 @@ from qtpy.QtWidgets import (
 
 from mpi_viewer.calibration.describe import fmt
 from mpi_viewer.errors import InputError
+from mpi_viewer.roi.regions import flag_sentences
 
 PHANTOM_LAYER = "phantoms"
 _FEATURES = ("name", "amount", "x_mm", "y_mm", "z_mm")
+#: The table's column where the user types each phantom's known amount (after its name).
+PHANTOM_AMOUNT_COL = 1
 
 
 def _features(names=(), amounts=(), xyz=None):
@@ -212,28 +215,37 @@ class PhantomsMixin:
         return "iron (µg Fe)" if self._kind() == "iron" else "cells"
 
     def _refresh_phantom_table(self) -> None:
+        """The table: name and amount (typed by the user), the total signal measured and
+        its flags (⚠n beside it, said in full under the table). The position, peak and ROI
+        volume of each phantom are its row's tooltip and, for the selected row, the line
+        under the table: nine columns scrolled sideways in a 420 px dock."""
         measured = {p.name: p for p in self.points}
-        rows = []
+        rows, details = [], []
         for ph in self.phantoms():
             m = measured.get(ph.name)
             rows.append(
                 [
                     ph.name,
-                    *(fmt(v, 5) for v in ph.xyz_mm),
                     fmt(ph.iron_ug, 5),
-                    *((fmt(m.signal), fmt(m.peak_au), fmt(m.volume_mm3)) if m else ("",) * 3),
-                    ", ".join(m.flags) if m is not None and m.flags else "",
+                    fmt(m.signal) if m else "",
+                    flag_sentences(m.flags) if m is not None and m.flags else "",
                 ]
             )
-        headers = ["name", "x (mm)", "y (mm)", "z (mm)", self._amount_header()]
+            x, y, z = (fmt(v, 4) for v in ph.xyz_mm)
+            line = f"{ph.name}: at x, y, z = {x}, {y}, {z} mm (MPI)"
+            if m is not None:
+                line += f"; peak {fmt(m.peak_au)} a.u., ROI volume {fmt(m.volume_mm3)} mm³"
+            details.append(line)
         # the total fitted: the sub-voxel one (calibration_signal), the volume the mask's
-        headers += [
-            "total signal, sub-voxel (a.u.·mm³)",
-            "peak (a.u.)",
-            "ROI volume (mm³)",
-            "flags",
-        ]
-        fill_table(self.phantom_table, headers, rows, editable=(0, 4), warn_col=8, warn_beside=5)
+        headers = ["name", self._amount_header(), "total signal\n(a.u.·mm³)", "flags"]
+        table = self.phantom_table
+        fill_table(
+            table, headers, rows, editable=(0, PHANTOM_AMOUNT_COL), warn_col=3, warn_beside=2
+        )
+        table.horizontalHeaderItem(2).setToolTip(
+            "the phantom's total signal in its ROI, sub-voxel (what the calibration fits)"
+        )
+        show_row_details(table, details, "Select a phantom for its position, peak and volume.")
         current = self.reference_combo.value
         self.reference_combo.choices = [r[0] for r in rows]
         if current in self.reference_combo.choices:
@@ -255,7 +267,7 @@ class PhantomsMixin:
                 for p in self.points:
                     if p.name == old:
                         p.name = text
-            elif j == 4:
+            elif j == PHANTOM_AMOUNT_COL:
                 v = float(text.replace(",", ".")) if text else float("nan")
                 if not (math.isnan(v) or (math.isfinite(v) and v >= 0)):
                     raise InputError(

@@ -335,7 +335,7 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         res, inp, threshold = out
         ipc, cal = inp["ipc"], inp["cal"]
         ipc_text = (
-            f"iron per cell {ipc.mean_pg:g} ± {ipc.sd_pg:g} pg Fe/cell"
+            f"iron per cell {ipc.mean_pg:g}\u00a0±\u00a0{ipc.sd_pg:g}\u00a0pg\u00a0Fe/\u2060cell"  # one line
             if ipc is not None
             else "cells from the cell-based calibration"
         )

@@ -138,7 +138,9 @@ def prepare(viewer, *, demo=False, files=(), ndisplay: int = 2, study=None, sett
     if settle:
         from mpi_viewer.plugins._warm_up import settle as _settle
 
-        _settle(viewer)  # napari's first-of-a-kind costs paid now, not in a step
+        # napari's first-of-a-kind costs paid now, not in a step (by the layer pool on the
+        # data's first image when data follows: no warm-up then)
+        _settle(viewer, warm=not demo and not files)
     if demo:
         load_demo(viewer, study)
     for f in files:

@@ -218,16 +218,51 @@ def _next(viewer) -> None:
         QTimer.singleShot(FILL_INTERVAL_MS, lambda: _hide_made(viewer))
 
 
-def _make(viewer, kind: str, place: dict):
+def make_styled(viewer, kind: str, name: str, place: dict):
+    """Add the empty layer of ``kind`` (:func:`_kinds`: the step's own style function),
+    named ``name``, at ``place`` (scale and translate), leaving the active layer as it was;
+    napari's warnings about it are not the user's."""
     import warnings
 
-    from mpi_viewer.plugins._layer_rows import hide_helper_rows
     from mpi_viewer.plugins._layers import keeping_active
 
-    st = _state(viewer)
     with warnings.catch_warnings(), keeping_active(viewer):
         warnings.simplefilter("ignore")  # nothing of the pool concerns the user
-        layer = _kinds()[kind](viewer, f"(pool) {kind}", place)
+        return _kinds()[kind](viewer, name, place)
+
+
+def draft(layer, centre, words=("0.5 × 10⁵ [0–9]",)) -> float | None:
+    """Give an empty Points or Vectors layer something to draw, unseen: an empty layer
+    draws nothing, so its shader programs would be linked (and its text laid out) at the
+    step's first draw. One see-through point (or line) at ``centre`` per word of
+    ``words``, each text column reading that word. Returns the layer's opacity (for
+    :func:`undraft`), None for other layers (left as they are)."""
+    kind_of = type(layer).__name__
+    if kind_of not in ("Points", "Vectors"):
+        return None
+    centre = np.asarray(centre, dtype=float)
+    opacity = float(layer.opacity)
+    layer.opacity = 0.0
+    if kind_of == "Vectors":
+        layer.data = np.stack([centre, [1.0, 1.0, 1.0]])[None]
+        return opacity
+    layer.data = np.repeat(centre[None], len(words), axis=0)
+    if len(layer.features.columns):
+        layer.features = {c: list(words) for c in layer.features.columns}
+    return opacity
+
+
+def undraft(layer, opacity: float) -> None:
+    """Empty a layer :func:`draft` filled; its opacity as it was."""
+    layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
+    layer.opacity = opacity
+
+
+def _make(viewer, kind: str, place: dict):
+    from mpi_viewer.plugins._layer_rows import hide_helper_rows
+
+    st = _state(viewer)
+    layer = make_styled(viewer, kind, f"(pool) {kind}", place)
     layer.metadata.setdefault("mpi_viewer", {})[POOL_KEY] = kind
     if kind == "density":  # its colour bar made now (napari makes an overlay when first shown)
         layer.colorbar.visible = True
@@ -241,20 +276,10 @@ def _make(viewer, kind: str, place: dict):
             text.text = GLYPHS
             text.visible = True
         st.primed.append((layer.colorbar, {"visible": False}))
-    kind_of = type(layer).__name__
-    if kind_of in ("Points", "Vectors"):
-        # an empty layer draws nothing, so its programs would be linked at the step's
-        # first draw: one see-through point (or line) drawn with the pool, then removed
-        centre = np.asarray(place["translate"], dtype=float)
-        st.drafts.append((layer, float(layer.opacity)))
-        layer.opacity = 0.0
-        layer.data = (
-            centre[None] if kind_of == "Points" else np.stack([centre, [1.0, 1.0, 1.0]])[None]
-        )
-        if kind_of == "Points" and "name" in layer.features:
-            layer.features = {c: ["0.5 × 10⁵"] for c in layer.features.columns}
-        elif kind_of == "Points" and len(layer.features.columns):
-            layer.features = {c: ["0.5 × 10⁵ [0–9]"] for c in layer.features.columns}
+    named = "name" in getattr(getattr(layer, "features", None), "columns", ())
+    opacity = draft(layer, place["translate"], ("0.5 × 10⁵",) if named else ("0.5 × 10⁵ [0–9]",))
+    if opacity is not None:
+        st.drafts.append((layer, opacity))
     hide_helper_rows(viewer)
     st.made.append(layer)
     return layer
@@ -277,8 +302,7 @@ def _hide_made(viewer) -> None:
             setattr(overlay, key, value)
     for layer, opacity in st.drafts:
         if is_pooled(layer) and layer in viewer.layers:
-            layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
-            layer.opacity = opacity
+            undraft(layer, opacity)
     st.made, st.primed, st.drafts = [], [], []
 
 
@@ -330,10 +354,9 @@ def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: in
         return None
     if layer in st.made:
         st.made.remove(layer)
-    for draft in [d for d in st.drafts if d[0] is layer]:  # taken before it was drawn
-        st.drafts.remove(draft)
-        layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
-        layer.opacity = draft[1]
+    for drafted in [d for d in st.drafts if d[0] is layer]:  # taken before it was drawn
+        st.drafts.remove(drafted)
+        undraft(layer, drafted[1])
     md = dict(metadata or {})
     md.setdefault("mpi_viewer", {})
     with keeping_active(viewer):

@@ -15,6 +15,7 @@ from mpi_viewer.plugins._layers import (
 )
 from mpi_viewer.plugins._overlay_style import follow_ndisplay
 from mpi_viewer.plugins._roi_manual import MANUAL
+from mpi_viewer.plugins._tables import show_row_details
 from mpi_viewer.plugins._warnings_view import (
     WARN_COLOUR,
     marker,
@@ -33,6 +34,10 @@ from mpi_viewer.roi.regions import flag_sentences, rois_to_label_image
 LABELS_LAYER = "MPI ROIs"
 
 #: Table columns: (row key, header with unit). Volume/area and total depend on 2-D/3-D.
+#: The numbers a user compares between ROIs; each ROI's peak position and FWHM are its
+#: row's tooltip and, for the selected row, the line under the table (as columns they
+#: made the table scroll sideways in a 420 px dock). The flags are said in words under
+#: the table.
 _COLUMNS = (
     ("name", "ROI"),
     ("TOTAL", ""),
@@ -40,8 +45,18 @@ _COLUMNS = (
     ("peak_au", "peak (a.u.)"),
     ("mean_au", "mean (a.u.)"),
     ("snr", "SNR"),
-    ("FWHM", ""),  # x, y(, z) in one column; the flags are said in words under the table
 )
+
+
+def _details(r, row: dict) -> str:
+    """An ROI's numbers not shown as columns, in one line: peak position and FWHM."""
+    axes = ("x", "y", "z")[: max(min(r.ndim, 3), 2)]
+    at = ", ".join(f"{row.get(f'peak_{a}_mm', float('nan')):.4g}" for a in axes)
+    fwhm = " × ".join(f"{row.get(f'fwhm_{a}_mm', float('nan')):.2g}" for a in axes)
+    return (
+        f"{r.name}: peak at {', '.join(axes)} = {at} mm (MPI); FWHM {fwhm} mm "
+        f"along {', '.join(axes)}"
+    )
 
 
 class ROIResultsMixin:
@@ -56,8 +71,6 @@ class ROIResultsMixin:
                 head = f"{'volume' if ndim == 3 else 'area'} ({u})"
             elif key == "TOTAL":
                 head = f"total signal (a.u.·{u})"
-            elif key == "FWHM":
-                head = f"FWHM {'x, y, z' if ndim == 3 else 'x, y'} (mm)"
             heads.append(head.replace(" (", "\n(", 1))  # units on a second line: narrower
         self.table.setColumnCount(len(heads))
         self.table.setHorizontalHeaderLabels(heads)
@@ -85,16 +98,15 @@ class ROIResultsMixin:
         # each warning once, in full, under the table; ⚠n beside the total signal
         said = [[*flag_sentences(r.flags, r.warnings), *r.warnings] for r in results]
         per_row, notes = numbered([r.name for r in results], said)
+        details = []
         for i, r in enumerate(results):
             row = r.to_row()
+            details.append(_details(r, row))
             for j, k in enumerate(keys):
                 if k == "SIZE":
                     v = r.size
                 elif k == "TOTAL":
                     v = r.total_signal
-                elif k == "FWHM":
-                    axes = ("x", "y", "z")[: max(min(ndim, 3), 2)]
-                    v = ", ".join(f"{row.get(f'fwhm_{a}_mm', float('nan')):.2g}" for a in axes)
                 else:
                     v = row.get(k, "")
                 text = res.format_value(v) if not isinstance(v, float) else f"{v:.4g}"
@@ -108,6 +120,11 @@ class ROIResultsMixin:
                 if j != 0 or r.method == MANUAL:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(i, j, item)
+        show_row_details(
+            self.table,
+            details,
+            "Select an ROI for its peak position and FWHM; double-click its name to rename it.",
+        )
         notes_lbl = notes_label(self.table)
         notes_lbl.setText(notes_html(notes))
         notes_lbl.setVisible(bool(notes))

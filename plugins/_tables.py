@@ -61,6 +61,75 @@ def fill_table(
     table.blockSignals(False)
 
 
+#: The attribute of a table holding its row-details label (:func:`show_row_details`).
+_DETAILS = "mpi_viewer_row_details"
+
+
+def show_row_details(table: QTableWidget, details, hint: str = "") -> None:
+    """Numbers of each row a user reads less often than its columns (a position, a peak,
+    a width), kept out of the columns so the table fits its dock without sideways
+    scrolling: ``details[i]`` in full as the tooltip of every cell of row ``i`` (before
+    its warnings, if any) and, for the selected row, on a wrapped line under the table
+    (``hint`` there while no row is selected).
+    """
+    from mpi_viewer.plugins._warnings_view import tooltip_html
+
+    details = [str(d) for d in details]
+    was = table.blockSignals(True)  # a tooltip set is no edit of the table
+    try:
+        for i, text in enumerate(details):
+            for j in range(table.columnCount()):
+                item = table.item(i, j)
+                if item is not None and text:
+                    item.setToolTip(tooltip_html(text) + item.toolTip())
+    finally:
+        table.blockSignals(was)
+    setattr(table, _DETAILS + "_texts", (details, hint))
+    _details_label(table)
+    _show_current_details(table)
+
+
+def details_label(table: QTableWidget):
+    """The label under ``table`` saying its selected row's details (None before
+    :func:`show_row_details`)."""
+    return getattr(table, _DETAILS, None)
+
+
+def _details_label(table: QTableWidget):
+    from qtpy.QtWidgets import QBoxLayout, QLabel
+
+    label = getattr(table, _DETAILS, None)
+    if label is not None:
+        return label
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setObjectName("rowDetails")
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    parent = table.parentWidget()
+    layout = parent.layout() if parent is not None else None
+    index = layout.indexOf(table) if layout is not None else -1
+    if isinstance(layout, QBoxLayout) and index >= 0:
+        layout.insertWidget(index + 1, label)  # right under the table, above its notes
+        from mpi_viewer.plugins._dock_layout import take_width_given
+
+        take_width_given(label)
+    setattr(table, _DETAILS, label)
+    table.itemSelectionChanged.connect(lambda: _show_current_details(table))
+    return label
+
+
+def _show_current_details(table: QTableWidget) -> None:
+    label = getattr(table, _DETAILS, None)
+    details, hint = getattr(table, _DETAILS + "_texts", ([], ""))
+    if label is None:
+        return
+    rows = sorted({ix.row() for ix in table.selectionModel().selectedRows()})
+    text = details[rows[0]] if len(rows) == 1 and rows[0] < len(details) else ""
+    text = text or (hint if details else "")
+    label.setText(text)
+    label.setVisible(bool(text))
+
+
 def warning_html(warnings) -> str:
     """Warnings in full, one per line, amber (for a QLabel beside a table)."""
     if not warnings:

@@ -11,10 +11,13 @@ cached); and every new shader program is compiled and linked on its first draw
 A study meets each of these in a step (the mold's wells, the first ROI, the cells'
 labels), where it freezes the window for a second.
 
-:func:`warm_up` makes one small layer of each kind the study will use, styled as the
-docks style theirs (text, blending, label colour maps), draws them once, and removes
-them, leaving the viewer's layers, selection and view as they were. It runs while the
-viewer starts (``mpi-viewer``, ``mpi-viewer demo``), where a second more is not felt.
+:func:`warm_up` makes one layer of each kind the study will use (:data:`WARM_KINDS`), by
+the steps' own style functions (those the layer pool of :mod:`._layer_pool` makes the
+real layers with: text, blending, label colour maps), draws them once, and removes them,
+leaving the viewer's layers, selection and view as they were. It runs while the
+viewer starts without data (``mpi-viewer``), where a second more is not felt; with data
+(``mpi-viewer demo``, ``mpi-viewer FILES``) the layer pool filled on the first image pays
+the same costs during start-up anyway, and the warm-up is skipped (:func:`settle`).
 
 Python's own garbage collector is the other stall: a full (generation 2) collection
 walks every object the process holds, and after napari, Qt, SciPy, SimpleITK and
@@ -50,57 +53,26 @@ GLYPHS = (
 )
 
 
-def _layers_to_warm(viewer, ndim: int = 3) -> list:
-    """Add the warm-up layers (small, in mm, at the origin); returns them."""
-    from napari.utils.colormaps import DirectLabelColormap
+#: The layers the study adds whose first of a kind costs napari far more than the next
+#: (module docstring): one of each, made by the steps' own style functions through the
+#: layer pool (:func:`~mpi_viewer.plugins._layer_pool.make_styled`). The pool's other kinds
+#: (the other mold's wells, the seeds, the 2-D twin, the backdrops) cost what a second
+#: layer costs once these were drawn.
+WARM_KINDS = ("mold fixed", "roi labels", "outlines", "density", "cell labels", "leaders")
 
-    units = ("mm",) * ndim
-    vox = np.zeros((8,) * ndim, dtype=np.uint16)
-    vox[2:6, 2:6, 2:6] = 1
-    pts = np.array([[4.0] * ndim, [5.0] * ndim])
-    words = [GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :]]
-    made = [
-        viewer.add_image(
-            vox.astype(np.float32), units=units, contrast_limits=(0.0, 1.0), blending="translucent"
-        ),
-        viewer.add_labels(vox, units=units, opacity=0.5),
-        viewer.add_labels(
-            vox,
-            units=units,
-            blending="translucent",
-            colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
-        ),
-        viewer.add_points(
-            pts,
-            units=units,
-            features={"t": words},
-            text={"string": "{t}", "size": 10, "color": "cyan", "anchor": "upper_left"},
-            size=3.0,
-            face_color="transparent",
-            border_color="cyan",
-            border_width=0.15,
-            projection_mode="rescale_spherical",
-        ),
-        viewer.add_points(
-            pts,
-            units=units,
-            features={"t": words},
-            text={"string": "{t}", "size": 9.75, "color": "white", "anchor": "center"},
-            size=1.0,
-            face_color="transparent",
-            border_color="transparent",
-            blending="translucent_no_depth",
-        ),
-        viewer.add_vectors(
-            np.array([[[4.0] * ndim, [1.0] * ndim]]),
-            units=units,
-            edge_width=0.25,
-            edge_color="white",
-            vector_style="line",
-            blending="translucent_no_depth",
-        ),
-    ]
-    made[2].contour = 2  # the ROI outlines' style
+
+def _layers_to_warm(viewer) -> list:
+    """Add the warm-up layers (one voxel or one see-through point at the origin, in mm;
+    the texts of :data:`GLYPHS`); returns them."""
+    from mpi_viewer.plugins._layer_pool import draft, make_styled
+
+    place = {"scale": np.ones(3), "translate": np.zeros(3)}
+    words = (GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :])
+    made = []
+    for kind in WARM_KINDS:
+        layer = make_styled(viewer, kind, f"(warm-up) {kind}", place)
+        draft(layer, place["translate"], words)
+        made.append(layer)
     return made
 
 
@@ -140,13 +112,21 @@ FREEZE_CAP = 1_000_000
 _POLICY = {"on": False, "added": 0, "compactions": 0}
 
 
-def settle(viewer) -> None:
-    """End of start-up, before any data: :func:`warm_up`, then freeze the objects made so
-    far out of the garbage collector's full collections, and from now on the survivors
-    of each finished step (:func:`after_step`; module docstring)."""
+def settle(viewer, *, warm: bool = True) -> None:
+    """End of start-up, before any data: :func:`warm_up` (``warm``), then freeze the objects
+    made so far out of the garbage collector's full collections, and from now on the
+    survivors of each finished step (:func:`after_step`; module docstring).
+
+    ``warm=False`` when the data follows at once (``mpi-viewer demo``, ``mpi-viewer
+    FILES``): the layer pool, filled as the first image opens, pays the same first-of-a-kind
+    costs moments later, still in start-up, so the warm-up would only add its own time
+    (``benchmarks/bench_startup.py --program``). Without data (``mpi-viewer``, then File >
+    Open) the warm-up halves the longest pause of the pool's fill after the first image
+    opens."""
     import gc
 
-    warm_up(viewer)
+    if warm:
+        warm_up(viewer)
     gc.collect()  # garbage of start-up freed first, not frozen with the rest
     gc.freeze()
     _POLICY.update(on=True, added=0)

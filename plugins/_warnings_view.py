@@ -79,7 +79,9 @@ def notes_label(table):
     label.setObjectName("warningNotes")
     parent = table.parentWidget()
     layout = parent.layout() if parent is not None else None
-    index = layout.indexOf(table) if layout is not None else -1
+    # under the table, after its row-details line if it has one (:mod:`._tables`)
+    under = getattr(table, "mpi_viewer_row_details", None) or table
+    index = layout.indexOf(under) if layout is not None else -1
     if isinstance(layout, QBoxLayout) and index >= 0:
         layout.insertWidget(index + 1, label)
         from mpi_viewer.plugins._dock_layout import take_width_given

@@ -359,8 +359,8 @@ def _calibrate(qtbot, viewer, study, docks, monkeypatch, notes, *, phantoms_csv=
             click_world(qtbot, viewer, physical_to_world(mpi, [v["mpi_mm"]])[0])
             assert cal.phantom_table.rowCount() == row + 1
             assert cal.phantom_table.item(row, 0).text() == f"phantom_{row + 1}"
-            assert cal.phantom_table.item(row, 4).text() == ""  # not the last vial's iron
-            cal.phantom_table.item(row, 4).setText(f"{v['iron_ug']:g}")
+            assert cal.phantom_table.item(row, 1).text() == ""  # not the last vial's iron
+            cal.phantom_table.item(row, 1).setText(f"{v['iron_ug']:g}")
     got = sorted(p.iron_ug for p in cal.phantoms())
     assert got == sorted(v["iron_ug"] for v in vials)
     cal.tabs.setCurrentIndex(1)

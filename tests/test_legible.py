@@ -123,6 +123,17 @@ def test_the_demo_study_reads_on_screen(
     dock.raise_()
     QApplication.processEvents()
     assert dock.width() <= MAX_PX + 10
+    # -- the ROIs' table fits the dock; peak position and FWHM are the selected row's line
+    from mpi_viewer.plugins._tables import details_label
+
+    from mpi_viewer.calibration.describe import fmt
+
+    _fits_without_scrolling(roi.table, ["ROI", "total signal", "volume", "peak", "mean", "SNR"])
+    roi.table.selectRow(1)
+    r = roi.results[1]
+    line = details_label(roi.table).text()
+    assert line.startswith(f"{r.name}: peak at x, y, z = {r.peak_mm[0]:.4g}, ") and "FWHM" in line
+    assert line in " ".join(roi.table.item(1, 4).toolTip().split())  # the row's tooltip too
 
     # -- warnings: no column cut off; ⚠n beside the number; every warning whole, once
     for table, kind in ((cells.table, "cells"), (cal.iron_table, "iron")):
@@ -181,6 +192,17 @@ def test_the_demo_study_reads_on_screen(
     cal_dock.raise_()
     QApplication.processEvents()
     assert cal.iron_table.isVisible() and cal.iron_table.horizontalScrollBar().maximum() == 0
+    # the phantoms' table too: the amounts typed and the signal fitted as columns, each
+    # vial's position, peak and volume on the line under the table
+    cal.tabs.setCurrentIndex(0)
+    _fits_without_scrolling(cal.phantom_table, ["name", "iron (µg Fe)", "total signal"])
+    cal.phantom_table.selectRow(2)
+    ph = cal.phantoms()[2]
+    m = next(p for p in cal.points if p.name == ph.name)  # the vial measured
+    line = details_label(cal.phantom_table).text()
+    assert line.startswith(f"{ph.name}: at x, y, z = {fmt(ph.xyz_mm[0], 4)}, ")
+    assert f"peak {fmt(m.peak_au)} a.u., ROI volume {fmt(m.volume_mm3)} mm³" in line
+    cal.tabs.setCurrentIndex(3)
     dock_cells = cells.parentWidget()
     while not isinstance(dock_cells, QDockWidget):
         dock_cells = dock_cells.parentWidget()
@@ -252,6 +274,20 @@ def test_the_demo_study_reads_on_screen(
         "ROI outlines",
     )
     assert not notes["error"], notes["error"]
+
+
+def _fits_without_scrolling(table, heads):
+    """``table`` shown at its dock's width with no horizontal scroll bar, its columns
+    (headers starting with ``heads``) all inside its viewport."""
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    got = [table.horizontalHeaderItem(j).text().replace("\n", " ") for j in range(table.columnCount())]
+    assert len(got) == len(heads) and all(g.startswith(h) for g, h in zip(got, heads, strict=True)), got
+    assert table.isVisible() and table.rowCount() >= 4
+    assert table.horizontalScrollBar().maximum() == 0
+    assert not table.horizontalScrollBar().isVisible()
+    assert sum(table.columnWidth(j) for j in range(table.columnCount())) <= table.viewport().width()
 
 
 def cal_common(cells, cal, kind):

@@ -13,13 +13,25 @@ pytestmark = pytest.mark.gui
 
 
 def test_warm_up_leaves_the_viewer_as_it_was(make_napari_viewer):
-    from mpi_viewer.plugins._warm_up import warm_up
+    from mpi_viewer.plugins._layer_pool import _kinds
+    from mpi_viewer.plugins._warm_up import GLYPHS, WARM_KINDS, warm_up
 
     viewer = make_napari_viewer(show=True)
     events: list = []
+    drawn: list = []
     viewer.layers.events.inserted.connect(lambda e: events.append(e.value.name))
+    viewer.layers.events.inserted.connect(lambda e: drawn.append(e.value))
     assert warm_up(viewer) is True
-    assert len(events) >= 5  # it did draw layers of each kind…
+    # it drew one layer of each costly kind, made by the steps' own style functions (the
+    # layer pool's makers: no style of its own), every layer type the pool makes among them…
+    assert events == [f"(warm-up) {k}" for k in WARM_KINDS] and set(WARM_KINDS) <= set(_kinds())
+    assert {type(lyr).__name__ for lyr in drawn} == {"Points", "Labels", "Image", "Vectors"}
+    by_kind = dict(zip(WARM_KINDS, drawn, strict=True))
+    assert np.allclose(by_kind["outlines"].colormap.color_dict[None], [1, 1, 0, 1])  # yellow
+    assert str(by_kind["cell labels"].blending) == "translucent_no_depth"
+    # …with every glyph the docks write in a text, drawn (the font atlas filled)
+    assert "".join(by_kind["cell labels"].text.values) == GLYPHS
+    assert "".join(by_kind["mold fixed"].text.values) == GLYPHS
     assert len(viewer.layers) == 0  # …and removed them all
     assert len(viewer.layers.selection) == 0 and viewer.layers.selection.active is None
     assert viewer.dims.ndisplay == 2
@@ -47,17 +59,23 @@ def test_settle_freezes_start_up_objects_for_the_collector(make_napari_viewer):
 
 
 def test_mpi_viewer_demo_starts_settled(make_napari_viewer, study, monkeypatch):
-    """`mpi-viewer demo` (``run``) warms up before the data; tests' ``prepare`` does not."""
+    """`mpi-viewer` (``run``) settles before the data, warming up only when no data follows;
+    tests' ``prepare`` does not settle."""
     from mpi_viewer.plugins import _launch, _warm_up
 
     calls: list = []
-    monkeypatch.setattr(_warm_up, "settle", lambda viewer: calls.append(len(viewer.layers)))
+    monkeypatch.setattr(
+        _warm_up, "settle", lambda viewer, warm=True: calls.append((len(viewer.layers), warm))
+    )
     viewer = make_napari_viewer(show=True)
     _launch.prepare(viewer, demo=True, study=study, settle=True)
-    assert calls == [0]  # before any data layer
+    # before any data layer; no warm-up (the pool filled on the demo's images pays it)
+    assert calls == [(0, False)]
     assert len(viewer.layers) >= 3  # then the demo's MRI, CT, MPI
     _launch.prepare(make_napari_viewer(show=True))
-    assert calls == [0]
+    assert calls == [(0, False)]
+    _launch.prepare(make_napari_viewer(show=True), settle=True)  # `mpi-viewer`, no data yet
+    assert calls == [(0, False), (0, True)]
 
 
 def test_each_finished_step_frees_its_garbage_and_freezes_what_lives(monkeypatch):

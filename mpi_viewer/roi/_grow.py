@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpi_viewer.errors import InputError
+from mpi_viewer.roi._memo import owned, remembered
 
 #: Voxels the region must stay away from the box edge (room for tails and profiles).
 _MARGIN = 3
@@ -243,30 +244,74 @@ def _peak_in_box(sub, at, psf=None, *, fitted_only=False, with_sd=False):
     """
     from mpi_viewer.roi._fwhm import subvoxel_peak
 
-    idx, peak = subvoxel_peak(sub, at)
     if psf is None:
+        idx, peak = subvoxel_peak(sub, at)
         return None if fitted_only else (idx, peak) + ((None,) if with_sd else ())
+    idx, peak, fit = _peak_fit(sub, at, psf)
+    if fit is None:
+        return None if fitted_only else (idx, peak) + ((None,) if with_sd else ())
+    centre, amp, amp_sd = fit
+    if with_sd:
+        return centre, amp, amp_sd
+    return centre, amp
+
+
+#: Template peak fits kept per measured PSF (see :func:`_peak_fit`).
+_PEAK_FITS = 4096
+
+
+def _peak_fit(sub, at, psf):
+    """The log-quadratic peak near ``at`` and the template fitted to the core around it
+    (``(centre, amplitude, amplitude SD)``, or ``None`` when it cannot be fitted).
+
+    Both depend only on the core's values and on where it lies in the box, so a fit is
+    kept with the PSF, keyed by those bytes: the same core fitted again (a source
+    re-measured, its neighbours' uncertain models changing nothing there, the threshold
+    jitter's reference peak) costs a hash instead of a least-squares fit.
+    """
+    import hashlib
+
+    from mpi_viewer.roi._fwhm import subvoxel_peak
     from mpi_viewer.roi._psf import fit_template
 
     r = np.maximum(np.ceil(0.5 * psf.fwhm_vox).astype(int), 1)
     lo = np.maximum(np.asarray(at) - r, 0)
     hi = np.minimum(np.asarray(at) + r + 1, sub.shape)
-    fallback = None if fitted_only else (idx, peak) + ((None,) if with_sd else ())
+    core = sub[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    key = (
+        tuple(int(v) for v in at),
+        tuple(sub.shape),
+        core.dtype.str,
+        hashlib.sha1(np.ascontiguousarray(core).tobytes()).digest(),
+    )
+    idx, peak, fit = remembered(
+        owned(psf, "_peak_fits"),
+        key,
+        lambda: _fit_peak(sub, at, psf, r, lo, hi, subvoxel_peak, fit_template),
+        _PEAK_FITS,
+    )
+    return (
+        np.array(idx),
+        peak,
+        None if fit is None else (np.array(fit[0]), fit[1], fit[2]),
+    )
+
+
+def _fit_peak(sub, at, psf, r, lo, hi, subvoxel_peak, fit_template):
+    idx, peak = subvoxel_peak(sub, at)
     if np.any(np.asarray(at) - lo < r) or np.any(hi - 1 - np.asarray(at) < r):
-        return fallback  # too near the box edge
+        return idx, peak, None  # too near the box edge
     mask = np.zeros(sub.shape, dtype=bool)
     mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
     mask &= np.isfinite(sub)
     if mask.sum() < 3 * sub.ndim + 2:
-        return fallback
+        return idx, peak, None
     _, amps, points, _ = fit_template(
         np.nan_to_num(sub), [tuple(at)], mask, psf, max_nfev=12, with_models=False
     )
     if not (0.7 * peak <= amps[0] <= 1.5 * peak):
-        return fallback
-    if with_sd:
-        return points[0].centre, float(amps[0]), points[0].amplitude_sd
-    return points[0].centre, float(amps[0])
+        return idx, peak, None
+    return idx, peak, (points[0].centre, float(amps[0]), points[0].amplitude_sd)
 
 
 def grow_region(
@@ -532,11 +577,26 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     (:func:`mpi_viewer.roi._psf.measure_psf`), else Gaussian models are fitted.
     The returned dict carries ``_fit`` (box, region, peaks, own model) for
     :func:`measure_seeds`.
+
+    Three stages, so that a source re-measured with its neighbours' tails subtracted
+    (:func:`measure_seeds`) grows its region and fits its peaks once
+    (:func:`_start_roi`), and its first pass stops once its peak is known
+    (:func:`_delineate`) instead of computing the statistics and intervals that the
+    second pass replaces (:func:`_complete`).
     """
+    return _complete(
+        _delineate(_start_roi(volume, arr, seed, params, noise, structure, psf), external)
+    )
+
+
+def _start_roi(volume, arr, seed, params, noise, structure, psf=None):
+    """Stage 1 of :func:`one_roi`: climb to the peak, grow the region, find and fit its
+    peaks (independent of the neighbours outside the region). Returns a namespace."""
+    from types import SimpleNamespace
+
     from scipy import ndimage as ndi
 
     from mpi_viewer.roi._split import MAX_FIT_PEAKS, explained, find_peaks, fit_sources
-    from mpi_viewer.roi._subvoxel import subvoxel_stats
 
     d = arr.ndim
     seed, st, idx0 = _check_seed(volume, arr, seed)
@@ -597,6 +657,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         models = None
         own_model = None
         unexplained = False
+        misfit = None
         if len(peaks) > 1 and params.split_sources:
             sigma0 = _half_widths(sm, peaks[int(np.argmax([sm[p] for p in peaks]))]) / math.sqrt(
                 2 * math.log(2)
@@ -629,7 +690,43 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         and ndi.binary_dilation(region, structure=structure)[np.isnan(sub)].any()
     ):
         raise InputError(f"seed {st}: the image has NaN values inside the ROI")
+    return SimpleNamespace(
+        volume=volume,
+        arr=arr,
+        params=params,
+        noise=noise,
+        structure=structure,
+        psf=psf,
+        seed=seed,
+        st=st,
+        g=g,
+        sub=sub,
+        region=region,
+        at=at,
+        peaks=peaks,
+        own=own,
+        models=models,
+        points=points if models is not None else None,
+        own_model=own_model,
+        unexplained=unexplained,
+        misfit=misfit,
+        sm=sm,
+        own_peak=own_peak,
+        fit=None,
+    )
 
+
+def _delineate(s, external=None):
+    """Stage 2 of :func:`one_roi`: subtract the neighbours' models (``external``: those
+    outside the region), delineate the source (split, faint-source model) and find its
+    peak. Returns a namespace for :func:`_complete`, with ``peak_au``, ``peak_voxel``
+    (image index of the brightest ROI voxel) and ``fit`` (shared by every pass of ``s``)."""
+    from types import SimpleNamespace
+
+    volume, params, noise, structure, psf = s.volume, s.params, s.noise, s.structure, s.psf
+    st, g, sub, region, at, peaks, own = s.st, s.g, s.sub, s.region, s.at, s.peaks, s.own
+    models, points, unexplained, misfit = s.models, s.points, s.unexplained, s.misfit
+    curve = params.saturation_curve
     # other sources outside the region whose point-spread tails reach into the box
     peaks_img = [np.asarray(p) + g.lo for p in peaks]
     ext = None
@@ -648,6 +745,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
     corr = sub
     others = None
     blocked = None
+    split = None
     thr = g.threshold
     peak_idx, peak_au = g.peak_idx, g.peak_au
     roi = region
@@ -746,6 +844,57 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         )
         if delineated is not None:
             roi, thr, peak_idx, peak_au = (delineated[k] for k in ("roi", "thr", "idx", "peak"))
+    if s.fit is None:
+        s.fit = dict(
+            lo=g.lo,
+            sub=sub,
+            region=region,
+            at=at,
+            peaks_img=peaks_img,
+            model=s.own_model,
+            hw=_half_widths(s.sm, at),
+            own_peak=np.asarray(s.own_peak),
+        )
+    top_i = np.unravel_index(int(np.argmax(np.where(roi, corr, -np.inf))), corr.shape)
+    return SimpleNamespace(
+        s=s,
+        ext=ext,
+        nb_sd=nb_sd,
+        nb_parts=nb_parts,
+        flags=flags,
+        warnings=warnings,
+        corr=corr,
+        others=others,
+        blocked=blocked,
+        thr=thr,
+        peak_idx=peak_idx,
+        peak_au=peak_au,
+        roi=roi,
+        split=split,
+        delineated=delineated,
+        peak_voxel=tuple(int(v) for v in np.asarray(top_i) + g.lo),
+    )
+
+
+def _complete(L) -> dict:
+    """Stage 3 of :func:`one_roi`: the statistics, sub-voxel totals and interval terms
+    of a delineated source (``L`` from :func:`_delineate`)."""
+    from mpi_viewer.roi._subvoxel import subvoxel_stats
+
+    s = L.s
+    volume, arr, params, noise, structure, psf = (
+        s.volume,
+        s.arr,
+        s.params,
+        s.noise,
+        s.structure,
+        s.psf,
+    )
+    seed, g, unexplained = s.seed, s.g, s.unexplained
+    curve = params.saturation_curve
+    ext, nb_sd, nb_parts, flags, warnings = L.ext, L.nb_sd, L.nb_parts, L.flags, L.warnings
+    corr, others, blocked, thr = L.corr, L.others, L.blocked, L.thr
+    peak_idx, peak_au, roi, split, delineated = L.peak_idx, L.peak_au, L.roi, L.split, L.delineated
     neighbour = 0.0
     if others is not None:
         neighbour = float(others[roi].astype(np.float64).sum()) * float(np.prod(volume.spacing_mm))
@@ -826,16 +975,6 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
             "point-spread model was subtracted."
         )
     flags += stats.pop("flags")
-    fit = dict(
-        lo=g.lo,
-        sub=sub,
-        region=region,
-        at=at,
-        peaks_img=peaks_img,
-        model=own_model,
-        hw=_half_widths(sm, at),
-        own_peak=np.asarray(own_peak),
-    )
     warnings += stats.pop("warnings")
     return dict(
         seed_mm=seed,
@@ -847,7 +986,7 @@ def one_roi(volume, arr, seed, params, noise, structure, external=None, psf=None
         delineation_sd=delineation_sd,
         flags=flags,
         warnings=warnings,
-        _fit=fit,
+        _fit=s.fit,
     )
 
 
@@ -1179,25 +1318,38 @@ def measure_seeds(volume, arr, seeds, params, *, names=None, on_error="raise"):
     noise = _noise_for(arr, params)
     structure = _structure(arr.ndim, params.connectivity)
     psf = image_psf(arr, params, noise)
-    grown: list[tuple[int, dict]] = []
+    # each seed grown and delineated once; its statistics (the costly part) wait until it
+    # is known whether its neighbours' tails are subtracted (then it is delineated again)
+    firsts: list[tuple[int, object]] = []
     for i, seed in enumerate(seeds):
         try:
-            grown.append(
+            firsts.append(
                 (
                     i,
-                    one_roi(volume, arr, seed, params, noise, structure, psf=psf),
+                    _delineate(_start_roi(volume, arr, seed, params, noise, structure, psf=psf)),
                 )
             )
         except InputError as exc:
             if on_error == "raise":
                 raise
             out.errors.append((i, str(exc)))
-    if params.split_sources and len(grown) > 1:
-        exts = _subtract_outside_neighbours(
-            volume, arr, seeds, params, noise, structure, grown, psf
-        )
-        if params.revision >= 2:
-            _share_split_sd(grown, exts)
+    exts = None
+    if params.split_sources and len(firsts) > 1:
+        exts = _outside_neighbours(params, noise, structure, firsts, psf)
+    grown: list[tuple[int, dict]] = []
+    for n, (i, first) in enumerate(firsts):
+        ext = [firsts[m][1].s.fit["model"] for m in exts[n]] if exts is not None else []
+        if not ext:
+            grown.append((i, _complete(first)))
+            continue
+        try:
+            r = _complete(_delineate(first.s, ext))
+        except InputError as exc:
+            r = _complete(first)
+            r["warnings"].append(f"neighbouring sources' tails could not be subtracted ({exc}).")
+        grown.append((i, r))
+    if exts is not None and params.revision >= 2:
+        _share_split_sd(grown, exts)
     peaks_seen: dict[tuple[int, ...], str] = {}
     for i, r in grown:
         name = names[i] if names is not None else f"roi_{i + 1}"
@@ -1248,8 +1400,8 @@ def _own_model(fit: dict, structure, psf=None, noise: float = float("nan")):
     return fit["model"]
 
 
-def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, grown, psf):
-    """Re-measure each ROI with the models of the other sources reaching into its box.
+def _outside_neighbours(params, noise, structure, firsts, psf):
+    """The other sources whose tails reach into each ROI's box, to be subtracted.
 
     A neighbour whose peak lies in the ROI's own region was already fitted and removed
     (the split path); one whose peak lies outside it (e.g. a weak source 4.3 mm from a
@@ -1257,20 +1409,21 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
     tail. Each source's point-source model (the measured PSF's, else a Gaussian) is
     fitted once (the split fit's when there was one) and subtracted from every ROI
     whose box lies within ``_REACH_FWHM`` of its FWHM (of the measured PSF's box, when
-    larger). ``grown`` ((seed index, one_roi dict) pairs) is updated in place.
-    Returns, for each of ``grown``, the positions in ``grown`` of the sources whose
-    models were subtracted from it.
+    larger); :func:`measure_seeds` then delineates that ROI again (:func:`_delineate`).
+    ``firsts``: (seed index, first delineation) pairs. Returns, for each of ``firsts``,
+    the positions in ``firsts`` of the sources whose models are subtracted from it
+    (their models: ``firsts[m][1].s.fit["model"]``).
     """
-    fits = [r["_fit"] for _, r in grown]
+    fits = [f.s.fit for _, f in firsts]
     reach = _REACH_FWHM
     exts: list[list[int]] = []
-    for n, (_i, r) in enumerate(grown):
+    for n, (_i, r) in enumerate(firsts):
         fi = fits[n]
         lo = np.asarray(fi["lo"], dtype=float)
         hi = lo + np.asarray(fi["sub"].shape) - 1
         ext = []
         for m, fj in enumerate(fits):
-            if m == n or r["_peak_voxel"] == grown[m][1]["_peak_voxel"]:
+            if m == n or r.peak_voxel == firsts[m][1].peak_voxel:
                 continue
             pj = fj["own_peak"].astype(float)
             if any(np.all(np.abs(pj - q) <= 1.5) for q in fi["peaks_img"]):
@@ -1282,26 +1435,12 @@ def _subtract_outside_neighbours(volume, arr, seeds, params, noise, structure, g
             mj = _own_model(fj, structure, psf, noise)
             if mj is None:
                 continue
-            if float(np.abs(mj.on_box(fi["lo"], fi["sub"].shape)).max()) < 1e-5 * abs(r["peak_au"]):
+            if float(np.abs(mj.on_box(fi["lo"], fi["sub"].shape)).max()) < 1e-5 * abs(
+                float(r.peak_au)
+            ):
                 continue  # its tail is negligible here
             ext.append(m)
         exts.append(ext)
-    for n, (i, r) in enumerate(grown):
-        fi = fits[n]
-        ext = [fits[m]["model"] for m in exts[n]]
-        if not ext:
-            continue
-        try:
-            grown[n] = (
-                i,
-                one_roi(
-                    volume, arr, seeds[i], params, noise, structure, external=ext or None, psf=psf
-                ),
-            )
-        except InputError as exc:
-            r["warnings"].append(f"neighbouring sources' tails could not be subtracted ({exc}).")
-        grown[n][1]["_fit"]["model"] = fi["model"]
-        grown[n][1]["_fit"]["model_tried"] = fi.get("model_tried", False)
     return exts
 
 
@@ -1317,7 +1456,7 @@ def _share_split_sd(grown, exts) -> None:
     signal — each holds the other's peak in its region or has the other's subtracted
     tail > 0.5 % of its own total (a faint source on a strong one's tail does not
     share the strong one's signal) — carry the larger of their two SDs. ``grown``
-    is updated in place (``exts``: from :func:`_subtract_outside_neighbours`).
+    is updated in place (``exts``: from :func:`_outside_neighbours`).
     """
     fits = [r["_fit"] for _, r in grown]
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mpi_viewer.roi._memo import remembered
+
 #: Sources above this SNR can be PSF samples.
 _MIN_SNR = 30.0
 #: Box half-size per axis, in FWHM of the sources.
@@ -176,14 +178,9 @@ def measure_psf(arr: np.ndarray, noise: float, *, revision: int = 2) -> Measured
     the voxel-wise median of the samples; 2 — their SNR²-weighted mean.
     """
     key = _key(arr, noise, revision)
-    if key is not None and key in _CACHE:
-        return _CACHE[key]
-    out = _measure_psf(arr, noise, revision)
-    if key is not None:
-        if len(_CACHE) >= 4:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = out
-    return out
+    if key is None:
+        return _measure_psf(arr, noise, revision)
+    return remembered(_CACHE, key, lambda: _measure_psf(arr, noise, revision), 4)
 
 
 def _measure_psf(arr: np.ndarray, noise: float, revision: int = 2) -> MeasuredPSF | None:
@@ -229,23 +226,31 @@ def _measure_psf(arr: np.ndarray, noise: float, revision: int = 2) -> MeasuredPS
     half = np.clip(np.ceil(2 * _BOX_FWHM * med_hw).astype(int), 4, 24)
     fwhm = 2.0 * med_hw
     centre = half.astype(np.float64)
-    grid = [g - h for g, h in zip(np.indices(tuple(2 * half + 1)), half, strict=True)]
+    # each axis's offsets from the box centre, shaped to broadcast (sums of squares over
+    # them are the full grid's, term by term, without building the grid)
+    grid = [
+        (np.arange(2 * h + 1) - h).reshape(tuple(-1 if i == a else 1 for i in range(d)))
+        for a, h in enumerate(half)
+    ]
     # smoothing lowers the noise SD by (4π)^(d/4) (Gaussian of SD 1 voxel)
     sm_noise = noise / (4 * math.pi) ** (d / 4)
     good = []
-    for k, _hw in info:
+    flip = (slice(None, None, -1),) * d
+
+    def prepared(k):
+        """A candidate's box, background-corrected, and its half-maximum size, or None."""
         p = maxima[k]
         lo, hi = p - half, p + half + 1
         clo, chi = np.maximum(lo, 0), np.minimum(hi, shape)
         if np.any(p - clo < fwhm) or np.any(chi - 1 - p < fwhm):
-            continue  # the image edge cuts its core: no sample
+            return None  # the image edge cuts its core: no sample
         # other maxima: none of note in the core (1.5 FWHM); farther ones only mask out
         # the part of the box nearer to them than to this source
         dist = np.sqrt((((maxima - p) / fwhm) ** 2).sum(axis=1))
         near = (dist < 1.5) & (vals >= _NEIGHBOUR_FRACTION * vals[k])
         near[k] = False
         if near.any():
-            continue
+            return None
         valid = np.ones(tuple(2 * half + 1), dtype=bool)
         own = sum((g / f) ** 2 for g, f in zip(grid, fwhm, strict=True))
         for m in np.flatnonzero((dist < 2 * _BOX_FWHM * 1.8) & (np.arange(len(vals)) != k)):
@@ -261,35 +266,56 @@ def _measure_psf(arr: np.ndarray, noise: float, revision: int = 2) -> MeasuredPS
         shell = np.ones(box.shape, dtype=bool)
         shell[tuple(slice(2, -2) for _ in range(d))] = False
         if not (shell & valid).any():  # the source fills its box: no background around it
-            continue
+            return None
         box = box - float(np.median(box[shell & valid]))
         at = tuple(int(v) for v in half)
         c, pk = subvoxel_peak(box, at)
         pk = max(pk, float(box[at]))
         if not pk > _MIN_SNR * noise:
-            continue
+            return None
         reg = box >= 0.5 * pk
         lab, _ = ndi.label(reg)
         n_half = int((lab == lab[at]).sum())
         box[~inside] = 0.0
+        return k, box, valid, c, pk, n_half
+
+    done: dict = {}
+
+    def sample(prep):
+        """The candidate centred and normalised, or None when it is not point-symmetric."""
+        k, box, valid, c, pk, n_half = prep
+        if k in done:
+            return done[k]
         shifted = ndi.shift(box, centre - c, order=3, mode="nearest") / pk
         vshift = ndi.shift(valid.astype(np.float32), centre - c, order=0, mode="constant") > 0.5
         # a point source is point-symmetric (x-space and Gaussian PSFs alike): a hidden
         # weak neighbour on the flank (no maximum of its own) makes the box asymmetric
-        flip = (slice(None, None, -1),) * d
         both = vshift & vshift[flip]
         smd = ndi.gaussian_filter(shifted, 1.0)
         asym = float(np.max(np.abs(smd - smd[flip])[both])) if both.any() else 0.0
-        if asym > 0.03 + 6.0 * sm_noise / pk:
-            continue
-        good.append((k, shifted, vshift, pk, n_half))
-    if not good:
+        done[k] = None if asym > 0.03 + 6.0 * sm_noise / pk else (k, shifted, vshift, pk, n_half)
+        return done[k]
+
+    # the samples: the point-symmetric candidates whose half-maximum region is within
+    # _POINT_LIKE of the smallest such region, the brightest _MAX_SAMPLES of them. Only
+    # the candidates that can be among them are centred (the costly part): the smallest
+    # is found from the smallest regions up, then the brightest within reach of it
+    preps = [q for q in (prepared(k) for k, _hw in info) if q is not None]
+    smallest = None
+    for q in sorted(preps, key=lambda q: q[5]):
+        if sample(q) is not None:
+            smallest = q[5]
+            break
+    if smallest is None:
         return None
-    smallest = min(g[4] for g in good)
-    good = [g for g in good if g[4] <= _POINT_LIKE * smallest][:_MAX_SAMPLES]
+    good = []
+    for q in preps:
+        if len(good) >= _MAX_SAMPLES:
+            break
+        if q[5] <= _POINT_LIKE * smallest and sample(q) is not None:
+            good.append(done[q[0]])
     # every sample and its point reflection (the PSF is symmetric): the reflection fills
     # what a neighbour masked out; voxel-wise median, robust to a stray tail
-    flip = (slice(None, None, -1),) * d
     layers, masks, rel_sd = [], [], []
     for _k, sh, v, pk, _n in good:
         layers += [sh, sh[flip]]
@@ -361,6 +387,17 @@ def fit_template(
     coords = [p.astype(np.float64) for p in pts]
     y = sub[pts].astype(np.float64)
     npar = 1 + d
+    memo: dict = {}
+
+    def values(c, derivative=None):
+        """The template (or its derivative) at the fit voxels for a source at ``c``:
+        computed once per point of the solver (its residuals and Jacobian share them)."""
+        key = (tuple(float(v) for v in c), derivative)
+        if key not in memo:
+            if len(memo) > 4 * (d + 1) * n:
+                memo.clear()
+            memo[key] = psf.values([coords[a] - c[a] for a in range(d)], derivative=derivative)
+        return memo[key]
 
     def unpack(q):
         return [(q[k * npar], q[k * npar + 1 : (k + 1) * npar]) for k in range(n)], q[-1]
@@ -369,7 +406,7 @@ def fit_template(
         srcs, b = unpack(q)
         out = np.full(y.shape, b)
         for amp, c in srcs:
-            out += amp * psf.values([coords[a] - c[a] for a in range(d)])
+            out += amp * values(c)
         return out
 
     def jac(q):
@@ -377,10 +414,9 @@ def fit_template(
         j = np.empty((y.size, n * npar + 1))
         j[:, -1] = 1.0
         for k, (amp, c) in enumerate(srcs):
-            offs = [coords[a] - c[a] for a in range(d)]
-            j[:, k * npar] = psf.values(offs)
+            j[:, k * npar] = values(c)
             for a in range(d):
-                j[:, k * npar + 1 + a] = -amp * psf.values(offs, derivative=a)
+                j[:, k * npar + 1 + a] = -amp * values(c, derivative=a)
         return j
 
     x0, lo, hi = [], [], []

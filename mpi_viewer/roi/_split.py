@@ -19,6 +19,7 @@ doi:10.18383/j.tom.2020.00043). Here:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -162,10 +163,23 @@ def fit_sources(sub, peaks, fit_mask, sigma0_vox, psf=None):
         Root-mean-square residual of the fit over ``fit_mask`` (a.u.): how well point
         sources explain the region (see :func:`explained`).
     """
+    from mpi_viewer.roi._memo import owned, remembered
     from mpi_viewer.roi._psf import PointModel, fit_template
 
     if psf is not None:
-        return fit_template(sub, peaks, fit_mask, psf)
+        # a measured template's fits are kept with it, keyed by their exact inputs (the
+        # same region fitted again when its seeds are measured again: every click)
+        key = _fit_key(sub, peaks, fit_mask)
+
+        def fit():
+            fitted = fit_template(sub, peaks, fit_mask, psf)
+            for m in fitted[0]:
+                m.setflags(write=False)  # shared by every caller: never changed in place
+            return fitted
+
+        cache = owned(psf, "_source_fits")
+        models, amps, points, rms = remembered(cache, key, fit, _SOURCE_FITS)
+        return list(models), list(amps), [dataclasses.replace(pm) for pm in points], rms
     models, amps, params, rms = fit_gaussians(sub, peaks, fit_mask, sigma0_vox)
     d = sub.ndim
     points = [
@@ -175,6 +189,24 @@ def fit_sources(sub, peaks, fit_mask, sigma0_vox, psf=None):
         for p in params
     ]
     return models, amps, points, rms
+
+
+#: Region fits kept per measured PSF (each holds its models on the box: ~0.2–1 MB).
+_SOURCE_FITS = 32
+
+
+def _fit_key(sub, peaks, fit_mask) -> tuple:
+    """The exact inputs of a template fit: the box's values and shape, the peaks, the mask."""
+    import hashlib
+
+    h = hashlib.sha1(np.ascontiguousarray(sub).tobytes())
+    h.update(np.packbits(np.ascontiguousarray(fit_mask, dtype=bool)).tobytes())
+    return (
+        tuple(sub.shape),
+        sub.dtype.str,
+        tuple(tuple(int(v) for v in p) for p in peaks),
+        h.digest(),
+    )
 
 
 #: A point-source model explains a region when its residual RMS is at most this

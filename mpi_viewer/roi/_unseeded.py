@@ -38,6 +38,8 @@ import math
 
 import numpy as np
 
+from mpi_viewer.roi._memo import owned, remembered
+
 #: An unseeded source outside an ROI is reported when it raises the ROI's total by more
 #: than this fraction.
 TAIL_FRACTION = 0.01
@@ -115,7 +117,16 @@ def _render(pm, shape) -> np.ndarray:
     t = np.asarray(pm.psf.template, dtype=np.float32)
     c = np.asarray(pm.centre, dtype=float)
     ic = np.rint(c).astype(int)
-    moved = ndi.shift(t, c - ic, order=1, mode="constant", cval=0.0)
+    # the shifted template depends only on the centre's fraction of a voxel: the same
+    # source rendered in every ROI box that holds it is shifted once
+    frac = c - ic
+    key = tuple(float(v) for v in frac)
+    moved = remembered(  # a template each
+        owned(pm.psf, "_moved"),
+        key,
+        lambda: ndi.shift(t, frac, order=1, mode="constant", cval=0.0),
+        16,
+    )
     start = ic - np.rint(np.asarray(pm.psf.centre)).astype(int)  # box index of template[0]
     a = np.maximum(start, 0)
     b = np.minimum(start + np.asarray(t.shape), np.asarray(shape))
