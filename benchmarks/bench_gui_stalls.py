@@ -5,7 +5,8 @@
 A 10 ms ``QTimer`` heartbeat runs on the GUI thread; for each step of the demo study
 (mold registration, four ROIs, calibration fit, cells, report, session save, session
 open) the longest gap between two beats is the longest time the window could not
-repaint or take a click. Each step is started the way the dock's button starts it
+repaint or take a click (beside it, the GUI thread's own CPU time in its costliest
+gap: on a shared, loaded machine the wall-clock gap is mostly waiting for a core). Each step is started the way the dock's button starts it
 (``block=False``: workers where the dock has one; the ROIs as clicks are, measured in
 a worker) and waited for with the event loop running. Side by side: napari's own cost
 of adding the same layers (the demo's MRI, CT and MPI images, a Labels layer, and the
@@ -371,8 +372,12 @@ def main(argv: list[str]) -> int:
         step(hb, f"napari add_image {name} {arr.shape}", lambda a=arr: v2.add_image(a), rows)
     lab = (np.asarray(demo.mpi.array) > np.asarray(demo.mpi.array).max() * 0.5).astype(np.uint16)
     step(hb, "napari add_labels (MPI grid)", lambda: v2.add_labels(lab), rows)
-    # the layers "cells and overlays" adds, as napari adds them without any dock
-    dens, out = cells._density_disp, cells._labels_disp.astype(np.uint16)
+    # the layers "cells and overlays" adds, as napari adds them without any dock (the
+    # arrays the layers show: the density and outlines cut to the ROIs' box)
+    from mpi_viewer.plugins._cells_overlays import DENSITY_LAYER, OUTLINE_LAYER
+
+    dens = np.asarray(viewer.layers[DENSITY_LAYER].data)
+    out = np.asarray(viewer.layers[OUTLINE_LAYER].data).astype(np.uint16)
     step(hb, f"napari add_image density {dens.shape}", lambda: v2.add_image(dens), rows)
     step(hb, f"napari add_labels outlines {out.shape}", lambda: v2.add_labels(out), rows)
     texts = cells.label_texts()

@@ -34,7 +34,7 @@ from mpi_viewer.plugins._calibration_dock import (
     split_warnings,
     warning_html,
 )
-from mpi_viewer.plugins._cells_overlays import CellOverlaysMixin
+from mpi_viewer.plugins._cells_overlays import CellOverlaysMixin, label_texts_of, shown_arrays
 from mpi_viewer.plugins._cells_report import ReportMixin
 from mpi_viewer.plugins._cells_table import CellsTableMixin
 from mpi_viewer.plugins._controller import get_controller
@@ -80,6 +80,8 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         self._display_layer = None
         self._labels_disp = None
         self._density_disp = None
+        self._frame = None  # (show boxes, what the overlay layers show): shown_arrays
+        self._texts = None  # (results, their label texts)
         self._worker = None
 
         lay = QVBoxLayout(self)
@@ -231,6 +233,8 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         transform = meta(mpi).get("transform_fixed_to_moving")
         anatomy = self.anatomy_layer(transform.get("fixed")) if transform else None
         return {
+            "visible": dict(self.visible),  # the table's show boxes
+            "inside_only": self.inside_check.isChecked(),
             "cal": cal,
             "ipc": ipc,
             "rois": list(roi_results),
@@ -299,14 +303,27 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         box = content_box((labels > 0) | (density > 0), margin=2)
         offset = np.array([sl.start for sl in box], dtype=float)
         disp = (labels[box].copy(), density[box].copy(), threshold, offset)
-        yield GuiStep(lambda: self._take(inp, res, disp))
+        # what the layers show (the boxes of the table as they are now), and the labels'
+        # texts: the GUI thread only swaps them in
+        vis = inp.get("visible", {})
+        shown = {r.name for r in res if vis.get(r.name, True)}
+        key = (
+            tuple(int(r.label) for r in inp["rois"] if r.name in shown),
+            bool(inp.get("inside_only", True)),
+        )
+        frame = (key, shown_arrays(disp[0], disp[1], key[0], key[1]))
+        texts = label_texts_of(res)
+        yield
+        yield GuiStep(lambda: self._take(inp, res, disp, frame, texts))
         for draw in self.overlay_steps():
             yield GuiStep(lambda draw=draw: draw() if self.can_draw() else None)
         return res, inp, threshold
 
-    def _take(self, inp: dict, res: list, disp: tuple) -> None:
+    def _take(self, inp: dict, res: list, disp: tuple, frame=None, texts=None) -> None:
         """The new numbers and display arrays (GUI thread), before the overlays are drawn."""
         self._labels_disp, self._density_disp, self._threshold_au, self._disp_offset = disp
+        self._frame = frame  # what the layers show (remade if a box changed meanwhile)
+        self._texts = (res, texts) if texts is not None else None
         self.results, self.iron_per_cell, self._calibration = res, inp["ipc"], inp["cal"]
         self.roi_results, self._roi_params = inp["rois"], inp["params"]
         self._volume, self._mpi_layer = inp["volume"], inp["mpi"]

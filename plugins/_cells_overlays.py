@@ -3,10 +3,21 @@ beside their ROIs (leader lines when moved), and the cell-density map.
 
 A mixin of :class:`~mpi_viewer.plugins._cells_dock.CellsDock`. The arrays (outline
 labels, density in cells/mm³, cut to the box with something to show) are computed off
-the GUI thread by :func:`mpi_viewer.report.overlays.overlay_arrays`; here they only
-become layers, each one step of the GUI thread (:meth:`CellOverlaysMixin.overlay_steps`),
-and the labels are laid out on screen
-(:func:`mpi_viewer.report.overlays.place_labels`) again when the view changes.
+the GUI thread by :func:`mpi_viewer.report.overlays.overlay_arrays`, and what each layer
+shows (:func:`shown_arrays`: the visible ROIs, the density masked to them and cut to
+their box, its colour range) and the labels' texts too; here they only become layers,
+each one turn of the GUI thread (:meth:`CellOverlaysMixin.overlay_steps`): the pooled
+layers raised together (one scene-graph rebuild), the density, the outlines, the labels,
+their backdrops and leaders, each layer's sets drawn once (:func:`._napari_compat.one_refresh`).
+The labels are laid out on screen (:func:`mpi_viewer.report.overlays.place_labels`, a
+few µs of arithmetic) again when the view changes; only what moved is set.
+
+The density is drawn on the anatomy's grid (the registration resamples it there, in the
+worker), not on the MPI's own coarser grid with the MPI layer's affine: that would be
+as correct in 3-D, but napari draws a 2-D slice of a layer whose affine mixes the sliced
+axis into the displayed ones displaced by up to a few mm (the reason the MPI has a 2-D
+display twin). Cut to the ROIs' box, the array napari slices in 2-D (one slice, the one
+shown) and uploads whole in 3-D is a small fraction of the anatomy.
 """
 
 from __future__ import annotations
@@ -43,10 +54,64 @@ def density_colormap():
     )
 
 
+def label_texts_of(results) -> list[str]:
+    """Each result's label text, e.g. ``isolated: 4.0 × 10⁵ cells [3.6–4.4 × 10⁵]``."""
+    from mpi_viewer.report.study_report import roi_label_text
+
+    return [roi_label_text({"name": r.name, **r.columns()}) for r in results]
+
+
 def _set(obj, name: str, value) -> None:
     """Set a layer property only when it changes (each set costs napari a redraw)."""
     if getattr(obj, name) != value:
         setattr(obj, name, value)
+
+
+def shown_arrays(labels, density, visible_labels, inside_only: bool):
+    """What the outline and density layers show (pure numpy: run in the worker).
+
+    Parameters
+    ----------
+    labels, density : ndarray
+        ROI labels and cells/mm³ on the display grid (cut to their content).
+    visible_labels : sequence of int
+        The labels of the ROIs shown (the table's "show" boxes).
+    inside_only : bool
+        Density inside the shown ROIs only (the dock's default): then both arrays are cut
+        to the box of every ROI (the same box whichever ROIs are shown, so hiding one
+        moves nothing).
+
+    Returns
+    -------
+    outlines : ndarray of uint16
+        The shown ROIs' labels (0 elsewhere).
+    density : ndarray of float32
+        cells/mm³ to draw.
+    top : float
+        The density's colour range top (cells/mm³; 1 when nothing is drawn).
+    offset : ndarray of float
+        Voxel index of the arrays' first voxel in ``labels``.
+    """
+    from mpi_viewer.report.overlays import content_box
+
+    lab = np.asarray(labels)
+    box = content_box(lab > 0, margin=2) if inside_only else tuple(slice(0, n) for n in lab.shape)
+    lab = lab[box]
+    lut = np.zeros(int(lab.max(initial=0)) + 1, dtype=bool)  # a look-up, not np.isin
+    vis = np.asarray(list(visible_labels), dtype=int)
+    lut[vis[(vis > 0) & (vis < lut.size)]] = True
+    mask = lut[lab]
+    outlines = np.where(mask, lab, 0).astype(np.uint16)
+    dens = np.asarray(density)[box]
+    dens = np.where(mask, dens, np.float32(0.0)) if inside_only else dens.copy()
+    peak = float(np.nanmax(dens)) if dens.size else 0.0
+    top = peak if peak > 0 else 1.0
+    return (
+        outlines,
+        dens.astype(np.float32, copy=False),
+        top,
+        np.array([sl.start for sl in box], dtype=float),
+    )
 
 
 class CellOverlaysMixin:
@@ -54,9 +119,10 @@ class CellOverlaysMixin:
 
     def label_texts(self) -> list[str]:
         """The text of each ROI's label, e.g. ``isolated: 4.0 × 10⁵ cells [3.6–4.4 × 10⁵]``."""
-        from mpi_viewer.report.study_report import roi_label_text
-
-        return [roi_label_text({"name": r.name, **r.columns()}) for r in self.results]
+        cached = getattr(self, "_texts", None)
+        if cached is not None and cached[0] is self.results:
+            return list(cached[1])  # made with the results, in the worker
+        return label_texts_of(self.results)
 
     def _layer(self, name):
         return self.viewer.layers[name] if name in self.viewer.layers else None
@@ -70,15 +136,23 @@ class CellOverlaysMixin:
         )
 
     def overlay_steps(self) -> list:
-        """The overlays as GUI-thread steps, one layer each: density (below), outlines,
-        labels, their leader lines. Between two, the window repaints."""
+        """The overlays as GUI-thread steps: the pooled layers raised (one move), then one
+        layer each: density (below), outlines, labels, their backdrops and leader lines.
+        Between two, the window repaints."""
         return [
+            self._raise_pooled,
             self._draw_density,
             self._draw_outlines,
-            self._draw_backdrops,
             self._draw_labels,
-            self._draw_leaders,
+            self._draw_helpers,
         ]
+
+    def _raise_pooled(self) -> None:
+        """The pool's overlay layers above the study's, in one move (one scene-graph
+        rebuild instead of one per layer taken)."""
+        from mpi_viewer.plugins._layer_pool import raise_pooled
+
+        raise_pooled(self.viewer, ("density", "outlines", "backdrops", "cell labels", "leaders"))
 
     def update_overlays(self) -> None:
         """(Re)draw outlines, labels and density for the visible ROIs."""
@@ -94,45 +168,53 @@ class CellOverlaysMixin:
         shown = {r.name for r in self.results if self.visible.get(r.name, True)}
         return np.array([r.label for r in self.roi_results if r.name in shown], dtype=np.uint16)
 
-    def _placement(self) -> dict:
+    def _placement(self, cut=None) -> dict:
         """scale, translate, affine of the overlay arrays: the display layer's grid, shifted
-        to the box they were cut from (world = A·(s·(i + offset) + t))."""
+        to the box they were cut from (world = A·(s·(i + offset) + t)); ``cut``: the
+        voxel offset of a part of them (:func:`shown_arrays`)."""
         src = self._display_layer
         scale = np.asarray(src.scale, dtype=float)
         off = np.asarray(getattr(self, "_disp_offset", np.zeros(len(scale))), dtype=float)
+        if cut is not None:
+            off = off + np.asarray(cut, dtype=float)
         return {
             "scale": scale,
             "translate": np.asarray(src.translate, dtype=float) + scale * off,
             "affine": np.asarray(src.affine.affine_matrix, dtype=float),
         }
 
-    def _place(self, layer) -> None:
-        p = self._placement()
+    def _place(self, layer, cut=None) -> None:
+        p = self._placement(cut)
         set_placement(layer, p["scale"], p["translate"], p["affine"])
 
-    def _visible_mask(self) -> np.ndarray:
-        """Voxels of the display arrays inside a visible ROI (a look-up, not ``np.isin``)."""
-        lab = self._labels_disp
-        lut = np.zeros(int(lab.max(initial=0)) + 1, dtype=bool)
-        vis = self._visible_labels()
-        lut[vis[vis < lut.size]] = True
-        return lut[lab]
+    def _frame_key(self) -> tuple:
+        return (tuple(int(v) for v in self._visible_labels()), self.inside_check.isChecked())
+
+    def _shown_frame(self) -> tuple:
+        """(outlines, density, top, offset) of :func:`shown_arrays` for the current show
+        boxes: made in the worker with the results, remade here after a toggle."""
+        key = self._frame_key()
+        frame = getattr(self, "_frame", None)
+        if frame is None or frame[0] != key:
+            frame = self._frame = (
+                key,
+                shown_arrays(self._labels_disp, self._density_disp, key[0], key[1]),
+            )
+        return frame[1]
 
     def _draw_outlines(self) -> None:
-        labels = self._labels_disp
-        if not all(self.visible.get(r.name, True) for r in self.results):
-            labels = np.where(self._visible_mask(), labels, 0)
-        labels = labels.astype(np.uint16, copy=False)
+        labels, _, _, cut = self._shown_frame()
         layer = self._layer(OUTLINE_LAYER)
         if layer is None:
             layer = self._pooled("outlines", OUTLINE_LAYER, ndim=labels.ndim)
         if layer is None:
             layer = self._add_keeping_active(
-                add_outline_layer, self.viewer, labels, self._placement()
+                add_outline_layer, self.viewer, labels, self._placement(cut)
             )
         else:
-            self._place(layer)  # placed, then filled (a pooled layer: one voxel moved)
-            layer.data = labels
+            with compat.one_refresh(layer):  # placed and filled: drawn once
+                self._place(layer, cut)
+                layer.data = labels
         _set(layer, "editable", False)
         self._outline_style()
         _set(layer, "visible", self.outline_check.isChecked())
@@ -230,7 +312,9 @@ class CellOverlaysMixin:
                 leaders.append([start, end - start])
         return pos, np.asarray(leaders, dtype=float).reshape(-1, 2, 3), places
 
-    def _layout_labels(self) -> None:
+    def _layout_labels(self, parts=("labels", "leaders", "backdrops")) -> None:
+        """Lay the labels out for the view shown and set what moved (``parts``: which of
+        the label points, leader lines and backdrop tiles)."""
         layer = self._layer(LABEL_LAYER)
         if layer is None or not self.results:
             return
@@ -239,28 +323,65 @@ class CellOverlaysMixin:
         except Exception:  # noqa: BLE001 - a view being torn down: nothing to lay out
             return
         pos = self._onto_slice(pos)
-        layer.data = pos
-        feats = layer.features
-        feats["shown"] = self.shown_texts
-        layer.features = feats
-        layer.refresh_text()
-        _, radii = self._anchors()
-        layer.size = np.maximum(
-            2.0 * radii, 1.0
-        )  # the points are transparent: only their text shows
-        layer.shown = np.array([self.visible.get(r.name, True) for r in self.results], bool)
+        if "labels" in parts:
+            self._set_label_points(layer, pos)
         lead = self._layer(LEADER_LAYER)
-        if lead is not None:
-            lead.data = leaders
-            _set(lead, "visible", layer.visible and len(leaders) > 0)
+        if lead is not None and "leaders" in parts:
+            # shown with the labels (an empty layer draws nothing): each change of a
+            # layer's visibility rebuilds napari's scene graph
+            _set(lead, "visible", layer.visible)
+            if np.shape(lead.data) != leaders.shape or not np.allclose(lead.data, leaders):
+                lead.data = leaders
         back = self._layer(BACKDROP_LAYER)
-        if back is not None:
+        if back is not None and "backdrops" in parts:
+            _set(back, "visible", layer.visible)
             tiles, tile_sizes = self._backdrop_tiles(pos, places)
-            back.data = tiles
-            back.size = tile_sizes
-            _set(back, "visible", layer.visible and len(tiles) > 0)
+            if (
+                np.shape(back.data) != tiles.shape
+                or not np.allclose(back.data, tiles)
+                or not np.allclose(back.size, tile_sizes)
+            ):
+                with compat.one_refresh(back):  # no text: safe to fill in one refresh
+                    back.data = tiles
+                    back.size = tile_sizes
         if self.viewer.dims.ndisplay == 3:
             compat.text_on_top(self.viewer, layer)
+
+    def _set_label_points(self, layer, pos) -> None:
+        """The label layer's points at ``pos``, with their texts, sizes and shown flags;
+        only what differs is set, drawn once."""
+        import pandas as pd
+
+        _, radii = self._anchors()
+        size = np.maximum(2.0 * radii, 1.0)  # the points are transparent: only their text shows
+        shown = np.array([self.visible.get(r.name, True) for r in self.results], bool)
+        texts = self.label_texts()
+        feats = pd.DataFrame(
+            {"label": texts, "name": [r.name for r in self.results], "shown": self.shown_texts}
+        )
+        if len(layer.data) != len(pos):
+            layer.data = pos  # a new number of points: napari re-slices (the texts follow)
+        have = layer.features
+        new_feats = list(have.columns) != list(feats.columns) or not all(
+            list(have[c]) == list(feats[c]) for c in feats.columns
+        )
+        todo = {
+            "data": not np.allclose(layer.data, pos),
+            "size": not np.allclose(layer.size, size),
+            "shown": not np.array_equal(layer.shown, shown),
+        }
+        if not (new_feats or any(todo.values())):
+            return
+        with compat.one_refresh(layer):
+            if todo["data"]:
+                layer.data = pos
+            if new_feats:
+                layer.features = feats
+                layer.refresh_text()
+            if todo["size"]:
+                layer.size = size
+            if todo["shown"]:
+                layer.shown = shown
 
     def _seen_here(self) -> np.ndarray:
         """Per result: whether its ROI reaches the 2-D slice shown (within its radius of
@@ -310,60 +431,49 @@ class CellOverlaysMixin:
                 sizes.append(side / zoom)
         return np.asarray(tiles, dtype=float).reshape(-1, 3), np.asarray(sizes, dtype=float)
 
-    def _draw_backdrops(self) -> None:
-        """The labels' backdrop layer (below the labels; no row in the layer list)."""
-        if self._layer(BACKDROP_LAYER) is not None:
-            return
+    def _draw_helpers(self, kinds=("backdrops", "leaders")) -> None:
+        """The labels' backdrop tiles (below the labels) and leader lines (above); no row
+        in the layer list. Laid out with the labels."""
         from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
-        layer = self._pooled("backdrops", BACKDROP_LAYER, _DECORATION)
-        if layer is None:
-            layer = self._add_keeping_active(add_backdrop_layer, self.viewer)
-        layer.editable = False
-        hide_helper_rows(self.viewer)
+        added = False
+        for kind, name, add in (
+            ("backdrops", BACKDROP_LAYER, add_backdrop_layer),
+            ("leaders", LEADER_LAYER, add_leader_layer),
+        ):
+            if kind not in kinds or self._layer(name) is not None:
+                continue
+            layer = self._pooled(kind, name, _DECORATION)
+            if layer is None:
+                layer = self._add_keeping_active(add, self.viewer)
+            layer.editable = False
+            added = True
+        if added:
+            hide_helper_rows(self.viewer)
+        self._layout_labels(parts=("leaders", "backdrops"))
 
     def _draw_labels(self) -> None:
-        import pandas as pd
-
         anchors, _ = self._anchors()
-        feats = pd.DataFrame(
-            {
-                "label": self.label_texts(),
-                "name": [r.name for r in self.results],
-                "shown": self.label_texts(),
-            }
-        )
         layer = self._layer(LABEL_LAYER)
         if layer is None:
             layer = self._pooled("cell labels", LABEL_LAYER)
-            if layer is not None:  # the pool's: empty, its features follow the points
-                layer.data = anchors
-                layer.features = feats
-            else:
+            if layer is None:  # no pool: the backdrops added first, below the labels
+                import pandas as pd
+
+                self._draw_helpers(("backdrops",))
+
+                texts = self.label_texts()
+                feats = pd.DataFrame(
+                    {"label": texts, "name": [r.name for r in self.results], "shown": texts}
+                )
                 layer = self._add_keeping_active(add_label_layer, self.viewer, anchors, feats=feats)
             layer.events.visible.connect(lambda *_: self._layout_labels())  # helpers follow
-        else:
-            layer.features = feats
         meta(layer)["anchors_zyx_mm"] = anchors.tolist()  # the ROI peaks the labels belong to
-        layer.refresh_text()
         _set(layer, "visible", self.label_check.isChecked())
-        self._layout_labels()
-
-    def _draw_leaders(self) -> None:
-        """The leader lines of labels moved away from their ROI (a layer above the labels)."""
-        if self._layer(LEADER_LAYER) is None:
-            if self._pooled("leaders", LEADER_LAYER, _DECORATION) is None:
-                self._add_keeping_active(add_leader_layer, self.viewer)
-            from mpi_viewer.plugins._layer_rows import hide_helper_rows
-
-            hide_helper_rows(self.viewer)
-        self._layout_labels()
+        self._layout_labels(parts=("labels",))
 
     def _draw_density(self) -> None:
-        dens = self._density_disp
-        if self.inside_check.isChecked():
-            dens = np.where(self._visible_mask(), dens, np.float32(0.0))
-        top = float(np.nanmax(dens)) if dens.size and np.nanmax(dens) > 0 else 1.0
+        _, dens, top, cut = self._shown_frame()  # masked and ranged in the worker
         layer = self._layer(DENSITY_LAYER)
         if layer is None:
             # the pool's (made when the image was opened): data, range and place set below
@@ -371,13 +481,15 @@ class CellOverlaysMixin:
             layer = self._pooled("density", DENSITY_LAYER, meta_, ndim=dens.ndim)
         if layer is None:
             layer = self._add_keeping_active(
-                add_density_layer, self.viewer, dens, top, self._placement()
+                add_density_layer, self.viewer, dens, top, self._placement(cut)
             )
             meta(layer).update(_DENSITY_META)
         else:
-            self._place(layer)  # placed, then filled (a pooled layer: one voxel moved)
-            layer.contrast_limits = (0.0, top)
-            layer.data = dens
+            with compat.one_refresh(layer):  # placed, ranged, filled: drawn once
+                self._place(layer, cut)
+                if tuple(layer.contrast_limits) != (0.0, top):
+                    layer.contrast_limits = (0.0, top)
+                layer.data = dens
         _set(layer.colorbar, "visible", True)
         _set(layer, "visible", self.density_check.isChecked())
         overlay = compat.text_overlay(self.viewer)
@@ -459,6 +571,9 @@ def add_label_layer(viewer, anchors, name: str = LABEL_LAYER, *, feats=None):
                 "size": LABEL_FONT_PX * 0.75,  # points: LABEL_FONT_PX on screen
                 "color": "white",
                 "anchor": "center",
+                # never cut by a 3-D rendering in front of the label (the text's own
+                # blending: napari resets the text's GL state to it at each change)
+                "blending": "translucent_no_depth",
             },
         )
 

@@ -144,10 +144,12 @@ class TwinsMixin:
             )  # fmt: skip
         if pooled is not None:
             self._unwatch(pooled)  # watched as a layer of its own until now: a twin from here
-            twin = pooled  # placed (one voxel moved), then filled
-            twin.scale, twin.translate = kwargs["scale"], kwargs["translate"]
-            twin.opacity, twin.blending = kwargs["opacity"], kwargs["blending"]
-            twin.data = arr
+            twin = pooled  # placed (one voxel moved), then filled, drawn once
+            with compat.one_refresh(twin):
+                twin.scale, twin.translate = kwargs["scale"], kwargs["translate"]
+                twin.opacity, twin.blending = kwargs["opacity"], kwargs["blending"]
+                twin.data = arr
+                self._copy_props(layer, twin, _LABELS_PROPS)
         elif layer_kind(layer) == "labels":
             twin = Labels(arr, **kwargs)
         else:

@@ -372,6 +372,24 @@ def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: in
     return layer
 
 
+def raise_pooled(viewer, kinds) -> None:
+    """Move the pooled layers of ``kinds`` (in their order) above every layer that is not
+    pooled, in one move: napari rebuilds its scene graph at each move of a layer, so a
+    step that takes several pooled layers raises them together first (its own turn of
+    the event loop) and each :func:`take` then finds nothing to move above."""
+    from mpi_viewer.plugins._layers import keeping_active
+
+    layers = _real(viewer).layers
+    idx = [
+        i
+        for i, lyr in enumerate(layers)
+        if is_pooled(lyr) and lyr.metadata["mpi_viewer"][POOL_KEY] in kinds
+    ]
+    if idx and any(not is_pooled(lyr) for lyr in list(layers)[min(idx) + 1 :]):
+        with keeping_active(viewer):
+            layers.move_multiple(idx, len(layers))
+
+
 def _move_up(viewer, layer) -> None:
     """Move ``layer`` above every layer that is not pooled (as if it had just been added)."""
     layers = viewer.layers

@@ -12,7 +12,8 @@ Exposed: :func:`qt_window`, :func:`install_close_filter`, :func:`resize_docks`,
 :func:`resize_window`, :func:`unelide_dock_tabs`, :func:`layer_visual`, :func:`set_node_visible`,
 :func:`text_on_top`, :func:`extent_updater`, :func:`canvas_size_px`,
 :func:`hide_layer_rows`, :func:`layer_rows`,
-:func:`dock_widgets`, :func:`calm_activity_spinner`, :data:`MM_UNITS`, :func:`check`.
+:func:`dock_widgets`, :func:`calm_activity_spinner`, :func:`one_refresh`, :data:`MM_UNITS`,
+:func:`check`.
 """
 
 from __future__ import annotations
@@ -140,6 +141,22 @@ def text_on_top(viewer, layer) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def one_refresh(layer) -> Iterator[None]:
+    """Property sets inside (data, placement, contrast, size, features…) are drawn once, at
+    the end: napari re-slices a layer, recomputes its extent and hands vispy the slice at
+    each set, so three sets cost three refreshes on the GUI thread. Only for changes
+    that need a refresh (one is done at the end, whatever happened inside)."""
+    with _private():
+        block = getattr(layer, "_block_refresh", None)
+    if block is None:  # a napari without it: each set refreshes, as before
+        yield
+        return
+    with block():
+        yield
+    layer.refresh()
+
+
 def extent_updater(viewer) -> Callable[[], None] | None:
     """napari's handler that recomputes the world extent after layer changes (to block
     it during a burst of affine edits and call it once after), or None."""
@@ -238,6 +255,10 @@ def check(viewer) -> list[str]:
         hasattr(layer_visual(viewer, lyr), "node") for lyr in viewer.layers
     ):
         problems.append("a vispy layer has no .node")
+    if len(viewer.layers):
+        with _private():
+            if not callable(getattr(viewer.layers[0], "_block_refresh", None)):
+                problems.append("Layer._block_refresh is gone")
     if not callable(extent_updater(viewer)):
         problems.append("ViewerModel._on_layers_change is gone")
     if getattr(getattr(canvas, "native", None), "width", None) is None:

@@ -152,8 +152,11 @@ class ROIResultsMixin:
                 self.viewer, "roi labels", name=LABELS_LAYER, metadata=meta, ndim=lab.ndim
             )
             if pooled is not None:  # made when the image was opened: placed, then filled
-                copy_placement(layer, pooled)  # (one voxel moved: no full re-slice)
-                pooled.data = lab
+                from mpi_viewer.plugins._napari_compat import one_refresh
+
+                with one_refresh(pooled):  # drawn once
+                    copy_placement(layer, pooled)
+                    pooled.data = lab
                 self._labels_layer = pooled
             else:
                 with keeping_active(self.viewer):  # the user's clicks stay where they were

@@ -205,6 +205,14 @@ class SeedEditsMixin:
             out = measure(vol, seeds, params, names=names, on_error="skip")
             return out, rois_to_label_image(vol, list(out))
 
+        if self._labels_layer is None or self._labels_layer not in self.viewer.layers:
+            # the first ROI: the pool's ROI layers raised above the images now, in a turn
+            # of their own while the worker measures (a move rebuilds napari's scene graph)
+            from mpi_viewer.plugins._layer_pool import raise_pooled
+            from qtpy.QtCore import QTimer
+
+            viewer = self.viewer
+            QTimer.singleShot(0, lambda: raise_pooled(viewer, ("roi labels", "labels twin")))
         self.status.setText(f"Measuring {', '.join(new_names)}…")
         self._worker = start_work(
             work,

@@ -239,6 +239,8 @@ def test_the_demo_study_reads_on_screen(
     viewer.reset_view()
     viewer.scene.camera.angles = (0.0, -60.0, 30.0)
     _label_layout_is_clear(viewer, cells)
+    # the text is never depth-tested: a volume rendering in front would cut it to speckle
+    assert str(viewer.layers["cell counts"].text.blending) == "translucent_no_depth"
     # -- the 3-D labels sit on dark backdrops: tiles covering each label's text box
     from mpi_viewer.plugins._cells_overlays import BACKDROP_LAYER
 
@@ -280,8 +282,12 @@ def _fits_without_scrolling(table, heads):
     from qtpy.QtWidgets import QApplication
 
     QApplication.processEvents()
-    got = [table.horizontalHeaderItem(j).text().replace("\n", " ") for j in range(table.columnCount())]
-    assert len(got) == len(heads) and all(g.startswith(h) for g, h in zip(got, heads, strict=True)), got
+    got = [
+        table.horizontalHeaderItem(j).text().replace("\n", " ") for j in range(table.columnCount())
+    ]
+    assert len(got) == len(heads) and all(
+        g.startswith(h) for g, h in zip(got, heads, strict=True)
+    ), got
     assert table.isVisible() and table.rowCount() >= 4
     assert table.horizontalScrollBar().maximum() == 0
     assert not table.horizontalScrollBar().isVisible()
