@@ -450,7 +450,23 @@ class CellOverlaysMixin:
             added = True
         if added:
             hide_helper_rows(self.viewer)
+        self._stack_helpers()
         self._layout_labels(parts=("leaders", "backdrops"))
+
+    def _stack_helpers(self) -> None:
+        """The backdrops just below the labels and the leaders just above them, however
+        the three were made (pooled, added, restored from a session): a tile drawn over
+        its text would hide it. Moves only what is out of place."""
+        layers = self.viewer.layers
+        labels = self._layer(LABEL_LAYER)
+        if labels is None:
+            return
+        back = self._layer(BACKDROP_LAYER)
+        if back is not None and layers.index(back) > layers.index(labels):
+            layers.move(layers.index(back), layers.index(labels))  # inserted before labels
+        lead = self._layer(LEADER_LAYER)
+        if lead is not None and layers.index(lead) < layers.index(labels):
+            layers.move(layers.index(lead), layers.index(labels) + 1)  # napari: dest before removal
 
     def _draw_labels(self) -> None:
         anchors, _ = self._anchors()
