@@ -28,6 +28,8 @@ class MoldDetectMixin:
         """Detect, match and pair the wells; returns the worker (None when ``block`` or refused)."""
         from mpi_viewer.registration.molds import register_with_template
 
+        if self.busy:  # a detection runs, or its result is still being shown
+            return None
         fixed_layer, moving_layer = self.ctl.anatomy, self.ctl.mpi
         if fixed_layer is None or moving_layer is None:
             self._fail(

@@ -152,9 +152,11 @@ def one_refresh(layer) -> Iterator[None]:
     if block is None:  # a napari without it: each set refreshes, as before
         yield
         return
-    with block():
-        yield
-    layer.refresh()
+    try:
+        with block():
+            yield
+    finally:
+        layer.refresh()  # after the block: a refresh inside it would be blocked too
 
 
 def extent_updater(viewer) -> Callable[[], None] | None:

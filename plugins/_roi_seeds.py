@@ -212,7 +212,14 @@ class SeedEditsMixin:
             from qtpy.QtCore import QTimer
 
             viewer = self.viewer
-            QTimer.singleShot(0, lambda: raise_pooled(viewer, ("roi labels", "labels twin")))
+
+            def raise_rois():
+                try:
+                    raise_pooled(viewer, ("roi labels", "labels twin"))
+                except Exception as exc:  # noqa: BLE001 - e.g. the window closed meanwhile
+                    notifications.show_error(f"ROI layers: {exc}")
+
+            QTimer.singleShot(0, raise_rois)
         self.status.setText(f"Measuring {', '.join(new_names)}…")
         self._worker = start_work(
             work,

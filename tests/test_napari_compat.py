@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.gui
 
 PRIVATE = re.compile(
-    r"_qt_window|_qt_viewer|_on_layers_change|layer_to_visual|_dock_widgets|\.node\."
+    r"_qt_window|_qt_viewer|_on_layers_change|layer_to_visual|_dock_widgets|_block_refresh|\.node\."
 )
 #: files allowed private access besides the compat module: none
 PENDING: set[str] = set()

@@ -50,3 +50,28 @@ def test_the_subvoxel_rim_is_scipys_dilation():
             m = rng.random(tuple(rng.integers(1, 9, d))) < rng.random() * 0.3
             ref = ndi.binary_dilation(m, structure=ndi.generate_binary_structure(d, d))
             assert np.array_equal(_dilate_cube(m), ref)
+
+
+def test_a_psf_let_go_is_freed_without_the_cycle_collector(study):
+    """The GUI freezes what survives each step out of the cycle collector: a measured PSF
+    and the fits it keeps must be freed by reference counting alone once its image is
+    gone from the module caches (no PSF → fits → point → PSF loop)."""
+    import gc
+    import weakref
+
+    from mpi_viewer.roi import _psf, _unseeded
+
+    seeds = [s["mpi_mm"] for s in study.truth["sources"]]
+    _psf._CACHE.clear()
+    roi.measure(study.mpi, seeds)
+    (psf,) = [p for p in _psf._CACHE.values() if p is not None]
+    assert psf.__dict__.get("_source_fits"), "the split pair's fit is kept with its PSF"
+    gone = weakref.ref(psf)
+    del psf
+    gc.disable()
+    try:
+        _psf._CACHE.clear()  # the module caches of the last few PSFs let it go
+        _unseeded._SIGNIFICANT.clear()
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -172,14 +172,16 @@ def fit_sources(sub, peaks, fit_mask, sigma0_vox, psf=None):
         key = _fit_key(sub, peaks, fit_mask)
 
         def fit():
-            fitted = fit_template(sub, peaks, fit_mask, psf)
-            for m in fitted[0]:
+            models, amps, points, rms = fit_template(sub, peaks, fit_mask, psf)
+            for m in models:
                 m.setflags(write=False)  # shared by every caller: never changed in place
-            return fitted
+            # kept without their PSF: a PSF → its cache → point → PSF loop is freed only
+            # by the cycle collector, which the GUI's freeze policy defers
+            return models, amps, [dataclasses.replace(pm, psf=None) for pm in points], rms
 
         cache = owned(psf, "_source_fits")
         models, amps, points, rms = remembered(cache, key, fit, _SOURCE_FITS)
-        return list(models), list(amps), [dataclasses.replace(pm) for pm in points], rms
+        return list(models), list(amps), [dataclasses.replace(pm, psf=psf) for pm in points], rms
     models, amps, params, rms = fit_gaussians(sub, peaks, fit_mask, sigma0_vox)
     d = sub.ndim
     points = [
