@@ -291,20 +291,6 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
         """:meth:`restore` as three callables (the session dock runs each in its own turn
         of the event loop): the options, the phantoms' layer, the calibration and the
         Iron per ROI table. An error stops the pieces after it (one notification)."""
-        failed: list = []
-
-        def guarded(fn):
-            def run():
-                if failed:
-                    return
-                try:
-                    fn()
-                except (InputError, KeyError, TypeError, ValueError) as exc:
-                    failed.append(exc)
-                    notify_error(exc, "calibration not restored")
-
-            return run
-
         o = state.get("options") or {}
 
         def options():
@@ -345,4 +331,10 @@ class CalibrationDock(PhantomsMixin, FitMixin, LibraryMixin, QWidget):
                 if self.ctl.roi_results:  # the Iron per ROI table as it was saved
                     self.apply_to_rois()
 
-        return [guarded(options), guarded(phantoms), guarded(calibration)]
+        from mpi_viewer.plugins._work import stop_at_failure
+
+        return stop_at_failure(
+            [options, phantoms, calibration],
+            catch=(InputError, KeyError, TypeError, ValueError),
+            on_error=lambda exc: notify_error(exc, "calibration not restored"),
+        )

@@ -34,7 +34,12 @@ from mpi_viewer.plugins._calibration_dock import (
     split_warnings,
     warning_html,
 )
-from mpi_viewer.plugins._cells_overlays import CellOverlaysMixin, label_texts_of, shown_arrays
+from mpi_viewer.plugins._cells_overlays import (
+    CellOverlaysMixin,
+    frame_key,
+    label_texts_of,
+    shown_arrays,
+)
 from mpi_viewer.plugins._cells_report import ReportMixin
 from mpi_viewer.plugins._cells_table import CellsTableMixin
 from mpi_viewer.plugins._controller import get_controller
@@ -305,12 +310,7 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
         disp = (labels[box].copy(), density[box].copy(), threshold, offset)
         # what the layers show (the boxes of the table as they are now), and the labels'
         # texts: the GUI thread only swaps them in
-        vis = inp.get("visible", {})
-        shown = {r.name for r in res if vis.get(r.name, True)}
-        key = (
-            tuple(int(r.label) for r in inp["rois"] if r.name in shown),
-            bool(inp.get("inside_only", True)),
-        )
+        key = frame_key(inp["rois"], res, inp.get("visible", {}), inp.get("inside_only", True))
         frame = (key, shown_arrays(disp[0], disp[1], key[0], key[1]))
         texts = label_texts_of(res)
         yield

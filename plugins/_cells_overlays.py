@@ -67,6 +67,13 @@ def _set(obj, name: str, value) -> None:
         setattr(obj, name, value)
 
 
+def frame_key(rois, results, visible: dict, inside_only: bool) -> tuple:
+    """What :func:`shown_arrays` depends on: the labels of the ROIs whose "show" box is
+    ticked (``visible``: name → bool, default shown) and the inside-only option."""
+    shown = {r.name for r in results if visible.get(r.name, True)}
+    return tuple(int(r.label) for r in rois if r.name in shown), bool(inside_only)
+
+
 def shown_arrays(labels, density, visible_labels, inside_only: bool):
     """What the outline and density layers show (pure numpy: run in the worker).
 
@@ -165,8 +172,7 @@ class CellOverlaysMixin:
             notify_error(exc, "drawing the overlays")
 
     def _visible_labels(self) -> np.ndarray:
-        shown = {r.name for r in self.results if self.visible.get(r.name, True)}
-        return np.array([r.label for r in self.roi_results if r.name in shown], dtype=np.uint16)
+        return np.array(self._frame_key()[0], dtype=np.uint16)
 
     def _placement(self, cut=None) -> dict:
         """scale, translate, affine of the overlay arrays: the display layer's grid, shifted
@@ -188,7 +194,9 @@ class CellOverlaysMixin:
         set_placement(layer, p["scale"], p["translate"], p["affine"])
 
     def _frame_key(self) -> tuple:
-        return (tuple(int(v) for v in self._visible_labels()), self.inside_check.isChecked())
+        return frame_key(
+            self.roi_results, self.results, self.visible, self.inside_check.isChecked()
+        )
 
     def _shown_frame(self) -> tuple:
         """(outlines, density, top, offset) of :func:`shown_arrays` for the current show

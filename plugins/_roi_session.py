@@ -74,22 +74,13 @@ class ROISessionMixin:
             if m is not None and self.mpi_layer is not None:
                 self._guarded(self._restore_manual, m)
 
-        failed: list[bool] = []
+        from mpi_viewer.plugins._work import stop_at_failure
 
-        def in_order(fn):  # a piece that failed stops the rest (each builds on the last)
-            def run():
-                if failed:
-                    return
-                try:
-                    fn()
-                except Exception:
-                    failed.append(True)
-                    raise
+        def widgets():
+            self._restore_widgets(state, params)
 
-            return run
-
-        widgets = lambda: self._restore_widgets(state, params)  # noqa: E731
-        return [in_order(f) for f in (widgets, seed_layer, results, points, manual)]
+        # each piece builds on the last: a failed one stops the rest
+        return stop_at_failure([widgets, seed_layer, results, points, manual])
 
     def _restore_widgets(self, state: dict, params: ROIParams) -> None:
         """The widgets, the study's MPI and the seeds and names of :meth:`state` (no layer)."""

@@ -246,6 +246,30 @@ def in_turns(
     nxt()
 
 
+def stop_at_failure(steps, *, catch=(Exception,), on_error=None) -> list:
+    """The callables ``steps`` wrapped so that once one has raised (an exception of
+    ``catch``) those after it do nothing: pieces of a restore that each build on the last.
+    ``on_error(exc)`` is told of the failure; without it the exception goes on to the
+    caller (e.g. :func:`in_turns`' notification)."""
+    failed: list = []
+
+    def wrap(fn):
+        def run():
+            if failed:
+                return
+            try:
+                fn()
+            except catch as exc:
+                failed.append(exc)
+                if on_error is None:
+                    raise
+                on_error(exc)
+
+        return run
+
+    return [wrap(fn) for fn in steps]
+
+
 def callback_steps(run: Callable[..., Any], *, stop: Callable[[], bool]) -> Generator:
     """A generator over a core function that reports progress by callbacks.
 
