@@ -227,17 +227,28 @@ SPINNER_SPEED_PERCENT = 12
 
 def calm_activity_spinner(viewer, speed_percent: int = SPINNER_SPEED_PERCENT) -> bool:
     """Slow napari's status-bar activity spinner (the animated label of the window's
-    status bar) to ``speed_percent`` of its GIF's speed; False if there is none."""
+    status bar) to ``speed_percent`` of its GIF's speed, and give it its size now; False
+    if there is none.
+
+    napari keeps the spinner's room in the status bar when it is hidden, but the room of
+    a movie not yet started is a text's (9 × 17 px): the first progress bar of a session
+    (the first ROI's) grew the status bar by a pixel, so Qt laid the whole window out
+    again and the canvas was resized (its OpenGL buffer remade, every widget repainted:
+    ~35 ms more of the GUI thread in the first ROI's stall). Its first frame loaded now,
+    the room is the frame's (20 × 20 px) from the start."""
     from qtpy.QtWidgets import QLabel, QStatusBar
 
     window = qt_window(viewer)
     bar = window.findChild(QStatusBar) if window is not None else None
     if bar is None:
         return False
-    movies = [lbl.movie() for lbl in bar.findChildren(QLabel) if lbl.movie() is not None]
-    for movie in movies:
-        movie.setSpeed(int(speed_percent))
-    return bool(movies)
+    labels = [lbl for lbl in bar.findChildren(QLabel) if lbl.movie() is not None]
+    for lbl in labels:
+        lbl.movie().setSpeed(int(speed_percent))
+        if lbl.movie().currentPixmap().isNull():
+            lbl.movie().jumpToFrame(0)  # its size known before it is first shown
+            lbl.updateGeometry()
+    return bool(labels)
 
 
 def check(viewer) -> list[str]:

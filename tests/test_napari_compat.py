@@ -54,6 +54,18 @@ def test_every_private_access_still_works(make_napari_viewer, qtbot):
     bar = compat.qt_window(viewer).findChild(QStatusBar)
     speeds = [lbl.movie().speed() for lbl in bar.findChildren(QLabel) if lbl.movie() is not None]
     assert speeds == [compat.SPINNER_SPEED_PERCENT]
+    # the first progress bar (the first ROI's) shows the spinner: the window's layout and
+    # the canvas keep their size (a resize repaints the whole window and remakes the
+    # canvas's OpenGL buffer in the middle of the step)
+    from napari.utils import progress
+
+    qtbot.wait(50)
+    before = (compat.canvas_size_px(viewer), bar.height())
+    bar_ = progress(total=0, desc="first")
+    qtbot.wait(100)
+    during = (compat.canvas_size_px(viewer), bar.height())
+    bar_.close()
+    assert during == before
 
 
 @pytest.fixture
