@@ -221,7 +221,8 @@ class CellOverlaysMixin:
                 add_outline_layer, self.viewer, labels, self._placement(cut)
             )
         else:
-            with compat.one_refresh(layer):  # placed and filled: drawn once
+            # placed and filled: drawn once, the world extent recomputed once
+            with compat.one_refresh(layer), compat.one_extent_update(self.viewer, layer):
                 self._place(layer, cut)
                 layer.data = labels
         _set(layer, "editable", False)
@@ -515,7 +516,8 @@ class CellOverlaysMixin:
             )
             meta(layer).update(_DENSITY_META)
         else:
-            with compat.one_refresh(layer):  # placed, ranged, filled: drawn once
+            # placed, ranged, filled: drawn once, the world extent recomputed once
+            with compat.one_refresh(layer), compat.one_extent_update(self.viewer, layer):
                 self._place(layer, cut)
                 if tuple(layer.contrast_limits) != (0.0, top):
                     layer.contrast_limits = (0.0, top)

@@ -145,7 +145,7 @@ class TwinsMixin:
         if pooled is not None:
             self._unwatch(pooled)  # watched as a layer of its own until now: a twin from here
             twin = pooled  # placed (one voxel moved), then filled, drawn once
-            with compat.one_refresh(twin):
+            with compat.one_refresh(twin), compat.one_extent_update(self.viewer, twin):
                 twin.scale, twin.translate = kwargs["scale"], kwargs["translate"]
                 twin.opacity, twin.blending = kwargs["opacity"], kwargs["blending"]
                 twin.data = arr
@@ -161,9 +161,10 @@ class TwinsMixin:
                 interpolation2d=layer.interpolation2d,
                 **kwargs,
             )
-        self._copy_props(
-            layer, twin, _LABELS_PROPS if layer_kind(layer) == "labels" else _IMAGE_PROPS
-        )
+        if pooled is None:  # (the pooled twin's were copied above, in its one refresh)
+            self._copy_props(
+                layer, twin, _LABELS_PROPS if layer_kind(layer) == "labels" else _IMAGE_PROPS
+            )
         try:
             twin.units = layer.units  # same world units as the native (mm)
         except Exception:  # noqa: BLE001 - a napari without per-layer units

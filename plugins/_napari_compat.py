@@ -12,7 +12,8 @@ Exposed: :func:`qt_window`, :func:`install_close_filter`, :func:`resize_docks`,
 :func:`resize_window`, :func:`unelide_dock_tabs`, :func:`layer_visual`, :func:`set_node_visible`,
 :func:`text_on_top`, :func:`extent_updater`, :func:`canvas_size_px`,
 :func:`hide_layer_rows`, :func:`layer_rows`,
-:func:`dock_widgets`, :func:`calm_activity_spinner`, :func:`one_refresh`, :data:`MM_UNITS`,
+:func:`dock_widgets`, :func:`calm_activity_spinner`, :func:`one_refresh`,
+:func:`one_extent_update`, :data:`MM_UNITS`,
 :func:`check`.
 """
 
@@ -157,6 +158,32 @@ def one_refresh(layer) -> Iterator[None]:
             yield
     finally:
         layer.refresh()  # after the block: a refresh inside it would be blocked too
+
+
+#: A layer's events that napari answers with a recomputation of the world extent.
+_EXTENT_EVENTS = ("data", "scale", "translate", "rotate", "shear", "affine")
+
+
+@contextlib.contextmanager
+def one_extent_update(viewer, layer) -> Iterator[None]:
+    """The viewer's world extent (and dims ranges) recomputed once, at the end, for the
+    sets of ``layer``'s placement and data inside: napari recomputes it over every layer
+    at each set (scale, translate, affine, data: four times for a layer placed and
+    filled). Use inside :func:`one_refresh` so the layer is refreshed after the update."""
+    update = extent_updater(viewer)
+    if update is None:  # a napari without it: each set updates, as before
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for name in _EXTENT_EVENTS:
+            emitter = getattr(layer.events, name, None)
+            if emitter is not None:
+                stack.enter_context(emitter.blocker(update))
+        try:
+            yield
+        finally:
+            stack.close()
+            update()
 
 
 def extent_updater(viewer) -> Callable[[], None] | None:
