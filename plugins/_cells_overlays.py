@@ -7,8 +7,13 @@ the GUI thread by :func:`mpi_viewer.report.overlays.overlay_arrays`, and what ea
 shows (:func:`shown_arrays`: the visible ROIs, the density masked to them and cut to
 their box, its colour range) and the labels' texts too; here they only become layers,
 each one turn of the GUI thread (:meth:`CellOverlaysMixin.overlay_steps`): the pooled
-layers raised together (one scene-graph rebuild), the density, the outlines, the labels,
-their backdrops and leaders, each layer's sets drawn once (:func:`._napari_compat.one_refresh`).
+layers raised together (one scene-graph rebuild), the density, its colour bar, the
+outlines, the labels, their backdrops and leaders (left where the pool made them, around
+the labels: no move), each layer's sets drawn once (:func:`._napari_compat.one_refresh`)
+with one world-extent update (:func:`._napari_compat.one_extent_update`). Measured in
+``benchmarks/bench_gui_stalls.py``: each turn is 10–25 ms of the GUI thread, its redraw
+10–30 ms more (the first draw of the density, colour bar and outlines builds their
+shader programs anew: ~5 ms each).
 The labels are laid out on screen (:func:`mpi_viewer.report.overlays.place_labels`, a
 few µs of arithmetic) again when the view changes; only what moved is set.
 
