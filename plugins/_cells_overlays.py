@@ -242,9 +242,7 @@ class CellOverlaysMixin:
             return
         style_roi_labels(layer, self.viewer.dims.ndisplay, contour=OUTLINE_PX)
 
-    def _pooled(
-        self, kind: str, name: str, metadata: dict | None = None, ndim: int = 3, move=True
-    ):
+    def _pooled(self, kind: str, name: str, metadata: dict | None = None, ndim: int = 3, move=True):
         """The pool's layer of ``kind`` named ``name`` (:mod:`._layer_pool`), or None."""
         from mpi_viewer.plugins._layer_pool import take
 
