@@ -30,6 +30,16 @@ _LABELS_PROPS = ("colormap", "opacity", "blending", "contour")
 _BACK_PROPS = ("contrast_limits", "colormap", "gamma", "opacity", "blending")
 
 
+def _same(current, value) -> bool:
+    """Whether a layer property already holds ``value`` (False when unsure)."""
+    try:
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            return type(current) is type(value) and current == value
+        return bool(current == value)  # napari's models (colour maps) compare by value
+    except Exception:  # noqa: BLE001 - arrays of another shape, models that refuse ==
+        return False
+
+
 # ----------------------------------------------------------------------------- geometry
 def data_to_world_matrix(layer) -> np.ndarray:
     """The layer's full data → world affine, (d+1)×(d+1), napari (z, y, x) order.
@@ -147,8 +157,7 @@ class TwinsMixin:
             twin = pooled  # placed (one voxel moved), then filled, drawn once
             with compat.one_refresh(twin), compat.one_extent_update(self.viewer, twin):
                 twin.scale, twin.translate = kwargs["scale"], kwargs["translate"]
-                twin.opacity, twin.blending = kwargs["opacity"], kwargs["blending"]
-                twin.data = arr
+                twin.data = arr  # (opacity, blending: copied below, with the rest)
                 self._copy_props(layer, twin, _LABELS_PROPS)
         elif layer_kind(layer) == "labels":
             twin = Labels(arr, **kwargs)
@@ -257,6 +266,8 @@ class TwinsMixin:
                     continue
                 value = getattr(src, name)
                 try:
+                    if _same(getattr(dst, name), value):
+                        continue  # each set costs napari events and a redraw
                     if name == "contrast_limits" and np.allclose(value, dst.contrast_limits):
                         continue
                     if (
