@@ -61,7 +61,10 @@ def open_docks(viewer) -> list:
     from mpi_viewer.plugins._layers import install_mm_units
     from npe2 import PluginManager
 
+    from mpi_viewer.plugins._plugin_docks import launched
+
     install_mm_units(viewer)
+    launched(viewer)  # settled by prepare (or not: tests), not by the docks' arrival
     get_controller(viewer)  # the study's roles and registration, shared by every dock
     from mpi_viewer.plugins._layer_pool import install as install_layer_pool
 

@@ -607,18 +607,44 @@ def test_mpi_viewer_then_file_open(
     assert not notes["error"], notes["error"]
 
 
+@pytest.fixture
+def unfreezing(make_napari_viewer):
+    """The collector's freeze a Plugins-menu start begins (plugins/_plugin_docks.py) ended
+    before the viewers are closed and checked for leaks, and for the next tests."""
+    yield
+    from mpi_viewer.plugins._warm_up import stop_freezing
+
+    stop_freezing()
+
+
 def test_napari_plugins_menu_then_data(
-    make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch, unfreezing
 ):
     """napari, every dock from the Plugins menu before any data, then File > Open (napari
     asks which reader: mpi-viewer); two clicks in 2-D and two in 3-D; the session reopened
     in a new napari window through File > Open mpi-viewer session…, the docks then taken
-    from the Plugins menu again."""
+    from the Plugins menu again. The first dock the menu opens starts what ``mpi-viewer``
+    starts: the warm-up and the freeze (no data yet), and the layer pool, filled as the
+    MRI opens and taken by the steps that add layers."""
+    from mpi_viewer.plugins._layer_pool import POOL_KEY, is_pooled, ready
+    from mpi_viewer.plugins._layer_rows import listed_layer_names
+    from mpi_viewer.plugins._warm_up import freezing
+
     viewer = make_napari_viewer(show=True)
     docks = [plugins_menu(qtbot, viewer, name) for name in SECTIONS]
+    qtbot.waitUntil(freezing, timeout=PATIENCE_MS)  # warmed up and frozen, as `mpi-viewer`
+    assert len(viewer.layers) == 0  # the warm-up's layers gone again
     for f in (demo_files["mri"], demo_files["mpi"]):
         file_open(viewer, f, monkeypatch)
+    qtbot.waitUntil(lambda: ready(viewer), timeout=PATIENCE_MS)
+
+    def pooled():
+        return {ly.metadata["mpi_viewer"][POOL_KEY] for ly in viewer.layers if is_pooled(ly)}
+
+    assert {"mold fixed", "roi labels", "density", "cell labels"} <= pooled()
+    assert not any(n.startswith("(pool)") for n in listed_layer_names(viewer))
     _walk_the_study(qtbot, viewer, study, docks, ndisplay=(2, 2, 3, 3))
+    assert not {"mold fixed", "roi seeds", "roi labels"} & pooled()  # taken by the steps
     path, first = _finish_the_study(
         qtbot,
         viewer,
@@ -630,6 +656,7 @@ def test_napari_plugins_menu_then_data(
         phantoms_csv=demo_files["phantoms"],
     )
     assert not notes["error"], notes["error"]
+    assert not {"density", "outlines", "cell labels"} & pooled()  # taken by the cells step
     _close(viewer)
 
     again = make_napari_viewer(show=True)
