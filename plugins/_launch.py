@@ -59,9 +59,8 @@ def open_docks(viewer) -> list:
     from mpi_viewer.plugins._display2d import install_2d_display
     from mpi_viewer.plugins._dock_layout import fit_width, number_docks
     from mpi_viewer.plugins._layers import install_mm_units
-    from npe2 import PluginManager
-
     from mpi_viewer.plugins._plugin_docks import launched
+    from npe2 import PluginManager
 
     install_mm_units(viewer)
     launched(viewer)  # settled by prepare (or not: tests), not by the docks' arrival

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 
 #: Units to pass when a dock creates a layer (``viewer.add_points(..., units=MM_UNITS)``).
@@ -118,11 +119,16 @@ def on_dock_added(viewer, callback: Callable[[], None]) -> Callable[[], None] | 
 
     watcher = _DockAdded(win)  # a child of the window: gone with it
     win.installEventFilter(watcher)
+    # weak: whoever keeps ``stop`` must not keep the window (and its viewer) alive
+    win_ref, watcher_ref = weakref.ref(win), weakref.ref(watcher)
 
     def stop() -> None:
+        w, f = win_ref(), watcher_ref()
+        if w is None or f is None:
+            return
         with contextlib.suppress(RuntimeError):  # the window was deleted meanwhile
-            win.removeEventFilter(watcher)
-            watcher.deleteLater()
+            w.removeEventFilter(f)
+            f.deleteLater()
 
     return stop
 
