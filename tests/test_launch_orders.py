@@ -626,6 +626,7 @@ def test_napari_plugins_menu_then_data(
     from the Plugins menu again. The first dock the menu opens starts what ``mpi-viewer``
     starts: the warm-up and the freeze (no data yet), and the layer pool, filled as the
     MRI opens and taken by the steps that add layers."""
+    from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX
     from mpi_viewer.plugins._layer_pool import POOL_KEY, is_pooled, ready
     from mpi_viewer.plugins._layer_rows import listed_layer_names
     from mpi_viewer.plugins._warm_up import freezing
@@ -633,6 +634,8 @@ def test_napari_plugins_menu_then_data(
     viewer = make_napari_viewer(show=True)
     docks = [plugins_menu(qtbot, viewer, name) for name in SECTIONS]
     qtbot.waitUntil(freezing, timeout=PATIENCE_MS)  # warmed up and frozen, as `mpi-viewer`
+    widths = {type(d).__name__: d.sizeHint().width() for d in docks}
+    assert max(widths.values()) <= DOCK_MAX_WIDTH_PX, widths  # fitted as `mpi-viewer`'s
     assert len(viewer.layers) == 0  # the warm-up's layers gone again
     for f in (demo_files["mri"], demo_files["mpi"]):
         file_open(viewer, f, monkeypatch)
