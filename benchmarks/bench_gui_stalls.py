@@ -27,9 +27,9 @@ after each (the freezing policy must not grow without bound). ``--plugins-menu``
 user who starts from napari does: each dock opened by triggering its action in the window's
 menu bar, Plugins > mpi-viewer > the dock (napari's own app-model command, as a click on
 it runs it), no ``mpi-viewer`` start-up; the first of our docks napari adds installs the
-layer pool and, the viewer having no layer yet, the warm-up and the freeze
-(:mod:`mpi_viewer.plugins._plugin_docks`); then the demo's images. ``--no-pool`` there
-leaves the pool out (the steps add their layers). After the study's
+layer pool and, the viewer having no layer yet, the freeze (no warm-up), and the docks are
+tabbed together (:mod:`mpi_viewer.plugins._plugin_docks`); then the demo's images.
+``--no-pool`` there leaves the pool out (the steps add their layers). After the study's
 own session open, the saved session is also opened into a fresh window started as
 ``mpi-viewer`` starts (``prepare``; Session > Open): "session open (fresh window)".
 ``--warnings`` also lists
@@ -286,7 +286,7 @@ def main(argv: list[str]) -> int:
             menu_action(viewer, "Plugins", "mpi-viewer", n).trigger()
             pump(lambda n=n: any(k.startswith(n) for k in viewer.window.dock_widgets))
         docks = {type(w).__name__: w for w in viewer.window.dock_widgets.values()}
-        t_end = time.perf_counter() + 1.0  # the warm-up, scheduled as the first dock arrived
+        t_end = time.perf_counter() + 1.0  # the freeze, scheduled as the first dock arrived
         pump(lambda: time.perf_counter() > t_end)
         args.cold = True  # napari runs no mpi-viewer start-up (only what the docks start)
     else:

@@ -624,19 +624,26 @@ def test_napari_plugins_menu_then_data(
     asks which reader: mpi-viewer); two clicks in 2-D and two in 3-D; the session reopened
     in a new napari window through File > Open mpi-viewer session…, the docks then taken
     from the Plugins menu again. The first dock the menu opens starts what ``mpi-viewer``
-    starts: the warm-up and the freeze (no data yet), and the layer pool, filled as the
-    MRI opens and taken by the steps that add layers."""
-    from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX
+    starts: the collector's freeze (no data yet), the layer pool (filled as the MRI opens,
+    taken by the steps that add layers), the docks 420 px wide in one numbered tab group."""
+    from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX, STEPS
     from mpi_viewer.plugins._layer_pool import POOL_KEY, is_pooled, ready
     from mpi_viewer.plugins._layer_rows import listed_layer_names
     from mpi_viewer.plugins._warm_up import freezing
+    from qtpy.QtWidgets import QTabBar
 
     viewer = make_napari_viewer(show=True)
     docks = [plugins_menu(qtbot, viewer, name) for name in SECTIONS]
-    qtbot.waitUntil(freezing, timeout=PATIENCE_MS)  # warmed up and frozen, as `mpi-viewer`
+    qtbot.waitUntil(freezing, timeout=PATIENCE_MS)  # frozen, as `mpi-viewer` starts
+    tabs = {s.tab for s in STEPS if s.display_name in SECTIONS}  # one tab group, numbered
+
+    def tab_groups():
+        bars = _canvas(viewer).window().findChildren(QTabBar)
+        return [{b.tabText(k) for k in range(b.count())} for b in bars]
+
+    qtbot.waitUntil(lambda: tabs in tab_groups(), timeout=10_000)  # as each dock arrives
     widths = {type(d).__name__: d.sizeHint().width() for d in docks}
     assert max(widths.values()) <= DOCK_MAX_WIDTH_PX, widths  # fitted as `mpi-viewer`'s
-    assert len(viewer.layers) == 0  # the warm-up's layers gone again
     for f in (demo_files["mri"], demo_files["mpi"]):
         file_open(viewer, f, monkeypatch)
     qtbot.waitUntil(lambda: ready(viewer), timeout=PATIENCE_MS)

@@ -93,7 +93,7 @@ def test_only_a_dock_napari_opens_for_the_plugin_starts_the_pool(make_napari_vie
     """A dock a test adds itself under its own title starts no pool (tests that count layers
     stay as they were); the same dock opened by napari for the plugin ("MPI ROIs
     (mpi-viewer)", as the Plugins menu and ``add_plugin_dock_widget`` open it) does. A
-    hidden window is not warmed up or frozen (plugins/_plugin_docks.py)."""
+    hidden window is not frozen (plugins/_plugin_docks.py)."""
     from mpi_viewer.plugins import _layer_pool
     from mpi_viewer.plugins._roi_dock import ROIDock
     from mpi_viewer.plugins._warm_up import freezing
@@ -104,5 +104,5 @@ def test_only_a_dock_napari_opens_for_the_plugin_starts_the_pool(make_napari_vie
     assert not getattr(_layer_pool._state(viewer), "installed", False)
     viewer.window.add_plugin_dock_widget("mpi-viewer", "Calibration")
     qtbot.waitUntil(lambda: getattr(_layer_pool._state(viewer), "installed", False))
-    qtbot.wait(200)  # past the warm-up's delay: none in a hidden window
+    qtbot.wait(200)  # past the freeze's delay: none in a hidden window
     assert not freezing() and len(viewer.layers) == 0
