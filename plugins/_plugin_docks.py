@@ -126,7 +126,7 @@ def _arrived(ref) -> None:
     from mpi_viewer.plugins._display2d import install_2d_display
     from mpi_viewer.plugins._layer_pool import install
 
-    install(viewer)
+    install(viewer, fill_now=not len(viewer.layers))  # with data: from the next image on
     install_2d_display(viewer)  # registered images drawn right in 2-D from when they open
     if not st["launched"]:
         from qtpy.QtCore import QTimer
@@ -143,16 +143,13 @@ def _lay_out(viewer, st: dict, title: str, widget) -> None:
     from mpi_viewer.plugins._dock_layout import fit_width, number_docks
     from mpi_viewer.plugins._launch import DOCK_WIDTH_PX, TAB_STRIP_PX
     from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QDockWidget
 
     fit_width(widget)
-    win, dock = _window(viewer), widget.parentWidget()
-    while dock is not None and not isinstance(dock, QDockWidget):
-        dock = dock.parentWidget()
+    win, dock = _window(viewer), _dock_of(widget)
     if win is None or dock is None:
         return
-    first = st["first"]() if st.get("first") is not None else None
-    if first is None or first is dock:
+    first = _live_first(win, st, dock)
+    if first is None:
         st["first"] = weakref.ref(dock)
         win.resizeDocks([dock], [DOCK_WIDTH_PX + TAB_STRIP_PX], Qt.Orientation.Horizontal)
     elif not first.isFloating() and win.dockWidgetArea(first) == win.dockWidgetArea(dock):
@@ -160,6 +157,38 @@ def _lay_out(viewer, st: dict, title: str, widget) -> None:
         dock.show()
         dock.raise_()  # the dock the user just opened
     number_docks(win, {_display_names()[title]: dock})
+
+
+def _live_first(win, st: dict, dock):
+    """The dock to tab ``dock`` with: the first dock laid out while it is still shown in
+    ``win``, else another of this plugin's docks still shown there (a user may have closed
+    the first: napari deletes its Qt object while its Python wrapper lives on); None when
+    there is none."""
+    first = st["first"]() if st.get("first") is not None else None
+    others = [first] + [_dock_of(w) for w in list(st["fitted"])]
+    for cand in others:
+        if cand is None or cand is dock:
+            continue
+        try:
+            if cand.parent() is win and cand.isVisible():
+                st["first"] = weakref.ref(cand)
+                return cand
+        except RuntimeError:  # closed: its Qt object is gone
+            continue
+    return None
+
+
+def _dock_of(widget):
+    """The QDockWidget holding ``widget`` (None when it has none, or was deleted)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    try:
+        dock = widget.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+    except RuntimeError:
+        return None
+    return dock
 
 
 def _window(viewer):
