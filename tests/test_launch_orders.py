@@ -617,6 +617,34 @@ def unfreezing(make_napari_viewer):
     stop_freezing()
 
 
+def test_plugins_menu_dock_closed_then_another_opened(make_napari_viewer, qtbot, unfreezing):
+    """Plugins > MPI ROIs, Plugins > Calibration, the ROI dock closed with its title bar's
+    ✕, then Plugins > Session: the new dock joins the open one's tab group, 420 px wide (the
+    closed dock's deleted window object raised in a timer, the dock was left unlaid)."""
+    from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer = make_napari_viewer(show=True)
+    win = _canvas(viewer).window()
+
+    def dock_of(widget):
+        while not isinstance(widget, QDockWidget):
+            widget = widget.parentWidget()
+        return widget
+
+    rois = dock_of(plugins_menu(qtbot, viewer, "MPI ROIs"))
+    calibration = dock_of(plugins_menu(qtbot, viewer, "Calibration"))
+    qtbot.waitUntil(lambda: calibration in win.tabifiedDockWidgets(rois), timeout=10_000)
+    qtbot.mouseClick(rois.titleBarWidget().close_button, Qt.MouseButton.LeftButton)
+    qtbot.wait(200)  # napari deletes the closed dock's window object (deleteLater)
+    session = plugins_menu(qtbot, viewer, "Session")
+    qtbot.waitUntil(
+        lambda: dock_of(session) in win.tabifiedDockWidgets(calibration), timeout=10_000
+    )
+    assert session.sizeHint().width() <= DOCK_MAX_WIDTH_PX
+
+
 def test_napari_plugins_menu_then_data(
     make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch, unfreezing
 ):
