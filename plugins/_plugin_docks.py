@@ -90,7 +90,7 @@ def watch(viewer) -> None:
 
     viewer = getattr(viewer, "__wrapped__", viewer)
     st = _state(viewer)
-    if st["stop"] is not None or (st["done"] and st["launched"]):
+    if st["stop"] is not None:
         return
     ref = weakref.ref(viewer)
     st["stop"] = compat.on_dock_added(viewer, lambda: _arrived(ref))
@@ -111,11 +111,11 @@ def _arrived(ref) -> None:
     ours = sorted(dock_titles() & set(docks))
     if not ours:
         return
-    if st["launched"]:  # ``mpi-viewer`` fits its docks and settles itself: nothing more to see
-        stop, st["stop"] = st["stop"], None
-        if stop is not None:
-            stop()
-    else:  # each dock the menu opens laid out as ``mpi-viewer`` lays out its own
+    if st["launched"] and not st.get("adopted"):
+        # ``mpi-viewer`` laid out the docks it opened (and settles itself): taken as they are
+        st["adopted"] = True
+        st["fitted"].update(docks[title] for title in ours)
+    else:  # each dock the menu opens (again) laid out as ``mpi-viewer`` lays out its own
         for title in ours:
             if docks[title] not in st["fitted"]:
                 st["fitted"].add(docks[title])
