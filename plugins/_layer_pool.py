@@ -123,6 +123,8 @@ class _Pool:
         self.filled_for = None  # id of the image the pool was last filled on
         self.timer = None
         self.enabled = True
+        self.paused = 0  # sessions being opened: they make the pooled layers in their turns
+        self.ticking = False  # a timer for the next pooled layer is on
 
 
 def _state(viewer) -> _Pool:
@@ -175,29 +177,38 @@ def schedule_fill(viewer) -> None:
     """Make the missing pooled layers, one per turn of the event loop (nothing happens
     without a study image, while it is running, or after :func:`disable`)."""
     st = _state(viewer)
-    if not st.enabled or st.pending or getattr(viewer, "window", None) is None:
+    if not st.enabled or st.paused or st.pending or getattr(viewer, "window", None) is None:
         return
     from qtpy.QtCore import QTimer
 
     QTimer.singleShot(0, lambda: _start(viewer))
 
 
-def _start(viewer) -> None:
+def _plan(viewer) -> bool:
+    """Set the kinds to make (:attr:`_Pool.pending`) when the pool has an image to sit on
+    and was not filled on it yet; whether there are any."""
     st = _state(viewer)
     if st.pending or not st.enabled:
-        return
+        return bool(st.pending)
     img = _reference(viewer)
     if img is None:
-        return
+        return False
     old = st.ref() if st.ref is not None else None
     if old is not None and old is not img and old in viewer.layers:
         img = old  # the pool sits on the first image still there
     st.ref = weakref.ref(img)
     if st.filled_for == id(img):
-        return  # filled on this image once: what a step took is not made again
+        return False  # filled on this image once: what a step took is not made again
     st.filled_for = id(img)
     st.pending = _missing(viewer)
-    if st.pending:
+    return bool(st.pending)
+
+
+def _start(viewer) -> None:
+    st = _state(viewer)
+    if st.pending or not st.enabled or st.paused:
+        return
+    if _plan(viewer):
         _next(viewer)
 
 
@@ -205,6 +216,8 @@ def _next(viewer) -> None:
     from qtpy.QtCore import QTimer
 
     st = _state(viewer)
+    if st.paused:
+        return  # a session being opened goes on with them (:func:`fill_one`)
     img = st.ref() if st.ref is not None else None
     if not st.pending or img is None or img not in viewer.layers or not st.enabled:
         st.pending = []
@@ -213,9 +226,67 @@ def _next(viewer) -> None:
     kind = st.pending.pop(0)
     _make(viewer, kind, _centre_placement(img))
     if st.pending:
-        QTimer.singleShot(FILL_INTERVAL_MS, lambda: _next(viewer))
+        _tick(viewer)
     else:  # the last one drawn, then all hidden
         QTimer.singleShot(FILL_INTERVAL_MS, lambda: _hide_made(viewer))
+
+
+def _tick(viewer) -> None:
+    """:func:`_next` after :data:`FILL_INTERVAL_MS` (one timer at a time)."""
+    from qtpy.QtCore import QTimer
+
+    st = _state(viewer)
+    if st.ticking:
+        return
+    st.ticking = True
+
+    def tick() -> None:
+        st.ticking = False
+        _next(viewer)
+
+    QTimer.singleShot(FILL_INTERVAL_MS, tick)
+
+
+def pause(viewer) -> None:
+    """A session is being opened: the pool makes no layer on its own timer (its layers
+    would share the open's turns, and stalls, with the session's own layers) until
+    :func:`resume`; the opening makes them in turns of its own (:func:`fill_one`).
+    Counted: each pause needs its resume."""
+    _state(viewer).paused += 1
+
+
+def resume(viewer) -> None:
+    """The end of a :func:`pause`: what is still missing is made on the pool's timer."""
+    st = _state(viewer)
+    st.paused = max(0, st.paused - 1)
+    if not st.paused:
+        if st.pending:
+            _tick(viewer)
+        elif st.made:
+            _hide_made(viewer)
+        else:
+            schedule_fill(viewer)
+
+
+def fill_one(viewer) -> bool:
+    """Make the next missing pooled layer now (a session open runs this in turns of its
+    own, after its images arrived, so the layers its docks restore are taken from the
+    pool: one layer per turn, the window painted between two). After the last, the
+    overlays shown to be made are hidden again. Returns whether there may be more."""
+    viewer = _real(viewer)
+    st = _state(viewer)
+    if not st.enabled or getattr(viewer, "window", None) is None:
+        return False
+    img = st.ref() if st.ref is not None else None
+    if st.pending and img is not None and img in viewer.layers:
+        _make(viewer, st.pending.pop(0), _centre_placement(img))
+        return True
+    if not st.pending and _plan(viewer):
+        return fill_one(viewer)
+    st.pending = []
+    if st.made or st.primed or st.drafts:
+        _hide_made(viewer)
+    return False
 
 
 def make_styled(viewer, kind: str, name: str, place: dict):

@@ -58,6 +58,7 @@ class SessionRestoreMixin:
         for inp, vol in getattr(rec, "others", ()):  # display only (another MPI channel…)
             yield GuiStep(lambda inp=inp, vol=vol: self._add_other(inp.name or vol.name, vol))
         yield GuiStep(lambda: self._register(s, fit, layers))
+        yield from self._fill_pool()
         results = [r for _, rs in rec.rois for r in rs]
         if results and "mpi" in rec.volumes:
             lab = rois_to_label_image(rec.volumes["mpi"], results)
@@ -76,6 +77,19 @@ class SessionRestoreMixin:
             # a refined or loaded transform wins over the landmarks' refit
             yield GuiStep(lambda: self._register(s, fit, layers))
         yield GuiStep(lambda: self._apply_displays(s))
+
+    def _fill_pool(self):
+        """The layer pool's layers (:mod:`._layer_pool`: those the docks restore next take
+        one), made now, one per turn of the event loop, when this window has none yet (a
+        fresh window): the pool is paused while a session opens (:meth:`_opening`), else
+        it would make them on its own timer in the same turns as the session's layers."""
+        from mpi_viewer.plugins._layer_pool import fill_one
+
+        while True:
+            step = GuiStep(lambda: fill_one(self.viewer))
+            yield step
+            if not step.wait():
+                return
 
     def _same_layer(self, name: str, vol):
         """``(layer, equal)``: the window's image layer ``name`` of the same dimensionality
