@@ -337,9 +337,11 @@ class SessionRestoreMixin:
                         "names": sec.names,
                         "manual": self._manual_state(rec, 0),
                         "results": seeded,
-                        "labels": rois_to_label_image(rec.volumes[sec.image], seeded)
-                        if seeded and sec.image in rec.volumes
-                        else None,
+                        "labels": self._shown_or(
+                            rois_to_label_image(rec.volumes[sec.image], seeded)
+                            if seeded and sec.image in rec.volumes
+                            else None
+                        ),
                     },
                 )
             )
@@ -358,6 +360,19 @@ class SessionRestoreMixin:
                     )
                 )
         return steps
+
+    def _shown_or(self, lab):
+        """``lab`` (the ROIs' label image), or the array the ROI layer shows already when
+        it holds the same labels (read in the worker): the dock then leaves the layer as
+        it is instead of uploading and redrawing the same voxels."""
+        from mpi_viewer.plugins._display2d_twins import _same_array
+        from mpi_viewer.plugins._roi_results import LABELS_LAYER
+
+        if lab is None:
+            return None
+        layer = next((lyr for lyr in list(self.viewer.layers) if lyr.name == LABELS_LAYER), None)
+        shown = getattr(layer, "data", None)
+        return shown if _same_array(shown, lab) else lab
 
     @staticmethod
     def _manual_state(rec, index: int) -> dict | None:
