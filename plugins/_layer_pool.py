@@ -125,6 +125,7 @@ class _Pool:
         self.enabled = True
         self.paused = 0  # sessions being opened: they make the pooled layers in their turns
         self.ticking = False  # a timer for the next pooled layer is on
+        self.undressed: list = []  # (layer, kind, place) made by a session open, not dressed
 
 
 def _state(viewer) -> _Pool:
@@ -260,12 +261,34 @@ def resume(viewer) -> None:
     st = _state(viewer)
     st.paused = max(0, st.paused - 1)
     if not st.paused:
-        if st.pending:
+        if st.undressed:
+            _dress_next(viewer)
+        elif st.pending:
             _tick(viewer)
         elif st.made:
             _hide_made(viewer)
         else:
             schedule_fill(viewer)
+
+
+def _dress_next(viewer) -> None:
+    """Dress the pooled layers a session open made and left untaken (:func:`_dress`),
+    one per turn of the event loop, then go on filling (or hide what was shown)."""
+    from qtpy.QtCore import QTimer
+
+    st = _state(viewer)
+    if st.paused:
+        return
+    while st.undressed:
+        layer, kind, place = st.undressed.pop(0)
+        if is_pooled(layer) and layer in viewer.layers:
+            _dress(viewer, layer, kind, place)
+            QTimer.singleShot(FILL_INTERVAL_MS, lambda: _dress_next(viewer))
+            return
+    if st.pending:
+        _tick(viewer)
+    else:
+        QTimer.singleShot(FILL_INTERVAL_MS, lambda: _hide_made(viewer))
 
 
 def fill_one(viewer) -> bool:
@@ -279,7 +302,8 @@ def fill_one(viewer) -> bool:
         return False
     img = st.ref() if st.ref is not None else None
     if st.pending and img is not None and img in viewer.layers:
-        _make(viewer, st.pending.pop(0), _centre_placement(img))
+        # the session's docks take them in the next turns and fill them: not dressed
+        _make(viewer, st.pending.pop(0), _centre_placement(img), dress=False)
         return True
     if not st.pending and _plan(viewer):
         return fill_one(viewer)
@@ -329,12 +353,29 @@ def undraft(layer, opacity: float) -> None:
     layer.opacity = opacity
 
 
-def _make(viewer, kind: str, place: dict):
+def _make(viewer, kind: str, place: dict, *, dress: bool = True):
+    """Add the pooled layer of ``kind``; ``dress`` (:func:`_dress`) it too, else it is
+    left for :func:`resume` to dress unless a step takes it first."""
     from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
     st = _state(viewer)
     layer = make_styled(viewer, kind, f"(pool) {kind}", place)
     layer.metadata.setdefault("mpi_viewer", {})[POOL_KEY] = kind
+    if dress:
+        _dress(viewer, layer, kind, place)
+    else:
+        st.undressed.append((layer, kind, place))
+    hide_helper_rows(viewer)
+    st.made.append(layer)
+    return layer
+
+
+def _dress(viewer, layer, kind: str, place: dict) -> None:
+    """What makes a pooled layer's first draw the step's costs paid now: the density's
+    colour bar and the viewer's text overlay shown (hidden again by :func:`_hide_made`),
+    a see-through point with text drawn (:func:`draft`). Not needed when a step takes
+    the layer at once (a session being opened fills it in its next turns)."""
+    st = _state(viewer)
     if kind == "density":  # its colour bar made now (napari makes an overlay when first shown)
         layer.colorbar.visible = True
         text = _text_overlay(viewer)
@@ -351,9 +392,6 @@ def _make(viewer, kind: str, place: dict):
     opacity = draft(layer, place["translate"], ("0.5 × 10⁵",) if named else ("0.5 × 10⁵ [0–9]",))
     if opacity is not None:
         st.drafts.append((layer, opacity))
-    hide_helper_rows(viewer)
-    st.made.append(layer)
-    return layer
 
 
 def _text_overlay(viewer):
@@ -381,7 +419,11 @@ def ready(viewer) -> bool:
     """Whether the pool is filled (no pooled layer pending)."""
     st = _state(viewer)
     return (
-        not st.pending and not st.made and _reference(viewer) is not None and not _missing(viewer)
+        not st.pending
+        and not st.made
+        and not st.undressed
+        and _reference(viewer) is not None
+        and not _missing(viewer)
     )
 
 
@@ -394,7 +436,7 @@ def disable(viewer) -> None:
 def drop(viewer) -> None:
     """Remove the pooled layers (their image was removed); refilled on the next image."""
     st = _state(viewer)
-    st.pending = []
+    st.pending, st.undressed = [], []
     _hide_made(viewer)
     for layer in [lyr for lyr in viewer.layers if is_pooled(lyr)]:
         viewer.layers.remove(layer)
@@ -425,6 +467,7 @@ def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: in
         return None
     if layer in st.made:
         st.made.remove(layer)
+    st.undressed = [u for u in st.undressed if u[0] is not layer]
     for drafted in [d for d in st.drafts if d[0] is layer]:  # taken before it was drawn
         st.drafts.remove(drafted)
         undraft(layer, drafted[1])

@@ -28,11 +28,6 @@ from typing import Any
 from mpi_viewer.errors import InputError
 
 
-#: Milliseconds from the end of a :class:`GuiStep` to the worker's next step
-#: (:meth:`GuiStep.run_then_release`).
-RELEASE_MS = 2
-
-
 class GuiStep:
     """A callable to run on the GUI thread, yielded by a work generator (module docstring).
 
@@ -55,22 +50,14 @@ class GuiStep:
 
     def run_then_release(self) -> None:
         """Run it on the GUI thread; the worker goes on only once the event loop has
-        drawn what it changed and run its overdue timers, so the next step never shares
-        a turn, and a stall, with this step's repaint.
-
-        A real timer of :data:`RELEASE_MS`, not a 0 ms one: in Qt 6 a 0 ms single shot is
-        a posted event of normal priority, delivered *before* the canvas's repaint (an
-        update request posted at low priority), so the worker's next step used to run
-        before that paint and both, plus the next paint, made one stall (measured: 110–235
-        ms gaps of a 10 ms heartbeat while each step cost 10–30 ms and each paint 55 ms).
-        A timer fires after the posted events (the paint) and after timers that were due
-        earlier (a heartbeat, the window's own timers)."""
+        drawn what it changed (a 0 ms timer fires after the pending paint), so the next
+        step never shares a turn, and a stall, with this step's repaint."""
         from qtpy.QtCore import QTimer
 
         try:
             self.result = self.fn()
         finally:
-            QTimer.singleShot(RELEASE_MS, self.done.set)
+            QTimer.singleShot(0, self.done.set)
 
     def wait(self, timeout_s: float = 300.0):
         """Wait (in the worker) until the step ran on the GUI thread; its result."""
