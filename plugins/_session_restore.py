@@ -58,7 +58,8 @@ class SessionRestoreMixin:
         for inp, vol in getattr(rec, "others", ()):  # display only (another MPI channel…)
             yield GuiStep(lambda inp=inp, vol=vol: self._add_other(inp.name or vol.name, vol))
         yield GuiStep(lambda: self._register(s, fit, layers))
-        yield from self._fill_pool()
+        if not block:  # (blocking: tests, scripts; the pool fills on its timer afterwards)
+            yield from self._fill_pool()
         results = [r for _, rs in rec.rois for r in rs]
         if results and "mpi" in rec.volumes:
             lab = rois_to_label_image(rec.volumes["mpi"], results)
