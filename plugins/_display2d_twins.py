@@ -98,9 +98,7 @@ class TwinsMixin:
 
         def work():
             cval = 0.0 if is_labels else np.nan  # NaN: napari draws nothing there
-            arr, spacing, origin = resample_world_aligned(
-                data, affine, labels=is_labels, cval=cval
-            )
+            arr, spacing, origin = resample_world_aligned(data, affine, labels=is_labels, cval=cval)
             # what the twin shows already (e.g. a reopened session's identical ROIs): its
             # data is not set again (a re-slice, a texture upload and a redraw of nothing new)
             same = _same_array(shown, arr)
