@@ -58,6 +58,7 @@ def _kinds() -> dict[str, Callable]:
     """kind → ``make(viewer, place)`` adding the empty, styled layer (``place``: scale and
     translate keyword arguments putting one voxel at the reference image's centre).
     In the order the study's steps add them (the layers' order once all are taken)."""
+    from mpi_viewer.plugins import _calibration_phantoms as phantoms
     from mpi_viewer.plugins import _cells_overlays as cells
     from mpi_viewer.plugins import _mold_points as mold
     from mpi_viewer.plugins import _roi_results as rois
@@ -80,6 +81,8 @@ def _kinds() -> dict[str, Callable]:
         "labels twin": lambda v, name, place: v.add_labels(
             one_voxel, name=name, units=("mm",) * 3, **place
         ),
+        # the calibration's phantoms (a session opened, a phantoms CSV loaded)
+        "phantoms": lambda v, name, place: phantoms.add_phantom_layer(v, 3, name),
         "density": lambda v, name, place: cells.add_density_layer(
             v, one_voxel.astype(np.float32), 1.0, place, name
         ),
@@ -342,8 +345,12 @@ def draft(layer, centre, words=("0.5 × 10⁵ [0–9]",)) -> float | None:
         layer.data = np.stack([centre, [1.0, 1.0, 1.0]])[None]
         return opacity
     layer.data = np.repeat(centre[None], len(words), axis=0)
-    if len(layer.features.columns):
-        layer.features = {c: list(words) for c in layer.features.columns}
+    if len(layer.features.columns):  # the words in text columns, numbers kept numbers
+        feats = layer.features
+        layer.features = {
+            c: [np.nan] * len(words) if feats[c].dtype.kind in "fiu" else list(words)
+            for c in feats.columns
+        }
     return opacity
 
 
