@@ -48,7 +48,6 @@ def _features(names=(), amounts=(), xyz=None):
     )
 
 
-
 def add_phantom_layer(viewer, ndim: int = 3, name: str = PHANTOM_LAYER):
     """Add the phantoms' Points layer (empty, named ``name``), styled as the
     Calibration dock shows it (cyan rings with their names)."""
@@ -65,6 +64,7 @@ def add_phantom_layer(viewer, ndim: int = 3, name: str = PHANTOM_LAYER):
         border_width=0.15,
         text={"string": "{name}", "size": 10, "color": "cyan", "anchor": "upper_left"},
     )
+
 
 class PhantomsMixin:
     """Part of the Calibration dock (needs its widgets and state)."""

@@ -47,6 +47,8 @@ from mpi_viewer.plugins._layers import POOL_KEY, is_pooled  # noqa: F401 - publi
 FILL_INTERVAL_MS = 30
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: A drafted layer's feature defaults (:func:`draft` changes them, :func:`undraft` restores).
+_DEFAULTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _real(obj):
@@ -347,6 +349,8 @@ def draft(layer, centre, words=("0.5 × 10⁵ [0–9]",)) -> float | None:
     layer.data = np.repeat(centre[None], len(words), axis=0)
     if len(layer.features.columns):  # the words in text columns, numbers kept numbers
         feats = layer.features
+        defaults = layer.feature_defaults  # a new point's values: set back by undraft
+        _DEFAULTS[layer] = {c: defaults[c].iloc[0] for c in defaults.columns}
         layer.features = {
             c: [np.nan] * len(words) if feats[c].dtype.kind in "fiu" else list(words)
             for c in feats.columns
@@ -357,6 +361,9 @@ def draft(layer, centre, words=("0.5 × 10⁵ [0–9]",)) -> float | None:
 def undraft(layer, opacity: float) -> None:
     """Empty a layer :func:`draft` filled; its opacity as it was."""
     layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
+    defaults = _DEFAULTS.pop(layer, None)
+    if defaults is not None:
+        layer.feature_defaults = defaults
     layer.opacity = opacity
 
 
