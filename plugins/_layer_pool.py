@@ -141,9 +141,11 @@ def _state(viewer) -> _Pool:
     return st
 
 
-def install(viewer) -> None:
+def install(viewer, fill_now: bool = True) -> None:
     """Fill the pool whenever a study image arrives and none is there; drop the pooled
-    layers of an image that is removed. Idempotent."""
+    layers of an image that is removed. Idempotent. ``fill_now=False``: not on the images
+    already open, only from the next one (a dock opened from napari's Plugins menu into a
+    window with data: filling then would pause the window the user just opened a dock in)."""
     viewer = _real(viewer)
     st = _state(viewer)
     if getattr(st, "installed", False):
@@ -171,7 +173,8 @@ def install(viewer) -> None:
 
     viewer.layers.events.inserted.connect(inserted)
     viewer.layers.events.removed.connect(removed)
-    schedule_fill(viewer)
+    if fill_now:
+        schedule_fill(viewer)
 
 
 def _missing(viewer) -> list[str]:
