@@ -24,11 +24,12 @@ freeze but not the freeze of each finished step's survivors
 (:func:`mpi_viewer.plugins._warm_up.after_step`). ``--memory N`` then opens the saved
 session N more times and prints the process's RSS and the collector's frozen-object count
 after each (the freezing policy must not grow without bound). ``--plugins-menu`` starts as a
-user who starts from napari does: the docks opened one by one with napari's
-``Window.add_plugin_dock_widget`` (the first installs the layer pool; napari 0.9's Plugins
-menu itself does not hand docks a proxy, so that menu order still has no pool: add
-``--no-pool`` to measure it as it is), no ``mpi-viewer`` start-up (no warm-up, no
-freeze), then the demo's images. After the study's
+user who starts from napari does: each dock opened by triggering its action in the window's
+menu bar, Plugins > mpi-viewer > the dock (napari's own app-model command, as a click on
+it runs it), no ``mpi-viewer`` start-up; the first of our docks napari adds installs the
+layer pool and, the viewer having no layer yet, the freeze (no warm-up), and the docks are
+tabbed together (:mod:`mpi_viewer.plugins._plugin_docks`); then the demo's images.
+``--no-pool`` there leaves the pool out (the steps add their layers). After the study's
 own session open, the saved session is also opened into a fresh window started as
 ``mpi-viewer`` starts (``prepare``; Session > Open): "session open (fresh window)".
 ``--warnings`` also lists
@@ -230,6 +231,28 @@ def step(hb: Heartbeat, name: str, fn, table: list) -> None:
         print(SAMPLER.report(t0, t1), flush=True)
 
 
+def menu_action(viewer, *path):
+    """The QAction at the end of a path in the window's menu bar ("Plugins", "mpi-viewer",
+    "MPI ROIs"), found by its titles as a user finds it (each menu shown first: napari
+    fills some then)."""
+    from mpi_viewer.plugins import _napari_compat as compat
+
+    def plain(text):
+        return text.replace("&", "").rstrip(".…").strip()
+
+    actions = list(compat.qt_window(viewer).menuBar().actions())
+    for i, title in enumerate(path):
+        hits = [a for a in actions if plain(a.text()).startswith(title)]
+        if not hits:
+            raise LookupError(f"no menu item {title!r} in {[plain(a.text()) for a in actions]}")
+        if i == len(path) - 1:
+            return hits[0]
+        menu = hits[0].menu()
+        menu.aboutToShow.emit()
+        actions = menu.actions()
+    raise LookupError(path)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warnings", action="store_true")
@@ -256,14 +279,16 @@ def main(argv: list[str]) -> int:
     t = time.perf_counter()
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1600, 1000)
-    if args.plugins_menu:  # Plugins > mpi-viewer > each dock, as napari opens them
+    if args.plugins_menu:  # Plugins > mpi-viewer > each dock, as a user clicks them
         from mpi_viewer.plugins._launch import DOCKS
 
-        docks = {
-            type(w).__name__: w
-            for w in (viewer.window.add_plugin_dock_widget("mpi-viewer", n)[1] for n in DOCKS)
-        }
-        args.cold = True  # napari runs no mpi-viewer start-up (warm-up, freeze)
+        for n in DOCKS:
+            menu_action(viewer, "Plugins", "mpi-viewer", n).trigger()
+            pump(lambda n=n: any(k.startswith(n) for k in viewer.window.dock_widgets))
+        docks = {type(w).__name__: w for w in viewer.window.dock_widgets.values()}
+        t_end = time.perf_counter() + 1.0  # the freeze, scheduled as the first dock arrived
+        pump(lambda: time.perf_counter() > t_end)
+        args.cold = True  # napari runs no mpi-viewer start-up (only what the docks start)
     else:
         docks = {type(w).__name__: w for w in open_docks(viewer)}
     if not args.cold:

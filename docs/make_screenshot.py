@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import napari
@@ -17,6 +18,19 @@ from mpi_viewer.plugins._launch import load_demo, open_docks
 from qtpy.QtWidgets import QApplication, QDockWidget
 
 from mpi_viewer.demo.study import write_demo_study
+
+#: Seconds of events handled before the shot: the cells' labels are laid out again for
+#: the final view after a debounce, and the 3-D view is redrawn with them.
+SETTLE_S = 0.3
+
+
+def _pump(seconds: float) -> None:
+    """Handle the window's events for ``seconds`` (timers, deferred layouts, redraws)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    QApplication.processEvents()
 
 
 def main(out: str, ndisplay: int = 2) -> None:
@@ -59,7 +73,7 @@ def main(out: str, ndisplay: int = 2) -> None:
     if ndisplay == 3:
         viewer.scene.camera.angles = DEMO_CAMERA_ANGLES
         viewer.scene.camera.zoom *= 1.15
-    QApplication.processEvents()
+    _pump(SETTLE_S)  # the view drawn whole: labels laid out for it (debounced), 3-D redrawn
     viewer.screenshot(out, canvas_only=False)
     print(out, np.round(viewer.scene.camera.zoom, 2))
     viewer.close()

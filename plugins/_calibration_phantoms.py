@@ -48,6 +48,24 @@ def _features(names=(), amounts=(), xyz=None):
     )
 
 
+def add_phantom_layer(viewer, ndim: int = 3, name: str = PHANTOM_LAYER):
+    """Add the phantoms' Points layer (empty, named ``name``), styled as the
+    Calibration dock shows it (cyan rings with their names)."""
+    return viewer.add_points(
+        np.empty((0, ndim)),
+        ndim=ndim,
+        name=name,
+        units=("mm",) * ndim,  # made in mm: no "Inconsistent units" from napari
+        features=_features(),
+        feature_defaults={"name": "", **{k: np.nan for k in _FEATURES[1:]}},
+        size=3.0,
+        face_color="transparent",
+        border_color="cyan",
+        border_width=0.15,
+        text={"string": "{name}", "size": 10, "color": "cyan", "anchor": "upper_left"},
+    )
+
+
 class PhantomsMixin:
     """Part of the Calibration dock (needs its widgets and state)."""
 
@@ -84,19 +102,12 @@ class PhantomsMixin:
         if self._phantom_layer is not None and self._phantom_layer in self.viewer.layers:
             return self._phantom_layer
         mpi = self._need_mpi()
-        layer = self.viewer.add_points(
-            np.empty((0, mpi.ndim)),
-            ndim=mpi.ndim,
-            name=PHANTOM_LAYER,
-            units=("mm",) * mpi.ndim,  # made in mm: no "Inconsistent units" from napari
-            features=_features(),
-            feature_defaults={"name": "", **{k: np.nan for k in _FEATURES[1:]}},
-            size=3.0,
-            face_color="transparent",
-            border_color="cyan",
-            border_width=0.15,
-            text={"string": "{name}", "size": 10, "color": "cyan", "anchor": "upper_left"},
-        )
+        from mpi_viewer.plugins._layer_pool import take
+
+        # the layer pool's (made when the image was opened), else added now
+        layer = take(self.viewer, "phantoms", name=PHANTOM_LAYER, ndim=mpi.ndim)
+        if layer is None:
+            layer = add_phantom_layer(self.viewer, mpi.ndim)
         layer.events.data.connect(self._on_points_changed)
         self._phantom_layer = layer
         return layer

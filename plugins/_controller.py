@@ -454,20 +454,18 @@ _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def get_controller(viewer) -> StudyController:
     """The one :class:`StudyController` of ``viewer`` (made on first use).
 
-    A viewer reached through napari's ``PublicOnlyProxy`` is one whose dock napari's
-    ``Window.add_plugin_dock_widget`` opened: the first such dock installs the layer pool
-    (:func:`mpi_viewer.plugins._layer_pool.install`, once per viewer), as ``mpi-viewer``
-    does. (napari 0.9's Plugins menu itself hands a dock the viewer, not a proxy: that
-    order has no pool yet.) Docks made directly (tests) install none.
+    As it is made, it watches the window for this plugin's docks
+    (:func:`mpi_viewer.plugins._plugin_docks.watch`): the first that napari opens (Plugins
+    menu, ``Window.add_plugin_dock_widget``, ``mpi-viewer``) installs the layer pool and,
+    from the Plugins menu before any data, the warm-up and freeze that ``mpi-viewer`` does
+    at start-up. Docks made directly and added under another title (tests) start none.
     """
-    raw = _raw(viewer)
-    if raw is not viewer:
-        from mpi_viewer.plugins._layer_pool import install
-
-        install(raw)
-    viewer = raw
+    viewer = _raw(viewer)
     ctl = _CONTROLLERS.get(viewer)
     if ctl is None:
+        from mpi_viewer.plugins._plugin_docks import watch
+
         ctl = _CONTROLLERS[viewer] = StudyController(viewer)
         compat.calm_activity_spinner(viewer)  # a whole core under software OpenGL otherwise
+        watch(viewer)
     return ctl

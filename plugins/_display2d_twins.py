@@ -65,6 +65,16 @@ def needs_twin(layer) -> bool:
     return not is_axis_aligned(data_to_world_matrix(layer)[:-1, :-1])
 
 
+def _same_array(a, b) -> bool:
+    """Whether ``a`` (an array or None) holds exactly ``b``'s values (shape and dtype)."""
+    return (
+        isinstance(a, np.ndarray)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    )
+
+
 def _warn(message: str) -> None:
     from napari.utils.notifications import show_warning
 
@@ -94,10 +104,15 @@ class TwinsMixin:
         affine = data_to_world_matrix(layer)
         data = layer.data
         is_labels = layer_kind(layer) == "labels"
+        shown = e.twin.data if e.twin is not None and e.twin in self.viewer.layers else None
 
         def work():
             cval = 0.0 if is_labels else np.nan  # NaN: napari draws nothing there
-            return resample_world_aligned(data, affine, labels=is_labels, cval=cval)
+            arr, spacing, origin = resample_world_aligned(data, affine, labels=is_labels, cval=cval)
+            # what the twin shows already (e.g. a reopened session's identical ROIs): its
+            # data is not set again (a re-slice, a texture upload and a redraw of nothing new)
+            same = _same_array(shown, arr)
+            return (shown if same else arr), spacing, origin
 
         if not threaded:
             self._apply_result(e, gen, work())
@@ -126,7 +141,8 @@ class TwinsMixin:
                     twin.scale = list(spacing)
                 if not np.allclose(twin.translate, origin):
                     twin.translate = list(origin)
-                twin.data = arr
+                if arr is not twin.data:
+                    twin.data = arr
             e.done = gen
         finally:
             self._busy = False

@@ -59,9 +59,11 @@ def open_docks(viewer) -> list:
     from mpi_viewer.plugins._display2d import install_2d_display
     from mpi_viewer.plugins._dock_layout import fit_width, number_docks
     from mpi_viewer.plugins._layers import install_mm_units
+    from mpi_viewer.plugins._plugin_docks import launched
     from npe2 import PluginManager
 
     install_mm_units(viewer)
+    launched(viewer)  # settled by prepare (or not: tests), not by the docks' arrival
     get_controller(viewer)  # the study's roles and registration, shared by every dock
     from mpi_viewer.plugins._layer_pool import install as install_layer_pool
 

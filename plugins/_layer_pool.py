@@ -47,6 +47,8 @@ from mpi_viewer.plugins._layers import POOL_KEY, is_pooled  # noqa: F401 - publi
 FILL_INTERVAL_MS = 30
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: A drafted layer's feature defaults (:func:`draft` changes them, :func:`undraft` restores).
+_DEFAULTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _real(obj):
@@ -58,6 +60,7 @@ def _kinds() -> dict[str, Callable]:
     """kind → ``make(viewer, place)`` adding the empty, styled layer (``place``: scale and
     translate keyword arguments putting one voxel at the reference image's centre).
     In the order the study's steps add them (the layers' order once all are taken)."""
+    from mpi_viewer.plugins import _calibration_phantoms as phantoms
     from mpi_viewer.plugins import _cells_overlays as cells
     from mpi_viewer.plugins import _mold_points as mold
     from mpi_viewer.plugins import _roi_results as rois
@@ -79,6 +82,8 @@ def _kinds() -> dict[str, Callable]:
         # the 2-D view twin of the ROIs once the MPI is registered (:mod:`._display2d`):
         # styled as the ROIs (it takes their style: nothing left to set when taken)
         "labels twin": lambda v, name, place: rois.add_roi_labels_layer(v, one_voxel, place, name),
+        # the calibration's phantoms (a session opened, a phantoms CSV loaded)
+        "phantoms": lambda v, name, place: phantoms.add_phantom_layer(v, 3, name),
         "density": lambda v, name, place: cells.add_density_layer(
             v, one_voxel.astype(np.float32), 1.0, place, name
         ),
@@ -122,6 +127,9 @@ class _Pool:
         self.filled_for = None  # id of the image the pool was last filled on
         self.timer = None
         self.enabled = True
+        self.paused = 0  # sessions being opened: they make the pooled layers in their turns
+        self.ticking = False  # a timer for the next pooled layer is on
+        self.undressed: list = []  # (layer, kind, place) made by a session open, not dressed
 
 
 def _state(viewer) -> _Pool:
@@ -132,9 +140,11 @@ def _state(viewer) -> _Pool:
     return st
 
 
-def install(viewer) -> None:
+def install(viewer, fill_now: bool = True) -> None:
     """Fill the pool whenever a study image arrives and none is there; drop the pooled
-    layers of an image that is removed. Idempotent."""
+    layers of an image that is removed. Idempotent. ``fill_now=False``: not on the images
+    already open, only from the next one (a dock opened from napari's Plugins menu into a
+    window with data: filling then would pause the window the user just opened a dock in)."""
     viewer = _real(viewer)
     st = _state(viewer)
     if getattr(st, "installed", False):
@@ -162,7 +172,8 @@ def install(viewer) -> None:
 
     viewer.layers.events.inserted.connect(inserted)
     viewer.layers.events.removed.connect(removed)
-    schedule_fill(viewer)
+    if fill_now:
+        schedule_fill(viewer)
 
 
 def _missing(viewer) -> list[str]:
@@ -174,29 +185,38 @@ def schedule_fill(viewer) -> None:
     """Make the missing pooled layers, one per turn of the event loop (nothing happens
     without a study image, while it is running, or after :func:`disable`)."""
     st = _state(viewer)
-    if not st.enabled or st.pending or getattr(viewer, "window", None) is None:
+    if not st.enabled or st.paused or st.pending or getattr(viewer, "window", None) is None:
         return
     from qtpy.QtCore import QTimer
 
     QTimer.singleShot(0, lambda: _start(viewer))
 
 
-def _start(viewer) -> None:
+def _plan(viewer) -> bool:
+    """Set the kinds to make (:attr:`_Pool.pending`) when the pool has an image to sit on
+    and was not filled on it yet; whether there are any."""
     st = _state(viewer)
     if st.pending or not st.enabled:
-        return
+        return bool(st.pending)
     img = _reference(viewer)
     if img is None:
-        return
+        return False
     old = st.ref() if st.ref is not None else None
     if old is not None and old is not img and old in viewer.layers:
         img = old  # the pool sits on the first image still there
     st.ref = weakref.ref(img)
     if st.filled_for == id(img):
-        return  # filled on this image once: what a step took is not made again
+        return False  # filled on this image once: what a step took is not made again
     st.filled_for = id(img)
     st.pending = _missing(viewer)
-    if st.pending:
+    return bool(st.pending)
+
+
+def _start(viewer) -> None:
+    st = _state(viewer)
+    if st.pending or not st.enabled or st.paused:
+        return
+    if _plan(viewer):
         _next(viewer)
 
 
@@ -204,6 +224,8 @@ def _next(viewer) -> None:
     from qtpy.QtCore import QTimer
 
     st = _state(viewer)
+    if st.paused:
+        return  # a session being opened goes on with them (:func:`fill_one`)
     img = st.ref() if st.ref is not None else None
     if not st.pending or img is None or img not in viewer.layers or not st.enabled:
         st.pending = []
@@ -212,9 +234,90 @@ def _next(viewer) -> None:
     kind = st.pending.pop(0)
     _make(viewer, kind, _centre_placement(img))
     if st.pending:
-        QTimer.singleShot(FILL_INTERVAL_MS, lambda: _next(viewer))
+        _tick(viewer)
     else:  # the last one drawn, then all hidden
         QTimer.singleShot(FILL_INTERVAL_MS, lambda: _hide_made(viewer))
+
+
+def _tick(viewer) -> None:
+    """:func:`_next` after :data:`FILL_INTERVAL_MS` (one timer at a time)."""
+    from qtpy.QtCore import QTimer
+
+    st = _state(viewer)
+    if st.ticking:
+        return
+    st.ticking = True
+
+    def tick() -> None:
+        st.ticking = False
+        _next(viewer)
+
+    QTimer.singleShot(FILL_INTERVAL_MS, tick)
+
+
+def pause(viewer) -> None:
+    """A session is being opened: the pool makes no layer on its own timer (its layers
+    would share the open's turns, and stalls, with the session's own layers) until
+    :func:`resume`; the opening makes them in turns of its own (:func:`fill_one`).
+    Counted: each pause needs its resume."""
+    _state(viewer).paused += 1
+
+
+def resume(viewer) -> None:
+    """The end of a :func:`pause`: what is still missing is made on the pool's timer."""
+    st = _state(viewer)
+    st.paused = max(0, st.paused - 1)
+    if not st.paused:
+        if st.undressed:
+            _dress_next(viewer)
+        elif st.pending:
+            _tick(viewer)
+        elif st.made:
+            _hide_made(viewer)
+        else:
+            schedule_fill(viewer)
+
+
+def _dress_next(viewer) -> None:
+    """Dress the pooled layers a session open made and left untaken (:func:`_dress`),
+    one per turn of the event loop, then go on filling (or hide what was shown)."""
+    from qtpy.QtCore import QTimer
+
+    st = _state(viewer)
+    if st.paused:
+        return
+    while st.undressed:
+        layer, kind, place = st.undressed.pop(0)
+        if is_pooled(layer) and layer in viewer.layers:
+            _dress(viewer, layer, kind, place)
+            QTimer.singleShot(FILL_INTERVAL_MS, lambda: _dress_next(viewer))
+            return
+    if st.pending:
+        _tick(viewer)
+    else:
+        QTimer.singleShot(FILL_INTERVAL_MS, lambda: _hide_made(viewer))
+
+
+def fill_one(viewer) -> bool:
+    """Make the next missing pooled layer now (a session open runs this in turns of its
+    own, after its images arrived, so the layers its docks restore are taken from the
+    pool: one layer per turn, the window painted between two). After the last, the
+    overlays shown to be made are hidden again. Returns whether there may be more."""
+    viewer = _real(viewer)
+    st = _state(viewer)
+    if not st.enabled or getattr(viewer, "window", None) is None:
+        return False
+    img = st.ref() if st.ref is not None else None
+    if st.pending and img is not None and img in viewer.layers:
+        # the session's docks take them in the next turns and fill them: not dressed
+        _make(viewer, st.pending.pop(0), _centre_placement(img), dress=False)
+        return True
+    if not st.pending and _plan(viewer):
+        return fill_one(viewer)
+    st.pending = []
+    if st.made or st.primed or st.drafts:
+        _hide_made(viewer)
+    return False
 
 
 def make_styled(viewer, kind: str, name: str, place: dict):
@@ -246,23 +349,49 @@ def draft(layer, centre, words=("0.5 × 10⁵ [0–9]",)) -> float | None:
         layer.data = np.stack([centre, [1.0, 1.0, 1.0]])[None]
         return opacity
     layer.data = np.repeat(centre[None], len(words), axis=0)
-    if len(layer.features.columns):
-        layer.features = {c: list(words) for c in layer.features.columns}
+    if len(layer.features.columns):  # the words in text columns, numbers kept numbers
+        feats = layer.features
+        defaults = layer.feature_defaults  # a new point's values: set back by undraft
+        _DEFAULTS[layer] = {c: defaults[c].iloc[0] for c in defaults.columns}
+        layer.features = {
+            c: [np.nan] * len(words) if feats[c].dtype.kind in "fiu" else list(words)
+            for c in feats.columns
+        }
     return opacity
 
 
 def undraft(layer, opacity: float) -> None:
     """Empty a layer :func:`draft` filled; its opacity as it was."""
     layer.data = np.zeros((0, 2, 3) if type(layer).__name__ == "Vectors" else (0, 3))
+    defaults = _DEFAULTS.pop(layer, None)
+    if defaults is not None:
+        layer.feature_defaults = defaults
     layer.opacity = opacity
 
 
-def _make(viewer, kind: str, place: dict):
+def _make(viewer, kind: str, place: dict, *, dress: bool = True):
+    """Add the pooled layer of ``kind``; ``dress`` (:func:`_dress`) it too, else it is
+    left for :func:`resume` to dress unless a step takes it first."""
     from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
     st = _state(viewer)
     layer = make_styled(viewer, kind, f"(pool) {kind}", place)
     layer.metadata.setdefault("mpi_viewer", {})[POOL_KEY] = kind
+    if dress:
+        _dress(viewer, layer, kind, place)
+    else:
+        st.undressed.append((layer, kind, place))
+    hide_helper_rows(viewer)
+    st.made.append(layer)
+    return layer
+
+
+def _dress(viewer, layer, kind: str, place: dict) -> None:
+    """What makes a pooled layer's first draw the step's costs paid now: the density's
+    colour bar and the viewer's text overlay shown (hidden again by :func:`_hide_made`),
+    a see-through point with text drawn (:func:`draft`). Not needed when a step takes
+    the layer at once (a session being opened fills it in its next turns)."""
+    st = _state(viewer)
     if kind == "density":  # its colour bar made now (napari makes an overlay when first shown)
         layer.colorbar.visible = True
         text = _text_overlay(viewer)
@@ -279,9 +408,6 @@ def _make(viewer, kind: str, place: dict):
     opacity = draft(layer, place["translate"], ("0.5 × 10⁵",) if named else ("0.5 × 10⁵ [0–9]",))
     if opacity is not None:
         st.drafts.append((layer, opacity))
-    hide_helper_rows(viewer)
-    st.made.append(layer)
-    return layer
 
 
 def _text_overlay(viewer):
@@ -309,7 +435,11 @@ def ready(viewer) -> bool:
     """Whether the pool is filled (no pooled layer pending)."""
     st = _state(viewer)
     return (
-        not st.pending and not st.made and _reference(viewer) is not None and not _missing(viewer)
+        not st.pending
+        and not st.made
+        and not st.undressed
+        and _reference(viewer) is not None
+        and not _missing(viewer)
     )
 
 
@@ -322,7 +452,7 @@ def disable(viewer) -> None:
 def drop(viewer) -> None:
     """Remove the pooled layers (their image was removed); refilled on the next image."""
     st = _state(viewer)
-    st.pending = []
+    st.pending, st.undressed = [], []
     _hide_made(viewer)
     for layer in [lyr for lyr in viewer.layers if is_pooled(lyr)]:
         viewer.layers.remove(layer)
@@ -353,6 +483,7 @@ def take(viewer, kind: str, *, name: str, metadata: dict | None = None, ndim: in
         return None
     if layer in st.made:
         st.made.remove(layer)
+    st.undressed = [u for u in st.undressed if u[0] is not layer]
     for drafted in [d for d in st.drafts if d[0] is layer]:  # taken before it was drawn
         st.drafts.remove(drafted)
         undraft(layer, drafted[1])

@@ -12,7 +12,7 @@ Exposed: :func:`qt_window`, :func:`install_close_filter`, :func:`resize_docks`,
 :func:`resize_window`, :func:`unelide_dock_tabs`, :func:`layer_visual`, :func:`set_node_visible`,
 :func:`text_on_top`, :func:`extent_updater`, :func:`canvas_size_px`,
 :func:`hide_layer_rows`, :func:`layer_rows`,
-:func:`dock_widgets`, :func:`calm_activity_spinner`, :func:`one_refresh`,
+:func:`dock_widgets`, :func:`on_dock_added`, :func:`calm_activity_spinner`, :func:`one_refresh`,
 :func:`one_extent_update`, :data:`MM_UNITS`,
 :func:`check`.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 
 #: Units to pass when a dock creates a layer (``viewer.add_points(..., units=MM_UNITS)``).
@@ -97,6 +98,40 @@ def unelide_dock_tabs(viewer) -> int:
         bar.setElideMode(Qt.TextElideMode.ElideNone)
         bar.setUsesScrollButtons(True)
     return len(bars)
+
+
+def on_dock_added(viewer, callback: Callable[[], None]) -> Callable[[], None] | None:
+    """Call ``callback()`` on the next turn of the event loop each time a dock widget is
+    added to the viewer's main window (napari has no event for it; by then napari has
+    listed it in ``Window.dock_widgets``). Returns a function that stops this; None when
+    the viewer has no window (nothing done)."""
+    from qtpy.QtCore import QEvent, QObject, QTimer
+    from qtpy.QtWidgets import QDockWidget
+
+    win = qt_window(viewer)
+    if win is None:
+        return None
+
+    class _DockAdded(QObject):
+        def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.ChildAdded and isinstance(event.child(), QDockWidget):
+                QTimer.singleShot(0, callback)
+            return False
+
+    watcher = _DockAdded(win)  # a child of the window: gone with it
+    win.installEventFilter(watcher)
+    # weak: whoever keeps ``stop`` must not keep the window (and its viewer) alive
+    win_ref, watcher_ref = weakref.ref(win), weakref.ref(watcher)
+
+    def stop() -> None:
+        w, f = win_ref(), watcher_ref()
+        if w is None or f is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the window was deleted meanwhile
+            w.removeEventFilter(f)
+            f.deleteLater()
+
+    return stop
 
 
 def dock_widgets(viewer) -> dict:

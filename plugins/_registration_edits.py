@@ -20,6 +20,7 @@ from mpi_viewer.plugins._registration_base import (
     USE,
     _fmt_xyz,
 )
+from mpi_viewer.plugins._tables import show_row_details
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
@@ -179,13 +180,7 @@ class PairEditsMixin:
         self.table.blockSignals(True)
         self.table.setRowCount(len(names))
         for r, name in enumerate(names):
-            cells = [
-                "",
-                name,
-                "—" if not np.isfinite(res[r]) else f"{res[r]:.3f}",
-                _fmt_xyz(f[r]),
-                _fmt_xyz(m[r]),
-            ]
+            cells = ["", name, "—" if not np.isfinite(res[r]) else f"{res[r]:.3f}"]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 flags = Qt.ItemIsSelectable | Qt.ItemIsEnabled
@@ -206,6 +201,14 @@ class PairEditsMixin:
                 item.setData(Qt.UserRole, name)
                 self.table.setItem(r, c, item)
         self.table.blockSignals(False)
+        show_row_details(
+            self.table,
+            [
+                f"{name}: fixed x, y, z = {_fmt_xyz(f[r])} mm; moving x, y, z = {_fmt_xyz(m[r])} mm"
+                for r, name in enumerate(names)
+            ],
+            "Select a pair to see where it is in each image (own physical frame, mm).",
+        )
 
     def _on_item_changed(self, item) -> None:
         name = item.data(Qt.UserRole)

@@ -123,12 +123,14 @@ class RegistrationViewMixin:
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         hdr = self.table.horizontalHeader()
         hdr.setSectionResizeMode(QHeaderView.ResizeToContents)
+        hdr.setSectionResizeMode(1, QHeaderView.Stretch)  # the name takes the width left
         hdr.setStretchLastSection(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setMinimumHeight(200)
         self.table.setToolTip(
             "Double-click a name to rename; untick 'use' to exclude a pair from the fit. "
-            "Coordinates: each image's own physical frame (mm)"
+            "The selected pair's positions are under the table (each image's own physical "
+            "frame, mm)"
         )
         self.table.itemChanged.connect(self._on_item_changed)
         lay.addWidget(self.table)

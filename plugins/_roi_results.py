@@ -169,7 +169,7 @@ class ROIResultsMixin:
                 self._labels_layer.metadata.update(meta)
             self._labels_layer.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
             follow_ndisplay(self.viewer, self._labels_layer)  # outlines (2-D), surfaces (3-D)
-        else:
+        elif lab is not self._labels_layer.data:  # the very array shown: nothing to redraw
             self._labels_layer.data = lab
         copy_placement(layer, self._labels_layer)
 

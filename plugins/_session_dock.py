@@ -246,14 +246,26 @@ class SessionDock(SessionCollectMixin, SessionRestoreMixin, RecoveryMixin, QWidg
             def again():  # the user said yes: open it anyway
                 return (yield from show(notes, rec))
 
-            self._worker = start_work(
-                again, on_done=done, block=block, determinate=False, desc="opening session"
-            )
+            self._worker = self._opening(again, done, block)
 
-        self._worker = start_work(
-            work, on_done=done, block=block, determinate=False, desc="opening session"
-        )
+        self._worker = self._opening(work, done, block)
         return bool(opened and opened[0]) if block else True
+
+    def _opening(self, work, done, block: bool):
+        """Run an opening's ``work`` (:func:`start_work`) with the layer pool paused: the
+        opening makes the pooled layers in turns of its own (:meth:`open_steps`), not on
+        the pool's timer between its steps."""
+        from mpi_viewer.plugins import _layer_pool
+
+        _layer_pool.pause(self.viewer)
+        return start_work(
+            work,
+            on_done=done,
+            block=block,
+            determinate=False,
+            desc="opening session",
+            on_finish=lambda: _layer_pool.resume(self.viewer),
+        )
 
     def _opened(self, path, s: S.Session, notes: list[str], rec, differences) -> bool:
         for n in notes:

@@ -58,6 +58,8 @@ class SessionRestoreMixin:
         for inp, vol in getattr(rec, "others", ()):  # display only (another MPI channel…)
             yield GuiStep(lambda inp=inp, vol=vol: self._add_other(inp.name or vol.name, vol))
         yield GuiStep(lambda: self._register(s, fit, layers))
+        if not block:  # (blocking: tests, scripts; the pool fills on its timer afterwards)
+            yield from self._fill_pool()
         results = [r for _, rs in rec.rois for r in rs]
         if results and "mpi" in rec.volumes:
             lab = rois_to_label_image(rec.volumes["mpi"], results)
@@ -76,6 +78,19 @@ class SessionRestoreMixin:
             # a refined or loaded transform wins over the landmarks' refit
             yield GuiStep(lambda: self._register(s, fit, layers))
         yield GuiStep(lambda: self._apply_displays(s))
+
+    def _fill_pool(self):
+        """The layer pool's layers (:mod:`._layer_pool`: those the docks restore next take
+        one), made now, one per turn of the event loop, when this window has none yet (a
+        fresh window): the pool is paused while a session opens (:meth:`_opening`), else
+        it would make them on its own timer in the same turns as the session's layers."""
+        from mpi_viewer.plugins._layer_pool import fill_one
+
+        while True:
+            step = GuiStep(lambda: fill_one(self.viewer))
+            yield step
+            if not step.wait():
+                return
 
     def _same_layer(self, name: str, vol):
         """``(layer, equal)``: the window's image layer ``name`` of the same dimensionality
@@ -323,9 +338,11 @@ class SessionRestoreMixin:
                         "names": sec.names,
                         "manual": self._manual_state(rec, 0),
                         "results": seeded,
-                        "labels": rois_to_label_image(rec.volumes[sec.image], seeded)
-                        if seeded and sec.image in rec.volumes
-                        else None,
+                        "labels": self._shown_or(
+                            rois_to_label_image(rec.volumes[sec.image], seeded)
+                            if seeded and sec.image in rec.volumes
+                            else None
+                        ),
                     },
                 )
             )
@@ -344,6 +361,19 @@ class SessionRestoreMixin:
                     )
                 )
         return steps
+
+    def _shown_or(self, lab):
+        """``lab`` (the ROIs' label image), or the array the ROI layer shows already when
+        it holds the same labels (read in the worker): the dock then leaves the layer as
+        it is instead of uploading and redrawing the same voxels."""
+        from mpi_viewer.plugins._display2d_twins import _same_array
+        from mpi_viewer.plugins._roi_results import LABELS_LAYER
+
+        if lab is None:
+            return None
+        layer = next((lyr for lyr in list(self.viewer.layers) if lyr.name == LABELS_LAYER), None)
+        shown = getattr(layer, "data", None)
+        return shown if _same_array(shown, lab) else lab
 
     @staticmethod
     def _manual_state(rec, index: int) -> dict | None:

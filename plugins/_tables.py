@@ -81,7 +81,10 @@ def show_row_details(table: QTableWidget, details, hint: str = "") -> None:
             for j in range(table.columnCount()):
                 item = table.item(i, j)
                 if item is not None and text:
-                    item.setToolTip(tooltip_html(text) + item.toolTip())
+                    old = item.toolTip()  # plain text would be read as HTML once joined
+                    if old and not old.startswith("<"):
+                        old = tooltip_html(old)
+                    item.setToolTip(tooltip_html(text) + old)
     finally:
         table.blockSignals(was)
     setattr(table, _DETAILS + "_texts", (details, hint))

@@ -160,6 +160,11 @@ def after_step() -> None:
     gc.freeze()
 
 
+def freezing() -> bool:
+    """Whether :func:`settle` started the freezing policy (and it was not stopped)."""
+    return bool(_POLICY["on"])
+
+
 def stop_freezing() -> None:
     """End the policy and give every frozen object back to the collector (tests)."""
     import gc

@@ -137,4 +137,58 @@ def test_session_save_and_open_return_at_once_and_open_cancels(
     assert [r.name for r in b["ROIDock"].results] == [n for n, _ in before]
     for name in ("MRI (synthetic demo)", "MPI (synthetic demo)", "cell counts"):
         assert name in vb.layers
+    # the layer pool was made in the opening's own turns and its layers taken by the docks
+    # that restore one; only the mold's wells (a session without a mold registration) wait
+    # for a Detect, once each (none made again on the pool's timer afterwards)
+    from mpi_viewer.plugins._layer_pool import POOL_KEY, is_pooled
+
+    qtbot.wait(300)  # the pool's timer (it would make what is missing) had its turns
+    left = [ly.metadata["mpi_viewer"][POOL_KEY] for ly in vb.layers if is_pooled(ly)]
+    assert sorted(left) == ["mold fixed", "mold moving"]
     assert not errors
+
+    # opened again into the same window: the layers that show the same voxels already
+    # (the images, the ROIs' labels and their 2-D view) are not set again
+    names = [ly.name for ly in vb.layers]
+    reset: list = []
+    for ly in vb.layers:
+        ly.events.data.connect(lambda e, n=ly.name: reset.append(n))
+    qtbot.mouseClick(_button(b["SessionDock"], "Open…"), Qt.MouseButton.LeftButton)
+    done = _watch(b["SessionDock"]._worker)
+    _finished(qtbot, done)
+    qtbot.wait(400)  # the 2-D view's resample (debounced) would come after
+    assert "numbers match" in b["SessionDock"].status.text()
+    assert [ly.name for ly in vb.layers] == names
+    kept = ("MRI (synthetic demo)", "MPI (synthetic demo)", "MPI ROIs", "MPI ROIs (2-D view)")
+    assert not [n for n in reset if n in kept]
+    assert not errors
+
+
+def test_a_gui_step_releases_its_worker_only_after_the_work_it_posted(qtbot):
+    """What a GUI step changes is drawn before the worker's next step can run: a widget's
+    repaint is an update request posted at low priority, and the worker is released only
+    after it (:meth:`GuiStep.run_then_release`: its 0 ms timer fires after posted events)."""
+    from mpi_viewer.plugins._work import GuiStep
+    from qtpy.QtCore import QCoreApplication, QEvent, QObject
+
+    order: list[str] = []
+
+    class Canvas(QObject):
+        def event(self, ev):
+            if ev.type() == QEvent.Type.User:
+                order.append("repainted")
+                return True
+            return super().event(ev)
+
+    canvas = Canvas()
+
+    def fn():  # as a layer change asks for a repaint
+        low = Qt.EventPriority.LowEventPriority.value
+        QCoreApplication.postEvent(canvas, QEvent(QEvent.Type.User), low)
+
+    step = GuiStep(fn)
+    step.run_then_release()
+    assert not step.done.is_set()
+    qtbot.waitUntil(step.done.is_set, timeout=5000)
+    order.append("released")
+    assert order == ["repainted", "released"]

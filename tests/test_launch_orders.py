@@ -607,18 +607,82 @@ def test_mpi_viewer_then_file_open(
     assert not notes["error"], notes["error"]
 
 
+@pytest.fixture
+def unfreezing(make_napari_viewer):
+    """The collector's freeze a Plugins-menu start begins (plugins/_plugin_docks.py) ended
+    before the viewers are closed and checked for leaks, and for the next tests."""
+    yield
+    from mpi_viewer.plugins._warm_up import stop_freezing
+
+    stop_freezing()
+
+
+def test_plugins_menu_dock_closed_then_another_opened(make_napari_viewer, qtbot, unfreezing):
+    """Plugins > MPI ROIs, Plugins > Calibration, the ROI dock closed with its title bar's
+    ✕, then Plugins > Session: the new dock joins the open one's tab group, 420 px wide (the
+    closed dock's deleted window object raised in a timer, the dock was left unlaid)."""
+    from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer = make_napari_viewer(show=True)
+    win = _canvas(viewer).window()
+
+    def dock_of(widget):
+        while not isinstance(widget, QDockWidget):
+            widget = widget.parentWidget()
+        return widget
+
+    rois = dock_of(plugins_menu(qtbot, viewer, "MPI ROIs"))
+    calibration = dock_of(plugins_menu(qtbot, viewer, "Calibration"))
+    qtbot.waitUntil(lambda: calibration in win.tabifiedDockWidgets(rois), timeout=10_000)
+    qtbot.mouseClick(rois.titleBarWidget().close_button, Qt.MouseButton.LeftButton)
+    qtbot.wait(200)  # napari deletes the closed dock's window object (deleteLater)
+    session = plugins_menu(qtbot, viewer, "Session")
+    qtbot.waitUntil(
+        lambda: dock_of(session) in win.tabifiedDockWidgets(calibration), timeout=10_000
+    )
+    assert session.sizeHint().width() <= DOCK_MAX_WIDTH_PX
+
+
 def test_napari_plugins_menu_then_data(
-    make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch, unfreezing
 ):
     """napari, every dock from the Plugins menu before any data, then File > Open (napari
     asks which reader: mpi-viewer); two clicks in 2-D and two in 3-D; the session reopened
     in a new napari window through File > Open mpi-viewer session…, the docks then taken
-    from the Plugins menu again."""
+    from the Plugins menu again. The first dock the menu opens starts what ``mpi-viewer``
+    starts: the collector's freeze (no data yet), the layer pool (filled as the MRI opens,
+    taken by the steps that add layers), the docks 420 px wide in one numbered tab group."""
+    from mpi_viewer.plugins._dock_layout import DOCK_MAX_WIDTH_PX, STEPS
+    from mpi_viewer.plugins._layer_pool import POOL_KEY, is_pooled, ready
+    from mpi_viewer.plugins._layer_rows import listed_layer_names
+    from mpi_viewer.plugins._warm_up import freezing
+    from qtpy.QtWidgets import QTabBar
+
     viewer = make_napari_viewer(show=True)
     docks = [plugins_menu(qtbot, viewer, name) for name in SECTIONS]
+    qtbot.waitUntil(freezing, timeout=PATIENCE_MS)  # frozen, as `mpi-viewer` starts
+    tabs = {s.tab for s in STEPS if s.display_name in SECTIONS}  # one tab group, numbered
+
+    def tab_groups():
+        bars = _canvas(viewer).window().findChildren(QTabBar)
+        return [{b.tabText(k) for k in range(b.count())} for b in bars]
+
+    qtbot.waitUntil(lambda: tabs in tab_groups(), timeout=10_000)  # as each dock arrives
+    widths = {type(d).__name__: d.sizeHint().width() for d in docks}
+    assert max(widths.values()) <= DOCK_MAX_WIDTH_PX, widths  # fitted as `mpi-viewer`'s
     for f in (demo_files["mri"], demo_files["mpi"]):
         file_open(viewer, f, monkeypatch)
+    qtbot.waitUntil(lambda: ready(viewer), timeout=PATIENCE_MS)
+
+    def pooled():
+        return {ly.metadata["mpi_viewer"][POOL_KEY] for ly in viewer.layers if is_pooled(ly)}
+
+    assert {"mold fixed", "roi labels", "density", "cell labels"} <= pooled()
+    assert not any(n.startswith("(pool)") for n in listed_layer_names(viewer))
     _walk_the_study(qtbot, viewer, study, docks, ndisplay=(2, 2, 3, 3))
+    assert not {"mold fixed", "roi seeds", "roi labels"} & pooled()  # taken by the steps
     path, first = _finish_the_study(
         qtbot,
         viewer,
@@ -630,6 +694,7 @@ def test_napari_plugins_menu_then_data(
         phantoms_csv=demo_files["phantoms"],
     )
     assert not notes["error"], notes["error"]
+    assert not {"density", "outlines", "cell labels"} & pooled()  # taken by the cells step
     _close(viewer)
 
     again = make_napari_viewer(show=True)

@@ -110,3 +110,22 @@ def test_helper_rows_stay_hidden_when_layers_move(make_napari_viewer):
     assert listed_layer_names(viewer) == ["b", "a"]
     viewer.layers.move(0, 4)  # one helper to the top
     assert listed_layer_names(viewer) == ["b", "a"]
+
+
+def test_only_a_dock_napari_opens_for_the_plugin_starts_the_pool(make_napari_viewer, qtbot):
+    """A dock a test adds itself under its own title starts no pool (tests that count layers
+    stay as they were); the same dock opened by napari for the plugin ("MPI ROIs
+    (mpi-viewer)", as the Plugins menu and ``add_plugin_dock_widget`` open it) does. A
+    hidden window is not frozen (plugins/_plugin_docks.py)."""
+    from mpi_viewer.plugins import _layer_pool
+    from mpi_viewer.plugins._roi_dock import ROIDock
+    from mpi_viewer.plugins._warm_up import freezing
+
+    viewer = make_napari_viewer()
+    viewer.window.add_dock_widget(ROIDock(viewer), name="MPI ROIs")
+    qtbot.wait(100)
+    assert not getattr(_layer_pool._state(viewer), "installed", False)
+    viewer.window.add_plugin_dock_widget("mpi-viewer", "Calibration")
+    qtbot.waitUntil(lambda: getattr(_layer_pool._state(viewer), "installed", False))
+    qtbot.wait(200)  # past the freeze's delay: none in a hidden window
+    assert not freezing() and len(viewer.layers) == 0

@@ -273,7 +273,32 @@ def test_the_demo_study_reads_on_screen(
         "cell counts",
         "ROI outlines",
     )
+    # -- the fiducial pairs of the mold (7 wells of the demo) fit the registration dock: the
+    # name and FRE as columns, the selected pair's positions in each image the line under it
+    reg = by["RegistrationDock"]
+    reg.mode_combo.setCurrentIndex(1)  # Mold
+    reg.mold_panel.detect(block=True)
+    _raise_dock(reg)
+    _fits_without_scrolling(reg.table, ["use", "name", "FRE (mm)"])
+    assert not reg.table.verticalScrollBar().isVisible()  # every pair in sight
+    names, f, m = reg.pairs.pairs()
+    assert reg.table.rowCount() == len(names) == 7
+    reg.table.selectRow(2)
+    line = details_label(reg.table).text()
+    assert line.startswith(f"{names[2]}: fixed x, y, z = {f[2][0]:.2f}, ") and "moving" in line
+    assert f"{m[2][2]:.2f} mm" in line
     assert not notes["error"], notes["error"]
+
+
+def _raise_dock(widget):
+    """Bring the dock holding ``widget`` to the front (the user clicks its tab)."""
+    from qtpy.QtWidgets import QApplication, QDockWidget
+
+    dock = widget.parentWidget()
+    while not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    dock.raise_()
+    QApplication.processEvents()
 
 
 def _fits_without_scrolling(table, heads):

@@ -45,6 +45,15 @@ def test_every_private_access_still_works(make_napari_viewer, qtbot):
     w, h = compat.canvas_size_px(viewer)
     assert w > 100 and h > 100
     compat.resize_window(viewer, 1200, 800)
+    # a dock added to the window is seen (the Plugins menu's docks: plugins/_plugin_docks.py)
+    from qtpy.QtWidgets import QWidget
+
+    seen = []
+    stop = compat.on_dock_added(viewer, lambda: seen.append(dict(compat.dock_widgets(viewer))))
+    viewer.window.add_dock_widget(QWidget(), name="a dock")
+    qtbot.waitUntil(lambda: bool(seen))
+    assert "a dock" in seen[0]
+    stop()
     # napari's "in progress" spinner (33 frames/s, each a whole window composed again: a
     # core under software OpenGL) slowed by the study's controller, in the status bar
     from mpi_viewer.plugins._controller import get_controller
