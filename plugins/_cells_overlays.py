@@ -7,8 +7,13 @@ the GUI thread by :func:`mpi_viewer.report.overlays.overlay_arrays`, and what ea
 shows (:func:`shown_arrays`: the visible ROIs, the density masked to them and cut to
 their box, its colour range) and the labels' texts too; here they only become layers,
 each one turn of the GUI thread (:meth:`CellOverlaysMixin.overlay_steps`): the pooled
-layers raised together (one scene-graph rebuild), the density, the outlines, the labels,
-their backdrops and leaders, each layer's sets drawn once (:func:`._napari_compat.one_refresh`).
+layers raised together (one scene-graph rebuild), the density, its colour bar, the
+outlines, the labels, their backdrops and leaders (left where the pool made them, around
+the labels: no move), each layer's sets drawn once (:func:`._napari_compat.one_refresh`)
+with one world-extent update (:func:`._napari_compat.one_extent_update`). Measured in
+``benchmarks/bench_gui_stalls.py``: each turn is 10–25 ms of the GUI thread, its redraw
+10–30 ms more (the first draw of the density, colour bar and outlines builds their
+shader programs anew: ~5 ms each).
 The labels are laid out on screen (:func:`mpi_viewer.report.overlays.place_labels`, a
 few µs of arithmetic) again when the view changes; only what moved is set.
 
@@ -144,11 +149,12 @@ class CellOverlaysMixin:
 
     def overlay_steps(self) -> list:
         """The overlays as GUI-thread steps: the pooled layers raised (one move), then one
-        layer each: density (below), outlines, labels, their backdrops and leader lines.
-        Between two, the window repaints."""
+        layer each: density (below; its colour bar and unit next), outlines, labels, their
+        backdrops and leader lines. Between two, the window repaints."""
         return [
             self._raise_pooled,
             self._draw_density,
+            self._draw_density_bar,
             self._draw_outlines,
             self._draw_labels,
             self._draw_helpers,
@@ -220,7 +226,8 @@ class CellOverlaysMixin:
                 add_outline_layer, self.viewer, labels, self._placement(cut)
             )
         else:
-            with compat.one_refresh(layer):  # placed and filled: drawn once
+            # placed and filled: drawn once, the world extent recomputed once
+            with compat.one_refresh(layer), compat.one_extent_update(self.viewer, layer):
                 self._place(layer, cut)
                 layer.data = labels
         _set(layer, "editable", False)
@@ -235,11 +242,11 @@ class CellOverlaysMixin:
             return
         style_roi_labels(layer, self.viewer.dims.ndisplay, contour=OUTLINE_PX)
 
-    def _pooled(self, kind: str, name: str, metadata: dict | None = None, ndim: int = 3):
+    def _pooled(self, kind: str, name: str, metadata: dict | None = None, ndim: int = 3, move=True):
         """The pool's layer of ``kind`` named ``name`` (:mod:`._layer_pool`), or None."""
         from mpi_viewer.plugins._layer_pool import take
 
-        return take(self.viewer, kind, name=name, metadata=metadata, ndim=ndim)
+        return take(self.viewer, kind, name=name, metadata=metadata, ndim=ndim, move=move)
 
     def _add_keeping_active(self, add, *args, **kwargs):
         """``add(*args, **kwargs)`` (a viewer's ``add_*``): the new overlay layer does not
@@ -367,25 +374,26 @@ class CellOverlaysMixin:
         feats = pd.DataFrame(
             {"label": texts, "name": [r.name for r in self.results], "shown": self.shown_texts}
         )
-        if len(layer.data) != len(pos):
-            layer.data = pos  # a new number of points: napari re-slices (the texts follow)
         have = layer.features
         new_feats = list(have.columns) != list(feats.columns) or not all(
             list(have[c]) == list(feats[c]) for c in feats.columns
         )
+        same_n = len(layer.data) == len(pos)
         todo = {
-            "data": not np.allclose(layer.data, pos),
-            "size": not np.allclose(layer.size, size),
-            "shown": not np.array_equal(layer.shown, shown),
+            "data": not same_n or not np.allclose(layer.data, pos),
+            "size": not same_n or not np.allclose(layer.size, size),
+            "shown": not same_n or not np.array_equal(layer.shown, shown),
         }
         if not (new_feats or any(todo.values())):
             return
+        # one refresh (one re-slice, one text layout) for all of it: the data first (a
+        # new number of points resizes the features), then the features (napari lays
+        # their text out as they are set: no refresh_text), sizes and shown flags
         with compat.one_refresh(layer):
             if todo["data"]:
                 layer.data = pos
-            if new_feats:
+            if new_feats or not same_n:
                 layer.features = feats
-                layer.refresh_text()
             if todo["size"]:
                 layer.size = size
             if todo["shown"]:
@@ -451,7 +459,9 @@ class CellOverlaysMixin:
         ):
             if kind not in kinds or self._layer(name) is not None:
                 continue
-            layer = self._pooled(kind, name, _DECORATION)
+            # left where the pool made it (just below / above the labels): placed by
+            # _stack_helpers only if out of place (each move rebuilds the scene graph)
+            layer = self._pooled(kind, name, _DECORATION, move=False)
             if layer is None:
                 layer = self._add_keeping_active(add, self.viewer)
             layer.editable = False
@@ -509,13 +519,21 @@ class CellOverlaysMixin:
             )
             meta(layer).update(_DENSITY_META)
         else:
-            with compat.one_refresh(layer):  # placed, ranged, filled: drawn once
+            # placed, ranged, filled: drawn once, the world extent recomputed once
+            with compat.one_refresh(layer), compat.one_extent_update(self.viewer, layer):
                 self._place(layer, cut)
                 if tuple(layer.contrast_limits) != (0.0, top):
                     layer.contrast_limits = (0.0, top)
                 layer.data = dens
-        _set(layer.colorbar, "visible", True)
         _set(layer, "visible", self.density_check.isChecked())
+
+    def _draw_density_bar(self) -> None:
+        """The density's colour bar and its unit (the viewer's text overlay): a turn of
+        their own after the density's (their visuals are laid out and drawn anew)."""
+        layer = self._layer(DENSITY_LAYER)
+        if layer is None:
+            return
+        _set(layer.colorbar, "visible", True)
         overlay = compat.text_overlay(self.viewer)
         if (
             not overlay.text or overlay.text == _COLORBAR_NOTE

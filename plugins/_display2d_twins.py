@@ -30,6 +30,16 @@ _LABELS_PROPS = ("colormap", "opacity", "blending", "contour")
 _BACK_PROPS = ("contrast_limits", "colormap", "gamma", "opacity", "blending")
 
 
+def _same(current, value) -> bool:
+    """Whether a layer property already holds ``value`` (False when unsure)."""
+    try:
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            return type(current) is type(value) and current == value
+        return bool(current == value)  # napari's models (colour maps) compare by value
+    except Exception:  # noqa: BLE001 - arrays of another shape, models that refuse ==
+        return False
+
+
 # ----------------------------------------------------------------------------- geometry
 def data_to_world_matrix(layer) -> np.ndarray:
     """The layer's full data → world affine, (d+1)×(d+1), napari (z, y, x) order.
@@ -161,10 +171,9 @@ class TwinsMixin:
         if pooled is not None:
             self._unwatch(pooled)  # watched as a layer of its own until now: a twin from here
             twin = pooled  # placed (one voxel moved), then filled, drawn once
-            with compat.one_refresh(twin):
+            with compat.one_refresh(twin), compat.one_extent_update(self.viewer, twin):
                 twin.scale, twin.translate = kwargs["scale"], kwargs["translate"]
-                twin.opacity, twin.blending = kwargs["opacity"], kwargs["blending"]
-                twin.data = arr
+                twin.data = arr  # (opacity, blending: copied below, with the rest)
                 self._copy_props(layer, twin, _LABELS_PROPS)
         elif layer_kind(layer) == "labels":
             twin = Labels(arr, **kwargs)
@@ -177,9 +186,10 @@ class TwinsMixin:
                 interpolation2d=layer.interpolation2d,
                 **kwargs,
             )
-        self._copy_props(
-            layer, twin, _LABELS_PROPS if layer_kind(layer) == "labels" else _IMAGE_PROPS
-        )
+        if pooled is None:  # (the pooled twin's were copied above, in its one refresh)
+            self._copy_props(
+                layer, twin, _LABELS_PROPS if layer_kind(layer) == "labels" else _IMAGE_PROPS
+            )
         try:
             twin.units = layer.units  # same world units as the native (mm)
         except Exception:  # noqa: BLE001 - a napari without per-layer units
@@ -272,6 +282,8 @@ class TwinsMixin:
                     continue
                 value = getattr(src, name)
                 try:
+                    if _same(getattr(dst, name), value):
+                        continue  # each set costs napari events and a redraw
                     if name == "contrast_limits" and np.allclose(value, dst.contrast_limits):
                         continue
                     if (

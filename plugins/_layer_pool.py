@@ -79,10 +79,9 @@ def _kinds() -> dict[str, Callable]:
         # the ROI dock's clicking mode (its seeds), then the first ROI
         "roi seeds": lambda v, name, place: seeds.add_seed_layer(v, 3, name),
         "roi labels": lambda v, name, place: rois.add_roi_labels_layer(v, one_voxel, place, name),
-        # the 2-D view twin of the ROIs once the MPI is registered (:mod:`._display2d`)
-        "labels twin": lambda v, name, place: v.add_labels(
-            one_voxel, name=name, units=("mm",) * 3, **place
-        ),
+        # the 2-D view twin of the ROIs once the MPI is registered (:mod:`._display2d`):
+        # styled as the ROIs (it takes their style: nothing left to set when taken)
+        "labels twin": lambda v, name, place: rois.add_roi_labels_layer(v, one_voxel, place, name),
         # the calibration's phantoms (a session opened, a phantoms CSV loaded)
         "phantoms": lambda v, name, place: phantoms.add_phantom_layer(v, 3, name),
         "density": lambda v, name, place: cells.add_density_layer(

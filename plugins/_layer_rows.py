@@ -52,7 +52,9 @@ def hide_helper_rows(viewer) -> None:
         QTimer.singleShot(0, lambda: ref() is not None and compat.hide_layer_rows(ref(), is_helper))
 
     ev = viewer.layers.events
-    for emitter in (ev.inserted, ev.removed, ev.moved, ev.reordered):
+    # not ``moved``: napari emits ``reordered`` after every move, and once after all the
+    # moves of a ``move_multiple`` (the rows were set again after each of them)
+    for emitter in (ev.inserted, ev.removed, ev.reordered):
         emitter.connect(again)
     again()
 

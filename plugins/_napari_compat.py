@@ -12,7 +12,8 @@ Exposed: :func:`qt_window`, :func:`install_close_filter`, :func:`resize_docks`,
 :func:`resize_window`, :func:`unelide_dock_tabs`, :func:`layer_visual`, :func:`set_node_visible`,
 :func:`text_on_top`, :func:`extent_updater`, :func:`canvas_size_px`,
 :func:`hide_layer_rows`, :func:`layer_rows`,
-:func:`dock_widgets`, :func:`on_dock_added`, :func:`calm_activity_spinner`, :func:`one_refresh`, :data:`MM_UNITS`,
+:func:`dock_widgets`, :func:`on_dock_added`, :func:`calm_activity_spinner`, :func:`one_refresh`,
+:func:`one_extent_update`, :data:`MM_UNITS`,
 :func:`check`.
 """
 
@@ -194,6 +195,32 @@ def one_refresh(layer) -> Iterator[None]:
         layer.refresh()  # after the block: a refresh inside it would be blocked too
 
 
+#: A layer's events that napari answers with a recomputation of the world extent.
+_EXTENT_EVENTS = ("data", "scale", "translate", "rotate", "shear", "affine")
+
+
+@contextlib.contextmanager
+def one_extent_update(viewer, layer) -> Iterator[None]:
+    """The viewer's world extent (and dims ranges) recomputed once, at the end, for the
+    sets of ``layer``'s placement and data inside: napari recomputes it over every layer
+    at each set (scale, translate, affine, data: four times for a layer placed and
+    filled). Use inside :func:`one_refresh` so the layer is refreshed after the update."""
+    update = extent_updater(viewer)
+    if update is None:  # a napari without it: each set updates, as before
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for name in _EXTENT_EVENTS:
+            emitter = getattr(layer.events, name, None)
+            if emitter is not None:
+                stack.enter_context(emitter.blocker(update))
+        try:
+            yield
+        finally:
+            stack.close()
+            update()
+
+
 def extent_updater(viewer) -> Callable[[], None] | None:
     """napari's handler that recomputes the world extent after layer changes (to block
     it during a burst of affine edits and call it once after), or None."""
@@ -262,17 +289,28 @@ SPINNER_SPEED_PERCENT = 12
 
 def calm_activity_spinner(viewer, speed_percent: int = SPINNER_SPEED_PERCENT) -> bool:
     """Slow napari's status-bar activity spinner (the animated label of the window's
-    status bar) to ``speed_percent`` of its GIF's speed; False if there is none."""
+    status bar) to ``speed_percent`` of its GIF's speed, and give it its size now; False
+    if there is none.
+
+    napari keeps the spinner's room in the status bar when it is hidden, but the room of
+    a movie not yet started is a text's (9 × 17 px): the first progress bar of a session
+    (the first ROI's) grew the status bar by a pixel, so Qt laid the whole window out
+    again and the canvas was resized (its OpenGL buffer remade, every widget repainted:
+    ~35 ms more of the GUI thread in the first ROI's stall). Its first frame loaded now,
+    the room is the frame's (20 × 20 px) from the start."""
     from qtpy.QtWidgets import QLabel, QStatusBar
 
     window = qt_window(viewer)
     bar = window.findChild(QStatusBar) if window is not None else None
     if bar is None:
         return False
-    movies = [lbl.movie() for lbl in bar.findChildren(QLabel) if lbl.movie() is not None]
-    for movie in movies:
-        movie.setSpeed(int(speed_percent))
-    return bool(movies)
+    labels = [lbl for lbl in bar.findChildren(QLabel) if lbl.movie() is not None]
+    for lbl in labels:
+        lbl.movie().setSpeed(int(speed_percent))
+        if lbl.movie().currentPixmap().isNull():
+            lbl.movie().jumpToFrame(0)  # its size known before it is first shown
+            lbl.updateGeometry()
+    return bool(labels)
 
 
 def check(viewer) -> list[str]:

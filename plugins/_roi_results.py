@@ -152,9 +152,10 @@ class ROIResultsMixin:
                 self.viewer, "roi labels", name=LABELS_LAYER, metadata=meta, ndim=lab.ndim
             )
             if pooled is not None:  # made when the image was opened: placed, then filled
-                from mpi_viewer.plugins._napari_compat import one_refresh
+                from mpi_viewer.plugins._napari_compat import one_extent_update, one_refresh
 
-                with one_refresh(pooled):  # drawn once
+                # drawn once, the world extent recomputed once (not at each of 4 sets)
+                with one_refresh(pooled), one_extent_update(self.viewer, pooled):
                     copy_placement(layer, pooled)
                     pooled.data = lab
                 self._labels_layer = pooled

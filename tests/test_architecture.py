@@ -114,7 +114,11 @@ def test_headless_commands_load_no_gui_library():
         f"bad = [g for g in {GUI!r} if g in sys.modules]\n"
         "print(bad, file=sys.stderr); sys.exit(1 if bad else 0)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # utf-8: the help texts hold µ and ±, and a Qt test run before may have left the
+    # process's locale (the default decoding) ASCII
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8"
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
 

@@ -120,6 +120,9 @@ def test_mpi_and_roi_labels_drawn_at_the_true_sources_in_2d(demo, tmp_path):
     ctl.flush()
     rtwin = ctl.twin_of(rois)
     assert rtwin is not None and rtwin.visible and rtwin.editable is False
+    rois.contour, rois.opacity = 2, 0.8  # drawn as its native (set only when they differ)
+    for prop in ("contour", "opacity", "blending", "colormap"):
+        assert getattr(rtwin, prop) == getattr(rois, prop), prop
     for name in ("isolated", "strong"):
         _centre_on(viewer, np.asarray(srcs[name]["mri_mm"], dtype=float)[::-1])
         img = _shot(viewer)

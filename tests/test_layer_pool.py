@@ -89,6 +89,29 @@ def test_first_roi_reuses_the_pooled_layer_and_a_deleted_one_comes_back(
     qtbot.waitUntil(lambda: not _pooled(viewer), timeout=10_000)
 
 
+def test_helper_rows_stay_hidden_when_layers_move(make_napari_viewer):
+    """Helper layers (pooled, decorations) have no row, however the layers are moved:
+    one move, or several at once (napari's move_multiple: the rows are set once, after
+    all of them)."""
+    from mpi_viewer.plugins._layer_rows import hide_helper_rows, listed_layer_names
+
+    viewer = make_napari_viewer()
+    mm = ("mm",) * 3
+    viewer.add_image(np.zeros((3, 3, 3)), name="a", units=mm)
+    viewer.add_points(np.zeros((0, 3)), ndim=3, name="h1", units=mm,
+                      metadata={"mpi_viewer": {"decoration_of": "a"}})  # fmt: skip
+    viewer.add_image(np.zeros((3, 3, 3)), name="b", units=mm)
+    viewer.add_points(np.zeros((0, 3)), ndim=3, name="h2", units=mm,
+                      metadata={"mpi_viewer": {"pooled": "leaders"}})  # fmt: skip
+    hide_helper_rows(viewer)
+    assert listed_layer_names(viewer) == ["b", "a"]
+    viewer.layers.move_multiple([1, 3], 0)  # the helpers to the bottom, in one call
+    assert [lyr.name for lyr in viewer.layers] == ["h1", "h2", "a", "b"]
+    assert listed_layer_names(viewer) == ["b", "a"]
+    viewer.layers.move(0, 4)  # one helper to the top
+    assert listed_layer_names(viewer) == ["b", "a"]
+
+
 def test_only_a_dock_napari_opens_for_the_plugin_starts_the_pool(make_napari_viewer, qtbot):
     """A dock a test adds itself under its own title starts no pool (tests that count layers
     stay as they were); the same dock opened by napari for the plugin ("MPI ROIs

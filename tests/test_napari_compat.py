@@ -63,6 +63,18 @@ def test_every_private_access_still_works(make_napari_viewer, qtbot):
     bar = compat.qt_window(viewer).findChild(QStatusBar)
     speeds = [lbl.movie().speed() for lbl in bar.findChildren(QLabel) if lbl.movie() is not None]
     assert speeds == [compat.SPINNER_SPEED_PERCENT]
+    # the first progress bar (the first ROI's) shows the spinner: the window's layout and
+    # the canvas keep their size (a resize repaints the whole window and remakes the
+    # canvas's OpenGL buffer in the middle of the step)
+    from napari.utils import progress
+
+    qtbot.wait(50)
+    before = (compat.canvas_size_px(viewer), bar.height())
+    bar_ = progress(total=0, desc="first")
+    qtbot.wait(100)
+    during = (compat.canvas_size_px(viewer), bar.height())
+    bar_.close()
+    assert during == before
 
 
 @pytest.fixture
@@ -92,3 +104,33 @@ def test_our_layers_cause_no_unit_warnings(make_napari_viewer, shown):
     viewer.add_points(np.zeros((1, 3)))  # the cause, shown once: a layer in pixels
     viewer.screenshot(canvas_only=True)
     assert [m for m in shown if "Inconsistent units" in m]
+
+
+def test_one_extent_update_recomputes_the_world_extent_once(make_napari_viewer):
+    """A layer placed and filled (scale, translate, data: three sets) inside
+    one_extent_update: the viewer's dims ranges are recomputed once, and right."""
+    from mpi_viewer.plugins import _napari_compat as compat
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 4, 4), np.float32), units=compat.MM_UNITS)
+
+    def place(layer, z0):
+        layer.scale = (2.0, 1.0, 1.0)
+        layer.translate = (z0, 0.0, 0.0)
+        layer.data = np.zeros((8, 4, 4), np.uint16)
+
+    counts = []
+    for batched, z0 in ((False, 10.0), (True, 20.0)):
+        layer = viewer.add_labels(np.zeros((4, 4, 4), np.uint16), units=compat.MM_UNITS)
+        seen: list = []
+        viewer.dims.events.range.connect(seen.append)
+        if batched:
+            with compat.one_refresh(layer), compat.one_extent_update(viewer, layer):
+                place(layer, z0)
+        else:
+            place(layer, z0)
+        viewer.dims.events.range.disconnect(seen.append)
+        counts.append(len(seen))
+        # the world reaches the last voxel of the placed layer: z0 + 2 mm × 7 (+ half a step)
+        assert viewer.dims.range[0].stop >= z0 + 14.0
+    assert counts[1] == 1 < counts[0]
