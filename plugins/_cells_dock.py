@@ -278,6 +278,7 @@ class CellsDock(CellsTableMixin, CellOverlaysMixin, ReportMixin, QWidget):
             block=block,
             determinate=False,
             desc="computing cells and overlays",
+            hold=True,  # its warning shown after the overlays, not over their drawing
         )
         if self._worker is None:
             self.compute_btn.setEnabled(True)

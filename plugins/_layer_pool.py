@@ -127,6 +127,7 @@ class _Pool:
         self.filled_for = None  # id of the image the pool was last filled on
         self.timer = None
         self.enabled = True
+        self.deferred = False  # installed with ``fill_now=False``: nothing until an image arrives
         self.paused = 0  # sessions being opened: they make the pooled layers in their turns
         self.ticking = False  # a timer for the next pooled layer is on
         self.undressed: list = []  # (layer, kind, place) made by a session open, not dressed
@@ -155,6 +156,7 @@ def install(viewer, fill_now: bool = True) -> None:
     def inserted(event=None) -> None:
         v = ref()
         if v is not None and not is_pooled(event.value):
+            _state(v).deferred = False
             schedule_fill(v)
 
     def removed(event=None) -> None:
@@ -174,6 +176,8 @@ def install(viewer, fill_now: bool = True) -> None:
     viewer.layers.events.removed.connect(removed)
     if fill_now:
         schedule_fill(viewer)
+    else:
+        st.deferred = True
 
 
 def _missing(viewer) -> list[str]:
@@ -274,7 +278,7 @@ def resume(viewer) -> None:
             _tick(viewer)
         elif st.made:
             _hide_made(viewer)
-        else:
+        elif not st.deferred:  # a refused open in a window whose pool waits for an image
             schedule_fill(viewer)
 
 

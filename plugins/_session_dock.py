@@ -265,6 +265,7 @@ class SessionDock(SessionCollectMixin, SessionRestoreMixin, RecoveryMixin, QWidg
             determinate=False,
             desc="opening session",
             on_finish=lambda: _layer_pool.resume(self.viewer),
+            hold=True,  # the docks' warnings: one notification once all is shown
         )
 
     def _opened(self, path, s: S.Session, notes: list[str], rec, differences) -> bool:

@@ -66,6 +66,10 @@ class GuiStep:
         return self.result
 
 
+class _WorkError(Exception):
+    """A RuntimeError raised in a worker's generator, passed on as another exception."""
+
+
 def _paced(fn):
     """``fn`` (a generator function) whose GuiSteps are waited for before it goes on: one
     step per turn of the event loop, and ``returned`` / ``finished`` after the last."""
@@ -78,6 +82,10 @@ def _paced(fn):
                 item = next(gen)
             except StopIteration as stop:
                 return stop.value
+            except RuntimeError as exc:  # superqt takes a RuntimeError for a deleted worker
+                # and emits neither ``errored`` nor ``finished``: the error would be silent
+                # and the step's ``on_finish`` (un-pausing the layer pool, …) never run
+                raise _WorkError(f"{type(exc).__name__}: {exc}") from exc
             yield item
             if isinstance(item, GuiStep):
                 item.wait()
@@ -97,10 +105,54 @@ def notify_error(exc: BaseException, what: str = "") -> None:
     show_error(" ".join(msg.split()))
 
 
+#: Warnings held back while a session opens (:func:`hold_warnings`); None: shown at once.
+_HELD: list[str] | None = None
+_HOLDS = 0
+
+
 def notify_warning(msg: str) -> None:
+    """A napari warning notification (held back while :func:`hold_warnings` is on)."""
+    if _HELD is not None:
+        if msg not in _HELD:
+            _HELD.append(msg)
+        return
     from napari.utils.notifications import show_warning
 
     show_warning(msg)
+
+
+def hold_warnings() -> None:
+    """Hold the docks' warnings back until :func:`release_warnings` (a session's docks
+    restored one by one would each pop a notification up mid-open: each slides in over the
+    canvas, and the window is composed again for every frame of it)."""
+    global _HELD, _HOLDS
+    _HOLDS += 1
+    if _HELD is None:
+        _HELD = []
+
+
+def release_warnings(later: bool = True) -> None:
+    """End a :func:`hold_warnings`; the warnings held are shown as one notification
+    ("See ⚠ in the iron table: a; in the cells table: a"), on the next turn of the event
+    loop (``later=False``: now)."""
+    global _HELD, _HOLDS
+    _HOLDS = max(_HOLDS - 1, 0)
+    if _HOLDS or _HELD is None:
+        return
+    held, _HELD = _HELD, None
+    if not held:
+        return
+    see = "See ⚠ "
+    text = "; ".join(
+        m[len(see) :] if k and m.startswith(see) and held[0].startswith(see) else m
+        for k, m in enumerate(held)
+    )
+    if not later:
+        notify_warning(text)
+        return
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(TURN_MS, lambda: notify_warning(text))
 
 
 def _drain(gen: Generator) -> Any:
@@ -123,6 +175,7 @@ def start_work(
     on_error: Callable[[BaseException], None] | None = None,
     on_finish: Callable[[], None] | None = None,
     determinate: bool | None = None,
+    hold: bool = False,
 ):
     """Run ``work()`` (a function or a generator function) in a napari ``thread_worker``.
 
@@ -145,6 +198,10 @@ def start_work(
         A bar that fills with the yielded fractions (default: for a generator). Work that
         yields GuiSteps to build layers says False: napari's determinate bar runs the
         event loop at each of its updates, painting the canvas inside a step.
+    hold : bool
+        The docks' warnings shown while the work runs (and in ``on_done``) are held
+        back and shown as one notification after it, on a turn of their own
+        (:func:`hold_warnings`): work that swaps layers in over several turns.
 
     Returns
     -------
@@ -153,6 +210,17 @@ def start_work(
     """
     is_gen = inspect.isgeneratorfunction(work)
     fail = on_error or (lambda exc: notify_error(exc, desc or ""))
+    if hold:
+        hold_warnings()
+        after = on_finish
+
+        def on_finish() -> None:
+            try:
+                if after is not None:
+                    after()
+            finally:
+                release_warnings(later=not block)
+
     if block:
         try:
             result = _drain(work()) if is_gen else work()

@@ -192,3 +192,26 @@ def test_a_gui_step_releases_its_worker_only_after_the_work_it_posted(qtbot):
     qtbot.waitUntil(step.done.is_set, timeout=5000)
     order.append("released")
     assert order == ["repainted", "released"]
+
+
+def test_a_runtime_error_in_a_step_is_shown_and_ends_the_step(qtbot, errors):
+    """superqt takes a RuntimeError raised by a worker's generator for a deleted worker and
+    emits nothing: the user saw no error and the step never ended (a session open left the
+    layer pool paused for good, its warnings held). Now: one error notification, the
+    step's ``on_finish`` runs, and warnings held during it are shown."""
+    from mpi_viewer.plugins import _work
+
+    finished = []
+
+    def work():
+        _work.notify_warning("See ⚠ in the iron table: roi_1")
+        yield 0.5
+        raise RuntimeError("boom")
+
+    worker = _work.start_work(
+        work, on_done=lambda r: None, on_finish=lambda: finished.append(1), desc="x", hold=True
+    )
+    qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(errors), timeout=10_000)
+    assert worker is not None and "boom" in errors[0], errors
+    assert _work._HELD is None  # nothing held back any more

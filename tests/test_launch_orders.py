@@ -22,6 +22,8 @@ clicks on the vispy canvas at the screen position of world points. Each asserts:
   in order, types, shapes, placement, label counts).
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -411,6 +413,7 @@ def _open_session(qtbot, viewer, path, monkeypatch, notes):
     from qtpy.QtWidgets import QFileDialog
 
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    before = len(notes["warning"])
     # the images are not in the session's folder: the dock names them and asks; Yes
     timer, asked = _answering(_yes)
     try:
@@ -422,6 +425,17 @@ def _open_session(qtbot, viewer, path, monkeypatch, notes):
     for _, (kind, text) in asked:  # the only question: images outside the session's folder
         assert kind == "QMessageBox" and "outside its folder" in text, text
     assert dock.status.text().endswith("numbers match"), dock.status.text()
+
+    # the iron and cells tables' warnings (the demo's shared and extrapolated sources): one
+    # notification once the docks are restored, not one popping up per dock mid-open
+    def see():
+        return [m for m in notes["warning"][before:] if m.startswith("See ⚠")]
+
+    qtbot.waitUntil(lambda: bool(see()), timeout=10_000)
+    qtbot.wait(50)
+    assert len(see()) == 1 and {"iron table", "cells table"} <= set(
+        re.findall(r"\w+ table", see()[0])
+    ), see()
     return dock
 
 
