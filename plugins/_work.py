@@ -70,6 +70,11 @@ class _WorkError(Exception):
     """A RuntimeError raised in a worker's generator, passed on as another exception."""
 
 
+def _unwrapped(exc: BaseException) -> BaseException:
+    """The error a worker raised (a RuntimeError :func:`_paced` passed on as a _WorkError)."""
+    return exc.__cause__ if isinstance(exc, _WorkError) and exc.__cause__ else exc
+
+
 def _paced(fn):
     """``fn`` (a generator function) whose GuiSteps are waited for before it goes on: one
     step per turn of the event loop, and ``returned`` / ``finished`` after the last."""
@@ -105,9 +110,14 @@ def notify_error(exc: BaseException, what: str = "") -> None:
     show_error(" ".join(msg.split()))
 
 
-#: Warnings held back while a session opens (:func:`hold_warnings`); None: shown at once.
+#: Warnings held back while a step runs (:func:`hold_warnings`); None: shown at once.
 _HELD: list[str] | None = None
-_HOLDS = 0
+#: The holds not released yet (tokens of :func:`hold_warnings`).
+_HOLDS: set = set()
+#: A hold ends by itself after this long (ms), released or not: a step whose worker was
+#: deleted with its window never says it finished, and no warning may be held for good.
+HOLD_MAX_MS = 120_000
+_SEE = "See ⚠ "
 
 
 def notify_warning(msg: str) -> None:
@@ -121,38 +131,49 @@ def notify_warning(msg: str) -> None:
     show_warning(msg)
 
 
-def hold_warnings() -> None:
-    """Hold the docks' warnings back until :func:`release_warnings` (a session's docks
-    restored one by one would each pop a notification up mid-open: each slides in over the
-    canvas, and the window is composed again for every frame of it)."""
-    global _HELD, _HOLDS
-    _HOLDS += 1
+def hold_warnings() -> object:
+    """Hold the docks' warnings back until :func:`release_warnings` of the token returned
+    (a session's docks restored one by one would each pop a notification up mid-open: each
+    slides in over the canvas, and the window is composed again for every frame of it).
+    Call it on the GUI thread."""
+    global _HELD
+    token = object()
+    _HOLDS.add(token)
     if _HELD is None:
         _HELD = []
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(HOLD_MAX_MS, lambda: release_warnings(token, later=False))
+    return token
 
 
-def release_warnings(later: bool = True) -> None:
-    """End a :func:`hold_warnings`; the warnings held are shown as one notification
-    ("See ⚠ in the iron table: a; in the cells table: a"), on the next turn of the event
-    loop (``later=False``: now)."""
-    global _HELD, _HOLDS
-    _HOLDS = max(_HOLDS - 1, 0)
+def release_warnings(token: object, later: bool = True) -> None:
+    """End the hold ``token`` (again: nothing). When no hold is left, the warnings held are
+    shown: the "See ⚠ in the … table" ones as one notification ("See ⚠ in the iron table:
+    a; in the cells table: a"), each other as its own; on the next turn of the event loop
+    (``later=False``: now)."""
+    global _HELD
+    if token not in _HOLDS:
+        return
+    _HOLDS.discard(token)
     if _HOLDS or _HELD is None:
         return
     held, _HELD = _HELD, None
-    if not held:
-        return
-    see = "See ⚠ "
-    text = "; ".join(
-        m[len(see) :] if k and m.startswith(see) and held[0].startswith(see) else m
-        for k, m in enumerate(held)
-    )
+    see = [m[len(_SEE) :] for m in held if m.startswith(_SEE)]
+    texts = [m for m in held if not m.startswith(_SEE)]
+    if see:
+        texts.append(_SEE + "; ".join(see))
+
+    def show() -> None:
+        for text in texts:
+            notify_warning(text)
+
     if not later:
-        notify_warning(text)
+        show()
         return
     from qtpy.QtCore import QTimer
 
-    QTimer.singleShot(TURN_MS, lambda: notify_warning(text))
+    QTimer.singleShot(TURN_MS, show)
 
 
 def _drain(gen: Generator) -> Any:
@@ -211,7 +232,7 @@ def start_work(
     is_gen = inspect.isgeneratorfunction(work)
     fail = on_error or (lambda exc: notify_error(exc, desc or ""))
     if hold:
-        hold_warnings()
+        token = hold_warnings()
         after = on_finish
 
         def on_finish() -> None:
@@ -219,8 +240,14 @@ def start_work(
                 if after is not None:
                     after()
             finally:
-                release_warnings(later=not block)
+                release_warnings(token, later=not block)
 
+        if not block:
+            try:
+                return _start_worker(work, is_gen, on_done, desc, fail, on_finish, determinate)
+            except BaseException:
+                release_warnings(token, later=False)
+                raise
     if block:
         try:
             result = _drain(work()) if is_gen else work()
@@ -232,6 +259,11 @@ def start_work(
             if on_finish is not None:
                 on_finish()
         return None
+    return _start_worker(work, is_gen, on_done, desc, fail, on_finish, determinate)
+
+
+def _start_worker(work, is_gen, on_done, desc, fail, on_finish, determinate):
+    """:func:`start_work`'s napari worker, started."""
     from napari.qt.threading import thread_worker
 
     # errors are ours to show (one notification), not re-raised on the GUI thread
@@ -261,7 +293,7 @@ def start_work(
 
         worker.yielded.connect(step)
     worker.returned.connect(lambda result: None if worker.abort_requested else on_done(result))
-    worker.errored.connect(lambda exc: None if worker.abort_requested else fail(exc))
+    worker.errored.connect(lambda exc: None if worker.abort_requested else fail(_unwrapped(exc)))
     if on_finish is not None:
         worker.finished.connect(on_finish)
     from mpi_viewer.plugins._warm_up import after_step

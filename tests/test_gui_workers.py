@@ -215,3 +215,26 @@ def test_a_runtime_error_in_a_step_is_shown_and_ends_the_step(qtbot, errors):
     qtbot.waitUntil(lambda: bool(errors), timeout=10_000)
     assert worker is not None and "boom" in errors[0], errors
     assert _work._HELD is None  # nothing held back any more
+
+
+def test_warnings_held_by_overlapping_steps_come_once_after_the_last(qtbot, notes):
+    """A session open and a cells computation overlapping: nothing pops up until both
+    ended; then the tables' pointers as one notification, any other warning as its own."""
+    from mpi_viewer.plugins import _work
+
+    a, b = _work.hold_warnings(), _work.hold_warnings()
+    _work.notify_warning("See ⚠ in the iron table: roi_2")
+    _work.notify_warning("calibration c: extrapolated")
+    _work.notify_warning("See ⚠ in the cells table: roi_2")
+    _work.release_warnings(a)
+    _work.release_warnings(a)  # twice: nothing more
+    qtbot.wait(20)
+    assert notes["warning"] == []  # b still holds
+    _work.release_warnings(b)
+    qtbot.waitUntil(lambda: len(notes["warning"]) == 2, timeout=2_000)
+    assert notes["warning"] == [
+        "calibration c: extrapolated",
+        "See ⚠ in the iron table: roi_2; in the cells table: roi_2",
+    ]
+    _work.notify_warning("later")  # no hold left: shown at once
+    assert notes["warning"][-1] == "later"
