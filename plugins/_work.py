@@ -147,6 +147,18 @@ def hold_warnings() -> object:
     return token
 
 
+def _merged(see: list[str]) -> str:
+    """ "in the iron table: a, b" and "in the cells table: a, b" → "in the iron and cells
+    tables: a, b" (the same rows flagged); else joined with "; "."""
+    import re
+
+    parts = [re.fullmatch(r"in the (\w+) table: (.+)", m) for m in see]
+    if len(see) > 1 and all(parts) and len({p.group(2) for p in parts}) == 1:
+        names = [p.group(1) for p in parts]
+        return f"in the {', '.join(names[:-1])} and {names[-1]} tables: {parts[0].group(2)}"
+    return "; ".join(see)
+
+
 def release_warnings(token: object, later: bool = True) -> None:
     """End the hold ``token`` (again: nothing). When no hold is left, the warnings held are
     shown: the "See ⚠ in the … table" ones as one notification ("See ⚠ in the iron table:
@@ -162,7 +174,7 @@ def release_warnings(token: object, later: bool = True) -> None:
     see = [m[len(_SEE) :] for m in held if m.startswith(_SEE)]
     texts = [m for m in held if not m.startswith(_SEE)]
     if see:
-        texts.append(_SEE + "; ".join(see))
+        texts.append(_SEE + _merged(see))
 
     def show() -> None:
         for text in texts:

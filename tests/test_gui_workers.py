@@ -234,7 +234,14 @@ def test_warnings_held_by_overlapping_steps_come_once_after_the_last(qtbot, note
     qtbot.waitUntil(lambda: len(notes["warning"]) == 2, timeout=2_000)
     assert notes["warning"] == [
         "calibration c: extrapolated",
-        "See ⚠ in the iron table: roi_2; in the cells table: roi_2",
+        "See ⚠ in the iron and cells tables: roi_2",  # the same rows: said once
     ]
+    c = _work.hold_warnings()
+    _work.notify_warning("See ⚠ in the iron table: roi_2")
+    _work.notify_warning("See ⚠ in the cells table: roi_2, roi_3")
+    _work.release_warnings(c, later=False)
+    assert (
+        notes["warning"][-1] == "See ⚠ in the iron table: roi_2; in the cells table: roi_2, roi_3"
+    )
     _work.notify_warning("later")  # no hold left: shown at once
     assert notes["warning"][-1] == "later"
