@@ -65,7 +65,7 @@ def needs_twin(layer) -> bool:
     return not is_axis_aligned(data_to_world_matrix(layer)[:-1, :-1])
 
 
-def _same_array(a, b) -> bool:
+def same_array(a, b) -> bool:
     """Whether ``a`` (an array or None) holds exactly ``b``'s values (shape and dtype)."""
     return (
         isinstance(a, np.ndarray)
@@ -111,7 +111,7 @@ class TwinsMixin:
             arr, spacing, origin = resample_world_aligned(data, affine, labels=is_labels, cval=cval)
             # what the twin shows already (e.g. a reopened session's identical ROIs): its
             # data is not set again (a re-slice, a texture upload and a redraw of nothing new)
-            same = _same_array(shown, arr)
+            same = same_array(shown, arr)
             return (shown if same else arr), spacing, origin
 
         if not threaded:

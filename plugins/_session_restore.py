@@ -363,17 +363,16 @@ class SessionRestoreMixin:
         return steps
 
     def _shown_or(self, lab):
-        """``lab`` (the ROIs' label image), or the array the ROI layer shows already when
-        it holds the same labels (read in the worker): the dock then leaves the layer as
-        it is instead of uploading and redrawing the same voxels."""
-        from mpi_viewer.plugins._display2d_twins import _same_array
-        from mpi_viewer.plugins._roi_results import LABELS_LAYER
+        """``lab`` (the ROIs' label image), or the array the ROI dock's own labels layer
+        shows already when it holds the same labels (read in the worker): the dock then
+        leaves the layer as it is instead of uploading and redrawing the same voxels."""
+        from mpi_viewer.plugins._display2d_twins import same_array
 
         if lab is None:
             return None
-        layer = next((lyr for lyr in list(self.viewer.layers) if lyr.name == LABELS_LAYER), None)
-        shown = getattr(layer, "data", None)
-        return shown if _same_array(shown, lab) else lab
+        dock = self.ctl.section("rois")
+        shown = getattr(getattr(dock, "_labels_layer", None), "data", None)
+        return shown if same_array(shown, lab) else lab
 
     @staticmethod
     def _manual_state(rec, index: int) -> dict | None:

@@ -254,12 +254,6 @@ def start_work(
             finally:
                 release_warnings(token, later=not block)
 
-        if not block:
-            try:
-                return _start_worker(work, is_gen, on_done, desc, fail, on_finish, determinate)
-            except BaseException:
-                release_warnings(token, later=False)
-                raise
     if block:
         try:
             result = _drain(work()) if is_gen else work()
@@ -271,7 +265,12 @@ def start_work(
             if on_finish is not None:
                 on_finish()
         return None
-    return _start_worker(work, is_gen, on_done, desc, fail, on_finish, determinate)
+    try:
+        return _start_worker(work, is_gen, on_done, desc, fail, on_finish, determinate)
+    except BaseException:
+        if hold:  # no worker, so no ``on_finish``: the hold would outlive the step
+            release_warnings(token, later=False)
+        raise
 
 
 def _start_worker(work, is_gen, on_done, desc, fail, on_finish, determinate):
