@@ -148,21 +148,22 @@ def hold_warnings() -> object:
 
 
 def _merged(see: list[str]) -> str:
-    """ "in the iron table: a, b" and "in the cells table: a, b" → "in the iron and cells
-    tables: a, b" (the same rows flagged); else joined with "; "."""
+    """ "in the iron table: a, b" and "in the cells table: a, b" → "(iron, cells tables):
+    a, b" (the same rows flagged; short: napari's notification shows one line of about 45
+    characters); else joined with "; "."""
     import re
 
     parts = [re.fullmatch(r"in the (\w+) table: (.+)", m) for m in see]
     if len(see) > 1 and all(parts) and len({p.group(2) for p in parts}) == 1:
         names = [p.group(1) for p in parts]
-        return f"in the {', '.join(names[:-1])} and {names[-1]} tables: {parts[0].group(2)}"
+        return f"({', '.join(names)} tables): {parts[0].group(2)}"
     return "; ".join(see)
 
 
 def release_warnings(token: object, later: bool = True) -> None:
     """End the hold ``token`` (again: nothing). When no hold is left, the warnings held are
-    shown: the "See ⚠ in the … table" ones as one notification ("See ⚠ in the iron table:
-    a; in the cells table: a"), each other as its own; on the next turn of the event loop
+    shown: the "See ⚠ in the … table" ones as one notification ("See ⚠ (iron, cells
+    tables): a"), each other as its own; on the next turn of the event loop
     (``later=False``: now)."""
     global _HELD
     if token not in _HOLDS:

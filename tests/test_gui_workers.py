@@ -234,7 +234,7 @@ def test_warnings_held_by_overlapping_steps_come_once_after_the_last(qtbot, note
     qtbot.waitUntil(lambda: len(notes["warning"]) == 2, timeout=2_000)
     assert notes["warning"] == [
         "calibration c: extrapolated",
-        "See ⚠ in the iron and cells tables: roi_2",  # the same rows: said once
+        "See ⚠ (iron, cells tables): roi_2",  # the same rows: said once
     ]
     c = _work.hold_warnings()
     _work.notify_warning("See ⚠ in the iron table: roi_2")

@@ -433,7 +433,7 @@ def _open_session(qtbot, viewer, path, monkeypatch, notes):
 
     qtbot.waitUntil(lambda: bool(see()), timeout=10_000)
     qtbot.wait(50)
-    assert len(see()) == 1 and re.match(r"See ⚠ in the iron and cells tables: \w", see()[0]), see()
+    assert len(see()) == 1 and re.match(r"See ⚠ \(iron, cells tables\): \w", see()[0]), see()
     return dock
 
 
