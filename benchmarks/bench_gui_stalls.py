@@ -264,7 +264,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument(
         "--plugins-menu", action="store_true", help="docks from the Plugins menu, no start-up"
     )
+    ap.add_argument(
+        "--file-open",
+        action="store_true",
+        help="`mpi-viewer` without data, then File > Open the MRI, CT and MPI (unregistered)",
+    )
     args = ap.parse_args(argv)
+    cold = args.cold  # (the Plugins-menu order sets it: no `mpi-viewer` start-up there)
 
     import napari
     import numpy as np
@@ -289,9 +295,13 @@ def main(argv: list[str]) -> int:
         t_end = time.perf_counter() + 1.0  # the freeze, scheduled as the first dock arrived
         pump(lambda: time.perf_counter() > t_end)
         args.cold = True  # napari runs no mpi-viewer start-up (only what the docks start)
+    elif args.file_open:  # `mpi-viewer`: its start-up (the layer pool made now), no data
+        from mpi_viewer.plugins._launch import prepare
+
+        docks = {type(w).__name__: w for w in prepare(viewer, settle=True)}
     else:
         docks = {type(w).__name__: w for w in open_docks(viewer)}
-    if not args.cold:
+    if not args.cold and not args.file_open:  # (`mpi-viewer` settled in prepare)
         from mpi_viewer.plugins._warm_up import settle
 
         settle(viewer, warm=False)  # as `mpi-viewer demo` starts (plugins/_launch.prepare)
@@ -299,7 +309,22 @@ def main(argv: list[str]) -> int:
             from mpi_viewer.plugins import _warm_up
 
             _warm_up._POLICY["on"] = False
-    study = load_demo(viewer)
+    hb = None
+    rows: list = []
+    if args.file_open:  # File > Open each of the demo's images (napari reads and adds them)
+        study = make_demo_study()  # the truth of the files written next (the same demo)
+        files = Path(tempfile.mkdtemp(prefix="bench_gui_files_")) / "study"
+        write_demo_study(files)
+        hb = Heartbeat()
+        for name in ("mri", "ct", "mpi"):
+            step(
+                hb,
+                f"File > Open {name} (napari's reader and add; not a step)",
+                lambda name=name: viewer.open(str(files / f"{name}.nii.gz"), plugin="mpi-viewer"),
+                rows,
+            )
+    else:
+        study = load_demo(viewer)
     if (not args.cold or args.plugins_menu) and not args.no_pool:
         from mpi_viewer.plugins._layer_pool import ready
 
@@ -308,7 +333,7 @@ def main(argv: list[str]) -> int:
         from mpi_viewer.plugins._layer_pool import disable
 
         disable(viewer)
-    if not args.cold:
+    if not args.cold and not args.file_open:
         from mpi_viewer.plugins._warm_up import after_step
 
         after_step()  # as prepare() ends: the data's layers frozen while starting
@@ -316,15 +341,17 @@ def main(argv: list[str]) -> int:
         f"start-up (viewer, docks, demo layers; not a step): {time.perf_counter() - t:.1f} s"
         f" (load average {os.getloadavg()[0]:.1f})"
     )
-    hb = Heartbeat()
+    hb = hb or Heartbeat()
     if args.stacks:
         global SAMPLER
         SAMPLER = StallSampler(hb)
         SAMPLER.start()
-    rows: list = []
-    tmp = Path(tempfile.mkdtemp(prefix="bench_gui_"))
-    folder = tmp / "study"
-    write_demo_study(folder)
+    if args.file_open:  # the session beside the images it opened (else it asks about them)
+        tmp, folder = files.parent, files
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="bench_gui_"))
+        folder = tmp / "study"
+        write_demo_study(folder)
     truth = study.truth
 
     mold = docks.get("MoldPanel")
@@ -387,7 +414,7 @@ def main(argv: list[str]) -> int:
 
     v3 = napari.Viewer(show=True)
     v3.window.resize(1600, 1000)
-    sess3 = {type(w).__name__: w for w in prepare(v3, settle=not args.cold)}["SessionDock"]
+    sess3 = {type(w).__name__: w for w in prepare(v3, settle=not cold)}["SessionDock"]
     sess3._timer.stop()
     step(
         hb,

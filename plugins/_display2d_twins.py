@@ -160,21 +160,20 @@ class TwinsMixin:
             visible=False,
             metadata={"mpi_viewer": {TWIN_KEY: layer.name}},
         )
-        pooled = None
-        if layer_kind(layer) == "labels":  # the pool's (made with the study's images)
-            from mpi_viewer.plugins._layer_pool import take
+        from mpi_viewer.plugins._layer_pool import take
 
-            pooled = take(
-                self.viewer, "labels twin", name=kwargs["name"], metadata=kwargs["metadata"],
-                ndim=np.ndim(arr), move=False,
-            )  # fmt: skip
+        labels = layer_kind(layer) == "labels"
+        pooled = take(  # the pool's (made with the study's images, or at start-up)
+            self.viewer, "labels twin" if labels else "image twin", name=kwargs["name"],
+            metadata=kwargs["metadata"], ndim=np.ndim(arr), move=False,
+        )  # fmt: skip
         if pooled is not None:
             self._unwatch(pooled)  # watched as a layer of its own until now: a twin from here
             twin = pooled  # placed (one voxel moved), then filled, drawn once
             with compat.one_refresh(twin), compat.one_extent_update(self.viewer, twin):
                 twin.scale, twin.translate = kwargs["scale"], kwargs["translate"]
                 twin.data = arr  # (opacity, blending: copied below, with the rest)
-                self._copy_props(layer, twin, _LABELS_PROPS)
+                self._copy_props(layer, twin, _LABELS_PROPS if labels else _IMAGE_PROPS)
         elif layer_kind(layer) == "labels":
             twin = Labels(arr, **kwargs)
         else:

@@ -35,16 +35,22 @@ quantified or exported. When the image it sits on is removed, the pooled layers 
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 
 import numpy as np
+from mpi_viewer.plugins import _napari_compat as compat
 from mpi_viewer.plugins._layers import POOL_KEY, is_pooled  # noqa: F401 - public here too
 
 #: Milliseconds between two pooled layers made (the window repaints between them). The
 #: overlays a step shows for the first time (the density's colour bar, the viewer's text
 #: overlay) are made visible with the pool, drawn, and hidden again.
 FILL_INTERVAL_MS = 30
+
+#: The size of the voxel the pool made at start-up sits on until the first image arrives
+#: (:func:`fill_at_start`), mm.
+START_VOXEL_MM = 100.0
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: A drafted layer's feature defaults (:func:`draft` changes them, :func:`undraft` restores).
@@ -75,6 +81,12 @@ def _kinds() -> dict[str, Callable]:
         "mold moving": lambda v, name, place: mold.add_wells_layer(
             v, mold.MOVING_POINTS, np.zeros((0, 3)), {"name": np.array([], dtype=object)},
             np.eye(4), {}, layer_name=name,
+        ),
+        # the 2-D view twin of the MPI once it is registered (:mod:`._display2d`), styled
+        # as an MPI is shown (the twin takes its native's display when taken)
+        "image twin": lambda v, name, place: v.add_image(
+            one_voxel.astype(np.float32), name=name, colormap="hot", blending="additive",
+            units=compat.mm_units(3), **place,
         ),
         # the ROI dock's clicking mode (its seeds), then the first ROI
         "roi seeds": lambda v, name, place: seeds.add_seed_layer(v, 3, name),
@@ -131,6 +143,9 @@ class _Pool:
         self.paused = 0  # sessions being opened: they make the pooled layers in their turns
         self.ticking = False  # a timer for the next pooled layer is on
         self.undressed: list = []  # (layer, kind, place) made by a session open, not dressed
+        #: made at start-up without data (:func:`fill_at_start`): at the origin, waiting for
+        #: the study's first 3-D image to sit on (:func:`_home`)
+        self.homeless = False
 
 
 def _state(viewer) -> _Pool:
@@ -156,7 +171,12 @@ def install(viewer, fill_now: bool = True) -> None:
     def inserted(event=None) -> None:
         v = ref()
         if v is not None and not is_pooled(event.value):
-            _state(v).deferred = False
+            st = _state(v)
+            st.deferred = False
+            if st.homeless:
+                _home_on(v, event.value)
+            elif _under_pool(v, event.value):
+                _settle_after_image(v)
             schedule_fill(v)
 
     def removed(event=None) -> None:
@@ -302,6 +322,146 @@ def _dress_next(viewer) -> None:
         QTimer.singleShot(FILL_INTERVAL_MS, lambda: _hide_made(viewer))
 
 
+def fill_at_start(viewer, words=None) -> bool:
+    """``mpi-viewer`` started without data: make every pooled layer now, in start-up,
+    where napari's cost of adding them (230–350 ms each under software OpenGL) is not
+    felt, instead of when the study's first image opens (File > Open, a session opened:
+    a second of stutter then). Made dressed and drawn once (every shader program linked,
+    the texts of ``words`` laid out in the font atlas), then the drafts emptied. Until
+    an image arrives they sit on one :data:`START_VOXEL_MM` voxel about the origin (the
+    Points and Vectors empty, without extent: the empty window's view spans a mouse, no
+    slider shows). The first 3-D image that arrives is their home (:func:`_home`): the
+    layers with a voxel move onto its centre and the view is reset on it, as napari
+    resets it for a window's first layer. Returns False (nothing made) when the viewer
+    has no window, holds layers already or the pool is off or not installed."""
+    import warnings
+
+    from qtpy.QtWidgets import QApplication
+
+    viewer = _real(viewer)
+    st = _state(viewer)
+    if (
+        not st.enabled
+        or not getattr(st, "installed", False)  # (nothing would move them onto the data)
+        or getattr(viewer, "window", None) is None
+        or len(viewer.layers)
+        or viewer.dims.ndisplay != 2
+    ):
+        return False
+    # one 100 mm voxel about the origin: the empty window's view (its home button) spans
+    # a mouse, not a voxel, until the first image arrives
+    place = {"scale": np.full(3, START_VOXEL_MM), "translate": np.zeros(3)}
+    camera = compat.camera(viewer)
+    view = (tuple(camera.center), camera.zoom)  # the empty window's (not zoomed on a voxel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nothing of the pool concerns the user
+        for kind in _kinds():
+            _make(viewer, kind, place, words=words)
+        QApplication.processEvents()
+        # a synchronous draw of the canvas: every program compiled, every texture made
+        viewer.screenshot(canvas_only=True)
+        _hide_made(viewer)
+        camera.center = view[0]
+        camera.zoom = view[1]
+        QApplication.processEvents()
+    st.homeless = True  # (not before: a pooled layer is marked only once it is added)
+    return True
+
+
+def _homed_kinds(layer) -> bool:
+    """Whether a pooled layer has an extent (a voxel) that must sit inside the study's."""
+    return type(layer).__name__ in ("Image", "Labels")
+
+
+def _home_on(viewer, layer) -> None:
+    """A layer arrived in a window whose pool was made at start-up (:func:`fill_at_start`):
+    a 3-D image or labels becomes the pool's home (:func:`_home`); a 2-D one means a 2-D
+    study: the pooled 3-D layers go (they would make its world 3-D). Other layers (a
+    user's new Points layer) change nothing."""
+    kind = type(layer).__name__
+    if kind not in ("Image", "Labels") or getattr(layer, "rgb", False):
+        return
+    if layer.ndim == 3:
+        _home(viewer, layer)
+    elif layer.ndim < 3:
+        from qtpy.QtCore import QTimer
+
+        _state(viewer).homeless = False
+        ref = weakref.ref(viewer)
+        QTimer.singleShot(0, lambda: ref() is not None and _drop_for_2d(ref()))
+
+
+def _under_pool(viewer, layer) -> bool:
+    """Whether ``layer`` is an image (not a helper) added above pooled layers."""
+    from mpi_viewer.plugins._layer_rows import is_helper
+
+    if type(layer).__name__ != "Image" or is_helper(layer) or layer not in viewer.layers:
+        return False
+    i = viewer.layers.index(layer)
+    return any(is_pooled(lyr) for lyr in list(viewer.layers)[:i])
+
+
+def _settle_after_image(viewer) -> None:
+    """After an image arrived above the pool (File > Open in a window whose pool was made
+    at start-up or on an earlier image), in turns of their own: the pooled layers raised
+    above it in one move (else each step that takes one would move it, and napari rebuilds
+    its scene graph at every move), then the image's objects frozen out of the garbage
+    collector (:func:`._warm_up.after_step`), not walked by the next step's collection."""
+    from qtpy.QtCore import QTimer
+
+    ref = weakref.ref(viewer)
+
+    def raise_all() -> None:
+        v = ref()
+        if v is not None and v.layers:
+            raise_pooled(v, list(_kinds()))
+            QTimer.singleShot(FILL_INTERVAL_MS, freeze)
+
+    def freeze() -> None:
+        from mpi_viewer.plugins._warm_up import after_step
+
+        after_step()
+
+    QTimer.singleShot(0, raise_all)
+
+
+def _drop_for_2d(viewer) -> None:
+    """The pooled 3-D layers removed (a 2-D study), the view reset on what is left."""
+    drop(viewer)
+    if len(viewer.layers):
+        viewer.reset_view()
+        _centre_sliders(viewer)
+
+
+def _centre_sliders(viewer) -> None:
+    """Each slider at its middle step (as napari sets them for a window's first layer)."""
+    viewer.dims.current_step = tuple(max(0, int(n) - 1) // 2 for n in viewer.dims.nsteps)
+
+
+def _home(viewer, img) -> None:
+    """Move the pool made at start-up onto ``img``'s centre voxel (only its layers with a
+    voxel: the empty Points have no extent), then reset the view and the sliders on the
+    study, as napari does for a window's first layer (the pooled layers were its first)."""
+    from mpi_viewer.plugins._layers import keeping_active
+
+    st = _state(viewer)
+    st.homeless = False
+    place = _centre_placement(img)
+    st.ref = weakref.ref(img)
+    st.filled_for = id(img)
+    moved = [lyr for lyr in viewer.layers if is_pooled(lyr) and _homed_kinds(lyr)]
+    with keeping_active(viewer), contextlib.ExitStack() as stack:
+        for lyr in moved:  # each redrawn once, the world extent recomputed once
+            stack.enter_context(compat.one_refresh(lyr))
+        stack.enter_context(compat.one_extent_update(viewer, *moved))
+        for lyr in moved:
+            lyr.scale = place["scale"]
+            lyr.translate = place["translate"]
+    viewer.reset_view()
+    _centre_sliders(viewer)
+    _settle_after_image(viewer)
+
+
 def fill_one(viewer) -> bool:
     """Make the next missing pooled layer now (a session open runs this in turns of its
     own, after its images arrived, so the layers its docks restore are taken from the
@@ -373,16 +533,17 @@ def undraft(layer, opacity: float) -> None:
     layer.opacity = opacity
 
 
-def _make(viewer, kind: str, place: dict, *, dress: bool = True):
-    """Add the pooled layer of ``kind``; ``dress`` (:func:`_dress`) it too, else it is
-    left for :func:`resume` to dress unless a step takes it first."""
+def _make(viewer, kind: str, place: dict, *, dress: bool = True, words=None):
+    """Add the pooled layer of ``kind``; ``dress`` (:func:`_dress`) it too (its drafted
+    texts ``words``: :func:`_dress`), else it is left for :func:`resume` to dress unless a
+    step takes it first."""
     from mpi_viewer.plugins._layer_rows import hide_helper_rows
 
     st = _state(viewer)
     layer = make_styled(viewer, kind, f"(pool) {kind}", place)
     layer.metadata.setdefault("mpi_viewer", {})[POOL_KEY] = kind
     if dress:
-        _dress(viewer, layer, kind, place)
+        _dress(viewer, layer, kind, place, words)
     else:
         st.undressed.append((layer, kind, place))
     hide_helper_rows(viewer)
@@ -390,7 +551,7 @@ def _make(viewer, kind: str, place: dict, *, dress: bool = True):
     return layer
 
 
-def _dress(viewer, layer, kind: str, place: dict) -> None:
+def _dress(viewer, layer, kind: str, place: dict, words=None) -> None:
     """What makes a pooled layer's first draw the step's costs paid now: the density's
     colour bar and the viewer's text overlay shown (hidden again by :func:`_hide_made`),
     a see-through point with text drawn (:func:`draft`). Not needed when a step takes
@@ -409,7 +570,9 @@ def _dress(viewer, layer, kind: str, place: dict) -> None:
             text.visible = True
         st.primed.append((layer.colorbar, {"visible": False}))
     named = "name" in getattr(getattr(layer, "features", None), "columns", ())
-    opacity = draft(layer, place["translate"], ("0.5 × 10⁵",) if named else ("0.5 × 10⁵ [0–9]",))
+    if words is None:
+        words = ("0.5 × 10⁵",) if named else ("0.5 × 10⁵ [0–9]",)
+    opacity = draft(layer, place["translate"], words)
     if opacity is not None:
         st.drafts.append((layer, opacity))
 
@@ -436,14 +599,17 @@ def _hide_made(viewer) -> None:
 
 
 def ready(viewer) -> bool:
-    """Whether the pool is filled (no pooled layer pending)."""
+    """Whether the pool is filled: made on the image it sits on, nothing left to make or
+    draw (a pooled layer a step took since is not made again)."""
     st = _state(viewer)
+    img = st.ref() if st.ref is not None else None
     return (
         not st.pending
         and not st.made
         and not st.undressed
-        and _reference(viewer) is not None
-        and not _missing(viewer)
+        and img is not None
+        and img in viewer.layers
+        and st.filled_for == id(img)
     )
 
 

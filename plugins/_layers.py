@@ -235,13 +235,31 @@ def placement_of(src, ndim: int | None = None) -> dict:
 
 def set_placement(layer, scale, translate, affine) -> None:
     """Set a layer's data → world transform; only what differs is set (each set costs
-    napari a re-slice and a redraw)."""
+    napari a re-slice and a redraw). Two or three sets are announced once, by the last:
+    each announcement makes napari recompute the world extent and re-slice every layer,
+    and the layers that follow this one (the mold's wells) move again; every listener
+    reads the whole transform (an MPI registered for the first time: translate, affine)."""
+    sets = []
     if not np.allclose(layer.scale, scale):
-        layer.scale = list(scale)
+        sets.append(("scale", list(scale)))
     if not np.allclose(layer.translate, translate):
-        layer.translate = list(translate)
+        sets.append(("translate", list(translate)))
     if not np.allclose(layer.affine.affine_matrix, affine):
-        layer.affine = affine
+        sets.append(("affine", affine))
+    if len(sets) > 1:
+        from mpi_viewer.plugins import _napari_compat as compat
+
+        with compat.one_refresh(layer):
+            with contextlib.ExitStack() as quiet:
+                for key, _ in sets[:-1]:
+                    quiet.enter_context(getattr(layer.events, key).blocker())
+                for key, value in sets[:-1]:
+                    setattr(layer, key, value)
+            key, value = sets[-1]
+            setattr(layer, key, value)
+        return
+    for key, value in sets:
+        setattr(layer, key, value)
 
 
 def copy_placement(src, dst) -> None:

@@ -200,20 +200,21 @@ _EXTENT_EVENTS = ("data", "scale", "translate", "rotate", "shear", "affine")
 
 
 @contextlib.contextmanager
-def one_extent_update(viewer, layer) -> Iterator[None]:
+def one_extent_update(viewer, *layers) -> Iterator[None]:
     """The viewer's world extent (and dims ranges) recomputed once, at the end, for the
-    sets of ``layer``'s placement and data inside: napari recomputes it over every layer
-    at each set (scale, translate, affine, data: four times for a layer placed and
+    sets of the ``layers``' placement and data inside: napari recomputes it over every
+    layer at each set (scale, translate, affine, data: four times for a layer placed and
     filled). Use inside :func:`one_refresh` so the layer is refreshed after the update."""
     update = extent_updater(viewer)
     if update is None:  # a napari without it: each set updates, as before
         yield
         return
     with contextlib.ExitStack() as stack:
-        for name in _EXTENT_EVENTS:
-            emitter = getattr(layer.events, name, None)
-            if emitter is not None:
-                stack.enter_context(emitter.blocker(update))
+        for layer in layers:
+            for name in _EXTENT_EVENTS:
+                emitter = getattr(layer.events, name, None)
+                if emitter is not None:
+                    stack.enter_context(emitter.blocker(update))
         try:
             yield
         finally:

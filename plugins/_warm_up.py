@@ -126,7 +126,11 @@ def settle(viewer, *, warm: bool = True) -> None:
     import gc
 
     if warm:
-        warm_up(viewer)
+        from mpi_viewer.plugins._layer_pool import fill_at_start
+
+        words = (GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :])
+        if not fill_at_start(viewer, words):  # the pool made now pays what the warm-up would
+            warm_up(viewer)
     gc.collect()  # garbage of start-up freed first, not frozen with the rest
     gc.freeze()
     _POLICY.update(on=True, added=0)

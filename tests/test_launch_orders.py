@@ -546,7 +546,9 @@ def _close(viewer):
 
 
 # --------------------------------------------------------------------------- launch orders
-def test_mpi_viewer_demo(make_napari_viewer, qtbot, study, notes, tmp_path, monkeypatch):
+def test_mpi_viewer_demo(
+    make_napari_viewer, qtbot, study, notes, tmp_path, monkeypatch, unfreezing
+):
     """`mpi-viewer demo` (3-D, registered on load): Detect, four clicks in 3-D, vials clicked
     in 2-D with their iron typed in, cells, Save as…; `mpi-viewer`, File > Open session."""
     from mpi_viewer.plugins._launch import prepare
@@ -559,12 +561,13 @@ def test_mpi_viewer_demo(make_napari_viewer, qtbot, study, notes, tmp_path, monk
     _close(viewer)
 
     again = make_napari_viewer(show=True)
-    _reopened(qtbot, first, {"viewer": again, "docks": prepare(again)}, path, monkeypatch, notes)
+    docks = prepare(again, settle=True)  # `mpi-viewer`: its layer pool made at start-up
+    _reopened(qtbot, first, {"viewer": again, "docks": docks}, path, monkeypatch, notes)
     assert not notes["error"], notes["error"]
 
 
 def test_mpi_viewer_then_file_open(
-    make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, study, demo_files, notes, tmp_path, monkeypatch, unfreezing
 ):
     """`mpi-viewer`, then File > Open the MRI, then the MPI (no reader to choose); four
     clicks in 2-D; ROIs named, deleted, undone; phantoms from Load CSV…; cells; the
@@ -573,9 +576,10 @@ def test_mpi_viewer_then_file_open(
     from qtpy.QtCore import Qt
 
     viewer = make_napari_viewer(show=True)
-    docks = prepare(viewer)
-    for f in (demo_files["mri"], demo_files["mpi"]):
-        assert file_open(viewer, f, monkeypatch) == []  # mpi-viewer reads it, nothing asked
+    docks = prepare(viewer, settle=True)  # as `mpi-viewer` starts: the layer pool made now
+    assert file_open(viewer, demo_files["mri"], monkeypatch) == []  # nothing asked
+    _assert_view_on(viewer, study.mri)
+    assert file_open(viewer, demo_files["mpi"], monkeypatch) == []
     _, _, roi = _walk_the_study(qtbot, viewer, study, docks)
 
     # Ctrl+Z on the canvas undoes the last ROI
@@ -615,8 +619,36 @@ def test_mpi_viewer_then_file_open(
     _close(viewer)
 
     again = make_napari_viewer(show=True)
-    _reopened(qtbot, first, {"viewer": again, "docks": prepare(again)}, path, monkeypatch, notes)
+    docks = prepare(again, settle=True)  # `mpi-viewer` again: its pool homed by the session
+    _reopened(qtbot, first, {"viewer": again, "docks": docks}, path, monkeypatch, notes)
     assert not notes["error"], notes["error"]
+    # the pool made at the origin widens nothing: the world is the study's images' own
+    from mpi_viewer.plugins._layer_pool import is_pooled
+
+    own = again.layers.get_extent([lyr for lyr in again.layers if not is_pooled(lyr)])
+    np.testing.assert_allclose(again.layers.extent.world, own.world, atol=1e-6)
+
+
+def _assert_view_on(viewer, volume):
+    """What the user sees after the study's first image arrived in a window started as
+    ``mpi-viewer`` (whose layer pool was made at start-up, at the origin): the sliders span
+    that image (nothing else widens the world) and stand at its middle, the camera centred
+    on it, as napari shows a window's first layer."""
+    from mpi_viewer.plugins import _napari_compat as compat
+
+    shape = np.asarray(volume.array.shape)
+    spacing = np.asarray(volume.spacing_mm)[::-1]  # (z, y, x)
+    lo = np.asarray(volume.origin_mm)[::-1]  # axis-aligned demo volumes: origin is voxel 0
+    ext = viewer.layers.extent.world  # (napari's bounds: the first and last voxel centres)
+    np.testing.assert_allclose(ext[0], lo, atol=1e-4)
+    np.testing.assert_allclose(ext[1], lo + (shape - 1) * spacing, atol=1e-4)
+    assert tuple(viewer.dims.nsteps) == tuple(shape)
+    assert tuple(viewer.dims.current_step) == tuple((shape - 1) // 2)
+    centre = lo + (shape - 1) * spacing / 2
+    displayed = list(viewer.dims.displayed)
+    np.testing.assert_allclose(
+        np.asarray(compat.camera(viewer).center)[-2:], centre[displayed], atol=spacing.max()
+    )
 
 
 @pytest.fixture

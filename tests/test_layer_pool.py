@@ -129,3 +129,107 @@ def test_only_a_dock_napari_opens_for_the_plugin_starts_the_pool(make_napari_vie
     qtbot.waitUntil(lambda: getattr(_layer_pool._state(viewer), "installed", False))
     qtbot.wait(200)  # past the freeze's delay: none in a hidden window
     assert not freezing() and len(viewer.layers) == 0
+
+
+def _shown_as(viewer, plain) -> None:
+    """``viewer`` shows its data as ``plain`` (a window of the same docks without a pool)
+    does: the same world extent, sliders, slice and camera."""
+    from mpi_viewer.plugins import _napari_compat as compat
+    from mpi_viewer.plugins._napari_compat import canvas_size_px
+
+    np.testing.assert_allclose(viewer.layers.extent.world, plain.layers.extent.world, atol=1e-6)
+    assert viewer.dims.ndim == plain.dims.ndim
+    assert tuple(viewer.dims.nsteps) == tuple(plain.dims.nsteps)
+    assert tuple(viewer.dims.current_step) == tuple(plain.dims.current_step)
+    cam, ref = compat.camera(viewer), compat.camera(plain)
+    np.testing.assert_allclose(cam.center, ref.center, atol=1e-3)
+    # the zoom napari fits the image with (for the canvas as it is now: napari's own
+    # reset on the first layer may have read the canvas's size before the docks took theirs)
+    plain.reset_view()
+    w, h = canvas_size_px(viewer)
+    w0, h0 = canvas_size_px(plain)
+    assert abs(w - w0) <= 2 and abs(h - h0) <= 2  # the same docks: the same canvas
+    assert cam.zoom == pytest.approx(ref.zoom, rel=1e-2)
+
+
+def test_mpi_viewer_started_empty_shows_a_far_image_as_napari_does(
+    make_napari_viewer, qtbot, study, tmp_path
+):
+    """`mpi-viewer` without data makes the layer pool at start-up, where nothing is there
+    to sit on (at the origin); an MRI in scanner coordinates 300 mm away then opens
+    (File > Open) and is shown exactly as napari shows a window's first image, the pooled
+    layers moved onto it. The same with a session opened into such a window."""
+    import dataclasses
+
+    from mpi_viewer.plugins._launch import prepare
+    from mpi_viewer.plugins._layer_pool import ready
+    from mpi_viewer.plugins._warm_up import stop_freezing
+
+    from mpi_viewer.geometry.volume import image_from_array
+    from mpi_viewer.io.images import write_volume
+
+    mri = study.mri
+    origin = np.asarray(mri.origin_mm) + (180.0, -95.0, 240.0)
+    far = dataclasses.replace(
+        mri,
+        image=image_from_array(mri.array, spacing_mm=mri.spacing_mm, origin_mm=origin),
+        _array=None,
+        _range=None,
+    )
+    path = write_volume(far, tmp_path / "mri.nii.gz")
+    viewer, plain = make_napari_viewer(show=True), make_napari_viewer(show=True)
+    try:
+        prepare(viewer, settle=True)  # as `mpi-viewer` starts
+        pool = _pooled(viewer)
+        assert {"roi labels", "density", "cell labels", "image twin"} <= set(pool)
+        assert all(lyr.visible for lyr in pool.values())
+        prepare(plain)  # the same docks, no pool before the data
+        viewer.open(path, plugin="mpi-viewer")
+        plain.open(path, plugin="mpi-viewer")
+        qtbot.wait(50)
+        _shown_as(viewer, plain)
+        lo = origin[::-1]
+        hi = lo + (np.asarray(mri.array.shape) - 1) * np.asarray(mri.spacing_mm)[::-1]
+        np.testing.assert_allclose(viewer.layers.extent.world, [lo, hi], atol=1e-4)
+        for lyr in pool.values():  # each pooled voxel on the MRI, on its grid step
+            if type(lyr).__name__ in ("Image", "Labels"):
+                centre = np.asarray(lyr.data_to_world((0, 0, 0)))
+                assert np.all(centre >= lo) and np.all(centre <= hi), lyr.name
+                np.testing.assert_allclose(lyr.scale, mri.spacing_mm[::-1], rtol=1e-6)
+        assert ready(viewer)  # nothing left to make: the steps take what start-up made
+    finally:
+        stop_freezing()  # the collector as usual for the windows' leak checks
+
+
+def test_mpi_viewer_started_empty_then_a_2d_image_drops_the_3d_pool(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """A real 2-D MPI reconstruction opened first into `mpi-viewer` started empty: the
+    pooled 3-D layers go (they would make its world 3-D, with a slider) and the image is
+    shown as napari shows it in a window without them."""
+    from pathlib import Path
+
+    from mpi_viewer.plugins._launch import prepare
+    from mpi_viewer.plugins._warm_up import stop_freezing
+
+    from mpi_viewer.io.images import read_volume, write_volume
+
+    src = Path(__file__).resolve().parents[1].parent / "shared/data/real/mpi_ffl_phantoms"
+    if not src.is_dir():
+        pytest.skip("../shared/data/real/mpi_ffl_phantoms is absent")
+    vol = read_volume(src / "ffl_phantom_1.mat", spacing_mm=(20 / 64, 20 / 64))
+    path = write_volume(vol, tmp_path / "ffl_phantom_1.nii.gz")
+    viewer, plain = make_napari_viewer(show=True), make_napari_viewer(show=True)
+    try:
+        prepare(viewer, settle=True)
+        assert _pooled(viewer)
+        prepare(plain)
+        viewer.open(path, plugin="mpi-viewer")
+        plain.open(path, plugin="mpi-viewer")
+        qtbot.waitUntil(lambda: not _pooled(viewer), timeout=10_000)
+        qtbot.wait(50)
+        assert [lyr.name for lyr in viewer.layers] == [lyr.name for lyr in plain.layers]
+        assert viewer.dims.ndim == 2
+        _shown_as(viewer, plain)
+    finally:
+        stop_freezing()
