@@ -5,12 +5,13 @@ beyond what napari itself loaded. Needs a display (run under xvfb-run -a).
 Reference, side by side: creating the napari viewer itself.
 
 ``--program`` also times the program's own start-up in a shown window (``mpi-viewer``:
-the docks, then :func:`mpi_viewer.plugins._warm_up.settle`, whose warm-up draws one layer
-of each kind the study adds, by the steps' style functions), then the first image opened
-(the demo's MRI, CT and MPI: napari adds them in one call) and the layer pool of
-:mod:`mpi_viewer.plugins._layer_pool` filled on it: its wall time and the longest
-GUI-thread gap (a 10 ms QTimer heartbeat) while it fills, with and without the warm-up (``no warm-up``: the freeze only),
-best of three each, the two interleaved.
+the docks, then :func:`mpi_viewer.plugins._warm_up.settle`, which makes the layer pool of
+:mod:`mpi_viewer.plugins._layer_pool` then: the empty layers the steps take, by the
+steps' style functions, drawn once), then the first images opened (the demo's MRI, CT and
+MPI: napari adds them in one call) and, without the start-up pool (``freeze only``), the
+pool filled on them: the wall time and the longest GUI-thread gap (a 10 ms QTimer
+heartbeat) from the images' arrival until the pool is ready, best of three each, the two
+interleaved.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ PROGRAM = textwrap.dedent(
 
 
 def program() -> None:
-    """The program's start-up with and without the warm-up (module docstring)."""
+    """The program's start-up with and without the start-up pool (module docstring)."""
     runs: dict = {True: [], False: []}
     for _ in range(3):
         for warm in (True, False):
@@ -92,7 +93,7 @@ def program() -> None:
         f"\n{'best of 3 (s; gap ms)':<28}{'settle':>8}{'images':>8}{'pool fill':>11}"
         f"{'longest gap in the fill':>25}"
     )
-    for warm, label in ((True, "warm-up + freeze"), (False, "no warm-up (freeze only)")):
+    for warm, label in ((True, "start-up pool + freeze"), (False, "freeze only")):
         b = {k: min(r[k] for r in runs[warm]) for k in keys}
         print(
             f"{label:<28}{b['settle_s']:>8.2f}{b['open_s']:>8.2f}{b['pool_s']:>11.2f}"

@@ -125,7 +125,7 @@ class GeometryDock(QWidget):
         if layer is None:
             return
         m = layer.metadata.get("mpi_viewer", {})
-        d = layer.data.ndim
+        d = layer.ndim  # (an RGB picture's colour axis is not a space axis)
         spacing = m.get("spacing_mm") or list(np.asarray(layer.scale)[::-1])
         origin = m.get("origin_mm") or list(np.asarray(layer.translate)[::-1])
         for i in range(3):
@@ -151,7 +151,7 @@ class GeometryDock(QWidget):
         if layer is None:
             show_error("Image geometry: no image layer selected")
             return
-        d = layer.data.ndim
+        d = layer.ndim
         if d not in (2, 3):
             show_error(f"Image geometry: layer {layer.name!r} is {d}-D; 2-D or 3-D expected")
             return

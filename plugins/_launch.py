@@ -188,6 +188,10 @@ def run(
     # oblique layers (the registered MPI) are drawn in 2-D through world-aligned display
     # twins, so napari's warning about its own non-orthogonal slicing does not apply
     warnings.filterwarnings("ignore", message="Non-orthogonal slicing", category=UserWarning)
+    # a first layer without units (a picture, a CSV read by napari's own readers) is
+    # warned about while napari adds it, beside the layers made at start-up in mm; every
+    # layer is given mm as it arrives (``_layers.install_mm_units``): nothing to act on
+    warnings.filterwarnings("ignore", message="Inconsistent units across layers")
 
     viewer = napari.Viewer(title="mpi-viewer" + (" — demo study (synthetic)" if demo else ""))
     if screenshot:

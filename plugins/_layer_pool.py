@@ -10,7 +10,9 @@ ROI (the "MPI ROIs" Labels) and the cells (density, outlines, labels with their
 backdrops and leaders). Updating a layer that exists costs a fraction of that (its data,
 placement, name and visibility set: a re-slice, a texture upload, a redraw).
 
-So when the study's first image is opened (the anatomy, else the MPI: :func:`install`,
+When ``mpi-viewer`` starts without data, the pool is made during start-up, before there
+is an image to sit on (:func:`fill_at_start`; the first 3-D image opened becomes its home).
+Otherwise, when the study's first image is opened (the anatomy, else the MPI: :func:`install`,
 called by :func:`._launch.open_docks` for ``mpi-viewer`` and ``mpi-viewer demo``, watches
 the layer list), one empty layer of each kind these steps add (and the ROIs' 2-D view
 twin, :mod:`._display2d`) is made, one per turn of the event loop, styled as the step
@@ -84,9 +86,10 @@ def _kinds() -> dict[str, Callable]:
         ),
         # the 2-D view twin of the MPI once it is registered (:mod:`._display2d`), styled
         # as an MPI is shown (the twin takes its native's display when taken)
+        # (see-through until taken: ``hot`` is dark red at 0, not black)
         "image twin": lambda v, name, place: v.add_image(
             one_voxel.astype(np.float32), name=name, colormap="hot", blending="additive",
-            units=compat.mm_units(3), **place,
+            opacity=0.0, units=compat.mm_units(3), **place,
         ),
         # the ROI dock's clicking mode (its seeds), then the first ROI
         "roi seeds": lambda v, name, place: seeds.add_seed_layer(v, 3, name),
@@ -365,6 +368,7 @@ def fill_at_start(viewer, words=None) -> bool:
         camera.zoom = view[1]
         QApplication.processEvents()
     st.homeless = True  # (not before: a pooled layer is marked only once it is added)
+    compat.show_welcome_screen(viewer)  # the window still looks empty: it is
     return True
 
 
@@ -375,20 +379,26 @@ def _homed_kinds(layer) -> bool:
 
 def _home_on(viewer, layer) -> None:
     """A layer arrived in a window whose pool was made at start-up (:func:`fill_at_start`):
-    a 3-D image or labels becomes the pool's home (:func:`_home`); a 2-D one means a 2-D
-    study: the pooled 3-D layers go (they would make its world 3-D). Other layers (a
-    user's new Points layer) change nothing."""
-    kind = type(layer).__name__
-    if kind not in ("Image", "Labels") or getattr(layer, "rgb", False):
-        return
-    if layer.ndim == 3:
-        _home(viewer, layer)
-    elif layer.ndim < 3:
-        from qtpy.QtCore import QTimer
+    a 3-D scalar image or labels becomes the pool's home (:func:`_home`); any other layer
+    with data (a 2-D image, a time series, an RGB picture, points read from a file) means
+    a study the 3-D pool does not fit: the pooled layers go (they would widen its world,
+    and napari fits the view on a window's first layer only) and the view is fitted as
+    napari fits it. An empty layer (napari's new Points button) changes nothing."""
+    from qtpy.QtCore import QTimer
 
-        _state(viewer).homeless = False
-        ref = weakref.ref(viewer)
-        QTimer.singleShot(0, lambda: ref() is not None and _drop_for_2d(ref()))
+    kind = type(layer).__name__
+    if kind in ("Image", "Labels") and layer.ndim == 3 and not getattr(layer, "rgb", False):
+        _home(viewer, layer)
+        return
+    try:
+        extent = np.asarray(layer.extent.world, dtype=float)
+    except Exception:  # noqa: BLE001 - a layer napari cannot measure: as one with data
+        extent = np.zeros((2, 1))
+    if not np.all(np.isfinite(extent)):
+        return  # nothing in it yet
+    _state(viewer).homeless = False
+    ref = weakref.ref(viewer)
+    QTimer.singleShot(0, lambda: ref() is not None and _drop_and_fit(ref()))
 
 
 def _under_pool(viewer, layer) -> bool:
@@ -425,8 +435,9 @@ def _settle_after_image(viewer) -> None:
     QTimer.singleShot(0, raise_all)
 
 
-def _drop_for_2d(viewer) -> None:
-    """The pooled 3-D layers removed (a 2-D study), the view reset on what is left."""
+def _drop_and_fit(viewer) -> None:
+    """The pooled layers removed (a study they do not fit), the view fitted on what is
+    left, the sliders at their middle (as napari shows a window's first layer)."""
     drop(viewer)
     if len(viewer.layers):
         viewer.reset_view()

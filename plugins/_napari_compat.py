@@ -339,12 +339,38 @@ def check(viewer) -> list[str]:
         problems.append("ViewerModel._on_layers_change is gone")
     if getattr(getattr(canvas, "native", None), "width", None) is None:
         problems.append("the canvas has no native Qt widget")
+    if not callable(getattr(qv, "_set_welcome_visible", None)):
+        problems.append("QtViewer._set_welcome_visible is gone")
     view = _layer_list_view(viewer)
     if view is None or not hasattr(view, "setRowHidden"):
         problems.append("QtViewer.layers (the layer list view) is gone")
     elif _row_layers(view) != list(reversed(viewer.layers)):
         problems.append("the layer list view's rows are not the layers (item role changed)")
     return problems
+
+
+def show_welcome_screen(viewer) -> bool:
+    """Show napari's welcome screen (drag files here, Ctrl+O to open) as in a window without
+    layers, when the window's only layers are hidden helpers (the layer pool made at
+    start-up): napari hides it as soon as ``viewer.layers`` is not empty, and shows or
+    hides it again at the next layer added or removed. Not when the user turned it off.
+    False when it cannot be reached."""
+    qv = _qt_viewer(viewer)
+    with _private():
+        setter = getattr(qv, "_set_welcome_visible", None)
+    if setter is None:
+        return False
+    if getattr(qv, "show_welcome_screen", True) and qv.isVisible():
+        setter(True)
+    return True
+
+
+def welcome_screen_shown(viewer) -> bool | None:
+    """Whether napari's welcome screen shows (None: it cannot be reached)."""
+    qv = _qt_viewer(viewer)
+    with _private():
+        widget = getattr(qv, "_welcome_widget", None)
+    return None if widget is None else bool(widget.isVisible())
 
 
 def camera(viewer):

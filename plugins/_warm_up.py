@@ -11,13 +11,15 @@ cached); and every new shader program is compiled and linked on its first draw
 A study meets each of these in a step (the mold's wells, the first ROI, the cells'
 labels), where it freezes the window for a second.
 
-:func:`warm_up` makes one layer of each kind the study will use (:data:`WARM_KINDS`), by
-the steps' own style functions (those the layer pool of :mod:`._layer_pool` makes the
-real layers with: text, blending, label colour maps), draws them once, and removes them,
-leaving the viewer's layers, selection and view as they were. It runs while the
-viewer starts without data (``mpi-viewer``), where a second more is not felt; with data
-(``mpi-viewer demo``, ``mpi-viewer FILES``) the layer pool filled on the first image pays
-the same costs during start-up anyway, and the warm-up is skipped (:func:`settle`).
+When the viewer starts without data (``mpi-viewer``), :func:`settle` has the layer pool
+of :mod:`._layer_pool` made then (:func:`~._layer_pool.fill_at_start`): the layers the
+steps will take, made by the steps' own style functions and drawn once, pay these costs
+where a few seconds more are not felt. Where there is no pool to make (it is not
+installed in that viewer), :func:`warm_up` makes one layer of each kind the study will
+use (:data:`WARM_KINDS`) by the same functions, draws them once, and removes them, leaving
+the viewer's layers, selection and view as they were. With data (``mpi-viewer demo``,
+``mpi-viewer FILES``) the layer pool filled on the first image pays the same costs during
+start-up anyway, and neither runs (:func:`settle`).
 
 Python's own garbage collector is the other stall: a full (generation 2) collection
 walks every object the process holds, and after napari, Qt, SciPy, SimpleITK and
@@ -113,7 +115,8 @@ _POLICY = {"on": False, "added": 0, "compactions": 0}
 
 
 def settle(viewer, *, warm: bool = True) -> None:
-    """End of start-up, before any data: :func:`warm_up` (``warm``), then freeze the objects
+    """End of start-up, before any data: the layer pool made now, else :func:`warm_up`
+    (``warm``; module docstring), then freeze the objects
     made so far out of the garbage collector's full collections, and from now on the
     survivors of each finished step (:func:`after_step`; module docstring).
 
@@ -121,8 +124,8 @@ def settle(viewer, *, warm: bool = True) -> None:
     FILES``): the layer pool, filled as the first image opens, pays the same first-of-a-kind
     costs moments later, still in start-up, so the warm-up would only add its own time
     (``benchmarks/bench_startup.py --program``). Without data (``mpi-viewer``, then File >
-    Open) the warm-up halves the longest pause of the pool's fill after the first image
-    opens."""
+    Open) the pool made now leaves the first image's open only napari's own add (and the
+    pooled layers' move onto it) instead of a second of the pool's fill after it."""
     import gc
 
     if warm:

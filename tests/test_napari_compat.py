@@ -11,6 +11,7 @@ pytestmark = pytest.mark.gui
 
 PRIVATE = re.compile(
     r"_qt_window|_qt_viewer|_on_layers_change|layer_to_visual|_dock_widgets|_block_refresh|\.node\."
+    r"|_set_welcome_visible|_welcome_widget"
 )
 #: files allowed private access besides the compat module: none
 PENDING: set[str] = set()
@@ -32,9 +33,13 @@ def test_every_private_access_still_works(make_napari_viewer, qtbot):
     from mpi_viewer.plugins import _napari_compat as compat
     from qtpy.QtCore import QObject
 
-    viewer = make_napari_viewer(show=True)
+    viewer = make_napari_viewer(show=True, show_welcome_screen=True)
     layer = viewer.add_points(np.zeros((1, 3)), text={"string": "x"}, units=compat.MM_UNITS)
     assert compat.check(viewer) == []  # names what napari removed, if anything
+    # the welcome screen shown over a window whose only layers are helpers
+    assert compat.welcome_screen_shown(viewer) is False  # (napari's: a layer is there)
+    assert compat.show_welcome_screen(viewer)
+    assert compat.welcome_screen_shown(viewer) is True
     assert compat.qt_window(viewer) is not None
     assert compat.install_close_filter(viewer, QObject())
     assert compat.set_node_visible(viewer, layer, False)
