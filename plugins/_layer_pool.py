@@ -149,6 +149,8 @@ class _Pool:
         #: made at start-up without data (:func:`fill_at_start`): at the origin, waiting for
         #: the study's first 3-D image to sit on (:func:`_home`)
         self.homeless = False
+        #: :func:`place_for` moved the homeless pool onto the image about to be added
+        self.placed = False
 
 
 def _state(viewer) -> _Pool:
@@ -432,7 +434,7 @@ def _settle_after_image(viewer) -> None:
 
         after_step()
 
-    QTimer.singleShot(0, raise_all)
+    QTimer.singleShot(FILL_INTERVAL_MS, raise_all)  # (after the image's own first paint)
 
 
 def _drop_and_fit(viewer) -> None:
@@ -450,27 +452,62 @@ def _centre_sliders(viewer) -> None:
 
 
 def _home(viewer, img) -> None:
-    """Move the pool made at start-up onto ``img``'s centre voxel (only its layers with a
-    voxel: the empty Points have no extent), then reset the view and the sliders on the
+    """Move the pool made at start-up onto ``img``'s centre voxel (unless
+    :func:`place_for` moved it there already), then reset the view and the sliders on the
     study, as napari does for a window's first layer (the pooled layers were its first)."""
-    from mpi_viewer.plugins._layers import keeping_active
-
     st = _state(viewer)
     st.homeless = False
     place = _centre_placement(img)
+    there = [lyr for lyr in viewer.layers if is_pooled(lyr) and _homed_kinds(lyr)]
+    if not (
+        st.placed
+        and all(
+            np.allclose(lyr.translate, place["translate"], atol=1e-6)
+            and np.allclose(lyr.scale, place["scale"], rtol=1e-6)
+            for lyr in there
+        )
+    ):  # (placed for another image, e.g. a session whose first image did not come)
+        _move_voxels(viewer, place)
+    st.placed = False
     st.ref = weakref.ref(img)
     st.filled_for = id(img)
+    viewer.reset_view()
+    _centre_sliders(viewer)
+    _settle_after_image(viewer)
+
+
+def _move_voxels(viewer, place: dict) -> None:
+    """The pooled layers with a voxel (the empty Points have no extent) moved to
+    ``place``: each redrawn once, the world extent recomputed once."""
+    from mpi_viewer.plugins._layers import keeping_active
+
     moved = [lyr for lyr in viewer.layers if is_pooled(lyr) and _homed_kinds(lyr)]
     with keeping_active(viewer), contextlib.ExitStack() as stack:
-        for lyr in moved:  # each redrawn once, the world extent recomputed once
+        for lyr in moved:
             stack.enter_context(compat.one_refresh(lyr))
         stack.enter_context(compat.one_extent_update(viewer, *moved))
         for lyr in moved:
             lyr.scale = place["scale"]
             lyr.translate = place["translate"]
-    viewer.reset_view()
-    _centre_sliders(viewer)
-    _settle_after_image(viewer)
+
+
+def place_for(viewer, volume) -> None:
+    """A session opening into a window whose pool is still where start-up made it: the
+    pooled voxels moved onto the centre of ``volume`` (the session's first image, not
+    added yet), in a turn of the event loop of their own, so the image's own add costs
+    napari's add alone; that image, once added, is the pool's home (:func:`_home`).
+    Nothing when the pool has a home already or ``volume`` is not a 3-D scalar image."""
+    viewer = _real(viewer)
+    st = _state(viewer)
+    if not st.homeless or st.placed or volume.ndim != 3:
+        return
+    from mpi_viewer.geometry.axes import xyz_to_zyx
+
+    centre = (np.asarray(volume.shape, dtype=float) - 1) / 2.0  # (z, y, x) index
+    world = np.asarray(xyz_to_zyx(volume.index_to_physical(centre[None])[0]), dtype=float)
+    scale = np.abs(np.asarray(xyz_to_zyx(volume.spacing_mm), dtype=float))
+    _move_voxels(viewer, {"scale": scale, "translate": world})
+    st.placed = True
 
 
 def fill_one(viewer) -> bool:

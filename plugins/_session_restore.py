@@ -45,7 +45,13 @@ class SessionRestoreMixin:
         fit = rec.transform()
         moving = (s.registration.moving if s.registration else "mpi") if fit is not None else None
         order = {"mri": 0, "ct": 1, "mpi": 2}  # anatomy below, MPI (additive) above
-        for inp in sorted(s.inputs, key=lambda i: order.get(i.role, 3)):
+        inputs = sorted(s.inputs, key=lambda i: order.get(i.role, 3))
+        first = next((rec.volumes.get(i.role) for i in inputs if i.role in rec.volumes), None)
+        if first is not None and not block:  # a window started empty: its layer pool moved
+            from mpi_viewer.plugins._layer_pool import place_for  # onto the first image
+
+            yield GuiStep(lambda: place_for(self.viewer, first))
+        for inp in inputs:
             vol = rec.volumes.get(inp.role)
             if vol is not None:
                 name[inp.role] = inp.name or vol.name
