@@ -174,7 +174,7 @@ class TwinsMixin:
                 twin.scale, twin.translate = kwargs["scale"], kwargs["translate"]
                 twin.data = arr  # (opacity, blending: copied below, with the rest)
                 self._copy_props(layer, twin, _LABELS_PROPS if labels else _IMAGE_PROPS)
-        elif layer_kind(layer) == "labels":
+        elif labels:
             twin = Labels(arr, **kwargs)
         else:
             twin = Image(

@@ -149,8 +149,6 @@ class _Pool:
         #: made at start-up without data (:func:`fill_at_start`): at the origin, waiting for
         #: the study's first 3-D image to sit on (:func:`_home`)
         self.homeless = False
-        #: :func:`place_for` moved the homeless pool onto the image about to be added
-        self.placed = False
 
 
 def _state(viewer) -> _Pool:
@@ -356,8 +354,6 @@ def fill_at_start(viewer, words=None) -> bool:
     # one 100 mm voxel about the origin: the empty window's view (its home button) spans
     # a mouse, not a voxel, until the first image arrives
     place = {"scale": np.full(3, START_VOXEL_MM), "translate": np.zeros(3)}
-    camera = compat.camera(viewer)
-    view = (tuple(camera.center), camera.zoom)  # the empty window's (not zoomed on a voxel)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nothing of the pool concerns the user
         for kind in _kinds():
@@ -366,8 +362,6 @@ def fill_at_start(viewer, words=None) -> bool:
         # a synchronous draw of the canvas: every program compiled, every texture made
         viewer.screenshot(canvas_only=True)
         _hide_made(viewer)
-        camera.center = view[0]
-        camera.zoom = view[1]
         QApplication.processEvents()
     st.homeless = True  # (not before: a pooled layer is marked only once it is added)
     compat.show_welcome_screen(viewer)  # the window still looks empty: it is
@@ -439,49 +433,43 @@ def _settle_after_image(viewer) -> None:
 
 def _drop_and_fit(viewer) -> None:
     """The pooled layers removed (a study they do not fit), the view fitted on what is
-    left, the sliders at their middle (as napari shows a window's first layer)."""
+    left."""
     drop(viewer)
     if len(viewer.layers):
-        viewer.reset_view()
-        _centre_sliders(viewer)
+        _fit_as_first(viewer)
 
 
-def _centre_sliders(viewer) -> None:
-    """Each slider at its middle step (as napari sets them for a window's first layer)."""
+def _fit_as_first(viewer) -> None:
+    """The view fitted on the data and each slider at its middle step, as napari shows a
+    window's first layer (here the pooled layers came first)."""
+    viewer.reset_view()
     viewer.dims.current_step = tuple(max(0, int(n) - 1) // 2 for n in viewer.dims.nsteps)
 
 
 def _home(viewer, img) -> None:
-    """Move the pool made at start-up onto ``img``'s centre voxel (unless
-    :func:`place_for` moved it there already), then reset the view and the sliders on the
-    study, as napari does for a window's first layer (the pooled layers were its first)."""
+    """Move the pool made at start-up onto ``img``'s centre voxel (:func:`place_for` may
+    have moved it there already), then fit the view on the study (:func:`_fit_as_first`)."""
     st = _state(viewer)
     st.homeless = False
-    place = _centre_placement(img)
-    there = [lyr for lyr in viewer.layers if is_pooled(lyr) and _homed_kinds(lyr)]
-    if not (
-        st.placed
-        and all(
-            np.allclose(lyr.translate, place["translate"], atol=1e-6)
-            and np.allclose(lyr.scale, place["scale"], rtol=1e-6)
-            for lyr in there
-        )
-    ):  # (placed for another image, e.g. a session whose first image did not come)
-        _move_voxels(viewer, place)
-    st.placed = False
+    _move_voxels(viewer, _centre_placement(img))
     st.ref = weakref.ref(img)
     st.filled_for = id(img)
-    viewer.reset_view()
-    _centre_sliders(viewer)
+    _fit_as_first(viewer)
     _settle_after_image(viewer)
 
 
 def _move_voxels(viewer, place: dict) -> None:
     """The pooled layers with a voxel (the empty Points have no extent) moved to
-    ``place``: each redrawn once, the world extent recomputed once."""
+    ``place`` (unless all are there): each redrawn once, the world extent recomputed once."""
     from mpi_viewer.plugins._layers import keeping_active
 
     moved = [lyr for lyr in viewer.layers if is_pooled(lyr) and _homed_kinds(lyr)]
+    if all(
+        np.allclose(lyr.translate, place["translate"], atol=1e-6)
+        and np.allclose(lyr.scale, place["scale"], rtol=1e-6)
+        for lyr in moved
+    ):
+        return
     with keeping_active(viewer), contextlib.ExitStack() as stack:
         for lyr in moved:
             stack.enter_context(compat.one_refresh(lyr))
@@ -498,8 +486,7 @@ def place_for(viewer, volume) -> None:
     napari's add alone; that image, once added, is the pool's home (:func:`_home`).
     Nothing when the pool has a home already or ``volume`` is not a 3-D scalar image."""
     viewer = _real(viewer)
-    st = _state(viewer)
-    if not st.homeless or st.placed or volume.ndim != 3:
+    if not _state(viewer).homeless or volume.ndim != 3:
         return
     from mpi_viewer.geometry.axes import xyz_to_zyx
 
@@ -507,7 +494,6 @@ def place_for(viewer, volume) -> None:
     world = np.asarray(xyz_to_zyx(volume.index_to_physical(centre[None])[0]), dtype=float)
     scale = np.abs(np.asarray(xyz_to_zyx(volume.spacing_mm), dtype=float))
     _move_voxels(viewer, {"scale": scale, "translate": world})
-    st.placed = True
 
 
 def fill_one(viewer) -> bool:

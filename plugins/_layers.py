@@ -246,20 +246,17 @@ def set_placement(layer, scale, translate, affine) -> None:
         sets.append(("translate", list(translate)))
     if not np.allclose(layer.affine.affine_matrix, affine):
         sets.append(("affine", affine))
-    if len(sets) > 1:
-        from mpi_viewer.plugins import _napari_compat as compat
-
-        with compat.one_refresh(layer):
-            with contextlib.ExitStack() as quiet:
-                for key, _ in sets[:-1]:
-                    quiet.enter_context(getattr(layer.events, key).blocker())
-                for key, value in sets[:-1]:
-                    setattr(layer, key, value)
-            key, value = sets[-1]
-            setattr(layer, key, value)
+    if not sets:
         return
-    for key, value in sets:
-        setattr(layer, key, value)
+    from mpi_viewer.plugins import _napari_compat as compat
+
+    *quiet, (key, value) = sets
+    with compat.one_refresh(layer) if quiet else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            for k, v in quiet:  # set unannounced
+                stack.enter_context(getattr(layer.events, k).blocker())
+                setattr(layer, k, v)
+        setattr(layer, key, value)  # announced: every listener reads the whole transform
 
 
 def copy_placement(src, dst) -> None:

@@ -53,6 +53,8 @@ import numpy as np
 GLYPHS = (
     "0123456789 abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ×⁰¹²³⁴⁵⁶⁷⁸⁹⁻–-+.,:;[]()/%±µ³⚠"
 )
+#: :data:`GLYPHS` as the texts of two drafted points (:func:`._layer_pool.draft`).
+GLYPH_WORDS = (GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :])
 
 
 #: The layers the study adds whose first of a kind costs napari far more than the next
@@ -69,11 +71,10 @@ def _layers_to_warm(viewer) -> list:
     from mpi_viewer.plugins._layer_pool import draft, make_styled
 
     place = {"scale": np.ones(3), "translate": np.zeros(3)}
-    words = (GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :])
     made = []
     for kind in WARM_KINDS:
         layer = make_styled(viewer, kind, f"(warm-up) {kind}", place)
-        draft(layer, place["translate"], words)
+        draft(layer, place["translate"], GLYPH_WORDS)
         made.append(layer)
     return made
 
@@ -131,8 +132,7 @@ def settle(viewer, *, warm: bool = True) -> None:
     if warm:
         from mpi_viewer.plugins._layer_pool import fill_at_start
 
-        words = (GLYPHS[: len(GLYPHS) // 2], GLYPHS[len(GLYPHS) // 2 :])
-        if not fill_at_start(viewer, words):  # the pool made now pays what the warm-up would
+        if not fill_at_start(viewer, GLYPH_WORDS):  # the pool made now pays the warm-up's costs
             warm_up(viewer)
     gc.collect()  # garbage of start-up freed first, not frozen with the rest
     gc.freeze()
